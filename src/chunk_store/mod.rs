@@ -1,0 +1,320 @@
+//! The chunk store: blocks of file data stored once under their blake3 hash, compressed, in
+//! append-only pack files, and verified on every read.
+//!
+//! Invariants:
+//! - A chunk's location is published (to readers and to the index) only after its whole frame is
+//!   in the pack file, so a reader never sees a partly written frame.
+//! - The committed index only names frames that were fsynced before the index was committed:
+//!   a commit stages the published chunks ([`ChunkStore::stage_commit`]), then syncs the packs
+//!   ([`ChunkStore::sync`]), then commits, so every staged frame was written before the sync.
+//! - A read returns bytes whose blake3 hash is the id asked for, or an error: never other bytes.
+
+mod codec;
+pub mod index;
+mod pack;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadableDatabase, WriteTransaction};
+
+use crate::format::location::ChunkLocation;
+use crate::format::pack::{Codec, FrameHeader};
+use crate::id::{ChunkId, PackId};
+use pack::{PackFile, PackWriter};
+
+pub use pack::PACK_DIR;
+
+/// Why a chunk could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkStoreError {
+    #[error("chunk {0} is missing from the store")]
+    Missing(ChunkId),
+    #[error("chunk {id} is damaged: {reason}")]
+    Corrupt { id: ChunkId, reason: String },
+    #[error("chunk store I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("chunk index error: {0}")]
+    Index(#[from] redb::Error),
+}
+
+impl ChunkStoreError {
+    fn corrupt(id: ChunkId, reason: impl Into<String>) -> Self {
+        ChunkStoreError::Corrupt {
+            id,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Space the store takes, as reported by `statfs` and `status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreUsage {
+    pub pack_bytes: u64,
+}
+
+/// Content-addressed storage of chunks in pack files.
+pub struct ChunkStore {
+    pack_dir: PathBuf,
+    db: Arc<Database>,
+    /// Every pack readable now, by number.
+    packs: RwLock<HashMap<PackId, Arc<PackFile>>>,
+    /// The pack being appended to; created on the first write of a mount.
+    writer: Mutex<PackWriter>,
+    /// Chunks written to packs but not yet in the committed index.
+    pending: Mutex<HashMap<ChunkId, ChunkLocation>>,
+}
+
+impl ChunkStore {
+    /// Opens the packs of a store, first cutting every pack back to the length the last commit
+    /// recorded (a crash may have left frames that no committed index entry names) and deleting
+    /// packs that no commit recorded at all.
+    pub fn open(store_dir: &Path, db: Arc<Database>) -> Result<Self, ChunkStoreError> {
+        let pack_dir = store_dir.join(PACK_DIR);
+        let committed = index::committed_pack_lengths(&db)?;
+        let mut packs = HashMap::new();
+        let mut next_pack = 1;
+        for entry in fs::read_dir(&pack_dir)? {
+            let path = entry?.path();
+            let Some(id) = pack::parse_pack_name(&path) else {
+                continue;
+            };
+            next_pack = next_pack.max(id.0 + 1);
+            match committed.get(&id) {
+                None => {
+                    tracing::info!(pack = %id, "removing a pack that no commit recorded");
+                    fs::remove_file(&path)?;
+                }
+                Some(&length) => {
+                    packs.insert(id, Arc::new(PackFile::open_sealed(&path, id, length)?));
+                }
+            }
+        }
+        for id in committed.keys() {
+            if !packs.contains_key(id) {
+                tracing::error!(pack = %id, "pack file is missing; chunks in it will read as EIO");
+            }
+            next_pack = next_pack.max(id.0 + 1);
+        }
+        Ok(ChunkStore {
+            writer: Mutex::new(PackWriter::new(pack_dir.clone(), PackId(next_pack))),
+            pack_dir,
+            db,
+            packs: RwLock::new(packs),
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Creates the pack directory of a new store.
+    pub fn create(store_dir: &Path) -> io::Result<()> {
+        crate::storage::durable::create_dir(&store_dir.join(PACK_DIR))
+    }
+
+    /// Stores `data` (at most one block) and returns its id. Data already present is not written
+    /// again. Hashing and compression run on the caller's thread, outside every lock; only the
+    /// reservation of space in the pack is serialised.
+    pub fn put(&self, data: &[u8]) -> Result<ChunkId, ChunkStoreError> {
+        let id = ChunkId::of(data);
+        if self.contains(&id)? {
+            return Ok(id);
+        }
+        let compressed = codec::compress(data);
+        let (codec, payload) = match &compressed {
+            Some(smaller) => (Codec::Zstd, smaller.as_slice()),
+            None => (Codec::Raw, data),
+        };
+        let header = FrameHeader {
+            codec,
+            raw_len: data.len() as u32,
+            stored_len: payload.len() as u32,
+            chunk_id: id,
+        };
+        let (pack, offset, created) = self.writer.lock().reserve(header.frame_len())?;
+        if let Some(new_pack) = created {
+            self.packs.write().insert(new_pack.id, new_pack);
+        }
+        pack.write_frame(offset, &header, payload)?;
+        let location = ChunkLocation {
+            pack: pack.id,
+            offset,
+            frame_len: header.frame_len() as u32,
+        };
+        self.pending.lock().insert(id, location);
+        Ok(id)
+    }
+
+    fn contains(&self, id: &ChunkId) -> Result<bool, ChunkStoreError> {
+        Ok(self.locate(id)?.is_some())
+    }
+
+    fn locate(&self, id: &ChunkId) -> Result<Option<ChunkLocation>, ChunkStoreError> {
+        if let Some(location) = self.pending.lock().get(id) {
+            return Ok(Some(*location));
+        }
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        index::lookup(&txn, id)
+    }
+
+    /// Reads and verifies a chunk.
+    pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkStoreError> {
+        let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
+        let pack = self
+            .packs
+            .read()
+            .get(&location.pack)
+            .cloned()
+            .ok_or_else(|| {
+                ChunkStoreError::corrupt(*id, format!("pack {} is missing", location.pack))
+            })?;
+        let frame = pack
+            .frame(location.offset, location.frame_len)
+            .ok_or_else(|| {
+                ChunkStoreError::corrupt(
+                    *id,
+                    format!("pack {} is shorter than the index says", location.pack),
+                )
+            })?;
+        let result = codec::decode_frame(*id, frame);
+        pack.release(location.offset, location.frame_len);
+        result
+    }
+
+    /// Makes every frame written so far durable.
+    pub fn sync(&self) -> io::Result<()> {
+        let packs = self.writer.lock().packs_written();
+        for pack in packs {
+            pack.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the chunks published so far, and the length of every pack written to, into `txn`.
+    /// Then call [`ChunkStore::sync`] before committing `txn`, and [`ChunkStore::committed`] with
+    /// the returned list once it is committed.
+    pub fn stage_commit(&self, txn: &WriteTransaction) -> Result<Vec<ChunkId>, ChunkStoreError> {
+        let staged: Vec<(ChunkId, ChunkLocation)> = self
+            .pending
+            .lock()
+            .iter()
+            .map(|(id, loc)| (*id, *loc))
+            .collect();
+        index::insert(txn, &staged)?;
+        let lengths: Vec<(PackId, u64)> = self
+            .packs
+            .read()
+            .values()
+            .filter(|pack| pack.is_active())
+            .map(|pack| (pack.id, pack.written_len()))
+            .collect();
+        index::record_pack_lengths(txn, &lengths)?;
+        Ok(staged.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Forgets pending entries that are now in the committed index.
+    pub fn committed(&self, ids: &[ChunkId]) {
+        let mut pending = self.pending.lock();
+        for id in ids {
+            pending.remove(id);
+        }
+    }
+
+    pub fn usage(&self) -> StoreUsage {
+        StoreUsage {
+            pack_bytes: self.packs.read().values().map(|p| p.written_len()).sum(),
+        }
+    }
+
+    pub fn pack_dir(&self) -> &Path {
+        &self.pack_dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_store(dir: &Path) -> (Arc<Database>, ChunkStore) {
+        let db = Arc::new(Database::create(dir.join("meta.redb")).expect("db"));
+        index::create_tables(&db).expect("tables");
+        if !dir.join(PACK_DIR).exists() {
+            ChunkStore::create(dir).expect("pack dir");
+        }
+        let store = ChunkStore::open(dir, db.clone()).expect("open");
+        (db, store)
+    }
+
+    fn commit(db: &Database, store: &ChunkStore) {
+        let txn = db.begin_write().expect("txn");
+        let ids = store.stage_commit(&txn).expect("stage");
+        store.sync().expect("sync");
+        txn.commit().expect("commit");
+        store.committed(&ids);
+    }
+
+    #[test]
+    fn stores_once_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_db, store) = open_store(dir.path());
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let first = store.put(&data).expect("put");
+        let used = store.usage().pack_bytes;
+        let second = store.put(&data).expect("put again");
+        assert_eq!(first, second);
+        assert_eq!(
+            store.usage().pack_bytes,
+            used,
+            "a duplicate is not stored again"
+        );
+        assert!(
+            used < data.len() as u64 / 2,
+            "compressible data is compressed"
+        );
+        assert_eq!(store.get(&first).expect("get"), data);
+    }
+
+    #[test]
+    fn committed_chunks_survive_reopen_and_uncommitted_ones_vanish() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept;
+        let lost;
+        {
+            let (db, store) = open_store(dir.path());
+            kept = store.put(b"committed chunk").expect("put");
+            commit(&db, &store);
+            lost = store.put(b"never committed").expect("put");
+        }
+        let (_db, store) = open_store(dir.path());
+        assert_eq!(store.get(&kept).expect("get"), b"committed chunk");
+        assert!(matches!(store.get(&lost), Err(ChunkStoreError::Missing(_))));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_reported_never_returned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id;
+        {
+            let (db, store) = open_store(dir.path());
+            id = store.put(&[7u8; 5000]).expect("put");
+            commit(&db, &store);
+        }
+        let pack_path = fs::read_dir(dir.path().join(PACK_DIR))
+            .expect("dir")
+            .next()
+            .expect("one pack")
+            .expect("entry")
+            .path();
+        let mut bytes = fs::read(&pack_path).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        fs::write(&pack_path, &bytes).expect("write");
+        let (_db, store) = open_store(dir.path());
+        assert!(matches!(
+            store.get(&id),
+            Err(ChunkStoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,192 @@
+//! Pack files on disk: creating, appending frames, and reading them back through a memory map.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::format::pack::{self as format, FrameHeader, PACK_HEADER_LEN};
+use crate::id::PackId;
+use crate::storage::durable;
+use crate::storage::mmap::MappedFile;
+
+pub const PACK_DIR: &str = "packs";
+/// A pack is closed once it would grow past this size: large enough that a store of a few TiB
+/// has a few thousand packs, small enough that compacting one is a short job.
+const PACK_CAPACITY: u64 = 256 << 20;
+
+pub fn pack_path(dir: &Path, id: PackId) -> PathBuf {
+    dir.join(format!("{id}.pack"))
+}
+
+pub fn parse_pack_name(path: &Path) -> Option<PackId> {
+    let name = path.file_name()?.to_str()?;
+    let number = name.strip_suffix(".pack")?;
+    if number.len() != 8 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok().map(PackId)
+}
+
+/// One pack file, mapped for reading.
+pub struct PackFile {
+    pub id: PackId,
+    file: File,
+    map: MappedFile,
+    /// End of the space handed out so far (for a sealed pack: its committed length).
+    reserved: AtomicU64,
+    /// Whether this mount appends to the pack.
+    active: bool,
+}
+
+impl PackFile {
+    /// Opens a pack written by an earlier mount, cutting it back to `committed_len`.
+    pub fn open_sealed(path: &Path, id: PackId, committed_len: u64) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let actual = file.metadata()?.len();
+        if actual > committed_len {
+            tracing::info!(pack = %id, from = actual, to = committed_len, "cutting uncommitted frames off a pack");
+            file.set_len(committed_len)?;
+            file.sync_all()?;
+        } else if actual < committed_len {
+            tracing::error!(pack = %id, actual, committed_len, "pack is shorter than committed; chunks past its end will read as EIO");
+        }
+        let mut header = [0u8; PACK_HEADER_LEN];
+        if let Err(err) = file
+            .read_exact_at(&mut header, 0)
+            .map_err(|e| e.to_string())
+            .and_then(|()| format::decode_pack_header(&header).map_err(|e| e.to_string()))
+        {
+            tracing::error!(pack = %id, "pack header is damaged: {err}");
+        }
+        let len = actual.min(committed_len);
+        let map = MappedFile::map(&file, len)?;
+        Ok(PackFile {
+            id,
+            file,
+            map,
+            reserved: AtomicU64::new(len),
+            active: false,
+        })
+    }
+
+    fn create(path: &Path, id: PackId) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all_at(&format::encode_pack_header(), 0)?;
+        // The pack's name must be durable before any commit can name a chunk inside it.
+        file.sync_all()?;
+        durable::sync_parent(path)?;
+        // Mapped at full capacity: only ranges already written are ever read (see storage::mmap).
+        let map = MappedFile::map(&file, PACK_CAPACITY)?;
+        Ok(PackFile {
+            id,
+            file,
+            map,
+            reserved: AtomicU64::new(PACK_HEADER_LEN as u64),
+            active: true,
+        })
+    }
+
+    pub fn write_frame(&self, offset: u64, header: &FrameHeader, payload: &[u8]) -> io::Result<()> {
+        // One write for header and payload: the common raw case would otherwise cost a copy.
+        let header_bytes = header.encode();
+        self.file.write_all_at(&header_bytes, offset)?;
+        self.file
+            .write_all_at(payload, offset + header_bytes.len() as u64)
+    }
+
+    /// The bytes of a frame, or `None` if they lie outside the pack.
+    pub fn frame(&self, offset: u64, len: u32) -> Option<&[u8]> {
+        if offset.checked_add(u64::from(len))? > self.reserved.load(Ordering::Acquire) {
+            return None;
+        }
+        self.map.get(offset, len as usize)
+    }
+
+    pub fn release(&self, offset: u64, len: u32) {
+        self.map.release(offset, len as usize);
+    }
+
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub fn written_len(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+}
+
+/// Hands out space in the active pack, starting a new pack when it is full. Only the
+/// reservation is done under the caller's lock; the frame itself is written afterwards.
+pub struct PackWriter {
+    dir: PathBuf,
+    next_id: PackId,
+    current: Option<Arc<PackFile>>,
+    /// Every pack this mount has written to; each commit syncs them.
+    written: Vec<Arc<PackFile>>,
+}
+
+impl PackWriter {
+    pub fn new(dir: PathBuf, next_id: PackId) -> Self {
+        PackWriter {
+            dir,
+            next_id,
+            current: None,
+            written: Vec::new(),
+        }
+    }
+
+    /// Reserves `len` bytes; returns the pack, the offset, and the pack if it was just created.
+    pub fn reserve(&mut self, len: u64) -> io::Result<(Arc<PackFile>, u64, Option<Arc<PackFile>>)> {
+        let mut created = None;
+        let fits = self
+            .current
+            .as_ref()
+            .is_some_and(|pack| pack.written_len() + len <= PACK_CAPACITY);
+        if !fits {
+            let id = self.next_id;
+            let pack = Arc::new(PackFile::create(&pack_path(&self.dir, id), id)?);
+            self.next_id = PackId(id.0 + 1);
+            self.current = Some(pack.clone());
+            self.written.push(pack.clone());
+            created = Some(pack);
+        }
+        let pack = self
+            .current
+            .clone()
+            .expect("a current pack was just ensured");
+        let offset = pack.reserved.fetch_add(len, Ordering::AcqRel);
+        Ok((pack, offset, created))
+    }
+
+    pub fn packs_written(&self) -> Vec<Arc<PackFile>> {
+        self.written.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_names_round_trip() {
+        let dir = Path::new("/x");
+        assert_eq!(
+            parse_pack_name(&pack_path(dir, PackId(42))),
+            Some(PackId(42))
+        );
+        assert_eq!(parse_pack_name(Path::new("/x/42.pack")), None);
+        assert_eq!(parse_pack_name(Path::new("/x/0000004a.pack")), None);
+    }
+}

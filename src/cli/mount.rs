@@ -1,0 +1,105 @@
+//! `snapfs mount STORE MOUNTPOINT`: serve a store until it is unmounted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use fuser::{Config, MountOption, Session, SessionACL};
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::fuse::{CacheOptions, SnapFuse};
+use crate::live::{LiveFs, LiveOptions};
+use crate::store::Store;
+
+/// The mount source is `snapfs:STORE`, which is how `snapfs umount` finds the store of a mount
+/// (a root mount through /dev/fuse has file system type plain `fuse`).
+pub const MOUNT_SOURCE_PREFIX: &str = "snapfs:";
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// The store directory (made by `snapfs init`).
+    pub store: PathBuf,
+    /// An existing, empty directory to mount the share on.
+    pub mountpoint: PathBuf,
+    /// Let users other than the one who mounted see the share (permissions still apply).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Threads serving kernel requests.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Seconds the kernel may cache names and attributes.
+    #[arg(long, default_value_t = 1.0)]
+    pub cache_ttl: f64,
+    /// Do not let the kernel buffer writes in its page cache.
+    #[arg(long)]
+    pub no_writeback_cache: bool,
+    /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
+    #[arg(long, default_value = "256M", value_parser = super::parse_size)]
+    pub dirty_limit: u64,
+    /// Seconds between commits when nobody calls fsync.
+    #[arg(long, default_value_t = 2.0)]
+    pub commit_interval: f64,
+}
+
+pub fn run(args: MountArgs) -> anyhow::Result<()> {
+    let mountpoint = std::path::absolute(&args.mountpoint)?;
+    match std::fs::metadata(&mountpoint) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => bail!("mountpoint {} is not a directory", mountpoint.display()),
+        Err(err) => bail!("mountpoint {}: {err}", mountpoint.display()),
+    }
+    if args.threads == 0 || args.cache_ttl < 0.0 || args.commit_interval <= 0.0 {
+        bail!("--threads and --commit-interval must be positive, --cache-ttl not negative");
+    }
+    let store = Store::open(&args.store)
+        .with_context(|| format!("cannot open store {}", args.store.display()))?;
+    let source = format!("{MOUNT_SOURCE_PREFIX}{}", store.dir.display());
+    let options = LiveOptions {
+        dirty_limit: args.dirty_limit,
+        commit_interval: Duration::from_secs_f64(args.commit_interval),
+    };
+    // Block the termination signals before any thread starts, so that only the signal thread
+    // below receives them and turns them into a clean unmount.
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    signals.thread_block()?;
+    let live = LiveFs::serve(store, options).context("cannot load the share")?;
+    let cache = CacheOptions {
+        ttl: Duration::from_secs_f64(args.cache_ttl),
+        writeback_cache: !args.no_writeback_cache,
+    };
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(source),
+        MountOption::Subtype("snapfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+    ];
+    config.acl = if args.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(args.threads);
+    config.clone_fd = true;
+    let mut session = Session::new(SnapFuse::new(live, cache), &mountpoint, &config)
+        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::Builder::new()
+        .name("snapfs-signals".into())
+        .spawn(move || {
+            if let Ok(signal) = signals.wait() {
+                tracing::info!("{signal}: unmounting");
+                if let Err(err) = unmounter.unmount() {
+                    tracing::error!("unmount after {signal} failed: {err}");
+                }
+            }
+        })?;
+    tracing::info!(mountpoint = %mountpoint.display(), "mounted");
+    session.run().context("the FUSE session failed")?;
+    tracing::info!("unmounted; store closed");
+    Ok(())
+}

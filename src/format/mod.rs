@@ -1,0 +1,25 @@
+//! Every byte layout snapfs persists, in one place: pure encoding and decoding, no I/O.
+//!
+//! Decoders never panic on untrusted bytes: every read is bounds-checked and every failure is a
+//! [`DecodeError`]. The layouts are drawn in `docs/ARCHITECTURE.md`.
+
+mod cursor;
+pub mod inode;
+pub mod location;
+pub mod pack;
+pub mod store_config;
+
+/// Why bytes read from disk could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("truncated: needed {needed} more bytes")]
+    Truncated { needed: usize },
+    #[error("bad magic number")]
+    BadMagic,
+    #[error("unsupported format version {0}")]
+    UnsupportedVersion(u32),
+    #[error("invalid field {field}: {value}")]
+    InvalidField { field: &'static str, value: u64 },
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+}

@@ -1,0 +1,23 @@
+//! snapfs: a FUSE file share whose data lives in a verified, deduplicating chunk store.
+//!
+//! Layers, each depending only on those above it in this list:
+//! - [`format`]: every persisted byte layout, pure encode/decode.
+//! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
+//! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
+//! - [`meta`]: the metadata database (redb) and its schema.
+//! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
+//! - [`store`]: a store directory as a whole (init, open).
+//! - [`fuse`]: the adapter from kernel requests to [`live`].
+//! - [`cli`]: the `snapfs` command.
+//!
+//! `docs/ARCHITECTURE.md` describes the design, the on-disk formats and the crash analysis.
+
+pub mod chunk_store;
+pub mod cli;
+pub mod format;
+pub mod fuse;
+pub mod id;
+pub mod live;
+pub mod meta;
+pub mod storage;
+pub mod store;

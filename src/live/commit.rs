@@ -1,0 +1,180 @@
+//! Group commit: one background thread turns the changes of many operations into one durable
+//! redb transaction. `fsync` callers wait for the next commit instead of each paying for their
+//! own, and when nobody asks, a commit runs every `commit_interval`.
+//!
+//! Order of a commit (the crash analysis in docs/ARCHITECTURE.md relies on it):
+//! 1. take the namespace changes under the namespace read lock, then each dirty file's block
+//!    changes (every chunk they name was already published by the chunk store);
+//! 2. stage those, then the published chunk locations and pack lengths, in one transaction;
+//! 3. fsync the packs; 4. commit the transaction durably.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::LiveFs;
+use super::error::{FsError, FsResult};
+use crate::meta::CommitBatch;
+
+struct QueueState {
+    requested: u64,
+    completed: u64,
+    failed: bool,
+    stopped: bool,
+}
+
+pub struct CommitQueue {
+    state: Mutex<QueueState>,
+    wake: Condvar,
+    done: Condvar,
+    interval: Duration,
+}
+
+impl CommitQueue {
+    pub fn new(interval: Duration) -> Self {
+        CommitQueue {
+            state: Mutex::new(QueueState {
+                requested: 0,
+                completed: 0,
+                failed: false,
+                stopped: true,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            interval,
+        }
+    }
+
+    /// Starts the committer thread. It holds only a weak reference, so dropping the filesystem
+    /// ends it.
+    pub fn start(fs: &Arc<LiveFs>) {
+        fs.commits.state.lock().stopped = false;
+        let weak: Weak<LiveFs> = Arc::downgrade(fs);
+        std::thread::Builder::new()
+            .name("snapfs-commit".into())
+            .spawn(move || committer(weak))
+            .expect("spawning the commit thread");
+    }
+
+    pub fn stop(&self) {
+        let mut state = self.state.lock();
+        state.stopped = true;
+        self.wake.notify_all();
+    }
+}
+
+fn committer(weak: Weak<LiveFs>) {
+    loop {
+        let Some(fs) = weak.upgrade() else { return };
+        let target = {
+            let mut state = fs.commits.state.lock();
+            if state.stopped {
+                return;
+            }
+            if state.requested == state.completed {
+                fs.commits.wake.wait_for(&mut state, fs.commits.interval);
+            }
+            if state.stopped {
+                return;
+            }
+            state.requested
+        };
+        let result = fs.commit_once();
+        let mut state = fs.commits.state.lock();
+        state.completed = state.completed.max(target);
+        state.failed |= result.is_err();
+        fs.commits.done.notify_all();
+    }
+}
+
+impl LiveFs {
+    /// Commits everything changed so far and returns once it is durable. Concurrent callers
+    /// share one commit.
+    pub fn commit_now(&self) -> FsResult<()> {
+        let mut state = self.commits.state.lock();
+        if state.stopped {
+            // No committer thread (opening, or shut down): commit on this thread.
+            drop(state);
+            return self.commit_once();
+        }
+        state.requested += 1;
+        let target = state.requested;
+        self.commits.wake.notify_one();
+        while state.completed < target && !state.stopped {
+            self.commits.done.wait(&mut state);
+        }
+        drop(state);
+        self.check_writable()
+    }
+
+    fn commit_once(&self) -> FsResult<()> {
+        self.check_writable()?;
+        let batch = self.collect_batch();
+        let result = self.write_batch(&batch);
+        if let Err(err) = &result {
+            tracing::error!("commit failed, refusing further changes until remount: {err}");
+            self.poisoned
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        result
+    }
+
+    fn collect_batch(&self) -> CommitBatch {
+        let tree = self.tree.read();
+        let dirt = std::mem::take(&mut *self.dirt.lock());
+        let files = std::mem::take(&mut *self.dirty_files.lock());
+        let mut batch = CommitBatch {
+            next_inode: tree.next_inode,
+            ..CommitBatch::default()
+        };
+        for ino in dirt.inodes.union(&files) {
+            if dirt.removed.contains(ino) {
+                continue;
+            }
+            let Some(node) = tree.nodes.get(ino) else {
+                continue;
+            };
+            let mut record = node.record.clone();
+            if let Some(content) = &node.content {
+                let changes = content.lock().take_changes();
+                record.size = changes.size;
+                record.mtime = changes.mtime;
+                record.ctime = changes.ctime;
+                if changes.blocks.dropped_from.is_some() || !changes.blocks.set.is_empty() {
+                    batch.blocks.push((*ino, changes.blocks));
+                }
+            }
+            batch.inodes.push((*ino, record));
+        }
+        batch.removed_inodes = dirt.removed.into_iter().collect();
+        batch.dirents = dirt
+            .dirents
+            .into_iter()
+            .map(|((parent, name), child)| (parent, name, child))
+            .collect();
+        for ino in dirt.xattrs {
+            if let Some(node) = tree.nodes.get(&ino) {
+                batch.xattrs.push((ino, node.xattrs.clone()));
+            }
+        }
+        batch
+    }
+
+    fn write_batch(&self, batch: &CommitBatch) -> FsResult<()> {
+        let db = self.meta.database();
+        let mut txn = db.begin_write().map_err(meta_err)?;
+        txn.set_durability(redb::Durability::Immediate)
+            .map_err(|e| meta_err(redb::Error::from(e)))?;
+        self.meta.stage(&txn, batch)?;
+        let staged = self.store.stage_commit(&txn)?;
+        self.store.sync()?;
+        txn.commit().map_err(meta_err)?;
+        self.store.committed(&staged);
+        Ok(())
+    }
+}
+
+fn meta_err(err: impl Into<redb::Error>) -> FsError {
+    FsError::Meta(crate::meta::MetaError::Db(err.into()))
+}

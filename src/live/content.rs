@@ -1,0 +1,379 @@
+//! The data of one regular file: its block map, the blocks being written, and its size and
+//! times (which the data path changes without touching the namespace lock).
+//!
+//! Invariants:
+//! - `blocks` (when loaded) is the file's current block map: committed entries plus blocks
+//!   sealed since; `changed` and `dropped_from` describe how it differs from the committed map.
+//! - A block in `buffers` is newer than its entry in `blocks`; bytes of a buffer past the end of
+//!   the file are zero, so growing the file never exposes old data.
+//! - Every chunk id in `blocks` was published by the chunk store before it was inserted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::error::{FsError, FsResult};
+use crate::chunk_store::ChunkStore;
+use crate::format::inode::Timestamp;
+use crate::id::{ChunkId, InodeNo};
+use crate::meta::{BlockChanges, MetaStore};
+
+/// Largest file size accepted: block indexes and offsets stay far from overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+/// Blocks a single file may hold unsealed before its oldest are sealed: bounds the memory of
+/// random writers while leaving room for a few interleaved sequential streams.
+const MAX_BUFFERS_PER_FILE: usize = 16;
+
+/// Shared by every file: the bytes held in unsealed blocks, and the limit on them.
+pub struct DirtyBudget {
+    bytes: AtomicI64,
+    limit: i64,
+}
+
+impl DirtyBudget {
+    pub fn new(limit: u64) -> Self {
+        DirtyBudget {
+            bytes: AtomicI64::new(0),
+            limit: limit as i64,
+        }
+    }
+
+    fn add(&self, delta: i64) {
+        self.bytes.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn exceeded(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) > self.limit
+    }
+}
+
+/// What a commit takes from a file.
+pub struct ContentChanges {
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub blocks: BlockChanges,
+}
+
+/// Everything the I/O operations need from outside the file.
+pub struct DataContext<'a> {
+    pub store: &'a ChunkStore,
+    pub meta: &'a MetaStore,
+    pub budget: &'a DirtyBudget,
+    pub block_size: u32,
+}
+
+pub struct FileContent {
+    pub ino: InodeNo,
+    state: Mutex<ContentState>,
+}
+
+pub struct ContentState {
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    blocks: Option<BTreeMap<u64, ChunkId>>,
+    buffers: BTreeMap<u64, Vec<u8>>,
+    changed: BTreeMap<u64, Option<ChunkId>>,
+    dropped_from: Option<u64>,
+    /// Size or times changed since the last commit.
+    attrs_changed: bool,
+}
+
+impl FileContent {
+    pub fn new(ino: InodeNo, size: u64, mtime: Timestamp, ctime: Timestamp) -> Self {
+        FileContent {
+            ino,
+            state: Mutex::new(ContentState {
+                size,
+                mtime,
+                ctime,
+                blocks: None,
+                buffers: BTreeMap::new(),
+                changed: BTreeMap::new(),
+                dropped_from: None,
+                attrs_changed: false,
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, ContentState> {
+        self.state.lock()
+    }
+}
+
+impl ContentState {
+    fn blocks(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+    ) -> FsResult<&mut BTreeMap<u64, ChunkId>> {
+        if self.blocks.is_none() {
+            self.blocks = Some(ctx.meta.load_blocks(ino)?);
+        }
+        Ok(self.blocks.as_mut().expect("loaded above"))
+    }
+
+    /// Whether anything here is not yet committed.
+    pub fn is_dirty(&self) -> bool {
+        self.attrs_changed
+            || !self.changed.is_empty()
+            || self.dropped_from.is_some()
+            || !self.buffers.is_empty()
+    }
+
+    /// Allocated 512-byte sectors, as `stat` reports them: holes cost nothing.
+    pub fn sectors(&self, block_size: u32) -> u64 {
+        let stored = match &self.blocks {
+            Some(blocks) => {
+                blocks.len()
+                    + self
+                        .buffers
+                        .keys()
+                        .filter(|k| !blocks.contains_key(k))
+                        .count()
+            }
+            None => return self.size.div_ceil(512),
+        };
+        (stored as u64 * u64::from(block_size)).min(self.size.next_multiple_of(512)) / 512
+    }
+
+    /// Reads up to `len` bytes at `offset`. Chunks are fetched after the lock is dropped, so
+    /// readers of one file run in parallel.
+    pub fn read(
+        mut guard: MutexGuard<'_, Self>,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        offset: u64,
+        len: u32,
+    ) -> FsResult<Vec<u8>> {
+        let size = guard.size;
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + u64::from(len));
+        let bs = u64::from(ctx.block_size);
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut fetch = Vec::new();
+        guard.blocks(ino, ctx)?;
+        let state = &*guard;
+        let blocks = state.blocks.as_ref().expect("loaded above");
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / bs;
+            let in_block = (pos % bs) as usize;
+            let n = ((bs - pos % bs).min(end - pos)) as usize;
+            let at = (pos - offset) as usize;
+            if let Some(buffer) = state.buffers.get(&index) {
+                out[at..at + n].copy_from_slice(&buffer[in_block..in_block + n]);
+            } else if let Some(id) = blocks.get(&index) {
+                fetch.push((*id, in_block, at, n));
+            }
+            pos += n as u64;
+        }
+        drop(guard);
+        for (id, in_block, at, n) in fetch {
+            let chunk = ctx.store.get(&id).inspect_err(|err| {
+                tracing::error!(ino = %ino, chunk = %id, "read failed: {err}");
+            })?;
+            // A chunk shorter than the block holds the file's last bytes; the rest reads as zero.
+            let available = chunk.len().saturating_sub(in_block).min(n);
+            out[at..at + available].copy_from_slice(&chunk[in_block..in_block + available]);
+        }
+        Ok(out)
+    }
+
+    pub fn write(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<()> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|end| *end <= MAX_FILE_SIZE)
+            .ok_or(FsError::FileTooLarge)?;
+        let bs = u64::from(ctx.block_size);
+        self.blocks(ino, ctx)?;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / bs;
+            let in_block = (pos % bs) as usize;
+            let n = ((bs - pos % bs).min(end - pos)) as usize;
+            let whole_block = n as u64 == bs;
+            let buffer = self.buffer_for(ino, ctx, index, whole_block)?;
+            let src = (pos - offset) as usize;
+            buffer[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
+            if in_block + n == bs as usize {
+                // The block is complete: hash, compress and store it now, while the data is hot
+                // in cache, rather than all at once at close.
+                self.size = self.size.max(pos + n as u64);
+                self.seal(ino, ctx, index)?;
+            }
+            pos += n as u64;
+        }
+        self.size = self.size.max(end);
+        self.touch_data();
+        if self.buffers.len() > MAX_BUFFERS_PER_FILE {
+            let oldest: Vec<u64> = self
+                .buffers
+                .keys()
+                .take(self.buffers.len() - MAX_BUFFERS_PER_FILE)
+                .copied()
+                .collect();
+            for index in oldest {
+                self.seal(ino, ctx, index)?;
+            }
+        }
+        if ctx.budget.exceeded() {
+            self.seal_all(ino, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn buffer_for(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        index: u64,
+        overwrite_whole: bool,
+    ) -> FsResult<&mut Vec<u8>> {
+        if !self.buffers.contains_key(&index) {
+            let mut buffer = vec![0u8; ctx.block_size as usize];
+            let existing = self.blocks.as_ref().and_then(|b| b.get(&index)).copied();
+            if let (Some(id), false) = (existing, overwrite_whole) {
+                let chunk = ctx.store.get(&id).inspect_err(|err| {
+                    tracing::error!(ino = %ino, chunk = %id, "read for update failed: {err}");
+                })?;
+                let n = chunk.len().min(buffer.len());
+                buffer[..n].copy_from_slice(&chunk[..n]);
+            }
+            ctx.budget.add(i64::from(ctx.block_size));
+            self.buffers.insert(index, buffer);
+        }
+        Ok(self.buffers.get_mut(&index).expect("inserted above"))
+    }
+
+    /// Moves one buffered block into the chunk store (or makes it a hole if it is all zero).
+    fn seal(&mut self, ino: InodeNo, ctx: &DataContext<'_>, index: u64) -> FsResult<()> {
+        let Some(buffer) = self.buffers.remove(&index) else {
+            return Ok(());
+        };
+        ctx.budget.add(-i64::from(ctx.block_size));
+        let bs = u64::from(ctx.block_size);
+        let valid = self.size.saturating_sub(index * bs).min(bs) as usize;
+        let data = &buffer[..valid];
+        let chunk = if data.iter().all(|b| *b == 0) {
+            None
+        } else {
+            match ctx.store.put(data) {
+                Ok(id) => Some(id),
+                Err(err) => {
+                    // Keep the data buffered: a later flush may succeed once space is freed.
+                    ctx.budget.add(i64::from(ctx.block_size));
+                    self.buffers.insert(index, buffer);
+                    return Err(match err {
+                        crate::chunk_store::ChunkStoreError::Io(io)
+                            if io.raw_os_error() == Some(libc::ENOSPC) =>
+                        {
+                            FsError::NoSpace
+                        }
+                        other => other.into(),
+                    });
+                }
+            }
+        };
+        let blocks = self.blocks(ino, ctx)?;
+        match chunk {
+            Some(id) => blocks.insert(index, id),
+            None => blocks.remove(&index),
+        };
+        self.changed.insert(index, chunk);
+        Ok(())
+    }
+
+    /// Seals every buffered block: after this the file's data is all in the chunk store.
+    pub fn seal_all(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<()> {
+        let indexes: Vec<u64> = self.buffers.keys().copied().collect();
+        for index in indexes {
+            self.seal(ino, ctx, index)?;
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, ino: InodeNo, ctx: &DataContext<'_>, new_size: u64) -> FsResult<()> {
+        if new_size > MAX_FILE_SIZE {
+            return Err(FsError::FileTooLarge);
+        }
+        let bs = u64::from(ctx.block_size);
+        if new_size < self.size {
+            let first_gone = new_size.div_ceil(bs);
+            let blocks = self.blocks(ino, ctx)?;
+            blocks.retain(|index, _| *index < first_gone);
+            let dropped = self.buffers.split_off(&first_gone);
+            ctx.budget
+                .add(-(dropped.len() as i64) * i64::from(ctx.block_size));
+            self.changed.retain(|index, _| *index < first_gone);
+            self.dropped_from = Some(self.dropped_from.map_or(first_gone, |d| d.min(first_gone)));
+            let tail = (new_size % bs) as usize;
+            if tail != 0 {
+                // Zero the rest of the last block, so that growing the file again reads zeros.
+                let buffer = self.buffer_for(ino, ctx, new_size / bs, false)?;
+                buffer[tail..].fill(0);
+            }
+        }
+        self.size = new_size;
+        self.touch_data();
+        Ok(())
+    }
+
+    pub fn touch_data(&mut self) {
+        let now = Timestamp::now();
+        self.mtime = now;
+        self.ctime = now;
+        self.attrs_changed = true;
+    }
+
+    pub fn set_times(&mut self, mtime: Option<Timestamp>, ctime: Timestamp) {
+        if let Some(mtime) = mtime {
+            self.mtime = mtime;
+        }
+        self.ctime = ctime;
+        self.attrs_changed = true;
+    }
+
+    /// Takes what the next commit must write. Unsealed buffers stay: they are not durable until
+    /// sealed (by a full block, `flush`, `fsync` or memory pressure).
+    pub fn take_changes(&mut self) -> ContentChanges {
+        self.attrs_changed = false;
+        ContentChanges {
+            size: self.size,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            blocks: BlockChanges {
+                dropped_from: self.dropped_from.take(),
+                set: std::mem::take(&mut self.changed).into_iter().collect(),
+            },
+        }
+    }
+
+    /// Drops the in-memory block map of a clean file nobody has open.
+    pub fn evict(&mut self) {
+        if !self.is_dirty() {
+            self.blocks = None;
+        }
+    }
+
+    /// Releases the memory of a file that was deleted.
+    pub fn discard(&mut self, ctx: &DataContext<'_>) {
+        ctx.budget
+            .add(-(self.buffers.len() as i64) * i64::from(ctx.block_size));
+        self.buffers.clear();
+        self.blocks = None;
+        self.changed.clear();
+        self.attrs_changed = false;
+        self.dropped_from = None;
+    }
+}

@@ -1,0 +1,205 @@
+//! The live, writable share, independent of FUSE: every POSIX operation as a method of
+//! [`LiveFs`], in one file per group of operations. The FUSE adapter only routes requests here.
+//!
+//! Concurrency: the namespace (names and attributes) is one reader-writer lock, taken for
+//! writing only by operations that change names or attributes. File data is locked per file,
+//! and reads and writes go through open handles without touching the namespace lock, so I/O on
+//! different files never waits on one lock.
+//!
+//! Durability: changes are applied in memory and committed in groups (see `commit`): every few
+//! seconds, and whenever `fsync` asks. A commit is one redb transaction, so a crash leaves the
+//! state of some commit: never half an operation.
+
+mod attr;
+mod commit;
+mod content;
+mod create;
+mod dir;
+pub mod error;
+mod handles;
+mod io;
+mod namespace;
+mod remove;
+mod rename;
+mod xattr;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use attr::{Attr, SetAttr};
+use commit::CommitQueue;
+pub use content::MAX_FILE_SIZE;
+use content::{DataContext, DirtyBudget};
+pub use create::NewInode;
+pub use dir::DirEntry;
+pub use error::{FsError, FsResult};
+use handles::Handles;
+pub use io::FsStats;
+pub use namespace::NAME_MAX;
+use namespace::{Dirt, Namespace};
+pub use rename::RenameMode;
+pub use xattr::{XattrFlags, XattrReply};
+
+use crate::chunk_store::ChunkStore;
+use crate::id::InodeNo;
+use crate::meta::MetaStore;
+use crate::storage::lock::StoreLock;
+use crate::store::Store;
+
+/// Who asks for an operation: the owner of what it creates.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Tunables of a mounted share.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// Bytes of unsealed file data held in memory before writers seal their blocks early.
+    pub dirty_limit: u64,
+    /// How often changes are committed when nobody calls fsync.
+    pub commit_interval: std::time::Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions {
+            dirty_limit: 256 << 20,
+            commit_interval: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+pub struct LiveFs {
+    store: Arc<ChunkStore>,
+    meta: MetaStore,
+    block_size: u32,
+    tree: RwLock<Namespace>,
+    dirt: Mutex<Dirt>,
+    /// Files whose content changed since the last commit.
+    dirty_files: Mutex<std::collections::HashSet<InodeNo>>,
+    budget: DirtyBudget,
+    handles: Handles,
+    commits: CommitQueue,
+    /// Set when a commit failed: the on-disk state is then behind memory in a way that cannot
+    /// be repaired in place, so further changes are refused rather than silently lost.
+    poisoned: AtomicBool,
+    store_dir: std::path::PathBuf,
+    _lock: StoreLock,
+}
+
+impl LiveFs {
+    /// Serves the live share of an open store (which stays locked while this lives).
+    pub fn serve(store: Store, options: LiveOptions) -> FsResult<Arc<Self>> {
+        let Store {
+            dir,
+            config,
+            meta,
+            chunks,
+            lock,
+        } = store;
+        let (namespace, orphans) = Namespace::load(meta.load_tree()?);
+        let fs = Arc::new(LiveFs {
+            store: chunks,
+            meta,
+            block_size: config.block_size,
+            _lock: lock,
+            tree: RwLock::new(namespace),
+            dirt: Mutex::new(Dirt::default()),
+            dirty_files: Mutex::new(Default::default()),
+            budget: DirtyBudget::new(options.dirty_limit),
+            handles: Handles::default(),
+            commits: CommitQueue::new(options.commit_interval),
+            poisoned: AtomicBool::new(false),
+            store_dir: dir,
+        });
+        if !orphans.is_empty() {
+            tracing::info!(
+                count = orphans.len(),
+                "purging files deleted while open before a crash"
+            );
+            let mut tree = fs.tree.write();
+            for ino in orphans {
+                fs.purge(&mut tree, ino);
+            }
+        }
+        fs.commit_now()?;
+        CommitQueue::start(&fs);
+        Ok(fs)
+    }
+
+    fn data_context(&self) -> DataContext<'_> {
+        DataContext {
+            store: &self.store,
+            meta: &self.meta,
+            budget: &self.budget,
+            block_size: self.block_size,
+        }
+    }
+
+    fn check_writable(&self) -> FsResult<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            Err(FsError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn mark_inode(&self, ino: InodeNo) {
+        self.dirt.lock().inodes.insert(ino);
+    }
+
+    fn mark_dirent(&self, parent: InodeNo, name: &[u8], child: Option<InodeNo>) {
+        self.dirt
+            .lock()
+            .dirents
+            .insert((parent, name.to_vec()), child);
+    }
+
+    fn mark_file_data(&self, ino: InodeNo) {
+        self.dirty_files.lock().insert(ino);
+    }
+
+    /// Removes an inode nobody names or has open, and its data.
+    fn purge(&self, tree: &mut Namespace, ino: InodeNo) {
+        if let Some(node) = tree.nodes.remove(&ino)
+            && let Some(content) = &node.content
+        {
+            content.lock().discard(&self.data_context());
+        }
+        let mut dirt = self.dirt.lock();
+        dirt.inodes.remove(&ino);
+        dirt.xattrs.remove(&ino);
+        dirt.removed.insert(ino);
+    }
+
+    /// Seals every file's buffered data and commits: called at unmount.
+    pub fn shutdown(&self) -> FsResult<()> {
+        let contents: Vec<_> = self
+            .tree
+            .read()
+            .nodes
+            .values()
+            .filter_map(|node| node.content.clone())
+            .collect();
+        let ctx = self.data_context();
+        for content in contents {
+            let mut state = content.lock();
+            if state.is_dirty() {
+                state.seal_all(content.ino, &ctx)?;
+                drop(state);
+                self.mark_file_data(content.ino);
+            }
+        }
+        let result = self.commit_now();
+        self.commits.stop();
+        result
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+}

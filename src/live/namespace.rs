@@ -1,0 +1,191 @@
+//! The in-memory namespace of the live share: every inode's attributes, every directory's
+//! entries, and what changed since the last commit.
+//!
+//! Invariants (kept by every operation, checked by the unit tests of the operations):
+//! - Every directory entry names an inode in `nodes`; a directory has exactly one entry naming
+//!   it (its `parent` holds it), the root none.
+//! - `nlink` of a non-directory is the number of entries naming it; of a directory, 2 plus its
+//!   number of subdirectories.
+//! - An inode with `nlink == 0` stays only while it is open; it is purged on its last release.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+
+use super::content::FileContent;
+use super::error::{FsError, FsResult};
+use crate::format::inode::{InodeKind, InodeRecord};
+use crate::id::InodeNo;
+use crate::meta::LoadedTree;
+
+/// Longest name of a directory entry, as on ext4.
+pub const NAME_MAX: usize = 255;
+
+pub struct Node {
+    /// For regular files, `size`, `mtime` and `ctime` here are stale: `content` holds them.
+    pub record: InodeRecord,
+    /// The entries of a directory, sorted by name (readdir order).
+    pub entries: Option<BTreeMap<Vec<u8>, InodeNo>>,
+    /// For a directory: the directory that holds it (the root: itself).
+    pub parent: InodeNo,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub content: Option<Arc<FileContent>>,
+    pub open_handles: AtomicU32,
+}
+
+impl Node {
+    pub fn new(ino: InodeNo, record: InodeRecord, parent: InodeNo) -> Self {
+        let entries = (record.kind == InodeKind::Directory).then(BTreeMap::new);
+        let content = (record.kind == InodeKind::File).then(|| {
+            Arc::new(FileContent::new(
+                ino,
+                record.size,
+                record.mtime,
+                record.ctime,
+            ))
+        });
+        Node {
+            record,
+            entries,
+            parent,
+            xattrs: BTreeMap::new(),
+            content,
+            open_handles: AtomicU32::new(0),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    /// The record as it should be reported or persisted now.
+    pub fn current_record(&self) -> InodeRecord {
+        let mut record = self.record.clone();
+        if let Some(content) = &self.content {
+            let state = content.lock();
+            record.size = state.size;
+            record.mtime = state.mtime;
+            record.ctime = state.ctime;
+        }
+        record
+    }
+}
+
+/// What changed since the last commit, recorded by every mutation while it holds the
+/// namespace's write lock, and taken by the committer while it holds the read lock, so a commit
+/// always sees a state between two operations.
+#[derive(Default)]
+pub struct Dirt {
+    pub inodes: HashSet<InodeNo>,
+    pub removed: HashSet<InodeNo>,
+    pub dirents: HashMap<(InodeNo, Vec<u8>), Option<InodeNo>>,
+    pub xattrs: HashSet<InodeNo>,
+}
+
+pub struct Namespace {
+    pub nodes: HashMap<InodeNo, Node>,
+    pub next_inode: u64,
+}
+
+impl Namespace {
+    /// Builds the namespace from the committed tables. Inodes no entry names any more (a crash
+    /// while they were open but unlinked) are returned for purging.
+    pub fn load(tree: LoadedTree) -> (Self, Vec<InodeNo>) {
+        let mut nodes: HashMap<InodeNo, Node> = tree
+            .inodes
+            .into_iter()
+            .map(|(ino, record)| (ino, Node::new(ino, record, InodeNo::ROOT)))
+            .collect();
+        for (parent, name, child) in tree.dirents {
+            match nodes.get_mut(&child) {
+                Some(node) => node.parent = parent,
+                None => {
+                    tracing::error!(%parent, %child, "directory entry names a missing inode; skipped");
+                    continue;
+                }
+            }
+            match nodes.get_mut(&parent).and_then(|p| p.entries.as_mut()) {
+                Some(entries) => {
+                    entries.insert(name, child);
+                }
+                None => tracing::error!(%parent, "directory entry in a missing directory; skipped"),
+            }
+        }
+        for (ino, xattrs) in tree.xattrs {
+            if let Some(node) = nodes.get_mut(&ino) {
+                node.xattrs = xattrs;
+            }
+        }
+        let orphans = nodes
+            .iter()
+            .filter(|(ino, node)| **ino != InodeNo::ROOT && node.record.nlink == 0)
+            .map(|(ino, _)| *ino)
+            .collect();
+        (
+            Namespace {
+                nodes,
+                next_inode: tree.next_inode,
+            },
+            orphans,
+        )
+    }
+
+    pub fn node(&self, ino: InodeNo) -> FsResult<&Node> {
+        self.nodes.get(&ino).ok_or(FsError::NotFound)
+    }
+
+    pub fn node_mut(&mut self, ino: InodeNo) -> FsResult<&mut Node> {
+        self.nodes.get_mut(&ino).ok_or(FsError::NotFound)
+    }
+
+    pub fn dir(&self, ino: InodeNo) -> FsResult<&BTreeMap<Vec<u8>, InodeNo>> {
+        self.node(ino)?
+            .entries
+            .as_ref()
+            .ok_or(FsError::NotDirectory)
+    }
+
+    pub fn dir_mut(&mut self, ino: InodeNo) -> FsResult<&mut BTreeMap<Vec<u8>, InodeNo>> {
+        self.node_mut(ino)?
+            .entries
+            .as_mut()
+            .ok_or(FsError::NotDirectory)
+    }
+
+    pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> FsResult<InodeNo> {
+        check_name(name)?;
+        self.dir(parent)?
+            .get(name)
+            .copied()
+            .ok_or(FsError::NotFound)
+    }
+
+    pub fn allocate_inode(&mut self) -> InodeNo {
+        let ino = InodeNo(self.next_inode);
+        self.next_inode += 1;
+        ino
+    }
+
+    /// Whether `ancestor` is `ino` or one of the directories above it.
+    pub fn is_ancestor(&self, ancestor: InodeNo, mut ino: InodeNo) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            match self.nodes.get(&ino) {
+                Some(node) if node.parent != ino => ino = node.parent,
+                _ => return false,
+            }
+        }
+    }
+}
+
+pub fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return Err(FsError::InvalidArgument);
+    }
+    Ok(())
+}

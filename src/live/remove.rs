@@ -1,0 +1,81 @@
+//! unlink and rmdir.
+
+use std::sync::atomic::Ordering;
+
+use super::LiveFs;
+use super::error::{FsError, FsResult};
+use super::namespace::Namespace;
+use crate::format::inode::Timestamp;
+use crate::id::InodeNo;
+
+impl LiveFs {
+    pub fn unlink(&self, parent: InodeNo, name: &[u8]) -> FsResult<()> {
+        self.check_writable()?;
+        let mut tree = self.tree.write();
+        let ino = tree.lookup(parent, name)?;
+        if tree.node(ino)?.is_dir() {
+            return Err(FsError::IsDirectory);
+        }
+        self.remove_entry(&mut tree, parent, name, ino, Timestamp::now());
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: InodeNo, name: &[u8]) -> FsResult<()> {
+        self.check_writable()?;
+        if name == b"." {
+            return Err(FsError::InvalidArgument);
+        }
+        let mut tree = self.tree.write();
+        let ino = tree.lookup(parent, name)?;
+        let entries = tree.dir(ino)?;
+        if !entries.is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        self.remove_entry(&mut tree, parent, name, ino, Timestamp::now());
+        Ok(())
+    }
+
+    /// Removes the entry `parent/name` naming `ino` and drops one link of `ino` (a directory
+    /// loses both of its own), purging it if that was the last link and nobody has it open.
+    /// The caller checked that the entry exists and may go.
+    pub(super) fn remove_entry(
+        &self,
+        tree: &mut Namespace,
+        parent: InodeNo,
+        name: &[u8],
+        ino: InodeNo,
+        now: Timestamp,
+    ) {
+        let Ok(parent_node) = tree.node_mut(parent) else {
+            return;
+        };
+        if let Some(entries) = parent_node.entries.as_mut() {
+            entries.remove(name);
+        }
+        parent_node.record.mtime = now;
+        parent_node.record.ctime = now;
+        self.mark_inode(parent);
+        self.mark_dirent(parent, name, None);
+        let Ok(node) = tree.node_mut(ino) else { return };
+        let was_dir = node.is_dir();
+        node.record.nlink = if was_dir {
+            0
+        } else {
+            node.record.nlink.saturating_sub(1)
+        };
+        match &node.content {
+            Some(content) => content.lock().set_times(None, now),
+            None => node.record.ctime = now,
+        }
+        let gone = node.record.nlink == 0 && node.open_handles.load(Ordering::Acquire) == 0;
+        if was_dir && let Ok(parent_node) = tree.node_mut(parent) {
+            parent_node.record.nlink -= 1;
+        }
+        if gone {
+            self.purge(tree, ino);
+        } else {
+            self.mark_inode(ino);
+            self.mark_file_data(ino);
+        }
+    }
+}

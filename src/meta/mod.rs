@@ -1,0 +1,222 @@
+//! The metadata database: the live share's inodes, directory entries, block maps and extended
+//! attributes in redb, which gives atomic, crash-safe commits (copy-on-write B-trees with a
+//! checksummed commit slot). Everything here is one schema; the live filesystem decides *when*
+//! to commit, this module only knows *how* to read and write the tables.
+//!
+//! Tables:
+//! - `inodes`: inode number → [`InodeRecord`] bytes (`format::inode`).
+//! - `dirents`: (directory inode, name bytes) → child inode.
+//! - `blocks`: (file inode, block index) → chunk id. An absent block is a hole.
+//! - `xattrs`: (inode, name bytes) → value bytes.
+//! - `counters`: name → u64 (`next_inode`).
+//! - `chunks`, `packs`: the chunk index, owned by `chunk_store::index`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::format::DecodeError;
+use crate::format::inode::InodeRecord;
+use crate::id::{ChunkId, InodeNo};
+
+pub const META_FILE: &str = "meta.redb";
+
+const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
+const DIRENTS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("dirents");
+const BLOCKS: TableDefinition<(u64, u64), &[u8; 32]> = TableDefinition::new("blocks");
+const XATTRS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("xattrs");
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const NEXT_INODE: &str = "next_inode";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("damaged metadata record for inode {ino}: {source}")]
+    Damaged { ino: InodeNo, source: DecodeError },
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetaError {
+            fn from(err: $t) -> Self {
+                MetaError::Db(err.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Everything the namespace holds in memory, as read at mount.
+pub struct LoadedTree {
+    pub inodes: HashMap<InodeNo, InodeRecord>,
+    pub dirents: Vec<(InodeNo, Vec<u8>, InodeNo)>,
+    pub xattrs: HashMap<InodeNo, BTreeMap<Vec<u8>, Vec<u8>>>,
+    pub next_inode: u64,
+}
+
+/// The block-map changes of one file since the last commit.
+#[derive(Debug, Default)]
+pub struct BlockChanges {
+    /// Every block at or after this index was dropped (truncate) before `set` was applied.
+    pub dropped_from: Option<u64>,
+    /// Blocks that now hold a chunk (`Some`) or became holes (`None`).
+    pub set: Vec<(u64, Option<ChunkId>)>,
+}
+
+/// One commit's worth of changes: applied in one transaction, so a crash sees all or none.
+#[derive(Default)]
+pub struct CommitBatch {
+    pub inodes: Vec<(InodeNo, InodeRecord)>,
+    pub removed_inodes: Vec<InodeNo>,
+    pub dirents: Vec<(InodeNo, Vec<u8>, Option<InodeNo>)>,
+    /// The complete xattr set of each inode whose xattrs changed.
+    pub xattrs: Vec<(InodeNo, BTreeMap<Vec<u8>, Vec<u8>>)>,
+    pub blocks: Vec<(InodeNo, BlockChanges)>,
+    pub next_inode: u64,
+}
+
+impl CommitBatch {
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+            && self.removed_inodes.is_empty()
+            && self.dirents.is_empty()
+            && self.xattrs.is_empty()
+            && self.blocks.is_empty()
+    }
+}
+
+/// The metadata database of one store.
+pub struct MetaStore {
+    db: Arc<Database>,
+}
+
+impl MetaStore {
+    /// Creates the database of a new store, holding only the root directory.
+    pub fn create(store_dir: &Path, root: &InodeRecord) -> Result<Self, MetaError> {
+        let path = store_dir.join(META_FILE);
+        let db = Database::create(&path)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| MetaError::Db(redb::Error::Io(e)))?;
+        let txn = db.begin_write()?;
+        txn.open_table(INODES)?
+            .insert(InodeNo::ROOT.0, root.encode().as_slice())?;
+        txn.open_table(DIRENTS)?;
+        txn.open_table(BLOCKS)?;
+        txn.open_table(XATTRS)?;
+        txn.open_table(COUNTERS)?
+            .insert(NEXT_INODE, InodeNo::ROOT.0 + 1)?;
+        txn.commit()?;
+        crate::chunk_store::index::create_tables(&db)?;
+        Ok(MetaStore { db: Arc::new(db) })
+    }
+
+    pub fn open(store_dir: &Path) -> Result<Self, MetaError> {
+        let db = Database::open(store_dir.join(META_FILE))?;
+        Ok(MetaStore { db: Arc::new(db) })
+    }
+
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+
+    pub fn load_tree(&self) -> Result<LoadedTree, MetaError> {
+        let txn = self.db.begin_read()?;
+        let mut inodes = HashMap::new();
+        for entry in txn.open_table(INODES)?.iter()? {
+            let (ino, bytes) = entry?;
+            let ino = InodeNo(ino.value());
+            let record = InodeRecord::decode(bytes.value())
+                .map_err(|source| MetaError::Damaged { ino, source })?;
+            inodes.insert(ino, record);
+        }
+        let mut dirents = Vec::new();
+        for entry in txn.open_table(DIRENTS)?.iter()? {
+            let (key, child) = entry?;
+            let (parent, name) = key.value();
+            dirents.push((InodeNo(parent), name.to_vec(), InodeNo(child.value())));
+        }
+        let mut xattrs: HashMap<InodeNo, BTreeMap<Vec<u8>, Vec<u8>>> = HashMap::new();
+        for entry in txn.open_table(XATTRS)?.iter()? {
+            let (key, value) = entry?;
+            let (ino, name) = key.value();
+            xattrs
+                .entry(InodeNo(ino))
+                .or_default()
+                .insert(name.to_vec(), value.value().to_vec());
+        }
+        let next_inode = txn
+            .open_table(COUNTERS)?
+            .get(NEXT_INODE)?
+            .map(|v| v.value())
+            .unwrap_or(InodeNo::ROOT.0 + 1);
+        Ok(LoadedTree {
+            inodes,
+            dirents,
+            xattrs,
+            next_inode,
+        })
+    }
+
+    /// The committed block map of one file.
+    pub fn load_blocks(&self, ino: InodeNo) -> Result<BTreeMap<u64, ChunkId>, MetaError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOCKS)?;
+        let mut out = BTreeMap::new();
+        for entry in table.range((ino.0, 0)..=(ino.0, u64::MAX))? {
+            let (key, id) = entry?;
+            out.insert(key.value().1, ChunkId(*id.value()));
+        }
+        Ok(out)
+    }
+
+    /// Writes `batch` into `txn` (the caller commits, after syncing the packs).
+    pub fn stage(&self, txn: &WriteTransaction, batch: &CommitBatch) -> Result<(), MetaError> {
+        let mut inodes = txn.open_table(INODES)?;
+        let mut dirents = txn.open_table(DIRENTS)?;
+        let mut blocks = txn.open_table(BLOCKS)?;
+        let mut xattrs = txn.open_table(XATTRS)?;
+        for (parent, name, child) in &batch.dirents {
+            match child {
+                Some(child) => dirents.insert((parent.0, name.as_slice()), child.0)?,
+                None => dirents.remove((parent.0, name.as_slice()))?,
+            };
+        }
+        for (ino, record) in &batch.inodes {
+            inodes.insert(ino.0, record.encode().as_slice())?;
+        }
+        for (ino, changes) in &batch.blocks {
+            if let Some(from) = changes.dropped_from {
+                blocks.retain_in((ino.0, from)..=(ino.0, u64::MAX), |_, _| false)?;
+            }
+            for (index, chunk) in &changes.set {
+                match chunk {
+                    Some(id) => blocks.insert((ino.0, *index), &id.0)?,
+                    None => blocks.remove((ino.0, *index))?,
+                };
+            }
+        }
+        for (ino, set) in &batch.xattrs {
+            xattrs.retain_in((ino.0, &[][..])..(ino.0 + 1, &[][..]), |_, _| false)?;
+            for (name, value) in set {
+                xattrs.insert((ino.0, name.as_slice()), value.as_slice())?;
+            }
+        }
+        for ino in &batch.removed_inodes {
+            inodes.remove(ino.0)?;
+            blocks.retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, _| false)?;
+            xattrs.retain_in((ino.0, &[][..])..(ino.0 + 1, &[][..]), |_, _| false)?;
+        }
+        txn.open_table(COUNTERS)?
+            .insert(NEXT_INODE, batch.next_inode)?;
+        Ok(())
+    }
+}
