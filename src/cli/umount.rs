@@ -54,6 +54,17 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a process is alive: a zombie (exited, not yet reaped by its parent) is not.
+fn is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself hold spaces.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
 pub fn run(args: UmountArgs) -> anyhow::Result<()> {
     let mountpoint = std::path::absolute(&args.mountpoint)?;
     let Some(store) = store_of_mount(&mountpoint)? else {
@@ -69,8 +80,7 @@ pub fn run(args: UmountArgs) -> anyhow::Result<()> {
     })?;
     if let Some(pid) = daemon {
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
-        let pid = nix::unistd::Pid::from_raw(pid as i32);
-        while nix::sys::signal::kill(pid, None).is_ok() {
+        while is_running(pid) {
             if Instant::now() > deadline {
                 bail!(
                     "unmounted, but the daemon (pid {pid}) has not exited after {}s",

@@ -1,0 +1,165 @@
+//! A real snapfs mount for tests: a fresh store in a temporary directory, served by the
+//! `snapfs` binary as a child process. Dropping a [`Mounted`] always unmounts (lazily if it must)
+//! and reaps the daemon, so a failing test never leaves a mount behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SNAPFS: &str = env!("CARGO_BIN_EXE_snapfs");
+
+pub struct Mounted {
+    /// Holds the store and the mountpoint; removed last.
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    extra_args: Vec<String>,
+    daemon: Option<Child>,
+}
+
+pub fn is_mounted(mnt: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
+    let wanted = mnt.to_string_lossy().replace(' ', "\\040");
+    mounts
+        .lines()
+        .any(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
+}
+
+pub fn snapfs(args: &[&str]) -> std::process::Output {
+    Command::new(SNAPFS)
+        .args(args)
+        .output()
+        .expect("running snapfs")
+}
+
+impl Mounted {
+    /// A new store, mounted with `extra_args` added to `snapfs mount`.
+    pub fn new_with(init_args: &[&str], extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("snapfs-test-")
+            .tempdir_in(test_root())
+            .expect("tempdir");
+        let store = dir.path().join("store");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mountpoint");
+        let mut args = vec!["init", store.to_str().expect("utf-8 path")];
+        args.extend_from_slice(init_args);
+        let out = snapfs(&args);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut mounted = Mounted {
+            dir,
+            store,
+            mnt,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            daemon: None,
+        };
+        mounted.mount();
+        mounted
+    }
+
+    pub fn new() -> Self {
+        Self::new_with(&[], &[])
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.mnt.join(relative)
+    }
+
+    pub fn mount(&mut self) {
+        assert!(self.daemon.is_none(), "already mounted");
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
+        let mut child = Command::new(SNAPFS)
+            .arg("mount")
+            .arg(&self.store)
+            .arg(&self.mnt)
+            .args(&self.extra_args)
+            .env("SNAPFS_LOG", "snapfs=info,fuser=error")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning snapfs mount");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(&self.mnt) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("snapfs mount exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount did not appear: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.daemon = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// A clean unmount through `snapfs umount`, which waits for the daemon's last commit.
+    pub fn unmount(&mut self) {
+        let out = snapfs(&["umount", self.mnt.to_str().expect("utf-8 path")]);
+        assert!(
+            out.status.success(),
+            "umount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = self.daemon.take().expect("mounted").wait().expect("wait");
+        assert!(status.success(), "daemon failed: {}", self.log());
+    }
+
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// Kills the daemon with SIGKILL: no flush, no commit, as in a crash.
+    pub fn kill9(&mut self) {
+        let mut child = self.daemon.take().expect("mounted");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        // The kernel keeps the dead mount until it is detached.
+        let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_mounted(&self.mnt) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new(SNAPFS)
+                .arg("umount")
+                .arg(&self.mnt)
+                .arg("--timeout")
+                .arg("10")
+                .output();
+            if is_mounted(&self.mnt) {
+                let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+            }
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Tests run on the disk, not in tmpfs, unless SNAPFS_TEST_DIR says otherwise.
+fn test_root() -> PathBuf {
+    let root = std::env::var_os("SNAPFS_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    std::fs::create_dir_all(&root).expect("test root");
+    root
+}

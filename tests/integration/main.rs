@@ -1,0 +1,5 @@
+//! Integration tests: every test mounts a real snapfs in a temporary directory and works on it
+//! through the kernel, as users and tools do.
+
+mod harness;
+mod posix_ops;
