@@ -23,7 +23,7 @@ use crate::meta::{BlockChanges, MetaStore};
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
 /// Blocks a single file may hold unsealed before its oldest are sealed: bounds the memory of
 /// random writers while leaving room for a few interleaved sequential streams.
-const MAX_BUFFERS_PER_FILE: usize = 16;
+const MAX_BUFFERS_PER_FILE: usize = 64;
 
 /// Shared by every file: the bytes held in unsealed blocks, and the limit on them.
 pub struct DirtyBudget {
@@ -177,9 +177,12 @@ impl ContentState {
             let chunk = ctx.store.get(&id).inspect_err(|err| {
                 tracing::error!(ino = %ino, chunk = %id, "read failed: {err}");
             })?;
-            // A chunk shorter than the block holds the file's last bytes; the rest reads as zero.
-            let available = chunk.len().saturating_sub(in_block).min(n);
-            out[at..at + available].copy_from_slice(&chunk[in_block..in_block + available]);
+            // A chunk shorter than the block holds what were the file's last bytes when it was
+            // sealed; the rest reads as zero. The file may have grown since, so a read can start
+            // past the chunk's end.
+            let stored = chunk.get(in_block..).unwrap_or_default();
+            let available = stored.len().min(n);
+            out[at..at + available].copy_from_slice(&stored[..available]);
         }
         Ok(out)
     }

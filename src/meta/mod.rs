@@ -23,6 +23,9 @@ use crate::id::{ChunkId, InodeNo};
 
 pub const META_FILE: &str = "meta.redb";
 
+/// The extended attributes of one inode, by name.
+pub type XattrMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
 const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 const DIRENTS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("dirents");
 const BLOCKS: TableDefinition<(u64, u64), &[u8; 32]> = TableDefinition::new("blocks");
@@ -59,7 +62,7 @@ db_err!(
 pub struct LoadedTree {
     pub inodes: HashMap<InodeNo, InodeRecord>,
     pub dirents: Vec<(InodeNo, Vec<u8>, InodeNo)>,
-    pub xattrs: HashMap<InodeNo, BTreeMap<Vec<u8>, Vec<u8>>>,
+    pub xattrs: HashMap<InodeNo, XattrMap>,
     pub next_inode: u64,
 }
 
@@ -79,7 +82,7 @@ pub struct CommitBatch {
     pub removed_inodes: Vec<InodeNo>,
     pub dirents: Vec<(InodeNo, Vec<u8>, Option<InodeNo>)>,
     /// The complete xattr set of each inode whose xattrs changed.
-    pub xattrs: Vec<(InodeNo, BTreeMap<Vec<u8>, Vec<u8>>)>,
+    pub xattrs: Vec<(InodeNo, XattrMap)>,
     pub blocks: Vec<(InodeNo, BlockChanges)>,
     pub next_inode: u64,
 }
@@ -144,7 +147,7 @@ impl MetaStore {
             let (parent, name) = key.value();
             dirents.push((InodeNo(parent), name.to_vec(), InodeNo(child.value())));
         }
-        let mut xattrs: HashMap<InodeNo, BTreeMap<Vec<u8>, Vec<u8>>> = HashMap::new();
+        let mut xattrs: HashMap<InodeNo, XattrMap> = HashMap::new();
         for entry in txn.open_table(XATTRS)?.iter()? {
             let (key, value) = entry?;
             let (ino, name) = key.value();

@@ -1,5 +1,8 @@
 //! Integration tests: every test mounts a real snapfs in a temporary directory and works on it
 //! through the kernel, as users and tools do.
 
+mod bad_input;
+mod chunk_store;
+mod durability;
 mod harness;
 mod posix_ops;

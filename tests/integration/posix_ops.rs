@@ -22,7 +22,7 @@ fn truncate_up_and_down_and_sparse_holes() {
     let m = Mounted::new();
     let path = m.path("sparse");
     let mut f = fs::OpenOptions::new()
-        .create(true)
+        .create_new(true)
         .read(true)
         .write(true)
         .open(&path)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds snapfs, creates a store, mounts it, writes a few files (one of them twice, to show
+# deduplication), remounts to show they persisted, and unmounts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --quiet
+snapfs=$PWD/target/release/snapfs
+work=$(mktemp -d /var/tmp/snapfs-demo.XXXXXX)
+store=$work/store mnt=$work/mnt
+mkdir "$mnt"
+cleanup() {
+    if mountpoint -q "$mnt"; then "$snapfs" umount "$mnt" >/dev/null || umount -l "$mnt"; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_mounted() {
+    for _ in $(seq 200); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+    echo "mount did not appear" >&2; return 1
+}
+
+"$snapfs" init "$store"
+"$snapfs" mount "$store" "$mnt" 2>"$work/daemon.log" &
+wait_mounted
+echo "== mounted $store on $mnt"
+mkdir -p "$mnt/etc" "$mnt/data"
+echo "listen = 8080" >"$mnt/etc/app.conf"
+head -c 64M /dev/urandom >"$mnt/data/blob"
+cp "$mnt/data/blob" "$mnt/data/blob-copy"
+sync "$mnt/data/blob-copy"
+ls -lR "$mnt"
+echo "== 128 MiB of files, store holds $(du -sh "$store/packs" | cut -f1) of packs (the copy is deduplicated)"
+"$snapfs" umount "$mnt"
+"$snapfs" mount "$store" "$mnt" 2>>"$work/daemon.log" &
+wait_mounted
+echo "== after remount: $(cat "$mnt/etc/app.conf"); blob and copy equal: $(cmp -s "$mnt/data/blob" "$mnt/data/blob-copy" && echo yes)"
+df -h "$mnt"

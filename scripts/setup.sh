@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, and the
+# POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io.
+set -euo pipefail
+
+if ! command -v fusermount3 >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+for tool in pjdfstest fsx; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "installing $tool from crates.io"
+        cargo install --locked --quiet "$tool"
+    fi
+done
