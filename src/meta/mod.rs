@@ -23,6 +23,10 @@ use crate::id::{ChunkId, InodeNo};
 
 pub const META_FILE: &str = "meta.redb";
 
+/// redb's page cache. Its default (1 GiB) would dominate the daemon's memory; the namespace is
+/// held in memory anyway, so the cache mostly serves block maps and the chunk index.
+const META_CACHE_BYTES: usize = 64 << 20;
+
 /// The extended attributes of one inode, by name.
 pub type XattrMap = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -106,7 +110,7 @@ impl MetaStore {
     /// Creates the database of a new store, holding only the root directory.
     pub fn create(store_dir: &Path, root: &InodeRecord) -> Result<Self, MetaError> {
         let path = store_dir.join(META_FILE);
-        let db = Database::create(&path)?;
+        let db = Database::builder().set_cache_size(META_CACHE_BYTES).create(&path)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| MetaError::Db(redb::Error::Io(e)))?;
         let txn = db.begin_write()?;
@@ -123,7 +127,9 @@ impl MetaStore {
     }
 
     pub fn open(store_dir: &Path) -> Result<Self, MetaError> {
-        let db = Database::open(store_dir.join(META_FILE))?;
+        let db = Database::builder()
+            .set_cache_size(META_CACHE_BYTES)
+            .open(store_dir.join(META_FILE))?;
         Ok(MetaStore { db: Arc::new(db) })
     }
 
