@@ -75,3 +75,198 @@ fn chmod_and_unlinked_open_file_stays_readable() {
     f.read_to_string(&mut content).unwrap();
     assert_eq!(content, "still here");
 }
+
+#[test]
+fn create_exclusive_append_and_times() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let m = Mounted::new();
+    let path = m.path("log");
+    fs::write(&path, b"one\n").unwrap();
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"two\n").unwrap();
+    drop(f);
+    assert_eq!(fs::read(&path).unwrap(), b"one\ntwo\n");
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TRUNC)
+        .open(&path)
+        .unwrap();
+    drop(f);
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    // utimensat with an explicit time for mtime and UTIME_OMIT for atime.
+    let before = fs::metadata(&path).unwrap();
+    let times = [
+        nix::sys::time::TimeSpec::UTIME_OMIT,
+        nix::sys::time::TimeSpec::new(1_000_000_000, 5),
+    ];
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &path,
+        &times[0],
+        &times[1],
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    let after = fs::metadata(&path).unwrap();
+    assert_eq!((after.mtime(), after.mtime_nsec()), (1_000_000_000, 5));
+    assert_eq!(after.atime(), before.atime());
+}
+
+#[test]
+fn directories_links_symlinks_and_fifos() {
+    let m = Mounted::new();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/f"), b"x").unwrap();
+    let err = fs::remove_dir(m.path("d")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    fs::hard_link(m.path("d/f"), m.path("g")).unwrap();
+    assert_eq!(fs::metadata(m.path("g")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(m.path("g")).unwrap().ino(),
+        fs::metadata(m.path("d/f")).unwrap().ino()
+    );
+    fs::remove_file(m.path("d/f")).unwrap();
+    assert_eq!(fs::metadata(m.path("g")).unwrap().nlink(), 1);
+    std::os::unix::fs::symlink("g", m.path("link")).unwrap();
+    assert_eq!(fs::read_link(m.path("link")).unwrap().to_str(), Some("g"));
+    assert_eq!(fs::read(m.path("link")).unwrap(), b"x");
+    nix::unistd::mkfifo(
+        &m.path("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::metadata(m.path("fifo")).unwrap().file_type()
+    ));
+    assert_eq!(fs::metadata(m.path("d")).unwrap().nlink(), 2);
+    fs::create_dir(m.path("d/sub")).unwrap();
+    assert_eq!(fs::metadata(m.path("d")).unwrap().nlink(), 3);
+    let long = "n".repeat(255);
+    fs::write(m.path(&long), b"long name").unwrap();
+    let too_long = "n".repeat(256);
+    assert_eq!(
+        fs::write(m.path(&too_long), b"")
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::ENAMETOOLONG)
+    );
+    let odd = "\u{1}tab\there and spaces ü";
+    fs::write(m.path(odd), b"odd").unwrap();
+    assert_eq!(fs::read(m.path(odd)).unwrap(), b"odd");
+}
+
+#[test]
+fn rename_variants() {
+    let m = Mounted::new();
+    fs::write(m.path("a"), b"A").unwrap();
+    fs::write(m.path("b"), b"B").unwrap();
+    fs::create_dir_all(m.path("x/y")).unwrap();
+    fs::rename(m.path("a"), m.path("b")).unwrap();
+    assert_eq!(fs::read(m.path("b")).unwrap(), b"A");
+    assert!(!m.path("a").exists());
+    let err = fs::rename(m.path("x"), m.path("x/y/z")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "no loops");
+    fs::write(m.path("c"), b"C").unwrap();
+    let noreplace = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &m.path("c"),
+        nix::fcntl::AT_FDCWD,
+        &m.path("b"),
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    );
+    assert_eq!(noreplace, Err(nix::errno::Errno::EEXIST));
+    nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &m.path("c"),
+        nix::fcntl::AT_FDCWD,
+        &m.path("x/y"),
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    )
+    .unwrap();
+    assert!(m.path("c").is_dir());
+    assert_eq!(fs::read(m.path("x/y")).unwrap(), b"C");
+    fs::create_dir(m.path("empty")).unwrap();
+    fs::rename(m.path("c"), m.path("empty")).unwrap();
+    assert!(m.path("empty").is_dir() && !m.path("c").exists());
+}
+
+#[test]
+fn xattrs_statfs_and_fallocate() {
+    let m = Mounted::new();
+    let path = m.path("f");
+    fs::write(&path, b"").unwrap();
+    xattr_set(&path, "user.color", b"blue");
+    assert_eq!(xattr_get(&path, "user.color"), Some(b"blue".to_vec()));
+    assert!(xattr_list(&path).contains("user.color"));
+    xattr_remove(&path, "user.color");
+    assert_eq!(xattr_get(&path, "user.color"), None);
+    let stats = nix::sys::statvfs::statvfs(&m.mnt).unwrap();
+    assert!(stats.blocks() > 0 && stats.blocks_available() > 0);
+    assert_eq!(stats.name_max(), 255);
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, 1 << 20).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 1 << 20);
+}
+
+fn c_path(path: &std::path::Path) -> std::ffi::CString {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+fn xattr_set(path: &std::path::Path, name: &str, value: &[u8]) {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a writable buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA)
+        );
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+fn xattr_list(path: &std::path::Path) -> String {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid C string and a writable buffer of the given length.
+    let n = unsafe { libc::listxattr(c_path(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0);
+    String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+}
+
+fn xattr_remove(path: &std::path::Path, name: &str) {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings.
+    let rc = unsafe { libc::removexattr(c_path(path).as_ptr(), name.as_ptr()) };
+    assert_eq!(rc, 0);
+}
