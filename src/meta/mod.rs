@@ -110,7 +110,9 @@ impl MetaStore {
     /// Creates the database of a new store, holding only the root directory.
     pub fn create(store_dir: &Path, root: &InodeRecord) -> Result<Self, MetaError> {
         let path = store_dir.join(META_FILE);
-        let db = Database::builder().set_cache_size(META_CACHE_BYTES).create(&path)?;
+        let db = Database::builder()
+            .set_cache_size(META_CACHE_BYTES)
+            .create(&path)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| MetaError::Db(redb::Error::Io(e)))?;
         let txn = db.begin_write()?;
