@@ -206,14 +206,20 @@ impl ContentState {
             let in_block = (pos % bs) as usize;
             let n = ((bs - pos % bs).min(end - pos)) as usize;
             let whole_block = n as u64 == bs;
-            let buffer = self.buffer_for(ino, ctx, index, whole_block)?;
             let src = (pos - offset) as usize;
-            buffer[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
-            if in_block + n == bs as usize {
-                // The block is complete: hash, compress and store it now, while the data is hot
-                // in cache, rather than all at once at close.
-                self.size = self.size.max(pos + n as u64);
-                self.seal(ino, ctx, index)?;
+            if whole_block && !self.buffers.contains_key(&index) {
+                // A whole block straight from the request: stored without a copy.
+                self.size = self.size.max(pos + bs);
+                self.store_block(ino, ctx, index, &data[src..src + n])?;
+            } else {
+                let buffer = self.buffer_for(ino, ctx, index, whole_block)?;
+                buffer[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
+                if in_block + n == bs as usize {
+                    // The block is complete: hash, compress and store it now, while the data
+                    // is hot in cache, rather than all at once at close.
+                    self.size = self.size.max(pos + n as u64);
+                    self.seal(ino, ctx, index)?;
+                }
             }
             pos += n as u64;
         }
@@ -267,26 +273,35 @@ impl ContentState {
         ctx.budget.add(-i64::from(ctx.block_size));
         let bs = u64::from(ctx.block_size);
         let valid = self.size.saturating_sub(index * bs).min(bs) as usize;
-        let data = &buffer[..valid];
+        if let Err(err) = self.store_block(ino, ctx, index, &buffer[..valid]) {
+            // Keep the data buffered: a later flush may succeed once space is freed.
+            ctx.budget.add(i64::from(ctx.block_size));
+            self.buffers.insert(index, buffer);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Puts one block's bytes in the chunk store (an all-zero block becomes a hole) and points
+    /// the block map at it.
+    fn store_block(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        index: u64,
+        data: &[u8],
+    ) -> FsResult<()> {
         let chunk = if data.iter().all(|b| *b == 0) {
             None
         } else {
-            match ctx.store.put(data) {
-                Ok(id) => Some(id),
-                Err(err) => {
-                    // Keep the data buffered: a later flush may succeed once space is freed.
-                    ctx.budget.add(i64::from(ctx.block_size));
-                    self.buffers.insert(index, buffer);
-                    return Err(match err {
-                        crate::chunk_store::ChunkStoreError::Io(io)
-                            if io.raw_os_error() == Some(libc::ENOSPC) =>
-                        {
-                            FsError::NoSpace
-                        }
-                        other => other.into(),
-                    });
+            Some(ctx.store.put(data).map_err(|err| match err {
+                crate::chunk_store::ChunkStoreError::Io(io)
+                    if io.raw_os_error() == Some(libc::ENOSPC) =>
+                {
+                    FsError::NoSpace
                 }
-            }
+                other => other.into(),
+            })?)
         };
         let blocks = self.blocks(ino, ctx)?;
         match chunk {
