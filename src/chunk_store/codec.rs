@@ -36,8 +36,18 @@ pub fn compress(data: &[u8]) -> Option<Vec<u8>> {
     })
 }
 
-/// Decodes and verifies the frame that the index says holds chunk `id`.
-pub fn decode_frame(id: ChunkId, frame: &[u8]) -> Result<Vec<u8>, ChunkStoreError> {
+thread_local! {
+    /// Where zstd chunks are decompressed, reused so reads allocate nothing.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Decodes the frame that the index says holds chunk `id`, verifies it, and hands its bytes to
+/// `use_data`. Nothing is handed over unless the bytes hash to `id`.
+pub fn with_verified_frame<T>(
+    id: ChunkId,
+    frame: &[u8],
+    use_data: impl FnOnce(&[u8]) -> T,
+) -> Result<T, ChunkStoreError> {
     let corrupt = |reason: String| ChunkStoreError::Corrupt { id, reason };
     let header =
         FrameHeader::decode(frame).map_err(|e| corrupt(format!("bad frame header: {e}")))?;
@@ -51,29 +61,39 @@ pub fn decode_frame(id: ChunkId, frame: &[u8]) -> Result<Vec<u8>, ChunkStoreErro
         .get(FRAME_HEADER_LEN..)
         .filter(|p| p.len() == header.stored_len as usize)
         .ok_or_else(|| corrupt("frame length disagrees with its header".into()))?;
-    let data = match header.codec {
-        Codec::Raw => payload.to_vec(),
-        Codec::Zstd => DECOMPRESSOR.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(
-                    zstd::bulk::Decompressor::new()
-                        .map_err(|e| corrupt(format!("zstd init: {e}")))?,
-                );
-            }
-            let decompressor = slot.as_mut().expect("just initialised");
-            let mut out = Vec::with_capacity(header.raw_len as usize);
-            decompressor
-                .decompress_to_buffer(payload, &mut out)
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            Ok::<_, ChunkStoreError>(out)
-        })?,
+    let verify = |data: &[u8]| {
+        if data.len() != header.raw_len as usize {
+            Err(corrupt("decoded length disagrees with the header".into()))
+        } else if ChunkId::of(data) != id {
+            Err(corrupt("content does not match its hash".into()))
+        } else {
+            Ok(())
+        }
     };
-    if data.len() != header.raw_len as usize {
-        return Err(corrupt("decoded length disagrees with the header".into()));
+    match header.codec {
+        Codec::Raw => {
+            verify(payload)?;
+            Ok(use_data(payload))
+        }
+        Codec::Zstd => SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            scratch.reserve(header.raw_len as usize);
+            DECOMPRESSOR.with(|cell| {
+                let mut slot = cell.borrow_mut();
+                if slot.is_none() {
+                    *slot = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| corrupt(format!("zstd init: {e}")))?,
+                    );
+                }
+                let decompressor = slot.as_mut().expect("just initialised");
+                decompressor
+                    .decompress_to_buffer(payload, &mut *scratch)
+                    .map_err(|e| corrupt(format!("zstd: {e}")))
+            })?;
+            verify(&scratch)?;
+            Ok(use_data(&scratch))
+        }),
     }
-    if ChunkId::of(&data) != id {
-        return Err(corrupt("content does not match its hash".into()));
-    }
-    Ok(data)
 }

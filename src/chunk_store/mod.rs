@@ -18,6 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, WriteTransaction};
@@ -67,7 +68,12 @@ pub struct ChunkStore {
     writer: Mutex<PackWriter>,
     /// Chunks written to packs but not yet in the committed index.
     pending: Mutex<HashMap<ChunkId, ChunkLocation>>,
+    read_since_release: AtomicU64,
 }
+
+/// Bytes read between two releases of mapped pack pages: the bound on the mapped part of the
+/// daemon's resident set, and rare enough that the TLB shootdowns a release costs stay cheap.
+const RELEASE_MAPPED_EVERY: u64 = 64 << 20;
 
 impl ChunkStore {
     /// Opens the packs of a store, first cutting every pack back to the length the last commit
@@ -106,6 +112,7 @@ impl ChunkStore {
             db,
             packs: RwLock::new(packs),
             pending: Mutex::new(HashMap::new()),
+            read_since_release: AtomicU64::new(0),
         })
     }
 
@@ -161,6 +168,31 @@ impl ChunkStore {
 
     /// Reads and verifies a chunk.
     pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkStoreError> {
+        self.with_chunk(id, |data| data.to_vec())
+    }
+
+    /// Verifies chunk `id` and copies its bytes from `offset` on into `out`; returns how many
+    /// were copied (fewer than `out.len()` when the chunk ends first). A raw chunk is hashed
+    /// where it lies in the mapped pack and copied once, straight into `out`.
+    pub fn read_into(
+        &self,
+        id: &ChunkId,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<usize, ChunkStoreError> {
+        self.with_chunk(id, |data| {
+            let available = data.get(offset..).unwrap_or_default();
+            let n = available.len().min(out.len());
+            out[..n].copy_from_slice(&available[..n]);
+            n
+        })
+    }
+
+    fn with_chunk<T>(
+        &self,
+        id: &ChunkId,
+        use_data: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, ChunkStoreError> {
         let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
         let pack = self
             .packs
@@ -178,9 +210,23 @@ impl ChunkStore {
                     format!("pack {} is shorter than the index says", location.pack),
                 )
             })?;
-        let result = codec::decode_frame(*id, frame);
-        pack.release(location.offset, location.frame_len);
+        let result = codec::with_verified_frame(*id, frame, use_data);
+        self.note_read(location.frame_len);
         result
+    }
+
+    /// Every [`RELEASE_MAPPED_EVERY`] bytes read, drops the mapped pages of every pack read
+    /// from, which bounds the daemon's resident set however much data streams through.
+    fn note_read(&self, len: u32) {
+        let before = self
+            .read_since_release
+            .fetch_add(u64::from(len), Ordering::Relaxed);
+        if before + u64::from(len) >= RELEASE_MAPPED_EVERY {
+            self.read_since_release.store(0, Ordering::Relaxed);
+            for pack in self.packs.read().values() {
+                pack.release_pages();
+            }
+        }
     }
 
     /// Makes every frame written so far durable.

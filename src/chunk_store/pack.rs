@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::format::pack::{self as format, FrameHeader, PACK_HEADER_LEN};
 use crate::id::PackId;
@@ -13,6 +13,8 @@ use crate::storage::durable;
 use crate::storage::mmap::MappedFile;
 
 pub const PACK_DIR: &str = "packs";
+/// How far past a chunk being read the kernel is asked to read the pack ahead.
+const READ_AHEAD: u64 = 2 << 20;
 /// A pack is closed once it would grow past this size: large enough that a store of a few TiB
 /// has a few thousand packs, small enough that compacting one is a short job.
 const PACK_CAPACITY: u64 = 256 << 20;
@@ -39,6 +41,8 @@ pub struct PackFile {
     reserved: AtomicU64,
     /// Whether this mount appends to the pack.
     active: bool,
+    /// Whether pages were mapped in by reads since the last release.
+    read_from: AtomicBool,
 }
 
 impl PackFile {
@@ -69,6 +73,7 @@ impl PackFile {
             map,
             reserved: AtomicU64::new(len),
             active: false,
+            read_from: AtomicBool::new(false),
         })
     }
 
@@ -91,6 +96,7 @@ impl PackFile {
             map,
             reserved: AtomicU64::new(PACK_HEADER_LEN as u64),
             active: true,
+            read_from: AtomicBool::new(false),
         })
     }
 
@@ -104,14 +110,21 @@ impl PackFile {
 
     /// The bytes of a frame, or `None` if they lie outside the pack.
     pub fn frame(&self, offset: u64, len: u32) -> Option<&[u8]> {
-        if offset.checked_add(u64::from(len))? > self.reserved.load(Ordering::Acquire) {
+        let written = self.reserved.load(Ordering::Acquire);
+        let end = offset.checked_add(u64::from(len))?;
+        if end > written {
             return None;
         }
-        self.map.get(offset, len as usize)
+        self.read_from.store(true, Ordering::Relaxed);
+        let prefetch = (written - end).min(READ_AHEAD) as usize;
+        self.map.get_prefetched(offset, len as usize, prefetch)
     }
 
-    pub fn release(&self, offset: u64, len: u32) {
-        self.map.release(offset, len as usize);
+    /// Drops this pack's mapped pages if it was read from since the last call.
+    pub fn release_pages(&self) {
+        if self.read_from.swap(false, Ordering::Relaxed) {
+            self.map.release_pages();
+        }
     }
 
     pub fn sync(&self) -> io::Result<()> {

@@ -25,6 +25,43 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 /// random writers while leaving room for a few interleaved sequential streams.
 const MAX_BUFFERS_PER_FILE: usize = 64;
 
+/// A block being written: its bytes, and which of them are known (written, or loaded from
+/// the block's previous content).
+struct BlockBuffer {
+    bytes: Vec<u8>,
+    /// Sorted, disjoint, non-adjacent byte ranges. Sequential writes keep this one range long.
+    known: Vec<(usize, usize)>,
+}
+
+impl BlockBuffer {
+    fn new(block_size: usize) -> Self {
+        BlockBuffer {
+            bytes: vec![0u8; block_size],
+            known: Vec::new(),
+        }
+    }
+
+    fn cover(&mut self, start: usize, end: usize) {
+        let (mut start, mut end) = (start, end);
+        // Merge every range that touches or overlaps [start, end).
+        self.known.retain(|&(s, e)| {
+            if e < start || s > end {
+                true
+            } else {
+                start = start.min(s);
+                end = end.max(e);
+                false
+            }
+        });
+        let at = self.known.partition_point(|&(s, _)| s < start);
+        self.known.insert(at, (start, end));
+    }
+
+    fn is_complete(&self) -> bool {
+        self.known == [(0, self.bytes.len())]
+    }
+}
+
 /// Shared by every file: the bytes held in unsealed blocks, and the limit on them.
 pub struct DirtyBudget {
     bytes: AtomicI64,
@@ -74,7 +111,7 @@ pub struct ContentState {
     pub mtime: Timestamp,
     pub ctime: Timestamp,
     blocks: Option<BTreeMap<u64, ChunkId>>,
-    buffers: BTreeMap<u64, Vec<u8>>,
+    buffers: BTreeMap<u64, BlockBuffer>,
     changed: BTreeMap<u64, Option<ChunkId>>,
     dropped_from: Option<u64>,
     /// Size or times changed since the last commit.
@@ -166,7 +203,7 @@ impl ContentState {
             let n = ((bs - pos % bs).min(end - pos)) as usize;
             let at = (pos - offset) as usize;
             if let Some(buffer) = state.buffers.get(&index) {
-                out[at..at + n].copy_from_slice(&buffer[in_block..in_block + n]);
+                out[at..at + n].copy_from_slice(&buffer.bytes[in_block..in_block + n]);
             } else if let Some(id) = blocks.get(&index) {
                 fetch.push((*id, in_block, at, n));
             }
@@ -174,15 +211,13 @@ impl ContentState {
         }
         drop(guard);
         for (id, in_block, at, n) in fetch {
-            let chunk = ctx.store.get(&id).inspect_err(|err| {
-                tracing::error!(ino = %ino, chunk = %id, "read failed: {err}");
-            })?;
             // A chunk shorter than the block holds what were the file's last bytes when it was
-            // sealed; the rest reads as zero. The file may have grown since, so a read can start
-            // past the chunk's end.
-            let stored = chunk.get(in_block..).unwrap_or_default();
-            let available = stored.len().min(n);
-            out[at..at + available].copy_from_slice(&stored[..available]);
+            // sealed; the rest reads as zero (`out` starts zeroed).
+            ctx.store
+                .read_into(&id, in_block, &mut out[at..at + n])
+                .inspect_err(|err| {
+                    tracing::error!(ino = %ino, chunk = %id, "read failed: {err}");
+                })?;
         }
         Ok(out)
     }
@@ -213,10 +248,13 @@ impl ContentState {
                 self.store_block(ino, ctx, index, &data[src..src + n])?;
             } else {
                 let buffer = self.buffer_for(ino, ctx, index, whole_block)?;
-                buffer[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
-                if in_block + n == bs as usize {
-                    // The block is complete: hash, compress and store it now, while the data
-                    // is hot in cache, rather than all at once at close.
+                buffer.bytes[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
+                buffer.cover(in_block, in_block + n);
+                if buffer.is_complete() {
+                    // Every byte of the block is known: hash, compress and store it now, while
+                    // the data is hot in cache. Waiting for full coverage (rather than a write
+                    // reaching the block's end) keeps out-of-order writeback from storing
+                    // half-written blocks that are rewritten moments later.
                     self.size = self.size.max(pos + n as u64);
                     self.seal(ino, ctx, index)?;
                 }
@@ -248,16 +286,17 @@ impl ContentState {
         ctx: &DataContext<'_>,
         index: u64,
         overwrite_whole: bool,
-    ) -> FsResult<&mut Vec<u8>> {
+    ) -> FsResult<&mut BlockBuffer> {
         if !self.buffers.contains_key(&index) {
-            let mut buffer = vec![0u8; ctx.block_size as usize];
+            let mut buffer = BlockBuffer::new(ctx.block_size as usize);
             let existing = self.blocks.as_ref().and_then(|b| b.get(&index)).copied();
             if let (Some(id), false) = (existing, overwrite_whole) {
-                let chunk = ctx.store.get(&id).inspect_err(|err| {
-                    tracing::error!(ino = %ino, chunk = %id, "read for update failed: {err}");
-                })?;
-                let n = chunk.len().min(buffer.len());
-                buffer[..n].copy_from_slice(&chunk[..n]);
+                ctx.store
+                    .read_into(&id, 0, &mut buffer.bytes)
+                    .inspect_err(|err| {
+                        tracing::error!(ino = %ino, chunk = %id, "read for update failed: {err}");
+                    })?;
+                buffer.cover(0, buffer.bytes.len());
             }
             ctx.budget.add(i64::from(ctx.block_size));
             self.buffers.insert(index, buffer);
@@ -273,7 +312,7 @@ impl ContentState {
         ctx.budget.add(-i64::from(ctx.block_size));
         let bs = u64::from(ctx.block_size);
         let valid = self.size.saturating_sub(index * bs).min(bs) as usize;
-        if let Err(err) = self.store_block(ino, ctx, index, &buffer[..valid]) {
+        if let Err(err) = self.store_block(ino, ctx, index, &buffer.bytes[..valid]) {
             // Keep the data buffered: a later flush may succeed once space is freed.
             ctx.budget.add(i64::from(ctx.block_size));
             self.buffers.insert(index, buffer);
@@ -339,7 +378,7 @@ impl ContentState {
             if tail != 0 {
                 // Zero the rest of the last block, so that growing the file again reads zeros.
                 let buffer = self.buffer_for(ino, ctx, new_size / bs, false)?;
-                buffer[tail..].fill(0);
+                buffer.bytes[tail..].fill(0);
             }
         }
         self.size = new_size;
@@ -393,5 +432,24 @@ impl ContentState {
         self.changed.clear();
         self.attrs_changed = false;
         self.dropped_from = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockBuffer;
+
+    #[test]
+    fn coverage_merges_out_of_order_writes() {
+        let mut buffer = BlockBuffer::new(100);
+        buffer.cover(50, 100);
+        assert!(!buffer.is_complete());
+        buffer.cover(0, 20);
+        buffer.cover(30, 40);
+        assert_eq!(buffer.known, [(0, 20), (30, 40), (50, 100)]);
+        buffer.cover(20, 30);
+        assert_eq!(buffer.known, [(0, 40), (50, 100)]);
+        buffer.cover(35, 60);
+        assert!(buffer.is_complete());
     }
 }

@@ -17,6 +17,8 @@ pub struct MappedFile {
     map: Mmap,
 }
 
+const PAGE: usize = 4096;
+
 impl MappedFile {
     pub fn map(file: &File, len: u64) -> io::Result<Self> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("mapping too large"))?;
@@ -28,34 +30,33 @@ impl MappedFile {
     }
 
     /// The bytes at `offset..offset + len`, or `None` if the range leaves the mapping.
-    pub fn get(&self, offset: u64, len: usize) -> Option<&[u8]> {
+    ///
+    /// The kernel is asked to read the range and the `prefetch` bytes after it: data written
+    /// together lies together in a pack, so a sequential reader of a file finds its next chunks
+    /// already on the way, as a plain file's readahead would have them.
+    pub fn get_prefetched(&self, offset: u64, len: usize, prefetch: usize) -> Option<&[u8]> {
         let start = usize::try_from(offset).ok()?;
-        self.map.get(start..start.checked_add(len)?)
+        let end = start.checked_add(len)?;
+        let bytes = self.map.get(start..end)?;
+        let page_start = start / PAGE * PAGE;
+        let hint_end = end.saturating_add(prefetch).min(self.map.len());
+        // Only a hint: failure just means the pages are faulted in one by one.
+        let _ = self
+            .map
+            .advise_range(memmap2::Advice::WillNeed, page_start, hint_end - page_start);
+        Some(bytes)
     }
 
-    /// Drops the pages of a range from this process's page tables once it has been read, so that
-    /// streaming through a large store does not grow the daemon's resident set. The data stays in
-    /// the kernel's page cache.
-    pub fn release(&self, offset: u64, len: usize) {
-        let page = 4096usize;
-        let Ok(start) = usize::try_from(offset) else {
-            return;
+    /// Drops the whole mapping from this process's page tables (the data stays in the kernel's
+    /// page cache), so that streaming through a large store does not grow the daemon's
+    /// resident set. The chunk store calls it in batches: it costs a TLB shootdown.
+    pub fn release_pages(&self) {
+        // SAFETY: MADV_DONTNEED on a read-only shared file mapping only discards this
+        // process's page-table entries; later reads fault the same bytes back in from the
+        // page cache, so no slice handed out ever observes different data.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
         };
-        // Only whole pages inside the range are dropped, so a neighbour being read is untouched
-        // in the common case; a neighbour page that is dropped is simply faulted in again.
-        let first = start.div_ceil(page) * page;
-        let end = (start + len) / page * page;
-        if end > first {
-            // SAFETY: MADV_DONTNEED on a read-only shared file mapping only discards this
-            // process's page-table entries; later reads fault the same bytes back in from the
-            // page cache, so no slice handed out ever observes different data.
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    first,
-                    end - first,
-                )
-            };
-        }
     }
 }
