@@ -95,3 +95,45 @@ fn a_corrupted_chunk_reads_as_eio_never_wrong_bytes() {
         m.log()
     );
 }
+
+#[test]
+fn a_missing_pack_gives_eio_for_its_files_only() {
+    let mut m = Mounted::new();
+    fs::write(m.path("early"), random_bytes(300_000, 1)).unwrap();
+    m.remount();
+    // A new mount writes a new pack: `late` lives in the second one.
+    let late = random_bytes(300_000, 2);
+    fs::write(m.path("late"), &late).unwrap();
+    m.unmount();
+    let mut packs: Vec<_> = fs::read_dir(m.store.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    packs.sort();
+    assert_eq!(packs.len(), 2);
+    fs::remove_file(&packs[0]).unwrap();
+    m.mount();
+    let err = fs::read(m.path("early")).expect_err("data of a lost pack");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert_eq!(fs::read(m.path("late")).unwrap(), late);
+    assert!(m.log().contains("pack file is missing"), "{}", m.log());
+}
+
+#[test]
+fn a_damaged_metadata_database_is_refused_with_a_clear_message() {
+    let mut m = Mounted::new();
+    fs::write(m.path("f"), b"data").unwrap();
+    m.unmount();
+    let meta = m.store.join("meta.redb");
+    let mut bytes = fs::read(&meta).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[..len.min(4096)] {
+        *b ^= 0x5a;
+    }
+    fs::write(&meta, &bytes).unwrap();
+    let out =
+        crate::harness::snapfs(&["mount", m.store.to_str().unwrap(), m.mnt.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata"), "{err}");
+}
