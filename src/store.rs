@@ -37,9 +37,9 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("metadata: {0}")]
+    #[error(transparent)]
     Meta(#[from] MetaError),
-    #[error("chunk store: {0}")]
+    #[error(transparent)]
     Chunks(#[from] ChunkStoreError),
 }
 

@@ -37,10 +37,23 @@ pub enum ChunkStoreError {
     Missing(ChunkId),
     #[error("chunk {id} is damaged: {reason}")]
     Corrupt { id: ChunkId, reason: String },
+    // Not `#[source]`s: the text is already in the message, and chains would print it twice.
     #[error("chunk store I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("chunk index error: {0}")]
-    Index(#[from] redb::Error),
+    Index(redb::Error),
+}
+
+impl From<io::Error> for ChunkStoreError {
+    fn from(err: io::Error) -> Self {
+        ChunkStoreError::Io(err)
+    }
+}
+
+impl From<redb::Error> for ChunkStoreError {
+    fn from(err: redb::Error) -> Self {
+        ChunkStoreError::Index(err)
+    }
 }
 
 impl ChunkStoreError {

@@ -39,8 +39,10 @@ const NEXT_INODE: &str = "next_inode";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
+    // Not a `#[source]`: the text is already in this message, and error chains would print it
+    // twice.
     #[error("metadata database: {0}")]
-    Db(#[from] redb::Error),
+    Db(redb::Error),
     #[error("damaged metadata record for inode {ino}: {source}")]
     Damaged { ino: InodeNo, source: DecodeError },
 }
@@ -55,6 +57,7 @@ macro_rules! db_err {
     )*};
 }
 db_err!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

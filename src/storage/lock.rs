@@ -19,7 +19,13 @@ pub enum LockError {
     #[error("the store is already in use by process {holder} (is it mounted?)")]
     Busy { holder: String },
     #[error("cannot lock the store: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for LockError {
+    fn from(err: io::Error) -> Self {
+        LockError::Io(err)
+    }
 }
 
 impl StoreLock {
