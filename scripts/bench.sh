@@ -14,7 +14,7 @@
 #   write-text    the same with 1 GiB of generated text that zstd packs ~3.3x (never repeats)
 #   read-random   cold sequential read of that file (caches dropped, FUSE targets remounted)
 #   read-text     the same for the text file
-#   untar         tar -x of 10,000 files of 1-16 KiB in 100 directories, then sync
+#   untar         tar -x of 10,000 files of 1-16 KiB in 100 directories, then sync (+ fsync of the dir)
 #   read-small    cold read of them all (tar -c . | cat >/dev/null)
 #   find          cold find over them
 # A read workload whose input is missing (not selected with --only) writes it first, untimed.
@@ -435,7 +435,9 @@ timed() {
 
 copy_in() { dd if="$1" of="$2" bs=1M conv=fsync status=none; }
 read_out() { dd if="$1" of=/dev/null bs=1M status=none; }
-untar_sync() { tar -C "$1" -xf "$DATA/small.tar" && sync; }
+# `sync` alone cannot reach a FUSE daemon's own state (the kernel has no syncfs request for
+# it), so the extracted tree is also fsynced through its directory, which commits snapfs.
+untar_sync() { tar -C "$1" -xf "$DATA/small.tar" && sync && sync "$1"; }
 tar_read() { tar -C "$1" -cf - . | cat >/dev/null; }
 find_all() {
     local n

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod chunk_store;
+mod concurrency;
 mod durability;
 mod harness;
 mod posix_ops;
