@@ -86,3 +86,38 @@ fn clean_unmount_makes_everything_durable() {
         );
     }
 }
+
+#[test]
+fn fusermount_umount_and_sigterm_unmount_cleanly_and_keep_data() {
+    let mut m = Mounted::new();
+    let ways: [fn(&Mounted) -> std::process::Command; 3] = [
+        |m| {
+            let mut c = std::process::Command::new("fusermount3");
+            c.arg("-u").arg(&m.mnt);
+            c
+        },
+        |m| {
+            let mut c = std::process::Command::new("umount");
+            c.arg(&m.mnt);
+            c
+        },
+        |m| {
+            let mut c = std::process::Command::new("kill");
+            c.arg("-TERM").arg(m.daemon_pid().to_string());
+            c
+        },
+    ];
+    for (i, way) in ways.iter().enumerate() {
+        let name = format!("file{i}");
+        fs::write(m.path(&name), pattern(i as u8, 500_000)).unwrap();
+        let mut command = way(&m);
+        m.unmount_with(&mut command);
+        m.mount();
+        for j in 0..=i {
+            assert_eq!(
+                fs::read(m.path(&format!("file{j}"))).unwrap(),
+                pattern(j as u8, 500_000)
+            );
+        }
+    }
+}

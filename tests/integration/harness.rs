@@ -115,6 +115,24 @@ impl Mounted {
         assert!(status.success(), "daemon failed: {}", self.log());
     }
 
+    /// Unmounts with another tool (`fusermount3 -u`, `umount`, or a signal to the daemon) and
+    /// checks that the daemon still finishes cleanly.
+    pub fn unmount_with(&mut self, how: &mut Command) {
+        let out = how.output().expect("running the unmount tool");
+        assert!(
+            out.status.success(),
+            "{how:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = self.daemon.take().expect("mounted").wait().expect("wait");
+        assert!(status.success(), "daemon failed: {}", self.log());
+        assert!(!is_mounted(&self.mnt));
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("mounted").id()
+    }
+
     pub fn remount(&mut self) {
         self.unmount();
         self.mount();
