@@ -6,6 +6,7 @@
 mod cursor;
 pub mod inode;
 pub mod location;
+pub mod object;
 pub mod pack;
 pub mod store_config;
 
