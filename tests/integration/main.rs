@@ -4,6 +4,7 @@
 mod bad_input;
 mod chunk_store;
 mod concurrency;
+mod conformance;
 mod durability;
 mod harness;
 mod posix_ops;
