@@ -3,6 +3,7 @@
 //! Decoders never panic on untrusted bytes: every read is bounds-checked and every failure is a
 //! [`DecodeError`]. The layouts are drawn in `docs/ARCHITECTURE.md`.
 
+pub mod catalog;
 mod cursor;
 pub mod inode;
 pub mod location;
