@@ -5,6 +5,7 @@
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
+//! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
 //! - [`store`]: a store directory as a whole (init, open).
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
@@ -19,5 +20,7 @@ pub mod fuse;
 pub mod id;
 pub mod live;
 pub mod meta;
+pub mod object_store;
 pub mod storage;
+pub mod snapshot;
 pub mod store;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! record := version: u8 = 1 | number: u64 | root: [u8; 32] | created: (secs: i64, nanos: u32)
-//!           | origin: u8 (0 manual, 1 automatic)
+//!           | origin: u8 (0 manual, 1 automatic) | root_perm: u16 | root_uid: u32 | root_gid: u32
 //! ```
 //! `number` is unique for the store's life (never reused), which keeps the inode numbers of
 //! snapshot contents unique across the mount; `root` is the id of the snapshot's root
@@ -28,10 +28,14 @@ pub struct SnapshotRecord {
     pub root: ObjectId,
     pub created: Timestamp,
     pub origin: Origin,
+    /// Permissions and owner of the share's root when the snapshot was taken.
+    pub root_perm: u16,
+    pub root_uid: u32,
+    pub root_gid: u32,
 }
 
 impl SnapshotRecord {
-    pub const ENCODED_LEN: usize = 1 + 8 + 32 + 12 + 1;
+    pub const ENCODED_LEN: usize = 1 + 8 + 32 + 12 + 1 + 10;
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);
@@ -44,6 +48,9 @@ impl SnapshotRecord {
             Origin::Manual => 0,
             Origin::Automatic => 1,
         });
+        out.extend_from_slice(&self.root_perm.to_le_bytes());
+        out.extend_from_slice(&self.root_uid.to_le_bytes());
+        out.extend_from_slice(&self.root_gid.to_le_bytes());
         out
     }
 
@@ -73,12 +80,18 @@ impl SnapshotRecord {
                 });
             }
         };
+        let root_perm = cursor.u16()? & 0o7777;
+        let root_uid = cursor.u32()?;
+        let root_gid = cursor.u32()?;
         cursor.finish()?;
         Ok(SnapshotRecord {
             number,
             root,
             created: Timestamp { secs, nanos },
             origin,
+            root_perm,
+            root_uid,
+            root_gid,
         })
     }
 }
@@ -122,12 +135,15 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(number: u64, root: [u8; 32], secs: i64, nanos in 0..1_000_000_000u32, auto: bool) {
+        fn round_trips(number: u64, root: [u8; 32], secs: i64, nanos in 0..1_000_000_000u32, auto: bool, perm in 0..0o7777u16, uid: u32, gid: u32) {
             let record = SnapshotRecord {
                 number,
                 root: crate::id::ChunkId(root),
                 created: Timestamp { secs, nanos },
                 origin: if auto { Origin::Automatic } else { Origin::Manual },
+                root_perm: perm,
+                root_uid: uid,
+                root_gid: gid,
             };
             let bytes = record.encode();
             prop_assert_eq!(bytes.len(), SnapshotRecord::ENCODED_LEN);

@@ -123,7 +123,7 @@ impl LiveFs {
     fn collect_batch(&self) -> CommitBatch {
         let tree = self.tree.read();
         let dirt = std::mem::take(&mut *self.dirt.lock());
-        let files = std::mem::take(&mut *self.dirty_files.lock());
+        let files = std::mem::take(&mut self.changed.lock().since_commit);
         let mut batch = CommitBatch {
             next_inode: tree.next_inode,
             ..CommitBatch::default()

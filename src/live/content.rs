@@ -152,6 +152,19 @@ impl ContentState {
         Ok(self.blocks.as_mut().expect("loaded above"))
     }
 
+    /// The current block map (after [`ContentState::seal_all`], the whole content).
+    pub fn block_map(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+    ) -> FsResult<&BTreeMap<u64, ChunkId>> {
+        Ok(self.blocks(ino, ctx)?)
+    }
+
+    pub fn has_buffers(&self) -> bool {
+        !self.buffers.is_empty()
+    }
+
     /// Whether anything here is not yet committed.
     pub fn is_dirty(&self) -> bool {
         self.attrs_changed

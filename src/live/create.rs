@@ -114,7 +114,11 @@ impl LiveFs {
             symlink_target: target,
         };
         let ino = tree.allocate_inode();
-        tree.nodes.insert(ino, Node::new(ino, record, parent));
+        let mut node = Node::new(ino, record, parent);
+        if !node.is_dir() {
+            node.links.push(parent);
+        }
+        tree.nodes.insert(ino, node);
         let parent_node = tree.node_mut(parent)?;
         parent_node
             .entries
@@ -153,6 +157,7 @@ impl LiveFs {
         }
         let now = Timestamp::now();
         node.record.nlink += 1;
+        node.links.push(new_parent);
         match &node.content {
             Some(content) => content.lock().set_times(None, now),
             None => node.record.ctime = now,

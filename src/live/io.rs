@@ -62,6 +62,7 @@ impl LiveFs {
         if !file.writable {
             return Err(FsError::BadHandle);
         }
+        let _gate = self.write_gate.read();
         file.content
             .lock()
             .write(file.ino, &self.data_context(), offset, data)?;
@@ -130,6 +131,7 @@ impl LiveFs {
             return Err(FsError::InvalidArgument);
         }
         let end = offset.checked_add(len).ok_or(FsError::FileTooLarge)?;
+        let _gate = self.write_gate.read();
         match mode {
             0 => {
                 let mut state = file.content.lock();

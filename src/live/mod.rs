@@ -16,6 +16,7 @@ mod content;
 mod create;
 mod dir;
 pub mod error;
+mod freeze;
 mod handles;
 mod io;
 mod namespace;
@@ -34,6 +35,7 @@ pub use content::MAX_FILE_SIZE;
 use content::{DataContext, DirtyBudget};
 pub use create::NewInode;
 pub use dir::DirEntry;
+pub use freeze::Frozen;
 pub use error::{FsError, FsResult};
 use handles::Handles;
 pub use io::FsStats;
@@ -73,14 +75,27 @@ impl Default for LiveOptions {
     }
 }
 
+/// Inodes changed since the last commit and since the last freeze: one lock for both, taken
+/// once per change.
+#[derive(Default)]
+struct Changed {
+    /// Files whose content, size or times changed.
+    since_commit: std::collections::HashSet<InodeNo>,
+    /// Any inode whose frozen object is stale, and directories whose entries changed.
+    since_freeze: std::collections::HashSet<InodeNo>,
+}
+
 pub struct LiveFs {
     store: Arc<ChunkStore>,
     meta: MetaStore,
     block_size: u32,
     tree: RwLock<Namespace>,
     dirt: Mutex<Dirt>,
-    /// Files whose content changed since the last commit.
-    dirty_files: Mutex<std::collections::HashSet<InodeNo>>,
+    /// Inodes changed since the last commit (files: their content) and since the last freeze.
+    changed: Mutex<Changed>,
+    /// Taken shared by every data write, and exclusively by a freeze: a snapshot holds every
+    /// write that returned before it and none that started after.
+    write_gate: RwLock<()>,
     budget: DirtyBudget,
     handles: Handles,
     commits: CommitQueue,
@@ -109,7 +124,8 @@ impl LiveFs {
             _lock: lock,
             tree: RwLock::new(namespace),
             dirt: Mutex::new(Dirt::default()),
-            dirty_files: Mutex::new(Default::default()),
+            changed: Mutex::new(Changed::default()),
+            write_gate: RwLock::new(()),
             budget: DirtyBudget::new(options.dirty_limit),
             handles: Handles::default(),
             commits: CommitQueue::new(options.commit_interval),
@@ -150,6 +166,7 @@ impl LiveFs {
 
     fn mark_inode(&self, ino: InodeNo) {
         self.dirt.lock().inodes.insert(ino);
+        self.changed.lock().since_freeze.insert(ino);
     }
 
     fn mark_dirent(&self, parent: InodeNo, name: &[u8], child: Option<InodeNo>) {
@@ -157,10 +174,13 @@ impl LiveFs {
             .lock()
             .dirents
             .insert((parent, name.to_vec()), child);
+        self.changed.lock().since_freeze.insert(parent);
     }
 
     fn mark_file_data(&self, ino: InodeNo) {
-        self.dirty_files.lock().insert(ino);
+        let mut changed = self.changed.lock();
+        changed.since_commit.insert(ino);
+        changed.since_freeze.insert(ino);
     }
 
     /// Removes an inode nobody names or has open, and its data.
@@ -201,5 +221,21 @@ impl LiveFs {
 
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    pub fn database(&self) -> Arc<redb::Database> {
+        self.meta.database()
+    }
+
+    pub fn chunk_store(&self) -> Arc<ChunkStore> {
+        self.store.clone()
+    }
+
+    /// The owner of the share's root directory: who may use the snapshot controls.
+    pub fn owner(&self) -> (u32, u32) {
+        let tree = self.tree.read();
+        tree.node(InodeNo::ROOT)
+            .map(|root| (root.record.uid, root.record.gid))
+            .unwrap_or((0, 0))
     }
 }

@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU32;
 use super::content::FileContent;
 use super::error::{FsError, FsResult};
 use crate::format::inode::{InodeKind, InodeRecord};
+use crate::format::object::ObjectId;
 use crate::id::InodeNo;
 use crate::meta::LoadedTree;
 
@@ -28,6 +29,12 @@ pub struct Node {
     pub entries: Option<BTreeMap<Vec<u8>, InodeNo>>,
     /// For a directory: the directory that holds it (the root: itself).
     pub parent: InodeNo,
+    /// For any other inode: the directories holding an entry for it, one per entry (a hard
+    /// link in the same directory twice appears twice).
+    pub links: Vec<InodeNo>,
+    /// The snapshot object this inode froze to last time, while nothing in it has changed since
+    /// (invariant: when it is `None`, so is every ancestor's).
+    pub frozen: Option<ObjectId>,
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub content: Option<Arc<FileContent>>,
     pub open_handles: AtomicU32,
@@ -48,6 +55,8 @@ impl Node {
             record,
             entries,
             parent,
+            links: Vec::new(),
+            frozen: None,
             xattrs: BTreeMap::new(),
             content,
             open_handles: AtomicU32::new(0),
@@ -98,7 +107,8 @@ impl Namespace {
             .collect();
         for (parent, name, child) in tree.dirents {
             match nodes.get_mut(&child) {
-                Some(node) => node.parent = parent,
+                Some(node) if node.is_dir() => node.parent = parent,
+                Some(node) => node.links.push(parent),
                 None => {
                     tracing::error!(%parent, %child, "directory entry names a missing inode; skipped");
                     continue;
@@ -164,6 +174,37 @@ impl Namespace {
         let ino = InodeNo(self.next_inode);
         self.next_inode += 1;
         ino
+    }
+
+    /// The directories whose frozen objects embed `ino`'s: its parent, or every directory
+    /// linking to it.
+    pub fn containing_dirs(&self, ino: InodeNo) -> Vec<InodeNo> {
+        match self.nodes.get(&ino) {
+            Some(node) if node.is_dir() => {
+                if node.parent == ino {
+                    Vec::new()
+                } else {
+                    vec![node.parent]
+                }
+            }
+            Some(node) => node.links.clone(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets the frozen object of `ino` and of every directory above it. A directory that is
+    /// already thawed has thawed ancestors (the invariant), so the walk stops there.
+    pub fn thaw(&mut self, ino: InodeNo) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.frozen = None;
+        }
+        let mut pending = self.containing_dirs(ino);
+        while let Some(dir) = pending.pop() {
+            let Some(node) = self.nodes.get_mut(&dir) else { continue };
+            if node.frozen.take().is_some() {
+                pending.extend(self.containing_dirs(dir));
+            }
+        }
     }
 
     /// Whether `ancestor` is `ino` or one of the directories above it.

@@ -58,6 +58,9 @@ impl LiveFs {
         self.mark_dirent(parent, name, None);
         let Ok(node) = tree.node_mut(ino) else { return };
         let was_dir = node.is_dir();
+        if let Some(at) = node.links.iter().position(|p| *p == parent) {
+            node.links.swap_remove(at);
+        }
         node.record.nlink = if was_dir {
             0
         } else {

@@ -94,7 +94,7 @@ impl LiveFs {
         tree.dir_mut(new_parent)?.insert(new_name.to_vec(), ino);
         self.mark_dirent(parent, name, None);
         self.mark_dirent(new_parent, new_name, Some(ino));
-        let is_dir = self.reparent(tree, ino, new_parent, now)?;
+        let is_dir = self.reparent(tree, ino, parent, new_parent, now)?;
         if is_dir && parent != new_parent {
             tree.node_mut(parent)?.record.nlink -= 1;
             tree.node_mut(new_parent)?.record.nlink += 1;
@@ -122,8 +122,8 @@ impl LiveFs {
         tree.dir_mut(new_parent)?.insert(new_name.to_vec(), source);
         self.mark_dirent(parent, name, Some(target));
         self.mark_dirent(new_parent, new_name, Some(source));
-        let source_is_dir = self.reparent(tree, source, new_parent, now)?;
-        let target_is_dir = self.reparent(tree, target, parent, now)?;
+        let source_is_dir = self.reparent(tree, source, parent, new_parent, now)?;
+        let target_is_dir = self.reparent(tree, target, new_parent, parent, now)?;
         if parent != new_parent && source_is_dir != target_is_dir {
             let (gains, loses) = if source_is_dir {
                 (new_parent, parent)
@@ -142,12 +142,13 @@ impl LiveFs {
         Ok(())
     }
 
-    /// Records that `ino` now lives in `parent` and touches its ctime; returns whether it is a
-    /// directory.
+    /// Records that `ino` moved from `old_parent` to `parent` and touches its ctime; returns
+    /// whether it is a directory.
     fn reparent(
         &self,
         tree: &mut Namespace,
         ino: InodeNo,
+        old_parent: InodeNo,
         parent: InodeNo,
         now: Timestamp,
     ) -> FsResult<bool> {
@@ -155,6 +156,8 @@ impl LiveFs {
         let is_dir = node.is_dir();
         if is_dir {
             node.parent = parent;
+        } else if let Some(link) = node.links.iter_mut().find(|p| **p == old_parent) {
+            *link = parent;
         }
         match &node.content {
             Some(content) => content.lock().set_times(None, now),

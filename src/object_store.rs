@@ -1,0 +1,77 @@
+//! Snapshot objects in the chunk store: stored like file data, under the hash of their
+//! encoding. An object whose encoding is larger than a chunk may be is split into parts behind
+//! a multipart object, so callers never see the limit.
+
+use std::sync::Arc;
+
+use crate::chunk_store::{ChunkStore, ChunkStoreError};
+use crate::format::object::{Multipart, Object, ObjectId};
+use crate::format::pack::MAX_CHUNK_LEN;
+use crate::id::ChunkId;
+
+/// Parts of a multipart object: a little under the chunk limit.
+const PART_LEN: usize = (MAX_CHUNK_LEN as usize) / 2;
+
+pub struct ObjectStore {
+    chunks: Arc<ChunkStore>,
+}
+
+impl ObjectStore {
+    pub fn new(chunks: Arc<ChunkStore>) -> Self {
+        ObjectStore { chunks }
+    }
+
+    pub fn chunks(&self) -> &Arc<ChunkStore> {
+        &self.chunks
+    }
+
+    pub fn put(&self, encoded: &[u8]) -> Result<ObjectId, ChunkStoreError> {
+        if encoded.len() <= PART_LEN {
+            return self.chunks.put(encoded);
+        }
+        let parts = encoded
+            .chunks(PART_LEN)
+            .map(|part| self.chunks.put(part))
+            .collect::<Result<Vec<ChunkId>, _>>()?;
+        let multipart = Multipart {
+            total_len: encoded.len() as u64,
+            parts,
+        };
+        self.chunks.put(&multipart.encode())
+    }
+
+    /// Loads and decodes an object; a multipart object is reassembled first.
+    pub fn get(&self, id: &ObjectId) -> Result<Object, ChunkStoreError> {
+        let bytes = self.chunks.get(id)?;
+        let corrupt = |reason: String| ChunkStoreError::Corrupt { id: *id, reason };
+        match Object::decode(&bytes).map_err(|e| corrupt(format!("snapshot object: {e}")))? {
+            Object::Multipart(multipart) => {
+                if multipart.total_len > u64::from(u32::MAX) {
+                    return Err(corrupt("multipart object too large".into()));
+                }
+                let mut whole = Vec::with_capacity(multipart.total_len as usize);
+                for part in &multipart.parts {
+                    whole.extend_from_slice(&self.chunks.get(part)?);
+                }
+                if whole.len() as u64 != multipart.total_len {
+                    return Err(corrupt("multipart length mismatch".into()));
+                }
+                match Object::decode(&whole).map_err(|e| corrupt(format!("snapshot object: {e}")))? {
+                    Object::Multipart(_) => Err(corrupt("nested multipart object".into())),
+                    object => Ok(object),
+                }
+            }
+            object => Ok(object),
+        }
+    }
+
+    /// The chunks an object occupies (itself, and its parts if it is multipart).
+    pub fn object_chunks(&self, id: &ObjectId) -> Result<Vec<ChunkId>, ChunkStoreError> {
+        let bytes = self.chunks.get(id)?;
+        let mut out = vec![*id];
+        if let Ok(Object::Multipart(multipart)) = Object::decode(&bytes) {
+            out.extend(multipart.parts);
+        }
+        Ok(out)
+    }
+}

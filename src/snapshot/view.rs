@@ -1,0 +1,267 @@
+//! Browsing snapshots read-only, independent of FUSE: `.snapshots/` lists every snapshot, and
+//! each is a directory tree decoded lazily from its objects.
+//!
+//! Inode numbers are unique across the mount and stable while it is mounted:
+//! - live share: below 2^40 (allocated from a counter);
+//! - `.snapshots` and its control file: [`SNAPSHOTS_DIR`], [`CONTROL_FILE`];
+//! - inside snapshot number `n`: `2^63 | n << 40 | link_id`, where `link_id` is the live inode
+//!   number the entry had when frozen, so hard links inside one snapshot share an inode.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::Snapshots;
+use crate::chunk_store::ChunkStoreError;
+use crate::format::catalog::SnapshotRecord;
+use crate::format::inode::{InodeKind, InodeRecord};
+use crate::format::object::{DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment};
+use crate::id::InodeNo;
+
+pub const SNAPSHOTS_DIR: InodeNo = InodeNo(1 << 62);
+pub const CONTROL_FILE: InodeNo = InodeNo((1 << 62) + 1);
+pub const SNAPSHOTS_DIR_NAME: &[u8] = b".snapshots";
+pub const CONTROL_FILE_NAME: &[u8] = b".control";
+const SNAPSHOT_BIT: u64 = 1 << 63;
+const LINK_BITS: u32 = 40;
+/// Decoded objects kept in memory: enough for the directories and files being browsed.
+const CACHED_OBJECTS: usize = 1024;
+
+/// Which part of the mount an inode number belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    Live,
+    SnapshotsDir,
+    ControlFile,
+    Snapshot { number: u64 },
+}
+
+pub fn area(ino: InodeNo) -> Area {
+    if ino == SNAPSHOTS_DIR {
+        Area::SnapshotsDir
+    } else if ino == CONTROL_FILE {
+        Area::ControlFile
+    } else if ino.0 & SNAPSHOT_BIT != 0 {
+        Area::Snapshot {
+            number: (ino.0 & !SNAPSHOT_BIT) >> LINK_BITS,
+        }
+    } else {
+        Area::Live
+    }
+}
+
+pub fn snapshot_ino(number: u64, link_id: u64) -> InodeNo {
+    InodeNo(SNAPSHOT_BIT | (number << LINK_BITS) | (link_id & ((1 << LINK_BITS) - 1)))
+}
+
+/// An inode inside a snapshot, as last looked up.
+#[derive(Clone, Debug)]
+pub struct SnapInode {
+    pub ino: InodeNo,
+    pub parent: InodeNo,
+    pub record: InodeRecord,
+    pub object: Option<ObjectId>,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("no such entry")]
+    NotFound,
+    #[error("not a directory")]
+    NotDirectory,
+    #[error("snapshot data: {0}")]
+    Damaged(#[from] ChunkStoreError),
+}
+
+/// The read-only view of every snapshot.
+pub struct SnapshotView {
+    snapshots: Arc<Snapshots>,
+    inodes: RwLock<HashMap<InodeNo, SnapInode>>,
+    objects: Mutex<HashMap<ObjectId, Arc<Object>>>,
+}
+
+impl SnapshotView {
+    pub fn new(snapshots: Arc<Snapshots>) -> Self {
+        SnapshotView {
+            snapshots,
+            inodes: RwLock::new(HashMap::new()),
+            objects: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn snapshots(&self) -> &Arc<Snapshots> {
+        &self.snapshots
+    }
+
+    /// The root directory of a snapshot, as `.snapshots/NAME` shows it: its mtime and ctime are
+    /// the snapshot's creation time.
+    pub fn root_inode(&self, record: &SnapshotRecord) -> SnapInode {
+        let ino = snapshot_ino(record.number, InodeNo::ROOT.0);
+        let inode = SnapInode {
+            ino,
+            parent: SNAPSHOTS_DIR,
+            record: InodeRecord {
+                kind: InodeKind::Directory,
+                perm: record.root_perm,
+                uid: record.root_uid,
+                gid: record.root_gid,
+                nlink: 2,
+                rdev: 0,
+                size: 0,
+                atime: record.created,
+                mtime: record.created,
+                ctime: record.created,
+                symlink_target: Vec::new(),
+            },
+            object: Some(record.root),
+            xattrs: Vec::new(),
+        };
+        self.inodes.write().insert(ino, inode.clone());
+        inode
+    }
+
+    fn object(&self, id: &ObjectId) -> Result<Arc<Object>, ViewError> {
+        if let Some(object) = self.objects.lock().get(id) {
+            return Ok(object.clone());
+        }
+        let object = Arc::new(self.snapshots.objects().get(id)?);
+        let mut cache = self.objects.lock();
+        if cache.len() >= CACHED_OBJECTS {
+            // Objects are immutable, so any may go; a simple reset keeps the bound.
+            cache.clear();
+        }
+        cache.insert(*id, object.clone());
+        Ok(object)
+    }
+
+    fn directory(&self, inode: &SnapInode) -> Result<Arc<Object>, ViewError> {
+        let id = inode.object.ok_or(ViewError::NotDirectory)?;
+        let object = self.object(&id)?;
+        match &*object {
+            Object::Directory(_) => Ok(object),
+            _ => Err(ViewError::NotDirectory),
+        }
+    }
+
+    pub fn inode(&self, ino: InodeNo) -> Result<SnapInode, ViewError> {
+        if let Some(inode) = self.inodes.read().get(&ino) {
+            return Ok(inode.clone());
+        }
+        // A snapshot root the kernel remembers across a restart of this view.
+        let Area::Snapshot { number } = area(ino) else {
+            return Err(ViewError::NotFound);
+        };
+        match self.snapshots.by_number(number) {
+            Some((_, record)) if snapshot_ino(number, InodeNo::ROOT.0) == ino => {
+                Ok(self.root_inode(&record))
+            }
+            _ => Err(ViewError::NotFound),
+        }
+    }
+
+    pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<SnapInode, ViewError> {
+        let dir = self.inode(parent)?;
+        let object = self.directory(&dir)?;
+        let Object::Directory(DirectoryObject { entries }) = &*object else {
+            return Err(ViewError::NotDirectory);
+        };
+        let at = entries
+            .binary_search_by(|entry| entry.name.as_slice().cmp(name))
+            .map_err(|_| ViewError::NotFound)?;
+        let entry = &entries[at];
+        let Area::Snapshot { number } = area(parent) else {
+            return Err(ViewError::NotFound);
+        };
+        let inode = SnapInode {
+            ino: snapshot_ino(number, entry.link_id),
+            parent,
+            record: entry.record.clone(),
+            object: entry.object,
+            xattrs: entry.xattrs.clone(),
+        };
+        self.inodes.write().insert(inode.ino, inode.clone());
+        Ok(inode)
+    }
+
+    /// The entries of a snapshot directory: name, inode, kind.
+    pub fn list(&self, ino: InodeNo) -> Result<Vec<(Vec<u8>, InodeNo, InodeKind)>, ViewError> {
+        let dir = self.inode(ino)?;
+        let object = self.directory(&dir)?;
+        let Object::Directory(DirectoryObject { entries }) = &*object else {
+            return Err(ViewError::NotDirectory);
+        };
+        let Area::Snapshot { number } = area(ino) else {
+            return Err(ViewError::NotFound);
+        };
+        Ok(entries
+            .iter()
+            .map(|e| (e.name.clone(), snapshot_ino(number, e.link_id), e.record.kind))
+            .collect())
+    }
+
+    /// Reads up to `len` bytes at `offset` of a snapshot file, every chunk verified.
+    pub fn read(&self, ino: InodeNo, offset: u64, len: u32, block_size: u32) -> Result<Vec<u8>, ViewError> {
+        let inode = self.inode(ino)?;
+        let id = inode.object.ok_or(ViewError::NotFound)?;
+        let object = self.object(&id)?;
+        let Object::File(FileObject { size, segments }) = &*object else {
+            return Err(ViewError::NotFound);
+        };
+        if offset >= *size {
+            return Ok(Vec::new());
+        }
+        let end = (*size).min(offset + u64::from(len));
+        let bs = u64::from(block_size);
+        let mut out = vec![0u8; (end - offset) as usize];
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / bs;
+            let in_block = (pos % bs) as usize;
+            let n = ((bs - pos % bs).min(end - pos)) as usize;
+            let at = (pos - offset) as usize;
+            let number = index / SEGMENT_BLOCKS;
+            if let Ok(found) = segments.binary_search_by_key(&number, |(n, _)| *n) {
+                let segment = self.object(&segments[found].1)?;
+                let Object::Segment(Segment { blocks }) = &*segment else {
+                    return Err(ViewError::NotFound);
+                };
+                let key = (index % SEGMENT_BLOCKS) as u16;
+                if let Ok(i) = blocks.binary_search_by_key(&key, |(k, _)| *k) {
+                    let chunk = blocks[i].1;
+                    self.snapshots
+                        .objects()
+                        .chunks()
+                        .read_into(&chunk, in_block, &mut out[at..at + n])
+                        .inspect_err(|err| {
+                            tracing::error!(ino = %ino, %chunk, "snapshot read failed: {err}");
+                        })?;
+                }
+            }
+            pos += n as u64;
+        }
+        Ok(out)
+    }
+
+    /// Forgets what was looked up in a deleted snapshot.
+    pub fn forget_snapshot(&self, number: u64) {
+        self.inodes
+            .write()
+            .retain(|ino, _| area(*ino) != Area::Snapshot { number });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_areas() {
+        assert_eq!(area(InodeNo(5)), Area::Live);
+        assert_eq!(area(SNAPSHOTS_DIR), Area::SnapshotsDir);
+        assert_eq!(area(CONTROL_FILE), Area::ControlFile);
+        assert_eq!(area(snapshot_ino(7, 123)), Area::Snapshot { number: 7 });
+        assert_ne!(snapshot_ino(7, 123), snapshot_ino(8, 123));
+    }
+}
