@@ -1,6 +1,7 @@
 //! `snapfs mount STORE MOUNTPOINT`: serve a store until it is unmounted.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,6 +11,7 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::fuse::{CacheOptions, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
+use crate::snapshot::Snapshots;
 use crate::store::Store;
 
 /// The mount source is `snapfs:STORE`, which is how `snapfs umount` finds the store of a mount
@@ -31,15 +33,26 @@ pub struct MountArgs {
     /// Seconds the kernel may cache names and attributes.
     #[arg(long, default_value_t = 1.0)]
     pub cache_ttl: f64,
-    /// Do not let the kernel buffer writes in its page cache.
+    /// Let the kernel buffer writes in its page cache. Faster small writes, but a snapshot
+    /// then holds only what the kernel has already written back: run `sync` before one.
     #[arg(long)]
-    pub no_writeback_cache: bool,
+    pub writeback_cache: bool,
+    /// Whether `.snapshots` is listed in the root directory (`hidden`: reachable by name only,
+    /// so that `cp -a`, `rsync`, `du` and `find` over the share skip history).
+    #[arg(long, value_enum, default_value_t = SnapdirVisibility::Hidden)]
+    pub snapdir: SnapdirVisibility,
     /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "256M", value_parser = super::parse_size)]
     pub dirty_limit: u64,
     /// Seconds between commits when nobody calls fsync.
     #[arg(long, default_value_t = 2.0)]
     pub commit_interval: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SnapdirVisibility {
+    Hidden,
+    Visible,
 }
 
 pub fn run(args: MountArgs) -> anyhow::Result<()> {
@@ -69,8 +82,10 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let live = LiveFs::serve(store, options).context("cannot load the share")?;
     let cache = CacheOptions {
         ttl: Duration::from_secs_f64(args.cache_ttl),
-        writeback_cache: !args.no_writeback_cache,
+        writeback_cache: args.writeback_cache,
+        snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
     };
+    let snapshots = Arc::new(Snapshots::open(live.clone()).context("cannot load the snapshot catalog")?);
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),
@@ -85,7 +100,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     };
     config.n_threads = Some(args.threads);
     config.clone_fd = true;
-    let mut session = Session::new(SnapFuse::new(live, cache), &mountpoint, &config)
+    let mut session = Session::new(SnapFuse::new(live, snapshots, cache), &mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()

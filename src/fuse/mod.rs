@@ -1,8 +1,11 @@
-//! The FUSE adapter: turns kernel requests into calls on [`LiveFs`] and results into replies.
-//! It holds no filesystem logic of its own.
+//! The FUSE adapter: routes kernel requests to the live share ([`LiveFs`]) or to the snapshot
+//! side (`.snapshots`, its control file, and the read-only snapshots), and turns results into
+//! replies. It holds no filesystem logic of its own; every change that would touch a snapshot
+//! is refused here with `EROFS`.
 
 mod attr;
 mod errno;
+mod snapshots;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -22,8 +25,11 @@ use crate::id::InodeNo as Ino;
 use crate::live::{
     Attr, Caller, FsError, LiveFs, NAME_MAX, NewInode, RenameMode, SetAttr, XattrFlags, XattrReply,
 };
+use crate::snapshot::Snapshots;
+use crate::snapshot::view::{Area, SNAPSHOTS_DIR, SNAPSHOTS_DIR_NAME, area};
 pub use attr::file_attr;
 use errno::errno;
+use snapshots::{HANDLE_BIT, SnapshotSide};
 
 /// Kernel caching choices, measured by `scripts/bench.sh`.
 #[derive(Clone, Copy, Debug)]
@@ -31,22 +37,39 @@ pub struct CacheOptions {
     /// How long the kernel may cache names and attributes. Every change goes through this
     /// mount (the store is locked), so a long timeout is safe.
     pub ttl: Duration,
-    /// Let the kernel buffer writes in its page cache and send them in large batches.
+    /// Let the kernel buffer writes in its page cache and send them in large batches. Off by
+    /// default: data the kernel holds back would be missing from a snapshot taken meanwhile.
     pub writeback_cache: bool,
+    /// List `.snapshots` in the root directory (it is always reachable by name).
+    pub snapdir_visible: bool,
 }
 
 impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
             ttl: Duration::from_secs(1),
-            writeback_cache: true,
+            writeback_cache: false,
+            snapdir_visible: false,
         }
     }
 }
 
 pub struct SnapFuse {
     live: Arc<LiveFs>,
+    side: SnapshotSide,
     cache: CacheOptions,
+}
+
+/// Snapshot contents never change, so the kernel may cache them for long.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(60);
+
+fn is_live(ino: INodeNo) -> bool {
+    area(Ino(ino.0)) == Area::Live
+}
+
+/// Whether `parent/name` is the reserved `.snapshots` entry of the root.
+fn is_snapshots_entry(parent: INodeNo, name: &OsStr) -> bool {
+    Ino(parent.0) == Ino::ROOT && name.as_bytes() == SNAPSHOTS_DIR_NAME
 }
 
 fn caller(req: &Request) -> Caller {
@@ -64,8 +87,30 @@ fn time_of(time: TimeOrNow) -> Timestamp {
 }
 
 impl SnapFuse {
-    pub fn new(live: Arc<LiveFs>, cache: CacheOptions) -> Self {
-        SnapFuse { live, cache }
+    pub fn new(live: Arc<LiveFs>, snapshots: Arc<Snapshots>, cache: CacheOptions) -> Self {
+        SnapFuse {
+            side: SnapshotSide::new(live.clone(), snapshots),
+            live,
+            cache,
+        }
+    }
+
+    fn ttl_of(&self, attr: &Attr) -> Duration {
+        match area(attr.ino) {
+            Area::Snapshot { .. } => SNAPSHOT_TTL,
+            _ => self.cache.ttl,
+        }
+    }
+
+    fn reply_side_entry(&self, reply: ReplyEntry, result: Result<Attr, Errno>) {
+        match result {
+            Ok(attr) => reply.entry(
+                &self.ttl_of(&attr),
+                &file_attr(&attr, self.live.block_size()),
+                Generation(0),
+            ),
+            Err(err) => reply.error(err),
+        }
     }
 
     fn reply_entry(&self, reply: ReplyEntry, result: Result<Attr, FsError>) {
@@ -138,11 +183,22 @@ impl Filesystem for SnapFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(reply, self.live.lookup(ino(parent), name.as_bytes()));
+        if is_live(parent) && !is_snapshots_entry(parent, name) {
+            self.reply_entry(reply, self.live.lookup(ino(parent), name.as_bytes()));
+        } else {
+            self.reply_side_entry(reply, self.side.lookup(ino(parent), name.as_bytes()));
+        }
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.reply_attr(reply, self.live.getattr(ino(i)));
+        if is_live(i) {
+            self.reply_attr(reply, self.live.getattr(ino(i)));
+        } else {
+            match self.side.getattr(ino(i)) {
+                Ok(attr) => reply.attr(&self.ttl_of(&attr), &file_attr(&attr, self.live.block_size())),
+                Err(err) => reply.error(err),
+            }
+        }
     }
 
     fn setattr(
@@ -163,6 +219,15 @@ impl Filesystem for SnapFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        if !is_live(i) {
+            // `echo create x > .control` truncates before it writes: a no-op for the control
+            // file. Everything else on this side is read-only.
+            let only_truncate = mode.is_none() && uid.is_none() && gid.is_none();
+            if area(ino(i)) == Area::ControlFile && only_truncate {
+                return self.getattr(_req, i, None, reply);
+            }
+            return reply.error(Errno::EROFS);
+        }
         let change = SetAttr {
             mode,
             uid,
@@ -175,9 +240,14 @@ impl Filesystem for SnapFuse {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
-        match self.live.readlink(ino(i)) {
+        let result = if is_live(i) {
+            self.live.readlink(ino(i)).map_err(|e| errno(&e))
+        } else {
+            self.side.readlink(ino(i))
+        };
+        match result {
             Ok(target) => reply.data(&target),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
@@ -191,33 +261,20 @@ impl Filesystem for SnapFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        if !is_live(parent) || is_snapshots_entry(parent, name) {
+            return reply.error(read_only_or_exists(parent, name));
+        }
         let new = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => NewInode::File,
-            libc::S_IFIFO => NewInode::Special {
-                kind: InodeKind::Fifo,
-                rdev: 0,
-            },
-            libc::S_IFSOCK => NewInode::Special {
-                kind: InodeKind::Socket,
-                rdev: 0,
-            },
-            libc::S_IFCHR => NewInode::Special {
-                kind: InodeKind::CharDevice,
-                rdev,
-            },
-            libc::S_IFBLK => NewInode::Special {
-                kind: InodeKind::BlockDevice,
-                rdev,
-            },
+            libc::S_IFIFO => NewInode::Special { kind: InodeKind::Fifo, rdev: 0 },
+            libc::S_IFSOCK => NewInode::Special { kind: InodeKind::Socket, rdev: 0 },
+            libc::S_IFCHR => NewInode::Special { kind: InodeKind::CharDevice, rdev },
+            libc::S_IFBLK => NewInode::Special { kind: InodeKind::BlockDevice, rdev },
             _ => return reply.error(Errno::EINVAL),
         };
-        let result = self.live.make(
-            ino(parent),
-            name.as_bytes(),
-            new,
-            masked(mode, umask),
-            caller(req),
-        );
+        let result = self
+            .live
+            .make(ino(parent), name.as_bytes(), new, masked(mode, umask), caller(req));
         self.reply_entry(reply, result);
     }
 
@@ -230,6 +287,12 @@ impl Filesystem for SnapFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        if area(ino(parent)) == Area::SnapshotsDir {
+            return self.reply_side_entry(reply, self.side.mkdir(req.uid(), name.as_bytes()));
+        }
+        if !is_live(parent) || is_snapshots_entry(parent, name) {
+            return reply.error(read_only_or_exists(parent, name));
+        }
         let result = self.live.make(
             ino(parent),
             name.as_bytes(),
@@ -241,10 +304,22 @@ impl Filesystem for SnapFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !is_live(parent) || is_snapshots_entry(parent, name) {
+            return reply.error(Errno::EROFS);
+        }
         reply_empty(reply, self.live.unlink(ino(parent), name.as_bytes()));
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if area(ino(parent)) == Area::SnapshotsDir {
+            return match self.side.rmdir(req.uid(), name.as_bytes()) {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(err),
+            };
+        }
+        if !is_live(parent) || is_snapshots_entry(parent, name) {
+            return reply.error(Errno::EROFS);
+        }
         reply_empty(reply, self.live.rmdir(ino(parent), name.as_bytes()));
     }
 
@@ -256,6 +331,9 @@ impl Filesystem for SnapFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        if !is_live(parent) || is_snapshots_entry(parent, link_name) {
+            return reply.error(read_only_or_exists(parent, link_name));
+        }
         let result = self.live.make(
             ino(parent),
             link_name.as_bytes(),
@@ -276,6 +354,13 @@ impl Filesystem for SnapFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        if !is_live(parent)
+            || !is_live(new_parent)
+            || is_snapshots_entry(parent, name)
+            || is_snapshots_entry(new_parent, new_name)
+        {
+            return reply.error(Errno::EROFS);
+        }
         let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
             RenameMode::Exchange
         } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
@@ -303,6 +388,9 @@ impl Filesystem for SnapFuse {
         new_name: &OsStr,
         reply: ReplyEntry,
     ) {
+        if !is_live(i) || !is_live(new_parent) || is_snapshots_entry(new_parent, new_name) {
+            return reply.error(read_only_or_exists(new_parent, new_name));
+        }
         let result = self.live.link(ino(i), ino(new_parent), new_name.as_bytes());
         self.reply_entry(reply, result);
     }
@@ -310,18 +398,25 @@ impl Filesystem for SnapFuse {
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.live.open(ino(i), writable, truncate) {
-            // Every change reaches the store through this mount and the kernel's own cache, so
-            // cached pages of a file are always current: keep them across opens.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(err) => reply.error(errno(&err)),
+        match area(ino(i)) {
+            Area::Live => match self.live.open(ino(i), writable, truncate) {
+                // Every change reaches the store through this mount, so cached pages of a file
+                // are always current: keep them across opens.
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(err) => reply.error(errno(&err)),
+            },
+            // The control file answers each read afresh, and each write is a command.
+            Area::ControlFile => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_DIRECT_IO),
+            _ if writable || truncate => reply.error(Errno::EROFS),
+            Area::Snapshot { .. } => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE),
+            Area::SnapshotsDir => reply.error(Errno::EISDIR),
         }
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -329,16 +424,21 @@ impl Filesystem for SnapFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.live.read(fh.0, offset, size) {
+        let result = if is_live(i) {
+            self.live.read(fh.0, offset, size).map_err(|e| errno(&e))
+        } else {
+            self.side.read(ino(i), offset, size)
+        };
+        match result {
             Ok(data) => reply.data(&data),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
     fn write(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        i: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -347,135 +447,129 @@ impl Filesystem for SnapFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.live.write(fh.0, offset, data) {
+        let result = match area(ino(i)) {
+            Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
+            Area::ControlFile => self.side.write_control(req.uid(), data),
+            _ => Err(Errno::EROFS),
+        };
+        match result {
             Ok(n) => reply.written(n as u32),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if !is_live(i) {
+            return reply.ok();
+        }
         reply_empty(reply, self.live.flush(fh.0));
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if !is_live(i) {
+            return reply.ok();
+        }
         reply_empty(reply, self.live.release(fh.0));
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsync(&self, _req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        if !is_live(i) {
+            return reply.ok();
+        }
         reply_empty(reply, self.live.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.live.opendir(ino(i)) {
+        let result = if is_live(i) {
+            self.live.opendir(ino(i)).map_err(|e| errno(&e))
+        } else {
+            self.side.opendir(ino(i))
+        };
+        match result {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.live.readdir(fh.0, offset) {
+        match self.listing(i, fh, offset) {
             Ok(entries) => {
-                for (next, entry) in entries {
-                    let kind = attr::file_type(entry.kind);
-                    if reply.add(
-                        INodeNo(entry.ino.0),
-                        next,
-                        kind,
-                        OsStr::from_bytes(&entry.name),
-                    ) {
+                for (next, name, entry_ino, kind) in entries {
+                    let kind = attr::file_type(kind);
+                    if reply.add(INodeNo(entry_ino.0), next, kind, OsStr::from_bytes(&name)) {
                         break;
                     }
                 }
                 reply.ok();
             }
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
     fn readdirplus(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self.live.readdir(fh.0, offset) {
+        match self.listing(i, fh, offset) {
             Ok(entries) => {
-                for (next, entry) in entries {
-                    // An entry removed since opendir is skipped rather than failing the listing.
-                    let Ok(attr) = self.live.getattr(entry.ino) else {
-                        continue;
+                for (next, name, entry_ino, _) in entries {
+                    let attr = if is_live(INodeNo(entry_ino.0)) && !(is_live(i) && entry_ino == SNAPSHOTS_DIR) {
+                        self.live.getattr(entry_ino).map_err(|e| errno(&e))
+                    } else {
+                        self.side.entry_attr(ino(i), &name, entry_ino)
                     };
+                    // An entry removed since opendir is skipped rather than failing the listing.
+                    let Ok(attr) = attr else { continue };
+                    let ttl = self.ttl_of(&attr);
                     let attr = file_attr(&attr, self.live.block_size());
-                    let name = OsStr::from_bytes(&entry.name);
-                    if reply.add(
-                        INodeNo(entry.ino.0),
-                        next,
-                        name,
-                        &self.cache.ttl,
-                        &attr,
-                        Generation(0),
-                    ) {
+                    let name = OsStr::from_bytes(&name);
+                    if reply.add(INodeNo(entry_ino.0), next, name, &ttl, &attr, Generation(0)) {
                         break;
                     }
                 }
                 reply.ok();
             }
-            Err(err) => reply.error(errno(&err)),
+            Err(err) => reply.error(err),
         }
     }
 
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.live.releasedir(fh.0);
+    fn releasedir(&self, _req: &Request, i: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        if is_live(i) {
+            self.live.releasedir(fh.0);
+        } else {
+            self.side.releasedir(fh.0);
+        }
         reply.ok();
     }
 
-    fn fsyncdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         reply_empty(reply, self.live.sync_all());
     }
 
@@ -505,6 +599,9 @@ impl Filesystem for SnapFuse {
         position: u32,
         reply: ReplyEmpty,
     ) {
+        if !is_live(i) {
+            return reply.error(Errno::EROFS);
+        }
         if position != 0 {
             return reply.error(Errno::EINVAL);
         }
@@ -514,21 +611,42 @@ impl Filesystem for SnapFuse {
             libc::XATTR_REPLACE => XattrFlags::Replace,
             _ => return reply.error(Errno::EINVAL),
         };
-        reply_empty(
-            reply,
-            self.live.setxattr(ino(i), name.as_bytes(), value, flags),
-        );
+        reply_empty(reply, self.live.setxattr(ino(i), name.as_bytes(), value, flags));
     }
 
     fn getxattr(&self, _req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, self.live.getxattr(ino(i), name.as_bytes(), size));
+        if is_live(i) {
+            return reply_xattr(reply, self.live.getxattr(ino(i), name.as_bytes(), size));
+        }
+        let value = self.side.xattrs(ino(i)).and_then(|xattrs| {
+            xattrs
+                .into_iter()
+                .find(|(n, _)| n.as_slice() == name.as_bytes())
+                .map(|(_, v)| v)
+                .ok_or(Errno::NO_XATTR)
+        });
+        reply_side_xattr(reply, value, size);
     }
 
     fn listxattr(&self, _req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, self.live.listxattr(ino(i), size));
+        if is_live(i) {
+            return reply_xattr(reply, self.live.listxattr(ino(i), size));
+        }
+        let names = self.side.xattrs(ino(i)).map(|xattrs| {
+            let mut out = Vec::new();
+            for (name, _) in xattrs {
+                out.extend_from_slice(&name);
+                out.push(0);
+            }
+            out
+        });
+        reply_side_xattr(reply, names, size);
     }
 
     fn removexattr(&self, _req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if !is_live(i) {
+            return reply.error(Errno::EROFS);
+        }
         reply_empty(reply, self.live.removexattr(ino(i), name.as_bytes()));
     }
 
@@ -547,22 +665,19 @@ impl Filesystem for SnapFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        if !is_live(parent) || is_snapshots_entry(parent, name) {
+            return reply.error(read_only_or_exists(parent, name));
+        }
         let perm = masked(mode, umask);
-        let result = match self
-            .live
-            .create(ino(parent), name.as_bytes(), perm, caller(req))
-        {
+        let result = match self.live.create(ino(parent), name.as_bytes(), perm, caller(req)) {
             // Another opener created the name since the kernel looked: without O_EXCL, open it.
-            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => self
-                .live
-                .lookup(ino(parent), name.as_bytes())
-                .and_then(|attr| {
+            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => {
+                self.live.lookup(ino(parent), name.as_bytes()).and_then(|attr| {
                     let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                    let fh = self
-                        .live
-                        .open(attr.ino, writable, flags & libc::O_TRUNC != 0)?;
+                    let fh = self.live.open(attr.ino, writable, flags & libc::O_TRUNC != 0)?;
                     Ok((self.live.getattr(attr.ino)?, fh))
-                }),
+                })
+            }
             other => other,
         };
         match result {
@@ -580,13 +695,67 @@ impl Filesystem for SnapFuse {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        i: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        if !is_live(i) {
+            return reply.error(Errno::EROFS);
+        }
         reply_empty(reply, self.live.fallocate(fh.0, offset, length, mode));
+    }
+}
+
+/// The error for making a name where none may be made: `.snapshots` itself exists; anything
+/// on the snapshot side is read-only.
+fn read_only_or_exists(parent: INodeNo, name: &OsStr) -> Errno {
+    if is_snapshots_entry(parent, name) {
+        Errno::EEXIST
+    } else {
+        Errno::EROFS
+    }
+}
+
+fn reply_side_xattr(reply: ReplyXattr, value: Result<Vec<u8>, Errno>, size: u32) {
+    match value {
+        Ok(value) if size == 0 => reply.size(value.len() as u32),
+        Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(value) => reply.data(&value),
+        Err(err) => reply.error(err),
+    }
+}
+
+/// One entry of a directory listing: the offset of the next entry, name, inode, kind.
+type ListedEntry = (u64, Vec<u8>, Ino, InodeKind);
+
+impl SnapFuse {
+    /// The entries of an open directory from `offset` on, whichever side it is on. The root of
+    /// the live share lists `.snapshots` last when it is visible.
+    fn listing(&self, i: INodeNo, fh: FileHandle, offset: u64) -> Result<Vec<ListedEntry>, Errno> {
+        if !is_live(i) {
+            let listing = self.side.listing(fh.0)?;
+            return Ok(listing
+                .iter()
+                .enumerate()
+                .skip(offset as usize)
+                .map(|(n, (name, ino, kind))| (n as u64 + 1, name.clone(), *ino, *kind))
+                .collect());
+        }
+        let mut entries: Vec<ListedEntry> = self
+            .live
+            .readdir(fh.0, offset)
+            .map_err(|e| errno(&e))?
+            .map(|(next, e)| (next, e.name, e.ino, e.kind))
+            .collect();
+        if self.cache.snapdir_visible && ino(i) == Ino::ROOT {
+            let end = self.live.readdir(fh.0, 0).map_err(|e| errno(&e))?.count() as u64;
+            if offset <= end {
+                entries.push((end + 1, SNAPSHOTS_DIR_NAME.to_vec(), SNAPSHOTS_DIR, InodeKind::Directory));
+            }
+        }
+        Ok(entries)
     }
 }

@@ -11,7 +11,7 @@
 //! Reading returns the outcome of the last command, then one line per snapshot:
 //! `NAME<TAB>created (RFC 3339, UTC)<TAB>manual|automatic<TAB>root object id`.
 
-use super::{SnapshotError, Snapshots};
+use super::SnapshotError;
 use crate::format::catalog::{Origin, SnapshotRecord};
 
 /// A parsed control command.
@@ -28,16 +28,21 @@ pub struct ControlError {
     pub message: String,
 }
 
+/// The errno a failed snapshot operation gives the writer of the control file (and `mkdir` /
+/// `rmdir` under `.snapshots`).
+pub fn errno_of(err: &SnapshotError) -> i32 {
+    match err {
+        SnapshotError::InvalidName { .. } => libc::EINVAL,
+        SnapshotError::Exists(_) => libc::EEXIST,
+        SnapshotError::NotFound(_) => libc::ENOENT,
+        SnapshotError::Freeze(_) | SnapshotError::Catalog(_) => libc::EIO,
+    }
+}
+
 impl From<SnapshotError> for ControlError {
     fn from(err: SnapshotError) -> Self {
-        let errno = match &err {
-            SnapshotError::InvalidName { .. } => libc::EINVAL,
-            SnapshotError::Exists(_) => libc::EEXIST,
-            SnapshotError::NotFound(_) => libc::ENOENT,
-            SnapshotError::Freeze(_) | SnapshotError::Catalog(_) => libc::EIO,
-        };
         ControlError {
-            errno,
+            errno: errno_of(&err),
             message: err.to_string(),
         }
     }
@@ -58,36 +63,24 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, ControlError> {
         }
         let (verb, name) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let name = name.trim();
-        if name.is_empty() {
-            return Err(invalid(format!("{line:?}: missing snapshot name")));
-        }
-        commands.push(match verb {
-            "create" => Command::Create(name.to_owned()),
-            "delete" => Command::Delete(name.to_owned()),
+        let command: fn(String) -> Command = match verb {
+            "create" => Command::Create,
+            "delete" => Command::Delete,
             _ => {
                 return Err(invalid(format!(
                     "{line:?}: unknown command (use \"create NAME\" or \"delete NAME\")"
                 )));
             }
-        });
+        };
+        if name.is_empty() {
+            return Err(invalid(format!("{line:?}: missing snapshot name")));
+        }
+        commands.push(command(name.to_owned()));
     }
     if commands.is_empty() {
         return Err(invalid("no command given".into()));
     }
     Ok(commands)
-}
-
-pub fn execute(snapshots: &Snapshots, command: &Command) -> Result<String, ControlError> {
-    match command {
-        Command::Create(name) => {
-            let record = snapshots.create(name, Origin::Manual)?;
-            Ok(format!("created {name} ({})", record.root))
-        }
-        Command::Delete(name) => {
-            snapshots.delete(name)?;
-            Ok(format!("deleted {name}"))
-        }
-    }
 }
 
 /// RFC 3339 in UTC, to the second.

@@ -1,0 +1,283 @@
+//! The `.snapshots` side of the mount: the directory of snapshots, the control file, and the
+//! read-only contents of every snapshot. Everything here either reads or acts on the snapshot
+//! catalog; any other change is refused with `EROFS` by the router in `fuse/mod.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fuser::Errno;
+use parking_lot::Mutex;
+
+use crate::format::catalog::Origin;
+use crate::format::inode::{InodeKind, InodeRecord};
+use crate::id::InodeNo;
+use crate::live::{Attr, LiveFs};
+use crate::snapshot::control;
+use crate::snapshot::view::{
+    Area, CONTROL_FILE, CONTROL_FILE_NAME, SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError, area,
+};
+use crate::snapshot::{SnapshotError, Snapshots};
+
+/// File handles of this side have the top bit set, so they never meet the live share's.
+pub const HANDLE_BIT: u64 = 1 << 63;
+
+pub type Listing = Vec<(Vec<u8>, InodeNo, InodeKind)>;
+
+pub struct SnapshotSide {
+    live: Arc<LiveFs>,
+    view: SnapshotView,
+    last_outcome: Mutex<String>,
+    listings: Mutex<HashMap<u64, Arc<Listing>>>,
+    next_handle: AtomicU64,
+}
+
+fn view_errno(err: ViewError) -> Errno {
+    match err {
+        ViewError::NotFound => Errno::ENOENT,
+        ViewError::NotDirectory => Errno::ENOTDIR,
+        ViewError::Damaged(err) => {
+            tracing::error!("snapshot read failed: {err}");
+            Errno::EIO
+        }
+    }
+}
+
+fn snapshot_errno(err: &SnapshotError) -> Errno {
+    Errno::from_i32(control::errno_of(err))
+}
+
+impl SnapshotSide {
+    pub fn new(live: Arc<LiveFs>, snapshots: Arc<Snapshots>) -> Self {
+        SnapshotSide {
+            live,
+            view: SnapshotView::new(snapshots),
+            last_outcome: Mutex::new("none".into()),
+            listings: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+        }
+    }
+
+    fn snapshots(&self) -> &Arc<Snapshots> {
+        self.view.snapshots()
+    }
+
+    fn synthetic(&self, ino: InodeNo, kind: InodeKind, perm: u16, nlink: u32) -> Attr {
+        let (uid, gid) = self.live.owner();
+        let created = self
+            .snapshots()
+            .list()
+            .iter()
+            .map(|(_, r)| r.created)
+            .max()
+            .unwrap_or_default();
+        Attr {
+            ino,
+            record: InodeRecord {
+                kind,
+                perm,
+                uid,
+                gid,
+                nlink,
+                rdev: 0,
+                size: 0,
+                atime: created,
+                mtime: created,
+                ctime: created,
+                symlink_target: Vec::new(),
+            },
+            sectors: 0,
+        }
+    }
+
+    fn snap_attr(inode: &SnapInode) -> Attr {
+        Attr {
+            ino: inode.ino,
+            record: inode.record.clone(),
+            sectors: inode.record.size.div_ceil(512),
+        }
+    }
+
+    pub fn getattr(&self, ino: InodeNo) -> Result<Attr, Errno> {
+        match area(ino) {
+            Area::SnapshotsDir => {
+                let count = self.snapshots().list().len() as u32;
+                Ok(self.synthetic(SNAPSHOTS_DIR, InodeKind::Directory, 0o755, 2 + count))
+            }
+            Area::ControlFile => Ok(self.synthetic(CONTROL_FILE, InodeKind::File, 0o600, 1)),
+            Area::Snapshot { .. } => self
+                .view
+                .inode(ino)
+                .map(|i| Self::snap_attr(&i))
+                .map_err(view_errno),
+            Area::Live => Err(Errno::ENOENT),
+        }
+    }
+
+    pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<Attr, Errno> {
+        match area(parent) {
+            Area::SnapshotsDir if name == CONTROL_FILE_NAME => self.getattr(CONTROL_FILE),
+            Area::SnapshotsDir => {
+                let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+                let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
+                Ok(Self::snap_attr(&self.view.root_inode(&record)))
+            }
+            Area::Snapshot { .. } => self
+                .view
+                .lookup(parent, name)
+                .map(|i| Self::snap_attr(&i))
+                .map_err(view_errno),
+            Area::ControlFile => Err(Errno::ENOTDIR),
+            Area::Live => self.getattr(SNAPSHOTS_DIR),
+        }
+    }
+
+    pub fn readlink(&self, ino: InodeNo) -> Result<Vec<u8>, Errno> {
+        let inode = self.view.inode(ino).map_err(view_errno)?;
+        if inode.record.kind != InodeKind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        Ok(inode.record.symlink_target)
+    }
+
+    pub fn opendir(&self, ino: InodeNo) -> Result<u64, Errno> {
+        let (parent, entries) = match area(ino) {
+            Area::SnapshotsDir => {
+                let mut entries: Listing = vec![(CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File)];
+                for (name, record) in self.snapshots().list() {
+                    let root = self.view.root_inode(&record);
+                    entries.push((name.into_bytes(), root.ino, InodeKind::Directory));
+                }
+                (InodeNo::ROOT, entries)
+            }
+            Area::Snapshot { .. } => {
+                let parent = self.view.inode(ino).map_err(view_errno)?.parent;
+                (parent, self.view.list(ino).map_err(view_errno)?)
+            }
+            _ => return Err(Errno::ENOTDIR),
+        };
+        let mut listing = vec![
+            (b".".to_vec(), ino, InodeKind::Directory),
+            (b"..".to_vec(), parent, InodeKind::Directory),
+        ];
+        listing.extend(entries);
+        let fh = HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.listings.lock().insert(fh, Arc::new(listing));
+        Ok(fh)
+    }
+
+    pub fn listing(&self, fh: u64) -> Result<Arc<Listing>, Errno> {
+        self.listings.lock().get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.listings.lock().remove(&fh);
+    }
+
+    /// The attributes of a listed entry, for readdirplus.
+    pub fn entry_attr(&self, dir: InodeNo, name: &[u8], ino: InodeNo) -> Result<Attr, Errno> {
+        if name == b"." || name == b".." {
+            return self.getattr(ino).or_else(|_| self.live.getattr(ino).map_err(|_| Errno::ENOENT));
+        }
+        self.lookup(dir, name)
+    }
+
+    pub fn read(&self, ino: InodeNo, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
+        match area(ino) {
+            Area::ControlFile => {
+                let text = control::status_text(&self.last_outcome.lock(), &self.snapshots().list());
+                let start = (offset as usize).min(text.len());
+                let end = (start + len as usize).min(text.len());
+                Ok(text[start..end].to_vec())
+            }
+            Area::Snapshot { .. } => self
+                .view
+                .read(ino, offset, len, self.live.block_size())
+                .map_err(view_errno),
+            _ => Err(Errno::EISDIR),
+        }
+    }
+
+    /// Runs the commands written to the control file, in order, stopping at the first that
+    /// fails. Only the share's owner and root may.
+    pub fn write_control(&self, uid: u32, data: &[u8]) -> Result<usize, Errno> {
+        self.check_owner(uid)?;
+        let commands = match control::parse(data) {
+            Ok(commands) => commands,
+            Err(err) => {
+                tracing::warn!("control command refused: {}", err.message);
+                *self.last_outcome.lock() = format!("error: {}", err.message);
+                return Err(Errno::from_i32(err.errno));
+            }
+        };
+        for command in commands {
+            match command {
+                control::Command::Create(name) => {
+                    self.create(&name)?;
+                }
+                control::Command::Delete(name) => self.delete(&name)?,
+            }
+        }
+        Ok(data.len())
+    }
+
+    fn check_owner(&self, uid: u32) -> Result<(), Errno> {
+        if uid == 0 || uid == self.live.owner().0 {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    fn outcome<T>(&self, result: Result<T, SnapshotError>, done: impl FnOnce(&T) -> String) -> Result<T, Errno> {
+        match result {
+            Ok(value) => {
+                *self.last_outcome.lock() = format!("ok: {}", done(&value));
+                Ok(value)
+            }
+            Err(err) => {
+                tracing::warn!("snapshot command refused: {err}");
+                *self.last_outcome.lock() = format!("error: {err}");
+                Err(snapshot_errno(&err))
+            }
+        }
+    }
+
+    fn create(&self, name: &str) -> Result<SnapInode, Errno> {
+        let record = self.outcome(self.snapshots().create(name, Origin::Manual), |r| {
+            format!("created {name} ({})", r.root)
+        })?;
+        Ok(self.view.root_inode(&record))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), Errno> {
+        let number = self.snapshots().get(name).map(|r| r.number);
+        self.outcome(self.snapshots().delete(name), |_| format!("deleted {name}"))?;
+        if let Some(number) = number {
+            self.view.forget_snapshot(number);
+        }
+        Ok(())
+    }
+
+    /// `mkdir .snapshots/NAME`: take a snapshot.
+    pub fn mkdir(&self, uid: u32, name: &[u8]) -> Result<Attr, Errno> {
+        self.check_owner(uid)?;
+        let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
+        Ok(Self::snap_attr(&self.create(name)?))
+    }
+
+    /// `rmdir .snapshots/NAME`: delete a snapshot.
+    pub fn rmdir(&self, uid: u32, name: &[u8]) -> Result<(), Errno> {
+        self.check_owner(uid)?;
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        self.delete(name)
+    }
+
+    pub fn xattrs(&self, ino: InodeNo) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+        match area(ino) {
+            Area::Snapshot { .. } => Ok(self.view.inode(ino).map_err(view_errno)?.xattrs),
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
