@@ -21,6 +21,6 @@ pub mod id;
 pub mod live;
 pub mod meta;
 pub mod object_store;
-pub mod storage;
 pub mod snapshot;
+pub mod storage;
 pub mod store;

@@ -56,7 +56,9 @@ impl ObjectStore {
                 if whole.len() as u64 != multipart.total_len {
                     return Err(corrupt("multipart length mismatch".into()));
                 }
-                match Object::decode(&whole).map_err(|e| corrupt(format!("snapshot object: {e}")))? {
+                match Object::decode(&whole)
+                    .map_err(|e| corrupt(format!("snapshot object: {e}")))?
+                {
                     Object::Multipart(_) => Err(corrupt("nested multipart object".into())),
                     object => Ok(object),
                 }

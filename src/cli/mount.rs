@@ -85,7 +85,8 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_cache: args.writeback_cache,
         snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
     };
-    let snapshots = Arc::new(Snapshots::open(live.clone()).context("cannot load the snapshot catalog")?);
+    let snapshots =
+        Arc::new(Snapshots::open(live.clone()).context("cannot load the snapshot catalog")?);
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),

@@ -34,6 +34,9 @@ const KIND_MULTIPART: u8 = b'M';
 /// limit before it notices the input is too short.
 const MAX_ENTRIES: u32 = 1 << 24;
 
+/// Extended attributes as stored in an entry: (name, value), sorted by name.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The id of a snapshot object (the chunk id of its encoding).
 pub type ObjectId = ChunkId;
 
@@ -58,7 +61,7 @@ pub struct DirEntryObject {
     pub record: InodeRecord,
     /// The file or directory object; `None` for other kinds.
     pub object: Option<ObjectId>,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -195,7 +195,10 @@ impl Filesystem for SnapFuse {
             self.reply_attr(reply, self.live.getattr(ino(i)));
         } else {
             match self.side.getattr(ino(i)) {
-                Ok(attr) => reply.attr(&self.ttl_of(&attr), &file_attr(&attr, self.live.block_size())),
+                Ok(attr) => reply.attr(
+                    &self.ttl_of(&attr),
+                    &file_attr(&attr, self.live.block_size()),
+                ),
                 Err(err) => reply.error(err),
             }
         }
@@ -266,15 +269,31 @@ impl Filesystem for SnapFuse {
         }
         let new = match mode & libc::S_IFMT {
             libc::S_IFREG | 0 => NewInode::File,
-            libc::S_IFIFO => NewInode::Special { kind: InodeKind::Fifo, rdev: 0 },
-            libc::S_IFSOCK => NewInode::Special { kind: InodeKind::Socket, rdev: 0 },
-            libc::S_IFCHR => NewInode::Special { kind: InodeKind::CharDevice, rdev },
-            libc::S_IFBLK => NewInode::Special { kind: InodeKind::BlockDevice, rdev },
+            libc::S_IFIFO => NewInode::Special {
+                kind: InodeKind::Fifo,
+                rdev: 0,
+            },
+            libc::S_IFSOCK => NewInode::Special {
+                kind: InodeKind::Socket,
+                rdev: 0,
+            },
+            libc::S_IFCHR => NewInode::Special {
+                kind: InodeKind::CharDevice,
+                rdev,
+            },
+            libc::S_IFBLK => NewInode::Special {
+                kind: InodeKind::BlockDevice,
+                rdev,
+            },
             _ => return reply.error(Errno::EINVAL),
         };
-        let result = self
-            .live
-            .make(ino(parent), name.as_bytes(), new, masked(mode, umask), caller(req));
+        let result = self.live.make(
+            ino(parent),
+            name.as_bytes(),
+            new,
+            masked(mode, umask),
+            caller(req),
+        );
         self.reply_entry(reply, result);
     }
 
@@ -408,7 +427,9 @@ impl Filesystem for SnapFuse {
             // The control file answers each read afresh, and each write is a command.
             Area::ControlFile => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_DIRECT_IO),
             _ if writable || truncate => reply.error(Errno::EROFS),
-            Area::Snapshot { .. } => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE),
+            Area::Snapshot { .. } => {
+                reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE)
+            }
             Area::SnapshotsDir => reply.error(Errno::EISDIR),
         }
     }
@@ -488,7 +509,14 @@ impl Filesystem for SnapFuse {
         reply_empty(reply, self.live.release(fh.0));
     }
 
-    fn fsync(&self, _req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         if !is_live(i) {
             return reply.ok();
         }
@@ -540,7 +568,9 @@ impl Filesystem for SnapFuse {
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, _) in entries {
-                    let attr = if is_live(INodeNo(entry_ino.0)) && !(is_live(i) && entry_ino == SNAPSHOTS_DIR) {
+                    let attr = if is_live(INodeNo(entry_ino.0))
+                        && !(is_live(i) && entry_ino == SNAPSHOTS_DIR)
+                    {
                         self.live.getattr(entry_ino).map_err(|e| errno(&e))
                     } else {
                         self.side.entry_attr(ino(i), &name, entry_ino)
@@ -560,7 +590,14 @@ impl Filesystem for SnapFuse {
         }
     }
 
-    fn releasedir(&self, _req: &Request, i: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         if is_live(i) {
             self.live.releasedir(fh.0);
         } else {
@@ -569,7 +606,14 @@ impl Filesystem for SnapFuse {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply_empty(reply, self.live.sync_all());
     }
 
@@ -611,7 +655,10 @@ impl Filesystem for SnapFuse {
             libc::XATTR_REPLACE => XattrFlags::Replace,
             _ => return reply.error(Errno::EINVAL),
         };
-        reply_empty(reply, self.live.setxattr(ino(i), name.as_bytes(), value, flags));
+        reply_empty(
+            reply,
+            self.live.setxattr(ino(i), name.as_bytes(), value, flags),
+        );
     }
 
     fn getxattr(&self, _req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -669,15 +716,21 @@ impl Filesystem for SnapFuse {
             return reply.error(read_only_or_exists(parent, name));
         }
         let perm = masked(mode, umask);
-        let result = match self.live.create(ino(parent), name.as_bytes(), perm, caller(req)) {
+        let result = match self
+            .live
+            .create(ino(parent), name.as_bytes(), perm, caller(req))
+        {
             // Another opener created the name since the kernel looked: without O_EXCL, open it.
-            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => {
-                self.live.lookup(ino(parent), name.as_bytes()).and_then(|attr| {
+            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => self
+                .live
+                .lookup(ino(parent), name.as_bytes())
+                .and_then(|attr| {
                     let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                    let fh = self.live.open(attr.ino, writable, flags & libc::O_TRUNC != 0)?;
+                    let fh = self
+                        .live
+                        .open(attr.ino, writable, flags & libc::O_TRUNC != 0)?;
                     Ok((self.live.getattr(attr.ino)?, fh))
-                })
-            }
+                }),
             other => other,
         };
         match result {
@@ -753,7 +806,12 @@ impl SnapFuse {
         if self.cache.snapdir_visible && ino(i) == Ino::ROOT {
             let end = self.live.readdir(fh.0, 0).map_err(|e| errno(&e))?.count() as u64;
             if offset <= end {
-                entries.push((end + 1, SNAPSHOTS_DIR_NAME.to_vec(), SNAPSHOTS_DIR, InodeKind::Directory));
+                entries.push((
+                    end + 1,
+                    SNAPSHOTS_DIR_NAME.to_vec(),
+                    SNAPSHOTS_DIR,
+                    InodeKind::Directory,
+                ));
             }
         }
         Ok(entries)

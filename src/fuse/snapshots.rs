@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 use crate::format::catalog::Origin;
 use crate::format::inode::{InodeKind, InodeRecord};
+use crate::format::object::Xattrs;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
 use crate::snapshot::control;
@@ -143,7 +144,8 @@ impl SnapshotSide {
     pub fn opendir(&self, ino: InodeNo) -> Result<u64, Errno> {
         let (parent, entries) = match area(ino) {
             Area::SnapshotsDir => {
-                let mut entries: Listing = vec![(CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File)];
+                let mut entries: Listing =
+                    vec![(CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File)];
                 for (name, record) in self.snapshots().list() {
                     let root = self.view.root_inode(&record);
                     entries.push((name.into_bytes(), root.ino, InodeKind::Directory));
@@ -177,7 +179,9 @@ impl SnapshotSide {
     /// The attributes of a listed entry, for readdirplus.
     pub fn entry_attr(&self, dir: InodeNo, name: &[u8], ino: InodeNo) -> Result<Attr, Errno> {
         if name == b"." || name == b".." {
-            return self.getattr(ino).or_else(|_| self.live.getattr(ino).map_err(|_| Errno::ENOENT));
+            return self
+                .getattr(ino)
+                .or_else(|_| self.live.getattr(ino).map_err(|_| Errno::ENOENT));
         }
         self.lookup(dir, name)
     }
@@ -185,7 +189,8 @@ impl SnapshotSide {
     pub fn read(&self, ino: InodeNo, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let text = control::status_text(&self.last_outcome.lock(), &self.snapshots().list());
+                let text =
+                    control::status_text(&self.last_outcome.lock(), &self.snapshots().list());
                 let start = (offset as usize).min(text.len());
                 let end = (start + len as usize).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -229,7 +234,11 @@ impl SnapshotSide {
         }
     }
 
-    fn outcome<T>(&self, result: Result<T, SnapshotError>, done: impl FnOnce(&T) -> String) -> Result<T, Errno> {
+    fn outcome<T>(
+        &self,
+        result: Result<T, SnapshotError>,
+        done: impl FnOnce(&T) -> String,
+    ) -> Result<T, Errno> {
         match result {
             Ok(value) => {
                 *self.last_outcome.lock() = format!("ok: {}", done(&value));
@@ -273,11 +282,10 @@ impl SnapshotSide {
         self.delete(name)
     }
 
-    pub fn xattrs(&self, ino: InodeNo) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Errno> {
+    pub fn xattrs(&self, ino: InodeNo) -> Result<Xattrs, Errno> {
         match area(ino) {
             Area::Snapshot { .. } => Ok(self.view.inode(ino).map_err(view_errno)?.xattrs),
             _ => Ok(Vec::new()),
         }
     }
 }
-

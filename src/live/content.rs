@@ -25,6 +25,81 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 /// random writers while leaving room for a few interleaved sequential streams.
 const MAX_BUFFERS_PER_FILE: usize = 64;
 
+/// Stores one block's bytes; an all-zero block becomes a hole (`None`) and costs nothing.
+fn store_block_data(store: &ChunkStore, data: &[u8]) -> FsResult<Option<ChunkId>> {
+    if data.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    store.put(data).map(Some).map_err(|err| match err {
+        crate::chunk_store::ChunkStoreError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
+            FsError::NoSpace
+        }
+        other => other.into(),
+    })
+}
+
+/// The chunks of the whole blocks one write request covers, by block index.
+#[derive(Default)]
+pub struct WholeBlocks {
+    first: u64,
+    chunks: Vec<Option<ChunkId>>,
+}
+
+impl WholeBlocks {
+    fn get(&self, index: u64) -> Option<Option<ChunkId>> {
+        let at = usize::try_from(index.checked_sub(self.first)?).ok()?;
+        self.chunks.get(at).copied()
+    }
+}
+
+/// Hashes, compresses and stores the whole blocks `data` covers at `offset`, before the file's
+/// lock is taken, spread over the cores when there are several: so neither other requests on
+/// the file nor a single large request wait on one core's compression.
+pub fn store_whole_blocks(
+    store: &ChunkStore,
+    block_size: u32,
+    offset: u64,
+    data: &[u8],
+) -> FsResult<WholeBlocks> {
+    let bs = u64::from(block_size);
+    let first = offset.div_ceil(bs);
+    let end = offset.saturating_add(data.len() as u64) / bs;
+    if end <= first {
+        return Ok(WholeBlocks::default());
+    }
+    let skip = (first * bs - offset) as usize;
+    let blocks: Vec<&[u8]> = data[skip..].chunks_exact(block_size as usize).collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(blocks.len());
+    let chunks = if workers <= 1 {
+        blocks
+            .iter()
+            .map(|block| store_block_data(store, block))
+            .collect::<FsResult<Vec<_>>>()?
+    } else {
+        let per_worker = blocks.len().div_ceil(workers);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = blocks
+                .chunks(per_worker)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|block| store_block_data(store, block))
+                            .collect::<FsResult<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(blocks.len());
+            for handle in handles {
+                all.extend(handle.join().expect("a block-storing thread panicked")?);
+            }
+            Ok::<_, FsError>(all)
+        })?
+    };
+    Ok(WholeBlocks { first, chunks })
+}
+
 /// A block being written: its bytes, and which of them are known (written, or loaded from
 /// the block's previous content).
 struct BlockBuffer {
@@ -235,12 +310,15 @@ impl ContentState {
         Ok(out)
     }
 
+    /// Writes `data` at `offset`. `stored` holds the chunks of the whole blocks the request
+    /// covers, already stored by [`store_whole_blocks`] outside this file's lock.
     pub fn write(
         &mut self,
         ino: InodeNo,
         ctx: &DataContext<'_>,
         offset: u64,
         data: &[u8],
+        stored: &WholeBlocks,
     ) -> FsResult<()> {
         let end = offset
             .checked_add(data.len() as u64)
@@ -255,10 +333,14 @@ impl ContentState {
             let n = ((bs - pos % bs).min(end - pos)) as usize;
             let whole_block = n as u64 == bs;
             let src = (pos - offset) as usize;
-            if whole_block && !self.buffers.contains_key(&index) {
-                // A whole block straight from the request: stored without a copy.
+            if let Some(chunk) = stored.get(index) {
+                // A whole block straight from the request, already stored: a newer write
+                // replaces whatever was buffered for it.
+                if self.buffers.remove(&index).is_some() {
+                    ctx.budget.add(-i64::from(ctx.block_size));
+                }
                 self.size = self.size.max(pos + bs);
-                self.store_block(ino, ctx, index, &data[src..src + n])?;
+                self.set_block(ino, ctx, index, chunk)?;
             } else {
                 let buffer = self.buffer_for(ino, ctx, index, whole_block)?;
                 buffer.bytes[in_block..in_block + n].copy_from_slice(&data[src..src + n]);
@@ -334,8 +416,7 @@ impl ContentState {
         Ok(())
     }
 
-    /// Puts one block's bytes in the chunk store (an all-zero block becomes a hole) and points
-    /// the block map at it.
+    /// Puts one block's bytes in the chunk store and points the block map at it.
     fn store_block(
         &mut self,
         ino: InodeNo,
@@ -343,18 +424,18 @@ impl ContentState {
         index: u64,
         data: &[u8],
     ) -> FsResult<()> {
-        let chunk = if data.iter().all(|b| *b == 0) {
-            None
-        } else {
-            Some(ctx.store.put(data).map_err(|err| match err {
-                crate::chunk_store::ChunkStoreError::Io(io)
-                    if io.raw_os_error() == Some(libc::ENOSPC) =>
-                {
-                    FsError::NoSpace
-                }
-                other => other.into(),
-            })?)
-        };
+        let chunk = store_block_data(ctx.store, data)?;
+        self.set_block(ino, ctx, index, chunk)
+    }
+
+    /// Points block `index` at `chunk` (`None`: a hole).
+    fn set_block(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        index: u64,
+        chunk: Option<ChunkId>,
+    ) -> FsResult<()> {
         let blocks = self.blocks(ino, ctx)?;
         match chunk {
             Some(id) => blocks.insert(index, id),

@@ -3,9 +3,9 @@
 //! inode and every directory above it, so a freeze re-encodes only the changed paths: its cost
 //! follows what changed since the previous freeze, not the size of the share.
 
+use super::LiveFs;
 use super::error::FsResult;
 use super::namespace::Namespace;
-use super::LiveFs;
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
@@ -58,8 +58,10 @@ impl LiveFs {
         }
         let encoded = match (&node.entries, &node.content) {
             (Some(entries), _) => {
-                let entries: Vec<(Vec<u8>, InodeNo)> =
-                    entries.iter().map(|(name, child)| (name.clone(), *child)).collect();
+                let entries: Vec<(Vec<u8>, InodeNo)> = entries
+                    .iter()
+                    .map(|(name, child)| (name.clone(), *child))
+                    .collect();
                 let mut out = Vec::with_capacity(entries.len());
                 for (name, child) in entries {
                     let kind = tree.node(child)?.record.kind;

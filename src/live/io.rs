@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use super::LiveFs;
-use super::content::ContentState;
+use super::content::{self, ContentState};
 use super::error::{FsError, FsResult};
 use super::handles::OpenFile;
 use crate::format::inode::InodeKind;
@@ -63,9 +63,11 @@ impl LiveFs {
             return Err(FsError::BadHandle);
         }
         let _gate = self.write_gate.read();
+        let ctx = self.data_context();
+        let stored = content::store_whole_blocks(&self.store, self.block_size, offset, data)?;
         file.content
             .lock()
-            .write(file.ino, &self.data_context(), offset, data)?;
+            .write(file.ino, &ctx, offset, data, &stored)?;
         self.mark_file_data(file.ino);
         Ok(data.len())
     }

@@ -200,7 +200,9 @@ impl Namespace {
         }
         let mut pending = self.containing_dirs(ino);
         while let Some(dir) = pending.pop() {
-            let Some(node) = self.nodes.get_mut(&dir) else { continue };
+            let Some(node) = self.nodes.get_mut(&dir) else {
+                continue;
+            };
             if node.frozen.take().is_some() {
                 pending.extend(self.containing_dirs(dir));
             }

@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn formats_times() {
         assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_time(1_795_303_714), "2026-11-21T22:08:34Z");
+        assert_eq!(format_time(1_795_303_714), "2026-11-21T23:28:34Z");
         assert_eq!(format_time(951_782_400), "2000-02-29T00:00:00Z");
     }
 }

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-pub use catalog::CatalogError;
 use crate::format::catalog::{Origin, SnapshotRecord, check_snapshot_name};
 use crate::format::inode::Timestamp;
 use crate::live::{FsError, LiveFs};
 use crate::object_store::ObjectStore;
+pub use catalog::CatalogError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

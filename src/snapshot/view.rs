@@ -16,7 +16,9 @@ use super::Snapshots;
 use crate::chunk_store::ChunkStoreError;
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, InodeRecord};
-use crate::format::object::{DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment};
+use crate::format::object::{
+    DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment, Xattrs,
+};
 use crate::id::InodeNo;
 
 pub const SNAPSHOTS_DIR: InodeNo = InodeNo(1 << 62);
@@ -62,7 +64,7 @@ pub struct SnapInode {
     pub parent: InodeNo,
     pub record: InodeRecord,
     pub object: Option<ObjectId>,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Xattrs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,12 +199,24 @@ impl SnapshotView {
         };
         Ok(entries
             .iter()
-            .map(|e| (e.name.clone(), snapshot_ino(number, e.link_id), e.record.kind))
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    snapshot_ino(number, e.link_id),
+                    e.record.kind,
+                )
+            })
             .collect())
     }
 
     /// Reads up to `len` bytes at `offset` of a snapshot file, every chunk verified.
-    pub fn read(&self, ino: InodeNo, offset: u64, len: u32, block_size: u32) -> Result<Vec<u8>, ViewError> {
+    pub fn read(
+        &self,
+        ino: InodeNo,
+        offset: u64,
+        len: u32,
+        block_size: u32,
+    ) -> Result<Vec<u8>, ViewError> {
         let inode = self.inode(ino)?;
         let id = inode.object.ok_or(ViewError::NotFound)?;
         let object = self.object(&id)?;

@@ -8,3 +8,4 @@ mod conformance;
 mod durability;
 mod harness;
 mod posix_ops;
+mod snapshots;
