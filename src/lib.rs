@@ -17,6 +17,7 @@ pub mod chunk_store;
 pub mod cli;
 pub mod format;
 pub mod fuse;
+pub mod gc;
 pub mod id;
 pub mod live;
 pub mod meta;

@@ -74,3 +74,32 @@ pub fn committed_pack_lengths(db: &Database) -> Result<HashMap<PackId, u64>, red
     }
     Ok(out)
 }
+
+pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
+    let table = txn.open_table(CHUNKS).map_err(redb::Error::from)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(redb::Error::from)? {
+        let (id, value) = entry.map_err(redb::Error::from)?;
+        let id = ChunkId(*id.value());
+        let location =
+            ChunkLocation::decode(value.value()).map_err(|e| ChunkStoreError::Corrupt {
+                id,
+                reason: format!("index entry: {e}"),
+            })?;
+        out.push((id, location));
+    }
+    Ok(out)
+}
+
+pub fn remove(txn: &WriteTransaction, ids: &[ChunkId]) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(CHUNKS)?;
+    for id in ids {
+        table.remove(&id.0)?;
+    }
+    Ok(())
+}
+
+pub fn forget_pack(txn: &WriteTransaction, id: PackId) -> Result<(), redb::Error> {
+    txn.open_table(PACKS)?.remove(id.0)?;
+    Ok(())
+}

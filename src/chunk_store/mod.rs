@@ -13,7 +13,7 @@ mod codec;
 pub mod index;
 mod pack;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -82,6 +82,11 @@ pub struct ChunkStore {
     /// Chunks written to packs but not yet in the committed index.
     pending: Mutex<HashMap<ChunkId, ChunkLocation>>,
     read_since_release: AtomicU64,
+    /// Taken shared by every dedup check, exclusively while a sweep removes chunks.
+    sweep_lock: RwLock<()>,
+    /// While a collection runs: chunks that writers found and reused, which it must keep even
+    /// if its marking did not see them referenced.
+    reused_during_gc: Mutex<Option<HashSet<ChunkId>>>,
 }
 
 /// Bytes read between two releases of mapped pack pages: the bound on the mapped part of the
@@ -126,6 +131,8 @@ impl ChunkStore {
             packs: RwLock::new(packs),
             pending: Mutex::new(HashMap::new()),
             read_since_release: AtomicU64::new(0),
+            sweep_lock: RwLock::new(()),
+            reused_during_gc: Mutex::new(None),
         })
     }
 
@@ -139,9 +146,24 @@ impl ChunkStore {
     /// reservation of space in the pack is serialised.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId, ChunkStoreError> {
         let id = ChunkId::of(data);
-        if self.contains(&id)? {
-            return Ok(id);
+        {
+            // Shared with other writers, exclusive with a sweep: a chunk found here cannot be
+            // swept before the caller has recorded its new reference.
+            let _sweep = self.sweep_lock.read();
+            if self.contains(&id)? {
+                if let Some(reused) = self.reused_during_gc.lock().as_mut() {
+                    reused.insert(id);
+                }
+                return Ok(id);
+            }
         }
+        self.write_frame(id, data)?;
+        Ok(id)
+    }
+
+    /// Compresses `data` if that helps, appends its frame to the active pack and publishes its
+    /// location.
+    fn write_frame(&self, id: ChunkId, data: &[u8]) -> Result<(), ChunkStoreError> {
         let compressed = codec::compress(data);
         let (codec, payload) = match &compressed {
             Some(smaller) => (Codec::Zstd, smaller.as_slice()),
@@ -157,14 +179,17 @@ impl ChunkStore {
         if let Some(new_pack) = created {
             self.packs.write().insert(new_pack.id, new_pack);
         }
-        pack.write_frame(offset, &header, payload)?;
-        let location = ChunkLocation {
-            pack: pack.id,
-            offset,
-            frame_len: header.frame_len() as u32,
-        };
-        self.pending.lock().insert(id, location);
-        Ok(id)
+        let written = pack.write_frame(offset, &header, payload);
+        if written.is_ok() {
+            let location = ChunkLocation {
+                pack: pack.id,
+                offset,
+                frame_len: header.frame_len() as u32,
+            };
+            self.pending.lock().insert(id, location);
+        }
+        pack.frame_done();
+        Ok(written?)
     }
 
     fn contains(&self, id: &ChunkId) -> Result<bool, ChunkStoreError> {
@@ -201,12 +226,31 @@ impl ChunkStore {
         })
     }
 
+    /// Reads and verifies the chunk at a known location.
+    fn get_at(&self, id: &ChunkId, location: &ChunkLocation) -> Result<Vec<u8>, ChunkStoreError> {
+        self.with_chunk_at(id, location, |data| data.to_vec())
+    }
+
+    /// The bytes a chunk takes in its pack, if it is stored.
+    pub fn stored_len(&self, id: &ChunkId) -> Result<Option<u64>, ChunkStoreError> {
+        Ok(self.locate(id)?.map(|l| u64::from(l.frame_len)))
+    }
+
     fn with_chunk<T>(
         &self,
         id: &ChunkId,
         use_data: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, ChunkStoreError> {
         let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
+        self.with_chunk_at(id, &location, use_data)
+    }
+
+    fn with_chunk_at<T>(
+        &self,
+        id: &ChunkId,
+        location: &ChunkLocation,
+        use_data: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T, ChunkStoreError> {
         let pack = self
             .packs
             .read()
@@ -279,6 +323,98 @@ impl ChunkStore {
         for id in ids {
             pending.remove(id);
         }
+    }
+
+    /// Starts recording reused chunks for a collection (see `gc`).
+    pub fn begin_gc(&self) {
+        *self.reused_during_gc.lock() = Some(HashSet::new());
+    }
+
+    /// Stops recording reused chunks.
+    pub fn end_gc(&self) {
+        *self.reused_during_gc.lock() = None;
+    }
+
+    /// Every committed chunk with its location.
+    pub fn committed_chunks(&self) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        index::all(&txn)
+    }
+
+    /// Removes from the index the chunks of `garbage` that no writer reused since the
+    /// collection began, in one durable transaction; returns how many were removed. Writers'
+    /// dedup checks wait meanwhile, so none can pick up a chunk as it goes.
+    pub fn sweep(&self, garbage: &[ChunkId]) -> Result<Vec<ChunkId>, ChunkStoreError> {
+        let _exclusive = self.sweep_lock.write();
+        let reused = self.reused_during_gc.lock().clone().unwrap_or_default();
+        let removed: Vec<ChunkId> = garbage
+            .iter()
+            .filter(|id| !reused.contains(id) && !self.pending.lock().contains_key(id))
+            .copied()
+            .collect();
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        index::remove(&txn, &removed)?;
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(removed)
+    }
+
+    /// Stops appending to the current pack, so a collection can compact it too.
+    pub fn seal_active_pack(&self) {
+        self.writer.lock().seal_current();
+    }
+
+    /// Packs compaction may rewrite, with their sizes: nothing is appended to them, no frame
+    /// is being written into them, and every chunk in them is committed.
+    pub fn sealed_packs(&self) -> Vec<(PackId, u64)> {
+        let writer = self.writer.lock();
+        let pending = self.pending.lock();
+        self.packs
+            .read()
+            .values()
+            .filter(|pack| {
+                !writer.is_current(pack.id)
+                    && !pack.has_frames_in_flight()
+                    && !pending.values().any(|l| l.pack == pack.id)
+            })
+            .map(|pack| (pack.id, pack.written_len()))
+            .collect()
+    }
+
+    /// Copies the frames of `chunks` (all in one sealed pack) to the active pack and publishes
+    /// their new locations; the next commit makes the move durable. A frame that fails
+    /// verification is left behind and reported.
+    pub fn relocate(
+        &self,
+        chunks: &[(ChunkId, ChunkLocation)],
+    ) -> Result<Vec<ChunkId>, ChunkStoreError> {
+        let mut damaged = Vec::new();
+        for (id, location) in chunks {
+            let data = match self.get_at(id, location) {
+                Ok(data) => data,
+                Err(err) => {
+                    tracing::error!(chunk = %id, "not moved by compaction: {err}");
+                    damaged.push(*id);
+                    continue;
+                }
+            };
+            // Written anew (compressed again), at a fresh location: put() would find the old one.
+            self.write_frame(*id, &data)?;
+        }
+        Ok(damaged)
+    }
+
+    /// Forgets a pack whose chunks were all moved or swept, durably, then deletes its file.
+    pub fn drop_pack(&self, id: PackId) -> Result<u64, ChunkStoreError> {
+        let txn = self.db.begin_write().map_err(redb::Error::from)?;
+        index::forget_pack(&txn, id)?;
+        txn.commit().map_err(redb::Error::from)?;
+        if self.packs.write().remove(&id).is_none() {
+            return Ok(0);
+        }
+        self.writer.lock().forget(id);
+        let size = std::fs::metadata(pack::pack_path(&self.pack_dir, id)).map_or(0, |m| m.len());
+        std::fs::remove_file(pack::pack_path(&self.pack_dir, id))?;
+        Ok(size)
     }
 
     pub fn usage(&self) -> StoreUsage {

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::format::pack::{self as format, FrameHeader, PACK_HEADER_LEN};
 use crate::id::PackId;
@@ -43,6 +43,10 @@ pub struct PackFile {
     active: bool,
     /// Whether pages were mapped in by reads since the last release.
     read_from: AtomicBool,
+    /// Frames reserved but not yet written and published.
+    in_flight: AtomicU32,
+    /// Frames were written since the last sync.
+    unsynced: AtomicBool,
 }
 
 impl PackFile {
@@ -74,6 +78,8 @@ impl PackFile {
             reserved: AtomicU64::new(len),
             active: false,
             read_from: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            unsynced: AtomicBool::new(false),
         })
     }
 
@@ -97,15 +103,23 @@ impl PackFile {
             reserved: AtomicU64::new(PACK_HEADER_LEN as u64),
             active: true,
             read_from: AtomicBool::new(false),
+            in_flight: AtomicU32::new(0),
+            unsynced: AtomicBool::new(false),
         })
     }
 
+    /// Writes a frame into space reserved with [`PackWriter::reserve`]; call
+    /// [`PackFile::frame_done`] once its location is published (or the write failed).
     pub fn write_frame(&self, offset: u64, header: &FrameHeader, payload: &[u8]) -> io::Result<()> {
         // One write for header and payload: the common raw case would otherwise cost a copy.
         let header_bytes = header.encode();
         self.file.write_all_at(&header_bytes, offset)?;
         self.file
-            .write_all_at(payload, offset + header_bytes.len() as u64)
+            .write_all_at(payload, offset + header_bytes.len() as u64)?;
+        // Set after the write and before the location is published: a commit that stages the
+        // location syncs after staging, so it sees the flag (or an earlier sync covered it).
+        self.unsynced.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// The bytes of a frame, or `None` if they lie outside the pack.
@@ -127,8 +141,25 @@ impl PackFile {
         }
     }
 
+    pub fn frame_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn has_frames_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) != 0
+    }
+
+    /// Makes the frames written so far durable; a pack nothing was written to since its last
+    /// sync is skipped. (Commits run one at a time, so a sync that cleared the flag has
+    /// finished before the next commit looks at it.)
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        if self.unsynced.swap(false, Ordering::AcqRel)
+            && let Err(err) = self.file.sync_data()
+        {
+            self.unsynced.store(true, Ordering::Release);
+            return Err(err);
+        }
+        Ok(())
     }
 
     pub fn written_len(&self) -> u64 {
@@ -180,11 +211,25 @@ impl PackWriter {
             .clone()
             .expect("a current pack was just ensured");
         let offset = pack.reserved.fetch_add(len, Ordering::AcqRel);
+        pack.in_flight.fetch_add(1, Ordering::AcqRel);
         Ok((pack, offset, created))
     }
 
     pub fn packs_written(&self) -> Vec<Arc<PackFile>> {
         self.written.clone()
+    }
+
+    /// Ends appending to the current pack: the next frame starts a new one.
+    pub fn seal_current(&mut self) {
+        self.current = None;
+    }
+
+    pub fn is_current(&self, id: PackId) -> bool {
+        self.current.as_ref().is_some_and(|pack| pack.id == id)
+    }
+
+    pub fn forget(&mut self, id: PackId) {
+        self.written.retain(|pack| pack.id != id);
     }
 }
 

@@ -1,7 +1,10 @@
 //! The `snapfs` command: one file per subcommand.
 
+pub mod gc;
 pub mod init;
 pub mod mount;
+pub mod snapshot;
+mod target;
 pub mod umount;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,10 @@ pub enum Command {
     /// Flush everything, unmount, and wait for the daemon to exit.
     #[command(alias = "unmount")]
     Umount(umount::UmountArgs),
+    /// Create, list, show and delete snapshots.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Reclaim the space no snapshot and not the live share uses.
+    Gc(gc::GcArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -33,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Umount(args) => umount::run(args),
+        Command::Snapshot(args) => snapshot::run(args),
+        Command::Gc(args) => gc::run(args),
     }
 }
 

@@ -221,9 +221,33 @@ impl SnapshotSide {
                     self.create(&name)?;
                 }
                 control::Command::Delete(name) => self.delete(&name)?,
+                control::Command::Gc => {
+                    let report = crate::gc::collect(self.snapshots());
+                    self.report(report.map_err(|e| e.to_string()))?;
+                }
+                control::Command::Usage => {
+                    let usage = crate::gc::usage::usage(self.snapshots());
+                    self.report(usage.map_err(|e| e.to_string()))?;
+                }
             }
         }
         Ok(data.len())
+    }
+
+    /// Records a report as the outcome, as one line of JSON.
+    fn report<T: serde::Serialize>(&self, result: Result<T, String>) -> Result<(), Errno> {
+        match result {
+            Ok(value) => {
+                let json = serde_json::to_string(&value).unwrap_or_default();
+                *self.last_outcome.lock() = format!("ok: {json}");
+                Ok(())
+            }
+            Err(err) => {
+                tracing::error!("control command failed: {err}");
+                *self.last_outcome.lock() = format!("error: {err}");
+                Err(Errno::EIO)
+            }
+        }
     }
 
     fn check_owner(&self, uid: u32) -> Result<(), Errno> {

@@ -236,6 +236,13 @@ impl ContentState {
         Ok(self.blocks(ino, ctx)?)
     }
 
+    /// Adds the chunks of the block map to `marked`, if it is in memory.
+    pub fn mark_loaded(&self, marked: &mut std::collections::HashSet<ChunkId>) {
+        if let Some(blocks) = &self.blocks {
+            marked.extend(blocks.values().copied());
+        }
+    }
+
     pub fn has_buffers(&self) -> bool {
         !self.buffers.is_empty()
     }

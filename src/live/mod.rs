@@ -231,6 +231,34 @@ impl LiveFs {
         self.store.clone()
     }
 
+    /// Every chunk the committed block maps name.
+    pub fn committed_block_chunks(
+        &self,
+    ) -> Result<Vec<crate::id::ChunkId>, crate::meta::MetaError> {
+        self.meta.all_block_chunks()
+    }
+
+    /// Starts a collection: from now on the chunk store records every chunk a writer reuses.
+    /// Taken under the write gate, so no write is between storing a chunk and recording it.
+    pub fn begin_gc(&self) {
+        let _gate = self.write_gate.write();
+        self.store.begin_gc();
+    }
+
+    /// Adds every chunk the in-memory block maps name (including changes not yet committed).
+    pub fn mark_in_memory(&self, marked: &mut std::collections::HashSet<crate::id::ChunkId>) {
+        let contents: Vec<_> = self
+            .tree
+            .read()
+            .nodes
+            .values()
+            .filter_map(|node| node.content.clone())
+            .collect();
+        for content in contents {
+            content.lock().mark_loaded(marked);
+        }
+    }
+
     /// The owner of the share's root directory: who may use the snapshot controls.
     pub fn owner(&self) -> (u32, u32) {
         let tree = self.tree.read();

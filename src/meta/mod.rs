@@ -192,6 +192,17 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// Every chunk id the committed block maps name (with repeats).
+    pub fn all_block_chunks(&self) -> Result<Vec<ChunkId>, MetaError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOCKS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(ChunkId(*entry?.1.value()));
+        }
+        Ok(out)
+    }
+
     /// Writes `batch` into `txn` (the caller commits, after syncing the packs).
     pub fn stage(&self, txn: &WriteTransaction, batch: &CommitBatch) -> Result<(), MetaError> {
         let mut inodes = txn.open_table(INODES)?;

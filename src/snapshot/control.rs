@@ -7,6 +7,8 @@
 //! ```text
 //! create NAME     take a snapshot named NAME
 //! delete NAME     delete the snapshot NAME
+//! gc              collect garbage now; the outcome is a JSON report
+//! usage           compute space use (per snapshot: bytes only it holds); outcome is JSON
 //! ```
 //! Reading returns the outcome of the last command, then one line per snapshot:
 //! `NAME<TAB>created (RFC 3339, UTC)<TAB>manual|automatic<TAB>root object id`.
@@ -19,6 +21,8 @@ use crate::format::catalog::{Origin, SnapshotRecord};
 pub enum Command {
     Create(String),
     Delete(String),
+    Gc,
+    Usage,
 }
 
 /// Why a control write was refused; `errno` is what the writer sees.
@@ -63,12 +67,20 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, ControlError> {
         }
         let (verb, name) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let name = name.trim();
-        let command: fn(String) -> Command = match verb {
-            "create" => Command::Create,
-            "delete" => Command::Delete,
+        let command: fn(String) -> Command = match (verb, name.is_empty()) {
+            ("gc", true) => {
+                commands.push(Command::Gc);
+                continue;
+            }
+            ("usage", true) => {
+                commands.push(Command::Usage);
+                continue;
+            }
+            ("create", _) => Command::Create,
+            ("delete", _) => Command::Delete,
             _ => {
                 return Err(invalid(format!(
-                    "{line:?}: unknown command (use \"create NAME\" or \"delete NAME\")"
+                    "{line:?}: unknown command (use \"create NAME\", \"delete NAME\", \"gc\" or \"usage\")"
                 )));
             }
         };
@@ -135,7 +147,18 @@ mod tests {
                 Command::Delete("old one".into())
             ]
         );
-        for bad in [&b"explode x\n"[..], b"create\n", b"", b"\xff\xfe", b"   \n"] {
+        assert_eq!(
+            parse(b"gc\nusage").expect("valid"),
+            vec![Command::Gc, Command::Usage]
+        );
+        for bad in [
+            &b"explode x\n"[..],
+            b"create\n",
+            b"",
+            b"\xff\xfe",
+            b"   \n",
+            b"gc now",
+        ] {
             assert_eq!(parse(bad).expect_err("invalid").errno, libc::EINVAL);
         }
     }

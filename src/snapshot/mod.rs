@@ -52,6 +52,15 @@ impl Snapshots {
         })
     }
 
+    pub fn live(&self) -> &Arc<LiveFs> {
+        &self.live
+    }
+
+    /// Keeps the catalog from changing (no create, no delete) while the guard lives.
+    pub fn hold_catalog(&self) -> parking_lot::MutexGuard<'_, u64> {
+        self.changing.lock()
+    }
+
     pub fn objects(&self) -> &Arc<ObjectStore> {
         &self.objects
     }

@@ -8,4 +8,5 @@ mod conformance;
 mod durability;
 mod harness;
 mod posix_ops;
+mod snapshot_cli;
 mod snapshots;

@@ -1,0 +1,168 @@
+//! Garbage collection: mark every chunk the live share or a snapshot still uses, sweep the
+//! rest from the index, then compact packs that are mostly garbage.
+//!
+//! A collection is planned from a consistent cut and executed so that concurrent writers are
+//! never hurt:
+//! 1. snapshot creates and deletes wait (the catalog cannot change under the marking);
+//! 2. the chunk store starts recording chunks that writers reuse (`begin_gc`), then everything
+//!    is committed;
+//! 3. marking: the committed block maps, every block map in memory, and every object reachable
+//!    from a snapshot root;
+//! 4. sweep: index entries that were neither marked nor reused meanwhile are removed, in one
+//!    transaction, while dedup checks wait;
+//! 5. compaction: a sealed pack whose live frames fill less than half of it has them copied to
+//!    the active pack; once that move is committed, the pack is forgotten and deleted.
+//!
+//! A crash at any point leaves garbage at worst, never a reference to a removed chunk: removal
+//! (4) and the move (5) are each one durable transaction, and a pack file is deleted only after
+//! no committed index entry names it.
+
+pub mod usage;
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::chunk_store::ChunkStoreError;
+use crate::format::object::{Object, ObjectId};
+use crate::id::{ChunkId, PackId};
+use crate::live::FsError;
+use crate::object_store::ObjectStore;
+use crate::snapshot::Snapshots;
+
+/// A pack is rewritten when its live frames fill less than this share of it.
+const COMPACT_BELOW: f64 = 0.5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("chunk store: {0}")]
+    Chunks(#[from] ChunkStoreError),
+    #[error("cannot commit the share: {0}")]
+    Live(#[from] FsError),
+    #[error("metadata: {0}")]
+    Meta(String),
+}
+
+/// What a collection did.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GcReport {
+    pub chunks_marked: u64,
+    pub chunks_removed: u64,
+    pub packs_rewritten: u64,
+    /// Bytes of pack files deleted, less the bytes their live frames took in the active pack.
+    pub bytes_freed: u64,
+    /// Chunks that failed verification while being moved (left where they were, reported).
+    pub damaged: Vec<String>,
+}
+
+/// Calls `visit` on every chunk a snapshot tree uses: its objects (and their parts) and the
+/// file data they name. `visit` returns false for a chunk seen before; its subtree is then
+/// skipped, which makes a walk over many snapshots cost about what they do not share.
+pub fn walk_tree(
+    objects: &ObjectStore,
+    root: ObjectId,
+    visit: &mut dyn FnMut(ChunkId) -> bool,
+) -> Result<(), ChunkStoreError> {
+    let mut pending = vec![root];
+    while let Some(id) = pending.pop() {
+        if !visit(id) {
+            continue;
+        }
+        for part in objects.object_chunks(&id)?.into_iter().skip(1) {
+            visit(part);
+        }
+        match objects.get(&id)? {
+            Object::Directory(dir) => pending.extend(dir.entries.iter().filter_map(|e| e.object)),
+            Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
+            Object::Segment(segment) => {
+                for (_, chunk) in segment.blocks {
+                    visit(chunk);
+                }
+            }
+            Object::Multipart(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Every chunk in use by the live share or a snapshot. Call with the chunk store recording
+/// reuse (`LiveFs::begin_gc`).
+pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
+    let live = snapshots.live();
+    live.commit_now()?;
+    let mut marked = HashSet::new();
+    live.mark_in_memory(&mut marked);
+    for chunk in live
+        .committed_block_chunks()
+        .map_err(|e| GcError::Meta(e.to_string()))?
+    {
+        marked.insert(chunk);
+    }
+    for (_, record) in snapshots.list() {
+        walk_tree(snapshots.objects(), record.root, &mut |id| {
+            marked.insert(id)
+        })?;
+    }
+    Ok(marked)
+}
+
+/// Runs a whole collection.
+pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
+    let _catalog = snapshots.hold_catalog();
+    let live = snapshots.live();
+    let chunks = live.chunk_store();
+    live.begin_gc();
+    // The pack being appended to becomes compactable like any other.
+    chunks.seal_active_pack();
+    let result = (|| -> Result<GcReport, GcError> {
+        let candidates = chunks.committed_chunks()?;
+        let marked = mark(snapshots)?;
+        let garbage: Vec<ChunkId> = candidates
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !marked.contains(id))
+            .collect();
+        let removed: HashSet<ChunkId> = chunks.sweep(&garbage)?.into_iter().collect();
+        let mut report = GcReport {
+            chunks_marked: marked.len() as u64,
+            chunks_removed: removed.len() as u64,
+            ..GcReport::default()
+        };
+        // Compaction plan. The packs come first: a sealed pack with no frame in flight and no
+        // uncommitted chunk can gain no entry, so the index read after it lists every chunk
+        // still in it (some were committed after `candidates` was read).
+        let sealed = chunks.sealed_packs();
+        let mut live_frames: BTreeMap<PackId, Vec<_>> = BTreeMap::new();
+        for (id, location) in chunks.committed_chunks()? {
+            live_frames
+                .entry(location.pack)
+                .or_default()
+                .push((id, location));
+        }
+        for (pack, size) in sealed {
+            let frames = live_frames.remove(&pack).unwrap_or_default();
+            let live_bytes: u64 = frames.iter().map(|(_, l)| u64::from(l.frame_len)).sum();
+            if size == 0 || live_bytes as f64 >= size as f64 * COMPACT_BELOW {
+                continue;
+            }
+            let damaged = chunks.relocate(&frames)?;
+            if !damaged.is_empty() {
+                // Keep the pack: its damaged chunks are still referenced from it.
+                report.damaged.extend(damaged.iter().map(|id| id.to_hex()));
+                continue;
+            }
+            live.commit_now()?;
+            let deleted = chunks.drop_pack(pack)?;
+            report.packs_rewritten += 1;
+            report.bytes_freed += deleted.saturating_sub(live_bytes);
+        }
+        Ok(report)
+    })();
+    chunks.end_gc();
+    let report = result?;
+    tracing::info!(
+        removed = report.chunks_removed,
+        packs = report.packs_rewritten,
+        bytes = report.bytes_freed,
+        "garbage collection done"
+    );
+    Ok(report)
+}
