@@ -35,4 +35,10 @@ echo "== 128 MiB of files, store holds $(du -sh "$store/packs" | cut -f1) of pac
 "$snapfs" mount "$store" "$mnt" 2>>"$work/daemon.log" &
 wait_mounted
 echo "== after remount: $(cat "$mnt/etc/app.conf"); blob and copy equal: $(cmp -s "$mnt/data/blob" "$mnt/data/blob-copy" && echo yes)"
+echo "create before-deploy" >"$mnt/.snapshots/.control"
+echo "listen = 9090" >"$mnt/etc/app.conf"
+echo "== snapshot taken, then app.conf changed:"
+ls -l "$mnt/.snapshots/"
+diff -r "$mnt/.snapshots/before-deploy" "$mnt" || true
+"$snapfs" snapshot list --mount "$mnt"
 df -h "$mnt"
