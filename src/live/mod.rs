@@ -194,6 +194,10 @@ impl LiveFs {
         dirt.inodes.remove(&ino);
         dirt.xattrs.remove(&ino);
         dirt.removed.insert(ino);
+        // Its directory was marked when the last name went, so nothing else needs it.
+        let mut changed = self.changed.lock();
+        changed.since_commit.remove(&ino);
+        changed.since_freeze.remove(&ino);
     }
 
     /// Seals every file's buffered data and commits: called at unmount.

@@ -270,3 +270,24 @@ fn xattr_remove(path: &std::path::Path, name: &str) {
     let rc = unsafe { libc::removexattr(c_path(path).as_ptr(), name.as_ptr()) };
     assert_eq!(rc, 0);
 }
+
+#[test]
+fn reading_past_the_stored_end_of_a_grown_block_gives_zeros() {
+    use std::os::unix::fs::FileExt;
+    let mut m = Mounted::new();
+    fs::write(m.path("grown"), [7u8; 100]).unwrap();
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("grown"))
+        .unwrap();
+    f.set_len(200_000).unwrap();
+    drop(f);
+    // After a remount the kernel has nothing cached: the read reaches the stored 100 bytes.
+    m.remount();
+    let f = fs::File::open(m.path("grown")).unwrap();
+    let mut buf = [1u8; 4096];
+    f.read_exact_at(&mut buf, 86_016).unwrap();
+    assert!(buf.iter().all(|b| *b == 0));
+    f.read_exact_at(&mut buf[..100], 0).unwrap();
+    assert_eq!(&buf[..100], &[7u8; 100]);
+}

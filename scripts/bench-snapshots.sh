@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Snapshot benchmarks, each at several share sizes (files of 1-4 KiB, 100 per directory):
+#   create-first   the first snapshot of a mount (encodes the whole tree)
+#   create-10      a snapshot after changing 10 files (median of 5), through the control file
+#   growth-10      store growth for those 10 changes plus the snapshot (median of 5)
+#   find           cold `find` inside the newest snapshot, and on the live share
+#   read-all       cold `tar -c | cat >/dev/null` inside the snapshot, and on the live share
+# and, when btrfs can be loop-mounted here, `btrfs subvolume snapshot -r` after the same
+# 10 changes, for comparison.
+#
+#   scripts/bench-snapshots.sh [--sizes "1000 10000 100000"] [--no-btrfs]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sizes="1000 10000 100000"
+btrfs=1
+while (($#)); do
+    case $1 in
+    --sizes) sizes=$2; shift 2 ;;
+    --no-btrfs) btrfs=0; shift ;;
+    *) echo "usage: $0 [--sizes LIST] [--no-btrfs]" >&2; exit 2 ;;
+    esac
+done
+cargo build --release --quiet
+snapfs=$PWD/target/release/snapfs
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-snapbench.XXXXXX")
+mnt=$work/mnt btrfs_mnt=$work/btrfs
+mkdir -p "$mnt" "$btrfs_mnt"
+cleanup() {
+    mountpoint -q "$mnt" && { "$snapfs" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt"; }
+    mountpoint -q "$btrfs_mnt" && umount -l "$btrfs_mnt"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+pack_bytes() { du -sb "$1/packs" | cut -f1; }
+
+make_tree() { # make_tree DIR N
+    python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(n)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 100:05}")
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(1024, 4096)))
+PY
+}
+
+change_ten() { # change_ten DIR ROUND
+    for k in $(seq 0 9); do
+        echo "round $2 change $k" >>"$1/d$(printf %05d $((k * 7 % ($n / 100 > 0 ? $n / 100 : 1))))/f$(printf %03d $k)"
+    done
+}
+
+if ((btrfs)) && ! command -v mkfs.btrfs >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq btrfs-progs >/dev/null || btrfs=0
+fi
+
+printf '%-8s %-14s %12s %12s\n' files measure snapfs other
+for n in $sizes; do
+    src=$work/src-$n
+    make_tree "$src" "$n"
+    store=$work/store-$n
+    "$snapfs" init "$store" >/dev/null
+    "$snapfs" mount "$store" "$mnt" 2>>"$work/daemon.log" &
+    for _ in $(seq 400); do mountpoint -q "$mnt" && break; sleep 0.05; done
+    cp -a "$src/." "$mnt/"
+    sync "$mnt"
+    t0=$(now); echo "create first" >"$mnt/.snapshots/.control"; t1=$(now)
+    printf '%-8s %-14s %11ss %12s\n' "$n" create-first "$(elapsed "$t0" "$t1")" ""
+    times=() growths=()
+    for round in 1 2 3 4 5; do
+        change_ten "$mnt" "$round"
+        before=$(pack_bytes "$store")
+        t0=$(now); echo "create r$round" >"$mnt/.snapshots/.control"; t1=$(now)
+        times+=("$(elapsed "$t0" "$t1")")
+        growths+=("$(($(pack_bytes "$store") - before))")
+    done
+    other=
+    if ((btrfs)); then
+        truncate -s $((2 + n / 20000))G "$work/btrfs.img"
+        mkfs.btrfs -q -f "$work/btrfs.img"
+        mount -o loop "$work/btrfs.img" "$btrfs_mnt"
+        btrfs -q subvolume create "$btrfs_mnt/share"
+        cp -a "$src/." "$btrfs_mnt/share/"
+        sync
+        btrfs -q subvolume snapshot -r "$btrfs_mnt/share" "$btrfs_mnt/first"
+        btimes=()
+        for round in 1 2 3 4 5; do
+            change_ten "$btrfs_mnt/share" "$round"
+            t0=$(now); btrfs -q subvolume snapshot -r "$btrfs_mnt/share" "$btrfs_mnt/r$round"; t1=$(now)
+            btimes+=("$(elapsed "$t0" "$t1")")
+        done
+        other="$(echo "${btimes[*]}" | median)s"
+        umount "$btrfs_mnt"
+        rm -f "$work/btrfs.img"
+    fi
+    printf '%-8s %-14s %11ss %12s\n' "$n" create-10 "$(echo "${times[*]}" | median)" "${other:-n/a}"
+    printf '%-8s %-14s %10sB %12s\n' "$n" growth-10 "$(echo "${growths[*]}" | median)" ""
+    snap=$mnt/.snapshots/r5
+    drop_caches; t0=$(now); find "$snap" >/dev/null; t1=$(now)
+    drop_caches; t2=$(now); find "$mnt" >/dev/null; t3=$(now)
+    printf '%-8s %-14s %11ss %11ss  (snapshot, live)\n' "$n" find "$(elapsed "$t0" "$t1")" "$(elapsed "$t2" "$t3")"
+    drop_caches; t0=$(now); tar -C "$snap" -cf - . | cat >/dev/null; t1=$(now)
+    drop_caches; t2=$(now); tar -C "$mnt" -cf - . | cat >/dev/null; t3=$(now)
+    printf '%-8s %-14s %11ss %11ss  (snapshot, live)\n' "$n" read-all "$(elapsed "$t0" "$t1")" "$(elapsed "$t2" "$t3")"
+    "$snapfs" umount "$mnt" >/dev/null
+    rm -rf "$src" "$store"
+done
+echo "other: btrfs subvolume snapshot -r on a loop-mounted btrfs, after the same 10 changes"
