@@ -6,16 +6,20 @@
 #   find           cold `find` inside the newest snapshot, and on the live share
 #   read-all       cold `tar -c | cat >/dev/null` inside the snapshot, and on the live share
 # and, when btrfs can be loop-mounted here, `btrfs subvolume snapshot -r` after the same
-# 10 changes, for comparison.
+# 10 changes, for comparison. Then the scale run: a 10,000-file share with --many snapshots
+# (default 1,000, one file changed before each): `ls -l .snapshots`, `find` in the oldest
+# snapshot, and a 256 MiB write and cold read on the live share, before and after.
 #
-#   scripts/bench-snapshots.sh [--sizes "1000 10000 100000"] [--no-btrfs]
+#   scripts/bench-snapshots.sh [--sizes "1000 10000 100000"] [--many N] [--no-btrfs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes="1000 10000 100000"
 btrfs=1
+many=1000
 while (($#)); do
     case $1 in
     --sizes) sizes=$2; shift 2 ;;
+    --many) many=$2; shift 2 ;;
     --no-btrfs) btrfs=0; shift ;;
     *) echo "usage: $0 [--sizes LIST] [--no-btrfs]" >&2; exit 2 ;;
     esac
@@ -114,3 +118,38 @@ for n in $sizes; do
     rm -rf "$src" "$store"
 done
 echo "other: btrfs subvolume snapshot -r on a loop-mounted btrfs, after the same 10 changes"
+
+# Scale: many snapshots of a 10,000-file share.
+n=10000
+src=$work/src-scale
+make_tree "$src" "$n"
+store=$work/store-scale
+"$snapfs" init "$store" >/dev/null
+"$snapfs" mount "$store" "$mnt" 2>>"$work/daemon.log" &
+for _ in $(seq 400); do mountpoint -q "$mnt" && break; sleep 0.05; done
+cp -a "$src/." "$mnt/"
+io_times() { # write then cold-read 256 MiB on the live share; prints "write read"
+    local t0 t1 t2
+    t0=$(now); head -c 256M /dev/urandom >"$work/io.src"; t0=$(now)
+    dd if="$work/io.src" of="$mnt/io" bs=1M conv=fsync status=none; t1=$(now)
+    drop_caches; dd if="$mnt/io" of=/dev/null bs=1M status=none; t2=$(now)
+    rm -f "$mnt/io" "$work/io.src"
+    echo "$(elapsed "$t0" "$t1") $(elapsed "$t1" "$t2")"
+}
+read -r w0 r0 <<<"$(io_times)"
+t0=$(now)
+for i in $(seq "$many"); do
+    echo "$i" >>"$mnt/d00000/f000"
+    echo "create m$i" >"$mnt/.snapshots/.control"
+done
+t1=$(now)
+read -r w1 r1 <<<"$(io_times)"
+drop_caches; t2=$(now); ls -l "$mnt/.snapshots" >/dev/null; t3=$(now)
+drop_caches; t4=$(now); find "$mnt/.snapshots/m1" >/dev/null; t5=$(now)
+printf '\nscale: %d files, %d snapshots taken in %ss\n' "$n" "$many" "$(elapsed "$t0" "$t1")"
+printf '  ls -l .snapshots            %ss\n' "$(elapsed "$t2" "$t3")"
+printf '  find in the oldest snapshot %ss\n' "$(elapsed "$t4" "$t5")"
+printf '  live 256 MiB write + fsync  %ss before, %ss after\n' "$w0" "$w1"
+printf '  live 256 MiB cold read      %ss before, %ss after\n' "$r0" "$r1"
+printf '  store: %s\n' "$(du -sh "$store" | cut -f1)"
+"$snapfs" umount "$mnt" >/dev/null

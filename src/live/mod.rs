@@ -200,15 +200,20 @@ impl LiveFs {
         changed.since_freeze.remove(&ino);
     }
 
-    /// Seals every file's buffered data and commits: called at unmount.
-    pub fn shutdown(&self) -> FsResult<()> {
-        let contents: Vec<_> = self
-            .tree
+    /// The content of every regular file (taken out of the namespace lock, to be locked one at
+    /// a time).
+    fn file_contents(&self) -> Vec<Arc<content::FileContent>> {
+        self.tree
             .read()
             .nodes
             .values()
             .filter_map(|node| node.content.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Seals every file's buffered data and commits: called at unmount.
+    pub fn shutdown(&self) -> FsResult<()> {
+        let contents = self.file_contents();
         let ctx = self.data_context();
         for content in contents {
             let mut state = content.lock();
@@ -251,13 +256,7 @@ impl LiveFs {
 
     /// Adds every chunk the in-memory block maps name (including changes not yet committed).
     pub fn mark_in_memory(&self, marked: &mut std::collections::HashSet<crate::id::ChunkId>) {
-        let contents: Vec<_> = self
-            .tree
-            .read()
-            .nodes
-            .values()
-            .filter_map(|node| node.content.clone())
-            .collect();
+        let contents = self.file_contents();
         for content in contents {
             content.lock().mark_loaded(marked);
         }

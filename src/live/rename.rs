@@ -99,13 +99,7 @@ impl LiveFs {
             tree.node_mut(parent)?.record.nlink -= 1;
             tree.node_mut(new_parent)?.record.nlink += 1;
         }
-        for dir in [parent, new_parent] {
-            let node = tree.node_mut(dir)?;
-            node.record.mtime = now;
-            node.record.ctime = now;
-            self.mark_inode(dir);
-        }
-        Ok(())
+        self.touch_dirs(tree, [parent, new_parent], now)
     }
 
     fn exchange(
@@ -133,7 +127,12 @@ impl LiveFs {
             tree.node_mut(gains)?.record.nlink += 1;
             tree.node_mut(loses)?.record.nlink -= 1;
         }
-        for dir in [parent, new_parent] {
+        self.touch_dirs(tree, [parent, new_parent], now)
+    }
+
+    /// Sets mtime and ctime of directories whose entries changed.
+    fn touch_dirs(&self, tree: &mut Namespace, dirs: [InodeNo; 2], now: Timestamp) -> FsResult<()> {
+        for dir in dirs {
             let node = tree.node_mut(dir)?;
             node.record.mtime = now;
             node.record.ctime = now;
