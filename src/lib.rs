@@ -25,3 +25,4 @@ pub mod object_store;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+pub mod verify;

@@ -231,6 +231,23 @@ impl ChunkStore {
         self.with_chunk_at(id, location, |data| data.to_vec())
     }
 
+    /// Checks that a chunk is indexed and that its frame lies inside a pack that exists,
+    /// without reading it.
+    pub fn check_present(&self, id: &ChunkId) -> Result<(), ChunkStoreError> {
+        let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
+        let packs = self.packs.read();
+        let pack = packs.get(&location.pack).ok_or_else(|| {
+            ChunkStoreError::corrupt(*id, format!("pack {} is missing", location.pack))
+        })?;
+        if location.offset + u64::from(location.frame_len) > pack.written_len() {
+            return Err(ChunkStoreError::corrupt(
+                *id,
+                format!("pack {} is shorter than the index says", location.pack),
+            ));
+        }
+        Ok(())
+    }
+
     /// The bytes a chunk takes in its pack, if it is stored.
     pub fn stored_len(&self, id: &ChunkId) -> Result<Option<u64>, ChunkStoreError> {
         Ok(self.locate(id)?.map(|l| u64::from(l.frame_len)))

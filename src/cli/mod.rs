@@ -6,6 +6,7 @@ pub mod mount;
 pub mod snapshot;
 mod target;
 pub mod umount;
+pub mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,8 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Reclaim the space no snapshot and not the live share uses.
     Gc(gc::GcArgs),
+    /// Check every chunk in use; report the files damaged chunks affect (exit 1 if any).
+    Verify(verify::VerifyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Umount(args) => umount::run(args),
         Command::Snapshot(args) => snapshot::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

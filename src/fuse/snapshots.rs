@@ -225,6 +225,11 @@ impl SnapshotSide {
                     let report = crate::gc::collect(self.snapshots());
                     self.report(report.map_err(|e| e.to_string()))?;
                 }
+                control::Command::Verify { snapshot, quick } => {
+                    let options = crate::verify::VerifyOptions { snapshot, quick };
+                    let report = crate::verify::verify(self.snapshots(), &options, &mut |_, _| {});
+                    self.report(report.map_err(|e| e.to_string()))?;
+                }
                 control::Command::Usage => {
                     let usage = crate::gc::usage::usage(self.snapshots());
                     self.report(usage.map_err(|e| e.to_string()))?;

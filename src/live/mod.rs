@@ -22,6 +22,7 @@ mod io;
 mod namespace;
 mod remove;
 mod rename;
+mod walk;
 mod xattr;
 
 use std::sync::Arc;

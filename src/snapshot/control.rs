@@ -9,6 +9,8 @@
 //! delete NAME     delete the snapshot NAME
 //! gc              collect garbage now; the outcome is a JSON report
 //! usage           compute space use (per snapshot: bytes only it holds); outcome is JSON
+//! verify [NAME]   check every chunk in use (or NAME's only); outcome is a JSON report
+//! verify-quick [NAME]   the same, checking that chunks are indexed without reading them
 //! ```
 //! Reading returns the outcome of the last command, then one line per snapshot:
 //! `NAME<TAB>created (RFC 3339, UTC)<TAB>manual|automatic<TAB>root object id`.
@@ -23,6 +25,10 @@ pub enum Command {
     Delete(String),
     Gc,
     Usage,
+    Verify {
+        snapshot: Option<String>,
+        quick: bool,
+    },
 }
 
 /// Why a control write was refused; `errno` is what the writer sees.
@@ -74,6 +80,13 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, ControlError> {
             }
             ("usage", true) => {
                 commands.push(Command::Usage);
+                continue;
+            }
+            ("verify" | "verify-quick", _) => {
+                commands.push(Command::Verify {
+                    snapshot: (!name.is_empty()).then(|| name.to_owned()),
+                    quick: verb == "verify-quick",
+                });
                 continue;
             }
             ("create", _) => Command::Create,

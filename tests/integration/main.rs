@@ -10,3 +10,4 @@ mod harness;
 mod posix_ops;
 mod snapshot_cli;
 mod snapshots;
+mod verify;
