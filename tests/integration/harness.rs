@@ -141,7 +141,8 @@ impl Mounted {
     /// Kills the daemon with SIGKILL: no flush, no commit, as in a crash.
     pub fn kill9(&mut self) {
         let mut child = self.daemon.take().expect("mounted");
-        child.kill().expect("SIGKILL");
+        // It may already be dead (killed from another thread); SIGKILL then changes nothing.
+        let _ = child.kill();
         child.wait().expect("wait");
         // The kernel keeps the dead mount until it is detached.
         let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);

@@ -5,6 +5,7 @@ mod bad_input;
 mod chunk_store;
 mod concurrency;
 mod conformance;
+mod crash;
 mod durability;
 mod harness;
 mod posix_ops;
