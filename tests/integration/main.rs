@@ -8,6 +8,7 @@ mod conformance;
 mod crash;
 mod durability;
 mod harness;
+mod permissions;
 mod posix_ops;
 mod snapshot_cli;
 mod snapshots;
