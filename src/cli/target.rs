@@ -88,18 +88,31 @@ impl TargetArgs {
     }
 }
 
-/// Sends one command to a daemon's control file; on failure, the reason it recorded.
+/// Sends one command to a daemon's control file and reads its outcome back through the same
+/// open file, which gives this command's outcome even while others use the file.
 pub fn send(control: &Path, command: &str) -> anyhow::Result<String> {
-    match std::fs::write(control, format!("{command}\n")) {
-        Ok(()) => {
-            let status = std::fs::read_to_string(control)?;
-            Ok(outcome(&status).trim_start_matches("ok: ").to_owned())
-        }
+    use std::io::{Read, Seek, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(control)
+        .with_context(|| format!("cannot open {}", control.display()))?;
+    let written = file.write_all(format!("{command}\n").as_bytes());
+    let mut status = String::new();
+    file.rewind()?;
+    file.read_to_string(&mut status)?;
+    match written {
+        Ok(()) => Ok(outcome(&status).trim_start_matches("ok: ").to_owned()),
         Err(err) => {
-            let reason = std::fs::read_to_string(control)
-                .map(|status| outcome(&status).trim_start_matches("error: ").to_owned())
-                .unwrap_or_else(|_| err.to_string());
-            bail!("{reason}")
+            let reason = outcome(&status).trim_start_matches("error: ");
+            bail!(
+                "{}",
+                if reason.is_empty() {
+                    err.to_string()
+                } else {
+                    reason.to_owned()
+                }
+            )
         }
     }
 }

@@ -425,7 +425,10 @@ impl Filesystem for SnapFuse {
                 Err(err) => reply.error(errno(&err)),
             },
             // The control file answers each read afresh, and each write is a command.
-            Area::ControlFile => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_DIRECT_IO),
+            Area::ControlFile => reply.opened(
+                FileHandle(self.side.open_control()),
+                FopenFlags::FOPEN_DIRECT_IO,
+            ),
             _ if writable || truncate => reply.error(Errno::EROFS),
             Area::Snapshot { .. } => {
                 reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE)
@@ -448,7 +451,7 @@ impl Filesystem for SnapFuse {
         let result = if is_live(i) {
             self.live.read(fh.0, offset, size).map_err(|e| errno(&e))
         } else {
-            self.side.read(ino(i), offset, size)
+            self.side.read(ino(i), fh.0, offset, size)
         };
         match result {
             Ok(data) => reply.data(&data),
@@ -470,7 +473,7 @@ impl Filesystem for SnapFuse {
     ) {
         let result = match area(ino(i)) {
             Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
-            Area::ControlFile => self.side.write_control(req.uid(), data),
+            Area::ControlFile => self.side.write_control(req.uid(), fh.0, data),
             _ => Err(Errno::EROFS),
         };
         match result {
@@ -504,6 +507,7 @@ impl Filesystem for SnapFuse {
         reply: ReplyEmpty,
     ) {
         if !is_live(i) {
+            self.side.release(fh.0);
             return reply.ok();
         }
         reply_empty(reply, self.live.release(fh.0));

@@ -28,7 +28,13 @@ pub type Listing = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 pub struct SnapshotSide {
     live: Arc<LiveFs>,
     view: SnapshotView,
+    /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
+    /// The outcome of the last command given through each open control-file handle, so that a
+    /// script reads back its own result even while others use the file.
+    handle_outcomes: Mutex<HashMap<u64, String>>,
+    /// Serialises commands, so that an outcome is copied to its handle before the next one.
+    commanding: Mutex<()>,
     listings: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
 }
@@ -54,6 +60,8 @@ impl SnapshotSide {
             live,
             view: SnapshotView::new(snapshots),
             last_outcome: Mutex::new("none".into()),
+            handle_outcomes: Mutex::new(HashMap::new()),
+            commanding: Mutex::new(()),
             listings: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
         }
@@ -186,11 +194,21 @@ impl SnapshotSide {
         self.lookup(dir, name)
     }
 
-    pub fn read(&self, ino: InodeNo, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
+    /// Opens the control file: each handle remembers the outcome of its own commands.
+    pub fn open_control(&self) -> u64 {
+        HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handle_outcomes.lock().remove(&fh);
+    }
+
+    pub fn read(&self, ino: InodeNo, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let text =
-                    control::status_text(&self.last_outcome.lock(), &self.snapshots().list());
+                let outcome = self.handle_outcomes.lock().get(&fh).cloned();
+                let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
+                let text = control::status_text(&outcome, &self.snapshots().list());
                 let start = (offset as usize).min(text.len());
                 let end = (start + len as usize).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -205,8 +223,16 @@ impl SnapshotSide {
 
     /// Runs the commands written to the control file, in order, stopping at the first that
     /// fails. Only the share's owner and root may.
-    pub fn write_control(&self, uid: u32, data: &[u8]) -> Result<usize, Errno> {
+    pub fn write_control(&self, uid: u32, fh: u64, data: &[u8]) -> Result<usize, Errno> {
         self.check_owner(uid)?;
+        let _one_at_a_time = self.commanding.lock();
+        let result = self.run_commands(data);
+        let outcome = self.last_outcome.lock().clone();
+        self.handle_outcomes.lock().insert(fh, outcome);
+        result
+    }
+
+    fn run_commands(&self, data: &[u8]) -> Result<usize, Errno> {
         let commands = match control::parse(data) {
             Ok(commands) => commands,
             Err(err) => {
@@ -300,6 +326,7 @@ impl SnapshotSide {
     /// `mkdir .snapshots/NAME`: take a snapshot.
     pub fn mkdir(&self, uid: u32, name: &[u8]) -> Result<Attr, Errno> {
         self.check_owner(uid)?;
+        let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
         Ok(Self::snap_attr(&self.create(name)?))
     }
@@ -307,6 +334,7 @@ impl SnapshotSide {
     /// `rmdir .snapshots/NAME`: delete a snapshot.
     pub fn rmdir(&self, uid: u32, name: &[u8]) -> Result<(), Errno> {
         self.check_owner(uid)?;
+        let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         self.delete(name)
     }

@@ -12,4 +12,5 @@ mod permissions;
 mod posix_ops;
 mod snapshot_cli;
 mod snapshots;
+mod stress;
 mod verify;
