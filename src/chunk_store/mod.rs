@@ -12,6 +12,7 @@
 mod codec;
 pub mod index;
 mod pack;
+mod space;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -82,6 +83,8 @@ pub struct ChunkStore {
     /// Chunks written to packs but not yet in the committed index.
     pending: Mutex<HashMap<ChunkId, ChunkLocation>>,
     read_since_release: AtomicU64,
+    /// Keeps new data from taking the last of the disk (see [`space::SpaceGuard`]).
+    space: space::SpaceGuard,
     /// Taken shared by every dedup check, exclusively while a sweep removes chunks.
     sweep_lock: RwLock<()>,
     /// While a collection runs: chunks that writers found and reused, which it must keep even
@@ -131,6 +134,7 @@ impl ChunkStore {
             packs: RwLock::new(packs),
             pending: Mutex::new(HashMap::new()),
             read_since_release: AtomicU64::new(0),
+            space: space::SpaceGuard::default(),
             sweep_lock: RwLock::new(()),
             reused_during_gc: Mutex::new(None),
         })
@@ -157,6 +161,7 @@ impl ChunkStore {
                 return Ok(id);
             }
         }
+        self.space.check(&self.pack_dir, data.len() as u64)?;
         self.write_frame(id, data)?;
         Ok(id)
     }

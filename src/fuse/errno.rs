@@ -6,6 +6,9 @@ use fuser::Errno;
 use crate::live::FsError;
 
 pub fn errno(err: &FsError) -> Errno {
+    if err.is_no_space() {
+        return Errno::ENOSPC;
+    }
     match err {
         FsError::NotFound => Errno::ENOENT,
         FsError::Exists => Errno::EEXIST,
@@ -24,7 +27,6 @@ pub fn errno(err: &FsError) -> Errno {
         FsError::ReadOnly => Errno::EROFS,
         FsError::BadHandle => Errno::EBADF,
         FsError::NoSpace => Errno::ENOSPC,
-        FsError::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => Errno::ENOSPC,
         FsError::Damaged(_) | FsError::Meta(_) | FsError::Poisoned | FsError::Io(_) => {
             tracing::error!("I/O error reported to the caller: {err}");
             Errno::EIO

@@ -50,4 +50,16 @@ pub enum FsError {
     Io(#[from] std::io::Error),
 }
 
+impl FsError {
+    /// Whether the cause is a full disk (however deep it was reported).
+    pub fn is_no_space(&self) -> bool {
+        let io = match self {
+            FsError::NoSpace => return true,
+            FsError::Io(io) | FsError::Damaged(ChunkStoreError::Io(io)) => io,
+            _ => return false,
+        };
+        io.raw_os_error() == Some(libc::ENOSPC)
+    }
+}
+
 pub type FsResult<T> = Result<T, FsError>;

@@ -45,6 +45,7 @@ pub fn errno_of(err: &SnapshotError) -> i32 {
         SnapshotError::InvalidName { .. } => libc::EINVAL,
         SnapshotError::Exists(_) => libc::EEXIST,
         SnapshotError::NotFound(_) => libc::ENOENT,
+        SnapshotError::Freeze(err) if err.is_no_space() => libc::ENOSPC,
         SnapshotError::Freeze(_) | SnapshotError::Catalog(_) => libc::EIO,
     }
 }

@@ -37,9 +37,15 @@ pub fn snapfs(args: &[&str]) -> std::process::Output {
 impl Mounted {
     /// A new store, mounted with `extra_args` added to `snapfs mount`.
     pub fn new_with(init_args: &[&str], extra_args: &[&str]) -> Self {
+        Self::new_in(&test_root(), init_args, extra_args)
+    }
+
+    /// The same, with the store and mountpoint in a new directory under `root` (e.g. on a
+    /// small file system of the test's own).
+    pub fn new_in(root: &Path, init_args: &[&str], extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("snapfs-test-")
-            .tempdir_in(test_root())
+            .tempdir_in(root)
             .expect("tempdir");
         let store = dir.path().join("store");
         let mnt = dir.path().join("mnt");

@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod durability;
+mod full_disk;
 mod harness;
 mod permissions;
 mod posix_ops;
