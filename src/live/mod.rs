@@ -250,8 +250,16 @@ impl LiveFs {
 
     /// Starts a collection: from now on the chunk store records every chunk a writer reuses.
     /// Taken under the write gate, so no write is between storing a chunk and recording it.
+    ///
+    /// It also forgets every frozen object: a collection may sweep the objects of deleted
+    /// snapshots, and the next freeze must not reuse one of them. (That freeze then encodes the
+    /// whole tree again; unchanged objects hash to chunks that are still stored.)
     pub fn begin_gc(&self) {
         let _gate = self.write_gate.write();
+        let mut tree = self.tree.write();
+        for node in tree.nodes.values_mut() {
+            node.frozen = None;
+        }
         self.store.begin_gc();
     }
 

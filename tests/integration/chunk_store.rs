@@ -117,6 +117,14 @@ fn a_missing_pack_gives_eio_for_its_files_only() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
     assert_eq!(fs::read(m.path("late")).unwrap(), late);
     assert!(m.log().contains("pack file is missing"), "{}", m.log());
+    let verify = crate::harness::snapfs(&["verify", "--mount", m.mnt.to_str().unwrap(), "--quick"]);
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        !verify.status.success()
+            && report.contains("live:/early")
+            && !report.contains("live:/late"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! Crash consistency: a random workload runs against a real mount while the daemon is killed
-//! with SIGKILL at a random moment; after each remount, everything that was promised holds.
+//! Crash consistency: a random workload (creates, writes, renames, unlinks, fsyncs, snapshot
+//! creates and deletes, gc) runs against a real mount while the daemon is killed with SIGKILL
+//! at a random moment, often in the middle of a gc or a snapshot delete; after each remount,
+//! everything that was promised holds.
 //!
 //! Promises checked after every kill:
 //! - the store mounts again without repair, and `snapfs verify` is clean;
@@ -56,7 +58,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 fn workload(m: &Mounted, rng: &mut Rng, model: &mut Model, round: u32) -> Option<String> {
     for step in 0..10_000u32 {
         let name = format!("r{round}s{step}");
-        match rng.below(8) {
+        match rng.below(9) {
             0 | 1 => {
                 let len = rng.below(300_000) as usize;
                 let data = rng.bytes(len);
@@ -113,6 +115,12 @@ fn workload(m: &Mounted, rng: &mut Rng, model: &mut Model, round: u32) -> Option
                     return None;
                 }
                 model.durable.insert(old, None);
+            }
+            7 => {
+                // A collection may be cut short by the kill: it must never lose data.
+                if fs::write(m.path(".snapshots/.control"), "gc\n").is_err() {
+                    return None;
+                }
             }
             6 => {
                 let snapshot = format!("snap-{name}");

@@ -162,3 +162,23 @@ fn gc_is_safe_while_writes_go_on() {
         );
     }
 }
+
+#[test]
+fn a_snapshot_after_gc_does_not_reuse_collected_objects() {
+    let m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    fs::create_dir(m.path("dir")).unwrap();
+    fs::write(m.path("dir/file"), noise(500_000, 9)).unwrap();
+    ok(&["snapshot", "create", "first", "--mount", &mnt]);
+    ok(&["snapshot", "delete", "first", "--mount", &mnt]);
+    // Collects the objects only the deleted snapshot used: the live tree froze to them.
+    ok(&["gc", "--mount", &mnt]);
+    ok(&["snapshot", "create", "second", "--mount", &mnt]);
+    assert!(fs::read(m.path(".snapshots/second/dir/file")).unwrap() == noise(500_000, 9));
+    let verify = snapfs(&["verify", "--mount", &mnt]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
