@@ -113,7 +113,7 @@ impl LiveFs {
             ctime: now,
             symlink_target: target,
         };
-        let ino = tree.allocate_inode();
+        let ino = tree.allocate_inode()?;
         let mut node = Node::new(ino, record, parent);
         if !node.is_dir() {
             node.links.push(parent);

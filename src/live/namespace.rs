@@ -19,6 +19,9 @@ use crate::format::object::ObjectId;
 use crate::id::InodeNo;
 use crate::meta::LoadedTree;
 
+/// Live inode numbers stay below this.
+const MAX_LIVE_INODE: u64 = 1 << 40;
+
 /// Longest name of a directory entry, as on ext4.
 pub const NAME_MAX: usize = 255;
 
@@ -170,10 +173,15 @@ impl Namespace {
             .ok_or(FsError::NotFound)
     }
 
-    pub fn allocate_inode(&mut self) -> InodeNo {
+    /// A new inode number. Live numbers stay below 2^40: the numbers above are the snapshot
+    /// side's (see `snapshot::view`).
+    pub fn allocate_inode(&mut self) -> FsResult<InodeNo> {
+        if self.next_inode >= MAX_LIVE_INODE {
+            return Err(FsError::NoSpace);
+        }
         let ino = InodeNo(self.next_inode);
         self.next_inode += 1;
-        ino
+        Ok(ino)
     }
 
     /// The directories whose frozen objects embed `ino`'s: its parent, or every directory

@@ -27,6 +27,19 @@ pub fn is_mounted(mnt: &Path) -> bool {
         .any(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
 }
 
+/// Reproducible incompressible bytes (xorshift), distinct for each seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
 pub fn snapfs(args: &[&str]) -> std::process::Output {
     Command::new(SNAPFS)
         .args(args)

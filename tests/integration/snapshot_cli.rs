@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::Write;
 
-use crate::harness::{Mounted, snapfs};
+use crate::harness::{Mounted, noise, snapfs};
 
 fn ok(args: &[&str]) -> String {
     let out = snapfs(args);
@@ -21,18 +21,6 @@ fn pack_bytes(m: &Mounted) -> u64 {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum()
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]

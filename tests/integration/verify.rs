@@ -3,19 +3,7 @@
 
 use std::fs;
 
-use crate::harness::{Mounted, snapfs};
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+use crate::harness::{Mounted, noise, snapfs};
 
 fn only_pack(m: &Mounted) -> std::path::PathBuf {
     let packs: Vec<_> = fs::read_dir(m.store.join("packs"))
