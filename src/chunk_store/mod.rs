@@ -253,11 +253,6 @@ impl ChunkStore {
         Ok(())
     }
 
-    /// The bytes a chunk takes in its pack, if it is stored.
-    pub fn stored_len(&self, id: &ChunkId) -> Result<Option<u64>, ChunkStoreError> {
-        Ok(self.locate(id)?.map(|l| u64::from(l.frame_len)))
-    }
-
     fn with_chunk<T>(
         &self,
         id: &ChunkId,
@@ -443,10 +438,6 @@ impl ChunkStore {
         StoreUsage {
             pack_bytes: self.packs.read().values().map(|p| p.written_len()).sum(),
         }
-    }
-
-    pub fn pack_dir(&self) -> &Path {
-        &self.pack_dir
     }
 }
 
