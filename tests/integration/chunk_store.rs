@@ -3,14 +3,7 @@
 use std::fs;
 use std::io::Write;
 
-use crate::harness::Mounted;
-
-fn store_bytes(m: &Mounted) -> u64 {
-    fs::read_dir(m.store.join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
-}
+use crate::harness::{Mounted, pack_bytes};
 
 fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     // xorshift: incompressible enough for zstd, reproducible, and fast.
@@ -36,9 +29,9 @@ fn identical_data_is_stored_once() {
         f.sync_all().unwrap();
     };
     write_synced("one");
-    let after_first = store_bytes(&m);
+    let after_first = pack_bytes(&m.store);
     write_synced("two");
-    let growth = store_bytes(&m) - after_first;
+    let growth = pack_bytes(&m.store) - after_first;
     assert!(
         growth < after_first / 100,
         "second copy grew the store by {growth} bytes (first: {after_first})"
@@ -59,7 +52,7 @@ fn compressible_data_is_compressed() {
     let mut f = fs::File::create(m.path("text")).unwrap();
     f.write_all(&text).unwrap();
     f.sync_all().unwrap();
-    assert!(store_bytes(&m) < (32 << 20) / 4);
+    assert!(pack_bytes(&m.store) < (32 << 20) / 4);
 }
 
 #[test]

@@ -40,6 +40,29 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Bytes in the store's pack files: what the store takes on disk for data.
+pub fn pack_bytes(store: &Path) -> u64 {
+    std::fs::read_dir(store.join("packs"))
+        .expect("packs directory")
+        .map(|e| e.expect("entry").metadata().expect("metadata").len())
+        .sum()
+}
+
+/// Runs `sh -c script` as nobody:nogroup; returns its output.
+pub fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("setpriv")
+}
+
 pub fn snapfs(args: &[&str]) -> std::process::Output {
     Command::new(SNAPFS)
         .args(args)

@@ -4,25 +4,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
 
-use crate::harness::Mounted;
+use crate::harness::{Mounted, as_nobody};
 
-/// Runs `sh -c script` as nobody:nogroup; returns whether it succeeded.
-fn as_nobody(script: &str) -> bool {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-            script,
-        ])
-        .output()
-        .expect("setpriv")
-        .status
-        .success()
+fn runs_as_nobody(script: &str) -> bool {
+    as_nobody(script).status.success()
 }
 
 fn open_up(m: &Mounted) {
@@ -41,18 +27,18 @@ fn modes_hold_for_other_users_in_the_share_and_in_snapshots() {
     fs::set_permissions(m.path("public"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(m.path(".snapshots/.control"), "create s\n").unwrap();
     let mnt = m.mnt.display();
-    assert!(as_nobody(&format!("cat {mnt}/public >/dev/null")));
-    assert!(!as_nobody(&format!("cat {mnt}/secret")));
-    assert!(as_nobody(&format!(
+    assert!(runs_as_nobody(&format!("cat {mnt}/public >/dev/null")));
+    assert!(!runs_as_nobody(&format!("cat {mnt}/secret")));
+    assert!(runs_as_nobody(&format!(
         "cat {mnt}/.snapshots/s/public >/dev/null"
     )));
-    assert!(!as_nobody(&format!("cat {mnt}/.snapshots/s/secret")));
+    assert!(!runs_as_nobody(&format!("cat {mnt}/.snapshots/s/secret")));
     assert!(
-        !as_nobody(&format!("echo x >> {mnt}/public")),
+        !runs_as_nobody(&format!("echo x >> {mnt}/public")),
         "no write without permission"
     );
     assert!(
-        !as_nobody(&format!("touch {mnt}/new")),
+        !runs_as_nobody(&format!("touch {mnt}/new")),
         "root directory is 0755"
     );
 }
@@ -63,7 +49,7 @@ fn other_users_see_nothing_without_allow_other() {
     open_up(&m);
     fs::write(m.path("public"), "x").unwrap();
     fs::set_permissions(m.path("public"), fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(!as_nobody(&format!("ls {}", m.mnt.display())));
+    assert!(!runs_as_nobody(&format!("ls {}", m.mnt.display())));
 }
 
 #[test]

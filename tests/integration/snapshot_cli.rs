@@ -4,7 +4,7 @@
 use std::fs;
 use std::io::Write;
 
-use crate::harness::{Mounted, noise, snapfs};
+use crate::harness::{Mounted, noise, pack_bytes, snapfs};
 
 fn ok(args: &[&str]) -> String {
     let out = snapfs(args);
@@ -14,13 +14,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn pack_bytes(m: &Mounted) -> u64 {
-    fs::read_dir(m.store.join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
 }
 
 #[test]
@@ -102,10 +95,10 @@ fn deleting_a_snapshot_and_collecting_frees_exactly_its_unique_bytes() {
         fs::read(m.path(".snapshots/old/only-in-snapshot")).unwrap(),
         unique
     );
-    let before = pack_bytes(&m);
+    let before = pack_bytes(&m.store);
     ok(&["snapshot", "delete", "old", "--mount", &mnt]);
     let report = ok(&["gc", "--mount", &mnt]);
-    let freed = before - pack_bytes(&m);
+    let freed = before - pack_bytes(&m.store);
     assert!(
         freed >= held - held / 50 && freed <= held + (1 << 20),
         "held {held}, freed {freed}: {report}"

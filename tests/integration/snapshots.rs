@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::Mounted;
+use crate::harness::{Mounted, as_nobody, pack_bytes};
 
 fn control(m: &Mounted, command: &str) -> std::io::Result<()> {
     fs::write(m.path(".snapshots/.control"), format!("{command}\n"))
@@ -15,13 +15,6 @@ fn control(m: &Mounted, command: &str) -> std::io::Result<()> {
 
 fn control_status(m: &Mounted) -> String {
     fs::read_to_string(m.path(".snapshots/.control")).unwrap()
-}
-
-fn pack_bytes(m: &Mounted) -> u64 {
-    fs::read_dir(m.store.join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
 }
 
 #[test]
@@ -327,7 +320,7 @@ fn a_snapshot_costs_what_changed() {
         fs::write(m.path(&format!("f{i}")), data).unwrap();
     }
     control(&m, "first").unwrap_or_else(|_| control(&m, "create first").unwrap());
-    let before = pack_bytes(&m);
+    let before = pack_bytes(&m.store);
     let change: Vec<u8> = (0..1 << 20).map(|i| (i * 131 % 253) as u8 ^ 0x5a).collect();
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -336,7 +329,7 @@ fn a_snapshot_costs_what_changed() {
     f.write_all(&change).unwrap();
     drop(f);
     control(&m, "create second").unwrap();
-    let growth = pack_bytes(&m) - before;
+    let growth = pack_bytes(&m.store) - before;
     assert!(
         growth < (1 << 20) + (128 << 10),
         "changing 1 MiB of 32 MiB grew the store by {growth} bytes"
@@ -393,20 +386,10 @@ fn the_control_file_refuses_other_users() {
     let m = Mounted::new_with(&[], &["--allow-other"]);
     fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "sh",
-            "-c",
-        ])
-        .arg(format!(
-            "echo 'create sneaky' > {}/.snapshots/.control",
-            m.mnt.display()
-        ))
-        .output()
-        .unwrap();
+    let out = as_nobody(&format!(
+        "echo 'create sneaky' > {}/.snapshots/.control",
+        m.mnt.display()
+    ));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     assert!(!m.path(".snapshots/sneaky").exists());
