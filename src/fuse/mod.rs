@@ -572,9 +572,7 @@ impl Filesystem for SnapFuse {
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, _) in entries {
-                    let attr = if is_live(INodeNo(entry_ino.0))
-                        && !(is_live(i) && entry_ino == SNAPSHOTS_DIR)
-                    {
+                    let attr = if is_live(INodeNo(entry_ino.0)) {
                         self.live.getattr(entry_ino).map_err(|e| errno(&e))
                     } else {
                         self.side.entry_attr(ino(i), &name, entry_ino)
