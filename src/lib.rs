@@ -13,6 +13,7 @@
 //!
 //! `docs/ARCHITECTURE.md` describes the design, the on-disk formats and the crash analysis.
 
+pub mod blocks;
 pub mod chunk_store;
 pub mod cli;
 pub mod format;

@@ -62,14 +62,7 @@ impl SnapshotRecord {
         }
         let number = cursor.u64()?;
         let root = crate::id::ChunkId(cursor.array()?);
-        let secs = cursor.i64()?;
-        let nanos = cursor.u32()?;
-        if nanos >= 1_000_000_000 {
-            return Err(DecodeError::InvalidField {
-                field: "nanos",
-                value: nanos.into(),
-            });
-        }
+        let created = cursor.timestamp()?;
         let origin = match cursor.u8()? {
             0 => Origin::Manual,
             1 => Origin::Automatic,
@@ -87,7 +80,7 @@ impl SnapshotRecord {
         Ok(SnapshotRecord {
             number,
             root,
-            created: Timestamp { secs, nanos },
+            created,
             origin,
             root_perm,
             root_uid,

@@ -1,6 +1,7 @@
 //! A bounds-checked little-endian reader over untrusted bytes.
 
 use super::DecodeError;
+use super::inode::Timestamp;
 
 pub(crate) struct Cursor<'a> {
     rest: &'a [u8],
@@ -46,6 +47,19 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// A timestamp: `secs: i64 | nanos: u32`, with nanos below one second.
+    pub(crate) fn timestamp(&mut self) -> Result<Timestamp, DecodeError> {
+        let secs = self.i64()?;
+        let nanos = self.u32()?;
+        if nanos >= 1_000_000_000 {
+            return Err(DecodeError::InvalidField {
+                field: "nanos",
+                value: nanos.into(),
+            });
+        }
+        Ok(Timestamp { secs, nanos })
     }
 
     /// Fails unless every byte was consumed: a record with trailing garbage is not trusted.

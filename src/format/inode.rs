@@ -159,18 +159,11 @@ impl InodeRecord {
         }
         let (uid, gid, nlink, rdev) = (cursor.u32()?, cursor.u32()?, cursor.u32()?, cursor.u32()?);
         let size = cursor.u64()?;
-        let mut time = || -> Result<Timestamp, DecodeError> {
-            let secs = cursor.i64()?;
-            let nanos = cursor.u32()?;
-            if nanos >= 1_000_000_000 {
-                return Err(DecodeError::InvalidField {
-                    field: "nanos",
-                    value: nanos.into(),
-                });
-            }
-            Ok(Timestamp { secs, nanos })
-        };
-        let (atime, mtime, ctime) = (time()?, time()?, time()?);
+        let (atime, mtime, ctime) = (
+            cursor.timestamp()?,
+            cursor.timestamp()?,
+            cursor.timestamp()?,
+        );
         let target_len = cursor.u32()? as usize;
         if target_len > MAX_SYMLINK_TARGET {
             return Err(DecodeError::InvalidField {

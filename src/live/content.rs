@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{FsError, FsResult};
+use crate::blocks::{BlockSpan, spans};
 use crate::chunk_store::ChunkStore;
 use crate::format::inode::Timestamp;
 use crate::id::{ChunkId, InodeNo};
@@ -285,24 +286,23 @@ impl ContentState {
             return Ok(Vec::new());
         }
         let end = size.min(offset + u64::from(len));
-        let bs = u64::from(ctx.block_size);
         let mut out = vec![0u8; (end - offset) as usize];
         let mut fetch = Vec::new();
         guard.blocks(ino, ctx)?;
         let state = &*guard;
         let blocks = state.blocks.as_ref().expect("loaded above");
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / bs;
-            let in_block = (pos % bs) as usize;
-            let n = ((bs - pos % bs).min(end - pos)) as usize;
-            let at = (pos - offset) as usize;
+        for BlockSpan {
+            index,
+            in_block,
+            len: n,
+            at,
+        } in spans(offset, end, ctx.block_size)
+        {
             if let Some(buffer) = state.buffers.get(&index) {
                 out[at..at + n].copy_from_slice(&buffer.bytes[in_block..in_block + n]);
             } else if let Some(id) = blocks.get(&index) {
                 fetch.push((*id, in_block, at, n));
             }
-            pos += n as u64;
         }
         drop(guard);
         for (id, in_block, at, n) in fetch {
@@ -333,13 +333,15 @@ impl ContentState {
             .ok_or(FsError::FileTooLarge)?;
         let bs = u64::from(ctx.block_size);
         self.blocks(ino, ctx)?;
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / bs;
-            let in_block = (pos % bs) as usize;
-            let n = ((bs - pos % bs).min(end - pos)) as usize;
+        for BlockSpan {
+            index,
+            in_block,
+            len: n,
+            at: src,
+        } in spans(offset, end, ctx.block_size)
+        {
+            let pos = offset + src as u64;
             let whole_block = n as u64 == bs;
-            let src = (pos - offset) as usize;
             if let Some(chunk) = stored.get(index) {
                 // A whole block straight from the request, already stored: a newer write
                 // replaces whatever was buffered for it.
@@ -361,7 +363,6 @@ impl ContentState {
                     self.seal(ino, ctx, index)?;
                 }
             }
-            pos += n as u64;
         }
         self.size = self.size.max(end);
         self.touch_data();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::Snapshots;
+use crate::blocks::{BlockSpan, spans};
 use crate::chunk_store::ChunkStoreError;
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, InodeRecord};
@@ -227,14 +228,14 @@ impl SnapshotView {
             return Ok(Vec::new());
         }
         let end = (*size).min(offset + u64::from(len));
-        let bs = u64::from(block_size);
         let mut out = vec![0u8; (end - offset) as usize];
-        let mut pos = offset;
-        while pos < end {
-            let index = pos / bs;
-            let in_block = (pos % bs) as usize;
-            let n = ((bs - pos % bs).min(end - pos)) as usize;
-            let at = (pos - offset) as usize;
+        for BlockSpan {
+            index,
+            in_block,
+            len: n,
+            at,
+        } in spans(offset, end, block_size)
+        {
             let number = index / SEGMENT_BLOCKS;
             if let Ok(found) = segments.binary_search_by_key(&number, |(n, _)| *n) {
                 let segment = self.object(&segments[found].1)?;
@@ -253,7 +254,6 @@ impl SnapshotView {
                         })?;
                 }
             }
-            pos += n as u64;
         }
         Ok(out)
     }
