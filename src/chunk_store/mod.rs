@@ -429,8 +429,13 @@ impl ChunkStore {
             return Ok(0);
         }
         self.writer.lock().forget(id);
-        let size = std::fs::metadata(pack::pack_path(&self.pack_dir, id)).map_or(0, |m| m.len());
-        std::fs::remove_file(pack::pack_path(&self.pack_dir, id))?;
+        let path = pack::pack_path(&self.pack_dir, id);
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        std::fs::remove_file(&path)?;
+        // Makes the removal durable, and makes the file system commit it now: ext4 counts the
+        // freed space as available only once its journal has committed the delete, and a
+        // writer waiting on a full disk should not have to wait for the next journal commit.
+        crate::storage::durable::sync_parent(&path)?;
         Ok(size)
     }
 
