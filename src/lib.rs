@@ -23,6 +23,7 @@ pub mod id;
 pub mod live;
 pub mod meta;
 pub mod object_store;
+pub mod schedule;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
