@@ -15,9 +15,9 @@
 //! least one keep count is positive. Retention 0 therefore disables automatic snapshots
 //! rather than taking snapshots that nothing would expire.
 //!
-//! The daemon persists `last_handled_slot`. Whenever it wakes (on start, and at
-//! [`slots::next_slot_after`] its last wake), [`slots::due`] gives the latest slot in
-//! `(last_handled_slot, now]`, if any; the daemon takes one snapshot, named
+//! The daemon persists `last_handled_slot`. It wakes on start and then at each slot
+//! ([`slots::next_slot_after`] the current time); each time, [`slots::due`] gives the latest
+//! slot in `(last_handled_slot, now]`, if any, and the daemon takes one snapshot, named
 //! [`slots::auto_snapshot_name`] of that slot, records the slot as handled, and applies
 //! retention. Hence:
 //! - a daemon that was down across many slots takes one snapshot on start, not one per missed

@@ -555,19 +555,27 @@ mod tests {
         })
     }
 
-    /// Snapshots spread over years, days or hours from 2024, so every bucket sees both
-    /// crowded and empty periods; times collide often, to exercise the name order.
+    /// Snapshots from 2024 on, each list drawn in one of three ways: over three years (sparse
+    /// periods, gaps), over two weeks at whole hours (crowded periods, many equal times, to
+    /// exercise the name order), or mixing both.
     fn any_candidates() -> impl Strategy<Value = Vec<Candidate>> {
         let base = at("2024-01-01");
-        let offset = prop_oneof![
-            0..3 * 365 * SECS_PER_DAY,
-            0..14 * SECS_PER_DAY,
-            (0..48i64).prop_map(|hour| hour * SECS_PER_HOUR),
+        let sparse = || 0..3 * 365 * SECS_PER_DAY;
+        let crowded = || (0..14 * 24i64).prop_map(|hour| hour * SECS_PER_HOUR);
+        let offsets = prop_oneof![
+            proptest::collection::vec(sparse(), 0..40),
+            proptest::collection::vec(crowded(), 0..40),
+            proptest::collection::vec(prop_oneof![sparse(), crowded()], 0..40),
         ];
-        proptest::collection::vec((offset, proptest::bool::weighted(0.1)), 0..40).prop_map(
-            move |snapshots| {
-                snapshots
+        offsets
+            .prop_flat_map(|offsets| {
+                let held = proptest::collection::vec(proptest::bool::weighted(0.1), offsets.len());
+                (Just(offsets), held)
+            })
+            .prop_map(move |(offsets, held)| {
+                offsets
                     .into_iter()
+                    .zip(held)
                     .enumerate()
                     .map(|(index, (offset, held))| Candidate {
                         name: format!("s{index:02}"),
@@ -575,8 +583,7 @@ mod tests {
                         held,
                     })
                     .collect()
-            },
-        )
+            })
     }
 
     proptest! {
