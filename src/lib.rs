@@ -7,7 +7,12 @@
 //! - [`meta`]: the metadata database (redb) and its schema.
 //! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
+//! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
+//! - [`history`]: diffs between trees and the versions of a path across snapshots.
+//! - [`schedule`]: the policy, its scheduled times and retention (pure logic, with the clock).
 //! - [`store`]: a store directory as a whole (init, open).
+//! - [`service`]: every request (snapshot, restore, policy, status...) with its job record,
+//!   the same for the daemon and for a command on an unmounted store; the scheduler.
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
 //! - [`cli`]: the `snapfs` command.
 //!
@@ -24,6 +29,7 @@ pub mod live;
 pub mod meta;
 pub mod object_store;
 pub mod schedule;
+pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod store;

@@ -1,5 +1,5 @@
-//! The fixed records: chunk locations (the index), inode records, snapshot catalog entries and
-//! the store's identity file. Garbage is an error; what decodes round-trips.
+//! The fixed records: chunk locations (the index), inode records, snapshot catalog entries,
+//! the store's identity file and the snapshot policy. Garbage is an error; what decodes round-trips.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,6 +7,7 @@ use snapfs::format::catalog::SnapshotRecord;
 use snapfs::format::inode::InodeRecord;
 use snapfs::format::location::ChunkLocation;
 use snapfs::format::store_config::StoreConfig;
+use snapfs::schedule::policy::Policy;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(location) = ChunkLocation::decode(data) {
@@ -19,4 +20,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(SnapshotRecord::decode(&record.encode()), Ok(record));
     }
     let _ = StoreConfig::decode(data);
+    if let Ok(policy) = Policy::decode(data) {
+        assert_eq!(Policy::decode(&policy.encode()), Ok(policy));
+    }
 });

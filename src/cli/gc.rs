@@ -1,11 +1,11 @@
 //! `snapfs gc`: reclaim the space of chunks that no snapshot and not the live share uses.
 
-use anyhow::Context;
 use clap::Args;
 
-use super::snapshot::human_bytes;
-use super::target::{Target, TargetArgs, send};
-use crate::gc::{GcReport, collect};
+use super::human_bytes;
+use super::target::TargetArgs;
+use crate::gc::GcReport;
+use crate::service::Request;
 
 #[derive(Args, Debug)]
 pub struct GcArgs {
@@ -13,14 +13,8 @@ pub struct GcArgs {
     pub target: TargetArgs,
 }
 
-pub fn run(args: GcArgs) -> anyhow::Result<()> {
-    let report: GcReport = match args.target.resolve()? {
-        Target::Mounted { control } => {
-            let json = send(&control, "gc")?;
-            serde_json::from_str(&json).context("unexpected report from the daemon")?
-        }
-        Target::Offline(offline) => collect(&offline.snapshots)?,
-    };
+pub fn run(args: GcArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+    let report: GcReport = args.target.resolve(on_failure)?.execute(Request::Gc)?;
     println!(
         "gc: removed {} unused chunks, rewrote {} packs, freed {} ({} bytes)",
         report.chunks_removed,

@@ -1,9 +1,15 @@
-//! The `snapfs` command: one file per subcommand.
+//! The `snapfs` command: one file per subcommand (or group of subcommands). Commands that act
+//! on a store build a [`crate::service::Request`] and hand it to their target (`target.rs`).
 
+pub mod destroy;
 pub mod gc;
+pub mod history;
 pub mod init;
 pub mod mount;
+pub mod policy;
+pub mod restore;
 pub mod snapshot;
+pub mod status;
 mod target;
 pub mod umount;
 pub mod verify;
@@ -19,6 +25,11 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Run this shell command when a job this command runs on an unmounted store fails, with
+    /// the job's details in its environment (SNAPFS_JOB_*). A mounted store's daemon runs the
+    /// command given to `snapfs mount --on-failure` instead.
+    #[arg(long, global = true, value_name = "CMD")]
+    pub on_failure: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,22 +41,63 @@ pub enum Command {
     /// Flush everything, unmount, and wait for the daemon to exit.
     #[command(alias = "unmount")]
     Umount(umount::UmountArgs),
-    /// Create, list, show and delete snapshots.
+    /// Create, list, show, delete, undelete, purge, hold and release snapshots.
     Snapshot(snapshot::SnapshotArgs),
+    /// Put a file or tree from a snapshot back into the live share, by reference (no copy).
+    Restore(restore::RestoreCommand),
+    /// Return the whole live share to a snapshot (after an automatic safety snapshot).
+    Rollback(restore::RollbackCommand),
+    /// Make a new, independent store whose share starts as a snapshot.
+    Clone(restore::CloneCommand),
+    /// What changed between two snapshots, or a snapshot and `live`.
+    Diff(history::DiffCommand),
+    /// The distinct versions of a file or directory across snapshots.
+    Log(history::LogCommand),
+    /// Show or change automatic snapshots, retention and soft delete.
+    Policy(policy::PolicyArgs),
+    /// The share, its policy, the next snapshot, recent jobs and failures, space use.
+    Status(status::StatusArgs),
     /// Reclaim the space no snapshot and not the live share uses.
     Gc(gc::GcArgs),
     /// Check every chunk in use; report the files damaged chunks affect (exit 1 if any).
     Verify(verify::VerifyArgs),
+    /// Remove a store that has no snapshots.
+    Destroy(destroy::DestroyArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let on_failure = cli.on_failure.as_deref();
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Mount(args) => mount::run(args),
         Command::Umount(args) => umount::run(args),
-        Command::Snapshot(args) => snapshot::run(args),
-        Command::Gc(args) => gc::run(args),
-        Command::Verify(args) => verify::run(args),
+        Command::Snapshot(args) => snapshot::run(args, on_failure),
+        Command::Restore(args) => restore::restore(args, on_failure),
+        Command::Rollback(args) => restore::rollback(args, on_failure),
+        Command::Clone(args) => restore::clone(args, on_failure),
+        Command::Diff(args) => history::diff(args, on_failure),
+        Command::Log(args) => history::log(args, on_failure),
+        Command::Policy(args) => policy::run(args, on_failure),
+        Command::Status(args) => status::run(args, on_failure),
+        Command::Gc(args) => gc::run(args, on_failure),
+        Command::Verify(args) => verify::run(args, on_failure),
+        Command::Destroy(args) => destroy::run(args),
+    }
+}
+
+/// `1.5 GiB`, `12 B`.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
     }
 }
 

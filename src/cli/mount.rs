@@ -11,6 +11,8 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::fuse::{CacheOptions, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
+use crate::schedule::clock::{Clock, ManualClock, SystemClock};
+use crate::service::{Service, ServiceOptions};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -47,6 +49,14 @@ pub struct MountArgs {
     /// Seconds between commits when nobody calls fsync.
     #[arg(long, default_value_t = 2.0)]
     pub commit_interval: f64,
+    /// Run this shell command when a job fails (a scheduled snapshot, an expiry, or any command
+    /// sent to this daemon); the job's details are in its environment (SNAPFS_JOB_*).
+    #[arg(long, value_name = "CMD")]
+    pub on_failure: Option<String>,
+    /// Tests only: start the daemon's clock at this time (unix seconds) and move it only when
+    /// told to through the control file (`clock TIME`), instead of following the system clock.
+    #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
+    pub test_clock: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -85,8 +95,23 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_cache: args.writeback_cache,
         snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
     };
-    let snapshots =
-        Arc::new(Snapshots::open(live.clone()).context("cannot load the snapshot catalog")?);
+    let manual_clock = args.test_clock.map(|start| Arc::new(ManualClock::new(start)));
+    let clock: Arc<dyn Clock> = match &manual_clock {
+        Some(clock) => clock.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let snapshots = Arc::new(
+        Snapshots::open(live.clone(), clock).context("cannot load the snapshot catalog")?,
+    );
+    let service = Service::open(
+        snapshots,
+        ServiceOptions {
+            mountpoint: Some(mountpoint.clone()),
+            on_failure: args.on_failure.clone(),
+            manual_clock,
+        },
+    )
+    .context("cannot load the store's settings")?;
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),
@@ -101,8 +126,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     };
     config.n_threads = Some(args.threads);
     config.clone_fd = true;
-    let mut session = Session::new(SnapFuse::new(live, snapshots, cache), &mountpoint, &config)
-        .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    let mut session = Session::new(
+        SnapFuse::new(live, service.clone(), cache),
+        &mountpoint,
+        &config,
+    )
+    .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("snapfs-signals".into())
@@ -115,7 +144,11 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
             }
         })?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
-    session.run().context("the FUSE session failed")?;
+    // Started once mounted: a snapshot caught up on start is then taken while the share serves.
+    service.start_scheduler()?;
+    let served = session.run().context("the FUSE session failed");
+    service.stop();
+    served?;
     tracing::info!("unmounted; store closed");
     Ok(())
 }

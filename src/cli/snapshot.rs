@@ -1,14 +1,14 @@
-//! `snapfs snapshot create|list|show|delete`.
+//! `snapfs snapshot create|list|show|delete|undelete|purge|hold|release`.
 
-use std::collections::HashMap;
-
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
+use serde_json::Value;
 
-use super::target::{Target, TargetArgs, send};
-use crate::format::catalog::Origin;
-use crate::gc::usage::{Usage, usage};
-use crate::snapshot::control::format_time;
+use super::human_bytes;
+use super::target::TargetArgs;
+use crate::service::Request;
+use crate::service::replies::SnapshotInfo;
+use crate::service::request::{HoldArgs, ListArgs, Named};
 
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
@@ -18,14 +18,12 @@ pub struct SnapshotArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCommand {
-    /// Take a snapshot of the share now.
-    Create {
-        name: String,
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    /// Take a snapshot of the share now (manual snapshots never expire).
+    Create(On<Named>),
     /// List snapshots, with the bytes each alone holds.
     List {
+        #[command(flatten)]
+        args: ListArgs,
         #[command(flatten)]
         target: TargetArgs,
         /// Print JSON instead of a table.
@@ -33,157 +31,119 @@ pub enum SnapshotCommand {
         json: bool,
     },
     /// Show one snapshot.
-    Show {
-        name: String,
-        #[command(flatten)]
-        target: TargetArgs,
-    },
-    /// Delete a snapshot (its unique data becomes reclaimable by `snapfs gc`).
-    Delete {
-        name: String,
-        #[command(flatten)]
-        target: TargetArgs,
-    },
+    Show(On<Named>),
+    /// Delete a snapshot (with soft delete on, it stays recoverable for the policy's period).
+    Delete(On<Named>),
+    /// Bring back a soft-deleted snapshot.
+    Undelete(On<Named>),
+    /// Forget a soft-deleted snapshot now; `snapfs gc` then frees its data.
+    Purge(On<Named>),
+    /// Protect a snapshot from deletion (by hand or by retention) until released or a time.
+    Hold(On<HoldArgs>),
+    /// Remove a snapshot's hold.
+    Release(On<Named>),
 }
 
-/// One row of `list`.
-#[derive(serde::Serialize)]
-struct Listed {
-    name: String,
-    created: String,
-    origin: &'static str,
-    root: String,
-    unique_bytes: u64,
+/// A request's arguments and the store it goes to.
+#[derive(Args, Debug)]
+pub struct On<A: Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
-fn listed(target: &Target) -> anyhow::Result<Vec<Listed>> {
-    match target {
-        Target::Mounted { control } => {
-            let usage: Usage = serde_json::from_str(&send(control, "usage")?)
-                .context("unexpected usage report from the daemon")?;
-            let status = std::fs::read_to_string(control)?;
-            Ok(status
-                .lines()
-                .skip(2)
-                .filter_map(|line| {
-                    let fields: Vec<&str> = line.split('\t').collect();
-                    let [name, created, origin, root] = fields[..] else {
-                        return None;
-                    };
-                    Some(Listed {
-                        name: name.to_owned(),
-                        created: created.to_owned(),
-                        origin: if origin == "automatic" {
-                            "automatic"
-                        } else {
-                            "manual"
-                        },
-                        root: root.to_owned(),
-                        unique_bytes: usage.unique_bytes.get(name).copied().unwrap_or(0),
-                    })
-                })
-                .collect())
-        }
-        Target::Offline(offline) => {
-            let usage = usage(&offline.snapshots)?;
-            Ok(offline
-                .snapshots
-                .list()
-                .into_iter()
-                .map(|(name, record)| Listed {
-                    unique_bytes: usage.unique_bytes.get(&name).copied().unwrap_or(0),
-                    created: format_time(record.created.secs),
-                    origin: match record.origin {
-                        Origin::Manual => "manual",
-                        Origin::Automatic => "automatic",
-                    },
-                    root: record.root.to_hex(),
-                    name,
-                })
-                .collect())
-        }
+fn print_table(rows: &[SnapshotInfo], deleted: bool) {
+    let last = if deleted { "PURGE AT" } else { "HELD UNTIL" };
+    println!(
+        "{:<32} {:<21} {:<10} {:>12}  {last}",
+        "NAME", "CREATED", "ORIGIN", "UNIQUE"
+    );
+    for row in rows {
+        let extra = if deleted {
+            row.purge_at.clone()
+        } else {
+            row.held_until.clone()
+        };
+        println!(
+            "{:<32} {:<21} {:<10} {:>12}  {}",
+            row.name,
+            row.created,
+            row.origin,
+            human_bytes(row.unique_bytes.unwrap_or(0)),
+            extra.unwrap_or_default()
+        );
     }
 }
 
-pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
-    }
-}
-
-pub fn run(args: SnapshotArgs) -> anyhow::Result<()> {
+pub fn run(args: SnapshotArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.command {
-        SnapshotCommand::Create { name, target } => {
-            match target.resolve()? {
-                Target::Mounted { control } => {
-                    send(&control, &format!("create {name}"))?;
-                }
-                Target::Offline(offline) => {
-                    offline.snapshots.create(&name, Origin::Manual)?;
-                }
-            }
-            println!("created snapshot {name}");
+        SnapshotCommand::Create(On { args, target }) => {
+            let name = args.name.clone();
+            let info: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Create(args))?;
+            println!("created snapshot {name} ({})", info.root);
         }
-        SnapshotCommand::Delete { name, target } => {
-            match target.resolve()? {
-                Target::Mounted { control } => {
-                    send(&control, &format!("delete {name}"))?;
-                }
-                Target::Offline(offline) => offline.snapshots.delete(&name)?,
+        SnapshotCommand::Delete(On { args, target }) => {
+            let name = args.name.clone();
+            let reply: Value = target.resolve(on_failure)?.execute(Request::Delete(args))?;
+            match reply["recoverable_until"].as_str() {
+                Some(until) => println!(
+                    "deleted snapshot {name}: recoverable with `snapfs snapshot undelete` until {until}"
+                ),
+                None => println!("deleted snapshot {name} (run `snapfs gc` to reclaim its space)"),
             }
-            println!("deleted snapshot {name} (run `snapfs gc` to reclaim its space)");
         }
-        SnapshotCommand::List { target, json } => {
-            let rows = listed(&target.resolve()?)?;
+        SnapshotCommand::List { args, target, json } => {
+            let deleted = args.deleted;
+            let rows: Vec<SnapshotInfo> = target.resolve(on_failure)?.execute(Request::List(args))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<32} {:<21} {:<10} {:>12}",
-                    "NAME", "CREATED", "ORIGIN", "UNIQUE"
-                );
-                for row in rows {
-                    println!(
-                        "{:<32} {:<21} {:<10} {:>12}",
-                        row.name,
-                        row.created,
-                        row.origin,
-                        human_bytes(row.unique_bytes)
-                    );
-                }
+                print_table(&rows, deleted);
             }
         }
-        SnapshotCommand::Show { name, target } => {
-            let rows = listed(&target.resolve()?)?;
-            let Some(row) = rows.into_iter().find(|r| r.name == name) else {
-                bail!("no snapshot named {name:?}");
+        SnapshotCommand::Show(On { args, target }) => {
+            let rows: Vec<SnapshotInfo> = target
+                .resolve(on_failure)?
+                .execute(Request::List(ListArgs::default()))?;
+            let Some(row) = rows.into_iter().find(|r| r.name == args.name) else {
+                bail!("no snapshot named {:?}", args.name);
             };
-            let by_field: HashMap<&str, String> = HashMap::from([
-                ("name", row.name.clone()),
-                ("created", row.created.clone()),
-                ("origin", row.origin.to_owned()),
-                ("root", row.root.clone()),
-                (
-                    "unique",
-                    format!(
-                        "{} ({} bytes)",
-                        human_bytes(row.unique_bytes),
-                        row.unique_bytes
-                    ),
-                ),
-            ]);
-            for field in ["name", "created", "origin", "root", "unique"] {
-                println!("{field:<8} {}", by_field[field]);
+            let unique = row.unique_bytes.unwrap_or(0);
+            for (field, value) in [
+                ("name", row.name),
+                ("number", row.number.to_string()),
+                ("created", row.created),
+                ("origin", row.origin),
+                ("root", row.root),
+                ("unique", format!("{} ({unique} bytes)", human_bytes(unique))),
+                ("held", row.held_until.unwrap_or_else(|| "no".into())),
+            ] {
+                println!("{field:<8} {value}");
             }
+        }
+        SnapshotCommand::Undelete(On { args, target }) => {
+            let name = args.name.clone();
+            let _: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Undelete(args))?;
+            println!("undeleted snapshot {name}");
+        }
+        SnapshotCommand::Purge(On { args, target }) => {
+            let name = args.name.clone();
+            let _: Value = target.resolve(on_failure)?.execute(Request::Purge(args))?;
+            println!("purged deleted snapshot {name} (run `snapfs gc` to reclaim its space)");
+        }
+        SnapshotCommand::Hold(On { args, target }) => {
+            let name = args.name.clone();
+            let info: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Hold(args))?;
+            match info.held_until.as_deref() {
+                Some("indefinite") | None => println!("snapshot {name} is held until released"),
+                Some(until) => println!("snapshot {name} is held until {until}"),
+            }
+        }
+        SnapshotCommand::Release(On { args, target }) => {
+            let name = args.name.clone();
+            let _: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Release(args))?;
+            println!("released the hold on snapshot {name}");
         }
     }
     Ok(())

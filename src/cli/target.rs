@@ -1,15 +1,20 @@
 //! Where a command acts: through a running daemon (the store is mounted) or on the store
 //! directly (it is not). `--store` of a mounted store goes through its daemon too, never around
-//! it.
+//! it. Either way the same [`Request`] is carried out by the same service, so a command means
+//! the same thing mounted or not.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use serde::de::DeserializeOwned;
 
 use super::umount::store_of_mount;
 use crate::live::{LiveFs, LiveOptions};
+use crate::schedule::clock::SystemClock;
+use crate::service::request::to_line;
+use crate::service::{Progress, Request, Service, ServiceOptions};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -32,7 +37,7 @@ pub enum Target {
 }
 
 pub struct Offline {
-    pub snapshots: Snapshots,
+    pub service: Arc<Service>,
     live: Arc<LiveFs>,
 }
 
@@ -45,7 +50,7 @@ impl Drop for Offline {
 }
 
 /// The mountpoint where `store` is mounted, if it is.
-fn mountpoint_of(store: &Path) -> anyhow::Result<Option<PathBuf>> {
+pub fn mountpoint_of(store: &Path) -> anyhow::Result<Option<PathBuf>> {
     let mounts = std::fs::read_to_string("/proc/self/mounts")?;
     for line in mounts.lines() {
         let mut fields = line.split(' ');
@@ -61,7 +66,8 @@ fn mountpoint_of(store: &Path) -> anyhow::Result<Option<PathBuf>> {
 }
 
 impl TargetArgs {
-    pub fn resolve(&self) -> anyhow::Result<Target> {
+    /// Finds the daemon, or opens the store here (running `on_failure` for failed jobs).
+    pub fn resolve(&self, on_failure: Option<&str>) -> anyhow::Result<Target> {
         let mountpoint = match (&self.mount, &self.store) {
             (Some(mount), _) => {
                 let mount = std::path::absolute(mount)?;
@@ -82,45 +88,70 @@ impl TargetArgs {
         let store = Store::open(store_dir)
             .with_context(|| format!("cannot open store {}", store_dir.display()))?;
         let live = LiveFs::serve(store, LiveOptions::default()).context("cannot load the share")?;
-        let snapshots =
-            Snapshots::open(live.clone()).context("cannot load the snapshot catalog")?;
-        Ok(Target::Offline(Offline { snapshots, live }))
+        let snapshots = Snapshots::open(live.clone(), Arc::new(SystemClock))
+            .context("cannot load the snapshot catalog")?;
+        let service = Service::open(
+            Arc::new(snapshots),
+            ServiceOptions {
+                on_failure: on_failure.map(str::to_owned),
+                ..ServiceOptions::default()
+            },
+        )
+        .context("cannot load the store's settings")?;
+        Ok(Target::Offline(Offline { service, live }))
     }
 }
 
-/// Sends one command to a daemon's control file and reads its outcome back through the same
-/// open file, which gives this command's outcome even while others use the file.
-pub fn send(control: &Path, command: &str) -> anyhow::Result<String> {
+impl Target {
+    /// Carries out `request` and decodes its reply.
+    pub fn execute<T: DeserializeOwned>(&self, request: Request) -> anyhow::Result<T> {
+        self.execute_with_progress(request, &mut |_, _| {})
+    }
+
+    pub fn execute_with_progress<T: DeserializeOwned>(
+        &self,
+        request: Request,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<T> {
+        let reply = match self {
+            Target::Mounted { control } => {
+                let text = send(control, &to_line(&request))?;
+                serde_json::from_str(&text).context("unexpected reply from the daemon")?
+            }
+            Target::Offline(offline) => offline
+                .service
+                .execute_with_progress(request, progress)?,
+        };
+        serde_json::from_value(reply).context("unexpected reply")
+    }
+}
+
+/// Sends one request line to a daemon's control file and reads its outcome back through the
+/// same open file, which gives this request's outcome even while others use the file.
+fn send(control: &Path, line: &str) -> anyhow::Result<String> {
     use std::io::{Read, Seek, Write};
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(control)
         .with_context(|| format!("cannot open {}", control.display()))?;
-    let written = file.write_all(format!("{command}\n").as_bytes());
+    let written = file.write_all(format!("{line}\n").as_bytes());
     let mut status = String::new();
     file.rewind()?;
     file.read_to_string(&mut status)?;
-    match written {
-        Ok(()) => Ok(outcome(&status).trim_start_matches("ok: ").to_owned()),
-        Err(err) => {
-            let reason = outcome(&status).trim_start_matches("error: ");
-            bail!(
-                "{}",
-                if reason.is_empty() {
-                    err.to_string()
-                } else {
-                    reason.to_owned()
-                }
-            )
-        }
-    }
-}
-
-fn outcome(status: &str) -> &str {
-    status
+    let outcome = status
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("last: "))
-        .unwrap_or("")
+        .unwrap_or("");
+    match written {
+        Ok(()) => Ok(outcome.trim_start_matches("ok: ").to_owned()),
+        Err(err) => {
+            let reason = outcome.trim_start_matches("error: ");
+            if reason.is_empty() {
+                bail!("{err}")
+            }
+            bail!("{reason}")
+        }
+    }
 }

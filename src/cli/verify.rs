@@ -2,50 +2,36 @@
 
 use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 
-use super::target::{Target, TargetArgs, send};
-use crate::verify::{VerifyOptions, VerifyReport, verify};
+use super::target::TargetArgs;
+use crate::service::Request;
+use crate::service::request::VerifyArgs as VerifyRequest;
+use crate::verify::VerifyReport;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Check one snapshot only.
-    #[arg(long)]
-    pub snapshot: Option<String>,
-    /// Check that every chunk is indexed and inside an existing pack, without reading it.
-    #[arg(long)]
-    pub quick: bool,
+    #[command(flatten)]
+    pub request: VerifyRequest,
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let options = VerifyOptions {
-        snapshot: args.snapshot.clone(),
-        quick: args.quick,
-    };
-    let report: VerifyReport = match args.target.resolve()? {
-        Target::Mounted { control } => {
-            let verb = if args.quick { "verify-quick" } else { "verify" };
-            let command = format!("{verb} {}", args.snapshot.as_deref().unwrap_or(""));
-            serde_json::from_str(&send(&control, command.trim())?)
-                .context("unexpected report from the daemon")?
-        }
-        Target::Offline(offline) => {
-            let terminal = std::io::stderr().is_terminal();
-            let report = verify(&offline.snapshots, &options, &mut |done, total| {
-                if terminal {
-                    eprint!("\rverify: {done}/{total} chunks");
-                    let _ = std::io::stderr().flush();
-                }
-            })?;
+pub fn run(args: VerifyArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+    let terminal = std::io::stderr().is_terminal();
+    let target = args.target.resolve(on_failure)?;
+    // Progress shows when the check runs here; a daemon reports only at the end.
+    let report: VerifyReport =
+        target.execute_with_progress(Request::Verify(args.request), &mut |done, total| {
             if terminal {
-                eprintln!();
+                eprint!("\rverify: {done}/{total} chunks");
+                let _ = std::io::stderr().flush();
             }
-            report
-        }
-    };
+        })?;
+    if terminal {
+        eprintln!();
+    }
     for damage in &report.damaged {
         println!("damaged chunk {}: {}", damage.chunk, damage.problem);
         for place in &damage.affected {

@@ -1,25 +1,57 @@
 //! The snapshot catalog record: what the `snapshots` table keeps for each snapshot name.
 //!
 //! ```text
-//! record := version: u8 = 1 | number: u64 | root: [u8; 32] | created: (secs: i64, nanos: u32)
+//! record := version: u8 = 2 | number: u64 | root: [u8; 32] | created: (secs: i64, nanos: u32)
 //!           | origin: u8 (0 manual, 1 automatic) | root_perm: u16 | root_uid: u32 | root_gid: u32
+//!           | hold: u8 (0 none, 1 until, 2 indefinite) | hold_until: i64
+//!           | deleted: u8 (0 no, 1 yes) | deleted_at: i64 | purge_at: i64
 //! ```
-//! `number` is unique for the store's life (never reused), which keeps the inode numbers of
-//! snapshot contents unique across the mount; `root` is the id of the snapshot's root
-//! directory object.
+//! Version 1 records (without the hold and deletion fields) still decode, as not held and not
+//! deleted. `number` is unique for the store's life (never reused), which keeps the inode
+//! numbers of snapshot contents unique across the mount; `root` is the id of the snapshot's
+//! root directory object. Times are unix seconds (UTC).
 
 use super::DecodeError;
 use super::cursor::Cursor;
 use super::inode::Timestamp;
 use super::object::ObjectId;
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const V1_LEN: usize = 1 + 8 + 32 + 12 + 1 + 10;
 
 /// How a snapshot came to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Manual,
     Automatic,
+}
+
+/// A hold: while it lasts, nobody can delete the snapshot, by hand or by retention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hold {
+    #[default]
+    None,
+    /// Until this time (unix seconds); expired holds protect nothing.
+    Until(i64),
+    /// Until released.
+    Indefinite,
+}
+
+impl Hold {
+    pub fn protects_at(&self, now: i64) -> bool {
+        match self {
+            Hold::None => false,
+            Hold::Until(until) => *until > now,
+            Hold::Indefinite => true,
+        }
+    }
+}
+
+/// A soft-deleted snapshot: hidden, but recoverable until `purge_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    pub deleted_at: i64,
+    pub purge_at: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +64,13 @@ pub struct SnapshotRecord {
     pub root_perm: u16,
     pub root_uid: u32,
     pub root_gid: u32,
+    pub hold: Hold,
+    /// Set while the snapshot is soft-deleted.
+    pub deleted: Option<Deletion>,
 }
 
 impl SnapshotRecord {
-    pub const ENCODED_LEN: usize = 1 + 8 + 32 + 12 + 1 + 10;
+    pub const ENCODED_LEN: usize = V1_LEN + 9 + 17;
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);
@@ -51,13 +86,27 @@ impl SnapshotRecord {
         out.extend_from_slice(&self.root_perm.to_le_bytes());
         out.extend_from_slice(&self.root_uid.to_le_bytes());
         out.extend_from_slice(&self.root_gid.to_le_bytes());
+        let (tag, until) = match self.hold {
+            Hold::None => (0u8, 0),
+            Hold::Until(until) => (1, until),
+            Hold::Indefinite => (2, 0),
+        };
+        out.push(tag);
+        out.extend_from_slice(&until.to_le_bytes());
+        let deletion = self.deleted.unwrap_or(Deletion {
+            deleted_at: 0,
+            purge_at: 0,
+        });
+        out.push(u8::from(self.deleted.is_some()));
+        out.extend_from_slice(&deletion.deleted_at.to_le_bytes());
+        out.extend_from_slice(&deletion.purge_at.to_le_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut cursor = Cursor::new(bytes);
         let version = cursor.u8()?;
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(DecodeError::UnsupportedVersion(version.into()));
         }
         let number = cursor.u64()?;
@@ -76,6 +125,35 @@ impl SnapshotRecord {
         let root_perm = cursor.u16()? & 0o7777;
         let root_uid = cursor.u32()?;
         let root_gid = cursor.u32()?;
+        let (mut hold, mut deleted) = (Hold::None, None);
+        if version >= 2 {
+            let (tag, until) = (cursor.u8()?, cursor.i64()?);
+            hold = match tag {
+                0 => Hold::None,
+                1 => Hold::Until(until),
+                2 => Hold::Indefinite,
+                other => {
+                    return Err(DecodeError::InvalidField {
+                        field: "hold",
+                        value: other.into(),
+                    });
+                }
+            };
+            let (flag, deleted_at, purge_at) = (cursor.u8()?, cursor.i64()?, cursor.i64()?);
+            deleted = match flag {
+                0 => None,
+                1 => Some(Deletion {
+                    deleted_at,
+                    purge_at,
+                }),
+                other => {
+                    return Err(DecodeError::InvalidField {
+                        field: "deleted",
+                        value: other.into(),
+                    });
+                }
+            };
+        }
         cursor.finish()?;
         Ok(SnapshotRecord {
             number,
@@ -85,6 +163,8 @@ impl SnapshotRecord {
             root_perm,
             root_uid,
             root_gid,
+            hold,
+            deleted,
         })
     }
 }
@@ -128,7 +208,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(number: u64, root: [u8; 32], secs: i64, nanos in 0..1_000_000_000u32, auto: bool, perm in 0..0o7777u16, uid: u32, gid: u32) {
+        fn round_trips(number: u64, root: [u8; 32], secs: i64, nanos in 0..1_000_000_000u32, auto: bool, perm in 0..0o7777u16, uid: u32, gid: u32, hold_tag in 0..3u8, until: i64, deleted: Option<(i64, i64)>) {
             let record = SnapshotRecord {
                 number,
                 root: crate::id::ChunkId(root),
@@ -137,9 +217,30 @@ mod tests {
                 root_perm: perm,
                 root_uid: uid,
                 root_gid: gid,
+                hold: [Hold::None, Hold::Until(until), Hold::Indefinite][usize::from(hold_tag)],
+                deleted: deleted.map(|(deleted_at, purge_at)| Deletion { deleted_at, purge_at }),
             };
             let bytes = record.encode();
             prop_assert_eq!(bytes.len(), SnapshotRecord::ENCODED_LEN);
+            prop_assert_eq!(SnapshotRecord::decode(&bytes), Ok(record));
+        }
+
+        #[test]
+        fn version_1_records_still_decode(number: u64, secs: i64) {
+            let record = SnapshotRecord {
+                number,
+                root: crate::id::ChunkId([7; 32]),
+                created: Timestamp { secs, nanos: 0 },
+                origin: Origin::Manual,
+                root_perm: 0o755,
+                root_uid: 0,
+                root_gid: 0,
+                hold: Hold::None,
+                deleted: None,
+            };
+            let mut bytes = record.encode();
+            bytes.truncate(V1_LEN);
+            bytes[0] = 1;
             prop_assert_eq!(SnapshotRecord::decode(&bytes), Ok(record));
         }
 

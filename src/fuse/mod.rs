@@ -25,7 +25,7 @@ use crate::id::InodeNo as Ino;
 use crate::live::{
     Attr, Caller, FsError, LiveFs, NAME_MAX, NewInode, RenameMode, SetAttr, XattrFlags, XattrReply,
 };
-use crate::snapshot::Snapshots;
+use crate::service::Service;
 use crate::snapshot::view::{Area, SNAPSHOTS_DIR, SNAPSHOTS_DIR_NAME, area};
 pub use attr::file_attr;
 use errno::errno;
@@ -87,9 +87,9 @@ fn time_of(time: TimeOrNow) -> Timestamp {
 }
 
 impl SnapFuse {
-    pub fn new(live: Arc<LiveFs>, snapshots: Arc<Snapshots>, cache: CacheOptions) -> Self {
+    pub fn new(live: Arc<LiveFs>, service: Arc<Service>, cache: CacheOptions) -> Self {
         SnapFuse {
-            side: SnapshotSide::new(live.clone(), snapshots),
+            side: SnapshotSide::new(live.clone(), service),
             live,
             cache,
         }

@@ -9,16 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fuser::Errno;
 use parking_lot::Mutex;
 
-use crate::format::catalog::Origin;
+use crate::format::catalog::{Origin, SnapshotRecord};
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::Xattrs;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
-use crate::snapshot::control;
 use crate::snapshot::view::{
     Area, CONTROL_FILE, CONTROL_FILE_NAME, SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError, area,
 };
-use crate::snapshot::{SnapshotError, Snapshots};
+use crate::schedule::calendar::format_rfc3339;
+use crate::service::{Service, ServiceError, request};
+use crate::snapshot::Snapshots;
 
 /// File handles of this side have the top bit set, so they never meet the live share's.
 pub const HANDLE_BIT: u64 = 1 << 63;
@@ -27,6 +28,7 @@ pub type Listing = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 
 pub struct SnapshotSide {
     live: Arc<LiveFs>,
+    service: Arc<Service>,
     view: SnapshotView,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
@@ -50,15 +52,30 @@ fn view_errno(err: ViewError) -> Errno {
     }
 }
 
-fn snapshot_errno(err: &SnapshotError) -> Errno {
-    Errno::from_i32(control::errno_of(err))
+/// What reading the control file returns: the outcome of the last request, then one line per
+/// snapshot: `NAME<TAB>created (RFC 3339, UTC)<TAB>manual|automatic<TAB>root object id`.
+fn status_text(last_outcome: &str, snapshots: &[(String, SnapshotRecord)]) -> Vec<u8> {
+    let mut out = format!("last: {last_outcome}\nsnapshots: {}\n", snapshots.len());
+    for (name, record) in snapshots {
+        out.push_str(&format!(
+            "{name}\t{}\t{}\t{}\n",
+            format_rfc3339(record.created.secs),
+            match record.origin {
+                Origin::Manual => "manual",
+                Origin::Automatic => "automatic",
+            },
+            record.root
+        ));
+    }
+    out.into_bytes()
 }
 
 impl SnapshotSide {
-    pub fn new(live: Arc<LiveFs>, snapshots: Arc<Snapshots>) -> Self {
+    pub fn new(live: Arc<LiveFs>, service: Arc<Service>) -> Self {
         SnapshotSide {
             live,
-            view: SnapshotView::new(snapshots),
+            view: SnapshotView::new(service.snapshots().clone()),
+            service,
             last_outcome: Mutex::new("none".into()),
             handle_outcomes: Mutex::new(HashMap::new()),
             commanding: Mutex::new(()),
@@ -208,7 +225,7 @@ impl SnapshotSide {
             Area::ControlFile => {
                 let outcome = self.handle_outcomes.lock().get(&fh).cloned();
                 let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
-                let text = control::status_text(&outcome, &self.snapshots().list());
+                let text = status_text(&outcome, &self.snapshots().list());
                 let start = (offset as usize).min(text.len());
                 let end = (start + len as usize).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -233,52 +250,26 @@ impl SnapshotSide {
     }
 
     fn run_commands(&self, data: &[u8]) -> Result<usize, Errno> {
-        let commands = match control::parse(data) {
-            Ok(commands) => commands,
-            Err(err) => {
-                tracing::warn!("control command refused: {}", err.message);
-                *self.last_outcome.lock() = format!("error: {}", err.message);
-                return Err(Errno::from_i32(err.errno));
+        let requests = match request::parse(data) {
+            Ok(requests) => requests,
+            Err(message) => {
+                return Err(self.failed(ServiceError::invalid(message)));
             }
         };
-        for command in commands {
-            match command {
-                control::Command::Create(name) => {
-                    self.create(&name)?;
-                }
-                control::Command::Delete(name) => self.delete(&name)?,
-                control::Command::Gc => {
-                    let report = crate::gc::collect(self.snapshots());
-                    self.report(report.map_err(|e| e.to_string()))?;
-                }
-                control::Command::Verify { snapshot, quick } => {
-                    let options = crate::verify::VerifyOptions { snapshot, quick };
-                    let report = crate::verify::verify(self.snapshots(), &options, &mut |_, _| {});
-                    self.report(report.map_err(|e| e.to_string()))?;
-                }
-                control::Command::Usage => {
-                    let usage = crate::gc::usage::usage(self.snapshots());
-                    self.report(usage.map_err(|e| e.to_string()))?;
-                }
+        for request in requests {
+            match self.service.execute(request) {
+                Ok(reply) => *self.last_outcome.lock() = format!("ok: {reply}"),
+                Err(err) => return Err(self.failed(err)),
             }
         }
         Ok(data.len())
     }
 
-    /// Records a report as the outcome, as one line of JSON.
-    fn report<T: serde::Serialize>(&self, result: Result<T, String>) -> Result<(), Errno> {
-        match result {
-            Ok(value) => {
-                let json = serde_json::to_string(&value).unwrap_or_default();
-                *self.last_outcome.lock() = format!("ok: {json}");
-                Ok(())
-            }
-            Err(err) => {
-                tracing::error!("control command failed: {err}");
-                *self.last_outcome.lock() = format!("error: {err}");
-                Err(Errno::EIO)
-            }
-        }
+    /// Records a failure as the outcome; returns the errno for the writer.
+    fn failed(&self, err: ServiceError) -> Errno {
+        tracing::warn!("control request refused: {}", err.message);
+        *self.last_outcome.lock() = format!("error: {}", err.message);
+        Errno::from_i32(err.errno)
     }
 
     fn check_owner(&self, uid: u32) -> Result<(), Errno> {
@@ -289,46 +280,19 @@ impl SnapshotSide {
         }
     }
 
-    fn outcome<T>(
-        &self,
-        result: Result<T, SnapshotError>,
-        done: impl FnOnce(&T) -> String,
-    ) -> Result<T, Errno> {
-        match result {
-            Ok(value) => {
-                *self.last_outcome.lock() = format!("ok: {}", done(&value));
-                Ok(value)
-            }
-            Err(err) => {
-                tracing::warn!("snapshot command refused: {err}");
-                *self.last_outcome.lock() = format!("error: {err}");
-                Err(snapshot_errno(&err))
-            }
-        }
-    }
-
-    fn create(&self, name: &str) -> Result<SnapInode, Errno> {
-        let record = self.outcome(self.snapshots().create(name, Origin::Manual), |r| {
-            format!("created {name} ({})", r.root)
-        })?;
-        Ok(self.view.root_inode(&record))
-    }
-
-    fn delete(&self, name: &str) -> Result<(), Errno> {
-        let number = self.snapshots().get(name).map(|r| r.number);
-        self.outcome(self.snapshots().delete(name), |_| format!("deleted {name}"))?;
-        if let Some(number) = number {
-            self.view.forget_snapshot(number);
-        }
-        Ok(())
-    }
-
     /// `mkdir .snapshots/NAME`: take a snapshot.
     pub fn mkdir(&self, uid: u32, name: &[u8]) -> Result<Attr, Errno> {
         self.check_owner(uid)?;
         let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
-        Ok(Self::snap_attr(&self.create(name)?))
+        match self.service.create(name, Origin::Manual, false) {
+            Ok(created) => {
+                *self.last_outcome.lock() = format!("ok: created {name} ({})", created.root);
+                let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
+                Ok(Self::snap_attr(&self.view.root_inode(&record)))
+            }
+            Err(err) => Err(self.failed(err)),
+        }
     }
 
     /// `rmdir .snapshots/NAME`: delete a snapshot.
@@ -336,7 +300,13 @@ impl SnapshotSide {
         self.check_owner(uid)?;
         let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
-        self.delete(name)
+        match self.service.delete(name, "delete", false) {
+            Ok(_) => {
+                *self.last_outcome.lock() = format!("ok: deleted {name}");
+                Ok(())
+            }
+            Err(err) => Err(self.failed(err)),
+        }
     }
 
     pub fn xattrs(&self, ino: InodeNo) -> Result<Xattrs, Errno> {

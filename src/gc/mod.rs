@@ -96,10 +96,8 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
     {
         marked.insert(chunk);
     }
-    for (_, record) in snapshots.list() {
-        walk_tree(snapshots.objects(), record.root, &mut |id| {
-            marked.insert(id)
-        })?;
+    for root in snapshots.roots_in_use() {
+        walk_tree(snapshots.objects(), root, &mut |id| marked.insert(id))?;
     }
     Ok(marked)
 }

@@ -14,6 +14,10 @@ pub struct Usage {
     /// Per snapshot name: stored bytes of the chunks no other snapshot and not the live share
     /// uses.
     pub unique_bytes: HashMap<String, u64>,
+    /// Stored bytes of the chunks snapshots use and the live share does not.
+    pub snapshot_bytes: u64,
+    /// Stored bytes of the chunks only soft-deleted snapshots hold.
+    pub deleted_snapshot_bytes: u64,
     /// Stored bytes of every chunk in the index.
     pub stored_bytes: u64,
     /// Stored bytes of chunks nothing uses (what `gc` would remove).
@@ -47,8 +51,21 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
         }
         per_snapshot.push((name, mine));
     }
+    // What soft-deleted snapshots hold beyond that.
+    let mut deleted_only = HashSet::new();
+    for (_, record) in snapshots.list_deleted() {
+        walk_tree(snapshots.objects(), record.root, &mut |id| {
+            !users.contains_key(&id) && !live_chunks.contains(&id) && deleted_only.insert(id)
+        })?;
+    }
     let mut usage = Usage {
         live_bytes: live_chunks.iter().map(size).sum(),
+        snapshot_bytes: users
+            .keys()
+            .filter(|id| !live_chunks.contains(id))
+            .map(size)
+            .sum(),
+        deleted_snapshot_bytes: deleted_only.iter().map(size).sum(),
         stored_bytes: sizes.values().sum(),
         ..Usage::default()
     };
@@ -62,7 +79,9 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
     }
     usage.reclaimable_bytes = sizes
         .iter()
-        .filter(|(id, _)| !users.contains_key(id) && !live_chunks.contains(id))
+        .filter(|(id, _)| {
+            !users.contains_key(id) && !live_chunks.contains(id) && !deleted_only.contains(id)
+        })
         .map(|(_, s)| s)
         .sum();
     Ok(usage)

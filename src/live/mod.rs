@@ -233,6 +233,11 @@ impl LiveFs {
         self.block_size
     }
 
+    /// The store directory this share lives in.
+    pub fn store_dir(&self) -> &std::path::Path {
+        &self.store_dir
+    }
+
     pub fn database(&self) -> Arc<redb::Database> {
         self.meta.database()
     }

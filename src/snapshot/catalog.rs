@@ -1,6 +1,9 @@
 //! The snapshot catalog in the metadata database.
 //!
-//! - `snapshots`: name (UTF-8) → [`SnapshotRecord`] bytes (`format::catalog`).
+//! - `snapshots`: name (UTF-8) → [`SnapshotRecord`] bytes (`format::catalog`): the snapshots
+//!   that exist.
+//! - `deleted_snapshots`: number → (name, record bytes): soft-deleted snapshots, recoverable
+//!   until their `purge_at`. Keyed by number, since a name may be deleted more than once.
 //! - `snapshot_counters`: `"next_number"` → u64, so numbers are never reused.
 
 use std::collections::BTreeMap;
@@ -10,6 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::format::catalog::SnapshotRecord;
 
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+const DELETED: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("deleted_snapshots");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("snapshot_counters");
 const NEXT_NUMBER: &str = "next_number";
 
@@ -27,50 +31,94 @@ impl<E: Into<redb::Error>> From<E> for CatalogError {
     }
 }
 
-/// Every snapshot by name, and the next free number.
-pub fn load(db: &Database) -> Result<(BTreeMap<String, SnapshotRecord>, u64), CatalogError> {
+/// The whole catalog, as loaded.
+pub struct Loaded {
+    pub active: BTreeMap<String, SnapshotRecord>,
+    /// Soft-deleted snapshots by number.
+    pub deleted: BTreeMap<u64, (String, SnapshotRecord)>,
+    pub next_number: u64,
+}
+
+/// One change to the catalog; a list of them is applied in one transaction.
+pub enum Change<'a> {
+    Put(&'a str, &'a SnapshotRecord),
+    Remove(&'a str),
+    PutDeleted(&'a str, &'a SnapshotRecord),
+    RemoveDeleted(u64),
+}
+
+fn decode(name: &str, bytes: &[u8]) -> Result<SnapshotRecord, CatalogError> {
+    SnapshotRecord::decode(bytes).map_err(|e| CatalogError::Damaged {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn load(db: &Database) -> Result<Loaded, CatalogError> {
     let txn = db.begin_read()?;
-    let mut out = BTreeMap::new();
+    let mut loaded = Loaded {
+        active: BTreeMap::new(),
+        deleted: BTreeMap::new(),
+        next_number: 1,
+    };
     match txn.open_table(SNAPSHOTS) {
         Ok(table) => {
             for entry in table.iter()? {
                 let (name, bytes) = entry?;
                 let name = name.value().to_owned();
-                let record =
-                    SnapshotRecord::decode(bytes.value()).map_err(|e| CatalogError::Damaged {
-                        name: name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                out.insert(name, record);
+                let record = decode(&name, bytes.value())?;
+                loaded.active.insert(name, record);
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(err) => return Err(err.into()),
     }
-    let next = match txn.open_table(COUNTERS) {
-        Ok(table) => table.get(NEXT_NUMBER)?.map_or(1, |v| v.value()),
-        Err(redb::TableError::TableDoesNotExist(_)) => 1,
+    match txn.open_table(DELETED) {
+        Ok(table) => {
+            for entry in table.iter()? {
+                let (number, value) = entry?;
+                let (name, bytes) = value.value();
+                let record = decode(name, bytes)?;
+                loaded
+                    .deleted
+                    .insert(number.value(), (name.to_owned(), record));
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(err) => return Err(err.into()),
-    };
-    Ok((out, next))
+    }
+    match txn.open_table(COUNTERS) {
+        Ok(table) => {
+            if let Some(next) = table.get(NEXT_NUMBER)? {
+                loaded.next_number = next.value();
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(err) => return Err(err.into()),
+    }
+    Ok(loaded)
 }
 
-/// Adds (`Some`) or removes (`None`) a snapshot, durably.
-pub fn store(
-    db: &Database,
-    name: &str,
-    record: Option<&SnapshotRecord>,
-    next_number: u64,
-) -> Result<(), CatalogError> {
+/// Applies `changes` and records `next_number`, durably, in one transaction.
+pub fn apply(db: &Database, changes: &[Change<'_>], next_number: u64) -> Result<(), CatalogError> {
     let txn = db.begin_write()?;
     {
-        let mut table = txn.open_table(SNAPSHOTS)?;
-        match record {
-            Some(record) => {
-                table.insert(name, record.encode().as_slice())?;
-            }
-            None => {
-                table.remove(name)?;
+        let mut active = txn.open_table(SNAPSHOTS)?;
+        let mut deleted = txn.open_table(DELETED)?;
+        for change in changes {
+            match change {
+                Change::Put(name, record) => {
+                    active.insert(*name, record.encode().as_slice())?;
+                }
+                Change::Remove(name) => {
+                    active.remove(*name)?;
+                }
+                Change::PutDeleted(name, record) => {
+                    deleted.insert(record.number, (*name, record.encode().as_slice()))?;
+                }
+                Change::RemoveDeleted(number) => {
+                    deleted.remove(*number)?;
+                }
             }
         }
         txn.open_table(COUNTERS)?.insert(NEXT_NUMBER, next_number)?;

@@ -149,18 +149,23 @@ impl SnapshotView {
     }
 
     pub fn inode(&self, ino: InodeNo) -> Result<SnapInode, ViewError> {
+        let Area::Snapshot { number } = area(ino) else {
+            return Err(ViewError::NotFound);
+        };
+        // Snapshots are deleted by commands and by retention alike: what was looked up in a
+        // deleted one is forgotten when it is next asked for.
+        let Some((_, record)) = self.snapshots.by_number(number) else {
+            self.forget_snapshot(number);
+            return Err(ViewError::NotFound);
+        };
         if let Some(inode) = self.inodes.read().get(&ino) {
             return Ok(inode.clone());
         }
         // A snapshot root the kernel remembers across a restart of this view.
-        let Area::Snapshot { number } = area(ino) else {
-            return Err(ViewError::NotFound);
-        };
-        match self.snapshots.by_number(number) {
-            Some((_, record)) if snapshot_ino(number, InodeNo::ROOT.0) == ino => {
-                Ok(self.root_inode(&record))
-            }
-            _ => Err(ViewError::NotFound),
+        if snapshot_ino(number, InodeNo::ROOT.0) == ino {
+            Ok(self.root_inode(&record))
+        } else {
+            Err(ViewError::NotFound)
         }
     }
 
@@ -259,7 +264,7 @@ impl SnapshotView {
     }
 
     /// Forgets what was looked up in a deleted snapshot.
-    pub fn forget_snapshot(&self, number: u64) {
+    fn forget_snapshot(&self, number: u64) {
         self.inodes
             .write()
             .retain(|ino, _| area(*ino) != Area::Snapshot { number });

@@ -13,7 +13,8 @@ pub struct Mounted {
     pub dir: tempfile::TempDir,
     pub store: PathBuf,
     pub mnt: PathBuf,
-    extra_args: Vec<String>,
+    /// Added to `snapfs mount` (change it before [`Mounted::mount`] to remount differently).
+    pub extra_args: Vec<String>,
     daemon: Option<Child>,
 }
 
@@ -68,6 +69,28 @@ pub fn snapfs(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("running snapfs")
+}
+
+/// Runs `snapfs` and returns its standard output, failing the test if it fails.
+pub fn snapfs_ok(args: &[&str]) -> String {
+    let out = snapfs(args);
+    assert!(
+        out.status.success(),
+        "snapfs {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `snapfs`, expecting it to fail; returns its standard error.
+pub fn snapfs_err(args: &[&str]) -> String {
+    let out = snapfs(args);
+    assert!(
+        !out.status.success(),
+        "snapfs {args:?} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 impl Mounted {

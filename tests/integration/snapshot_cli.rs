@@ -4,17 +4,7 @@
 use std::fs;
 use std::io::Write;
 
-use crate::harness::{Mounted, noise, pack_bytes, snapfs};
-
-fn ok(args: &[&str]) -> String {
-    let out = snapfs(args);
-    assert!(
-        out.status.success(),
-        "snapfs {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::harness::{Mounted, noise, pack_bytes, snapfs, snapfs_ok as ok};
 
 #[test]
 fn snapshot_commands_work_mounted_and_unmounted() {

@@ -1,0 +1,94 @@
+//! `snapfs status`: the share, its policy, the next scheduled snapshot, recent jobs and
+//! failures, and space use.
+
+use clap::Args;
+
+use super::human_bytes;
+use super::target::TargetArgs;
+use crate::schedule::calendar::format_rfc3339;
+use crate::service::request::StatusArgs as StatusRequest;
+use crate::service::replies::StatusReport;
+use crate::service::{Job, Request};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub request: StatusRequest,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn job_line(job: &Job) -> String {
+    let outcome = match &job.error {
+        None => "ok".to_owned(),
+        Some(error) => format!("FAILED: {error}"),
+    };
+    let target = if job.target.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", job.target)
+    };
+    format!(
+        "  #{:<5} {}  {}{target}  {} ({})  {outcome}",
+        job.id,
+        format_rfc3339(job.started),
+        job.kind,
+        human_bytes(job.bytes),
+        if job.automatic { "scheduled" } else { "command" },
+    )
+}
+
+pub fn run(args: StatusArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+    let report: StatusReport = args
+        .target
+        .resolve(on_failure)?
+        .execute(Request::Status(args.request))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("store:      {}", report.store);
+    println!(
+        "mounted:    {}",
+        report.mountpoint.as_deref().unwrap_or("no")
+    );
+    println!(
+        "snapshots:  {} ({} automatic, {} held), {} soft-deleted",
+        report.snapshots,
+        report.automatic_snapshots,
+        report.held_snapshots,
+        report.deleted_snapshots
+    );
+    println!(
+        "next automatic snapshot: {}",
+        report.policy.next_snapshot.as_deref().unwrap_or("none")
+    );
+    let space = &report.space;
+    println!("space (stored bytes):");
+    for (what, bytes) in [
+        ("live share", space.live_bytes),
+        ("snapshots only", space.snapshot_bytes),
+        ("deleted snapshots", space.deleted_snapshot_bytes),
+        ("reclaimable by gc", space.reclaimable_bytes),
+        ("total", space.stored_bytes),
+    ] {
+        println!("  {what:<18} {:>12}", human_bytes(bytes));
+    }
+    println!("policy:");
+    for line in report.policy.description.lines() {
+        println!("  {line}");
+    }
+    println!("recent jobs:");
+    report.jobs.iter().for_each(|job| println!("{}", job_line(job)));
+    if !report.failures.is_empty() {
+        println!("recent failures:");
+        report
+            .failures
+            .iter()
+            .for_each(|job| println!("{}", job_line(job)));
+    }
+    Ok(())
+}

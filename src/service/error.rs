@@ -1,0 +1,79 @@
+//! Why a request failed, and the errno the writer of the control file sees for it: every error
+//! of the lifecycle layers is mapped to an errno here and nowhere else.
+
+use crate::gc::GcError;
+use crate::live::FsError;
+use crate::snapshot::SnapshotError;
+
+/// A refused or failed request: `message` is what the user reads, `errno` what a control-file
+/// write returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    pub errno: i32,
+    pub message: String,
+}
+
+impl ServiceError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError {
+            errno: libc::EINVAL,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(message: impl std::fmt::Display) -> Self {
+        ServiceError {
+            errno: libc::EIO,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn fs_errno(err: &FsError) -> i32 {
+    if err.is_no_space() {
+        libc::ENOSPC
+    } else {
+        libc::EIO
+    }
+}
+
+impl From<SnapshotError> for ServiceError {
+    fn from(err: SnapshotError) -> Self {
+        let errno = match &err {
+            SnapshotError::InvalidName { .. } => libc::EINVAL,
+            SnapshotError::Exists(_) => libc::EEXIST,
+            SnapshotError::NotFound(_) | SnapshotError::NotDeleted(_) => libc::ENOENT,
+            SnapshotError::Held { .. } => libc::EPERM,
+            SnapshotError::Busy(_) => libc::EBUSY,
+            SnapshotError::Freeze(err) => fs_errno(err),
+            SnapshotError::Catalog(_) => libc::EIO,
+        };
+        ServiceError {
+            errno,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<GcError> for ServiceError {
+    fn from(err: GcError) -> Self {
+        let errno = match &err {
+            GcError::Live(err) => fs_errno(err),
+            _ => libc::EIO,
+        };
+        ServiceError {
+            errno,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<FsError> for ServiceError {
+    fn from(err: FsError) -> Self {
+        ServiceError {
+            errno: fs_errno(&err),
+            message: err.to_string(),
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The lifecycle service: carries out every [`Request`] against one open store, the same way
+//! for the daemon (behind the control file and `mkdir`/`rmdir` in `.snapshots`) and for the
+//! `snapfs` command on a store that is not mounted. It records jobs, applies the snapshot
+//! policy, and runs the scheduler.
+//!
+//! Invariant: whoever has the store open owns its one `Service`; a command for a mounted store
+//! goes through the daemon's control file, never around it (the store lock enforces it).
+
+mod error;
+mod jobs;
+pub mod replies;
+pub mod request;
+mod scheduler;
+mod settings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use error::ServiceError;
+pub use jobs::Job;
+use jobs::JobLog;
+use replies::{PolicyReport, SnapshotInfo, Space, StatusReport};
+pub use request::Request;
+use request::{PolicyAction, PolicySetArgs};
+pub use scheduler::TickReport;
+use settings::Settings;
+
+use crate::format::catalog::{Hold, Origin};
+use crate::history;
+use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, parse_time_of_day};
+use crate::schedule::clock::ManualClock;
+use crate::schedule::policy::PolicyChange;
+use crate::schedule::slots;
+use crate::snapshot::{DeleteMode, Snapshots};
+
+/// How a service is set up.
+#[derive(Default)]
+pub struct ServiceOptions {
+    /// Where the share is mounted, for `status` (none when the store is opened offline).
+    pub mountpoint: Option<PathBuf>,
+    /// A shell command run (in the background) when a job fails.
+    pub on_failure: Option<String>,
+    /// The injected clock of tests: `clock` requests set it. `Snapshots` must use the same.
+    pub manual_clock: Option<Arc<ManualClock>>,
+}
+
+pub struct Service {
+    snapshots: Arc<Snapshots>,
+    jobs: JobLog,
+    settings: Mutex<Settings>,
+    options: ServiceOptions,
+    /// Wakes the scheduler thread early: the policy changed, or the service is closing.
+    wake: Condvar,
+    stopped: Mutex<bool>,
+}
+
+/// Progress of a long job: (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+fn to_value<T: Serialize>(value: T) -> Result<Value, ServiceError> {
+    serde_json::to_value(value).map_err(ServiceError::io)
+}
+
+impl Service {
+    pub fn open(
+        snapshots: Arc<Snapshots>,
+        options: ServiceOptions,
+    ) -> Result<Arc<Self>, ServiceError> {
+        let live = snapshots.live();
+        let db = live.database();
+        let settings = settings::load(&db).map_err(ServiceError::io)?;
+        let jobs = JobLog::open(db, live.store_dir().to_owned(), options.on_failure.clone())
+            .map_err(ServiceError::io)?;
+        Ok(Arc::new(Service {
+            snapshots,
+            jobs,
+            settings: Mutex::new(settings),
+            options,
+            wake: Condvar::new(),
+            stopped: Mutex::new(false),
+        }))
+    }
+
+    pub fn snapshots(&self) -> &Arc<Snapshots> {
+        &self.snapshots
+    }
+
+    fn now(&self) -> i64 {
+        self.snapshots.clock().now()
+    }
+
+    pub fn execute(&self, request: Request) -> Result<Value, ServiceError> {
+        self.execute_with_progress(request, &mut |_, _| {})
+    }
+
+    /// Carries out one request; the reply is JSON (the types in [`replies`]).
+    pub fn execute_with_progress(
+        &self,
+        request: Request,
+        progress: Progress<'_>,
+    ) -> Result<Value, ServiceError> {
+        match request {
+            Request::Create(args) => to_value(self.create(&args.name, Origin::Manual, false)?),
+            Request::Delete(args) => to_value(self.delete(&args.name, "delete", false)?),
+            Request::List(args) => to_value(self.list(args.deleted)?),
+            Request::Undelete(args) => {
+                let record = self.snapshots.undelete(&args.name)?;
+                to_value(SnapshotInfo::new(&args.name, &record, None))
+            }
+            Request::Purge(args) => {
+                let purged = self.job("purge", &args.name, false, || {
+                    Ok((self.snapshots.purge(&args.name)?, 0))
+                })?;
+                to_value(serde_json::json!({ "purged": purged }))
+            }
+            Request::Hold(args) => {
+                let hold = match &args.until {
+                    Some(until) => Hold::Until(
+                        parse_instant(until, self.now())
+                            .map_err(|e| ServiceError::invalid(e.to_string()))?,
+                    ),
+                    None => Hold::Indefinite,
+                };
+                let record = self.snapshots.set_hold(&args.name, hold)?;
+                to_value(SnapshotInfo::new(&args.name, &record, None))
+            }
+            Request::Release(args) => {
+                let record = self.snapshots.set_hold(&args.name, Hold::None)?;
+                to_value(SnapshotInfo::new(&args.name, &record, None))
+            }
+            Request::Gc => to_value(self.gc()?),
+            Request::Usage => to_value(crate::gc::usage::usage(&self.snapshots)?),
+            Request::Verify(args) => {
+                let target = args.snapshot.clone().unwrap_or_default();
+                let options = crate::verify::VerifyOptions {
+                    snapshot: args.snapshot,
+                    quick: args.quick,
+                };
+                let started = self.now();
+                let report = crate::verify::verify(&self.snapshots, &options, progress);
+                let error = match &report {
+                    Ok(report) if report.is_clean() => None,
+                    Ok(report) => Some(format!("{} damaged chunks", report.damaged.len())),
+                    Err(err) => Some(err.to_string()),
+                };
+                self.jobs.record(Job {
+                    kind: "verify".into(),
+                    target,
+                    started,
+                    ended: self.now(),
+                    ok: error.is_none(),
+                    error,
+                    ..Job::default()
+                });
+                let report = report.map_err(|e| ServiceError::io(e.to_string()))?;
+                to_value(report)
+            }
+            Request::Restore(args) => {
+                let report = self.job("restore", &args.path, false, || {
+                    let report = self
+                        .snapshots
+                        .restore(&args.snapshot, &args.path, args.to.as_deref(), args.overwrite)
+                        .map_err(ServiceError::from)?;
+                    let bytes = report.restored.bytes;
+                    Ok((report, bytes))
+                })?;
+                to_value(report)
+            }
+            Request::Rollback(args) => {
+                let report = self.job("rollback", &args.snapshot, false, || {
+                    let safety = self.free_name(&format!(
+                        "before-rollback-{}",
+                        compact_time(self.now())
+                    ));
+                    let report = self
+                        .snapshots
+                        .rollback(&args.snapshot, &safety)
+                        .map_err(ServiceError::from)?;
+                    Ok((report, 0))
+                })?;
+                to_value(report)
+            }
+            Request::Clone(args) => {
+                let report = self.job("clone", &args.snapshot, false, || {
+                    let report = crate::snapshot::clone_snapshot(
+                        &self.snapshots,
+                        &args.snapshot,
+                        &args.new_store,
+                    )
+                    .map_err(ServiceError::from)?;
+                    let bytes = report.chunk_bytes;
+                    Ok((report, bytes))
+                })?;
+                to_value(report)
+            }
+            Request::Diff(args) => {
+                let old = self.tree(&args.from)?;
+                let new = self.tree(&args.to)?;
+                let path = args.path.as_deref().map(str::as_bytes);
+                to_value(
+                    history::diff::diff(self.snapshots.objects(), &old, &new, path)
+                        .map_err(ServiceError::from)?,
+                )
+            }
+            Request::Log(args) => to_value(
+                history::log::log(
+                    self.snapshots.objects(),
+                    &self.snapshots.list(),
+                    args.path.as_bytes(),
+                )
+                .map_err(ServiceError::from)?,
+            ),
+            Request::Policy { action } => {
+                if let PolicyAction::Set(change) = action {
+                    self.set_policy(&change)?;
+                }
+                to_value(self.policy_report())
+            }
+            Request::Status(args) => to_value(self.status(args.jobs)?),
+            Request::Clock(args) => {
+                let clock = self.options.manual_clock.as_ref().ok_or_else(|| {
+                    ServiceError::invalid("this daemon runs on the system clock")
+                })?;
+                let now = match args.now.parse::<i64>() {
+                    Ok(secs) => secs,
+                    Err(_) => parse_instant(&args.now, self.now())
+                        .map_err(|e| ServiceError::invalid(e.to_string()))?,
+                };
+                clock.set(now);
+                to_value(self.tick())
+            }
+        }
+    }
+
+    /// Runs `work` as a recorded job; `work` returns its result and the bytes it moved.
+    fn job<T>(
+        &self,
+        kind: &str,
+        target: &str,
+        automatic: bool,
+        work: impl FnOnce() -> Result<(T, u64), ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let started = self.now();
+        let result = work();
+        let (ok, error, bytes) = match &result {
+            Ok((_, bytes)) => (true, None, *bytes),
+            Err(err) => (false, Some(err.message.clone()), 0),
+        };
+        self.jobs.record(Job {
+            id: 0,
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            started,
+            ended: self.now(),
+            ok,
+            error,
+            bytes,
+            automatic,
+        });
+        result.map(|(value, _)| value)
+    }
+
+    /// `base`, or `base-2`, `base-3`... whichever names no snapshot yet.
+    fn free_name(&self, base: &str) -> String {
+        let mut name = base.to_owned();
+        let mut n = 2;
+        while self.snapshots.get(&name).is_some() {
+            name = format!("{base}-{n}");
+            n += 1;
+        }
+        name
+    }
+
+    pub fn create(
+        &self,
+        name: &str,
+        origin: Origin,
+        automatic: bool,
+    ) -> Result<SnapshotInfo, ServiceError> {
+        let kind = if automatic { "create (scheduled)" } else { "create" };
+        self.job(kind, name, automatic, || {
+            let chunks = self.snapshots.live().chunk_store();
+            let before = chunks.usage().pack_bytes;
+            let record = self.snapshots.create(name, origin)?;
+            let grown = chunks.usage().pack_bytes.saturating_sub(before);
+            Ok((SnapshotInfo::new(name, &record, None), grown))
+        })
+    }
+
+    /// Deletes (or with soft delete on, hides) a snapshot, as `kind` (`delete` or `expire`).
+    pub fn delete(
+        &self,
+        name: &str,
+        kind: &str,
+        automatic: bool,
+    ) -> Result<Value, ServiceError> {
+        let mode = match self.settings.lock().policy.soft_delete_secs {
+            Some(retain_secs) => DeleteMode::Soft { retain_secs },
+            None => DeleteMode::Now,
+        };
+        self.job(kind, name, automatic, || {
+            self.snapshots.delete(name, mode)?;
+            Ok((
+                serde_json::json!({
+                    "deleted": name,
+                    "recoverable_until": match mode {
+                        DeleteMode::Soft { retain_secs } => Some(format_rfc3339(
+                            self.now().saturating_add_unsigned(retain_secs),
+                        )),
+                        DeleteMode::Now => None,
+                    },
+                }),
+                0,
+            ))
+        })
+    }
+
+    fn list(&self, deleted: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
+        let usage = crate::gc::usage::usage(&self.snapshots)?;
+        let rows = if deleted {
+            self.snapshots.list_deleted()
+        } else {
+            self.snapshots.list()
+        };
+        Ok(rows
+            .iter()
+            .map(|(name, record)| {
+                SnapshotInfo::new(name, record, usage.unique_bytes.get(name).copied())
+            })
+            .collect())
+    }
+
+    fn gc(&self) -> Result<crate::gc::GcReport, ServiceError> {
+        self.purge_expired(false);
+        self.job("gc", "", false, || {
+            let report = crate::gc::collect(&self.snapshots)?;
+            let freed = report.bytes_freed;
+            Ok((report, freed))
+        })
+    }
+
+    /// Purges soft-deleted snapshots whose recovery period is over.
+    fn purge_expired(&self, automatic: bool) -> Vec<String> {
+        let started = self.now();
+        match self.snapshots.purge_expired() {
+            Ok(names) => {
+                for name in &names {
+                    self.jobs.record(Job {
+                        kind: "purge".into(),
+                        target: name.clone(),
+                        started,
+                        ended: self.now(),
+                        ok: true,
+                        automatic,
+                        ..Job::default()
+                    });
+                }
+                names
+            }
+            Err(err) => {
+                self.jobs.record(Job {
+                    kind: "purge".into(),
+                    started,
+                    ended: self.now(),
+                    ok: false,
+                    error: Some(err.to_string()),
+                    automatic,
+                    ..Job::default()
+                });
+                Vec::new()
+            }
+        }
+    }
+
+    fn tree(&self, side: &str) -> Result<history::tree::Tree, ServiceError> {
+        if side == "live" {
+            return history::tree::Tree::of_live(self.snapshots.live(), self.snapshots.objects())
+                .map_err(ServiceError::from);
+        }
+        let record = self.snapshots.get(side).ok_or_else(|| ServiceError {
+            errno: libc::ENOENT,
+            message: format!("no snapshot named {side:?} (use a snapshot name or \"live\")"),
+        })?;
+        Ok(history::tree::Tree::of_snapshot(&record))
+    }
+
+    fn set_policy(&self, args: &PolicySetArgs) -> Result<(), ServiceError> {
+        let change = policy_change(args)?;
+        let mut settings = self.settings.lock();
+        let was_enabled = settings.policy.automatic_enabled();
+        let mut updated = settings.clone();
+        updated.policy = settings
+            .policy
+            .apply(&change)
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        if updated.policy.automatic_enabled() && !was_enabled {
+            // Slots before now were not missed: the schedule starts from here.
+            updated.last_handled_slot = Some(self.now());
+        }
+        settings::store(&self.snapshots.live().database(), &updated)
+            .map_err(ServiceError::io)?;
+        *settings = updated;
+        drop(settings);
+        tracing::info!("snapshot policy changed");
+        self.wake.notify_all();
+        Ok(())
+    }
+
+    fn policy_report(&self) -> PolicyReport {
+        let policy = self.settings.lock().policy.clone();
+        PolicyReport {
+            description: policy.describe(),
+            next_snapshot: slots::next_slot_after(&policy, self.now()).map(format_rfc3339),
+            policy,
+        }
+    }
+
+    fn status(&self, jobs: usize) -> Result<StatusReport, ServiceError> {
+        let usage = crate::gc::usage::usage(&self.snapshots)?;
+        let list = self.snapshots.list();
+        let now = self.now();
+        Ok(StatusReport {
+            store: self.snapshots.live().store_dir().display().to_string(),
+            mountpoint: self
+                .options
+                .mountpoint
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            now: format_rfc3339(now),
+            policy: self.policy_report(),
+            snapshots: list.len(),
+            automatic_snapshots: list
+                .iter()
+                .filter(|(_, r)| r.origin == Origin::Automatic)
+                .count(),
+            held_snapshots: list.iter().filter(|(_, r)| r.hold.protects_at(now)).count(),
+            deleted_snapshots: self.snapshots.list_deleted().len(),
+            space: Space::from(&usage),
+            jobs: self.jobs.recent(jobs, false).map_err(ServiceError::io)?,
+            failures: self.jobs.recent(jobs, true).map_err(ServiceError::io)?,
+        })
+    }
+
+    /// Stops the scheduler thread (at unmount).
+    pub fn stop(&self) {
+        *self.stopped.lock() = true;
+        self.wake.notify_all();
+    }
+}
+
+/// `2026-11-21T013500Z`: a time for a snapshot name (no ':' in file names).
+fn compact_time(secs: i64) -> String {
+    format_rfc3339(secs).replace(':', "")
+}
+
+fn on_off(field: &str, value: &str) -> Result<bool, ServiceError> {
+    match value {
+        "on" | "yes" | "true" => Ok(true),
+        "off" | "no" | "false" => Ok(false),
+        _ => Err(ServiceError::invalid(format!(
+            "--{field} takes on or off, not {value:?}"
+        ))),
+    }
+}
+
+/// Checks the values of a `policy set`.
+fn policy_change(args: &PolicySetArgs) -> Result<PolicyChange, ServiceError> {
+    let invalid = |e: crate::schedule::calendar::ParseError| ServiceError::invalid(e.to_string());
+    /// `off`, or a value for `parse`.
+    fn off_or<T>(
+        value: &Option<String>,
+        parse: impl Fn(&str) -> Result<T, ServiceError>,
+    ) -> Result<Option<Option<T>>, ServiceError> {
+        value
+            .as_deref()
+            .map(|v| if v == "off" { Ok(None) } else { parse(v).map(Some) })
+            .transpose()
+    }
+    Ok(PolicyChange {
+        hourly: args
+            .hourly
+            .as_deref()
+            .map(|v| on_off("hourly", v))
+            .transpose()?,
+        daily_at: off_or(&args.daily_at, |v| parse_time_of_day(v).map_err(invalid))?,
+        keep_hourly: args.keep_hourly,
+        keep_daily: args.keep_daily,
+        keep_weekly: args.keep_weekly,
+        keep_monthly: args.keep_monthly,
+        keep_yearly: args.keep_yearly,
+        soft_delete_secs: off_or(&args.soft_delete, |v| parse_duration(v).map_err(invalid))?,
+    })
+}

@@ -1,0 +1,109 @@
+//! The replies of requests, as JSON: what the daemon writes back through the control file and
+//! what `snapfs ... --json` prints. The command line reads them back with the same types.
+
+use serde::{Deserialize, Serialize};
+
+use super::jobs::Job;
+use crate::format::catalog::{Hold, Origin, SnapshotRecord};
+use crate::gc::usage::Usage;
+use crate::schedule::calendar::format_rfc3339;
+use crate::schedule::policy::Policy;
+
+/// One snapshot, as `list` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub number: u64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// `manual` or `automatic`.
+    pub origin: String,
+    /// The root object id (hex).
+    pub root: String,
+    /// `indefinite`, an RFC 3339 time, or none.
+    pub held_until: Option<String>,
+    /// For a soft-deleted snapshot: when it was deleted and when it will be purged.
+    pub deleted_at: Option<String>,
+    pub purge_at: Option<String>,
+    /// Stored bytes only this snapshot holds (what deleting it would free), when computed.
+    pub unique_bytes: Option<u64>,
+}
+
+impl SnapshotInfo {
+    pub fn new(name: &str, record: &SnapshotRecord, unique_bytes: Option<u64>) -> Self {
+        SnapshotInfo {
+            name: name.to_owned(),
+            number: record.number,
+            created: format_rfc3339(record.created.secs),
+            origin: match record.origin {
+                Origin::Manual => "manual",
+                Origin::Automatic => "automatic",
+            }
+            .into(),
+            root: record.root.to_hex(),
+            held_until: match record.hold {
+                Hold::None => None,
+                Hold::Until(until) => Some(format_rfc3339(until)),
+                Hold::Indefinite => Some("indefinite".into()),
+            },
+            deleted_at: record.deleted.map(|d| format_rfc3339(d.deleted_at)),
+            purge_at: record.deleted.map(|d| format_rfc3339(d.purge_at)),
+            unique_bytes,
+        }
+    }
+}
+
+/// `policy show` and `policy set`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PolicyReport {
+    pub policy: Policy,
+    /// The policy in words.
+    pub description: String,
+    /// When the next automatic snapshot is due (RFC 3339), if any.
+    pub next_snapshot: Option<String>,
+}
+
+/// Space use, in stored (compressed) bytes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    /// Every chunk in the index.
+    pub stored_bytes: u64,
+    /// Chunks the live share uses.
+    pub live_bytes: u64,
+    /// Chunks only snapshots use (not the live share).
+    pub snapshot_bytes: u64,
+    /// Chunks only soft-deleted snapshots hold: freed once they are purged and gc runs.
+    pub deleted_snapshot_bytes: u64,
+    /// Chunks nothing uses: what `gc` frees now.
+    pub reclaimable_bytes: u64,
+}
+
+impl From<&Usage> for Space {
+    fn from(usage: &Usage) -> Self {
+        Space {
+            stored_bytes: usage.stored_bytes,
+            live_bytes: usage.live_bytes,
+            snapshot_bytes: usage.snapshot_bytes,
+            deleted_snapshot_bytes: usage.deleted_snapshot_bytes,
+            reclaimable_bytes: usage.reclaimable_bytes,
+        }
+    }
+}
+
+/// `status`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct StatusReport {
+    pub store: String,
+    pub mountpoint: Option<String>,
+    pub now: String,
+    pub policy: PolicyReport,
+    pub snapshots: usize,
+    pub automatic_snapshots: usize,
+    pub held_snapshots: usize,
+    pub deleted_snapshots: usize,
+    pub space: Space,
+    /// The newest jobs, newest first.
+    pub jobs: Vec<Job>,
+    /// The newest failed jobs, newest first.
+    pub failures: Vec<Job>,
+}

@@ -1,0 +1,304 @@
+//! What a command asks of a store: one [`Request`] type for the `snapfs` command line, the
+//! control file and the daemon, so that every command means the same thing mounted or not.
+//!
+//! The control file takes one request per line, in either form:
+//! - as words, the way the command line spells it without `snapfs` and `--store`/`--mount`
+//!   (`create before-deploy`, `restore nightly docs/report.txt --to docs/old.txt`), split like a
+//!   shell would, so names with spaces are quoted;
+//! - as one JSON object (`{"command":"create","name":"before-deploy"}`): what the `snapfs`
+//!   command itself sends, so no name or path ever needs quoting.
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// A request, as the control file and the daemon take it.
+#[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// Take a snapshot now.
+    Create(Named),
+    /// Delete a snapshot (soft delete keeps it recoverable, if the policy says so).
+    Delete(Named),
+    /// List snapshots (or the deleted ones), with the bytes each alone holds.
+    List(ListArgs),
+    /// Bring back a soft-deleted snapshot.
+    Undelete(Named),
+    /// Forget a soft-deleted snapshot now, so gc can free its data.
+    Purge(Named),
+    /// Protect a snapshot from deletion, by anyone, until released or until a time.
+    Hold(HoldArgs),
+    /// Remove the hold on a snapshot.
+    Release(Named),
+    /// Reclaim the space no snapshot and not the live share uses.
+    Gc,
+    /// Space use: live share, each snapshot's unique bytes, reclaimable bytes.
+    Usage,
+    /// Check every chunk in use; report what damaged chunks affect.
+    Verify(VerifyArgs),
+    /// Put a file or tree from a snapshot back into the live share, by reference.
+    Restore(RestoreArgs),
+    /// Return the whole live share to a snapshot (after a safety snapshot of it).
+    Rollback(Snapshot),
+    /// Make a new, independent store whose share starts as a snapshot.
+    Clone(CloneArgs),
+    /// What changed between two snapshots (or a snapshot and `live`).
+    Diff(DiffArgs),
+    /// The distinct versions of a path across snapshots.
+    Log(LogArgs),
+    /// Show or change the snapshot schedule, retention and soft delete.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// The share, its policy, next scheduled snapshot, recent jobs and space use.
+    Status(StatusArgs),
+    /// Set the daemon's clock (only when it runs with an injected test clock) and run the
+    /// scheduler at the new time.
+    #[command(hide = true)]
+    Clock(ClockArgs),
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    /// The snapshot's name.
+    pub name: String,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The snapshot's name.
+    pub snapshot: String,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListArgs {
+    /// List soft-deleted snapshots instead.
+    #[arg(long)]
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct HoldArgs {
+    /// The snapshot's name.
+    pub name: String,
+    /// When the hold ends by itself: a time (`2026-12-31`, `2026-12-31T12:00:00Z`, UTC) or a
+    /// duration from now (`30d`). Without it, the hold lasts until released.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyArgs {
+    /// Check one snapshot only.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Check that every chunk is indexed and inside an existing pack, without reading it.
+    #[arg(long)]
+    #[serde(default)]
+    pub quick: bool,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct RestoreArgs {
+    /// The snapshot to restore from.
+    pub snapshot: String,
+    /// The file or directory to restore, relative to the share's root.
+    pub path: String,
+    /// Where to put it in the live share (default: where it was).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Replace what is there now (by default an existing target is refused).
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CloneArgs {
+    /// The snapshot to clone.
+    pub snapshot: String,
+    /// The directory of the new store (absent or empty).
+    pub new_store: std::path::PathBuf,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DiffArgs {
+    /// The older side: a snapshot name or `live`.
+    pub from: String,
+    /// The newer side: a snapshot name or `live`.
+    pub to: String,
+    /// Limit the comparison to this path (relative to the share's root).
+    pub path: Option<String>,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogArgs {
+    /// The file or directory, relative to the share's root.
+    pub path: String,
+}
+
+#[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum PolicyAction {
+    /// Show the policy.
+    Show,
+    /// Change the policy; what is not given stays as it is.
+    Set(PolicySetArgs),
+}
+
+/// A policy change, as given: the values are checked where the request is carried out.
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySetArgs {
+    /// Take a snapshot at the start of every hour (UTC): `on` or `off`.
+    #[arg(long)]
+    pub hourly: Option<String>,
+    /// Take a snapshot every day at this time (HH:MM, UTC), or `off`.
+    #[arg(long)]
+    pub daily_at: Option<String>,
+    /// Automatic snapshots to keep: the newest of each of the last N hours.
+    #[arg(long)]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days.
+    #[arg(long)]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N weeks (ISO weeks, from Monday).
+    #[arg(long)]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months.
+    #[arg(long)]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years.
+    #[arg(long)]
+    pub keep_yearly: Option<u32>,
+    /// Keep deleted snapshots recoverable for this long (`14d`, `36h`), or `off`.
+    #[arg(long)]
+    pub soft_delete: Option<String>,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusArgs {
+    /// How many recent jobs to show.
+    #[arg(long, default_value_t = 10)]
+    #[serde(default)]
+    pub jobs: usize,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClockArgs {
+    /// The new time: unix seconds, or a UTC time such as `2026-11-21T03:00:00Z`.
+    pub now: String,
+}
+
+/// One line of the control file, parsed as the command line would be.
+#[derive(Parser, Debug)]
+#[command(
+    name = "control",
+    no_binary_name = true,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+struct ControlLine {
+    #[command(subcommand)]
+    request: Request,
+}
+
+/// Parses the text of one control-file write: every non-empty line is a request.
+pub fn parse(text: &[u8]) -> Result<Vec<Request>, String> {
+    let text = std::str::from_utf8(text).map_err(|_| "requests must be UTF-8".to_owned())?;
+    let mut requests = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let request = if line.starts_with('{') {
+            serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?
+        } else {
+            let words =
+                shlex::split(line).ok_or_else(|| format!("{line:?}: unbalanced quotes"))?;
+            ControlLine::try_parse_from(words)
+                .map_err(|err| {
+                    let text = err.to_string();
+                    let first = text.lines().next().unwrap_or("invalid request");
+                    format!("{line:?}: {}", first.trim_start_matches("error: "))
+                })?
+                .request
+        };
+        requests.push(request);
+    }
+    if requests.is_empty() {
+        return Err("no request given".into());
+    }
+    Ok(requests)
+}
+
+/// One request as a control-file line (JSON, so nothing needs quoting).
+pub fn to_line(request: &Request) -> String {
+    serde_json::to_string(request).expect("requests serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_words_and_json() {
+        let named = |name: &str| Named { name: name.into() };
+        assert_eq!(
+            parse(b"create before-deploy\n\ndelete 'old one'\n").expect("valid"),
+            vec![
+                Request::Create(named("before-deploy")),
+                Request::Delete(named("old one"))
+            ]
+        );
+        assert_eq!(
+            parse(b"gc\nverify --quick --snapshot a").expect("valid"),
+            vec![
+                Request::Gc,
+                Request::Verify(VerifyArgs {
+                    snapshot: Some("a".into()),
+                    quick: true
+                })
+            ]
+        );
+        let restore = Request::Restore(RestoreArgs {
+            snapshot: "nightly".into(),
+            path: "docs/a b.txt".into(),
+            to: Some("x".into()),
+            overwrite: true,
+        });
+        assert_eq!(
+            parse(b"restore nightly 'docs/a b.txt' --to x --overwrite").expect("valid"),
+            vec![restore.clone()]
+        );
+        assert_eq!(
+            parse(to_line(&restore).as_bytes()).expect("valid"),
+            vec![restore]
+        );
+        assert_eq!(
+            parse(b"policy set --keep-daily 7 --hourly on").expect("valid"),
+            vec![Request::Policy {
+                action: PolicyAction::Set(PolicySetArgs {
+                    hourly: Some("on".into()),
+                    keep_daily: Some(7),
+                    ..PolicySetArgs::default()
+                })
+            }]
+        );
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for bad in [
+            &b"explode x\n"[..],
+            b"create\n",
+            b"",
+            b"\xff\xfe",
+            b"   \n",
+            b"gc now",
+            b"create 'unbalanced",
+            b"{\"command\":\"nope\"}",
+            b"create a b",
+        ] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}
