@@ -7,6 +7,7 @@
 //! - [`meta`]: the metadata database (redb) and its schema.
 //! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
+//! - [`history`]: what changed between two trees, and the versions of a path across snapshots.
 //! - [`store`]: a store directory as a whole (init, open).
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
 //! - [`cli`]: the `snapfs` command.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod format;
 pub mod fuse;
 pub mod gc;
+pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;

@@ -10,7 +10,7 @@
 
 use super::DecodeError;
 use super::cursor::Cursor;
-use super::inode::Timestamp;
+use super::inode::{InodeKind, InodeRecord, Timestamp};
 use super::object::ObjectId;
 
 const VERSION: u8 = 1;
@@ -36,6 +36,24 @@ pub struct SnapshotRecord {
 
 impl SnapshotRecord {
     pub const ENCODED_LEN: usize = 1 + 8 + 32 + 12 + 1 + 10;
+
+    /// The share root's attributes as the catalog keeps them: permissions and owner. The root's
+    /// own times are not recorded, so every timestamp is the snapshot's creation time.
+    pub fn root_record(&self) -> InodeRecord {
+        InodeRecord {
+            kind: InodeKind::Directory,
+            perm: self.root_perm,
+            uid: self.root_uid,
+            gid: self.root_gid,
+            nlink: 2,
+            rdev: 0,
+            size: 0,
+            atime: self.created,
+            mtime: self.created,
+            ctime: self.created,
+            symlink_target: Vec::new(),
+        }
+    }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);
