@@ -1,6 +1,7 @@
 //! The `.snapshots` side of the mount: the directory of snapshots, the control file, the
-//! read-only contents of every snapshot, and their history by path (`.snapshots/.history`). Everything here either reads or acts on the snapshot
-//! catalog; any other change is refused with `EROFS` by the router in `fuse/mod.rs`.
+//! read-only contents of every snapshot, and their history by path (`.snapshots/.history`).
+//! Everything here either reads or acts on the snapshot catalog; any other change is refused
+//! with `EROFS` by the router in `fuse/mod.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -270,19 +270,15 @@ mod tests {
     use super::*;
     use crate::history::fixture::Fixture;
 
+    const DIRECTORY: Stat = Stat {
+        kind: InodeKind::Directory,
+        size: 0,
+    };
+
     fn file(size: u64) -> Stat {
         Stat {
             kind: InodeKind::File,
             size,
-        }
-    }
-
-    fn sides(c: &Change) -> (Stat, Stat) {
-        match c {
-            Change::Modified { before, after, .. } | Change::TypeChanged { before, after, .. } => {
-                (*before, *after)
-            }
-            other => panic!("not a two-sided change: {other:?}"),
         }
     }
 
@@ -350,16 +346,13 @@ mod tests {
         );
         let at = |path: &str| changes.iter().find(|c| c.path() == path).unwrap();
         assert_eq!(
-            sides(at("/becomes-dir")),
-            (
-                file(1),
-                Stat {
-                    kind: InodeKind::Directory,
-                    size: 0
-                }
-            )
+            *at("/becomes-dir"),
+            Change::TypeChanged {
+                path: "/becomes-dir".into(),
+                before: file(1),
+                after: DIRECTORY
+            }
         );
-        assert!(matches!(at("/becomes-dir"), Change::TypeChanged { .. }));
         assert_eq!(
             *at("/docs/report.txt"),
             modified(
@@ -396,11 +389,19 @@ mod tests {
         };
         assert_eq!(before.kind, InodeKind::Symlink);
         assert!(what.contains(&Difference::Content), "{what:?}");
-        assert!(
-            matches!(at("/newdir"), Change::Added { after, .. } if after.kind == InodeKind::Directory)
+        assert_eq!(
+            *at("/newdir"),
+            Change::Added {
+                path: "/newdir".into(),
+                after: DIRECTORY
+            }
         );
-        assert!(
-            matches!(at("/olddir"), Change::Removed { before, .. } if before.kind == InodeKind::Directory)
+        assert_eq!(
+            *at("/olddir"),
+            Change::Removed {
+                path: "/olddir".into(),
+                before: DIRECTORY
+            }
         );
         let Change::Modified { what, .. } = at("/private") else {
             panic!("{:?}", at("/private"));
@@ -541,6 +542,16 @@ mod tests {
             cache.decoded(),
             2,
             "under an unchanged path: each root only"
+        );
+        f.write("/d0/e1/f2", b"changed too");
+        let newer = Tree::of_snapshot(&f.snapshot("newer"));
+        let cache = DirCache::default();
+        let changes = diff_with(f.objects(), &cache, &old, &newer, None).unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(
+            cache.decoded(),
+            2 * 5,
+            "the work follows the changed directories: root, d0, d0/e1, d3, d3/e5"
         );
     }
 

@@ -1,7 +1,8 @@
 //! Snapshots: named, immutable, point-in-time trees of the live share, kept in a catalog and
-//! browsable read-only (see [`view`]), and path by path across snapshots (see [`history_view`]). Creating one freezes the live share (`live::freeze`),
-//! makes the objects durable with a live commit, and then records the name: once `create`
-//! returns, the snapshot survives a crash.
+//! browsable read-only (see [`view`]), also path by path across snapshots (see
+//! [`history_view`]). Creating one freezes the live share (`live::freeze`), makes the objects
+//! durable with a live commit, and then records the name: once `create` returns, the snapshot
+//! survives a crash.
 
 mod catalog;
 pub mod control;

@@ -43,11 +43,8 @@ pub enum Area {
     Live,
     SnapshotsDir,
     ControlFile,
-    /// `.snapshots/.history` and the history directories and versions below it.
     History,
-    Snapshot {
-        number: u64,
-    },
+    Snapshot { number: u64 },
 }
 
 pub fn area(ino: InodeNo) -> Area {
