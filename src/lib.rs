@@ -24,6 +24,7 @@ pub mod cli;
 pub mod format;
 pub mod fuse;
 pub mod gc;
+pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;

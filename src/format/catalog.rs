@@ -13,7 +13,7 @@
 
 use super::DecodeError;
 use super::cursor::Cursor;
-use super::inode::Timestamp;
+use super::inode::{InodeKind, InodeRecord, Timestamp};
 use super::object::ObjectId;
 
 const VERSION: u8 = 2;
@@ -71,6 +71,24 @@ pub struct SnapshotRecord {
 
 impl SnapshotRecord {
     pub const ENCODED_LEN: usize = V1_LEN + 9 + 17;
+
+    /// The share root's attributes as the catalog keeps them: permissions and owner. The root's
+    /// own times are not recorded, so every timestamp is the snapshot's creation time.
+    pub fn root_record(&self) -> InodeRecord {
+        InodeRecord {
+            kind: InodeKind::Directory,
+            perm: self.root_perm,
+            uid: self.root_uid,
+            gid: self.root_gid,
+            nlink: 2,
+            rdev: 0,
+            size: 0,
+            atime: self.created,
+            mtime: self.created,
+            ctime: self.created,
+            symlink_target: Vec::new(),
+        }
+    }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::ENCODED_LEN);

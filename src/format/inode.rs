@@ -15,8 +15,10 @@ const RECORD_VERSION: u8 = 1;
 /// Longest symlink target accepted, as Linux's PATH_MAX.
 pub const MAX_SYMLINK_TARGET: usize = 4096;
 
-/// The type of an inode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The type of an inode. Its serde form (`"file"`, `"directory"`, ...) is for JSON reports;
+/// the persisted form is the number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InodeKind {
     File = 1,
     Directory = 2,

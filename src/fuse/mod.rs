@@ -430,7 +430,7 @@ impl Filesystem for SnapFuse {
                 FopenFlags::FOPEN_DIRECT_IO,
             ),
             _ if writable || truncate => reply.error(Errno::EROFS),
-            Area::Snapshot { .. } => {
+            Area::Snapshot { .. } | Area::History => {
                 reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE)
             }
             Area::SnapshotsDir => reply.error(Errno::EISDIR),

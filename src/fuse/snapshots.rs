@@ -1,6 +1,7 @@
-//! The `.snapshots` side of the mount: the directory of snapshots, the control file, and the
-//! read-only contents of every snapshot. Everything here either reads or acts on the snapshot
-//! catalog; any other change is refused with `EROFS` by the router in `fuse/mod.rs`.
+//! The `.snapshots` side of the mount: the directory of snapshots, the control file, the
+//! read-only contents of every snapshot, and their history by path (`.snapshots/.history`).
+//! Everything here either reads or acts on the snapshot catalog; any other change is refused
+//! with `EROFS` by the router in `fuse/mod.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +13,13 @@ use parking_lot::Mutex;
 use crate::format::catalog::{Origin, SnapshotRecord};
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::Xattrs;
+use crate::history::HistoryError;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
+use crate::snapshot::history_view::{HistoryInode, HistoryView};
 use crate::snapshot::view::{
-    Area, CONTROL_FILE, CONTROL_FILE_NAME, SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError, area,
+    Area, CONTROL_FILE, CONTROL_FILE_NAME, HISTORY_DIR, HISTORY_DIR_NAME, SNAPSHOTS_DIR, SnapInode,
+    SnapshotView, ViewError, area,
 };
 use crate::schedule::calendar::format_rfc3339;
 use crate::service::{Service, ServiceError, request};
@@ -30,6 +34,7 @@ pub struct SnapshotSide {
     live: Arc<LiveFs>,
     service: Arc<Service>,
     view: SnapshotView,
+    history: HistoryView,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
     /// The outcome of the last command given through each open control-file handle, so that a
@@ -47,6 +52,11 @@ fn view_errno(err: ViewError) -> Errno {
         ViewError::NotDirectory => Errno::ENOTDIR,
         ViewError::Damaged(err) => {
             tracing::error!("snapshot read failed: {err}");
+            Errno::EIO
+        }
+        ViewError::History(HistoryError::InvalidPath { .. }) => Errno::ENOENT,
+        ViewError::History(err) => {
+            tracing::error!("snapshot history failed: {err}");
             Errno::EIO
         }
     }
@@ -74,6 +84,7 @@ impl SnapshotSide {
     pub fn new(live: Arc<LiveFs>, service: Arc<Service>) -> Self {
         SnapshotSide {
             live,
+            history: HistoryView::new(service.snapshots().clone()),
             view: SnapshotView::new(service.snapshots().clone()),
             service,
             last_outcome: Mutex::new("none".into()),
@@ -124,12 +135,34 @@ impl SnapshotSide {
         }
     }
 
+    /// The attributes of what a history inode shows: a history directory is synthetic, like
+    /// `.snapshots`.
+    fn history_attr(&self, found: Result<HistoryInode, ViewError>) -> Result<Attr, Errno> {
+        match found.map_err(view_errno)? {
+            HistoryInode::Dir(ino) => Ok(self.synthetic(ino, InodeKind::Directory, 0o755, 2)),
+            HistoryInode::Snapshot(inode) => Ok(Self::snap_attr(&inode)),
+        }
+    }
+
+    /// The snapshot inode `ino` is or shows; `None` for a history directory.
+    fn snap_inode(&self, ino: InodeNo) -> Result<Option<SnapInode>, Errno> {
+        if area(ino) == Area::History {
+            return match self.history.inode(ino).map_err(view_errno)? {
+                HistoryInode::Dir(_) => Ok(None),
+                HistoryInode::Snapshot(inode) => Ok(Some(inode)),
+            };
+        }
+        self.view.inode(ino).map(Some).map_err(view_errno)
+    }
+
     pub fn getattr(&self, ino: InodeNo) -> Result<Attr, Errno> {
         match area(ino) {
             Area::SnapshotsDir => {
+                // `.`, `..`, `.history` and every snapshot.
                 let count = self.snapshots().list().len() as u32;
-                Ok(self.synthetic(SNAPSHOTS_DIR, InodeKind::Directory, 0o755, 2 + count))
+                Ok(self.synthetic(SNAPSHOTS_DIR, InodeKind::Directory, 0o755, 3 + count))
             }
+            Area::History => self.history_attr(self.history.inode(ino)),
             Area::ControlFile => Ok(self.synthetic(CONTROL_FILE, InodeKind::File, 0o600, 1)),
             Area::Snapshot { .. } => self
                 .view
@@ -143,6 +176,7 @@ impl SnapshotSide {
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<Attr, Errno> {
         match area(parent) {
             Area::SnapshotsDir if name == CONTROL_FILE_NAME => self.getattr(CONTROL_FILE),
+            Area::SnapshotsDir if name == HISTORY_DIR_NAME => self.getattr(HISTORY_DIR),
             Area::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                 let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
@@ -153,24 +187,28 @@ impl SnapshotSide {
                 .lookup(parent, name)
                 .map(|i| Self::snap_attr(&i))
                 .map_err(view_errno),
+            Area::History => self.history_attr(self.history.lookup(&self.view, parent, name)),
             Area::ControlFile => Err(Errno::ENOTDIR),
             Area::Live => self.getattr(SNAPSHOTS_DIR),
         }
     }
 
     pub fn readlink(&self, ino: InodeNo) -> Result<Vec<u8>, Errno> {
-        let inode = self.view.inode(ino).map_err(view_errno)?;
-        if inode.record.kind != InodeKind::Symlink {
-            return Err(Errno::EINVAL);
+        match self.snap_inode(ino)? {
+            Some(inode) if inode.record.kind == InodeKind::Symlink => {
+                Ok(inode.record.symlink_target)
+            }
+            _ => Err(Errno::EINVAL),
         }
-        Ok(inode.record.symlink_target)
     }
 
     pub fn opendir(&self, ino: InodeNo) -> Result<u64, Errno> {
         let (parent, entries) = match area(ino) {
             Area::SnapshotsDir => {
-                let mut entries: Listing =
-                    vec![(CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File)];
+                let mut entries: Listing = vec![
+                    (CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File),
+                    (HISTORY_DIR_NAME.to_vec(), HISTORY_DIR, InodeKind::Directory),
+                ];
                 for (name, record) in self.snapshots().list() {
                     let root = self.view.root_inode(&record);
                     entries.push((name.into_bytes(), root.ino, InodeKind::Directory));
@@ -181,6 +219,7 @@ impl SnapshotSide {
                 let parent = self.view.inode(ino).map_err(view_errno)?.parent;
                 (parent, self.view.list(ino).map_err(view_errno)?)
             }
+            Area::History => self.history.list(&self.view, ino).map_err(view_errno)?,
             _ => return Err(Errno::ENOTDIR),
         };
         let mut listing = vec![
@@ -233,6 +272,10 @@ impl SnapshotSide {
             Area::Snapshot { .. } => self
                 .view
                 .read(ino, offset, len, self.live.block_size())
+                .map_err(view_errno),
+            Area::History => self
+                .history
+                .read(&self.view, ino, offset, len, self.live.block_size())
                 .map_err(view_errno),
             _ => Err(Errno::EISDIR),
         }
@@ -311,7 +354,9 @@ impl SnapshotSide {
 
     pub fn xattrs(&self, ino: InodeNo) -> Result<Xattrs, Errno> {
         match area(ino) {
-            Area::Snapshot { .. } => Ok(self.view.inode(ino).map_err(view_errno)?.xattrs),
+            Area::Snapshot { .. } | Area::History => {
+                Ok(self.snap_inode(ino)?.map(|i| i.xattrs).unwrap_or_default())
+            }
             _ => Ok(Vec::new()),
         }
     }

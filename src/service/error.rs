@@ -2,6 +2,7 @@
 //! of the lifecycle layers is mapped to an errno here and nowhere else.
 
 use crate::gc::GcError;
+use crate::history::HistoryError;
 use crate::live::FsError;
 use crate::snapshot::SnapshotError;
 
@@ -73,6 +74,20 @@ impl From<FsError> for ServiceError {
     fn from(err: FsError) -> Self {
         ServiceError {
             errno: fs_errno(&err),
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<HistoryError> for ServiceError {
+    fn from(err: HistoryError) -> Self {
+        let errno = match &err {
+            HistoryError::InvalidPath { .. } => libc::EINVAL,
+            HistoryError::Freeze(err) => fs_errno(err),
+            _ => libc::EIO,
+        };
+        ServiceError {
+            errno,
             message: err.to_string(),
         }
     }

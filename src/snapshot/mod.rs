@@ -1,7 +1,8 @@
 //! Snapshots: named, immutable, point-in-time trees of the live share, kept in a catalog and
-//! browsable read-only (see [`view`]). Creating one freezes the live share (`live::freeze`),
-//! makes the objects durable with a live commit, and then records the name: once `create`
-//! returns, the snapshot survives a crash.
+//! browsable read-only (see [`view`]), also path by path across snapshots (see
+//! [`history_view`]). Creating one freezes the live share (`live::freeze`), makes the objects
+//! durable with a live commit, and then records the name: once `create` returns, the snapshot
+//! survives a crash.
 //!
 //! Protection: a held snapshot cannot be deleted by anyone until its hold is released or
 //! expires; a pinned one (in use by a running restore or clone) not until the pin is dropped.
@@ -9,6 +10,7 @@
 //! undeleted until it is purged (by hand, or once its retention period is over).
 
 mod catalog;
+pub mod history_view;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};

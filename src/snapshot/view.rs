@@ -4,6 +4,8 @@
 //! Inode numbers are unique across the mount and stable while it is mounted:
 //! - live share: below 2^40 (allocated from a counter);
 //! - `.snapshots` and its control file: [`SNAPSHOTS_DIR`], [`CONTROL_FILE`];
+//! - `.snapshots/.history` ([`HISTORY_DIR`]) and every inode below it that is not a snapshot
+//!   inode: from [`HISTORY_DIR`] up to 2^63, allocated by `history_view` as they are found;
 //! - inside snapshot number `n`: `2^63 | n << 40 | link_id`, where `link_id` is the live inode
 //!   number the entry had when frozen, so hard links inside one snapshot share an inode.
 
@@ -18,14 +20,18 @@ use crate::chunk_store::ChunkStoreError;
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{
-    DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment, Xattrs,
+    DirEntryObject, DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment, Xattrs,
 };
+use crate::history::HistoryError;
 use crate::id::InodeNo;
 
 pub const SNAPSHOTS_DIR: InodeNo = InodeNo(1 << 62);
 pub const CONTROL_FILE: InodeNo = InodeNo((1 << 62) + 1);
+/// `.snapshots/.history`, the first of the history inodes (which end below [`SNAPSHOT_BIT`]).
+pub const HISTORY_DIR: InodeNo = InodeNo((1 << 62) + 2);
 pub const SNAPSHOTS_DIR_NAME: &[u8] = b".snapshots";
 pub const CONTROL_FILE_NAME: &[u8] = b".control";
+pub const HISTORY_DIR_NAME: &[u8] = b".history";
 const SNAPSHOT_BIT: u64 = 1 << 63;
 const LINK_BITS: u32 = 40;
 /// Decoded objects kept in memory: enough for the directories and files being browsed.
@@ -37,6 +43,7 @@ pub enum Area {
     Live,
     SnapshotsDir,
     ControlFile,
+    History,
     Snapshot { number: u64 },
 }
 
@@ -49,6 +56,8 @@ pub fn area(ino: InodeNo) -> Area {
         Area::Snapshot {
             number: (ino.0 & !SNAPSHOT_BIT) >> LINK_BITS,
         }
+    } else if ino >= HISTORY_DIR {
+        Area::History
     } else {
         Area::Live
     }
@@ -57,6 +66,9 @@ pub fn area(ino: InodeNo) -> Area {
 pub fn snapshot_ino(number: u64, link_id: u64) -> InodeNo {
     InodeNo(SNAPSHOT_BIT | (number << LINK_BITS) | (link_id & ((1 << LINK_BITS) - 1)))
 }
+
+/// The entries of a directory: name, inode, kind.
+pub type Entries = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 
 /// An inode inside a snapshot, as last looked up.
 #[derive(Clone, Debug)]
@@ -76,6 +88,18 @@ pub enum ViewError {
     NotDirectory,
     #[error("snapshot data: {0}")]
     Damaged(#[from] ChunkStoreError),
+    #[error("snapshot history: {0}")]
+    History(#[from] HistoryError),
+}
+
+fn entry_inode(number: u64, parent: InodeNo, entry: &DirEntryObject) -> SnapInode {
+    SnapInode {
+        ino: snapshot_ino(number, entry.link_id),
+        parent,
+        record: entry.record.clone(),
+        object: entry.object,
+        xattrs: entry.xattrs.clone(),
+    }
 }
 
 /// The read-only view of every snapshot.
@@ -105,19 +129,7 @@ impl SnapshotView {
         let inode = SnapInode {
             ino,
             parent: SNAPSHOTS_DIR,
-            record: InodeRecord {
-                kind: InodeKind::Directory,
-                perm: record.root_perm,
-                uid: record.root_uid,
-                gid: record.root_gid,
-                nlink: 2,
-                rdev: 0,
-                size: 0,
-                atime: record.created,
-                mtime: record.created,
-                ctime: record.created,
-                symlink_target: Vec::new(),
-            },
+            record: record.root_record(),
             object: Some(record.root),
             xattrs: Vec::new(),
         };
@@ -178,23 +190,29 @@ impl SnapshotView {
         let at = entries
             .binary_search_by(|entry| entry.name.as_slice().cmp(name))
             .map_err(|_| ViewError::NotFound)?;
-        let entry = &entries[at];
         let Area::Snapshot { number } = area(parent) else {
             return Err(ViewError::NotFound);
         };
-        let inode = SnapInode {
-            ino: snapshot_ino(number, entry.link_id),
-            parent,
-            record: entry.record.clone(),
-            object: entry.object,
-            xattrs: entry.xattrs.clone(),
-        };
+        let inode = entry_inode(number, parent, &entries[at]);
         self.inodes.write().insert(inode.ino, inode.clone());
         Ok(inode)
     }
 
-    /// The entries of a snapshot directory: name, inode, kind.
-    pub fn list(&self, ino: InodeNo) -> Result<Vec<(Vec<u8>, InodeNo, InodeKind)>, ViewError> {
+    /// The inode of an entry of snapshot `number` found by a path walk outside this view (the
+    /// history view), so that reads, listings and lookups work on it as on one looked up here.
+    /// An inode already known keeps the parent it was found under (`parent` only serves `..`
+    /// of a listing).
+    pub fn adopt(&self, number: u64, parent: InodeNo, entry: &DirEntryObject) -> SnapInode {
+        let inode = entry_inode(number, parent, entry);
+        self.inodes
+            .write()
+            .entry(inode.ino)
+            .or_insert(inode)
+            .clone()
+    }
+
+    /// The entries of a snapshot directory.
+    pub fn list(&self, ino: InodeNo) -> Result<Entries, ViewError> {
         let dir = self.inode(ino)?;
         let object = self.directory(&dir)?;
         let Object::Directory(DirectoryObject { entries }) = &*object else {
@@ -280,6 +298,8 @@ mod tests {
         assert_eq!(area(InodeNo(5)), Area::Live);
         assert_eq!(area(SNAPSHOTS_DIR), Area::SnapshotsDir);
         assert_eq!(area(CONTROL_FILE), Area::ControlFile);
+        assert_eq!(area(HISTORY_DIR), Area::History);
+        assert_eq!(area(InodeNo(SNAPSHOT_BIT - 1)), Area::History);
         assert_eq!(area(snapshot_ino(7, 123)), Area::Snapshot { number: 7 });
         assert_ne!(snapshot_ino(7, 123), snapshot_ino(8, 123));
     }

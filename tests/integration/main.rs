@@ -9,6 +9,7 @@ mod crash;
 mod durability;
 mod full_disk;
 mod harness;
+mod history;
 mod lifecycle;
 mod permissions;
 mod posix_ops;

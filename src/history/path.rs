@@ -1,0 +1,139 @@
+//! Share-relative paths: how callers name a path in a tree, and how reports show one.
+//!
+//! Inside the history code a path is bytes in canonical form: `/` for the root, `/a/b` below
+//! it. Names are bytes (POSIX allows any but `/` and NUL), so a report cannot simply hold them
+//! as strings. [`escape_path`] renders a path losslessly: valid UTF-8 stays as it is except that
+//! `\` is doubled, and every byte that is not part of valid UTF-8 becomes `\xNN` (two lower-case
+//! hex digits). [`unescape_path`] reverses it, so two paths never render alike.
+
+use super::HistoryError;
+
+/// The names of a share-relative, `/`-separated path, root first. The leading `/` is optional
+/// and empty components (`a//b`, a trailing `/`) are ignored, so `""` and `"/"` both name the
+/// root. `.` and `..` are refused: no tree has such entries, and finding nothing would hide the
+/// mistake.
+pub fn components(path: &[u8]) -> Result<Vec<&[u8]>, HistoryError> {
+    let names: Vec<&[u8]> = path
+        .split(|b| *b == b'/')
+        .filter(|name| !name.is_empty())
+        .collect();
+    if names.iter().any(|name| *name == b"." || *name == b"..") {
+        return Err(HistoryError::InvalidPath {
+            path: escape_path(path),
+            reason: "'.' and '..' are not allowed",
+        });
+    }
+    Ok(names)
+}
+
+/// The canonical path of `name` in the directory at canonical path `parent`.
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
+    path.extend_from_slice(parent);
+    if parent != b"/" {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
+/// The canonical path of a list of names (the root for none).
+pub fn canonical(names: &[&[u8]]) -> Vec<u8> {
+    names
+        .iter()
+        .fold(b"/".to_vec(), |path, name| join(&path, name))
+}
+
+/// Renders a path for a report (see the module documentation for the rule).
+pub fn escape_path(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
+}
+
+/// The bytes of a path rendered by [`escape_path`]; `None` for a string it cannot produce.
+pub fn unescape_path(escaped: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = tail;
+        if byte != b'\\' {
+            out.push(byte);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'x', high, low, tail @ ..] => {
+                out.push(hex_digit(*high)? << 4 | hex_digit(*low)?);
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The value of a lower-case hex digit, as [`escape_path`] writes them.
+fn hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn components_and_joins() {
+        assert!(components(b"").unwrap().is_empty());
+        assert!(components(b"/").unwrap().is_empty());
+        assert_eq!(
+            components(b"/docs//report.txt/").unwrap(),
+            [&b"docs"[..], b"report.txt"]
+        );
+        assert_eq!(components(b"docs").unwrap(), [&b"docs"[..]]);
+        assert!(components(b"/a/../b").is_err());
+        assert!(components(b"./a").is_err());
+        assert_eq!(join(b"/", b"a"), b"/a");
+        assert_eq!(join(b"/a", b"b"), b"/a/b");
+        assert_eq!(canonical(&[]), b"/");
+        assert_eq!(canonical(&[b"a", b"b"]), b"/a/b");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape_path("/dir/ü.txt".as_bytes()), "/dir/ü.txt");
+        assert_eq!(escape_path(b"/a\\b"), "/a\\\\b");
+        assert_eq!(escape_path(b"/caf\xe9"), "/caf\\xe9");
+        // A UTF-8 name that looks like an escape stays distinct from the escaped byte.
+        assert_ne!(escape_path(b"/\\xe9"), escape_path(b"/\xe9"));
+        assert_eq!(unescape_path("/a\\q"), None);
+        assert_eq!(unescape_path("/a\\xE9"), None);
+        assert_eq!(unescape_path("/a\\x4"), None);
+        assert_eq!(unescape_path("/a\\x+f"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn escaping_is_lossless(path in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(unescape_path(&escape_path(&path)), Some(path));
+        }
+    }
+}
