@@ -3,8 +3,9 @@
 //! Both trees are walked together from the root (or from one path), the sorted entry lists of
 //! each pair of directories merged like two sorted files. An entry whose object id and record
 //! are the same on both sides is an identical subtree and is skipped without being read, so the
-//! work is one directory decode per changed directory on each side: it grows with the change,
-//! not with the share.
+//! work is one directory decode, and one merge of its entries, per changed directory on each
+//! side (plus the directories on the way to `path`): it grows with the change, not with the
+//! share. No file data is read: files are compared by object id.
 //!
 //! What is reported:
 //! - an added or removed path once: an added or removed directory is one change, not one per

@@ -22,9 +22,11 @@
 //! Inode numbers (see [`view`](super::view) for the whole scheme): [`HISTORY_DIR`] is the root's
 //! history directory; every other history directory and version takes the next number of a
 //! counter when first found and keeps it while mounted (a directory by path, a version by its
-//! history directory and first snapshot), so repeated lookups give the same inode. Finding the
-//! versions of a path costs one lookup per path component per snapshot, through a cache of
-//! decoded directories, and reads no file data.
+//! history directory and first snapshot), so repeated lookups give the same inode. Nothing is
+//! forgotten while mounted but the versions of a deleted snapshot, since the kernel may ask again
+//! for any number it was given: memory grows with the paths looked up here, not with the share.
+//! Finding the versions of a path costs one lookup per path component per snapshot, through a
+//! cache of decoded directories, and reads no file data.
 
 use std::collections::HashMap;
 use std::sync::Arc;
