@@ -26,4 +26,6 @@ pub mod object_store;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod verify;

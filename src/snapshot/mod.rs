@@ -4,7 +4,12 @@
 //! returns, the snapshot survives a crash.
 
 mod catalog;
+mod clone;
 pub mod control;
+mod pin;
+mod restore;
+mod rollback;
+mod subtree;
 pub mod view;
 
 use std::collections::BTreeMap;
@@ -17,6 +22,10 @@ use crate::format::inode::Timestamp;
 use crate::live::{FsError, LiveFs};
 use crate::object_store::ObjectStore;
 pub use catalog::CatalogError;
+pub use clone::{CloneReport, clone_snapshot};
+pub use pin::SnapshotPin;
+pub use restore::{RestoreError, RestoreReport, TreeCounts};
+pub use rollback::RollbackReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -39,6 +48,8 @@ pub struct Snapshots {
     catalog: RwLock<BTreeMap<String, SnapshotRecord>>,
     /// Serialises creates and deletes; also guards the next number.
     changing: Mutex<u64>,
+    /// Snapshots being read, which a delete waits for.
+    pins: pin::Pins,
 }
 
 impl Snapshots {
@@ -49,6 +60,7 @@ impl Snapshots {
             live,
             catalog: RwLock::new(catalog),
             changing: Mutex::new(next),
+            pins: pin::Pins::default(),
         })
     }
 
@@ -116,9 +128,10 @@ impl Snapshots {
 
     pub fn delete(&self, name: &str) -> Result<(), SnapshotError> {
         let next = self.changing.lock();
-        if !self.catalog.read().contains_key(name) {
+        let Some(number) = self.catalog.read().get(name).map(|record| record.number) else {
             return Err(SnapshotError::NotFound(name.to_owned()));
-        }
+        };
+        self.pins.wait_unpinned(number);
         catalog::store(&self.live.database(), name, None, *next)?;
         self.catalog.write().remove(name);
         tracing::info!(snapshot = name, "snapshot deleted");
