@@ -201,9 +201,9 @@ impl LiveFs {
 
     fn mark_grafted(&self, ino: InodeNo, node: &Node) {
         if node.content.is_some() {
-            // A file whose content is new to the share, so the commit writes it; but not
-            // changed since the freeze, which would thaw it: it starts frozen at the snapshot's
-            // own object. Its directory is marked below, which thaws everything above.
+            // Content new to the share, so the commit writes it; but not changed since the
+            // freeze, which would thaw the file: it starts frozen at the snapshot's own object.
+            // The directories naming it are marked, which thaws everything above it.
             self.dirt.lock().inodes.insert(ino);
             self.changed.lock().since_commit.insert(ino);
         } else {

@@ -2,6 +2,10 @@
 //! browsable read-only (see [`view`]). Creating one freezes the live share (`live::freeze`),
 //! makes the objects durable with a live commit, and then records the name: once `create`
 //! returns, the snapshot survives a crash.
+//!
+//! A snapshot's trees go back into the live share by reference (`restore`, `rollback`: new
+//! inodes naming the snapshot's chunks, grafted atomically) or into a new store by copy
+//! (`clone`). A snapshot being read for that is pinned (`pin`): it cannot be deleted meanwhile.
 
 mod catalog;
 mod clone;

@@ -11,6 +11,7 @@ mod full_disk;
 mod harness;
 mod permissions;
 mod posix_ops;
+mod restore;
 mod snapshot_cli;
 mod snapshots;
 mod stress;
