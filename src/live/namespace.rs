@@ -176,8 +176,8 @@ impl Namespace {
     /// A new inode number. Live numbers stay below 2^40: the numbers above are the snapshot
     /// side's (see `snapshot::view`).
     pub fn allocate_inode(&mut self) -> FsResult<InodeNo> {
-        self.allocate_inodes(1)
-            .map(|mut range| range.next().expect("one number"))
+        let mut one = self.allocate_inodes(1)?;
+        Ok(one.next().expect("one number was allocated"))
     }
 
     /// `count` new inode numbers, all or none.

@@ -136,7 +136,9 @@ fn remove_partial_store(dir: &Path, created: bool) {
             })
         })
     };
-    if let Err(err) = removed {
+    if let Err(err) = removed
+        && err.kind() != io::ErrorKind::NotFound
+    {
         tracing::error!(store = %dir.display(), "cannot remove a failed clone: {err}");
     }
 }

@@ -111,7 +111,7 @@ pub struct RestoreReport {
 }
 
 /// The names of a path that must name an entry, not the root.
-pub(super) fn entry_names(path: &str) -> Result<Vec<&[u8]>, RestoreError> {
+fn entry_names(path: &str) -> Result<Vec<&[u8]>, RestoreError> {
     let invalid = |reason| RestoreError::InvalidPath {
         path: path.to_owned(),
         reason,
