@@ -34,4 +34,6 @@ pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod verify;

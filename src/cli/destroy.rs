@@ -25,7 +25,8 @@ pub struct DestroyArgs {
 pub fn run(args: DestroyArgs) -> anyhow::Result<()> {
     let dir = std::path::absolute(&args.store)?;
     // Opening takes the store's lock: a mounted store is refused here.
-    let store = Store::open(&dir).with_context(|| format!("cannot open store {}", dir.display()))?;
+    let store =
+        Store::open(&dir).with_context(|| format!("cannot open store {}", dir.display()))?;
     let live = LiveFs::serve(store, LiveOptions::default()).context("cannot load the share")?;
     let snapshots = Snapshots::open(live.clone(), Arc::new(SystemClock))
         .context("cannot load the snapshot catalog")?;

@@ -95,14 +95,15 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_cache: args.writeback_cache,
         snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
     };
-    let manual_clock = args.test_clock.map(|start| Arc::new(ManualClock::new(start)));
+    let manual_clock = args
+        .test_clock
+        .map(|start| Arc::new(ManualClock::new(start)));
     let clock: Arc<dyn Clock> = match &manual_clock {
         Some(clock) => clock.clone(),
         None => Arc::new(SystemClock),
     };
-    let snapshots = Arc::new(
-        Snapshots::open(live.clone(), clock).context("cannot load the snapshot catalog")?,
-    );
+    let snapshots =
+        Arc::new(Snapshots::open(live.clone(), clock).context("cannot load the snapshot catalog")?);
     let service = Service::open(
         snapshots,
         ServiceOptions {

@@ -95,7 +95,8 @@ pub fn run(args: SnapshotArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         }
         SnapshotCommand::List { args, target, json } => {
             let deleted = args.deleted;
-            let rows: Vec<SnapshotInfo> = target.resolve(on_failure)?.execute(Request::List(args))?;
+            let rows: Vec<SnapshotInfo> =
+                target.resolve(on_failure)?.execute(Request::List(args))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -116,7 +117,10 @@ pub fn run(args: SnapshotArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
                 ("created", row.created),
                 ("origin", row.origin),
                 ("root", row.root),
-                ("unique", format!("{} ({unique} bytes)", human_bytes(unique))),
+                (
+                    "unique",
+                    format!("{} ({unique} bytes)", human_bytes(unique)),
+                ),
                 ("held", row.held_until.unwrap_or_else(|| "no".into())),
             ] {
                 println!("{field:<8} {value}");
@@ -124,7 +128,9 @@ pub fn run(args: SnapshotArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         }
         SnapshotCommand::Undelete(On { args, target }) => {
             let name = args.name.clone();
-            let _: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Undelete(args))?;
+            let _: SnapshotInfo = target
+                .resolve(on_failure)?
+                .execute(Request::Undelete(args))?;
             println!("undeleted snapshot {name}");
         }
         SnapshotCommand::Purge(On { args, target }) => {
@@ -142,7 +148,9 @@ pub fn run(args: SnapshotArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         }
         SnapshotCommand::Release(On { args, target }) => {
             let name = args.name.clone();
-            let _: SnapshotInfo = target.resolve(on_failure)?.execute(Request::Release(args))?;
+            let _: SnapshotInfo = target
+                .resolve(on_failure)?
+                .execute(Request::Release(args))?;
             println!("released the hold on snapshot {name}");
         }
     }

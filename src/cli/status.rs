@@ -6,8 +6,8 @@ use clap::Args;
 use super::human_bytes;
 use super::target::TargetArgs;
 use crate::schedule::calendar::format_rfc3339;
-use crate::service::request::StatusArgs as StatusRequest;
 use crate::service::replies::StatusReport;
+use crate::service::request::StatusArgs as StatusRequest;
 use crate::service::{Job, Request};
 
 #[derive(Args, Debug)]
@@ -37,7 +37,11 @@ fn job_line(job: &Job) -> String {
         format_rfc3339(job.started),
         job.kind,
         human_bytes(job.bytes),
-        if job.automatic { "scheduled" } else { "command" },
+        if job.automatic {
+            "scheduled"
+        } else {
+            "command"
+        },
     )
 }
 
@@ -82,7 +86,10 @@ pub fn run(args: StatusArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         println!("  {line}");
     }
     println!("recent jobs:");
-    report.jobs.iter().for_each(|job| println!("{}", job_line(job)));
+    report
+        .jobs
+        .iter()
+        .for_each(|job| println!("{}", job_line(job)));
     if !report.failures.is_empty() {
         println!("recent failures:");
         report

@@ -118,9 +118,7 @@ impl Target {
                 let text = send(control, &to_line(&request))?;
                 serde_json::from_str(&text).context("unexpected reply from the daemon")?
             }
-            Target::Offline(offline) => offline
-                .service
-                .execute_with_progress(request, progress)?,
+            Target::Offline(offline) => offline.service.execute_with_progress(request, progress)?,
         };
         serde_json::from_value(reply).context("unexpected reply")
     }

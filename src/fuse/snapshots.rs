@@ -16,14 +16,14 @@ use crate::format::object::Xattrs;
 use crate::history::HistoryError;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
+use crate::schedule::calendar::format_rfc3339;
+use crate::service::{Service, ServiceError, request};
+use crate::snapshot::Snapshots;
 use crate::snapshot::history_view::{HistoryInode, HistoryView};
 use crate::snapshot::view::{
     Area, CONTROL_FILE, CONTROL_FILE_NAME, HISTORY_DIR, HISTORY_DIR_NAME, SNAPSHOTS_DIR, SnapInode,
     SnapshotView, ViewError, area,
 };
-use crate::schedule::calendar::format_rfc3339;
-use crate::service::{Service, ServiceError, request};
-use crate::snapshot::Snapshots;
 
 /// File handles of this side have the top bit set, so they never meet the live share's.
 pub const HANDLE_BIT: u64 = 1 << 63;

@@ -34,7 +34,8 @@ impl Fixture {
         )
         .expect("serve");
         let snapshots = Arc::new(
-            Snapshots::open(live.clone(), Arc::new(crate::schedule::SystemClock)).expect("snapshots"),
+            Snapshots::open(live.clone(), Arc::new(crate::schedule::SystemClock))
+                .expect("snapshots"),
         );
         Fixture {
             snapshots,

@@ -9,6 +9,7 @@
 //! 3. fsync the packs; 4. commit the transaction durably.
 
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -29,6 +30,9 @@ pub struct CommitQueue {
     wake: Condvar,
     done: Condvar,
     interval: Duration,
+    /// The committer thread, joined by `stop`: once the share is shut down, no thread of its
+    /// own holds it (and with it the store lock), so the store can be opened again at once.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl CommitQueue {
@@ -43,6 +47,7 @@ impl CommitQueue {
             wake: Condvar::new(),
             done: Condvar::new(),
             interval,
+            thread: Mutex::new(None),
         }
     }
 
@@ -51,16 +56,25 @@ impl CommitQueue {
     pub fn start(fs: &Arc<LiveFs>) {
         fs.commits.state.lock().stopped = false;
         let weak: Weak<LiveFs> = Arc::downgrade(fs);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("snapfs-commit".into())
             .spawn(move || committer(weak))
             .expect("spawning the commit thread");
+        *fs.commits.thread.lock() = Some(thread);
     }
 
+    /// Stops the committer thread and waits for it to end (the committer never calls this).
     pub fn stop(&self) {
-        let mut state = self.state.lock();
-        state.stopped = true;
-        self.wake.notify_all();
+        {
+            let mut state = self.state.lock();
+            state.stopped = true;
+            self.wake.notify_all();
+        }
+        if let Some(thread) = self.thread.lock().take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the commit thread panicked");
+        }
     }
 }
 

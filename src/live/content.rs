@@ -211,6 +211,27 @@ impl FileContent {
         }
     }
 
+    /// The content of a new file that takes over an existing block map (a restore from a
+    /// snapshot): no data is read or stored. Every block counts as changed, so the next commit
+    /// writes the whole map. Every chunk of `blocks` must already be stored.
+    pub fn with_blocks(
+        ino: InodeNo,
+        size: u64,
+        mtime: Timestamp,
+        ctime: Timestamp,
+        blocks: BTreeMap<u64, ChunkId>,
+    ) -> Self {
+        let mut content = FileContent::new(ino, size, mtime, ctime);
+        let state = content.state.get_mut();
+        state.changed = blocks
+            .iter()
+            .map(|(index, chunk)| (*index, Some(*chunk)))
+            .collect();
+        state.blocks = Some(blocks);
+        state.attrs_changed = true;
+        content
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, ContentState> {
         self.state.lock()
     }

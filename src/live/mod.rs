@@ -17,6 +17,7 @@ mod create;
 mod dir;
 pub mod error;
 mod freeze;
+mod graft;
 mod handles;
 mod io;
 mod namespace;
@@ -38,10 +39,11 @@ pub use create::NewInode;
 pub use dir::DirEntry;
 pub use error::{FsError, FsResult};
 pub use freeze::Frozen;
+pub use graft::{GraftPoint, Subtree, SubtreeNode};
 use handles::Handles;
 pub use io::FsStats;
-pub use namespace::NAME_MAX;
 use namespace::{Dirt, Namespace};
+pub use namespace::{NAME_MAX, split_path};
 pub use rename::RenameMode;
 pub use xattr::{XattrFlags, XattrReply};
 
@@ -274,6 +276,12 @@ impl LiveFs {
         for content in contents {
             content.lock().mark_loaded(marked);
         }
+    }
+
+    /// Panics unless the namespace invariants hold (see `namespace`).
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        self.tree.read().assert_consistent();
     }
 
     /// The owner of the share's root directory: who may use the snapshot controls.

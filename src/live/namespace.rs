@@ -176,12 +176,29 @@ impl Namespace {
     /// A new inode number. Live numbers stay below 2^40: the numbers above are the snapshot
     /// side's (see `snapshot::view`).
     pub fn allocate_inode(&mut self) -> FsResult<InodeNo> {
-        if self.next_inode >= MAX_LIVE_INODE {
-            return Err(FsError::NoSpace);
+        let mut one = self.allocate_inodes(1)?;
+        Ok(one.next().expect("one number was allocated"))
+    }
+
+    /// `count` new inode numbers, all or none.
+    pub fn allocate_inodes(&mut self, count: u64) -> FsResult<impl Iterator<Item = InodeNo>> {
+        let end = self
+            .next_inode
+            .checked_add(count)
+            .filter(|end| *end <= MAX_LIVE_INODE)
+            .ok_or(FsError::NoSpace)?;
+        let first = std::mem::replace(&mut self.next_inode, end);
+        Ok((first..end).map(InodeNo))
+    }
+
+    /// The directory at `path` (components from the root, as [`split_path`] gives them).
+    pub fn resolve_dir(&self, path: &[&[u8]]) -> FsResult<InodeNo> {
+        let mut dir = InodeNo::ROOT;
+        for name in path {
+            dir = self.lookup(dir, name)?;
+            self.dir(dir)?;
         }
-        let ino = InodeNo(self.next_inode);
-        self.next_inode += 1;
-        Ok(ino)
+        Ok(dir)
     }
 
     /// The directories whose frozen objects embed `ino`'s: its parent, or every directory
@@ -231,6 +248,24 @@ impl Namespace {
     }
 }
 
+/// The names of a '/'-separated path relative to the share's root. A leading '/' and repeated
+/// or trailing separators are allowed; `.` and `..` are not (a path names one place, without
+/// depending on where links lead).
+pub fn split_path(path: &str) -> FsResult<Vec<&[u8]>> {
+    let names: Vec<&[u8]> = path
+        .split('/')
+        .filter(|name| !name.is_empty())
+        .map(str::as_bytes)
+        .collect();
+    for name in &names {
+        if *name == b"." || *name == b".." {
+            return Err(FsError::InvalidArgument);
+        }
+        check_name(name)?;
+    }
+    Ok(names)
+}
+
 pub fn check_name(name: &[u8]) -> FsResult<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
@@ -239,4 +274,43 @@ pub fn check_name(name: &[u8]) -> FsResult<()> {
         return Err(FsError::InvalidArgument);
     }
     Ok(())
+}
+
+#[cfg(test)]
+impl Namespace {
+    /// Panics unless the invariants at the top of this module hold.
+    pub fn assert_consistent(&self) {
+        let mut named_by: HashMap<InodeNo, Vec<InodeNo>> = HashMap::new();
+        for (ino, node) in &self.nodes {
+            for child in node.entries.iter().flat_map(|entries| entries.values()) {
+                assert!(
+                    self.nodes.contains_key(child),
+                    "{ino} names missing {child}"
+                );
+                named_by.entry(*child).or_default().push(*ino);
+            }
+        }
+        for (ino, node) in &self.nodes {
+            let mut dirs = named_by.remove(ino).unwrap_or_default();
+            dirs.sort();
+            match &node.entries {
+                Some(entries) => {
+                    let expected = if *ino == InodeNo::ROOT {
+                        Vec::new()
+                    } else {
+                        vec![node.parent]
+                    };
+                    assert_eq!(dirs, expected, "directory {ino} is named by {dirs:?}");
+                    let subdirs = entries.values().filter(|c| self.nodes[c].is_dir()).count();
+                    assert_eq!(node.record.nlink as usize, 2 + subdirs, "nlink of {ino}");
+                }
+                None => {
+                    let mut links = node.links.clone();
+                    links.sort();
+                    assert_eq!(dirs, links, "links of {ino}");
+                    assert_eq!(node.record.nlink as usize, links.len(), "nlink of {ino}");
+                }
+            }
+        }
+    }
 }

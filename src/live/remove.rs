@@ -1,4 +1,4 @@
-//! unlink and rmdir.
+//! unlink and rmdir, and removing a whole subtree (what a restore replaces).
 
 use std::sync::atomic::Ordering;
 
@@ -33,6 +33,37 @@ impl LiveFs {
         }
         self.remove_entry(&mut tree, parent, name, ino, Timestamp::now());
         Ok(())
+    }
+
+    /// Removes the entry `parent/name` naming `ino` and, if it is a directory, everything below
+    /// it, as `rm -r` would: entry by entry with [`LiveFs::remove_entry`], each directory's
+    /// entries before the directory itself.
+    pub(super) fn remove_tree(
+        &self,
+        tree: &mut Namespace,
+        parent: InodeNo,
+        name: &[u8],
+        ino: InodeNo,
+        now: Timestamp,
+    ) {
+        // Breadth first, so every entry comes after the entry of its directory; removed in
+        // reverse, so every directory is empty when its turn comes.
+        let mut order = vec![(parent, name.to_vec(), ino)];
+        let mut next = 0;
+        while let Some((_, _, dir)) = order.get(next) {
+            let dir = *dir;
+            next += 1;
+            if let Ok(entries) = tree.dir(dir) {
+                order.extend(
+                    entries
+                        .iter()
+                        .map(|(name, child)| (dir, name.clone(), *child)),
+                );
+            }
+        }
+        for (parent, name, ino) in order.into_iter().rev() {
+            self.remove_entry(tree, parent, &name, ino, now);
+        }
     }
 
     /// Removes the entry `parent/name` naming `ino` and drops one link of `ino` (a directory

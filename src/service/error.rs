@@ -4,7 +4,8 @@
 use crate::gc::GcError;
 use crate::history::HistoryError;
 use crate::live::FsError;
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{RestoreError, SnapshotError};
+use crate::store::StoreError;
 
 /// A refused or failed request: `message` is what the user reads, `errno` what a control-file
 /// write returns.
@@ -41,19 +42,22 @@ fn fs_errno(err: &FsError) -> i32 {
 
 impl From<SnapshotError> for ServiceError {
     fn from(err: SnapshotError) -> Self {
-        let errno = match &err {
-            SnapshotError::InvalidName { .. } => libc::EINVAL,
-            SnapshotError::Exists(_) => libc::EEXIST,
-            SnapshotError::NotFound(_) | SnapshotError::NotDeleted(_) => libc::ENOENT,
-            SnapshotError::Held { .. } => libc::EPERM,
-            SnapshotError::Busy(_) => libc::EBUSY,
-            SnapshotError::Freeze(err) => fs_errno(err),
-            SnapshotError::Catalog(_) => libc::EIO,
-        };
         ServiceError {
-            errno,
+            errno: snapshot_errno(&err),
             message: err.to_string(),
         }
+    }
+}
+
+fn snapshot_errno(err: &SnapshotError) -> i32 {
+    match err {
+        SnapshotError::InvalidName { .. } => libc::EINVAL,
+        SnapshotError::Exists(_) => libc::EEXIST,
+        SnapshotError::NotFound(_) | SnapshotError::NotDeleted(_) => libc::ENOENT,
+        SnapshotError::Held { .. } => libc::EPERM,
+        SnapshotError::Busy(_) => libc::EBUSY,
+        SnapshotError::Freeze(err) => fs_errno(err),
+        SnapshotError::Catalog(_) => libc::EIO,
     }
 }
 
@@ -88,6 +92,33 @@ impl From<HistoryError> for ServiceError {
         };
         ServiceError {
             errno,
+            message: err.to_string(),
+        }
+    }
+}
+
+/// The errno of a failed restore, rollback or clone.
+pub fn restore_errno(err: &RestoreError) -> i32 {
+    match err {
+        RestoreError::SnapshotNotFound(_)
+        | RestoreError::NotInSnapshot { .. }
+        | RestoreError::NoParent(_) => libc::ENOENT,
+        RestoreError::Exists(_)
+        | RestoreError::Store(StoreError::AlreadyAStore(_) | StoreError::NotEmpty(_)) => {
+            libc::EEXIST
+        }
+        RestoreError::NotDirectory(_) => libc::ENOTDIR,
+        RestoreError::InvalidPath { .. } => libc::EINVAL,
+        RestoreError::NoSpace => libc::ENOSPC,
+        RestoreError::Snapshot(inner) => snapshot_errno(inner),
+        RestoreError::Chunks(_) | RestoreError::Live(_) | RestoreError::Store(_) => libc::EIO,
+    }
+}
+
+impl From<RestoreError> for ServiceError {
+    fn from(err: RestoreError) -> Self {
+        ServiceError {
+            errno: restore_errno(&err),
             message: err.to_string(),
         }
     }

@@ -88,8 +88,15 @@ impl JobLog {
         *next += 1;
         drop(next);
         match written {
-            Ok(()) if job.ok => tracing::info!(id = job.id, kind = job.kind, target = job.target, "job done"),
-            Ok(()) => tracing::warn!(id = job.id, kind = job.kind, target = job.target, error = ?job.error, "job failed"),
+            Ok(()) if job.ok => tracing::info!(
+                id = job.id,
+                kind = job.kind,
+                target = job.target,
+                "job done"
+            ),
+            Ok(()) => {
+                tracing::warn!(id = job.id, kind = job.kind, target = job.target, error = ?job.error, "job failed")
+            }
             Err(err) => tracing::error!(kind = job.kind, "cannot record a job: {err}"),
         }
         if !job.ok {
@@ -138,7 +145,10 @@ impl JobLog {
             .env("SNAPFS_JOB_STARTED", format_rfc3339(job.started))
             .env("SNAPFS_JOB_ENDED", format_rfc3339(job.ended))
             .env("SNAPFS_JOB_ERROR", job.error.as_deref().unwrap_or(""))
-            .env("SNAPFS_JOB_AUTOMATIC", if job.automatic { "1" } else { "0" });
+            .env(
+                "SNAPFS_JOB_AUTOMATIC",
+                if job.automatic { "1" } else { "0" },
+            );
         match child.spawn() {
             Ok(mut child) => {
                 std::thread::spawn(move || {

@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use error::ServiceError;
+pub use error::{ServiceError, restore_errno};
 pub use jobs::Job;
 use jobs::JobLog;
 use replies::{PolicyReport, SnapshotInfo, Space, StatusReport};
@@ -163,7 +163,12 @@ impl Service {
                 let report = self.job("restore", &args.path, false, || {
                     let report = self
                         .snapshots
-                        .restore(&args.snapshot, &args.path, args.to.as_deref(), args.overwrite)
+                        .restore(
+                            &args.snapshot,
+                            &args.path,
+                            args.to.as_deref(),
+                            args.overwrite,
+                        )
                         .map_err(ServiceError::from)?;
                     let bytes = report.restored.bytes;
                     Ok((report, bytes))
@@ -172,10 +177,8 @@ impl Service {
             }
             Request::Rollback(args) => {
                 let report = self.job("rollback", &args.snapshot, false, || {
-                    let safety = self.free_name(&format!(
-                        "before-rollback-{}",
-                        compact_time(self.now())
-                    ));
+                    let safety =
+                        self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
                     let report = self
                         .snapshots
                         .rollback(&args.snapshot, &safety)
@@ -222,9 +225,10 @@ impl Service {
             }
             Request::Status(args) => to_value(self.status(args.jobs)?),
             Request::Clock(args) => {
-                let clock = self.options.manual_clock.as_ref().ok_or_else(|| {
-                    ServiceError::invalid("this daemon runs on the system clock")
-                })?;
+                let clock =
+                    self.options.manual_clock.as_ref().ok_or_else(|| {
+                        ServiceError::invalid("this daemon runs on the system clock")
+                    })?;
                 let now = match args.now.parse::<i64>() {
                     Ok(secs) => secs,
                     Err(_) => parse_instant(&args.now, self.now())
@@ -281,7 +285,11 @@ impl Service {
         origin: Origin,
         automatic: bool,
     ) -> Result<SnapshotInfo, ServiceError> {
-        let kind = if automatic { "create (scheduled)" } else { "create" };
+        let kind = if automatic {
+            "create (scheduled)"
+        } else {
+            "create"
+        };
         self.job(kind, name, automatic, || {
             let chunks = self.snapshots.live().chunk_store();
             let before = chunks.usage().pack_bytes;
@@ -292,12 +300,7 @@ impl Service {
     }
 
     /// Deletes (or with soft delete on, hides) a snapshot, as `kind` (`delete` or `expire`).
-    pub fn delete(
-        &self,
-        name: &str,
-        kind: &str,
-        automatic: bool,
-    ) -> Result<Value, ServiceError> {
+    pub fn delete(&self, name: &str, kind: &str, automatic: bool) -> Result<Value, ServiceError> {
         let mode = match self.settings.lock().policy.soft_delete_secs {
             Some(retain_secs) => DeleteMode::Soft { retain_secs },
             None => DeleteMode::Now,
@@ -401,8 +404,7 @@ impl Service {
             // Slots before now were not missed: the schedule starts from here.
             updated.last_handled_slot = Some(self.now());
         }
-        settings::store(&self.snapshots.live().database(), &updated)
-            .map_err(ServiceError::io)?;
+        settings::store(&self.snapshots.live().database(), &updated).map_err(ServiceError::io)?;
         *settings = updated;
         drop(settings);
         tracing::info!("snapshot policy changed");
@@ -477,7 +479,13 @@ fn policy_change(args: &PolicySetArgs) -> Result<PolicyChange, ServiceError> {
     ) -> Result<Option<Option<T>>, ServiceError> {
         value
             .as_deref()
-            .map(|v| if v == "off" { Ok(None) } else { parse(v).map(Some) })
+            .map(|v| {
+                if v == "off" {
+                    Ok(None)
+                } else {
+                    parse(v).map(Some)
+                }
+            })
             .transpose()
     }
     Ok(PolicyChange {

@@ -212,8 +212,7 @@ pub fn parse(text: &[u8]) -> Result<Vec<Request>, String> {
         let request = if line.starts_with('{') {
             serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?
         } else {
-            let words =
-                shlex::split(line).ok_or_else(|| format!("{line:?}: unbalanced quotes"))?;
+            let words = shlex::split(line).ok_or_else(|| format!("{line:?}: unbalanced quotes"))?;
             ControlLine::try_parse_from(words)
                 .map_err(|err| {
                     let text = err.to_string();

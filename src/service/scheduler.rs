@@ -66,7 +66,7 @@ impl Service {
     }
 
     fn expire(&self, report: &mut TickReport) {
-        let keep = self.settings.lock().policy.keep.clone();
+        let keep = self.settings.lock().policy.keep;
         let now = self.now();
         let candidates: Vec<Candidate> = self
             .snapshots

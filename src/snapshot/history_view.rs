@@ -286,6 +286,7 @@ mod tests {
     use super::*;
     use crate::format::inode::InodeKind;
     use crate::history::fixture::Fixture;
+    use crate::snapshot::DeleteMode;
     use crate::snapshot::view::{Area, area};
 
     struct Views {

@@ -8,9 +8,17 @@
 //! expires; a pinned one (in use by a running restore or clone) not until the pin is dropped.
 //! With soft delete, a deleted snapshot moves to the deleted list, keeps its data, and can be
 //! undeleted until it is purged (by hand, or once its retention period is over).
+//!
+//! A snapshot's trees go back into the live share by reference (`restore`, `rollback`: new
+//! inodes naming the snapshot's chunks, grafted atomically) or into a new store by copy
+//! (`clone`).
 
 mod catalog;
+mod clone;
 pub mod history_view;
+mod restore;
+mod rollback;
+mod subtree;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +34,9 @@ use crate::object_store::ObjectStore;
 use crate::schedule::clock::Clock;
 pub use catalog::CatalogError;
 use catalog::Change;
+pub use clone::{CloneReport, clone_snapshot};
+pub use restore::{RestoreError, RestoreReport, TreeCounts};
+pub use rollback::RollbackReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -91,7 +102,7 @@ pub struct Snapshots {
 /// Keeps a snapshot from being deleted while it lives.
 pub struct Pin<'a> {
     snapshots: &'a Snapshots,
-    name: String,
+    pub name: String,
     pub record: SnapshotRecord,
 }
 

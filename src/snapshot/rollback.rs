@@ -1,0 +1,143 @@
+//! Rollback: the whole live share becomes a snapshot's tree again, in one atomic step, after a
+//! safety snapshot of its current state (so a rollback can itself be undone by rolling back to
+//! that). The share stays mounted and usable throughout; files open at the time stay readable
+//! until closed, as after any unlink.
+
+use super::restore::{RestoreError, TreeCounts};
+use super::subtree::TreeReader;
+use super::{SnapshotError, Snapshots};
+use crate::format::catalog::Origin;
+use crate::live::GraftPoint;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RollbackReport {
+    /// The snapshot of the share as it was before.
+    pub safety_snapshot: String,
+    pub restored: TreeCounts,
+    /// How much the pack files grew while the share was replaced (the safety snapshot not
+    /// included): 0, as with a restore.
+    pub bytes_stored: u64,
+}
+
+impl Snapshots {
+    /// Takes the snapshot `safety_name` of the share, then replaces every entry of the share's
+    /// root by the entries of `snapshot`, and the root's permissions and owner by the
+    /// snapshot's. Durable when it returns.
+    pub fn rollback(
+        &self,
+        snapshot: &str,
+        safety_name: &str,
+    ) -> Result<RollbackReport, RestoreError> {
+        // Checked first, so that a mistyped name leaves no safety snapshot behind.
+        if self.get(snapshot).is_none() {
+            return Err(SnapshotError::NotFound(snapshot.to_owned()).into());
+        }
+        self.create(safety_name, Origin::Manual)?;
+        let pin = self.pin(snapshot)?;
+        let live = self.live();
+        let packs_before = live.chunk_store().usage().pack_bytes;
+        let tree = TreeReader::new(self.objects(), live.block_size()).root(&pin.record)?;
+        live.graft(tree.subtree, GraftPoint::Root)
+            .map_err(|err| RestoreError::of_graft(err, "/"))?;
+        drop(pin);
+        let report = RollbackReport {
+            safety_snapshot: safety_name.to_owned(),
+            restored: tree.counts,
+            bytes_stored: live
+                .chunk_store()
+                .usage()
+                .pack_bytes
+                .saturating_sub(packs_before),
+        };
+        tracing::info!(snapshot, ?report, "rolled back");
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::InodeNo;
+    use crate::live::{LiveFs, SetAttr};
+    use crate::testing::{close, lookup, mkdir, new_store, open, read_file, write_file};
+
+    #[test]
+    fn a_rollback_replaces_the_share_after_a_safety_snapshot() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = Snapshots::open(
+            live.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        mkdir(&live, "d");
+        write_file(&live, "d/f", b"version 1");
+        write_file(&live, "top", b"top");
+        live.setattr(
+            InodeNo::ROOT,
+            SetAttr {
+                mode: Some(0o750),
+                ..SetAttr::default()
+            },
+        )
+        .expect("chmod");
+        snapshots.create("good", Origin::Manual).expect("snapshot");
+        write_file(&live, "d/f", b"version 2");
+        live.unlink(InodeNo::ROOT, b"top").expect("unlink");
+        write_file(&live, "junk", b"junk");
+        live.setattr(
+            InodeNo::ROOT,
+            SetAttr {
+                mode: Some(0o777),
+                uid: Some(42),
+                ..SetAttr::default()
+            },
+        )
+        .expect("chmod");
+
+        let report = snapshots
+            .rollback("good", "before-rollback")
+            .expect("rollback");
+
+        assert_eq!(report.safety_snapshot, "before-rollback");
+        assert_eq!((report.restored.files, report.restored.dirs), (2, 1));
+        assert_eq!(report.bytes_stored, 0);
+        let check = |live: &LiveFs| {
+            assert_eq!(read_file(live, "d/f"), b"version 1");
+            assert_eq!(read_file(live, "top"), b"top");
+            assert!(lookup(live, "junk").is_err());
+            let root = live.getattr(InodeNo::ROOT).expect("root");
+            assert_eq!((root.record.perm, root.record.uid), (0o750, 0));
+            live.assert_consistent();
+        };
+        check(&live);
+        // The safety snapshot holds the state before: rolling back to it undoes the rollback.
+        snapshots.rollback("before-rollback", "undo").expect("undo");
+        assert_eq!(read_file(&live, "d/f"), b"version 2");
+        assert_eq!(read_file(&live, "junk"), b"junk");
+        assert_eq!(live.getattr(InodeNo::ROOT).expect("root").record.uid, 42);
+        snapshots.rollback("good", "again").expect("rollback");
+        drop(snapshots);
+        close(live);
+        check(&open(&store));
+    }
+
+    #[test]
+    fn a_rollback_to_a_missing_snapshot_takes_no_safety_snapshot() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = Snapshots::open(
+            live.clone(),
+            std::sync::Arc::new(crate::schedule::SystemClock),
+        )
+        .expect("snapshots");
+        let err = snapshots
+            .rollback("missing", "safety")
+            .expect_err("refused");
+        assert_eq!(crate::service::restore_errno(&err), libc::ENOENT);
+        assert!(snapshots.list().is_empty());
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        let err = snapshots.rollback("s", "s").expect_err("refused");
+        assert_eq!(crate::service::restore_errno(&err), libc::EEXIST, "{err}");
+    }
+}

@@ -1,0 +1,89 @@
+//! Helpers for unit tests: real stores in temporary directories, and file operations by path
+//! through the live share's own methods.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::format::store_config::MIN_BLOCK_SIZE;
+use crate::id::InodeNo;
+use crate::live::{Attr, Caller, FsResult, LiveFs, LiveOptions, NewInode, split_path};
+use crate::store::Store;
+
+/// The owner of everything the helpers make.
+pub const ROOT_USER: Caller = Caller { uid: 0, gid: 0 };
+
+/// The smallest block size, so that small test files span several blocks.
+pub const BLOCK_SIZE: u32 = MIN_BLOCK_SIZE;
+
+/// Creates a store at `dir/name` and serves it; returns its path and the share.
+pub fn new_store(dir: &Path, name: &str) -> (PathBuf, Arc<LiveFs>) {
+    let path = dir.join(name);
+    Store::init(&path, BLOCK_SIZE, 0, 0).expect("init");
+    let live = open(&path);
+    (path, live)
+}
+
+pub fn open(store: &Path) -> Arc<LiveFs> {
+    LiveFs::serve(Store::open(store).expect("open"), LiveOptions::default()).expect("serve")
+}
+
+/// Commits, stops and drops the share, which unlocks its store.
+pub fn close(live: Arc<LiveFs>) {
+    live.shutdown().expect("shutdown");
+    assert_eq!(Arc::strong_count(&live), 1, "nothing else holds the share");
+}
+
+/// The directory holding `path`, and the last name.
+fn parent_of<'p>(live: &LiveFs, path: &'p str) -> (InodeNo, &'p [u8]) {
+    let names = split_path(path).expect("valid path");
+    let (name, parents) = names.split_last().expect("not the root");
+    let mut dir = InodeNo::ROOT;
+    for parent in parents {
+        dir = live.lookup(dir, parent).expect("parent exists").ino;
+    }
+    (dir, name)
+}
+
+pub fn lookup(live: &LiveFs, path: &str) -> FsResult<Attr> {
+    let mut attr = live.getattr(InodeNo::ROOT)?;
+    for name in split_path(path)? {
+        attr = live.lookup(attr.ino, name)?;
+    }
+    Ok(attr)
+}
+
+pub fn mkdir(live: &LiveFs, path: &str) -> InodeNo {
+    let (dir, name) = parent_of(live, path);
+    live.make(dir, name, NewInode::Directory, 0o755, ROOT_USER)
+        .expect("mkdir")
+        .ino
+}
+
+/// Creates `path` (or truncates it) with `data`, and closes it.
+pub fn write_file(live: &LiveFs, path: &str, data: &[u8]) -> InodeNo {
+    let (dir, name) = parent_of(live, path);
+    let (ino, fh) = match live.lookup(dir, name) {
+        Ok(attr) => (attr.ino, live.open(attr.ino, true, true).expect("open")),
+        Err(_) => {
+            let (attr, fh) = live.create(dir, name, 0o644, ROOT_USER).expect("create");
+            (attr.ino, fh)
+        }
+    };
+    live.write(fh, 0, data).expect("write");
+    live.release(fh).expect("release");
+    ino
+}
+
+pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
+    let attr = lookup(live, path).expect("file exists");
+    let fh = live.open(attr.ino, false, false).expect("open");
+    let data = live
+        .read(
+            fh,
+            0,
+            u32::try_from(attr.record.size).expect("a small file"),
+        )
+        .expect("read");
+    live.release(fh).expect("release");
+    data
+}

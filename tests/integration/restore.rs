@@ -1,0 +1,245 @@
+//! Restore, rollback and clone. The daemon has no command for them yet, so each test works on
+//! the store offline through the library (open, restore, close), then mounts it and checks the
+//! result with ordinary file tools, as users will see it.
+
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use snapfs::live::{LiveFs, LiveOptions};
+use snapfs::snapshot::{RestoreError, Snapshots, clone_snapshot};
+use snapfs::store::Store;
+
+use crate::harness::{Mounted, noise, pack_bytes, xattr_get, xattr_set};
+
+fn control(m: &Mounted, command: &str) {
+    fs::write(m.path(".snapshots/.control"), format!("{command}\n")).unwrap();
+}
+
+/// Opens the (unmounted) store, runs `work` on its snapshots, and closes it again.
+fn offline<T>(store: &Path, work: impl FnOnce(&Snapshots) -> T) -> T {
+    let live = LiveFs::serve(Store::open(store).unwrap(), LiveOptions::default()).unwrap();
+    let snapshots = Snapshots::open(
+        live.clone(),
+        std::sync::Arc::new(snapfs::schedule::SystemClock),
+    )
+    .unwrap();
+    let result = work(&snapshots);
+    drop(snapshots);
+    live.shutdown().unwrap();
+    result
+}
+
+/// Whether two trees hold the same names and bytes (`diff -r`, symlinks compared as links).
+fn same_tree(a: &Path, b: &Path) -> bool {
+    let out = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.code() != Some(2),
+        "diff failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success()
+}
+
+#[test]
+fn a_restore_brings_back_bytes_modes_times_xattrs_links_and_holes() {
+    let mut m = Mounted::new();
+    fs::create_dir_all(m.path("proj/empty")).unwrap();
+    let data = noise(3 << 20, 1);
+    fs::write(m.path("proj/data"), &data).unwrap();
+    fs::set_permissions(m.path("proj/data"), fs::Permissions::from_mode(0o4640)).unwrap();
+    xattr_set(&m.path("proj/data"), "user.origin", b"lab");
+    fs::hard_link(m.path("proj/data"), m.path("proj/hard")).unwrap();
+    std::os::unix::fs::symlink("data", m.path("proj/link")).unwrap();
+    let sparse = fs::File::create(m.path("proj/sparse")).unwrap();
+    sparse.set_len(1 << 30).unwrap();
+    sparse.write_all_at(b"tail", (1 << 30) - 4).unwrap();
+    drop(sparse);
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &m.path("proj/data"),
+        &nix::sys::time::TimeSpec::new(1_000_000, 7),
+        &nix::sys::time::TimeSpec::new(1_234_567, 89),
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    control(&m, "create s");
+    fs::remove_dir_all(m.path("proj")).unwrap();
+    m.unmount();
+
+    let report = offline(&m.store, |s| s.restore("s", "proj", None, false)).unwrap();
+
+    assert_eq!(report.bytes_stored, 0);
+    assert_eq!(
+        (
+            report.restored.files,
+            report.restored.dirs,
+            report.restored.others
+        ),
+        (2, 2, 1)
+    );
+    m.mount();
+    assert!(same_tree(&m.path(".snapshots/s/proj"), &m.path("proj")));
+    let restored = fs::metadata(m.path("proj/data")).unwrap();
+    assert_eq!(restored.mode() & 0o7777, 0o4640);
+    assert_eq!((restored.mtime(), restored.mtime_nsec()), (1_234_567, 89));
+    assert_eq!((restored.atime(), restored.atime_nsec()), (1_000_000, 7));
+    assert_eq!(restored.nlink(), 2);
+    assert_eq!(
+        fs::metadata(m.path("proj/hard")).unwrap().ino(),
+        restored.ino()
+    );
+    assert_eq!(
+        xattr_get(&m.path("proj/data"), "user.origin"),
+        Some(b"lab".to_vec())
+    );
+    assert_eq!(
+        fs::read_link(m.path("proj/link")).unwrap().to_str(),
+        Some("data")
+    );
+    assert_eq!(fs::read_dir(m.path("proj/empty")).unwrap().count(), 0);
+    assert_eq!(fs::metadata(m.path("proj/sparse")).unwrap().len(), 1 << 30);
+    let sparse = fs::File::open(m.path("proj/sparse")).unwrap();
+    let mut tail = [0u8; 4];
+    sparse.read_exact_at(&mut tail, (1 << 30) - 4).unwrap();
+    assert_eq!(&tail, b"tail");
+    let mut hole = [1u8; 4096];
+    sparse.read_exact_at(&mut hole, 1 << 29).unwrap();
+    assert!(hole.iter().all(|b| *b == 0));
+    drop(sparse);
+    m.remount();
+    assert_eq!(fs::read(m.path("proj/data")).unwrap(), data);
+}
+
+#[test]
+fn restoring_a_32_mib_file_stores_nothing() {
+    let mut m = Mounted::new();
+    let data = noise(32 << 20, 2);
+    fs::write(m.path("big"), &data).unwrap();
+    control(&m, "create s");
+    fs::remove_file(m.path("big")).unwrap();
+    m.unmount();
+    let before = pack_bytes(&m.store);
+
+    let report = offline(&m.store, |s| {
+        s.restore("s", "big", Some("big again"), false)
+    })
+    .unwrap();
+
+    assert_eq!(pack_bytes(&m.store), before);
+    assert_eq!(report.bytes_stored, 0);
+    assert_eq!(report.restored.bytes, data.len() as u64);
+    m.mount();
+    assert_eq!(fs::read(m.path("big again")).unwrap(), data);
+    assert!(!m.path("big").exists());
+}
+
+#[test]
+fn an_existing_destination_is_refused_without_overwrite_and_replaced_with_it() {
+    let mut m = Mounted::new();
+    fs::create_dir(m.path("conf")).unwrap();
+    fs::write(m.path("conf/app"), "version 1\n").unwrap();
+    control(&m, "create s");
+    fs::write(m.path("conf/app"), "version 2\n").unwrap();
+    fs::write(m.path("conf/extra"), "extra\n").unwrap();
+    m.unmount();
+
+    let refused = offline(&m.store, |s| s.restore("s", "conf", None, false));
+    let err = refused.expect_err("the destination exists");
+    assert!(
+        matches!(&err, RestoreError::Exists(path) if path == "conf"),
+        "{err}"
+    );
+    assert_eq!(snapfs::service::restore_errno(&err), libc::EEXIST);
+    m.mount();
+    assert_eq!(
+        fs::read_to_string(m.path("conf/app")).unwrap(),
+        "version 2\n"
+    );
+    m.unmount();
+
+    offline(&m.store, |s| s.restore("s", "conf", None, true)).unwrap();
+    m.mount();
+    assert_eq!(
+        fs::read_to_string(m.path("conf/app")).unwrap(),
+        "version 1\n"
+    );
+    assert!(!m.path("conf/extra").exists());
+}
+
+#[test]
+fn a_rollback_makes_the_share_the_snapshot_and_keeps_the_state_before() {
+    let mut m = Mounted::new();
+    fs::create_dir_all(m.path("a/b")).unwrap();
+    fs::write(m.path("a/b/f"), noise(300_000, 3)).unwrap();
+    fs::write(m.path("top"), "top\n").unwrap();
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o750)).unwrap();
+    control(&m, "create good");
+    fs::write(m.path("a/b/f"), "damaged\n").unwrap();
+    fs::remove_file(m.path("top")).unwrap();
+    fs::create_dir(m.path("new")).unwrap();
+    fs::write(m.path("new/file"), "new\n").unwrap();
+    fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o777)).unwrap();
+    m.unmount();
+
+    let report = offline(&m.store, |s| s.rollback("good", "before-rollback")).unwrap();
+
+    assert_eq!(report.bytes_stored, 0);
+    m.mount();
+    assert!(same_tree(&m.path(".snapshots/good"), &m.mnt));
+    assert_eq!(fs::metadata(&m.mnt).unwrap().mode() & 0o7777, 0o750);
+    let before = m.path(".snapshots/before-rollback");
+    assert_eq!(
+        fs::read_to_string(before.join("a/b/f")).unwrap(),
+        "damaged\n"
+    );
+    assert_eq!(
+        fs::read_to_string(before.join("new/file")).unwrap(),
+        "new\n"
+    );
+    assert!(!before.join("top").exists());
+    assert_eq!(fs::metadata(&before).unwrap().mode() & 0o7777, 0o777);
+}
+
+#[test]
+fn a_clone_mounts_as_the_snapshot_and_outlives_it() {
+    let mut m = Mounted::new();
+    fs::create_dir(m.path("docs")).unwrap();
+    let data = noise(2 << 20, 4);
+    fs::write(m.path("docs/one"), &data).unwrap();
+    fs::write(m.path("docs/same"), &data).unwrap();
+    std::os::unix::fs::symlink("one", m.path("docs/link")).unwrap();
+    control(&m, "create s");
+    fs::write(m.path("docs/later"), "not in the snapshot\n").unwrap();
+    // A clone goes where the harness keeps a second store, which it then mounts.
+    let mut clone = Mounted::new();
+    clone.unmount();
+    fs::remove_dir_all(&clone.store).unwrap();
+    m.unmount();
+
+    let report = offline(&m.store, |s| clone_snapshot(s, "s", &clone.store)).unwrap();
+
+    assert_eq!(report.cloned.files, 2);
+    assert_eq!(
+        report.chunk_bytes,
+        data.len() as u64,
+        "equal files copied once"
+    );
+    m.mount();
+    clone.mount();
+    assert!(same_tree(&m.path(".snapshots/s"), &clone.mnt));
+    // Nothing of the source holds the data any more after this.
+    fs::remove_dir_all(m.path("docs")).unwrap();
+    control(&m, "delete s");
+    control(&m, "gc");
+    clone.remount();
+    assert_eq!(fs::read(clone.path("docs/one")).unwrap(), data);
+    assert_eq!(fs::read(clone.path("docs/same")).unwrap(), data);
+    assert!(!clone.path("docs/later").exists());
+}
