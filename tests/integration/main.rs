@@ -10,6 +10,7 @@ mod durability;
 mod full_disk;
 mod harness;
 mod history;
+mod history_cli;
 mod lifecycle;
 mod permissions;
 mod posix_ops;

@@ -1,34 +1,15 @@
-//! Restore, rollback and clone. The daemon has no command for them yet, so each test works on
-//! the store offline through the library (open, restore, close), then mounts it and checks the
-//! result with ordinary file tools, as users will see it.
+//! Restore, rollback and clone through `snapfs` against a running daemon (and one restore on
+//! an unmounted store), checked with ordinary file tools, as users will see them.
 
 use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use snapfs::live::{LiveFs, LiveOptions};
-use snapfs::snapshot::{RestoreError, Snapshots, clone_snapshot};
-use snapfs::store::Store;
-
-use crate::harness::{Mounted, noise, pack_bytes, xattr_get, xattr_set};
+use crate::harness::{Mounted, noise, pack_bytes, snapfs_err, snapfs_ok, xattr_get, xattr_set};
 
 fn control(m: &Mounted, command: &str) {
     fs::write(m.path(".snapshots/.control"), format!("{command}\n")).unwrap();
-}
-
-/// Opens the (unmounted) store, runs `work` on its snapshots, and closes it again.
-fn offline<T>(store: &Path, work: impl FnOnce(&Snapshots) -> T) -> T {
-    let live = LiveFs::serve(Store::open(store).unwrap(), LiveOptions::default()).unwrap();
-    let snapshots = Snapshots::open(
-        live.clone(),
-        std::sync::Arc::new(snapfs::schedule::SystemClock),
-    )
-    .unwrap();
-    let result = work(&snapshots);
-    drop(snapshots);
-    live.shutdown().unwrap();
-    result
 }
 
 /// Whether two trees hold the same names and bytes (`diff -r`, symlinks compared as links).
@@ -71,20 +52,12 @@ fn a_restore_brings_back_bytes_modes_times_xattrs_links_and_holes() {
     .unwrap();
     control(&m, "create s");
     fs::remove_dir_all(m.path("proj")).unwrap();
-    m.unmount();
 
-    let report = offline(&m.store, |s| s.restore("s", "proj", None, false)).unwrap();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    let out = snapfs_ok(&["restore", "s", "proj", "--mount", &mnt]);
 
-    assert_eq!(report.bytes_stored, 0);
-    assert_eq!(
-        (
-            report.restored.files,
-            report.restored.dirs,
-            report.restored.others
-        ),
-        (2, 2, 1)
-    );
-    m.mount();
+    assert!(out.contains("2 files, 2 directories, 1 others"), "{out}");
+    assert!(out.contains("stored 0 B"), "{out}");
     assert!(same_tree(&m.path(".snapshots/s/proj"), &m.path("proj")));
     let restored = fs::metadata(m.path("proj/data")).unwrap();
     assert_eq!(restored.mode() & 0o7777, 0o4640);
@@ -124,20 +97,24 @@ fn restoring_a_32_mib_file_stores_nothing() {
     fs::write(m.path("big"), &data).unwrap();
     control(&m, "create s");
     fs::remove_file(m.path("big")).unwrap();
-    m.unmount();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    let store = m.store.to_str().unwrap().to_owned();
+    control(&m, "gc");
     let before = pack_bytes(&m.store);
 
-    let report = offline(&m.store, |s| {
-        s.restore("s", "big", Some("big again"), false)
-    })
-    .unwrap();
+    // While mounted, through the daemon; the share stays in use.
+    let out = snapfs_ok(&["restore", "s", "big", "--to", "big again", "--mount", &mnt]);
 
-    assert_eq!(pack_bytes(&m.store), before);
-    assert_eq!(report.bytes_stored, 0);
-    assert_eq!(report.restored.bytes, data.len() as u64);
-    m.mount();
+    assert!(out.contains("32.0 MiB (stored 0 B)"), "{out}");
     assert_eq!(fs::read(m.path("big again")).unwrap(), data);
     assert!(!m.path("big").exists());
+    assert_eq!(pack_bytes(&m.store), before);
+    // And on the unmounted store.
+    m.unmount();
+    snapfs_ok(&["restore", "s", "/big", "--store", &store]);
+    assert_eq!(pack_bytes(&m.store), before);
+    m.mount();
+    assert_eq!(fs::read(m.path("big")).unwrap(), data);
 }
 
 #[test]
@@ -148,24 +125,28 @@ fn an_existing_destination_is_refused_without_overwrite_and_replaced_with_it() {
     control(&m, "create s");
     fs::write(m.path("conf/app"), "version 2\n").unwrap();
     fs::write(m.path("conf/extra"), "extra\n").unwrap();
-    m.unmount();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    // A file open in the tree being replaced stays readable.
+    let open = fs::File::open(m.path("conf/app")).unwrap();
 
-    let refused = offline(&m.store, |s| s.restore("s", "conf", None, false));
-    let err = refused.expect_err("the destination exists");
+    let err = snapfs_err(&["restore", "s", "conf", "--mount", &mnt]);
     assert!(
-        matches!(&err, RestoreError::Exists(path) if path == "conf"),
+        err.contains("\"conf\" exists") && err.contains("overwrite"),
         "{err}"
     );
-    assert_eq!(snapfs::service::restore_errno(&err), libc::EEXIST);
-    m.mount();
+    let write = fs::write(m.path(".snapshots/.control"), "restore s conf\n").expect_err("refused");
+    assert_eq!(write.raw_os_error(), Some(libc::EEXIST));
     assert_eq!(
         fs::read_to_string(m.path("conf/app")).unwrap(),
         "version 2\n"
     );
-    m.unmount();
 
-    offline(&m.store, |s| s.restore("s", "conf", None, true)).unwrap();
-    m.mount();
+    snapfs_ok(&["restore", "s", "conf", "--overwrite", "--mount", &mnt]);
+    let mut old = String::new();
+    std::io::Read::read_to_string(&mut &open, &mut old).unwrap();
+    assert_eq!(old, "version 2\n");
+    drop(open);
+    m.remount();
     assert_eq!(
         fs::read_to_string(m.path("conf/app")).unwrap(),
         "version 1\n"
@@ -186,15 +167,17 @@ fn a_rollback_makes_the_share_the_snapshot_and_keeps_the_state_before() {
     fs::create_dir(m.path("new")).unwrap();
     fs::write(m.path("new/file"), "new\n").unwrap();
     fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o777)).unwrap();
-    m.unmount();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
 
-    let report = offline(&m.store, |s| s.rollback("good", "before-rollback")).unwrap();
+    let out = snapfs_ok(&["rollback", "good", "--mount", &mnt]);
 
-    assert_eq!(report.bytes_stored, 0);
-    m.mount();
+    let safety = out.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(safety.starts_with("before-rollback-"), "{out}");
     assert!(same_tree(&m.path(".snapshots/good"), &m.mnt));
     assert_eq!(fs::metadata(&m.mnt).unwrap().mode() & 0o7777, 0o750);
-    let before = m.path(".snapshots/before-rollback");
+    m.remount();
+    assert!(same_tree(&m.path(".snapshots/good"), &m.mnt));
+    let before = m.path(&format!(".snapshots/{safety}"));
     assert_eq!(
         fs::read_to_string(before.join("a/b/f")).unwrap(),
         "damaged\n"
@@ -221,17 +204,17 @@ fn a_clone_mounts_as_the_snapshot_and_outlives_it() {
     let mut clone = Mounted::new();
     clone.unmount();
     fs::remove_dir_all(&clone.store).unwrap();
-    m.unmount();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
 
-    let report = offline(&m.store, |s| clone_snapshot(s, "s", &clone.store)).unwrap();
+    let out = snapfs_ok(&["clone", "s", clone.store.to_str().unwrap(), "--mount", &mnt]);
 
-    assert_eq!(report.cloned.files, 2);
-    assert_eq!(
-        report.chunk_bytes,
-        data.len() as u64,
-        "equal files copied once"
+    assert!(out.contains("2 files"), "{out}");
+    // Equal files are copied once: 16 chunks of 128 KiB.
+    assert!(out.contains(", 16 chunks copied"), "{out}");
+    assert!(
+        snapfs_err(&["clone", "s", clone.store.to_str().unwrap(), "--mount", &mnt])
+            .contains("already a snapfs store")
     );
-    m.mount();
     clone.mount();
     assert!(same_tree(&m.path(".snapshots/s"), &clone.mnt));
     // Nothing of the source holds the data any more after this.
