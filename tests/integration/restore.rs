@@ -192,7 +192,7 @@ fn a_rollback_makes_the_share_the_snapshot_and_keeps_the_state_before() {
 
 #[test]
 fn a_clone_mounts_as_the_snapshot_and_outlives_it() {
-    let mut m = Mounted::new();
+    let m = Mounted::new();
     fs::create_dir(m.path("docs")).unwrap();
     let data = noise(2 << 20, 4);
     fs::write(m.path("docs/one"), &data).unwrap();
