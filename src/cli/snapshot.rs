@@ -55,8 +55,9 @@ pub struct On<A: Args> {
 
 fn print_table(rows: &[SnapshotInfo], deleted: bool) {
     let last = if deleted { "PURGE AT" } else { "HELD UNTIL" };
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0).max(24);
     println!(
-        "{:<32} {:<21} {:<10} {:>12}  {last}",
+        "{:<width$} {:<21} {:<10} {:>12}  {last}",
         "NAME", "CREATED", "ORIGIN", "UNIQUE"
     );
     for row in rows {
@@ -66,7 +67,7 @@ fn print_table(rows: &[SnapshotInfo], deleted: bool) {
             row.held_until.clone()
         };
         println!(
-            "{:<32} {:<21} {:<10} {:>12}  {}",
+            "{:<width$} {:<21} {:<10} {:>12}  {}",
             row.name,
             row.created,
             row.origin,

@@ -53,6 +53,9 @@ pub struct Service {
     jobs: JobLog,
     settings: Mutex<Settings>,
     options: ServiceOptions,
+    /// One tick at a time (the scheduler thread's, or a `clock` request's), so that two never
+    /// expire the same snapshot.
+    ticking: Mutex<()>,
     /// Wakes the scheduler thread early: the policy changed, or the service is closing.
     wake: Condvar,
     stopped: Mutex<bool>,
@@ -80,6 +83,7 @@ impl Service {
             jobs,
             settings: Mutex::new(settings),
             options,
+            ticking: Mutex::new(()),
             wake: Condvar::new(),
             stopped: Mutex::new(false),
         }))
@@ -188,6 +192,19 @@ impl Service {
                 to_value(report)
             }
             Request::Clone(args) => {
+                if !args.new_store.is_absolute() {
+                    return Err(ServiceError::invalid(
+                        "the new store's directory must be an absolute path",
+                    ));
+                }
+                if let Some(mountpoint) = &self.options.mountpoint
+                    && args.new_store.starts_with(mountpoint)
+                {
+                    return Err(ServiceError::invalid(format!(
+                        "a clone cannot go inside the share it comes from ({})",
+                        mountpoint.display()
+                    )));
+                }
                 let report = self.job("clone", &args.snapshot, false, || {
                     let report = crate::snapshot::clone_snapshot(
                         &self.snapshots,

@@ -35,6 +35,7 @@ pub struct TickReport {
 impl Service {
     /// Does what is due now.
     pub fn tick(&self) -> TickReport {
+        let _one_at_a_time = self.ticking.lock();
         let mut report = TickReport {
             purged: self.purge_expired(true),
             ..TickReport::default()

@@ -215,6 +215,11 @@ fn a_clone_mounts_as_the_snapshot_and_outlives_it() {
         snapfs_err(&["clone", "s", clone.store.to_str().unwrap(), "--mount", &mnt])
             .contains("already a snapfs store")
     );
+    let inside = m.path("clone-here");
+    assert!(
+        snapfs_err(&["clone", "s", inside.to_str().unwrap(), "--mount", &mnt])
+            .contains("inside the share")
+    );
     clone.mount();
     assert!(same_tree(&m.path(".snapshots/s"), &clone.mnt));
     // Nothing of the source holds the data any more after this.
