@@ -28,23 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
-median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-
-make_tree() { # make_tree DIR N
-    python3 - "$1" "$2" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(n)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 100:05}")
-    if i % 100 == 0:
-        os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 4096)))
-PY
-}
+source scripts/bench-tree.sh
 
 printf '%-8s %-8s %12s %14s %10s\n' files changed snapfs-diff "diff -rq" ratio
 for n in $sizes; do
@@ -74,7 +58,7 @@ PY
         done
         found=$(wc -l <"$work/out")
         ((found == k)) || { echo "diff found $found changes, expected $k" >&2; exit 1; }
-        sync; echo 3 >/proc/sys/vm/drop_caches
+        drop_caches
         t0=$(now); diff -rq "$mnt/.snapshots/a-$k" "$mnt/.snapshots/b-$k" >/dev/null || true; t1=$(now)
         ours=$(echo "$times" | median) walk=$(elapsed "$t0" "$t1")
         printf '%-8s %-8s %11ss %13ss %9.3fx\n' "$n" "$k" "$ours" "$walk" \

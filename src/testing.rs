@@ -27,6 +27,12 @@ pub fn open(store: &Path) -> Arc<LiveFs> {
     LiveFs::serve(Store::open(store).expect("open"), LiveOptions::default()).expect("serve")
 }
 
+/// The snapshots of a share, on the system clock.
+pub fn snapshots_of(live: &Arc<LiveFs>) -> crate::snapshot::Snapshots {
+    crate::snapshot::Snapshots::open(live.clone(), Arc::new(crate::schedule::SystemClock))
+        .expect("snapshots")
+}
+
 /// Commits, stops and drops the share, which unlocks its store.
 pub fn close(live: Arc<LiveFs>) {
     live.shutdown().expect("shutdown");

@@ -151,7 +151,9 @@ mod tests {
     use crate::format::catalog::Origin;
     use crate::id::InodeNo;
     use crate::live::SetAttr;
-    use crate::testing::{close, lookup, mkdir, new_store, open, read_file, write_file};
+    use crate::testing::{
+        close, lookup, mkdir, new_store, open, read_file, snapshots_of, write_file,
+    };
 
     /// Three blocks that differ from each other.
     fn data() -> Vec<u8> {
@@ -162,11 +164,7 @@ mod tests {
     fn a_clone_starts_as_the_snapshot_and_shares_nothing_with_its_source() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         mkdir(&live, "d");
         write_file(&live, "d/a", &data());
         write_file(&live, "d/same", &data());
@@ -201,11 +199,7 @@ mod tests {
             0o700
         );
         cloned.assert_consistent();
-        let clone_snapshots = Snapshots::open(
-            cloned.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let clone_snapshots = snapshots_of(&cloned);
         clone_snapshots
             .create("first", Origin::Manual)
             .expect("the clone takes its own snapshots");
@@ -220,11 +214,7 @@ mod tests {
     fn a_clone_refuses_a_used_destination_and_leaves_nothing_when_it_fails() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         write_file(&live, "f", &data());
         snapshots.create("s", Origin::Manual).expect("snapshot");
         let occupied = tmp.path().join("occupied");
@@ -256,11 +246,7 @@ mod tests {
         file.write_all_at(&[byte[0] ^ 0xff], 70).expect("write");
         drop(file);
         let live = open(&store);
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         let err = clone_snapshot(&snapshots, "s", &fresh).expect_err("damaged");
         assert_eq!(crate::service::restore_errno(&err), libc::EIO, "{err}");
         assert!(

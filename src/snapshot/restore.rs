@@ -160,9 +160,7 @@ impl Snapshots {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
-    use crate::schedule::SystemClock;
     use crate::snapshot::DeleteMode;
 
     use super::*;
@@ -170,7 +168,9 @@ mod tests {
     use crate::format::inode::{InodeKind, Timestamp};
     use crate::id::InodeNo;
     use crate::live::{LiveFs, NewInode, SetAttr, XattrFlags, XattrReply};
-    use crate::testing::{ROOT_USER, close, lookup, mkdir, new_store, open, read_file, write_file};
+    use crate::testing::{
+        ROOT_USER, close, lookup, mkdir, new_store, open, read_file, snapshots_of, write_file,
+    };
 
     /// Bytes that do not repeat block to block, so no block dedups against another.
     fn data(len: usize) -> Vec<u8> {
@@ -181,11 +181,7 @@ mod tests {
     fn a_restore_brings_back_a_whole_tree_without_storing_data() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         let etc = mkdir(&live, "etc");
         let content = data(3 * 4096 + 100);
         let conf = write_file(&live, "etc/app.conf", &content);
@@ -261,11 +257,7 @@ mod tests {
     fn restored_data_outlives_its_snapshot_and_a_collection() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         let content = data(5 * 4096);
         write_file(&live, "f", &content);
         snapshots.create("s", Origin::Manual).expect("snapshot");
@@ -286,11 +278,7 @@ mod tests {
         close(live);
         let live = open(&store);
         assert_eq!(read_file(&live, "restored"), content);
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         let report =
             crate::verify::verify(&snapshots, &Default::default(), &mut |_, _| {}).expect("verify");
         assert!(report.is_clean(), "{report:?}");
@@ -300,11 +288,7 @@ mod tests {
     fn an_existing_destination_is_replaced_only_with_overwrite() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         mkdir(&live, "d");
         write_file(&live, "d/f", b"before");
         snapshots.create("s", Origin::Manual).expect("snapshot");
@@ -332,11 +316,7 @@ mod tests {
     fn failures_name_what_failed_and_map_to_errno() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         write_file(&live, "file", b"x");
         mkdir(&live, "dir");
         snapshots.create("s", Origin::Manual).expect("snapshot");
@@ -369,7 +349,7 @@ mod tests {
     fn a_pinned_snapshot_cannot_be_deleted_until_unpinned() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(live.clone(), Arc::new(SystemClock)).expect("snapshots");
+        let snapshots = snapshots_of(&live);
         snapshots.create("s", Origin::Manual).expect("snapshot");
         let pin = snapshots.pin("s").expect("pin");
         assert!(matches!(

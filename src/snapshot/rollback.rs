@@ -59,17 +59,15 @@ mod tests {
     use super::*;
     use crate::id::InodeNo;
     use crate::live::{LiveFs, SetAttr};
-    use crate::testing::{close, lookup, mkdir, new_store, open, read_file, write_file};
+    use crate::testing::{
+        close, lookup, mkdir, new_store, open, read_file, snapshots_of, write_file,
+    };
 
     #[test]
     fn a_rollback_replaces_the_share_after_a_safety_snapshot() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         mkdir(&live, "d");
         write_file(&live, "d/f", b"version 1");
         write_file(&live, "top", b"top");
@@ -126,11 +124,7 @@ mod tests {
     fn a_rollback_to_a_missing_snapshot_takes_no_safety_snapshot() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = Snapshots::open(
-            live.clone(),
-            std::sync::Arc::new(crate::schedule::SystemClock),
-        )
-        .expect("snapshots");
+        let snapshots = snapshots_of(&live);
         let err = snapshots
             .rollback("missing", "safety")
             .expect_err("refused");

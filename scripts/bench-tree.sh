@@ -1,0 +1,21 @@
+# Helpers shared by the snapshot and diff benchmarks (sourced, not run).
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
+median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# make_tree DIR N: N files of 1-4 KiB of random bytes, 100 per directory (dNNNNN/fNNN).
+make_tree() {
+    python3 - "$1" "$2" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(n)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 100:05}")
+    if i % 100 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(1024, 4096)))
+PY
+}
