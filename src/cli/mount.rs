@@ -9,7 +9,7 @@ use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::fuse::{CacheOptions, SnapFuse};
+use crate::fuse::{CacheOptions, KernelNotifier, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
 use crate::schedule::clock::{Clock, ManualClock, SystemClock};
 use crate::service::{Service, ServiceOptions};
@@ -128,11 +128,12 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     config.n_threads = Some(args.threads);
     config.clone_fd = true;
     let mut session = Session::new(
-        SnapFuse::new(live, service.clone(), cache),
+        SnapFuse::new(live.clone(), service.clone(), cache),
         &mountpoint,
         &config,
     )
     .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
+    live.attach_kernel_cache(Arc::new(KernelNotifier(session.notifier())));
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("snapfs-signals".into())

@@ -54,6 +54,23 @@ impl Default for CacheOptions {
     }
 }
 
+/// The kernel's caches of a mount, told to forget what the share changed on its own. Errors are
+/// of no consequence (the kernel may simply not have had the entry cached).
+pub struct KernelNotifier(pub fuser::Notifier);
+
+impl crate::live::KernelCache for KernelNotifier {
+    fn forget_entry(&self, parent: Ino, name: &[u8]) {
+        let _ = self
+            .0
+            .inval_entry(INodeNo(parent.0), OsStr::from_bytes(name));
+    }
+
+    fn forget_attributes(&self, ino: Ino) {
+        // A negative offset: the attributes only, not cached data.
+        let _ = self.0.inval_inode(INodeNo(ino.0), -1, 0);
+    }
+}
+
 pub struct SnapFuse {
     live: Arc<LiveFs>,
     side: SnapshotSide,

@@ -125,11 +125,12 @@ enum Top {
 }
 
 impl LiveFs {
-    /// Grafts `subtree` at `at` in one atomic change, then commits.
+    /// Grafts `subtree` at `at` in one atomic change, then commits, and has the kernel forget
+    /// the entries it replaced.
     pub fn graft(&self, subtree: Subtree, at: GraftPoint<'_>) -> FsResult<()> {
         self.check_writable()?;
         let now = Timestamp::now();
-        {
+        let replaced: Vec<(InodeNo, Vec<u8>)> = {
             let mut tree = self.tree.write();
             match at {
                 GraftPoint::Path { path, overwrite } => {
@@ -160,6 +161,7 @@ impl LiveFs {
                     parent_node.record.ctime = now;
                     self.mark_inode(parent);
                     self.mark_dirent(parent, name, Some(top));
+                    vec![(parent, name.to_vec())]
                 }
                 GraftPoint::Root => {
                     let old: Vec<(Vec<u8>, InodeNo)> = tree
@@ -169,8 +171,8 @@ impl LiveFs {
                         .collect();
                     let mut nodes = build(&mut tree, subtree, Top::Root, now)?;
                     // Nothing fails from here on: the change is made whole or not at all.
-                    for (name, child) in old {
-                        self.remove_tree(&mut tree, InodeNo::ROOT, &name, child, now);
+                    for (name, child) in &old {
+                        self.remove_tree(&mut tree, InodeNo::ROOT, name, *child, now);
                     }
                     let (_, top) = nodes.swap_remove(0);
                     self.insert_grafted(&mut tree, nodes);
@@ -185,10 +187,15 @@ impl LiveFs {
                     root.record.mtime = now;
                     root.record.ctime = now;
                     self.mark_grafted(InodeNo::ROOT, root);
+                    old.into_iter()
+                        .map(|(name, _)| (InodeNo::ROOT, name))
+                        .collect()
                 }
             }
-        }
-        self.commit_now()
+        };
+        let committed = self.commit_now();
+        self.forget_in_kernel(&replaced);
+        committed
     }
 
     /// Adds built nodes to the namespace and records them for the commit and the next freeze.

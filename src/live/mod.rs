@@ -53,6 +53,14 @@ use crate::meta::MetaStore;
 use crate::storage::lock::StoreLock;
 use crate::store::Store;
 
+/// The kernel's caches of names and attributes, for changes the share makes on its own rather
+/// than in answer to a kernel request (a restore, a rollback): the kernel is told to forget
+/// what they replaced, or it would go on showing the old entries until their cache time ends.
+pub trait KernelCache: Send + Sync {
+    fn forget_entry(&self, parent: InodeNo, name: &[u8]);
+    fn forget_attributes(&self, ino: InodeNo);
+}
+
 /// Who asks for an operation: the owner of what it creates.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
@@ -106,6 +114,8 @@ pub struct LiveFs {
     /// be repaired in place, so further changes are refused rather than silently lost.
     poisoned: AtomicBool,
     store_dir: std::path::PathBuf,
+    /// Set once mounted.
+    kernel: std::sync::OnceLock<Arc<dyn KernelCache>>,
     _lock: StoreLock,
 }
 
@@ -134,6 +144,7 @@ impl LiveFs {
             commits: CommitQueue::new(options.commit_interval),
             poisoned: AtomicBool::new(false),
             store_dir: dir,
+            kernel: std::sync::OnceLock::new(),
         });
         if !orphans.is_empty() {
             tracing::info!(
@@ -233,6 +244,39 @@ impl LiveFs {
 
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// Connects the share to the kernel's caches of the mount serving it.
+    pub fn attach_kernel_cache(&self, cache: Arc<dyn KernelCache>) {
+        if self.kernel.set(cache).is_err() {
+            tracing::warn!("the share is already attached to a mount");
+        }
+    }
+
+    /// Tells the kernel to forget `names` (entries of their directories) and the attributes of
+    /// those directories.
+    fn forget_in_kernel(&self, names: &[(InodeNo, Vec<u8>)]) {
+        let Some(kernel) = self.kernel.get() else {
+            return;
+        };
+        for (parent, name) in names {
+            kernel.forget_entry(*parent, name);
+        }
+        let mut dirs: Vec<InodeNo> = names.iter().map(|(parent, _)| *parent).collect();
+        dirs.dedup();
+        for dir in dirs {
+            kernel.forget_attributes(dir);
+        }
+    }
+
+    /// Has the kernel forget the entry `name` of `parent`, from another thread: the caller may
+    /// be serving a kernel request that holds `parent` locked (an `rmdir` in `.snapshots`),
+    /// which the kernel needs to forget the entry.
+    pub fn forget_entry_later(&self, parent: InodeNo, name: &[u8]) {
+        if let Some(kernel) = self.kernel.get() {
+            let (kernel, name) = (kernel.clone(), name.to_vec());
+            std::thread::spawn(move || kernel.forget_entry(parent, &name));
+        }
     }
 
     /// The store directory this share lives in.

@@ -287,6 +287,9 @@ impl Snapshots {
                 .deleted
                 .insert(record.number, (name.to_owned(), record));
         }
+        drop(catalog);
+        self.live
+            .forget_entry_later(view::SNAPSHOTS_DIR, name.as_bytes());
         tracing::info!(snapshot = name, ?mode, "snapshot deleted");
         Ok(())
     }

@@ -60,7 +60,14 @@ fn a_held_snapshot_cannot_be_deleted_by_anyone() {
     ]);
     assert!(snapfs_err(&["snapshot", "delete", "keep", "--mount", &mnt]).contains("held until"));
     control(&m, &format!("clock {}\n", YEAR_START + 24 * HOUR)).unwrap();
+    assert!(m.path(".snapshots/keep").exists());
     snapfs_ok(&["snapshot", "delete", "keep", "--mount", &mnt]);
+    // Gone within moments, although the kernel had it cached (for up to a minute).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while m.path(".snapshots/keep").exists() {
+        assert!(Instant::now() < deadline, "the kernel still shows it");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Released by hand.
     snapfs_ok(&["snapshot", "create", "other", "--mount", &mnt]);
     snapfs_ok(&["snapshot", "hold", "other", "--mount", &mnt]);

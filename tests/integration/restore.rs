@@ -142,6 +142,12 @@ fn an_existing_destination_is_refused_without_overwrite_and_replaced_with_it() {
     );
 
     snapfs_ok(&["restore", "s", "conf", "--overwrite", "--mount", &mnt]);
+    // At once, through the kernel's caches, which knew the replaced entries.
+    assert_eq!(
+        fs::read_to_string(m.path("conf/app")).unwrap(),
+        "version 1\n"
+    );
+    assert!(!m.path("conf/extra").exists());
     let mut old = String::new();
     std::io::Read::read_to_string(&mut &open, &mut old).unwrap();
     assert_eq!(old, "version 2\n");
