@@ -25,7 +25,7 @@ pub use jobs::Job;
 use jobs::JobLog;
 use replies::{PolicyReport, SnapshotInfo, Space, StatusReport};
 pub use request::Request;
-use request::{PolicyAction, PolicySetArgs};
+use request::{CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
 pub use scheduler::TickReport;
 use settings::Settings;
 
@@ -35,7 +35,9 @@ use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, p
 use crate::schedule::clock::ManualClock;
 use crate::schedule::policy::PolicyChange;
 use crate::schedule::slots;
-use crate::snapshot::{DeleteMode, Snapshots};
+use crate::snapshot::{
+    CloneReport, DeleteMode, RestoreReport, RollbackReport, Snapshots, clone_snapshot,
+};
 
 /// How a service is set up.
 #[derive(Default)]
@@ -123,10 +125,7 @@ impl Service {
             }
             Request::Hold(args) => {
                 let hold = match &args.until {
-                    Some(until) => Hold::Until(
-                        parse_instant(until, self.now())
-                            .map_err(|e| ServiceError::invalid(e.to_string()))?,
-                    ),
+                    Some(until) => Hold::Until(self.parse_time(until)?),
                     None => Hold::Indefinite,
                 };
                 let record = self.snapshots.set_hold(&args.name, hold)?;
@@ -138,102 +137,20 @@ impl Service {
             }
             Request::Gc => to_value(self.gc()?),
             Request::Usage => to_value(crate::gc::usage::usage(&self.snapshots)?),
-            Request::Verify(args) => {
-                let target = args.snapshot.clone().unwrap_or_default();
-                let options = crate::verify::VerifyOptions {
-                    snapshot: args.snapshot,
-                    quick: args.quick,
-                };
-                let started = self.now();
-                let report = crate::verify::verify(&self.snapshots, &options, progress);
-                let error = match &report {
-                    Ok(report) if report.is_clean() => None,
-                    Ok(report) => Some(format!("{} damaged chunks", report.damaged.len())),
-                    Err(err) => Some(err.to_string()),
-                };
-                self.jobs.record(Job {
-                    kind: "verify".into(),
-                    target,
-                    started,
-                    ended: self.now(),
-                    ok: error.is_none(),
-                    error,
-                    ..Job::default()
-                });
-                let report = report.map_err(|e| ServiceError::io(e.to_string()))?;
-                to_value(report)
-            }
-            Request::Restore(args) => {
-                let report = self.job("restore", &args.path, false, || {
-                    let report = self
-                        .snapshots
-                        .restore(
-                            &args.snapshot,
-                            &args.path,
-                            args.to.as_deref(),
-                            args.overwrite,
-                        )
-                        .map_err(ServiceError::from)?;
-                    let bytes = report.restored.bytes;
-                    Ok((report, bytes))
-                })?;
-                to_value(report)
-            }
-            Request::Rollback(args) => {
-                let report = self.job("rollback", &args.snapshot, false, || {
-                    let safety =
-                        self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
-                    let report = self
-                        .snapshots
-                        .rollback(&args.snapshot, &safety)
-                        .map_err(ServiceError::from)?;
-                    Ok((report, 0))
-                })?;
-                to_value(report)
-            }
-            Request::Clone(args) => {
-                if !args.new_store.is_absolute() {
-                    return Err(ServiceError::invalid(
-                        "the new store's directory must be an absolute path",
-                    ));
-                }
-                if let Some(mountpoint) = &self.options.mountpoint
-                    && args.new_store.starts_with(mountpoint)
-                {
-                    return Err(ServiceError::invalid(format!(
-                        "a clone cannot go inside the share it comes from ({})",
-                        mountpoint.display()
-                    )));
-                }
-                let report = self.job("clone", &args.snapshot, false, || {
-                    let report = crate::snapshot::clone_snapshot(
-                        &self.snapshots,
-                        &args.snapshot,
-                        &args.new_store,
-                    )
-                    .map_err(ServiceError::from)?;
-                    let bytes = report.chunk_bytes;
-                    Ok((report, bytes))
-                })?;
-                to_value(report)
-            }
+            Request::Verify(args) => to_value(self.verify(args, progress)?),
+            Request::Restore(args) => to_value(self.restore(&args)?),
+            Request::Rollback(args) => to_value(self.rollback(&args.snapshot)?),
+            Request::Clone(args) => to_value(self.clone_snapshot(&args)?),
             Request::Diff(args) => {
-                let old = self.tree(&args.from)?;
-                let new = self.tree(&args.to)?;
+                let (old, new) = (self.tree(&args.from)?, self.tree(&args.to)?);
                 let path = args.path.as_deref().map(str::as_bytes);
-                to_value(
-                    history::diff::diff(self.snapshots.objects(), &old, &new, path)
-                        .map_err(ServiceError::from)?,
-                )
+                to_value(history::diff(self.snapshots.objects(), &old, &new, path)?)
             }
-            Request::Log(args) => to_value(
-                history::log::log(
-                    self.snapshots.objects(),
-                    &self.snapshots.list(),
-                    args.path.as_bytes(),
-                )
-                .map_err(ServiceError::from)?,
-            ),
+            Request::Log(args) => {
+                let snapshots = self.snapshots.list();
+                let path = args.path.as_bytes();
+                to_value(history::log(self.snapshots.objects(), &snapshots, path)?)
+            }
             Request::Policy { action } => {
                 if let PolicyAction::Set(change) = action {
                     self.set_policy(&change)?;
@@ -246,15 +163,18 @@ impl Service {
                     self.options.manual_clock.as_ref().ok_or_else(|| {
                         ServiceError::invalid("this daemon runs on the system clock")
                     })?;
-                let now = match args.now.parse::<i64>() {
+                clock.set(match args.now.parse::<i64>() {
                     Ok(secs) => secs,
-                    Err(_) => parse_instant(&args.now, self.now())
-                        .map_err(|e| ServiceError::invalid(e.to_string()))?,
-                };
-                clock.set(now);
+                    Err(_) => self.parse_time(&args.now)?,
+                });
                 to_value(self.tick())
             }
         }
+    }
+
+    /// A time as a user gives it: absolute (UTC) or a duration from now.
+    fn parse_time(&self, text: &str) -> Result<i64, ServiceError> {
+        parse_instant(text, self.now()).map_err(|e| ServiceError::invalid(e.to_string()))
     }
 
     /// Runs `work` as a recorded job; `work` returns its result and the bytes it moved.
@@ -294,6 +214,78 @@ impl Service {
             n += 1;
         }
         name
+    }
+
+    fn verify(
+        &self,
+        args: VerifyArgs,
+        progress: Progress<'_>,
+    ) -> Result<crate::verify::VerifyReport, ServiceError> {
+        let target = args.snapshot.clone().unwrap_or_default();
+        let options = crate::verify::VerifyOptions {
+            snapshot: args.snapshot,
+            quick: args.quick,
+        };
+        let started = self.now();
+        let report = crate::verify::verify(&self.snapshots, &options, progress);
+        // Damage found is a failed job (it runs the hook), though the report itself is the
+        // request's answer.
+        let error = match &report {
+            Ok(report) if report.is_clean() => None,
+            Ok(report) => Some(format!("{} damaged chunks", report.damaged.len())),
+            Err(err) => Some(err.to_string()),
+        };
+        self.jobs.record(Job {
+            kind: "verify".into(),
+            target,
+            started,
+            ended: self.now(),
+            ok: error.is_none(),
+            error,
+            ..Job::default()
+        });
+        report.map_err(|e| ServiceError::io(e.to_string()))
+    }
+
+    fn restore(&self, args: &RestoreArgs) -> Result<RestoreReport, ServiceError> {
+        self.job("restore", &args.path, false, || {
+            let report = self.snapshots.restore(
+                &args.snapshot,
+                &args.path,
+                args.to.as_deref(),
+                args.overwrite,
+            )?;
+            let bytes = report.restored.bytes;
+            Ok((report, bytes))
+        })
+    }
+
+    fn rollback(&self, snapshot: &str) -> Result<RollbackReport, ServiceError> {
+        self.job("rollback", snapshot, false, || {
+            let safety = self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
+            Ok((self.snapshots.rollback(snapshot, &safety)?, 0))
+        })
+    }
+
+    fn clone_snapshot(&self, args: &CloneArgs) -> Result<CloneReport, ServiceError> {
+        if !args.new_store.is_absolute() {
+            return Err(ServiceError::invalid(
+                "the new store's directory must be an absolute path",
+            ));
+        }
+        if let Some(mountpoint) = &self.options.mountpoint
+            && args.new_store.starts_with(mountpoint)
+        {
+            return Err(ServiceError::invalid(format!(
+                "a clone cannot go inside the share it comes from ({})",
+                mountpoint.display()
+            )));
+        }
+        self.job("clone", &args.snapshot, false, || {
+            let report = clone_snapshot(&self.snapshots, &args.snapshot, &args.new_store)?;
+            let bytes = report.chunk_bytes;
+            Ok((report, bytes))
+        })
     }
 
     pub fn create(
@@ -396,16 +388,18 @@ impl Service {
         }
     }
 
-    fn tree(&self, side: &str) -> Result<history::tree::Tree, ServiceError> {
+    fn tree(&self, side: &str) -> Result<history::Tree, ServiceError> {
         if side == "live" {
-            return history::tree::Tree::of_live(self.snapshots.live(), self.snapshots.objects())
-                .map_err(ServiceError::from);
+            return Ok(history::Tree::of_live(
+                self.snapshots.live(),
+                self.snapshots.objects(),
+            )?);
         }
         let record = self.snapshots.get(side).ok_or_else(|| ServiceError {
             errno: libc::ENOENT,
             message: format!("no snapshot named {side:?} (use a snapshot name or \"live\")"),
         })?;
-        Ok(history::tree::Tree::of_snapshot(&record))
+        Ok(history::Tree::of_snapshot(&record))
     }
 
     fn set_policy(&self, args: &PolicySetArgs) -> Result<(), ServiceError> {
