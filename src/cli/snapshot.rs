@@ -71,7 +71,7 @@ fn print_table(rows: &[SnapshotInfo], deleted: bool) {
             row.name,
             row.created,
             row.origin,
-            human_bytes(row.unique_bytes.unwrap_or(0)),
+            row.unique_bytes.map_or_else(|| "-".into(), human_bytes),
             extra.unwrap_or_default()
         );
     }

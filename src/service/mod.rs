@@ -332,13 +332,19 @@ impl Service {
     }
 
     fn list(&self, deleted: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
+        if deleted {
+            // What deleted snapshots hold is counted together, in `status`.
+            return Ok(self
+                .snapshots
+                .list_deleted()
+                .iter()
+                .map(|(name, record)| SnapshotInfo::new(name, record, None))
+                .collect());
+        }
         let usage = crate::gc::usage::usage(&self.snapshots)?;
-        let rows = if deleted {
-            self.snapshots.list_deleted()
-        } else {
-            self.snapshots.list()
-        };
-        Ok(rows
+        Ok(self
+            .snapshots
+            .list()
             .iter()
             .map(|(name, record)| {
                 SnapshotInfo::new(name, record, usage.unique_bytes.get(name).copied())

@@ -330,49 +330,48 @@ impl Snapshots {
     /// Forgets deleted snapshots for good (every one named `name`): their unique data becomes
     /// reclaimable. Returns how many were purged.
     pub fn purge(&self, name: &str) -> Result<usize, SnapshotError> {
-        let numbers: Vec<u64> = self
-            .catalog
-            .read()
-            .deleted
-            .iter()
-            .filter(|(_, (n, _))| n == name)
-            .map(|(number, _)| *number)
-            .collect();
-        if numbers.is_empty() {
+        let purged = self.purge_where(|deleted_name, _| deleted_name == name)?;
+        if purged.is_empty() {
             return Err(SnapshotError::NotDeleted(name.to_owned()));
         }
-        self.purge_numbers(&numbers)?;
-        Ok(numbers.len())
+        Ok(purged.len())
     }
 
     /// Purges the deleted snapshots whose recovery period is over; returns their names.
     pub fn purge_expired(&self) -> Result<Vec<String>, SnapshotError> {
         let now = self.clock.now();
-        let expired: Vec<(u64, String)> = self
+        self.purge_where(|_, record| record.deleted.is_some_and(|d| d.purge_at <= now))
+    }
+
+    /// Purges the deleted snapshots `pick` chooses, chosen under the catalog lock (so none is
+    /// undeleted meanwhile); returns their names.
+    fn purge_where(
+        &self,
+        pick: impl Fn(&str, &SnapshotRecord) -> bool,
+    ) -> Result<Vec<String>, SnapshotError> {
+        let next = self.changing.lock();
+        let picked: Vec<(u64, String)> = self
             .catalog
             .read()
             .deleted
             .iter()
-            .filter(|(_, (_, r))| r.deleted.is_some_and(|d| d.purge_at <= now))
+            .filter(|(_, (name, record))| pick(name, record))
             .map(|(number, (name, _))| (*number, name.clone()))
             .collect();
-        let numbers: Vec<u64> = expired.iter().map(|(n, _)| *n).collect();
-        if !numbers.is_empty() {
-            self.purge_numbers(&numbers)?;
+        if picked.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(expired.into_iter().map(|(_, name)| name).collect())
-    }
-
-    fn purge_numbers(&self, numbers: &[u64]) -> Result<(), SnapshotError> {
-        let next = self.changing.lock();
-        let changes: Vec<Change<'_>> = numbers.iter().map(|n| Change::RemoveDeleted(*n)).collect();
+        let changes: Vec<Change<'_>> = picked
+            .iter()
+            .map(|(number, _)| Change::RemoveDeleted(*number))
+            .collect();
         catalog::apply(&self.live.database(), &changes, *next)?;
         let mut catalog = self.catalog.write();
-        for number in numbers {
+        for (number, _) in &picked {
             catalog.deleted.remove(number);
         }
-        tracing::info!(count = numbers.len(), "deleted snapshots purged");
-        Ok(())
+        tracing::info!(count = picked.len(), "deleted snapshots purged");
+        Ok(picked.into_iter().map(|(_, name)| name).collect())
     }
 
     /// Sets (or with `Hold::None`, releases) the hold on `name`.
@@ -390,10 +389,97 @@ impl Snapshots {
 }
 
 /// "until 2026-12-31T00:00:00Z" or "indefinitely".
-pub fn describe_hold(hold: Hold) -> String {
+fn describe_hold(hold: Hold) -> String {
     match hold {
         Hold::None => "not held".into(),
         Hold::Until(until) => format!("until {}", crate::schedule::calendar::format_rfc3339(until)),
         Hold::Indefinite => "indefinitely".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::ManualClock;
+    use crate::testing::{close, new_store, open};
+
+    const DAY: i64 = 86_400;
+
+    fn with_clock(live: &Arc<LiveFs>, clock: &Arc<ManualClock>) -> Snapshots {
+        Snapshots::open(live.clone(), clock.clone()).expect("snapshots")
+    }
+
+    #[test]
+    fn holds_refuse_deletion_until_released_or_expired() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let clock = Arc::new(ManualClock::new(1_000 * DAY));
+        let snapshots = with_clock(&live, &clock);
+        snapshots.create("s", Origin::Manual).expect("create");
+        snapshots.set_hold("s", Hold::Indefinite).expect("hold");
+        for mode in [DeleteMode::Now, DeleteMode::Soft { retain_secs: 60 }] {
+            assert!(matches!(
+                snapshots.delete("s", mode),
+                Err(SnapshotError::Held { .. })
+            ));
+        }
+        snapshots
+            .set_hold("s", Hold::Until(1_001 * DAY))
+            .expect("hold until");
+        assert!(snapshots.delete("s", DeleteMode::Now).is_err());
+        clock.set(1_001 * DAY);
+        snapshots
+            .delete("s", DeleteMode::Now)
+            .expect("the hold is over");
+        assert!(snapshots.list().is_empty() && snapshots.list_deleted().is_empty());
+    }
+
+    #[test]
+    fn soft_deleted_snapshots_come_back_until_purged_and_survive_reopening() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let clock = Arc::new(ManualClock::new(1_000 * DAY));
+        let snapshots = with_clock(&live, &clock);
+        let soft = DeleteMode::Soft {
+            retain_secs: 14 * DAY as u64,
+        };
+        let first = snapshots.create("s", Origin::Manual).expect("create");
+        snapshots.delete("s", soft).expect("delete");
+        assert!(snapshots.get("s").is_none());
+        assert_eq!(snapshots.roots_in_use(), vec![first.root]);
+        // The name is free again, and may be deleted a second time.
+        snapshots
+            .create("s", Origin::Automatic)
+            .expect("create again");
+        assert!(matches!(
+            snapshots.undelete("s"),
+            Err(SnapshotError::Exists(_))
+        ));
+        snapshots.delete("s", soft).expect("delete again");
+        assert_eq!(snapshots.list_deleted().len(), 2);
+        drop(snapshots);
+        close(live);
+
+        let live = open(&store);
+        let snapshots = with_clock(&live, &clock);
+        assert_eq!(snapshots.list_deleted().len(), 2);
+        // The newest deletion comes back first.
+        let back = snapshots.undelete("s").expect("undelete");
+        assert_eq!(back.origin, Origin::Automatic);
+        assert_eq!(back.deleted, None);
+        snapshots
+            .delete("s", DeleteMode::Now)
+            .expect("delete for good");
+        clock.set(1_013 * DAY);
+        assert!(snapshots.purge_expired().expect("purge").is_empty());
+        clock.set(1_014 * DAY);
+        assert_eq!(snapshots.purge_expired().expect("purge"), ["s"]);
+        assert!(snapshots.roots_in_use().is_empty());
+        assert!(matches!(
+            snapshots.purge("s"),
+            Err(SnapshotError::NotDeleted(_))
+        ));
+        drop(snapshots);
+        close(live);
     }
 }
