@@ -30,6 +30,10 @@ pub struct CommitQueue {
     wake: Condvar,
     done: Condvar,
     interval: Duration,
+    /// Held from taking a batch of changes until it is committed: a file's block map may be
+    /// dropped from memory (and later loaded from the database) only when no commit holds
+    /// changes taken from it but not yet written.
+    committing: Mutex<()>,
     /// The committer thread, joined by `stop`: once the share is shut down, no thread of its
     /// own holds it (and with it the store lock), so the store can be opened again at once.
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -47,6 +51,7 @@ impl CommitQueue {
             wake: Condvar::new(),
             done: Condvar::new(),
             interval,
+            committing: Mutex::new(()),
             thread: Mutex::new(None),
         }
     }
@@ -64,6 +69,12 @@ impl CommitQueue {
     }
 
     /// Stops the committer thread and waits for it to end (the committer never calls this).
+    /// Whether no commit is between taking changes and writing them (and none can start while
+    /// the guard lives).
+    pub fn idle(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
+        self.committing.try_lock()
+    }
+
     pub fn stop(&self) {
         {
             let mut state = self.state.lock();
@@ -124,6 +135,7 @@ impl LiveFs {
 
     fn commit_once(&self) -> FsResult<()> {
         self.check_writable()?;
+        let _committing = self.commits.committing.lock();
         let batch = self.collect_batch();
         let result = self.write_batch(&batch);
         if let Err(err) = &result {
@@ -191,4 +203,33 @@ impl LiveFs {
 
 fn meta_err(err: impl Into<redb::Error>) -> FsError {
     FsError::Meta(crate::meta::MetaError::Db(err.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{close, new_store, read_file, write_file};
+
+    /// A file closed while a commit is between taking its changes and committing them keeps
+    /// its block map: loaded again from the database then, it would be the old one.
+    #[test]
+    fn a_file_closed_during_a_commit_keeps_its_new_data() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        write_file(&live, "f", &[1; 3 * 4096]);
+        live.commit_now().expect("commit");
+        write_file(&live, "f", &[2; 3 * 4096]);
+        {
+            let _committing = live.commits.committing.lock();
+            let batch = live.collect_batch();
+            // The last close of the file, while the batch is not yet written; then a new open.
+            assert!(read_file(&live, "f") == [2; 3 * 4096]);
+            assert!(
+                read_file(&live, "f") == [2; 3 * 4096],
+                "the old data came back"
+            );
+            live.write_batch(&batch).expect("write");
+        }
+        assert!(read_file(&live, "f") == [2; 3 * 4096]);
+        close(live);
+    }
 }

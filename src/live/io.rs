@@ -118,7 +118,9 @@ impl LiveFs {
             if still_unused {
                 self.purge(&mut tree, file.ino);
             }
-        } else if last {
+        } else if last && let Some(_no_commit) = self.commits.idle() {
+            // Not while a commit holds changes taken from the file and not yet written: the
+            // block map loaded again from the database would be the old one.
             file.content.lock().evict();
         }
         sealed
