@@ -116,6 +116,16 @@ pub fn snapfs(args: &[&str]) -> std::process::Output {
         .expect("running snapfs")
 }
 
+/// Polls `done` until it holds, failing the test with `what` after `secs` seconds: for what a
+/// daemon does in its own time (a scheduled snapshot, a hook, a kernel notice).
+pub fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `snapfs` and returns its standard output, failing the test if it fails.
 pub fn snapfs_ok(args: &[&str]) -> String {
     let out = snapfs(args);

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{Mounted, noise, snapfs_err, snapfs_ok};
+use crate::harness::{Mounted, noise, snapfs_err, snapfs_ok, wait_for};
 
 /// 2025-01-01T00:00:00Z.
 const YEAR_START: i64 = 1_735_689_600;
@@ -63,11 +63,9 @@ fn a_held_snapshot_cannot_be_deleted_by_anyone() {
     assert!(m.path(".snapshots/keep").exists());
     snapfs_ok(&["snapshot", "delete", "keep", "--mount", &mnt]);
     // Gone within moments, although the kernel had it cached (for up to a minute).
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while m.path(".snapshots/keep").exists() {
-        assert!(Instant::now() < deadline, "the kernel still shows it");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for("the kernel still shows it", 2, || {
+        !m.path(".snapshots/keep").exists()
+    });
     // Released by hand.
     snapfs_ok(&["snapshot", "create", "other", "--mount", &mnt]);
     snapfs_ok(&["snapshot", "hold", "other", "--mount", &mnt]);
@@ -214,15 +212,7 @@ fn a_daemon_that_was_down_catches_up_with_one_snapshot() {
         (YEAR_START + 11 * HOUR + 600).to_string(),
     ];
     m.mount();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while listed(&m, &[]).len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "no catch-up snapshot: {}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("no catch-up snapshot", 20, || listed(&m, &[]).len() >= 2);
     std::thread::sleep(Duration::from_millis(300));
     let expected = BTreeSet::from([auto_name(1, 1, 1, 2025), "auto-2025-01-01T1100Z".to_owned()]);
     assert_eq!(listed(&m, &[]), expected);
@@ -270,15 +260,9 @@ fn status_shows_jobs_and_a_failed_job_runs_the_hook() {
     snapfs_ok(&["snapshot", "create", "good", "--mount", &mnt]);
     snapfs_ok(&["gc", "--mount", &mnt]);
     snapfs_err(&["snapshot", "create", ".bad", "--mount", &mnt]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !hook_out.exists() || fs::read_to_string(&hook_out).unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the hook did not run: {}",
-            m.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the hook did not run", 10, || {
+        fs::read_to_string(&hook_out).is_ok_and(|env| !env.is_empty())
+    });
     std::thread::sleep(Duration::from_millis(100));
     let env = fs::read_to_string(&hook_out).unwrap();
     assert!(env.contains("SNAPFS_JOB_KIND=create"), "{env}");
