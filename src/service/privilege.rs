@@ -6,7 +6,10 @@
 //!
 //! - **Inside the store and the share**, a request acts with the daemon's rights, for the share's
 //!   owner as its administrator: every request but those below (snapshots, holds, policy,
-//!   restore and rollback within the share, gc, verify, diff, log, status).
+//!   restore and rollback within the share, gc, verify, diff, log, status). These are not
+//!   checked against the owner's own permissions on the paths they name: the share's owner is
+//!   trusted with everything in the share and its snapshots (a restore can bring back, a diff
+//!   or log can name, what lies in another user's private directory).
 //! - **Outside the share**, the daemon acts only for root, or for the user it runs as (who has
 //!   those rights already); anyone else is refused with `EPERM` before anything is done. The
 //!   requests that reach outside are listed by [`outside_the_share`], which matches every kind
