@@ -15,6 +15,7 @@ mod history_cli;
 mod lifecycle;
 mod permissions;
 mod posix_ops;
+mod privilege;
 mod restore;
 mod snapshot_cli;
 mod snapshots;
