@@ -68,16 +68,7 @@ pub fn mkdir(live: &LiveFs, path: &str) -> InodeNo {
 /// Creates `path` (or truncates it) with `data`, and closes it.
 pub fn write_file(live: &LiveFs, path: &str, data: &[u8]) -> InodeNo {
     let (dir, name) = parent_of(live, path);
-    let (ino, fh) = match live.lookup(dir, name) {
-        Ok(attr) => (attr.ino, live.open(attr.ino, true, true).expect("open")),
-        Err(_) => {
-            let (attr, fh) = live.create(dir, name, 0o644, ROOT_USER).expect("create");
-            (attr.ino, fh)
-        }
-    };
-    live.write(fh, 0, data).expect("write");
-    live.release(fh).expect("release");
-    ino
+    write_in(live, dir, name, data)
 }
 
 pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
@@ -92,4 +83,51 @@ pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
         .expect("read");
     live.release(fh).expect("release");
     data
+}
+
+/// Depth of the deep-tree regression tests: any user can make a chain this deep, and code that
+/// recursed once per level would need megabytes of stack for it.
+pub const DEEP: usize = 20_000;
+
+/// Makes a chain of `depth` directories, each named `name`, below the directory `top`, and
+/// returns the deepest. Works by inode, so it costs one lookup per level, not one per level per
+/// path component.
+pub fn chain(live: &LiveFs, top: InodeNo, name: &[u8], depth: usize) -> InodeNo {
+    (0..depth).fold(top, |dir, _| {
+        live.make(dir, name, NewInode::Directory, 0o755, ROOT_USER)
+            .expect("mkdir in a chain")
+            .ino
+    })
+}
+
+/// Creates `name` in the directory `dir` (or truncates it) with `data`, and closes it.
+pub fn write_in(live: &LiveFs, dir: InodeNo, name: &[u8], data: &[u8]) -> InodeNo {
+    let (ino, fh) = match live.lookup(dir, name) {
+        Ok(attr) => (attr.ino, live.open(attr.ino, true, true).expect("open")),
+        Err(_) => {
+            let (attr, fh) = live.create(dir, name, 0o644, ROOT_USER).expect("create");
+            (attr.ino, fh)
+        }
+    };
+    live.write(fh, 0, data).expect("write");
+    live.release(fh).expect("release");
+    ino
+}
+
+/// Stack of the thread [`on_small_stack`] runs on: a walk that recursed once per level of a
+/// [`DEEP`] tree overflows it with frames of 26 bytes or more, so a test fails (the binary
+/// aborts) instead of passing because a frame happened to be small.
+const SMALL_STACK: usize = 512 << 10;
+
+/// Runs `f` on a thread with a small stack (see [`SMALL_STACK`]) and returns its result.
+pub fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("small-stack".into())
+            .stack_size(SMALL_STACK)
+            .spawn_scoped(scope, f)
+            .expect("spawning a test thread")
+            .join()
+            .expect("the test thread panicked")
+    })
 }
