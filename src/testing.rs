@@ -72,17 +72,8 @@ pub fn write_file(live: &LiveFs, path: &str, data: &[u8]) -> InodeNo {
 }
 
 pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
-    let attr = lookup(live, path).expect("file exists");
-    let fh = live.open(attr.ino, false, false).expect("open");
-    let data = live
-        .read(
-            fh,
-            0,
-            u32::try_from(attr.record.size).expect("a small file"),
-        )
-        .expect("read");
-    live.release(fh).expect("release");
-    data
+    let (dir, name) = parent_of(live, path);
+    read_in(live, dir, name)
 }
 
 /// Depth of the deep-tree regression tests: any user can make a chain this deep, and code that
@@ -98,6 +89,25 @@ pub fn chain(live: &LiveFs, top: InodeNo, name: &[u8], depth: usize) -> InodeNo 
             .expect("mkdir in a chain")
             .ino
     })
+}
+
+/// The deepest directory of a chain made by [`chain`]: one lookup per level.
+pub fn chain_bottom(live: &LiveFs, top: InodeNo, name: &[u8], depth: usize) -> InodeNo {
+    (0..depth).fold(top, |dir, level| {
+        live.lookup(dir, name)
+            .unwrap_or_else(|err| panic!("level {level} of a chain: {err}"))
+            .ino
+    })
+}
+
+/// The whole content of the file `name` in the directory `dir`.
+pub fn read_in(live: &LiveFs, dir: InodeNo, name: &[u8]) -> Vec<u8> {
+    let attr = live.lookup(dir, name).expect("file exists");
+    let fh = live.open(attr.ino, false, false).expect("open");
+    let size = u32::try_from(attr.record.size).expect("a small file");
+    let data = live.read(fh, 0, size).expect("read");
+    live.release(fh).expect("release");
+    data
 }
 
 /// Creates `name` in the directory `dir` (or truncates it) with `data`, and closes it.
