@@ -6,6 +6,7 @@ mod chunk_store;
 mod concurrency;
 mod conformance;
 mod crash;
+mod deep_tree;
 mod durability;
 mod full_disk;
 mod harness;
