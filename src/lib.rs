@@ -7,6 +7,7 @@
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
 //! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
+//! - `path_tree`: paths found by tree walks, stored as links so that deep trees cost no more.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
 //! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
 //! - [`history`]: diffs between trees and the versions of a path across snapshots.
@@ -31,6 +32,7 @@ pub mod id;
 pub mod live;
 pub mod meta;
 pub mod object_store;
+pub(crate) mod path_tree;
 pub mod schedule;
 pub mod service;
 pub mod snapshot;

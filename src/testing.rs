@@ -68,6 +68,50 @@ pub fn mkdir(live: &LiveFs, path: &str) -> InodeNo {
 /// Creates `path` (or truncates it) with `data`, and closes it.
 pub fn write_file(live: &LiveFs, path: &str, data: &[u8]) -> InodeNo {
     let (dir, name) = parent_of(live, path);
+    write_in(live, dir, name, data)
+}
+
+pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
+    let (dir, name) = parent_of(live, path);
+    read_in(live, dir, name)
+}
+
+/// Depth of the deep-tree regression tests: any user can make a chain this deep, and code that
+/// recursed once per level would need megabytes of stack for it.
+pub const DEEP: usize = 20_000;
+
+/// Makes a chain of `depth` directories, each named `name`, below the directory `top`, and
+/// returns the deepest. Works by inode, so it costs one lookup per level, not one per level per
+/// path component.
+pub fn chain(live: &LiveFs, top: InodeNo, name: &[u8], depth: usize) -> InodeNo {
+    (0..depth).fold(top, |dir, _| {
+        live.make(dir, name, NewInode::Directory, 0o755, ROOT_USER)
+            .expect("mkdir in a chain")
+            .ino
+    })
+}
+
+/// The deepest directory of a chain made by [`chain`]: one lookup per level.
+pub fn chain_bottom(live: &LiveFs, top: InodeNo, name: &[u8], depth: usize) -> InodeNo {
+    (0..depth).fold(top, |dir, level| {
+        live.lookup(dir, name)
+            .unwrap_or_else(|err| panic!("level {level} of a chain: {err}"))
+            .ino
+    })
+}
+
+/// The whole content of the file `name` in the directory `dir`.
+pub fn read_in(live: &LiveFs, dir: InodeNo, name: &[u8]) -> Vec<u8> {
+    let attr = live.lookup(dir, name).expect("file exists");
+    let fh = live.open(attr.ino, false, false).expect("open");
+    let size = u32::try_from(attr.record.size).expect("a small file");
+    let data = live.read(fh, 0, size).expect("read");
+    live.release(fh).expect("release");
+    data
+}
+
+/// Creates `name` in the directory `dir` (or truncates it) with `data`, and closes it.
+pub fn write_in(live: &LiveFs, dir: InodeNo, name: &[u8], data: &[u8]) -> InodeNo {
     let (ino, fh) = match live.lookup(dir, name) {
         Ok(attr) => (attr.ino, live.open(attr.ino, true, true).expect("open")),
         Err(_) => {
@@ -80,16 +124,20 @@ pub fn write_file(live: &LiveFs, path: &str, data: &[u8]) -> InodeNo {
     ino
 }
 
-pub fn read_file(live: &LiveFs, path: &str) -> Vec<u8> {
-    let attr = lookup(live, path).expect("file exists");
-    let fh = live.open(attr.ino, false, false).expect("open");
-    let data = live
-        .read(
-            fh,
-            0,
-            u32::try_from(attr.record.size).expect("a small file"),
-        )
-        .expect("read");
-    live.release(fh).expect("release");
-    data
+/// Stack of the thread [`on_small_stack`] runs on: a walk that recursed once per level of a
+/// [`DEEP`] tree overflows it with frames of 26 bytes or more, so a test fails (the binary
+/// aborts) instead of passing because a frame happened to be small.
+const SMALL_STACK: usize = 512 << 10;
+
+/// Runs `f` on a thread with a small stack (see [`SMALL_STACK`]) and returns its result.
+pub fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("small-stack".into())
+            .stack_size(SMALL_STACK)
+            .spawn_scoped(scope, f)
+            .expect("spawning a test thread")
+            .join()
+            .expect("the test thread panicked")
+    })
 }

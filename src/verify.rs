@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::chunk_store::ChunkStoreError;
 use crate::format::object::{Object, ObjectId};
 use crate::id::ChunkId;
+use crate::path_tree::{PathId, PathTree};
 use crate::snapshot::Snapshots;
 
 /// What to check.
@@ -38,20 +39,51 @@ impl VerifyReport {
     }
 }
 
-/// Every chunk in use, with the places that use it.
-type Uses = HashMap<ChunkId, Vec<String>>;
+/// Every chunk in use, with the places that use it. A place is a path of the live share or of
+/// a snapshot, kept as a [`PathId`]: rendered only for a damaged chunk, so that the walks cost
+/// the size of the trees, not the sum of the lengths of their paths (quadratic in their depth).
+#[derive(Default)]
+struct Uses {
+    by_chunk: HashMap<ChunkId, Vec<PathId>>,
+    paths: PathTree,
+    /// How the places under each root are named in reports: `live`, `snapshot NAME`.
+    sources: HashMap<PathId, String>,
+}
+
+impl Uses {
+    /// The root of a new tree of places, reported as `source:/path`.
+    fn source(&mut self, source: String) -> PathId {
+        let root = self.paths.root();
+        self.sources.insert(root, source);
+        root
+    }
+
+    fn add(&mut self, chunk: ChunkId, place: PathId) {
+        self.by_chunk.entry(chunk).or_default().push(place);
+    }
+
+    /// A place as a report names it: `live:/path`, `snapshot NAME:/path`.
+    fn describe(&self, place: PathId) -> String {
+        let Some((root, path)) = self.paths.render(place) else {
+            return String::from("?");
+        };
+        let source = self.sources.get(&root).map_or("?", String::as_str);
+        format!("{source}:{}", String::from_utf8_lossy(&path))
+    }
+}
 
 /// Walks a snapshot tree, noting for each chunk the paths that use it. A directory or file
-/// object that cannot be read is itself a damaged chunk affecting its path.
+/// object that cannot be read is itself a damaged chunk affecting its path. Depth first without
+/// recursion: snapshot trees are as deep as users made the share.
 fn walk_snapshot(snapshots: &Snapshots, name: &str, root: ObjectId, uses: &mut Uses) {
     let objects = snapshots.objects();
-    let mut pending = vec![(root, String::from("/"))];
-    while let Some((id, path)) = pending.pop() {
-        let place = format!("snapshot {name}:{path}");
-        uses.entry(id).or_default().push(place.clone());
+    let top = uses.source(format!("snapshot {name}"));
+    let mut pending = vec![(root, top)];
+    while let Some((id, place)) = pending.pop() {
+        uses.add(id, place);
         if let Ok(parts) = objects.object_chunks(&id) {
             for part in parts.into_iter().skip(1) {
-                uses.entry(part).or_default().push(place.clone());
+                uses.add(part, place);
             }
         }
         let Ok(object) = objects.get(&id) else {
@@ -61,24 +93,18 @@ fn walk_snapshot(snapshots: &Snapshots, name: &str, root: ObjectId, uses: &mut U
             Object::Directory(dir) => {
                 for entry in dir.entries {
                     if let Some(child) = entry.object {
-                        let name = String::from_utf8_lossy(&entry.name);
-                        let child_path = if path == "/" {
-                            format!("/{name}")
-                        } else {
-                            format!("{path}/{name}")
-                        };
-                        pending.push((child, child_path));
+                        pending.push((child, uses.paths.child(place, &entry.name)));
                     }
                 }
             }
             Object::File(file) => {
                 for (_, segment_id) in file.segments {
-                    uses.entry(segment_id).or_default().push(place.clone());
+                    uses.add(segment_id, place);
                     let Ok(Object::Segment(segment)) = objects.get(&segment_id) else {
                         continue;
                     };
                     for (_, chunk) in segment.blocks {
-                        uses.entry(chunk).or_default().push(place.clone());
+                        uses.add(chunk, place);
                     }
                 }
             }
@@ -95,7 +121,7 @@ pub fn verify(
 ) -> Result<VerifyReport, ChunkStoreError> {
     let live = snapshots.live();
     let chunks = live.chunk_store();
-    let mut uses: Uses = HashMap::new();
+    let mut uses = Uses::default();
     match &options.snapshot {
         Some(name) => {
             let record = snapshots.get(name).ok_or_else(|| {
@@ -104,7 +130,8 @@ pub fn verify(
             walk_snapshot(snapshots, name, record.root, &mut uses);
         }
         None => {
-            for (ino, paths) in live.file_paths() {
+            let root = uses.source(String::from("live"));
+            for (ino, paths) in live.file_paths(&mut uses.paths, root) {
                 let file_chunks = match live.file_chunks(ino) {
                     Ok(file_chunks) => file_chunks,
                     Err(err) => {
@@ -113,8 +140,10 @@ pub fn verify(
                     }
                 };
                 for chunk in file_chunks {
-                    let entry = uses.entry(chunk).or_default();
-                    entry.extend(paths.iter().map(|p| format!("live:{p}")));
+                    uses.by_chunk
+                        .entry(chunk)
+                        .or_default()
+                        .extend_from_slice(&paths);
                 }
             }
             for (name, record) in snapshots.list() {
@@ -122,17 +151,19 @@ pub fn verify(
             }
         }
     }
-    let total = uses.len() as u64;
+    let by_chunk = std::mem::take(&mut uses.by_chunk);
+    let total = by_chunk.len() as u64;
     let mut report = VerifyReport::default();
     let mut damaged: BTreeMap<String, Damage> = BTreeMap::new();
-    for (checked, (id, places)) in uses.into_iter().enumerate() {
+    for (checked, (id, places)) in by_chunk.into_iter().enumerate() {
         let problem = if options.quick {
             chunks.check_present(&id).err().map(|err| err.to_string())
         } else {
             chunks.get(&id).err().map(|err| err.to_string())
         };
         if let Some(problem) = problem {
-            let mut affected = places;
+            let mut affected: Vec<String> =
+                places.iter().map(|place| uses.describe(*place)).collect();
             affected.sort();
             affected.dedup();
             damaged.insert(
@@ -152,4 +183,81 @@ pub fn verify(
     progress(total, total);
     report.damaged = damaged.into_values().collect();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::catalog::Origin;
+    use crate::id::InodeNo;
+    use crate::testing::{
+        DEEP, chain, close, new_store, on_small_stack, open, snapshots_of, write_in,
+    };
+
+    /// Reproducible incompressible bytes (xorshift), so they are stored raw and can be found
+    /// in a pack.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    /// Flips a byte of the stored frame holding `needle`.
+    fn damage(store: &std::path::Path, needle: &[u8]) {
+        let packs = std::fs::read_dir(store.join(crate::chunk_store::PACK_DIR)).expect("packs");
+        for pack in packs {
+            let path = pack.expect("pack").path();
+            let mut bytes = std::fs::read(&path).expect("read pack");
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+                bytes[at] ^= 1;
+                std::fs::write(&path, &bytes).expect("write pack");
+                return;
+            }
+        }
+        panic!("the data is in no pack");
+    }
+
+    fn run(snapshots: &Snapshots) -> VerifyReport {
+        on_small_stack(|| verify(snapshots, &VerifyOptions::default(), &mut |_, _| {}))
+            .expect("verify")
+    }
+
+    #[test]
+    fn a_deep_tree_verifies_and_damage_names_its_deep_paths() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let bottom = chain(&live, InodeNo::ROOT, b"dir", DEEP);
+        let data = noise(4096);
+        write_in(&live, bottom, b"leaf", &data);
+        let snapshots = snapshots_of(&live);
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+
+        let clean = run(&snapshots);
+        assert!(clean.is_clean(), "{:?}", clean.damaged);
+        assert!(
+            clean.chunks_checked > DEEP as u64,
+            "every directory object is a chunk checked"
+        );
+
+        drop(snapshots);
+        close(live);
+        damage(&store, &data[1000..1064]);
+        let live = open(&store);
+        let report = run(&snapshots_of(&live));
+        let deep = "/dir".repeat(DEEP);
+        assert_eq!(report.damaged.len(), 1, "only the leaf's block");
+        assert_eq!(
+            report.damaged[0].affected,
+            [
+                format!("live:{deep}/leaf"),
+                format!("snapshot s:{deep}/leaf")
+            ]
+        );
+    }
 }

@@ -13,8 +13,13 @@ use crate::storage::durable;
 use crate::storage::mmap::MappedFile;
 
 pub const PACK_DIR: &str = "packs";
-/// How far past a chunk being read the kernel is asked to read the pack ahead.
+/// How far past a chunk being read the kernel is asked to read the pack ahead, at most.
 const READ_AHEAD: u64 = 2 << 20;
+/// ... and at most this many times the frame's length: a read of a large block prefetches the
+/// next ones, a read of a small object (a directory of a snapshot tree) a few pages only. The
+/// hint costs a walk over the page cache of the whole window, even when it is all cached, which
+/// would dominate a walk over a tree of small objects (some 30 µs for each object).
+const READ_AHEAD_FRAMES: u64 = 16;
 /// A pack is closed once it would grow past this size: large enough that a store of a few TiB
 /// has a few thousand packs, small enough that compacting one is a short job.
 const PACK_CAPACITY: u64 = 256 << 20;
@@ -130,7 +135,9 @@ impl PackFile {
             return None;
         }
         self.read_from.store(true, Ordering::Relaxed);
-        let prefetch = (written - end).min(READ_AHEAD) as usize;
+        let prefetch = (written - end)
+            .min(READ_AHEAD)
+            .min(u64::from(len) * READ_AHEAD_FRAMES) as usize;
         self.map.get_prefetched(offset, len as usize, prefetch)
     }
 

@@ -164,3 +164,42 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
     );
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::catalog::Origin;
+    use crate::id::InodeNo;
+    use crate::snapshot::DeleteMode;
+    use crate::testing::{
+        DEEP, chain, chain_bottom, new_store, on_small_stack, read_in, snapshots_of, write_in,
+    };
+
+    #[test]
+    fn a_deep_tree_is_marked_accounted_and_snapshotted_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        let bottom = chain(&live, InodeNo::ROOT, b"dir", DEEP);
+        write_in(&live, bottom, b"leaf", b"first");
+        snapshots.create("s1", Origin::Manual).expect("snapshot");
+        write_in(&live, bottom, b"leaf", b"second");
+        snapshots.create("s2", Origin::Manual).expect("snapshot");
+        snapshots.delete("s1", DeleteMode::Now).expect("delete");
+
+        let report = on_small_stack(|| collect(&snapshots)).expect("gc");
+        assert!(report.chunks_marked > DEEP as u64, "{report:?}");
+        assert!(
+            report.chunks_removed >= DEEP as u64,
+            "s1's directory objects went: {report:?}"
+        );
+        let usage = on_small_stack(|| usage::usage(&snapshots)).expect("usage");
+        assert_eq!(usage.reclaimable_bytes, 0);
+        // A collection forgets every frozen object: the next snapshot encodes the whole chain.
+        on_small_stack(|| snapshots.create("s3", Origin::Manual)).expect("snapshot after gc");
+        let bottom = chain_bottom(&live, InodeNo::ROOT, b"dir", DEEP);
+        assert_eq!(read_in(&live, bottom, b"leaf"), b"second");
+        let report = on_small_stack(|| collect(&snapshots)).expect("gc again");
+        assert_eq!(report.chunks_removed, 0, "{report:?}");
+    }
+}

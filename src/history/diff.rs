@@ -7,6 +7,10 @@
 //! side (plus the directories on the way to `path`): it grows with the change, not with the
 //! share. No file data is read: files are compared by object id.
 //!
+//! Users choose how deep a tree is, so the walk does not recurse: it keeps its own stack of the
+//! directories being merged, and one path buffer that it extends and cuts back as it moves, so
+//! its memory follows the depth and its time the entries compared, never their depth squared.
+//!
 //! What is reported:
 //! - an added or removed path once: an added or removed directory is one change, not one per
 //!   entry below it (and likewise a path whose kind changed, [`Change::TypeChanged`]);
@@ -20,14 +24,15 @@
 //! [`escape_path`](super::path::escape_path).
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::HistoryError;
-use super::path::{canonical, components, escape_path, join};
+use super::path::{canonical, components, escape_path};
 use super::tree::{DirCache, Tree, resolve};
 use crate::format::inode::InodeKind;
-use crate::format::object::DirEntryObject;
+use crate::format::object::{DirEntryObject, DirectoryObject};
 use crate::object_store::ObjectStore;
 
 /// One change between the old and the new tree, at one path (share-relative, starting with
@@ -146,40 +151,116 @@ fn diff_with(
         objects,
         cache,
         changes: Vec::new(),
+        path: canonical(&names),
+        merges: Vec::new(),
     };
     let old_entry = resolve(objects, cache, old, &names)?;
     let new_entry = resolve(objects, cache, new, &names)?;
-    walk.compare(&canonical(&names), old_entry.as_ref(), new_entry.as_ref())?;
+    walk.compare(old_entry.as_ref(), new_entry.as_ref())?;
+    walk.run()?;
     Ok(walk.changes)
 }
 
+/// The state of a diff: the changes found so far, and the directories being merged.
+///
+/// The walk is depth first without recursion, since users choose how deep a tree is: `merges`
+/// holds one [`Merge`] per directory between the top and the entry being compared, and `path`
+/// is that entry's path, grown and cut back in place as the walk moves, so that the work is
+/// linear in the entries compared whatever their depth.
 struct Walk<'a> {
     objects: &'a ObjectStore,
     cache: &'a DirCache,
     changes: Vec<Change>,
+    /// The canonical path of the entry being compared (of the last one, between entries).
+    path: Vec<u8>,
+    merges: Vec<Merge>,
+}
+
+/// Two versions of a directory whose entries are being compared, in name order.
+struct Merge {
+    old: Arc<DirectoryObject>,
+    new: Arc<DirectoryObject>,
+    /// The next entry of each side not yet compared.
+    next_old: usize,
+    next_new: usize,
+    /// The length of the directory's own path in [`Walk::path`].
+    path_len: usize,
+}
+
+impl Merge {
+    /// The next name on either side: its index on each side (on one side at least).
+    fn next(&mut self) -> Option<(Option<usize>, Option<usize>)> {
+        let old = self.old.entries.get(self.next_old);
+        let new = self.new.entries.get(self.next_new);
+        let order = match (old, new) {
+            (None, None) => return None,
+            (Some(o), Some(n)) => o.name.cmp(&n.name),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+        };
+        let old = (order != Ordering::Greater).then_some(self.next_old);
+        let new = (order != Ordering::Less).then_some(self.next_new);
+        self.next_old += usize::from(old.is_some());
+        self.next_new += usize::from(new.is_some());
+        Some((old, new))
+    }
 }
 
 impl Walk<'_> {
-    /// Reports the changes at `path` and below, given its entry on each side.
+    /// Compares the entries of every directory [`Walk::compare`] opened, depth first, in name
+    /// order: the changes come out in tree order.
+    fn run(&mut self) -> Result<(), HistoryError> {
+        while let Some(merge) = self.merges.last_mut() {
+            let Some((old_at, new_at)) = merge.next() else {
+                self.merges.pop();
+                continue;
+            };
+            let (old_dir, new_dir, path_len) =
+                (merge.old.clone(), merge.new.clone(), merge.path_len);
+            let old = old_at.and_then(|at| old_dir.entries.get(at));
+            let new = new_at.and_then(|at| new_dir.entries.get(at));
+            if let (Some(o), Some(n)) = (old, new)
+                && o.object == n.object
+                && o.record == n.record
+                && o.xattrs == n.xattrs
+            {
+                // The same subtree: nothing below can differ.
+                continue;
+            }
+            let Some(name) = old.or(new).map(|entry| entry.name.as_slice()) else {
+                continue;
+            };
+            self.path.truncate(path_len);
+            if self.path != b"/" {
+                self.path.push(b'/');
+            }
+            self.path.extend_from_slice(name);
+            self.compare(old, new)?;
+        }
+        Ok(())
+    }
+
+    /// Reports the changes at [`Walk::path`] itself, given its entry on each side, and opens a
+    /// merge of its entries if it is a directory whose entries differ.
     fn compare(
         &mut self,
-        path: &[u8],
         old: Option<&DirEntryObject>,
         new: Option<&DirEntryObject>,
     ) -> Result<(), HistoryError> {
-        let path_string = || escape_path(path);
+        // Rendered only for a change: the path may be long, and most entries compared are not.
+        let path = || escape_path(&self.path);
         let (old, new) = match (old, new) {
             (None, None) => return Ok(()),
             (Some(old), None) => {
                 self.changes.push(Change::Removed {
-                    path: path_string(),
+                    path: path(),
                     before: Stat::of(old),
                 });
                 return Ok(());
             }
             (None, Some(new)) => {
                 self.changes.push(Change::Added {
-                    path: path_string(),
+                    path: path(),
                     after: Stat::of(new),
                 });
                 return Ok(());
@@ -188,7 +269,7 @@ impl Walk<'_> {
         };
         if old.record.kind != new.record.kind {
             self.changes.push(Change::TypeChanged {
-                path: path_string(),
+                path: path(),
                 before: Stat::of(old),
                 after: Stat::of(new),
             });
@@ -202,68 +283,23 @@ impl Walk<'_> {
         }
         if !what.is_empty() {
             self.changes.push(Change::Modified {
-                path: path_string(),
+                path: path(),
                 before: Stat::of(old),
                 after: Stat::of(new),
                 what,
             });
         }
         if entries_differ {
-            self.merge(path, old, new)?;
+            self.merges.push(Merge {
+                old: self.cache.children(self.objects, old)?,
+                new: self.cache.children(self.objects, new)?,
+                next_old: 0,
+                next_new: 0,
+                path_len: self.path.len(),
+            });
         }
         Ok(())
     }
-
-    /// Compares the entries of two versions of a directory, in name order.
-    fn merge(
-        &mut self,
-        path: &[u8],
-        old: &DirEntryObject,
-        new: &DirEntryObject,
-    ) -> Result<(), HistoryError> {
-        let old_dir = self.cache.children(self.objects, old)?;
-        let new_dir = self.cache.children(self.objects, new)?;
-        for (name, old, new) in by_name(&old_dir.entries, &new_dir.entries) {
-            if let (Some(o), Some(n)) = (old, new)
-                && o.object == n.object
-                && o.record == n.record
-                && o.xattrs == n.xattrs
-            {
-                // The same subtree: nothing below can differ.
-                continue;
-            }
-            self.compare(&join(path, name), old, new)?;
-        }
-        Ok(())
-    }
-}
-
-/// The union of two sorted entry lists: each name once, with its entry on each side.
-fn by_name<'a>(
-    old: &'a [DirEntryObject],
-    new: &'a [DirEntryObject],
-) -> impl Iterator<
-    Item = (
-        &'a [u8],
-        Option<&'a DirEntryObject>,
-        Option<&'a DirEntryObject>,
-    ),
-> {
-    let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
-    std::iter::from_fn(move || {
-        let (o, n) = match (old.peek(), new.peek()) {
-            (None, None) => return None,
-            (Some(o), Some(n)) => match o.name.cmp(&n.name) {
-                Ordering::Less => (old.next(), None),
-                Ordering::Greater => (None, new.next()),
-                Ordering::Equal => (old.next(), new.next()),
-            },
-            (Some(_), None) => (old.next(), None),
-            (None, Some(_)) => (None, new.next()),
-        };
-        let name = o.or(n)?.name.as_slice();
-        Some((name, o, n))
-    })
 }
 
 #[cfg(test)]
@@ -580,5 +616,29 @@ mod tests {
             let json = serde_json::to_string(&change).unwrap();
             assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
         }
+    }
+
+    #[test]
+    fn a_deep_chain_diffs_without_recursion() {
+        use crate::testing::{DEEP, chain, on_small_stack, write_in};
+        let f = Fixture::new();
+        let empty = Tree::of_snapshot(&f.snapshot("empty"));
+        let bottom = chain(&f.live, crate::id::InodeNo::ROOT, b"dir", DEEP);
+        write_in(&f.live, bottom, b"leaf", b"v1");
+        let old = Tree::of_snapshot(&f.snapshot("old"));
+        write_in(&f.live, bottom, b"leaf", b"v22");
+        write_in(&f.live, bottom, b"new", b"");
+        let new = Tree::of_snapshot(&f.snapshot("new"));
+        let deep = "/dir".repeat(DEEP);
+
+        let changes = on_small_stack(|| diff(f.objects(), &old, &new, None)).expect("diff");
+        let paths: Vec<&str> = changes.iter().map(Change::path).collect();
+        assert_eq!(paths, [format!("{deep}/leaf"), format!("{deep}/new")]);
+        let added = on_small_stack(|| diff(f.objects(), &empty, &new, None)).expect("diff");
+        let paths: Vec<&str> = added.iter().map(Change::path).collect();
+        assert_eq!(paths, ["/dir"], "an added tree is one change, however deep");
+        let under = on_small_stack(|| diff(f.objects(), &old, &new, Some(deep.as_bytes())))
+            .expect("diff under a deep path");
+        assert_eq!(under.len(), 2);
     }
 }

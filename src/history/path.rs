@@ -37,11 +37,18 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     path
 }
 
-/// The canonical path of a list of names (the root for none).
+/// The canonical path of a list of names (the root for none). Built in one buffer: a path may
+/// have as many names as a tree has levels, so joining them one by one would be quadratic.
 pub fn canonical(names: &[&[u8]]) -> Vec<u8> {
-    names
-        .iter()
-        .fold(b"/".to_vec(), |path, name| join(&path, name))
+    if names.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut path = Vec::with_capacity(names.iter().map(|name| name.len() + 1).sum());
+    for name in names {
+        path.push(b'/');
+        path.extend_from_slice(name);
+    }
+    path
 }
 
 /// Renders a path for a report (see the module documentation for the rule).

@@ -4,8 +4,8 @@
 //! follows what changed since the previous freeze, not the size of the share.
 
 use super::LiveFs;
-use super::error::FsResult;
-use super::namespace::Namespace;
+use super::error::{FsError, FsResult};
+use super::namespace::{Namespace, Node};
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
@@ -46,73 +46,177 @@ impl LiveFs {
         Ok(Frozen { root, root_record })
     }
 
+    /// Encodes `top` and every thawed inode below it, children before their directory, and
+    /// returns `top`'s object. Depth first without recursion: users choose how deep the share
+    /// is, so the walk keeps its own stack (one [`Frame`] per pending inode) on the heap.
     fn freeze_node(
         &self,
         tree: &mut Namespace,
-        ino: InodeNo,
+        top: InodeNo,
         objects: &ObjectStore,
     ) -> FsResult<ObjectId> {
-        let node = tree.node(ino)?;
-        if let Some(id) = node.frozen {
-            return Ok(id);
-        }
-        let encoded = match (&node.entries, &node.content) {
-            (Some(entries), _) => {
-                let entries: Vec<(Vec<u8>, InodeNo)> = entries
-                    .iter()
-                    .map(|(name, child)| (name.clone(), *child))
-                    .collect();
-                let mut out = Vec::with_capacity(entries.len());
-                for (name, child) in entries {
-                    let kind = tree.node(child)?.record.kind;
-                    let object = match kind {
-                        InodeKind::File | InodeKind::Directory => {
-                            Some(self.freeze_node(tree, child, objects)?)
-                        }
-                        _ => None,
-                    };
-                    let child_node = tree.node(child)?;
-                    out.push(DirEntryObject {
-                        name,
-                        link_id: child.0,
-                        record: child_node.current_record(),
-                        object,
-                        xattrs: child_node
-                            .xattrs
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    });
-                }
-                DirectoryObject { entries: out }.encode()
-            }
-            (None, Some(content)) => {
-                let mut state = content.lock();
-                let size = state.size;
-                let map = state.block_map(ino, &self.data_context())?;
-                let mut segments = Vec::new();
-                let mut current: Option<(u64, Segment)> = None;
-                for (&index, &chunk) in map {
-                    let number = index / SEGMENT_BLOCKS;
-                    if current.as_ref().is_some_and(|(n, _)| *n != number)
-                        && let Some((n, segment)) = current.take()
-                    {
-                        segments.push((n, objects.put(&segment.encode())?));
+        let mut stack = vec![Frame::Enter(top)];
+        while let Some(frame) = stack.pop() {
+            match frame {
+                Frame::Enter(ino) => {
+                    let node = tree.node(ino)?;
+                    if node.frozen.is_some() {
+                        // Unchanged since the last freeze, or reached before by another link.
+                        continue;
                     }
-                    let (_, segment) = current.get_or_insert_with(|| (number, Segment::default()));
-                    segment
-                        .blocks
-                        .push(((index % SEGMENT_BLOCKS) as u16, chunk));
+                    match &node.entries {
+                        Some(entries) => {
+                            stack.push(Frame::Exit(ino));
+                            for child in entries.values() {
+                                let child_node = tree.node(*child)?;
+                                if child_node.frozen.is_none() && has_object(child_node) {
+                                    stack.push(Frame::Enter(*child));
+                                }
+                            }
+                        }
+                        None => {
+                            let id = self.freeze_file(node, ino, objects)?;
+                            tree.node_mut(ino)?.frozen = Some(id);
+                        }
+                    }
                 }
-                if let Some((n, segment)) = current {
-                    segments.push((n, objects.put(&segment.encode())?));
+                Frame::Exit(dir) => {
+                    let id = objects.put(&encode_directory(tree, dir)?.encode())?;
+                    tree.node_mut(dir)?.frozen = Some(id);
                 }
-                FileObject { size, segments }.encode()
             }
-            (None, None) => unreachable!("only files and directories are frozen to objects"),
+        }
+        tree.node(top)?
+            .frozen
+            .ok_or_else(|| unfrozen(top, "the top of a freeze"))
+    }
+
+    /// Stores a regular file's segments and returns the id of its file object.
+    fn freeze_file(&self, node: &Node, ino: InodeNo, objects: &ObjectStore) -> FsResult<ObjectId> {
+        let Some(content) = &node.content else {
+            return Err(unfrozen(ino, "an inode frozen as a file has no content"));
         };
-        let id = objects.put(&encoded)?;
-        tree.node_mut(ino)?.frozen = Some(id);
-        Ok(id)
+        let mut state = content.lock();
+        let size = state.size;
+        let map = state.block_map(ino, &self.data_context())?;
+        let mut segments = Vec::new();
+        let mut current: Option<(u64, Segment)> = None;
+        for (&index, &chunk) in map {
+            let number = index / SEGMENT_BLOCKS;
+            if current.as_ref().is_some_and(|(n, _)| *n != number)
+                && let Some((n, segment)) = current.take()
+            {
+                segments.push((n, objects.put(&segment.encode())?));
+            }
+            let (_, segment) = current.get_or_insert_with(|| (number, Segment::default()));
+            segment
+                .blocks
+                .push(((index % SEGMENT_BLOCKS) as u16, chunk));
+        }
+        if let Some((n, segment)) = current {
+            segments.push((n, objects.put(&segment.encode())?));
+        }
+        Ok(objects.put(&FileObject { size, segments }.encode())?)
+    }
+}
+
+/// One step of the freeze walk.
+enum Frame {
+    /// Freeze this inode: a file at once; a directory after everything below it.
+    Enter(InodeNo),
+    /// Every thawed inode below this directory is frozen: encode the directory itself.
+    Exit(InodeNo),
+}
+
+/// Whether an inode is frozen to an object of its own (files and directories); other kinds
+/// live entirely in their directory's entry.
+fn has_object(node: &Node) -> bool {
+    matches!(node.record.kind, InodeKind::File | InodeKind::Directory)
+}
+
+/// The directory object of `dir`, whose files and subdirectories are all frozen.
+fn encode_directory(tree: &Namespace, dir: InodeNo) -> FsResult<DirectoryObject> {
+    let mut entries = Vec::new();
+    for (name, child) in tree.dir(dir)? {
+        let node = tree.node(*child)?;
+        let object = if has_object(node) {
+            let id = node
+                .frozen
+                .ok_or_else(|| unfrozen(*child, "below a directory"))?;
+            Some(id)
+        } else {
+            None
+        };
+        entries.push(DirEntryObject {
+            name: name.clone(),
+            link_id: child.0,
+            record: node.current_record(),
+            object,
+            xattrs: node
+                .xattrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        });
+    }
+    Ok(DirectoryObject { entries })
+}
+
+/// A freeze found an inode not frozen where the walk order guarantees it is: a bug, reported
+/// as an error rather than a snapshot that silently lacks part of the share.
+fn unfrozen(ino: InodeNo, context: &str) -> FsError {
+    tracing::error!(%ino, "freeze: {context}: not frozen");
+    FsError::Io(std::io::Error::other(format!(
+        "freeze: inode {ino} is not frozen ({context})"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::object::Object;
+    use crate::testing::{DEEP, chain, new_store, on_small_stack, write_in};
+
+    /// Follows a chain of directories down from `root` to the first one holding a file: how
+    /// many levels it passed, and that file's size.
+    fn chain_depth(objects: &ObjectStore, root: ObjectId) -> (usize, u64) {
+        let mut dir = root;
+        let mut depth = 0;
+        loop {
+            let Ok(Object::Directory(directory)) = objects.get(&dir) else {
+                panic!("a directory object at depth {depth}");
+            };
+            let [entry] = &directory.entries[..] else {
+                panic!("one entry at depth {depth}");
+            };
+            let object = entry.object.expect("an object");
+            if entry.record.kind == InodeKind::File {
+                let Ok(Object::File(file)) = objects.get(&object) else {
+                    panic!("a file object");
+                };
+                return (depth, file.size);
+            }
+            dir = object;
+            depth += 1;
+        }
+    }
+
+    #[test]
+    fn a_deep_chain_freezes_without_recursion() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let objects = ObjectStore::new(live.chunk_store());
+        let bottom = chain(&live, InodeNo::ROOT, b"d", DEEP);
+        write_in(&live, bottom, b"leaf", b"first");
+
+        let first = on_small_stack(|| live.freeze(&objects)).expect("freeze");
+        assert_eq!(chain_depth(&objects, first.root), (DEEP, 5));
+
+        write_in(&live, bottom, b"leaf", b"second");
+        let second = on_small_stack(|| live.freeze(&objects)).expect("freeze again");
+        assert_ne!(second.root, first.root, "the change thawed the whole chain");
+        assert_eq!(chain_depth(&objects, second.root), (DEEP, 6));
+        let unchanged = on_small_stack(|| live.freeze(&objects)).expect("freeze unchanged");
+        assert_eq!(unchanged.root, second.root);
     }
 }

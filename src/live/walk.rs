@@ -5,21 +5,31 @@ use std::collections::BTreeMap;
 use super::LiveFs;
 use super::error::FsResult;
 use crate::id::{ChunkId, InodeNo};
+use crate::path_tree::{PathId, PathTree};
 
 impl LiveFs {
-    /// Every regular file's paths (a hard-linked file has several), by inode.
-    pub fn file_paths(&self) -> BTreeMap<InodeNo, Vec<String>> {
+    /// Every regular file's paths (a hard-linked file has several), by inode, recorded in
+    /// `paths` below `root`. Depth first without recursion, and each path recorded as a link
+    /// to its directory's, so that the walk costs the size of the share however deep it is.
+    pub(crate) fn file_paths(
+        &self,
+        paths: &mut PathTree,
+        root: PathId,
+    ) -> BTreeMap<InodeNo, Vec<PathId>> {
         let tree = self.tree.read();
-        let mut out: BTreeMap<InodeNo, Vec<String>> = BTreeMap::new();
-        let mut pending = vec![(InodeNo::ROOT, String::new())];
-        while let Some((dir, path)) = pending.pop() {
+        let mut out: BTreeMap<InodeNo, Vec<PathId>> = BTreeMap::new();
+        let mut pending = vec![(InodeNo::ROOT, root)];
+        while let Some((dir, dir_path)) = pending.pop() {
             let Ok(entries) = tree.dir(dir) else { continue };
             for (name, child) in entries {
-                let child_path = format!("{path}/{}", String::from_utf8_lossy(name));
                 match tree.nodes.get(child) {
-                    Some(node) if node.is_dir() => pending.push((*child, child_path)),
+                    Some(node) if node.is_dir() => {
+                        pending.push((*child, paths.child(dir_path, name)));
+                    }
                     Some(node) if node.content.is_some() => {
-                        out.entry(*child).or_default().push(child_path)
+                        out.entry(*child)
+                            .or_default()
+                            .push(paths.child(dir_path, name));
                     }
                     _ => {}
                 }

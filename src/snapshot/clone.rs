@@ -355,4 +355,25 @@ mod tests {
         clone_snapshot(&snapshots, "s", &empty).expect_err("damaged");
         assert_eq!(std::fs::read_dir(&empty).expect("empty").count(), 0);
     }
+
+    #[test]
+    fn a_deep_tree_clones() {
+        use crate::testing::{DEEP, chain, chain_bottom, on_small_stack, read_in, write_in};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        let bottom = chain(&live, InodeNo::ROOT, b"dir", DEEP);
+        write_in(&live, bottom, b"leaf", &data());
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        let clone = tmp.path().join("clone");
+
+        let report = on_small_stack(|| clone_snapshot(&snapshots, "s", &clone)).expect("clone");
+
+        assert_eq!((report.cloned.files, report.cloned.dirs), (1, DEEP as u64));
+        let cloned = open(&clone);
+        let bottom = chain_bottom(&cloned, InodeNo::ROOT, b"dir", DEEP);
+        assert_eq!(read_in(&cloned, bottom, b"leaf"), data());
+        on_small_stack(|| snapshots_of(&cloned).create("first", Origin::Manual))
+            .expect("the clone's first snapshot encodes the whole tree");
+    }
 }

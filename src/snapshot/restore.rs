@@ -367,4 +367,39 @@ mod tests {
             Err(SnapshotError::NotFound(_))
         ));
     }
+
+    #[test]
+    fn a_deep_tree_restores_over_itself_and_survives_reopening() {
+        use crate::testing::{DEEP, chain, chain_bottom, on_small_stack, read_in, write_in};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        let top = mkdir(&live, "top");
+        let bottom = chain(&live, top, b"dir", DEEP);
+        write_in(&live, bottom, b"leaf", b"deep data");
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        write_in(&live, bottom, b"leaf", b"changed");
+
+        let copy = on_small_stack(|| snapshots.restore("s", "top", Some("copy"), false))
+            .expect("restore a copy");
+        assert_eq!(copy.restored.dirs, DEEP as u64 + 1);
+        on_small_stack(|| snapshots.restore("s", "top", None, true))
+            .expect("restore over the deep tree");
+        for name in ["top", "copy"] {
+            let top = lookup(&live, name).expect("restored").ino;
+            let bottom = chain_bottom(&live, top, b"dir", DEEP);
+            assert_eq!(read_in(&live, bottom, b"leaf"), b"deep data", "{name}");
+        }
+        live.assert_consistent();
+        on_small_stack(|| snapshots.create("after", Origin::Manual)).expect("snapshot");
+        drop(snapshots);
+        close(live);
+        let live = open(&store);
+        let top = lookup(&live, "copy").expect("copy").ino;
+        let bottom = chain_bottom(&live, top, b"dir", DEEP);
+        assert_eq!(read_in(&live, bottom, b"leaf"), b"deep data");
+        let snapshots = snapshots_of(&live);
+        on_small_stack(|| snapshots.create("reopened", Origin::Manual))
+            .expect("the first snapshot after opening encodes the whole tree");
+    }
 }

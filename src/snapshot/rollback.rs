@@ -134,4 +134,30 @@ mod tests {
         let err = snapshots.rollback("s", "s").expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::EEXIST, "{err}");
     }
+
+    #[test]
+    fn a_deep_tree_rolls_back_and_forth() {
+        use crate::testing::{DEEP, chain, chain_bottom, on_small_stack, read_in, write_in};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        let bottom = chain(&live, InodeNo::ROOT, b"dir", DEEP);
+        write_in(&live, bottom, b"leaf", b"old");
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        write_in(&live, bottom, b"leaf", b"new");
+
+        let report = on_small_stack(|| snapshots.rollback("s", "safety")).expect("rollback");
+        assert_eq!(report.restored.dirs, DEEP as u64);
+        let leaf = || {
+            read_in(
+                &live,
+                chain_bottom(&live, InodeNo::ROOT, b"dir", DEEP),
+                b"leaf",
+            )
+        };
+        assert_eq!(leaf(), b"old");
+        on_small_stack(|| snapshots.rollback("safety", "safety-2")).expect("rollback again");
+        assert_eq!(leaf(), b"new");
+        live.assert_consistent();
+    }
 }

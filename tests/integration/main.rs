@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod crash_ordering;
+mod deep_tree;
 mod durability;
 mod full_disk;
 mod harness;
