@@ -501,16 +501,21 @@ impl Filesystem for SnapFuse {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        if !is_live(i) {
-            return reply.ok();
+        match area(ino(i)) {
+            Area::Live => reply_empty(reply, self.live.flush(fh.0)),
+            // A close ends what was written: an unterminated last request runs now.
+            Area::ControlFile => match self.side.flush_control(req.uid(), fh.0) {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(err),
+            },
+            _ => reply.ok(),
         }
-        reply_empty(reply, self.live.flush(fh.0));
     }
 
     fn release(

