@@ -30,7 +30,7 @@ use request::{CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
 pub use scheduler::TickReport;
 use settings::Settings;
 
-use crate::format::catalog::{Hold, Origin};
+use crate::format::catalog::{Hold, LIVE, Origin};
 use crate::history;
 use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, parse_time_of_day};
 use crate::schedule::clock::ManualClock;
@@ -396,7 +396,7 @@ impl Service {
     }
 
     fn tree(&self, side: &str) -> Result<history::Tree, ServiceError> {
-        if side == "live" {
+        if side == LIVE {
             return Ok(history::Tree::of_live(
                 self.snapshots.live(),
                 self.snapshots.objects(),
@@ -404,7 +404,7 @@ impl Service {
         }
         let record = self.snapshots.get(side).ok_or_else(|| ServiceError {
             errno: libc::ENOENT,
-            message: format!("no snapshot named {side:?} (use a snapshot name or \"live\")"),
+            message: format!("no snapshot named {side:?} (use a snapshot name or {LIVE:?})"),
         })?;
         Ok(history::Tree::of_snapshot(&record))
     }

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::process::Command;
 
-use crate::harness::Mounted;
+use crate::harness::{Mounted, snapfs_err, snapfs_ok};
 
 fn control_path(m: &Mounted) -> std::path::PathBuf {
     m.path(".snapshots/.control")
@@ -156,4 +156,42 @@ fn a_line_longer_than_the_limit_is_refused_and_one_below_it_runs() {
     assert!(outcome.contains("longer than"), "{outcome}");
     drop(control);
     assert_eq!(snapshot_names(&m), ["padded"]);
+}
+
+#[test]
+fn reserved_snapshot_names_are_refused_everywhere() {
+    let m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    // `live` is the live share for `diff`; a leading `-` reads as an option.
+    for name in ["live", "-x", "--help"] {
+        let json = format!("{{\"command\":\"create\",\"name\":{name:?}}}\n");
+        let err = fs::write(control_path(&m), json).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{name}");
+        let outcome = last_outcome(&m);
+        assert!(outcome.contains("reserved"), "{name}: {outcome}");
+        let err = fs::create_dir(m.path(&format!(".snapshots/{name}"))).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "mkdir {name}");
+    }
+    let err = fs::write(control_path(&m), "create live\n").expect_err("live");
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    let err = snapfs_err(&["snapshot", "create", "live", "--mount", &mnt]);
+    assert!(err.contains("reserved"), "{err}");
+    // The names of the directory itself were refused already.
+    for name in [".history", ".control"] {
+        let err = fs::write(control_path(&m), format!("create {name}\n")).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{name}");
+        let err = fs::create_dir(m.path(&format!(".snapshots/{name}"))).expect_err(name);
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "mkdir {name}");
+    }
+    assert!(snapshot_names(&m).is_empty());
+    // So `diff X live` always means the share. (Snapshots are never renamed.)
+    snapfs_ok(&["snapshot", "create", "s", "--mount", &mnt]);
+    let err = fs::rename(m.path(".snapshots/s"), m.path(".snapshots/live")).expect_err("rename");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    fs::write(m.path("new"), "x").unwrap();
+    assert_eq!(
+        snapfs_ok(&["diff", "s", "live", "--mount", &mnt]).trim(),
+        "+  /new"
+    );
+    assert_eq!(snapfs_ok(&["diff", "live", "live", "--mount", &mnt]), "");
 }
