@@ -53,6 +53,9 @@ pub struct SnapshotSide {
 #[derive(Default)]
 struct ControlHandle {
     stream: ControlStream,
+    /// Who gave the last write, as the kernel names a writer: the lock owner, which identifies
+    /// the writing process's table of open files. `None` if the kernel did not say.
+    writer: Option<u64>,
     /// The outcome of the last command given through it (`ok: ...` or `error: ...`).
     outcome: Option<String>,
 }
@@ -271,13 +274,18 @@ impl SnapshotSide {
         fh
     }
 
-    /// The last close of a handle: what it still holds is dropped. (Its unterminated last line
-    /// ran at the close itself, in [`Self::flush_control`].)
+    /// The last close of a handle: what it still holds is dropped. An unterminated last line
+    /// normally ran when its writer closed the file ([`Self::flush_control`]); one that is
+    /// still here was left by a writer that never closed it itself (its descriptor was passed
+    /// on), and is reported as everyone's last outcome rather than run unseen.
     pub fn release(&self, fh: u64) {
         if let Some(handle) = self.control_handles.lock().remove(&fh)
             && handle.stream.has_pending()
         {
-            tracing::warn!("control file released with an unfinished line; dropped");
+            let message = "a request without a final newline was dropped: its writer never \
+                           closed the control file itself";
+            tracing::warn!("{message}");
+            *self.last_outcome.lock() = format!("error: {message}");
         }
     }
 
@@ -307,24 +315,34 @@ impl SnapshotSide {
         }
     }
 
-    /// Takes a write to the control file: runs, in order, every request whose line it ends,
-    /// stopping at the first that fails (see [`ControlStream`]). Only the share's owner and root
-    /// may.
-    pub fn write_control(&self, uid: u32, fh: u64, data: &[u8]) -> Result<usize, Errno> {
+    /// Takes a write to the control file from `writer` (its lock owner, if the kernel gave
+    /// one): runs, in order, every request whose line it ends, stopping at the first that fails
+    /// (see [`ControlStream`]). Only the share's owner and root may.
+    pub fn write_control(
+        &self,
+        uid: u32,
+        writer: Option<u64>,
+        fh: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         self.check_owner(uid)?;
+        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+            handle.writer = writer;
+        }
         self.feed_control(fh, |stream, run| stream.write(data, run))?;
         Ok(data.len())
     }
 
-    /// A close of a control-file handle: runs the unterminated last line it was written, if
-    /// any; its failure is what `close` returns.
-    pub fn flush_control(&self, uid: u32, fh: u64) -> Result<(), Errno> {
-        let pending = self
-            .control_handles
-            .lock()
-            .get(&fh)
-            .is_some_and(|handle| handle.stream.has_pending());
-        if !pending {
+    /// A close of a control-file handle by `closer` (its lock owner): if that is who wrote the
+    /// unterminated last line waiting there, the line runs now and its failure is what `close`
+    /// returns. A close by anyone else is not the writer being done: every process that forks
+    /// while the file is open closes its copy at `exec` or exit, which must not cut a line
+    /// still being written.
+    pub fn flush_control(&self, uid: u32, closer: u64, fh: u64) -> Result<(), Errno> {
+        let writer_done = self.control_handles.lock().get(&fh).is_some_and(|handle| {
+            handle.stream.has_pending() && handle.writer.is_none_or(|writer| writer == closer)
+        });
+        if !writer_done {
             return Ok(());
         }
         self.check_owner(uid)?;

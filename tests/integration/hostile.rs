@@ -48,11 +48,23 @@ fn a_request_cut_across_writes_runs_once_whole() {
         assert_eq!(written, piece.len(), "{piece:?} is taken whole");
     }
     assert_eq!(snapshot_names(&m), ["x"]);
-    // A last line without a newline runs at close, as a shell runs a script's last line.
+    // A process started meanwhile inherits the descriptor and closes its copy (at exec and at
+    // exit): that is not the writer closing the file, and does not cut the line.
+    control.write_all(b"create sp").expect("half a line");
+    let child = Command::new("true").status().expect("true");
+    assert!(child.success());
+    control.write_all(b"lit\n").expect("the other half");
+    assert_eq!(snapshot_names(&m), ["split", "x"]);
+    // A last line without a newline runs when its writer closes the file, as a shell runs a
+    // script's last line.
     control.write_all(b"create y").expect("unterminated line");
-    assert_eq!(snapshot_names(&m), ["x"], "not before the line is complete");
+    assert_eq!(
+        snapshot_names(&m),
+        ["split", "x"],
+        "not before the line is complete"
+    );
     drop(control);
-    assert_eq!(snapshot_names(&m), ["x", "y"]);
+    assert_eq!(snapshot_names(&m), ["split", "x", "y"]);
     assert!(
         last_outcome(&m).starts_with("last: ok:"),
         "{}",
