@@ -6,9 +6,10 @@
 
 use std::fs;
 use std::io::Write;
-use std::process::Command;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 
-use crate::harness::{Mounted, snapfs_err, snapfs_ok};
+use crate::harness::{Mounted, SNAPFS, snapfs_err, snapfs_ok};
 
 fn control_path(m: &Mounted) -> std::path::PathBuf {
     m.path(".snapshots/.control")
@@ -206,4 +207,39 @@ fn reserved_snapshot_names_are_refused_everywhere() {
         "+  /new"
     );
     assert_eq!(snapfs_ok(&["diff", "live", "live", "--mount", &mnt]), "");
+}
+
+/// Runs `snapfs ARGS` with its standard output a pipe nobody reads any more.
+fn into_a_closed_pipe(args: &[&str]) -> std::process::Output {
+    let (read, write) = nix::unistd::pipe().expect("pipe");
+    drop(read);
+    Command::new(SNAPFS)
+        .args(args)
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running snapfs")
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    fs::write(m.path("f"), "x").unwrap();
+    snapfs_ok(&["snapshot", "create", "s", "--mount", &mnt]);
+    fs::write(m.path("f"), "y").unwrap();
+    for args in [
+        &["status", "--mount", &mnt][..],
+        &["snapshot", "list", "--mount", &mnt],
+        &["policy", "show", "--mount", &mnt],
+        &["diff", "s", "live", "--mount", &mnt],
+        &["log", "f", "--mount", &mnt],
+        &["status", "--mount", &mnt, "--json"],
+    ] {
+        let out = into_a_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        // As `ls | head` ends: killed by SIGPIPE, which shells do not report.
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}");
+    }
 }
