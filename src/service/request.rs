@@ -7,11 +7,17 @@
 //!   shell would, so names with spaces are quoted;
 //! - as one JSON object (`{"command":"create","name":"before-deploy"}`): what the `snapfs`
 //!   command itself sends, so no name or path ever needs quoting.
+//!
+//! Paths inside the share are bytes from end to end ([`BytePath`], whose module says how they
+//! are spelled in JSON), so a name that is not UTF-8 can be restored or looked up like any
+//! other.
 
 use std::os::unix::ffi::OsStringExt;
 
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+
+pub use super::byte_path::BytePath;
 
 /// A request, as the control file and the daemon take it.
 #[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -106,10 +112,10 @@ pub struct RestoreArgs {
     /// The snapshot to restore from.
     pub snapshot: String,
     /// The file or directory to restore, relative to the share's root.
-    pub path: String,
+    pub path: BytePath,
     /// Where to put it in the live share (default: where it was).
     #[arg(long)]
-    pub to: Option<String>,
+    pub to: Option<BytePath>,
     /// Replace what is there now (by default an existing target is refused).
     #[arg(long)]
     #[serde(default)]
@@ -121,6 +127,7 @@ pub struct CloneArgs {
     /// The snapshot to clone.
     pub snapshot: String,
     /// The directory of the new store (absent or empty).
+    #[serde(with = "super::byte_path::os_path")]
     pub new_store: std::path::PathBuf,
 }
 
@@ -131,13 +138,13 @@ pub struct DiffArgs {
     /// The newer side: a snapshot name or `live`.
     pub to: String,
     /// Limit the comparison to this path (relative to the share's root).
-    pub path: Option<String>,
+    pub path: Option<BytePath>,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct LogArgs {
     /// The file or directory, relative to the share's root.
-    pub path: String,
+    pub path: BytePath,
 }
 
 #[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -304,6 +311,42 @@ mod tests {
                 })
             }]
         );
+    }
+
+    #[test]
+    fn paths_are_bytes_in_both_forms() {
+        let log = |path: &[u8]| {
+            Request::Log(LogArgs {
+                path: BytePath(path.to_vec()),
+            })
+        };
+        assert_eq!(parse_line(b"log 'caf\xe9'"), Ok(Some(log(b"caf\xe9"))));
+        assert_eq!(
+            parse_line(b"log two\\ words\xff"),
+            Ok(Some(log(b"two words\xff")))
+        );
+        assert_eq!(
+            parse_line(br#"{"command":"log","path":[99,97,102,233]}"#),
+            Ok(Some(log(b"caf\xe9")))
+        );
+        assert_eq!(parse_line(b"  \r"), Ok(None));
+        let restore = Request::Restore(RestoreArgs {
+            snapshot: "s".into(),
+            path: BytePath(b"a\nb\xff".to_vec()),
+            to: Some(BytePath(b"\x80".to_vec())),
+            overwrite: false,
+        });
+        let clone = Request::Clone(CloneArgs {
+            snapshot: "s".into(),
+            new_store: std::ffi::OsString::from_vec(b"/srv/\xfe".to_vec()).into(),
+        });
+        for request in [restore, clone] {
+            let line = to_line(&request);
+            assert!(!line.contains('\n'), "{line}");
+            assert_eq!(parse(line.as_bytes()), Ok(vec![request]));
+        }
+        // A snapshot name is text: bytes that are not UTF-8 are refused there.
+        assert!(parse_line(b"create \xff").is_err());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! attributes than a listing can return. Each is refused with a clear reason or works whole;
 //! none crashes, hangs or half-happens.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
@@ -38,6 +40,14 @@ fn snapshot_names(m: &Mounted) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// `snapfs ARGS`, with arguments that need not be UTF-8.
+fn snapfs_os(args: &[&OsStr]) -> std::process::Output {
+    Command::new(SNAPFS)
+        .args(args)
+        .output()
+        .expect("running snapfs")
 }
 
 #[test]
@@ -242,4 +252,136 @@ fn output_into_a_closed_pipe_ends_quietly() {
         // As `ls | head` ends: killed by SIGPIPE, which shells do not report.
         assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}");
     }
+}
+
+#[test]
+fn paths_are_bytes_end_to_end() {
+    let m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    let latin1 = OsStr::from_bytes(b"caf\xe9");
+    let newline = OsStr::from_bytes(b"two\nlines");
+    fs::write(m.path("").join(latin1), "v1").unwrap();
+    snapfs_ok(&["snapshot", "create", "s1", "--mount", &mnt]);
+    fs::write(m.path("").join(latin1), "v2").unwrap();
+    fs::write(m.path("").join(newline), "n").unwrap();
+    snapfs_ok(&["snapshot", "create", "s2", "--mount", &mnt]);
+
+    // diff shows a newline in a name escaped, like bytes that are not UTF-8: one line each.
+    let diff = snapfs_ok(&["diff", "s1", "s2", "--mount", &mnt]);
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["M  /caf\\xe9  (content, mtime)", "+  /two\\x0alines"],
+        "{diff}"
+    );
+
+    // log takes the name as bytes, mounted and through the control file in both forms.
+    let mount = OsString::from(&mnt);
+    let log = snapfs_os(&["log".as_ref(), latin1, "--mount".as_ref(), &mount]);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 3);
+    fs::write(control_path(&m), b"log 'caf\xe9'\n").expect("words with raw bytes");
+    assert!(last_outcome(&m).contains("\"s1\""), "{}", last_outcome(&m));
+    fs::write(
+        control_path(&m),
+        "{\"command\":\"log\",\"path\":[99,97,102,233]}\n",
+    )
+    .expect("a path as an array of bytes");
+    assert!(last_outcome(&m).contains("\"s2\""), "{}", last_outcome(&m));
+
+    // restore takes both paths as bytes.
+    let to = OsStr::from_bytes(b"old-caf\xe9");
+    let restore = snapfs_os(&[
+        "restore".as_ref(),
+        "s1".as_ref(),
+        latin1,
+        "--to".as_ref(),
+        to,
+        "--mount".as_ref(),
+        &mount,
+    ]);
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    assert_eq!(fs::read(m.path("").join(to)).unwrap(), b"v1");
+
+    // The same on the unmounted store.
+    let mut m = m;
+    m.unmount();
+    let store = m.store.clone().into_os_string();
+    let log = snapfs_os(&["log".as_ref(), newline, "--store".as_ref(), &store]);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+    let text = String::from_utf8_lossy(&log.stdout).into_owned();
+    assert!(text.lines().nth(1).unwrap().starts_with("s2 "), "{text}");
+}
+
+#[test]
+fn log_of_a_path_no_snapshot_holds_fails() {
+    let mut m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    fs::write(m.path("f"), "x").unwrap();
+    snapfs_ok(&["snapshot", "create", "s", "--mount", &mnt]);
+    let err = snapfs_err(&["log", "never", "--mount", &mnt]);
+    assert!(err.contains("no such path in any snapshot"), "{err}");
+    let err = snapfs_err(&["log", "never", "--mount", &mnt, "--json"]);
+    assert!(err.contains("no such path in any snapshot"), "{err}");
+    let err = fs::write(control_path(&m), "log never\n").expect_err("never existed");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    m.unmount();
+    let store = m.store.to_str().unwrap().to_owned();
+    let err = snapfs_err(&["log", "never", "--store", &store]);
+    assert!(err.contains("no such path in any snapshot"), "{err}");
+    snapfs_ok(&["log", "f", "--store", &store]);
+}
+
+#[test]
+fn a_hold_must_end_in_the_future() {
+    let m = Mounted::new();
+    let mnt = m.mnt.to_str().unwrap().to_owned();
+    snapfs_ok(&["snapshot", "create", "s", "--mount", &mnt]);
+    for until in ["1970-01-01", "0d", "0h"] {
+        let err = snapfs_err(&["snapshot", "hold", "s", "--until", until, "--mount", &mnt]);
+        assert!(err.contains("not in the future"), "{until}: {err}");
+        let line = format!("hold s --until {until}\n");
+        let err = fs::write(control_path(&m), line).expect_err(until);
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{until}");
+    }
+    // Nothing was held: the snapshot can go.
+    snapfs_ok(&["snapshot", "hold", "s", "--until", "1d", "--mount", &mnt]);
+    snapfs_ok(&["snapshot", "release", "s", "--mount", &mnt]);
+    snapfs_ok(&["snapshot", "delete", "s", "--mount", &mnt]);
+}
+
+#[test]
+fn clone_takes_a_store_path_that_is_not_utf8() {
+    let m = Mounted::new();
+    let mnt = OsString::from(m.mnt.as_os_str());
+    fs::write(m.path("f"), "x").unwrap();
+    fs::write(control_path(&m), "create s\n").unwrap();
+    let target = m
+        .dir
+        .path()
+        .join(OsString::from_vec(b"clone-\xff".to_vec()));
+    let out = snapfs_os(&[
+        "clone".as_ref(),
+        "s".as_ref(),
+        target.as_os_str(),
+        "--mount".as_ref(),
+        &mnt,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(target.join("snapfs-store.json").exists());
 }
