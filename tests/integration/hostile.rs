@@ -9,9 +9,10 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Mounted, SNAPFS, snapfs_err, snapfs_ok};
+use crate::harness::{Mounted, SNAPFS, c_path, snapfs_err, snapfs_ok, xattr_set};
 
 fn control_path(m: &Mounted) -> std::path::PathBuf {
     m.path(".snapshots/.control")
@@ -359,6 +360,92 @@ fn a_hold_must_end_in_the_future() {
     snapfs_ok(&["snapshot", "hold", "s", "--until", "1d", "--mount", &mnt]);
     snapfs_ok(&["snapshot", "release", "s", "--mount", &mnt]);
     snapfs_ok(&["snapshot", "delete", "s", "--mount", &mnt]);
+}
+
+/// The names `listxattr` gives for `path`, or its errno.
+fn list_xattrs(path: &Path) -> Result<Vec<Vec<u8>>, i32> {
+    let c_path = c_path(path);
+    // SAFETY: a valid C string; size 0 asks for the length only.
+    let len = unsafe { libc::listxattr(c_path.as_ptr(), std::ptr::null_mut(), 0) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    let mut buf = vec![0u8; len as usize];
+    // SAFETY: a valid C string and a writable buffer of the given length.
+    let len = unsafe { libc::listxattr(c_path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    buf.truncate(len as usize);
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// `setxattr`, returning its errno on failure.
+fn try_set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<(), i32> {
+    let c_name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path(path).as_ptr(),
+            c_name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+#[test]
+fn every_extended_attribute_set_can_be_listed() {
+    let m = Mounted::new();
+    let f = m.path("f");
+    fs::write(&f, "x").unwrap();
+    assert_eq!(list_xattrs(&f), Ok(Vec::new()));
+    // Names of 255 bytes: 256 each in a listing, whose limit is 64 KiB.
+    let name = |i: usize| format!("user.{i:05}{}", "n".repeat(245));
+    let mut set = Vec::new();
+    let mut refused = None;
+    for i in 0..400 {
+        match try_set_xattr(&f, &name(i), b"v") {
+            Ok(()) => set.push(name(i).into_bytes()),
+            Err(errno) => {
+                refused = Some(errno);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(libc::ENOSPC),
+        "after {} attributes",
+        set.len()
+    );
+    assert_eq!(set.len(), 256, "a listing of 64 KiB holds 256 such names");
+    assert_eq!(list_xattrs(&f), Ok(set.clone()));
+    // Changing the value of a name already there still works at the limit.
+    xattr_set(&f, &name(0), b"changed");
+    // Removing one makes room for one.
+    let c_name = std::ffi::CString::new(name(1)).unwrap();
+    // SAFETY: valid C strings.
+    assert_eq!(
+        unsafe { libc::removexattr(c_path(&f).as_ptr(), c_name.as_ptr()) },
+        0
+    );
+    assert_eq!(try_set_xattr(&f, &name(1), b"back"), Ok(()));
+    assert_eq!(try_set_xattr(&f, "user.one-more", b"v"), Err(libc::ENOSPC));
+
+    // A snapshot of it lists them all too.
+    fs::write(control_path(&m), "create s\n").unwrap();
+    assert_eq!(list_xattrs(&m.path(".snapshots/s/f")), Ok(set));
 }
 
 #[test]
