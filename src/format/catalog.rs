@@ -187,7 +187,18 @@ impl SnapshotRecord {
     }
 }
 
-/// Checks a snapshot name: 1 to 255 bytes of UTF-8, no '/', no NUL, not starting with '.'.
+/// What `diff` (and any command that takes either a snapshot or the share) calls the live share.
+pub const LIVE: &str = "live";
+
+/// Checks the name of a snapshot being created: 1 to 255 bytes of UTF-8, no '/', no NUL, no
+/// control characters, and not a name that means something else:
+/// - not starting with '.', which `.snapshots/` keeps for its own entries (`.control`,
+///   `.history`) and which tree walks take for hidden;
+/// - not starting with '-', which every command line reads as an option;
+/// - not [`LIVE`], which names the live share where a snapshot could be named.
+///
+/// Only creation is checked: a snapshot that an earlier version let through (a `live`) stays
+/// listable, readable and deletable by its name.
 pub fn check_snapshot_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("a snapshot name may not be empty");
@@ -197,6 +208,12 @@ pub fn check_snapshot_name(name: &str) -> Result<(), &'static str> {
     }
     if name.starts_with('.') {
         return Err("a snapshot name may not start with '.'");
+    }
+    if name.starts_with('-') {
+        return Err("a snapshot name may not start with '-' (reserved: it reads as an option)");
+    }
+    if name == LIVE {
+        return Err("\"live\" is reserved: it names the live share in diff");
     }
     if name.contains('/') || name.contains('\0') {
         return Err("a snapshot name may not contain '/' or NUL");
@@ -222,6 +239,18 @@ mod tests {
         assert!(check_snapshot_name("a\nb").is_err());
         assert!(check_snapshot_name(&"x".repeat(256)).is_err());
         assert!(check_snapshot_name(&"x".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn names_the_command_line_gives_a_meaning_are_reserved() {
+        for reserved in ["live", "-x", "--help", "-", ".control", ".history"] {
+            let refused = check_snapshot_name(reserved);
+            assert!(refused.is_err(), "{reserved}");
+        }
+        assert!(check_snapshot_name("live").is_err_and(|why| why.contains("reserved")));
+        for fine in ["Live", "live-2026", "a-", "x.live", "not live"] {
+            assert_eq!(check_snapshot_name(fine), Ok(()), "{fine}");
+        }
     }
 
     proptest! {

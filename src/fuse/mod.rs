@@ -496,12 +496,15 @@ impl Filesystem for SnapFuse {
         data: &[u8],
         _write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let result = match area(ino(i)) {
             Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
-            Area::ControlFile => self.side.write_control(Sender::of(req), fh.0, data),
+            Area::ControlFile => {
+                let writer = lock_owner.map(|owner| owner.0);
+                self.side.write_control(Sender::of(req), writer, fh.0, data)
+            }
             _ => Err(Errno::EROFS),
         };
         match result {
@@ -512,16 +515,22 @@ impl Filesystem for SnapFuse {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        if !is_live(i) {
-            return reply.ok();
+        match area(ino(i)) {
+            Area::Live => reply_empty(reply, self.live.flush(fh.0)),
+            // Its writer's close ends what was written: an unterminated last request runs now.
+            Area::ControlFile => match self.side.flush_control(Sender::of(req), lock_owner.0, fh.0)
+            {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(err),
+            },
+            _ => reply.ok(),
         }
-        reply_empty(reply, self.live.flush(fh.0));
     }
 
     fn release(

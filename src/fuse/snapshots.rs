@@ -19,7 +19,8 @@ use crate::history::HistoryError;
 use crate::id::InodeNo;
 use crate::live::{Attr, LiveFs};
 use crate::schedule::calendar::format_rfc3339;
-use crate::service::{Service, ServiceError, request};
+use crate::service::control::ControlStream;
+use crate::service::{Service, ServiceError};
 use crate::snapshot::Snapshots;
 use crate::snapshot::history_view::{HistoryInode, HistoryView};
 use crate::snapshot::view::{
@@ -39,13 +40,26 @@ pub struct SnapshotSide {
     history: HistoryView,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
-    /// The outcome of the last command given through each open control-file handle, so that a
-    /// script reads back its own result even while others use the file.
-    handle_outcomes: Mutex<HashMap<u64, String>>,
+    /// Every open control-file handle: its unfinished line, and the outcome of the last
+    /// command given through it, so that a script reads back its own result even while others
+    /// use the file.
+    control_handles: Mutex<HashMap<u64, ControlHandle>>,
     /// Serialises commands, so that an outcome is copied to its handle before the next one.
+    /// Taken before `control_handles`.
     commanding: Mutex<()>,
     listings: Mutex<HashMap<u64, Arc<Listing>>>,
     next_handle: AtomicU64,
+}
+
+/// One open control file.
+#[derive(Default)]
+struct ControlHandle {
+    stream: ControlStream,
+    /// Who gave the last write, as the kernel names a writer: the lock owner, which identifies
+    /// the writing process's table of open files. `None` if the kernel did not say.
+    writer: Option<u64>,
+    /// The outcome of the last command given through it (`ok: ...` or `error: ...`).
+    outcome: Option<String>,
 }
 
 fn view_errno(err: ViewError) -> Errno {
@@ -90,7 +104,7 @@ impl SnapshotSide {
             view: SnapshotView::new(service.snapshots().clone()),
             service,
             last_outcome: Mutex::new("none".into()),
-            handle_outcomes: Mutex::new(HashMap::new()),
+            control_handles: Mutex::new(HashMap::new()),
             commanding: Mutex::new(()),
             listings: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -271,19 +285,39 @@ impl SnapshotSide {
         self.snap_inode(ino, from).map(|_| ())
     }
 
-    /// Opens the control file: each handle remembers the outcome of its own commands.
+    /// Opens the control file: each handle keeps its own unfinished line and remembers the
+    /// outcome of its own commands.
     pub fn open_control(&self) -> u64 {
-        HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed)
+        let fh = HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.control_handles
+            .lock()
+            .insert(fh, ControlHandle::default());
+        fh
     }
 
+    /// The last close of a handle: what it still holds is dropped. An unterminated last line
+    /// normally ran when its writer closed the file ([`Self::flush_control`]); one that is
+    /// still here was left by a writer that never closed it itself (its descriptor was passed
+    /// on), and is reported as everyone's last outcome rather than run unseen.
     pub fn release(&self, fh: u64) {
-        self.handle_outcomes.lock().remove(&fh);
+        if let Some(handle) = self.control_handles.lock().remove(&fh)
+            && handle.stream.has_pending()
+        {
+            let message = "a request without a final newline was dropped: its writer never \
+                           closed the control file itself";
+            tracing::warn!("{message}");
+            *self.last_outcome.lock() = format!("error: {message}");
+        }
     }
 
     pub fn read(&self, ino: InodeNo, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let outcome = self.handle_outcomes.lock().get(&fh).cloned();
+                let outcome = self
+                    .control_handles
+                    .lock()
+                    .get(&fh)
+                    .and_then(|handle| handle.outcome.clone());
                 let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
                 let text = status_text(&outcome, &self.snapshots().list());
                 let start = (offset as usize).min(text.len());
@@ -302,32 +336,79 @@ impl SnapshotSide {
         }
     }
 
-    /// Runs the commands written to the control file, in order, stopping at the first that
-    /// fails. Only the share's owner and root may; what each may ask is the service's privilege
-    /// rule.
-    pub fn write_control(&self, from: Sender, fh: u64, data: &[u8]) -> Result<usize, Errno> {
+    /// Takes a write to the control file from `writer` (its lock owner, if the kernel gave
+    /// one): runs, in order, every request whose line it ends, stopping at the first that fails
+    /// (see [`ControlStream`]). Only the share's owner and root may.
+    pub fn write_control(
+        &self,
+        from: Sender,
+        writer: Option<u64>,
+        fh: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         self.check_owner(from.uid)?;
-        let _one_at_a_time = self.commanding.lock();
-        let result = self.run_commands(data, &from.requester());
-        let outcome = self.last_outcome.lock().clone();
-        self.handle_outcomes.lock().insert(fh, outcome);
-        result
+        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+            handle.writer = writer;
+        }
+        let who = from.requester();
+        self.feed_control(fh, &who, |stream, run| stream.write(data, run))?;
+        Ok(data.len())
     }
 
-    fn run_commands(&self, data: &[u8], who: &Requester) -> Result<usize, Errno> {
-        let requests = match request::parse(data) {
-            Ok(requests) => requests,
-            Err(message) => {
-                return Err(self.failed(ServiceError::invalid(message)));
-            }
+    /// A close of a control-file handle by `closer` (its lock owner): if that is who wrote the
+    /// unterminated last line waiting there, the line runs now and its failure is what `close`
+    /// returns. A close by anyone else is not the writer being done: every process that forks
+    /// while the file is open closes its copy at `exec` or exit, which must not cut a line
+    /// still being written.
+    pub fn flush_control(&self, from: Sender, closer: u64, fh: u64) -> Result<(), Errno> {
+        let writer_done = self.control_handles.lock().get(&fh).is_some_and(|handle| {
+            handle.stream.has_pending() && handle.writer.is_none_or(|writer| writer == closer)
+        });
+        if !writer_done {
+            return Ok(());
+        }
+        self.check_owner(from.uid)?;
+        self.feed_control(fh, &from.requester(), ControlStream::finish)
+    }
+
+    /// Runs `feed` on the stream of handle `fh`, one command at a time, for `who` (what each
+    /// may ask is the service's privilege rule), and records the outcome of what it ran for the
+    /// handle and as everyone's last outcome.
+    fn feed_control(
+        &self,
+        fh: u64,
+        who: &Requester,
+        feed: impl FnOnce(
+            &mut ControlStream,
+            &mut dyn FnMut(crate::service::Request) -> Result<(), ServiceError>,
+        ) -> Result<(), ServiceError>,
+    ) -> Result<(), Errno> {
+        let _one_at_a_time = self.commanding.lock();
+        // Out of the table while commands run, so that reads of other handles never wait on a
+        // long command.
+        let mut stream = match self.control_handles.lock().get_mut(&fh) {
+            Some(handle) => std::mem::take(&mut handle.stream),
+            None => return Err(Errno::EBADF),
         };
-        for request in requests {
-            match self.service.execute(request, who) {
-                Ok(reply) => *self.last_outcome.lock() = format!("ok: {reply}"),
-                Err(err) => return Err(self.failed(err)),
+        let mut outcome = None;
+        let result = feed(&mut stream, &mut |request| {
+            let reply = self.service.execute(request, who)?;
+            let ok = format!("ok: {reply}");
+            *self.last_outcome.lock() = ok.clone();
+            outcome = Some(ok);
+            Ok(())
+        });
+        let result = result.map_err(|err| {
+            outcome = Some(format!("error: {}", err.message));
+            self.failed(err)
+        });
+        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+            handle.stream = stream;
+            if outcome.is_some() {
+                handle.outcome = outcome;
             }
         }
-        Ok(data.len())
+        result
     }
 
     /// Records a failure as the outcome; returns the errno for the writer.

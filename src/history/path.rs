@@ -2,9 +2,12 @@
 //!
 //! Inside the history code a path is bytes in canonical form: `/` for the root, `/a/b` below
 //! it. Names are bytes (POSIX allows any but `/` and NUL), so a report cannot simply hold them
-//! as strings. [`escape_path`] renders a path losslessly: valid UTF-8 stays as it is except that
-//! `\` is doubled, and every byte that is not part of valid UTF-8 becomes `\xNN` (two lower-case
-//! hex digits). [`unescape_path`] reverses it, so two paths never render alike.
+//! as strings. [`escape_path`] renders a path losslessly and on one line: valid UTF-8 stays as
+//! it is except that `\` is doubled, and every byte that is not part of valid UTF-8, or is part
+//! of a control character (U+0000 to U+001F, U+007F to U+009F: a newline, a tab, an escape
+//! sequence), becomes `\xNN` (two lower-case hex digits). [`unescape_path`] reverses it, so
+//! two paths never render alike, and a name can neither split a report's line nor drive a
+//! terminal.
 
 use super::HistoryError;
 
@@ -57,9 +60,15 @@ pub fn escape_path(path: &[u8]) -> String {
     for chunk in path.utf8_chunks() {
         for c in chunk.valid().chars() {
             if c == '\\' {
-                out.push('\\');
+                out.push_str("\\\\");
+            } else if c.is_control() {
+                let mut utf8 = [0; 4];
+                for byte in c.encode_utf8(&mut utf8).bytes() {
+                    out.push_str(&format!("\\x{byte:02x}"));
+                }
+            } else {
+                out.push(c);
             }
-            out.push(c);
         }
         for byte in chunk.invalid() {
             out.push_str(&format!("\\x{byte:02x}"));
@@ -129,6 +138,14 @@ mod tests {
         assert_eq!(escape_path("/dir/ü.txt".as_bytes()), "/dir/ü.txt");
         assert_eq!(escape_path(b"/a\\b"), "/a\\\\b");
         assert_eq!(escape_path(b"/caf\xe9"), "/caf\\xe9");
+        // Control characters would split a line or drive a terminal.
+        assert_eq!(escape_path(b"/two\nlines"), "/two\\x0alines");
+        assert_eq!(escape_path(b"/\t\x1b[31m\x7f"), "/\\x09\\x1b[31m\\x7f");
+        assert_eq!(escape_path("/c1\u{85}".as_bytes()), "/c1\\xc2\\x85");
+        assert_eq!(
+            unescape_path("/two\\x0alines"),
+            Some(b"/two\nlines".to_vec())
+        );
         // A UTF-8 name that looks like an escape stays distinct from the escaped byte.
         assert_ne!(escape_path(b"/\\xe9"), escape_path(b"/\xe9"));
         assert_eq!(unescape_path("/a\\q"), None);

@@ -109,7 +109,7 @@ pub enum GraftPoint<'a> {
     /// A new entry at `path`, relative to the share's root (see [`split_path`]); its parent must
     /// be a directory. An existing entry there is refused with [`FsError::Exists`], or with
     /// `overwrite` removed as `rm -r` would remove it (open files stay readable until closed).
-    Path { path: &'a str, overwrite: bool },
+    Path { path: &'a [u8], overwrite: bool },
     /// The whole share: every entry of the root is removed, the top's entries take their place,
     /// and the root takes the top's permissions and owner. The top must be a directory.
     Root,
@@ -370,7 +370,7 @@ mod tests {
         live.graft(
             tree,
             GraftPoint::Path {
-                path: "x/d",
+                path: b"x/d",
                 overwrite: false,
             },
         )
@@ -429,7 +429,7 @@ mod tests {
         let refused = live.graft(
             new_tree(),
             GraftPoint::Path {
-                path: "t",
+                path: b"t",
                 overwrite: false,
             },
         );
@@ -439,7 +439,7 @@ mod tests {
         live.graft(
             new_tree(),
             GraftPoint::Path {
-                path: "/t",
+                path: b"/t",
                 overwrite: true,
             },
         )
@@ -509,7 +509,7 @@ mod tests {
             let result = live.graft(
                 one(),
                 GraftPoint::Path {
-                    path,
+                    path: path.as_bytes(),
                     overwrite: true,
                 },
             );

@@ -251,11 +251,11 @@ impl Namespace {
 /// The names of a '/'-separated path relative to the share's root. A leading '/' and repeated
 /// or trailing separators are allowed; `.` and `..` are not (a path names one place, without
 /// depending on where links lead).
-pub fn split_path(path: &str) -> FsResult<Vec<&[u8]>> {
+pub fn split_path<P: AsRef<[u8]> + ?Sized>(path: &P) -> FsResult<Vec<&[u8]>> {
     let names: Vec<&[u8]> = path
-        .split('/')
+        .as_ref()
+        .split(|&byte| byte == b'/')
         .filter(|name| !name.is_empty())
-        .map(str::as_bytes)
         .collect();
     for name in &names {
         if *name == b"." || *name == b".." {

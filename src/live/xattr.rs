@@ -1,4 +1,7 @@
 //! Extended attributes: get, set, list and remove.
+//!
+//! Invariant: the names of one inode fit in one listing ([`MAX_LIST_LEN`]), so that everything
+//! set can be listed, in the live share and in every snapshot taken of it.
 
 use super::LiveFs;
 use super::error::{FsError, FsResult};
@@ -9,6 +12,10 @@ use crate::id::InodeNo;
 const MAX_VALUE_LEN: usize = 64 * 1024;
 /// Longest name accepted, as Linux's XATTR_NAME_MAX.
 const MAX_NAME_LEN: usize = 255;
+/// Most bytes the names of one inode take in a listing (each name and its NUL), as Linux's
+/// XATTR_LIST_MAX: the kernel refuses a longer listing with `E2BIG`, so a new name that would
+/// make it longer is refused with `ENOSPC`, as ext4 refuses one that does not fit.
+const MAX_LIST_LEN: usize = 64 * 1024;
 
 /// setxattr(2) flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +42,11 @@ fn reply(value: Vec<u8>, size: u32) -> FsResult<XattrReply> {
     } else {
         Ok(XattrReply::Data(value))
     }
+}
+
+/// The length of a listing of `names`.
+fn list_len<'a>(names: impl Iterator<Item = &'a Vec<u8>>) -> usize {
+    names.map(|name| name.len() + 1).sum()
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -68,6 +80,9 @@ impl LiveFs {
             XattrFlags::Create if exists => return Err(FsError::Exists),
             XattrFlags::Replace if !exists => return Err(FsError::NoAttribute),
             _ => {}
+        }
+        if !exists && list_len(node.xattrs.keys()) + name.len() + 1 > MAX_LIST_LEN {
+            return Err(FsError::NoSpace);
         }
         node.xattrs.insert(name.to_vec(), value.to_vec());
         self.touch_ctime(node, ino);
@@ -118,5 +133,48 @@ impl LiveFs {
         }
         self.mark_inode(ino);
         self.dirt.lock().xattrs.insert(ino);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{new_store, write_file};
+
+    fn listing_len(live: &LiveFs, ino: InodeNo) -> usize {
+        match live.listxattr(ino, 0).expect("listxattr") {
+            XattrReply::Size(size) => size as usize,
+            XattrReply::Data(_) => unreachable!("size 0 asks for the size"),
+        }
+    }
+
+    #[test]
+    fn names_are_capped_so_that_everything_set_can_be_listed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let ino = write_file(&live, "f", b"x");
+        // 255-byte names take 256 bytes of a listing each: 256 of them fill it exactly.
+        let name = |i: usize| format!("user.{i:05}{}", "n".repeat(245)).into_bytes();
+        for i in 0..256 {
+            live.setxattr(ino, &name(i), b"v", XattrFlags::Any)
+                .expect("fits");
+        }
+        assert_eq!(listing_len(&live, ino), MAX_LIST_LEN);
+        let refused = live.setxattr(ino, b"user.x", b"v", XattrFlags::Any);
+        assert!(matches!(refused, Err(FsError::NoSpace)), "{refused:?}");
+        // A new value for a name already there takes no more room in a listing.
+        live.setxattr(ino, &name(7), b"longer value", XattrFlags::Replace)
+            .expect("replace");
+        live.removexattr(ino, &name(0)).expect("remove");
+        live.setxattr(ino, b"user.x", b"v", XattrFlags::Create)
+            .expect("room again");
+        assert!(listing_len(&live, ino) <= MAX_LIST_LEN);
+        let XattrReply::Data(names) = live.listxattr(ino, 65_536).expect("list") else {
+            unreachable!("a size was given");
+        };
+        assert_eq!(
+            names.split(|b| *b == 0).filter(|n| !n.is_empty()).count(),
+            256
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! Invariant: whoever has the store open owns its one `Service`; a command for a mounted store
 //! goes through the daemon's control file, never around it (the store lock enforces it).
 
+pub mod byte_path;
+pub(crate) mod control;
 mod error;
 mod jobs;
 mod privilege;
@@ -26,12 +28,12 @@ pub use jobs::Job;
 use jobs::JobLog;
 use replies::{PolicyReport, SnapshotInfo, Space, StatusReport};
 pub use request::Request;
-use request::{CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
+use request::{BytePath, CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
 pub use scheduler::TickReport;
 use settings::Settings;
 
 use crate::access::Requester;
-use crate::format::catalog::{Hold, Origin};
+use crate::format::catalog::{Hold, LIVE, Origin};
 use crate::history;
 use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, parse_time_of_day};
 use crate::schedule::clock::ManualClock;
@@ -130,7 +132,7 @@ impl Service {
             }
             Request::Hold(args) => {
                 let hold = match &args.until {
-                    Some(until) => Hold::Until(self.parse_time(until)?),
+                    Some(until) => Hold::Until(self.hold_end(until)?),
                     None => Hold::Indefinite,
                 };
                 let record = self.snapshots.set_hold(&args.name, hold)?;
@@ -148,13 +150,20 @@ impl Service {
             Request::Clone(args) => to_value(self.clone_snapshot(&args)?),
             Request::Diff(args) => {
                 let (old, new) = (self.tree(&args.from)?, self.tree(&args.to)?);
-                let path = args.path.as_deref().map(str::as_bytes);
+                let path = args.path.as_ref().map(BytePath::as_bytes);
                 to_value(history::diff(self.snapshots.objects(), &old, &new, path)?)
             }
             Request::Log(args) => {
                 let snapshots = self.snapshots.list();
-                let path = args.path.as_bytes();
-                to_value(history::log(self.snapshots.objects(), &snapshots, path)?)
+                let versions =
+                    history::log(self.snapshots.objects(), &snapshots, args.path.as_bytes())?;
+                if versions.is_empty() {
+                    return Err(ServiceError {
+                        errno: libc::ENOENT,
+                        message: format!("no such path in any snapshot: {}", args.path),
+                    });
+                }
+                to_value(versions)
             }
             Request::Policy { action } => {
                 if let PolicyAction::Set(change) = action {
@@ -180,6 +189,19 @@ impl Service {
     /// A time as a user gives it: absolute (UTC) or a duration from now.
     fn parse_time(&self, text: &str) -> Result<i64, ServiceError> {
         parse_instant(text, self.now()).map_err(|e| ServiceError::invalid(e.to_string()))
+    }
+
+    /// When a hold given `--until TEXT` ends: a time after now, or the hold would protect
+    /// nothing (and a typo such as `--until 0d` would go unnoticed).
+    fn hold_end(&self, text: &str) -> Result<i64, ServiceError> {
+        let until = self.parse_time(text)?;
+        if until <= self.now() {
+            return Err(ServiceError::invalid(format!(
+                "--until {text} is not in the future ({}): a hold must end later than now",
+                format_rfc3339(until)
+            )));
+        }
+        Ok(until)
     }
 
     /// Runs `work` as a recorded job; `work` returns its result and the bytes it moved.
@@ -253,11 +275,11 @@ impl Service {
     }
 
     fn restore(&self, args: &RestoreArgs) -> Result<RestoreReport, ServiceError> {
-        self.job("restore", &args.path, false, || {
+        self.job("restore", &args.path.to_string(), false, || {
             let report = self.snapshots.restore(
                 &args.snapshot,
-                &args.path,
-                args.to.as_deref(),
+                args.path.as_bytes(),
+                args.to.as_ref().map(BytePath::as_bytes),
                 args.overwrite,
             )?;
             let bytes = report.restored.bytes;
@@ -400,7 +422,7 @@ impl Service {
     }
 
     fn tree(&self, side: &str) -> Result<history::Tree, ServiceError> {
-        if side == "live" {
+        if side == LIVE {
             return Ok(history::Tree::of_live(
                 self.snapshots.live(),
                 self.snapshots.objects(),
@@ -408,7 +430,7 @@ impl Service {
         }
         let record = self.snapshots.get(side).ok_or_else(|| ServiceError {
             errno: libc::ENOENT,
-            message: format!("no snapshot named {side:?} (use a snapshot name or \"live\")"),
+            message: format!("no snapshot named {side:?} (use a snapshot name or {LIVE:?})"),
         })?;
         Ok(history::Tree::of_snapshot(&record))
     }

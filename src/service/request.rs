@@ -7,9 +7,17 @@
 //!   shell would, so names with spaces are quoted;
 //! - as one JSON object (`{"command":"create","name":"before-deploy"}`): what the `snapfs`
 //!   command itself sends, so no name or path ever needs quoting.
+//!
+//! Paths inside the share are bytes from end to end ([`BytePath`], whose module says how they
+//! are spelled in JSON), so a name that is not UTF-8 can be restored or looked up like any
+//! other.
+
+use std::os::unix::ffi::OsStringExt;
 
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+
+pub use super::byte_path::BytePath;
 
 /// A request, as the control file and the daemon take it.
 #[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -104,10 +112,10 @@ pub struct RestoreArgs {
     /// The snapshot to restore from.
     pub snapshot: String,
     /// The file or directory to restore, relative to the share's root.
-    pub path: String,
+    pub path: BytePath,
     /// Where to put it in the live share (default: where it was).
     #[arg(long)]
-    pub to: Option<String>,
+    pub to: Option<BytePath>,
     /// Replace what is there now (by default an existing target is refused).
     #[arg(long)]
     #[serde(default)]
@@ -119,6 +127,7 @@ pub struct CloneArgs {
     /// The snapshot to clone.
     pub snapshot: String,
     /// The directory of the new store (absent or empty).
+    #[serde(with = "super::byte_path::os_path")]
     pub new_store: std::path::PathBuf,
 }
 
@@ -129,13 +138,13 @@ pub struct DiffArgs {
     /// The newer side: a snapshot name or `live`.
     pub to: String,
     /// Limit the comparison to this path (relative to the share's root).
-    pub path: Option<String>,
+    pub path: Option<BytePath>,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct LogArgs {
     /// The file or directory, relative to the share's root.
-    pub path: String,
+    pub path: BytePath,
 }
 
 #[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -204,24 +213,44 @@ struct ControlLine {
     request: Request,
 }
 
-/// Parses the text of one control-file write: every non-empty line is a request.
+/// Parses one control-file line (without its newline): `None` for a blank line. A line of
+/// words may hold any bytes (a path need not be UTF-8); a JSON line must be UTF-8, as JSON is.
+pub fn parse_line(line: &[u8]) -> Result<Option<Request>, String> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let shown = || String::from_utf8_lossy(line).into_owned();
+    if line.starts_with(b"{") {
+        let text =
+            std::str::from_utf8(line).map_err(|_| format!("{:?}: JSON must be UTF-8", shown()))?;
+        return serde_json::from_str(text)
+            .map(Some)
+            .map_err(|err| format!("{text:?}: {err}"));
+    }
+    let words =
+        shlex::bytes::split(line).ok_or_else(|| format!("{:?}: unbalanced quotes", shown()))?;
+    let words = words.into_iter().map(std::ffi::OsString::from_vec);
+    match ControlLine::try_parse_from(words) {
+        Ok(parsed) => Ok(Some(parsed.request)),
+        Err(err) => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid request");
+            Err(format!(
+                "{:?}: {}",
+                shown(),
+                first.trim_start_matches("error: ")
+            ))
+        }
+    }
+}
+
+/// Parses a whole text of requests, one per line (what [`parse_line`] takes, line by line);
+/// refuses a text without any.
 pub fn parse(text: &[u8]) -> Result<Vec<Request>, String> {
-    let text = std::str::from_utf8(text).map_err(|_| "requests must be UTF-8".to_owned())?;
     let mut requests = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let request = if line.starts_with('{') {
-            serde_json::from_str(line).map_err(|err| format!("{line:?}: {err}"))?
-        } else {
-            let words = shlex::split(line).ok_or_else(|| format!("{line:?}: unbalanced quotes"))?;
-            ControlLine::try_parse_from(words)
-                .map_err(|err| {
-                    let text = err.to_string();
-                    let first = text.lines().next().unwrap_or("invalid request");
-                    format!("{line:?}: {}", first.trim_start_matches("error: "))
-                })?
-                .request
-        };
-        requests.push(request);
+    for line in text.split(|&byte| byte == b'\n') {
+        requests.extend(parse_line(line)?);
     }
     if requests.is_empty() {
         return Err("no request given".into());
@@ -282,6 +311,42 @@ mod tests {
                 })
             }]
         );
+    }
+
+    #[test]
+    fn paths_are_bytes_in_both_forms() {
+        let log = |path: &[u8]| {
+            Request::Log(LogArgs {
+                path: BytePath(path.to_vec()),
+            })
+        };
+        assert_eq!(parse_line(b"log 'caf\xe9'"), Ok(Some(log(b"caf\xe9"))));
+        assert_eq!(
+            parse_line(b"log two\\ words\xff"),
+            Ok(Some(log(b"two words\xff")))
+        );
+        assert_eq!(
+            parse_line(br#"{"command":"log","path":[99,97,102,233]}"#),
+            Ok(Some(log(b"caf\xe9")))
+        );
+        assert_eq!(parse_line(b"  \r"), Ok(None));
+        let restore = Request::Restore(RestoreArgs {
+            snapshot: "s".into(),
+            path: BytePath(b"a\nb\xff".to_vec()),
+            to: Some(BytePath(b"\x80".to_vec())),
+            overwrite: false,
+        });
+        let clone = Request::Clone(CloneArgs {
+            snapshot: "s".into(),
+            new_store: std::ffi::OsString::from_vec(b"/srv/\xfe".to_vec()).into(),
+        });
+        for request in [restore, clone] {
+            let line = to_line(&request);
+            assert!(!line.contains('\n'), "{line}");
+            assert_eq!(parse(line.as_bytes()), Ok(vec![request]));
+        }
+        // A snapshot name is text: bytes that are not UTF-8 are refused there.
+        assert!(parse_line(b"create \xff").is_err());
     }
 
     #[test]

@@ -401,7 +401,7 @@ fn describe_hold(hold: Hold) -> String {
 mod tests {
     use super::*;
     use crate::schedule::ManualClock;
-    use crate::testing::{close, new_store, open};
+    use crate::testing::{close, new_store, open, snapshots_of};
 
     const DAY: i64 = 86_400;
 
@@ -479,6 +479,43 @@ mod tests {
             snapshots.purge("s"),
             Err(SnapshotError::NotDeleted(_))
         ));
+        drop(snapshots);
+        close(live);
+    }
+
+    #[test]
+    fn a_snapshot_named_live_by_an_older_version_stays_listable_and_deletable() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        assert!(matches!(
+            snapshots.create("live", Origin::Manual),
+            Err(SnapshotError::InvalidName { .. })
+        ));
+        let record = snapshots.create("s", Origin::Manual).expect("create");
+        // What an older snapfs, which did not reserve the name, could have stored.
+        let old = SnapshotRecord {
+            number: record.number + 1,
+            ..record.clone()
+        };
+        catalog::apply(
+            &live.database(),
+            &[Change::Put("live", &old)],
+            old.number + 1,
+        )
+        .expect("catalog");
+        drop(snapshots);
+        close(live);
+
+        let live = open(&store);
+        let snapshots = snapshots_of(&live);
+        let names: Vec<String> = snapshots.list().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["live", "s"]);
+        assert_eq!(snapshots.get("live").map(|r| r.root), Some(record.root));
+        snapshots
+            .delete("live", DeleteMode::Now)
+            .expect("delete by its name");
+        assert!(snapshots.get("live").is_none());
         drop(snapshots);
         close(live);
     }

@@ -13,6 +13,7 @@ use super::subtree::TreeReader;
 use super::view::SNAPSHOTS_DIR_NAME;
 use super::{SnapshotError, Snapshots};
 use crate::chunk_store::ChunkStoreError;
+use crate::history::path::escape_path;
 use crate::live::{FsError, GraftPoint, split_path};
 use crate::store::StoreError;
 
@@ -97,9 +98,9 @@ pub struct RestoreReport {
 }
 
 /// The names of a path that must name an entry, not the root.
-fn entry_names(path: &str) -> Result<Vec<&[u8]>, RestoreError> {
+fn entry_names(path: &[u8]) -> Result<Vec<&[u8]>, RestoreError> {
     let invalid = |reason| RestoreError::InvalidPath {
-        path: path.to_owned(),
+        path: escape_path(path),
         reason,
     };
     let names = split_path(path)
@@ -114,23 +115,26 @@ fn entry_names(path: &str) -> Result<Vec<&[u8]>, RestoreError> {
 
 impl Snapshots {
     /// Restores the entry at `path` of `snapshot` (and everything under it) to `dest`, by
-    /// default the same path, in the live share. An existing `dest` is refused unless
-    /// `overwrite`, and then replaced in the same atomic step. Durable when it returns.
+    /// default the same path, in the live share. Paths are bytes, as names are. An existing
+    /// `dest` is refused unless `overwrite`, and then replaced in the same atomic step. Durable
+    /// when it returns.
     pub fn restore(
         &self,
         snapshot: &str,
-        path: &str,
-        dest: Option<&str>,
+        path: &[u8],
+        dest: Option<&[u8]>,
         overwrite: bool,
     ) -> Result<RestoreReport, RestoreError> {
         let source = entry_names(path)?;
         let dest = dest.unwrap_or(path);
         if entry_names(dest)?.first() == Some(&SNAPSHOTS_DIR_NAME) {
             return Err(RestoreError::InvalidPath {
-                path: dest.to_owned(),
+                path: escape_path(dest),
                 reason: "the share's root keeps .snapshots for the snapshots",
             });
         }
+        // How errors and the log show the paths.
+        let (shown_path, shown_dest) = (escape_path(path), escape_path(dest));
         let pin = self.pin(snapshot)?;
         let live = self.live();
         let packs_before = live.chunk_store().usage().pack_bytes;
@@ -138,7 +142,7 @@ impl Snapshots {
             &pin.record,
             &source,
             snapshot,
-            path,
+            &shown_path,
         )?;
         live.graft(
             tree.subtree,
@@ -147,7 +151,7 @@ impl Snapshots {
                 overwrite,
             },
         )
-        .map_err(|err| RestoreError::of_graft(err, dest))?;
+        .map_err(|err| RestoreError::of_graft(err, &shown_dest))?;
         drop(pin);
         let report = RestoreReport {
             restored: tree.counts,
@@ -157,7 +161,13 @@ impl Snapshots {
                 .pack_bytes
                 .saturating_sub(packs_before),
         };
-        tracing::info!(snapshot, path, dest, ?report, "restored");
+        tracing::info!(
+            snapshot,
+            path = shown_path,
+            dest = shown_dest,
+            ?report,
+            "restored"
+        );
         Ok(report)
     }
 }
@@ -222,7 +232,9 @@ mod tests {
         live.rmdir(InodeNo::ROOT, b"etc").expect("rmdir");
         let packs = live.chunk_store().usage().pack_bytes;
 
-        let report = snapshots.restore("s", "etc", None, false).expect("restore");
+        let report = snapshots
+            .restore("s", b"etc", None, false)
+            .expect("restore");
 
         assert_eq!(report.bytes_stored, 0);
         assert_eq!(live.chunk_store().usage().pack_bytes, packs);
@@ -268,7 +280,7 @@ mod tests {
         write_file(&live, "f", b"overwritten");
 
         snapshots
-            .restore("s", "f", Some("restored"), false)
+            .restore("s", b"f", Some(b"restored".as_slice()), false)
             .expect("restore");
         snapshots.create("after", Origin::Manual).expect("snapshot");
         snapshots
@@ -299,7 +311,7 @@ mod tests {
         write_file(&live, "d/f", b"after");
         write_file(&live, "d/new", b"new");
 
-        let refused = snapshots.restore("s", "d", None, false);
+        let refused = snapshots.restore("s", b"d", None, false);
         assert!(
             matches!(&refused, Err(RestoreError::Exists(path)) if path == "d"),
             "{refused:?}"
@@ -310,7 +322,7 @@ mod tests {
         );
         assert_eq!(read_file(&live, "d/f"), b"after");
 
-        snapshots.restore("s", "d", None, true).expect("restore");
+        snapshots.restore("s", b"d", None, true).expect("restore");
         assert_eq!(read_file(&live, "d/f"), b"before");
         assert!(lookup(&live, "d/new").is_err());
         live.assert_consistent();
@@ -337,7 +349,7 @@ mod tests {
             ("s", "file", None, libc::EEXIST),
         ] {
             let err = snapshots
-                .restore(snapshot, path, dest, false)
+                .restore(snapshot, path.as_bytes(), dest.map(str::as_bytes), false)
                 .expect_err("refused");
             assert_eq!(
                 crate::service::restore_errno(&err),
@@ -380,10 +392,11 @@ mod tests {
         snapshots.create("s", Origin::Manual).expect("snapshot");
         write_in(&live, bottom, b"leaf", b"changed");
 
-        let copy = on_small_stack(|| snapshots.restore("s", "top", Some("copy"), false))
-            .expect("restore a copy");
+        let copy =
+            on_small_stack(|| snapshots.restore("s", b"top", Some(b"copy".as_slice()), false))
+                .expect("restore a copy");
         assert_eq!(copy.restored.dirs, DEEP as u64 + 1);
-        on_small_stack(|| snapshots.restore("s", "top", None, true))
+        on_small_stack(|| snapshots.restore("s", b"top", None, true))
             .expect("restore over the deep tree");
         for name in ["top", "copy"] {
             let top = lookup(&live, name).expect("restored").ino;

@@ -13,6 +13,7 @@ mod full_disk;
 mod harness;
 mod history;
 mod history_cli;
+mod hostile;
 mod lifecycle;
 mod permissions;
 mod posix_ops;
