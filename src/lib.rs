@@ -5,7 +5,7 @@
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
-//! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
+//! - [`tree_objects`]: snapshot objects (trees) stored in the chunk store.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
 //! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
 //! - [`history`]: diffs between trees and the versions of a path across snapshots.
@@ -28,7 +28,6 @@ pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;
-pub mod object_store;
 pub mod schedule;
 pub mod service;
 pub mod snapshot;
@@ -36,4 +35,5 @@ pub mod storage;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod tree_objects;
 pub mod verify;

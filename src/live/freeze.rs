@@ -11,7 +11,7 @@ use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
 };
 use crate::id::InodeNo;
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// What a freeze produced: the root directory's object and attributes.
 pub struct Frozen {
@@ -24,7 +24,7 @@ impl LiveFs {
     /// result and none that starts during it: data writes wait on the write gate, and every
     /// other change on the namespace lock, both held exclusively throughout. Data still in
     /// block buffers is stored first.
-    pub fn freeze(&self, objects: &ObjectStore) -> FsResult<Frozen> {
+    pub fn freeze(&self, objects: &TreeObjects) -> FsResult<Frozen> {
         self.check_writable()?;
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -50,7 +50,7 @@ impl LiveFs {
         &self,
         tree: &mut Namespace,
         ino: InodeNo,
-        objects: &ObjectStore,
+        objects: &TreeObjects,
     ) -> FsResult<ObjectId> {
         let node = tree.node(ino)?;
         if let Some(id) = node.frozen {

@@ -30,8 +30,8 @@ use crate::format::catalog::{Deletion, Hold, Origin, SnapshotRecord, check_snaps
 use crate::format::inode::Timestamp;
 use crate::format::object::ObjectId;
 use crate::live::{FsError, LiveFs};
-use crate::object_store::ObjectStore;
 use crate::schedule::clock::Clock;
+use crate::tree_objects::TreeObjects;
 pub use catalog::CatalogError;
 use catalog::Change;
 pub use clone::{CloneReport, clone_snapshot};
@@ -90,7 +90,7 @@ impl Catalog {
 /// The snapshots of one store.
 pub struct Snapshots {
     live: Arc<LiveFs>,
-    objects: Arc<ObjectStore>,
+    objects: Arc<TreeObjects>,
     clock: Arc<dyn Clock>,
     catalog: RwLock<Catalog>,
     /// Serialises catalog changes; also guards the next number.
@@ -122,7 +122,7 @@ impl Snapshots {
     pub fn open(live: Arc<LiveFs>, clock: Arc<dyn Clock>) -> Result<Self, SnapshotError> {
         let loaded = catalog::load(&live.database())?;
         Ok(Snapshots {
-            objects: Arc::new(ObjectStore::new(live.chunk_store())),
+            objects: Arc::new(TreeObjects::new(live.chunk_store())),
             live,
             clock,
             catalog: RwLock::new(Catalog {
@@ -152,7 +152,7 @@ impl Snapshots {
         self.changing.lock()
     }
 
-    pub fn objects(&self) -> &Arc<ObjectStore> {
+    pub fn objects(&self) -> &Arc<TreeObjects> {
         &self.objects
     }
 
