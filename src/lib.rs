@@ -6,6 +6,8 @@
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
 //! - [`tree_objects`]: snapshot objects (trees) stored in the chunk store.
+//! - [`blob`]: where a vault's bytes live: a local directory or an S3-compatible object store,
+//!   behind one small synchronous trait.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
 //! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
 //! - [`history`]: diffs between trees and the versions of a path across snapshots.
@@ -18,6 +20,7 @@
 //!
 //! `docs/ARCHITECTURE.md` describes the design, the on-disk formats and the crash analysis.
 
+pub mod blob;
 pub mod blocks;
 pub mod chunk_store;
 pub mod cli;

@@ -2,6 +2,7 @@
 //! through the kernel, as users and tools do.
 
 mod bad_input;
+mod blob_s3;
 mod chunk_store;
 mod concurrency;
 mod conformance;
@@ -16,6 +17,7 @@ mod lifecycle;
 mod permissions;
 mod posix_ops;
 mod restore;
+mod s3_server;
 mod snapshot_cli;
 mod snapshots;
 mod stress;
