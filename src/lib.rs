@@ -15,6 +15,8 @@
 //! - [`store`]: a store directory as a whole (init, open).
 //! - [`service`]: every request (snapshot, restore, policy, status...) with its job record,
 //!   the same for the daemon and for a command on an unmounted store; the scheduler.
+//! - [`vault`]: backup vaults: snapshot trees copied, incrementally and optionally encrypted,
+//!   into a blob backend; backup, restore to a new store, list.
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
 //! - [`cli`]: the `snapfs` command.
 //!
@@ -39,4 +41,5 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod tree_objects;
+pub mod vault;
 pub mod verify;

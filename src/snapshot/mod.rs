@@ -35,6 +35,7 @@ use crate::tree_objects::TreeObjects;
 pub use catalog::CatalogError;
 use catalog::Change;
 pub use clone::{CloneReport, clone_snapshot};
+pub(crate) use clone::{graft_stored_tree, new_store_with};
 pub use restore::{RestoreError, RestoreReport, TreeCounts};
 pub use rollback::RollbackReport;
 
