@@ -21,4 +21,5 @@ mod s3_server;
 mod snapshot_cli;
 mod snapshots;
 mod stress;
+mod vault;
 mod verify;
