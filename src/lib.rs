@@ -6,8 +6,10 @@
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
-//! - [`object_store`]: snapshot objects (trees) stored in the chunk store.
+//! - [`tree_objects`]: snapshot objects (trees) stored in the chunk store.
 //! - `path_tree`: paths found by tree walks, stored as links so that deep trees cost no more.
+//! - [`blob`]: where a vault's bytes live: a local directory or an S3-compatible object store,
+//!   behind one small synchronous trait.
 //! - [`live`]: the writable share's POSIX semantics, independent of FUSE.
 //! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
 //! - [`history`]: diffs between trees and the versions of a path across snapshots.
@@ -15,12 +17,15 @@
 //! - [`store`]: a store directory as a whole (init, open).
 //! - [`service`]: every request (snapshot, restore, policy, status...) with its job record,
 //!   the same for the daemon and for a command on an unmounted store; the scheduler.
+//! - [`vault`]: backup vaults: snapshot trees copied, incrementally and optionally encrypted,
+//!   into a blob backend; backup, restore to a new store, list.
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
 //! - [`cli`]: the `snapfs` command.
 //!
 //! `docs/ARCHITECTURE.md` describes the design, the on-disk formats and the crash analysis.
 
 pub mod access;
+pub mod blob;
 pub mod blocks;
 pub mod chunk_store;
 pub mod cli;
@@ -31,7 +36,6 @@ pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;
-pub mod object_store;
 pub(crate) mod path_tree;
 pub mod schedule;
 pub mod service;
@@ -40,4 +44,6 @@ pub mod storage;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod tree_objects;
+pub mod vault;
 pub mod verify;

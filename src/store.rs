@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use crate::chunk_store::{ChunkStore, ChunkStoreError};
 use crate::format::inode::InodeRecord;
-use crate::format::store_config::{STORE_CONFIG_FILE, StoreConfig, StoreConfigError};
+use crate::format::store_config::{
+    STORE_CONFIG_FILE, STORE_FORMAT_VERSION, StoreConfig, StoreConfigError,
+};
 use crate::meta::{MetaError, MetaStore};
 use crate::storage::durable;
 use crate::storage::lock::{LockError, StoreLock};
@@ -48,6 +50,32 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Rewrites an older store's identity file at the current version (a version-1 store gets its
+/// share id), atomically: a new file beside it, fsynced, renamed over it, directory fsynced. A
+/// crash leaves the old file or the new one; a stray temporary file is replaced next time.
+fn upgrade(config_path: &Path, old: &StoreConfig) -> Result<StoreConfig, StoreError> {
+    let new = old.upgraded().map_err(|source| StoreError::Config {
+        path: config_path.to_owned(),
+        source,
+    })?;
+    let tmp = config_path.with_extension("json.upgrade");
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_at(&tmp)(err)),
+    }
+    durable::write_new_file(&tmp, &new.encode()).map_err(io_at(&tmp))?;
+    std::fs::rename(&tmp, config_path).map_err(io_at(config_path))?;
+    durable::sync_parent(config_path).map_err(io_at(config_path))?;
+    tracing::info!(
+        store = %config_path.display(),
+        from = old.format_version,
+        to = new.format_version,
+        "upgraded the store format"
+    );
+    Ok(new)
 }
 
 /// An open store: locked for this process until dropped.
@@ -118,6 +146,11 @@ impl Store {
             source,
         })?;
         let lock = StoreLock::acquire(&dir)?;
+        let config = if config.format_version < STORE_FORMAT_VERSION {
+            upgrade(&config_path, &config)?
+        } else {
+            config
+        };
         let meta = MetaStore::open(&dir)?;
         let chunks = Arc::new(ChunkStore::open(&dir, meta.database())?);
         Ok(Store {
@@ -127,5 +160,51 @@ impl Store {
             chunks,
             lock,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store made by `snapfs init` of format version 1 (before share ids), committed under
+    /// `tests/fixtures/store-v1` (git keeps no empty directory: `packs/` is made here).
+    fn copy_v1_fixture(to: &Path) {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
+        std::fs::create_dir_all(to.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
+        for name in [STORE_CONFIG_FILE, "meta.redb"] {
+            std::fs::copy(fixture.join(name), to.join(name)).expect("copy fixture");
+        }
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_at_open_with_a_stable_share_id() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        copy_v1_fixture(&dir);
+        let before = std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read");
+        assert_eq!(StoreConfig::decode(&before).expect("v1").format_version, 1);
+
+        let store = Store::open(&dir).expect("opens and upgrades");
+        assert_eq!(store.config.format_version, STORE_FORMAT_VERSION);
+        let share = store.config.share_id().expect("a share id");
+        drop(store);
+        let on_disk =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(on_disk.share_id(), Some(share), "written durably");
+        let again = Store::open(&dir).expect("reopens");
+        assert_eq!(again.config.share_id(), Some(share), "stable across opens");
+        assert!(!dir.join("snapfs-store.json.upgrade").exists());
+    }
+
+    #[test]
+    fn new_stores_have_distinct_share_ids() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let a = Store::init(&tmp.path().join("a"), 4096, 0, 0).expect("init");
+        let b = Store::init(&tmp.path().join("b"), 4096, 0, 0).expect("init");
+        assert!(a.share_id().is_some());
+        assert_ne!(a.share_id(), b.share_id());
     }
 }

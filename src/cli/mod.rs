@@ -1,6 +1,7 @@
 //! The `snapfs` command: one file per subcommand (or group of subcommands). Commands that act
 //! on a store build a [`crate::service::Request`] and hand it to their target (`target.rs`).
 
+pub mod backup;
 pub mod destroy;
 pub mod gc;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod snapshot;
 pub mod status;
 mod target;
 pub mod umount;
+pub mod vault;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +65,10 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Remove a store that has no snapshots.
     Destroy(destroy::DestroyArgs),
+    /// Copy a snapshot into a backup vault.
+    Backup(backup::BackupCommand),
+    /// Backup vaults: create, list, restore.
+    Vault(vault::VaultArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -82,6 +88,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gc(args) => gc::run(args, on_failure),
         Command::Verify(args) => verify::run(args, on_failure),
         Command::Destroy(args) => destroy::run(args),
+        Command::Backup(args) => backup::run(args, on_failure),
+        Command::Vault(args) => vault::run(args),
     }
 }
 

@@ -3,6 +3,7 @@
 //! Decoders never panic on untrusted bytes: every read is bounds-checked and every failure is a
 //! [`DecodeError`]. The layouts are drawn in `docs/ARCHITECTURE.md`.
 
+pub mod backup_record;
 pub mod catalog;
 mod cursor;
 pub mod inode;
@@ -10,6 +11,9 @@ pub mod location;
 pub mod object;
 pub mod pack;
 pub mod store_config;
+pub mod vault_config;
+pub mod vault_index;
+pub mod vault_pack;
 
 /// Why bytes read from disk could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

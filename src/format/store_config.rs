@@ -1,13 +1,25 @@
 //! The store's identity file, `snapfs-store.json`: written once by `snapfs init`, read first by
 //! every command, so that a directory which is not a store, or a store of a format this build
 //! does not know, is refused before anything else is touched.
+//!
+//! Versions: 1 had no share id; 2 adds `share_id`, the share's stable identity (backups in a
+//! vault are grouped by it). A version-1 store is upgraded when it is next opened: it is given
+//! a new random share id and its file is rewritten as version 2 ([`StoreConfig::upgraded`]).
 
 use serde::{Deserialize, Serialize};
+
+use crate::id::ShareId;
+
+fn new_share_id() -> Result<ShareId, StoreConfigError> {
+    ShareId::random().map_err(|err| StoreConfigError::Random(err.to_string()))
+}
 
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+pub const STORE_FORMAT_VERSION: u32 = 2;
+/// The oldest version this build still opens (and upgrades).
+pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
 pub const MAX_BLOCK_SIZE: u32 = 1 << 20;
 pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
@@ -20,6 +32,9 @@ pub struct StoreConfig {
     pub format_version: u32,
     /// File data is cut into blocks of this many bytes (a power of two).
     pub block_size: u32,
+    /// The share's identity, 32 hex digits; present from version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +47,8 @@ pub enum StoreConfigError {
     UnsupportedVersion { found: u32 },
     #[error("invalid block size {0}: must be a power of two from 4 KiB to 1 MiB")]
     InvalidBlockSize(u32),
+    #[error("no random numbers for a share id: {0}")]
+    Random(String),
 }
 
 const MAGIC: &str = "snapfs-store";
@@ -42,19 +59,43 @@ impl StoreConfig {
             magic: MAGIC.to_owned(),
             format_version: STORE_FORMAT_VERSION,
             block_size,
+            share_id: Some(new_share_id()?.to_hex()),
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// The share's identity (`None` only for a version-1 config not yet upgraded).
+    pub fn share_id(&self) -> Option<ShareId> {
+        self.share_id.as_deref().and_then(ShareId::from_hex)
+    }
+
+    /// This config at the current version: an older one gets a new share id.
+    pub fn upgraded(&self) -> Result<Self, StoreConfigError> {
+        if self.format_version == STORE_FORMAT_VERSION {
+            return Ok(self.clone());
+        }
+        Ok(StoreConfig {
+            format_version: STORE_FORMAT_VERSION,
+            share_id: Some(new_share_id()?.to_hex()),
+            ..self.clone()
+        })
     }
 
     fn validate(&self) -> Result<(), StoreConfigError> {
         if self.magic != MAGIC {
             return Err(StoreConfigError::Malformed("wrong magic".into()));
         }
-        if self.format_version != STORE_FORMAT_VERSION {
+        if !(OLDEST_STORE_FORMAT_VERSION..=STORE_FORMAT_VERSION).contains(&self.format_version) {
             return Err(StoreConfigError::UnsupportedVersion {
                 found: self.format_version,
             });
+        }
+        // Version 1 has no share id; every later version has a valid one.
+        if (self.format_version >= 2) != self.share_id().is_some()
+            || (self.share_id.is_some() && self.share_id().is_none())
+        {
+            return Err(StoreConfigError::Malformed("share_id".into()));
         }
         if !self.block_size.is_power_of_two()
             || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
@@ -83,7 +124,7 @@ impl StoreConfig {
         if probe.magic != MAGIC {
             return Err(StoreConfigError::Malformed("wrong magic".into()));
         }
-        if probe.format_version != STORE_FORMAT_VERSION {
+        if !(OLDEST_STORE_FORMAT_VERSION..=STORE_FORMAT_VERSION).contains(&probe.format_version) {
             return Err(StoreConfigError::UnsupportedVersion {
                 found: probe.format_version,
             });
@@ -115,6 +156,31 @@ mod tests {
             StoreConfig::decode(bytes),
             Err(StoreConfigError::UnsupportedVersion { found: 99 })
         ));
+    }
+
+    #[test]
+    fn a_version_1_config_decodes_and_upgrades_with_a_new_share_id() {
+        let v1 = br#"{"magic":"snapfs-store","format_version":1,"block_size":131072}"#;
+        let config = StoreConfig::decode(v1).expect("version 1 still opens");
+        assert_eq!(config.share_id(), None);
+        let upgraded = config.upgraded().expect("upgrade");
+        assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(upgraded.block_size, 131072);
+        let share = upgraded.share_id().expect("a share id");
+        let reread = StoreConfig::decode(&upgraded.encode()).expect("decodes");
+        assert_eq!(reread.share_id(), Some(share));
+        assert_eq!(reread.upgraded().expect("noop").share_id(), Some(share));
+    }
+
+    #[test]
+    fn share_ids_are_checked() {
+        let missing = br#"{"magic":"snapfs-store","format_version":2,"block_size":131072}"#;
+        assert!(StoreConfig::decode(missing).is_err());
+        let bad =
+            br#"{"magic":"snapfs-store","format_version":2,"block_size":131072,"share_id":"xyz"}"#;
+        assert!(StoreConfig::decode(bad).is_err());
+        let v1_with_id = br#"{"magic":"snapfs-store","format_version":1,"block_size":131072,"share_id":"00000000000000000000000000000000"}"#;
+        assert!(StoreConfig::decode(v1_with_id).is_err());
     }
 
     #[test]

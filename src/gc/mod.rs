@@ -25,8 +25,8 @@ use crate::chunk_store::ChunkStoreError;
 use crate::format::object::{Object, ObjectId};
 use crate::id::{ChunkId, PackId};
 use crate::live::FsError;
-use crate::object_store::ObjectStore;
 use crate::snapshot::Snapshots;
+use crate::tree_objects::TreeObjects;
 
 /// A pack is rewritten when its live frames fill less than this share of it.
 const COMPACT_BELOW: f64 = 0.5;
@@ -57,7 +57,7 @@ pub struct GcReport {
 /// file data they name. `visit` returns false for a chunk seen before; its subtree is then
 /// skipped, which makes a walk over many snapshots cost about what they do not share.
 pub fn walk_tree(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     root: ObjectId,
     visit: &mut dyn FnMut(ChunkId) -> bool,
 ) -> Result<(), ChunkStoreError> {

@@ -33,7 +33,7 @@ use super::path::{canonical, components, escape_path};
 use super::tree::{DirCache, Tree, resolve};
 use crate::format::inode::InodeKind;
 use crate::format::object::{DirEntryObject, DirectoryObject};
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// One change between the old and the new tree, at one path (share-relative, starting with
 /// `/`).
@@ -130,7 +130,7 @@ pub(crate) fn differences(old: &DirEntryObject, new: &DirEntryObject) -> Vec<Dif
 /// The changes from `old` to `new`, under `path` only if given (share-relative,
 /// `/`-separated; it may exist on one side only, or on neither, which gives no changes).
 pub fn diff(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     old: &Tree,
     new: &Tree,
     path: Option<&[u8]>,
@@ -140,7 +140,7 @@ pub fn diff(
 
 /// [`diff`] with a given cache (whose decode count the tests read).
 fn diff_with(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     cache: &DirCache,
     old: &Tree,
     new: &Tree,
@@ -168,7 +168,7 @@ fn diff_with(
 /// is that entry's path, grown and cut back in place as the walk moves, so that the work is
 /// linear in the entries compared whatever their depth.
 struct Walk<'a> {
-    objects: &'a ObjectStore,
+    objects: &'a TreeObjects,
     cache: &'a DirCache,
     changes: Vec<Change>,
     /// The canonical path of the entry being compared (of the last one, between entries).

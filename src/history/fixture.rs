@@ -7,9 +7,9 @@ use crate::format::catalog::{Origin, SnapshotRecord};
 use crate::format::inode::Timestamp;
 use crate::id::InodeNo;
 use crate::live::{Caller, LiveFs, LiveOptions, NewInode, SetAttr, XattrFlags};
-use crate::object_store::ObjectStore;
 use crate::snapshot::Snapshots;
 use crate::store::Store;
+use crate::tree_objects::TreeObjects;
 
 const CALLER: Caller = Caller { uid: 0, gid: 0 };
 
@@ -44,7 +44,7 @@ impl Fixture {
         }
     }
 
-    pub fn objects(&self) -> &ObjectStore {
+    pub fn objects(&self) -> &TreeObjects {
         self.snapshots.objects()
     }
 

@@ -17,7 +17,7 @@ use super::tree::{DirCache, Tree, resolve_where};
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::DirEntryObject;
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// One distinct version of a path: what a run of consecutive snapshots holds there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct Version {
 /// The distinct versions of `path` (share-relative, `/`-separated) in `snapshots`, oldest
 /// first. The snapshots may come in any order: they are taken in the order they were created.
 pub fn log(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     snapshots: &[(String, SnapshotRecord)],
     path: &[u8],
 ) -> Result<Vec<Version>, HistoryError> {
@@ -93,7 +93,7 @@ impl Run {
 
 /// The versions of the path `names` (root first) in `snapshots`, through `cache`.
 pub(crate) fn runs(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     cache: &DirCache,
     snapshots: &[(String, SnapshotRecord)],
     names: &[&[u8]],
@@ -104,7 +104,7 @@ pub(crate) fn runs(
 /// [`runs`] as seen by a walker who may enter only the directories `may_search` accepts: a
 /// snapshot in which a directory above the path refuses counts as one without the path.
 pub(crate) fn runs_where(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     cache: &DirCache,
     snapshots: &[(String, SnapshotRecord)],
     names: &[&[u8]],

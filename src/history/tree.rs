@@ -14,7 +14,7 @@ use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{DirEntryObject, DirectoryObject, Object, ObjectId};
 use crate::id::InodeNo;
 use crate::live::LiveFs;
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// Directory entries kept decoded by one cache. Bounded by entries rather than objects because
 /// one directory may hold a million names while most hold a few.
@@ -40,7 +40,7 @@ impl Tree {
     /// The live share as it is now, frozen without recording a snapshot. The freeze is
     /// incremental (cheap when little changed since the last one); the objects it writes are
     /// garbage for the next gc unless a snapshot comes to name them.
-    pub fn of_live(live: &LiveFs, objects: &ObjectStore) -> Result<Tree, HistoryError> {
+    pub fn of_live(live: &LiveFs, objects: &TreeObjects) -> Result<Tree, HistoryError> {
         let frozen = live.freeze(objects)?;
         Ok(Tree {
             root: frozen.root,
@@ -81,7 +81,7 @@ impl DirCache {
     /// The directory an entry names.
     pub fn children(
         &self,
-        objects: &ObjectStore,
+        objects: &TreeObjects,
         entry: &DirEntryObject,
     ) -> Result<Arc<DirectoryObject>, HistoryError> {
         let id = entry.object.ok_or(HistoryError::MissingObject)?;
@@ -119,7 +119,7 @@ impl DirCache {
 /// (including when a component is not a directory). One lookup per component; only directories
 /// on the path are decoded.
 pub(crate) fn resolve(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     cache: &DirCache,
     tree: &Tree,
     names: &[&[u8]],
@@ -130,7 +130,7 @@ pub(crate) fn resolve(
 /// [`resolve`] for a walker who may enter only the directories `may_search` accepts: `None`
 /// also when the root or a directory above the entry refuses (the entry itself need not).
 pub(crate) fn resolve_where(
-    objects: &ObjectStore,
+    objects: &TreeObjects,
     cache: &DirCache,
     tree: &Tree,
     names: &[&[u8]],

@@ -11,7 +11,7 @@ use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
 };
 use crate::id::InodeNo;
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// What a freeze produced: the root directory's object and attributes.
 pub struct Frozen {
@@ -24,7 +24,7 @@ impl LiveFs {
     /// result and none that starts during it: data writes wait on the write gate, and every
     /// other change on the namespace lock, both held exclusively throughout. Data still in
     /// block buffers is stored first.
-    pub fn freeze(&self, objects: &ObjectStore) -> FsResult<Frozen> {
+    pub fn freeze(&self, objects: &TreeObjects) -> FsResult<Frozen> {
         self.check_writable()?;
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -53,7 +53,7 @@ impl LiveFs {
         &self,
         tree: &mut Namespace,
         top: InodeNo,
-        objects: &ObjectStore,
+        objects: &TreeObjects,
     ) -> FsResult<ObjectId> {
         let mut stack = vec![Frame::Enter(top)];
         while let Some(frame) = stack.pop() {
@@ -92,7 +92,7 @@ impl LiveFs {
     }
 
     /// Stores a regular file's segments and returns the id of its file object.
-    fn freeze_file(&self, node: &Node, ino: InodeNo, objects: &ObjectStore) -> FsResult<ObjectId> {
+    fn freeze_file(&self, node: &Node, ino: InodeNo, objects: &TreeObjects) -> FsResult<ObjectId> {
         let Some(content) = &node.content else {
             return Err(unfrozen(ino, "an inode frozen as a file has no content"));
         };
@@ -179,7 +179,7 @@ mod tests {
 
     /// Follows a chain of directories down from `root` to the first one holding a file: how
     /// many levels it passed, and that file's size.
-    fn chain_depth(objects: &ObjectStore, root: ObjectId) -> (usize, u64) {
+    fn chain_depth(objects: &TreeObjects, root: ObjectId) -> (usize, u64) {
         let mut dir = root;
         let mut depth = 0;
         loop {
@@ -205,7 +205,7 @@ mod tests {
     fn a_deep_chain_freezes_without_recursion() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
-        let objects = ObjectStore::new(live.chunk_store());
+        let objects = TreeObjects::new(live.chunk_store());
         let bottom = chain(&live, InodeNo::ROOT, b"d", DEEP);
         write_in(&live, bottom, b"leaf", b"first");
 

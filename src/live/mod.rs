@@ -114,6 +114,9 @@ pub struct LiveFs {
     /// be repaired in place, so further changes are refused rather than silently lost.
     poisoned: AtomicBool,
     store_dir: std::path::PathBuf,
+    /// The share's stable identity (from the store's config; `None` never happens for a store
+    /// opened by `Store::open`, which upgrades older configs).
+    share_id: Option<crate::id::ShareId>,
     /// Set once mounted.
     kernel: std::sync::OnceLock<Arc<dyn KernelCache>>,
     _lock: StoreLock,
@@ -134,6 +137,7 @@ impl LiveFs {
             store: chunks,
             meta,
             block_size: config.block_size,
+            share_id: config.share_id(),
             _lock: lock,
             tree: RwLock::new(namespace),
             dirt: Mutex::new(Dirt::default()),
@@ -244,6 +248,11 @@ impl LiveFs {
 
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// The share's stable identity, which backups in a vault are grouped by.
+    pub fn share_id(&self) -> Option<crate::id::ShareId> {
+        self.share_id
     }
 
     /// Connects the share to the kernel's caches of the mount serving it.

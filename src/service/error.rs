@@ -123,3 +123,33 @@ impl From<RestoreError> for ServiceError {
         }
     }
 }
+
+/// The errno of a vault failure, for the control file and the command's exit.
+pub fn vault_errno(err: &crate::vault::VaultError) -> i32 {
+    use crate::blob::BlobError;
+    use crate::vault::VaultError;
+    match err {
+        VaultError::NotAVault(_) | VaultError::NoBackup(_) | VaultError::Missing(_) => libc::ENOENT,
+        VaultError::AlreadyAVault(_) | VaultError::NameTaken(_) => libc::EEXIST,
+        VaultError::NeedKey(_) | VaultError::Ambiguous(_) => libc::EINVAL,
+        VaultError::Crypto {
+            source: crate::vault::crypto::CryptoError::WrongKey,
+            ..
+        } => libc::EACCES,
+        VaultError::Blob(BlobError::Unreachable { .. }) => libc::EHOSTUNREACH,
+        VaultError::Snapshot(err) => snapshot_errno(err),
+        VaultError::Restore(err) => restore_errno(err),
+        _ => libc::EIO,
+    }
+}
+
+impl From<crate::vault::VaultError> for ServiceError {
+    fn from(err: crate::vault::VaultError) -> Self {
+        let errno = vault_errno(&err);
+        tracing::warn!("vault: {err}");
+        ServiceError {
+            errno,
+            message: err.to_string(),
+        }
+    }
+}

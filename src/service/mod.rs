@@ -148,6 +148,7 @@ impl Service {
             Request::Restore(args) => to_value(self.restore(&args)?),
             Request::Rollback(args) => to_value(self.rollback(&args.snapshot)?),
             Request::Clone(args) => to_value(self.clone_snapshot(&args)?),
+            Request::Backup(args) => to_value(self.backup(&args)?),
             Request::Diff(args) => {
                 let (old, new) = (self.tree(&args.from)?, self.tree(&args.to)?);
                 let path = args.path.as_ref().map(BytePath::as_bytes);
@@ -311,6 +312,33 @@ impl Service {
         self.job("clone", &args.snapshot, false, || {
             let report = clone_snapshot(&self.snapshots, &args.snapshot, &args.new_store)?;
             let bytes = report.chunk_bytes;
+            Ok((report, bytes))
+        })
+    }
+
+    /// Backs a snapshot up into a vault, inside this process: a mounted store is read through
+    /// its daemon, never around it.
+    fn backup(
+        &self,
+        args: &request::BackupArgs,
+    ) -> Result<crate::vault::backup::BackupReport, ServiceError> {
+        let name = match &args.snapshot {
+            Some(name) => name.clone(),
+            None => {
+                let name = self.free_name(&format!("backup-{}", compact_time(self.now())));
+                self.create(&name, Origin::Manual, false)?;
+                name
+            }
+        };
+        let share = self
+            .snapshots
+            .live()
+            .share_id()
+            .ok_or_else(|| ServiceError::io("the store has no share id"))?;
+        self.job("backup", &format!("{name} -> {}", args.to), false, || {
+            let mut vault = open_vault(&args.to, &args.access)?;
+            let report = crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share)?;
+            let bytes = report.bytes_added;
             Ok((report, bytes))
         })
     }
@@ -546,4 +574,41 @@ fn policy_change(args: &PolicySetArgs) -> Result<PolicyChange, ServiceError> {
         keep_yearly: args.keep_yearly,
         soft_delete_secs: off_or(&args.soft_delete, |v| parse_duration(v).map_err(invalid))?,
     })
+}
+
+/// Opens a vault with what the command sent: its location, its secret, its S3 settings (else
+/// this process's own environment).
+fn open_vault(
+    to: &str,
+    access: &request::VaultAccess,
+) -> Result<crate::vault::Vault, ServiceError> {
+    use crate::vault::{Secret, Vault};
+    let location = crate::blob::BlobLocation::parse(to)
+        .map_err(|err| ServiceError::invalid(err.to_string()))?;
+    let settings = access.s3.as_ref().map(|s3| crate::blob::S3Settings {
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.clone(),
+        region: s3.region.clone(),
+        endpoint: s3.endpoint.clone(),
+        retry_timeout: crate::blob::DEFAULT_RETRY_TIMEOUT,
+    });
+    let secret = match (&access.passphrase, &access.key_hex) {
+        (_, Some(hex)) => Secret::KeyFile(
+            decode_hex(hex).ok_or_else(|| ServiceError::invalid("key bytes are not hex"))?,
+        ),
+        (Some(passphrase), None) => Secret::Passphrase(passphrase.as_bytes().to_vec()),
+        (None, None) => Secret::None,
+    };
+    let backend = crate::blob::open_with(&location, settings.as_ref())
+        .map_err(crate::vault::VaultError::from)?;
+    Ok(Vault::open_backend(backend, &secret)?)
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
 }

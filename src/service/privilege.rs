@@ -14,7 +14,7 @@
 //!   those rights already); anyone else is refused with `EPERM` before anything is done. The
 //!   requests that reach outside are listed by [`outside_the_share`], which matches every kind
 //!   of request, so a new kind must be classified here before it compiles. Today that is
-//!   `clone` (it creates a store at a path it names).
+//!   `clone` (it creates a store at a path it names) and `backup` (it writes to a vault).
 //! - **Commands**: the daemon runs one command, the `--on-failure` hook, which is given by
 //!   whoever starts the daemon; no request can set or change it.
 //!
@@ -29,6 +29,7 @@ use crate::access::Requester;
 fn outside_the_share(request: &Request) -> Option<&'static str> {
     match request {
         Request::Clone(_) => Some("clone creates a store outside the share"),
+        Request::Backup(_) => Some("backup writes to a vault outside the share"),
         Request::Create(_)
         | Request::Delete(_)
         | Request::List(_)

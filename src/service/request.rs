@@ -49,6 +49,8 @@ pub enum Request {
     Rollback(Snapshot),
     /// Make a new, independent store whose share starts as a snapshot.
     Clone(CloneArgs),
+    /// Copy a snapshot (or a new one taken now) into a backup vault.
+    Backup(BackupArgs),
     /// What changed between two snapshots (or a snapshot and `live`).
     Diff(DiffArgs),
     /// The distinct versions of a path across snapshots.
@@ -129,6 +131,43 @@ pub struct CloneArgs {
     /// The directory of the new store (absent or empty).
     #[serde(with = "super::byte_path::os_path")]
     pub new_store: std::path::PathBuf,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BackupArgs {
+    /// The snapshot to back up; without one, a snapshot is taken now.
+    pub snapshot: Option<String>,
+    /// The vault: a local directory or `s3://bucket/prefix`.
+    #[arg(long)]
+    pub to: String,
+    /// What opens the vault and reaches its storage. Filled in by the `snapfs` command from its
+    /// own environment (`SNAPFS_PASSPHRASE`, `--key-file`, `AWS_*`), never from the words of a
+    /// control-file line, and never recorded in a job.
+    #[arg(skip)]
+    #[serde(default)]
+    pub access: VaultAccess,
+}
+
+/// The secret and the S3 settings a vault needs, carried from the command to the daemon.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct VaultAccess {
+    /// A passphrase (UTF-8).
+    #[serde(default)]
+    pub passphrase: Option<String>,
+    /// The bytes of a key file, in hex.
+    #[serde(default)]
+    pub key_hex: Option<String>,
+    #[serde(default)]
+    pub s3: Option<S3Access>,
+}
+
+/// S3 settings, as the standard environment gives them.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Access {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+    pub endpoint: Option<String>,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

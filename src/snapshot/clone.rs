@@ -16,9 +16,11 @@ use super::Snapshots;
 use super::restore::{RestoreError, TreeCounts};
 use super::subtree::TreeReader;
 use crate::chunk_store::ChunkStore;
+use crate::format::catalog::SnapshotRecord;
 use crate::id::ChunkId;
 use crate::live::{GraftPoint, LiveFs, LiveOptions};
 use crate::store::{Store, StoreError};
+use crate::tree_objects::TreeObjects;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CloneReport {
@@ -39,6 +41,27 @@ pub fn clone_snapshot(
 ) -> Result<CloneReport, RestoreError> {
     check_destination(snapshots.live().store_dir(), new_store)?;
     let pin = snapshots.pin(name)?;
+    let block_size = snapshots.live().block_size();
+    let (uid, gid) = (pin.record.root_uid, pin.record.root_gid);
+    new_store_with(new_store, block_size, uid, gid, |live| {
+        fill(snapshots, &pin, live)
+    })
+}
+
+/// Creates a store at `new_store` (which must not exist, or be an empty directory), serves its
+/// live share to `fill`, and closes it. If anything fails, what was created is removed again:
+/// the directory if it was created here, else what was put in it. Shared by clone and by a
+/// restore from a vault.
+pub(crate) fn new_store_with<T, E>(
+    new_store: &Path,
+    block_size: u32,
+    root_uid: u32,
+    root_gid: u32,
+    fill: impl FnOnce(&LiveFs) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError> + From<RestoreError>,
+{
     let created = match std::fs::symlink_metadata(new_store) {
         Ok(_) => false,
         Err(err) if err.kind() == io::ErrorKind::NotFound => true,
@@ -50,19 +73,13 @@ pub fn clone_snapshot(
             .into());
         }
     };
-    let block_size = snapshots.live().block_size();
-    let result = match Store::init(
-        new_store,
-        block_size,
-        pin.record.root_uid,
-        pin.record.root_gid,
-    ) {
+    let result = match Store::init(new_store, block_size, root_uid, root_gid) {
         // Refused before anything was written: what is there is not ours to remove.
         Err(err @ (StoreError::NotEmpty(_) | StoreError::AlreadyAStore(_))) => {
             return Err(err.into());
         }
         Err(err) => Err(err.into()),
-        Ok(_) => fill(snapshots, &pin, new_store),
+        Ok(_) => serve_and_fill(new_store, fill),
     };
     if result.is_err() {
         remove_partial_store(new_store, created);
@@ -123,38 +140,56 @@ fn resolved(path: &Path) -> io::Result<PathBuf> {
     ))
 }
 
-/// Copies the snapshot's data into the new, empty store and grafts its tree there.
-fn fill(
-    snapshots: &Snapshots,
-    pin: &Pin<'_>,
+fn serve_and_fill<T, E>(
     new_store: &Path,
-) -> Result<CloneReport, RestoreError> {
-    let source = snapshots.live();
-    let mut tree = TreeReader::new(snapshots.objects(), source.block_size()).root(&pin.record)?;
+    fill: impl FnOnce(&LiveFs) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError> + From<RestoreError>,
+{
     let live = LiveFs::serve(Store::open(new_store)?, LiveOptions::default())
         .map_err(RestoreError::Live)?;
-    let copied = copy_chunks(
+    let filled = fill(&live);
+    // Closed whatever happened, so that the store is unlocked before a failed one is removed.
+    let closed = live.shutdown().map_err(RestoreError::Live);
+    let filled = filled?;
+    closed?;
+    Ok(filled)
+}
+
+/// Grafts the tree `record` names at the root of `live`, a new and empty store whose own chunk
+/// store already holds every object and chunk of that tree (checked as it is read). The tree
+/// keeps its objects: they are in this store, so its next snapshot need not encode them again.
+pub(crate) fn graft_stored_tree(
+    live: &LiveFs,
+    record: &SnapshotRecord,
+) -> Result<TreeCounts, RestoreError> {
+    let objects = TreeObjects::new(live.chunk_store());
+    let tree = TreeReader::new(&objects, live.block_size()).root(record)?;
+    live.graft(tree.subtree, GraftPoint::Root)
+        .map_err(|err| RestoreError::of_graft(err, "/"))?;
+    Ok(tree.counts)
+}
+
+/// Copies the snapshot's data into the new, empty store and grafts its tree there.
+fn fill(snapshots: &Snapshots, pin: &Pin<'_>, live: &LiveFs) -> Result<CloneReport, RestoreError> {
+    let source = snapshots.live();
+    let mut tree = TreeReader::new(snapshots.objects(), source.block_size()).root(&pin.record)?;
+    let (chunks_copied, chunk_bytes) = copy_chunks(
         &source.chunk_store(),
         &live.chunk_store(),
         &tree.subtree.chunks(),
-    )
-    .and_then(|copied| {
-        // The snapshot's objects are not in the new store: its next snapshot encodes anew.
-        tree.subtree.forget_objects();
-        live.graft(tree.subtree, GraftPoint::Root)
-            .map_err(|err| RestoreError::of_graft(err, "/"))?;
-        Ok(copied)
-    });
-    // Closed whatever happened, so that the store is unlocked before a failed clone is removed.
-    let closed = live.shutdown().map_err(RestoreError::Live);
-    let (chunks_copied, chunk_bytes) = copied?;
-    closed?;
+    )?;
+    // The snapshot's objects are not in the new store: its next snapshot encodes anew.
+    tree.subtree.forget_objects();
+    live.graft(tree.subtree, GraftPoint::Root)
+        .map_err(|err| RestoreError::of_graft(err, "/"))?;
     let report = CloneReport {
         cloned: tree.counts,
         chunks_copied,
         chunk_bytes,
     };
-    tracing::info!(snapshot = pin.name, store = %new_store.display(), ?report, "cloned");
+    tracing::info!(snapshot = pin.name, store = %live.store_dir().display(), ?report, "cloned");
     Ok(report)
 }
 

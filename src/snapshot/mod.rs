@@ -30,11 +30,12 @@ use crate::format::catalog::{Deletion, Hold, Origin, SnapshotRecord, check_snaps
 use crate::format::inode::Timestamp;
 use crate::format::object::ObjectId;
 use crate::live::{FsError, LiveFs};
-use crate::object_store::ObjectStore;
 use crate::schedule::clock::Clock;
+use crate::tree_objects::TreeObjects;
 pub use catalog::CatalogError;
 use catalog::Change;
 pub use clone::{CloneReport, clone_snapshot};
+pub(crate) use clone::{graft_stored_tree, new_store_with};
 pub use restore::{RestoreError, RestoreReport, TreeCounts};
 pub use rollback::RollbackReport;
 
@@ -90,7 +91,7 @@ impl Catalog {
 /// The snapshots of one store.
 pub struct Snapshots {
     live: Arc<LiveFs>,
-    objects: Arc<ObjectStore>,
+    objects: Arc<TreeObjects>,
     clock: Arc<dyn Clock>,
     catalog: RwLock<Catalog>,
     /// Serialises catalog changes; also guards the next number.
@@ -122,7 +123,7 @@ impl Snapshots {
     pub fn open(live: Arc<LiveFs>, clock: Arc<dyn Clock>) -> Result<Self, SnapshotError> {
         let loaded = catalog::load(&live.database())?;
         Ok(Snapshots {
-            objects: Arc::new(ObjectStore::new(live.chunk_store())),
+            objects: Arc::new(TreeObjects::new(live.chunk_store())),
             live,
             clock,
             catalog: RwLock::new(Catalog {
@@ -152,7 +153,7 @@ impl Snapshots {
         self.changing.lock()
     }
 
-    pub fn objects(&self) -> &Arc<ObjectStore> {
+    pub fn objects(&self) -> &Arc<TreeObjects> {
         &self.objects
     }
 

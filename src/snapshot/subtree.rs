@@ -12,7 +12,7 @@ use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{DirEntryObject, DirectoryObject, Object, ObjectId, SEGMENT_BLOCKS};
 use crate::id::ChunkId;
 use crate::live::{MAX_FILE_SIZE, NAME_MAX, Subtree, SubtreeNode};
-use crate::object_store::ObjectStore;
+use crate::tree_objects::TreeObjects;
 
 /// A tree read from a snapshot, and what it holds (its top counts unless it is the root).
 pub(super) struct ReadTree {
@@ -22,7 +22,7 @@ pub(super) struct ReadTree {
 
 /// Reads trees of one store's snapshots.
 pub(super) struct TreeReader<'a> {
-    objects: &'a ObjectStore,
+    objects: &'a TreeObjects,
     block_size: u32,
 }
 
@@ -41,7 +41,7 @@ fn object_of(entry: &DirEntryObject, dir: ObjectId) -> Result<ObjectId, RestoreE
 }
 
 impl<'a> TreeReader<'a> {
-    pub fn new(objects: &'a ObjectStore, block_size: u32) -> Self {
+    pub fn new(objects: &'a TreeObjects, block_size: u32) -> Self {
         TreeReader {
             objects,
             block_size,

@@ -60,7 +60,7 @@ fn a_store_of_an_unknown_format_version_is_refused() {
     let config = m.store.join("snapfs-store.json");
     let text = fs::read_to_string(&config)
         .unwrap()
-        .replace("\"format_version\": 1", "\"format_version\": 9");
+        .replace("\"format_version\": 2", "\"format_version\": 9");
     fs::write(&config, text).unwrap();
     let err = stderr_of(&["mount", m.store.to_str().unwrap(), m.mnt.to_str().unwrap()]);
     assert!(err.contains("format version 9 is not supported"), "{err}");

@@ -2,6 +2,7 @@
 //! through the kernel, as users and tools do.
 
 mod bad_input;
+mod blob_s3;
 mod chunk_store;
 mod concurrency;
 mod conformance;
@@ -19,7 +20,9 @@ mod permissions;
 mod posix_ops;
 mod privilege;
 mod restore;
+mod s3_server;
 mod snapshot_cli;
 mod snapshots;
 mod stress;
+mod vault;
 mod verify;

@@ -12,13 +12,16 @@ use crate::id::ChunkId;
 /// Parts of a multipart object: a little under the chunk limit.
 const PART_LEN: usize = (MAX_CHUNK_LEN as usize) / 2;
 
-pub struct ObjectStore {
+/// The snapshot objects of one store, kept in its chunk store. Named so it cannot be confused
+/// with the `object_store` crate (the blob layer's S3 client). Invariant: an object is stored
+/// under the blake3 hash of its (whole) encoding, so an id names exactly one tree.
+pub struct TreeObjects {
     chunks: Arc<ChunkStore>,
 }
 
-impl ObjectStore {
+impl TreeObjects {
     pub fn new(chunks: Arc<ChunkStore>) -> Self {
-        ObjectStore { chunks }
+        TreeObjects { chunks }
     }
 
     pub fn chunks(&self) -> &Arc<ChunkStore> {

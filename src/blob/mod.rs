@@ -1,0 +1,139 @@
+//! The blob layer: a small, synchronous key → bytes interface over where a vault's objects live
+//! (a local directory, or an S3-compatible object store), so that the vault knows nothing of
+//! either. Keys are relative, `/`-separated names made of `[A-Za-z0-9._-]` ([`BlobKey`]).
+//!
+//! Invariants every backend keeps:
+//! - `put` is atomic: a reader sees the old object, or the whole new one, never part of it.
+//! - `put_if_absent` never replaces an object; whether the backend can *enforce* it across
+//!   writers is reported by [`BlobBackend::enforces_create_only`].
+//! - errors are typed ([`BlobError`]): callers can tell "not there" from "try again later".
+
+mod key;
+mod local;
+mod location;
+mod remote;
+
+use std::ops::Range;
+
+pub use key::BlobKey;
+pub use local::LocalDir;
+pub use location::{BlobLocation, LocationError};
+pub use remote::{DEFAULT_RETRY_TIMEOUT, RemoteStore, S3Settings};
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("{0}: no such object")]
+    NotFound(String),
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+    /// Transient: the network, the server or a timeout (after the backend's own retries).
+    #[error("{key}: storage unreachable: {message}")]
+    Unreachable { key: String, message: String },
+    #[error("{key}: {message}")]
+    Other { key: String, message: String },
+}
+
+/// An object in a listing: its key (relative to the backend's root) and size in bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobMeta {
+    pub key: BlobKey,
+    pub size: u64,
+}
+
+/// Where a vault's bytes are kept. Synchronous: each call returns when the operation is done
+/// (for `put`, durable as far as the backend can promise).
+pub trait BlobBackend: Send + Sync {
+    /// Stores `data` under `key`, replacing what was there, atomically.
+    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError>;
+    /// Stores `data` under `key` unless something is there already ([`BlobError::AlreadyExists`]).
+    fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError>;
+    /// Whether `put_if_absent` is atomic against other writers (a local directory's `link(2)`,
+    /// S3's `If-None-Match`) rather than a check and a write.
+    fn enforces_create_only(&self) -> bool;
+    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError>;
+    /// The bytes `range` of the object; an error if the object is shorter.
+    fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError>;
+    /// The size of the object, or `None` if there is none.
+    fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError>;
+    /// Every object whose key starts with the directory `prefix` (`""` for all), sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError>;
+    /// Removes the object; removing an absent object is not an error.
+    fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+    /// Where this is, for messages (`s3://bucket/prefix`, a path).
+    fn describe(&self) -> String;
+}
+
+/// Opens the backend a location names. For S3 the settings come from the standard environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
+pub fn open(location: &BlobLocation) -> Result<Box<dyn BlobBackend>, BlobError> {
+    open_with(location, None)
+}
+
+/// Opens the backend a location names, with explicit S3 settings if given.
+pub fn open_with(
+    location: &BlobLocation,
+    s3: Option<&S3Settings>,
+) -> Result<Box<dyn BlobBackend>, BlobError> {
+    match location {
+        BlobLocation::Local(path) => Ok(Box::new(local::LocalDir::open(path)?)),
+        BlobLocation::S3 { bucket, prefix } => {
+            Ok(Box::new(remote::RemoteStore::s3(bucket, prefix, s3)?))
+        }
+    }
+}
+
+/// The behaviour every backend must show; public so the integration tests run it against a
+/// real S3 server too.
+#[doc(hidden)]
+pub mod conformance {
+    use super::*;
+
+    fn key(s: &str) -> BlobKey {
+        BlobKey::new(s).expect("valid key")
+    }
+
+    pub fn check(backend: &dyn BlobBackend) {
+        let a = key("data/aa/one");
+        assert!(matches!(backend.get(&a), Err(BlobError::NotFound(_))));
+        assert_eq!(backend.head(&a).expect("head"), None);
+        backend.put(&a, b"first").expect("put");
+        assert_eq!(backend.get(&a).expect("get"), b"first");
+        backend.put(&a, b"second!").expect("replace");
+        assert_eq!(backend.get(&a).expect("get"), b"second!");
+        assert_eq!(backend.head(&a).expect("head"), Some(7));
+        assert_eq!(backend.get_range(&a, 2..5).expect("range"), b"con");
+        assert!(
+            backend.get_range(&a, 5..20).is_err(),
+            "a range past the end"
+        );
+
+        let b = key("data/bb/two");
+        backend.put_if_absent(&b, b"new").expect("create");
+        assert!(matches!(
+            backend.put_if_absent(&b, b"other"),
+            Err(BlobError::AlreadyExists(_))
+        ));
+        assert_eq!(backend.get(&b).expect("get"), b"new");
+
+        backend.put(&key("index/x"), b"").expect("empty object");
+        assert_eq!(backend.get(&key("index/x")).expect("get"), b"");
+        let listed: Vec<(String, u64)> = backend
+            .list("data")
+            .expect("list")
+            .into_iter()
+            .map(|meta| (meta.key.as_str().to_owned(), meta.size))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("data/aa/one".to_owned(), 7), ("data/bb/two".to_owned(), 3)]
+        );
+        assert_eq!(backend.list("").expect("list all").len(), 3);
+        assert!(backend.list("nothing").expect("list").is_empty());
+
+        backend.delete(&a).expect("delete");
+        backend.delete(&a).expect("deleting twice is fine");
+        assert!(matches!(backend.get(&a), Err(BlobError::NotFound(_))));
+        assert_eq!(backend.list("data").expect("list").len(), 1);
+    }
+}

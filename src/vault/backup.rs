@@ -1,0 +1,192 @@
+//! `backup`: copies one snapshot into a vault, sending only what the vault lacks.
+//!
+//! The tree is walked depth first with an explicit stack (a snapshot may be arbitrarily deep),
+//! children before their parent (post-order): a subtree whose root object the vault already
+//! holds is skipped unread, because the vault's invariant says its whole subtree is there.
+//! Missing chunks and objects go into packs; the last pack and its index are stored before the
+//! record, so the order of every backup is data → index → record:
+//!
+//! 1. killed while filling or storing a pack: that pack is lost (or stored without an index,
+//!    and never used); every earlier pack has its index, and the next run skips what they hold;
+//! 2. killed after the last index, before the record: everything is there, the next run sends
+//!    nothing and writes the record;
+//! 3. the record is one atomic put: the backup is listed whole, or not at all.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::pack_writer::PackWriter;
+use super::{Vault, VaultError, backup_key};
+use crate::format::backup_record::BackupRecord;
+use crate::format::inode::InodeKind;
+use crate::format::object::{Object, ObjectId};
+use crate::id::{BackupId, ChunkId, ShareId};
+use crate::snapshot::Snapshots;
+use crate::tree_objects::TreeObjects;
+
+/// What a backup did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupReport {
+    pub name: String,
+    pub share: String,
+    /// Objects (chunks and tree objects) sent.
+    pub objects_sent: u64,
+    /// Bytes stored in the vault (packs and indexes).
+    pub bytes_added: u64,
+    /// Bytes of file data the backup holds.
+    pub size: u64,
+    /// The vault already held this backup: nothing was sent.
+    pub already_there: bool,
+}
+
+/// A step of the walk.
+enum Step {
+    /// Send this tree object's subtree, then the object itself.
+    Tree(ObjectId),
+    /// Every child of this tree object is in the vault: send the object.
+    Emit(ObjectId),
+    /// A chunk of file data (or a part of a multipart object): a leaf.
+    Data(ChunkId),
+}
+
+/// Backs up the snapshot `name` of the share `share` into `vault`.
+pub fn backup(
+    vault: &mut Vault,
+    snapshots: &Snapshots,
+    name: &str,
+    share: ShareId,
+) -> Result<BackupReport, VaultError> {
+    // Pinned: the snapshot cannot be deleted (nor its chunks collected) while it is read.
+    let pin = snapshots.pin(name)?;
+    let existing = vault
+        .records()?
+        .into_iter()
+        .find(|(_, record)| record.share == share && record.name == name);
+    if let Some((_, record)) = &existing {
+        if record.root != pin.record.root {
+            return Err(VaultError::NameTaken(name.to_owned()));
+        }
+        return Ok(BackupReport {
+            name: name.to_owned(),
+            share: share.to_hex(),
+            size: record.size,
+            already_there: true,
+            ..BackupReport::default()
+        });
+    }
+    let objects = snapshots.objects();
+    let mut writer = PackWriter::new()?;
+    send_tree(vault, objects, &mut writer, pin.record.root)?;
+    writer.flush(vault)?;
+    let size = tree_size(objects, pin.record.root)?;
+    let record = BackupRecord {
+        share,
+        name: name.to_owned(),
+        created: pin.record.created,
+        root: pin.record.root,
+        root_perm: pin.record.root_perm,
+        root_uid: pin.record.root_uid,
+        root_gid: pin.record.root_gid,
+        block_size: snapshots.live().block_size(),
+        size,
+        bytes_added: writer.uploaded,
+        hold: crate::format::catalog::Hold::None,
+    };
+    let sealed = vault
+        .sealer
+        .seal(&record.encode())
+        .map_err(|source| VaultError::Crypto {
+            what: format!("sealing the record of {name}"),
+            source,
+        })?;
+    let id = BackupId::random().map_err(|err| VaultError::Io(err.to_string()))?;
+    vault.backend.put_if_absent(&backup_key(id), &sealed)?;
+    let report = BackupReport {
+        name: name.to_owned(),
+        share: share.to_hex(),
+        objects_sent: writer.objects,
+        bytes_added: writer.uploaded,
+        size,
+        already_there: false,
+    };
+    tracing::info!(vault = vault.describe(), ?report, "backed up");
+    Ok(report)
+}
+
+/// Sends every object of the tree at `root` that the vault lacks, children first.
+fn send_tree(
+    vault: &mut Vault,
+    objects: &TreeObjects,
+    writer: &mut PackWriter,
+    root: ObjectId,
+) -> Result<(), VaultError> {
+    let chunks = objects.chunks();
+    // Tree objects already expanded in this run (a subtree may appear many times in a tree).
+    let mut expanded: HashSet<ObjectId> = HashSet::new();
+    let mut stack = vec![Step::Tree(root)];
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Data(id) => {
+                if !vault.contains(&id) && !writer.holds(&id) {
+                    let bytes = chunks.get(&id)?;
+                    writer.add(vault, id, &bytes)?;
+                }
+            }
+            Step::Emit(id) => {
+                let bytes = chunks.get(&id)?;
+                writer.add(vault, id, &bytes)?;
+            }
+            Step::Tree(id) => {
+                if vault.contains(&id) || writer.holds(&id) || !expanded.insert(id) {
+                    continue;
+                }
+                stack.push(Step::Emit(id));
+                // A multipart object's parts are leaves; its children are those of the whole.
+                for part in objects.object_chunks(&id)?.into_iter().skip(1) {
+                    stack.push(Step::Data(part));
+                }
+                match objects.get(&id)? {
+                    Object::Directory(dir) => {
+                        stack.extend(dir.entries.iter().filter_map(|e| e.object.map(Step::Tree)));
+                    }
+                    Object::File(file) => {
+                        stack.extend(file.segments.iter().map(|(_, seg)| Step::Tree(*seg)));
+                    }
+                    Object::Segment(segment) => {
+                        stack.extend(segment.blocks.iter().map(|(_, chunk)| Step::Data(*chunk)));
+                    }
+                    Object::Multipart(_) => {
+                        return Err(VaultError::Damaged(format!(
+                            "object {id}: nested multipart"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of file data in the tree: the sizes of its files, each hard link once. Reads the
+/// directory objects only.
+fn tree_size(objects: &TreeObjects, root: ObjectId) -> Result<u64, VaultError> {
+    let mut size = 0u64;
+    let mut links = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        let Object::Directory(dir) = objects.get(&id)? else {
+            return Err(VaultError::Damaged(format!("object {id}: not a directory")));
+        };
+        for entry in dir.entries {
+            match entry.record.kind {
+                InodeKind::Directory => stack.extend(entry.object),
+                InodeKind::File if links.insert(entry.link_id) => {
+                    size = size.saturating_add(entry.record.size);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(size)
+}

@@ -1,0 +1,288 @@
+//! Backup vaults: independent, incremental, optionally encrypted copies of snapshots, kept in a
+//! blob backend (a local directory or an S3 bucket). A vault is a content-addressed store of
+//! its own: it receives snapshot trees (objects and the chunks they name) and backup records.
+//! This layer depends on the blob layer, the formats, the chunk store and the snapshot tree
+//! objects; nothing below depends on it.
+//!
+//! ```text
+//! VAULT/
+//!   config                 identity, cipher, key slots (format::vault_config), never sealed
+//!   packs/<xx>/<pack id>   objects (format::vault_pack); <xx> = first two hex digits
+//!   index/<pack id>        where each object of that pack is (format::vault_index), sealed
+//!   backups/<backup id>    one record per backup (format::backup_record), sealed
+//! ```
+//! Every name is random (pack ids, backup ids): an encrypted vault's provider sees how many
+//! objects there are and their sizes, nothing else.
+//!
+//! The promise everything here keeps, **data → index → record**: an index names only packs
+//! that were completely stored before it, a tree object is put in a pack only after every
+//! object below it is in that pack or an earlier one, and a record is written only after the
+//! indexes of everything its tree needs. So an object id in the index means its whole subtree is
+//! in the vault (a backup skips it unread), and a listed backup always restores.
+
+pub mod backup;
+pub mod crypto;
+mod index;
+pub mod init;
+pub mod list;
+mod pack_writer;
+pub mod restore;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use crate::blob::{self, BlobBackend, BlobError, BlobKey, BlobLocation};
+use crate::chunk_store::ChunkStoreError;
+use crate::format::DecodeError;
+use crate::format::backup_record::BackupRecord;
+use crate::format::vault_config::{Cipher, VaultConfig};
+use crate::format::vault_index::PackSlice;
+use crate::format::vault_pack::{self, EntryCodec};
+use crate::id::{BackupId, ChunkId, VaultPackId};
+use crate::snapshot::RestoreError;
+use crate::snapshot::SnapshotError;
+use crate::store::StoreError;
+use crypto::{CryptoError, Sealer};
+
+/// The key of the vault's config object.
+const CONFIG_KEY: &str = "config";
+const PACKS: &str = "packs";
+const INDEX: &str = "index";
+const BACKUPS: &str = "backups";
+
+/// What unlocks an encrypted vault.
+#[derive(Clone)]
+pub enum Secret {
+    /// Nothing given: enough for an unencrypted vault only.
+    None,
+    Passphrase(Vec<u8>),
+    /// The bytes of a key file.
+    KeyFile(Vec<u8>),
+}
+
+impl Secret {
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Secret::None => None,
+            Secret::Passphrase(bytes) | Secret::KeyFile(bytes) => Some(bytes),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("{0} is not a snapfs vault (it has no config); create one with `snapfs vault init`")]
+    NotAVault(String),
+    #[error("{0} is already a snapfs vault")]
+    AlreadyAVault(String),
+    #[error(
+        "{0} is encrypted: give its passphrase in SNAPFS_PASSPHRASE or its key with --key-file"
+    )]
+    NeedKey(String),
+    #[error("{what}: {source}")]
+    Crypto { what: String, source: CryptoError },
+    #[error("{what}: {source}")]
+    Decode { what: String, source: DecodeError },
+    #[error("{0}: damaged")]
+    Damaged(String),
+    #[error("object {0} is not in the vault")]
+    Missing(ChunkId),
+    #[error("no backup named {0} in the vault")]
+    NoBackup(String),
+    #[error("{0} names backups of more than one share; use SHARE/NAME")]
+    Ambiguous(String),
+    #[error(
+        "the vault already holds a different backup named {0} of this share (a snapshot deleted and taken again under that name?)"
+    )]
+    NameTaken(String),
+    #[error(transparent)]
+    Chunks(#[from] ChunkStoreError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+fn key(text: &str) -> BlobKey {
+    // Every key this module builds is from fixed words and hex digits.
+    BlobKey::new(text).unwrap_or_else(|| unreachable!("vault keys are valid: {text}"))
+}
+
+fn pack_key(pack: VaultPackId) -> BlobKey {
+    let hex = pack.to_hex();
+    key(&format!("{PACKS}/{}/{hex}", &hex[..2]))
+}
+
+fn index_key(pack: VaultPackId) -> BlobKey {
+    key(&format!("{INDEX}/{}", pack.to_hex()))
+}
+
+fn backup_key(backup: BackupId) -> BlobKey {
+    key(&format!("{BACKUPS}/{}", backup.to_hex()))
+}
+
+/// An open vault: its backend, its config, the key to its objects, and its index (the union
+/// of every pack index, loaded at open).
+pub struct Vault {
+    backend: Box<dyn BlobBackend>,
+    config: VaultConfig,
+    sealer: Sealer,
+    index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
+}
+
+impl Vault {
+    /// Opens the vault at `location`, unlocking it with `secret` if it is encrypted.
+    pub fn open(location: &BlobLocation, secret: &Secret) -> Result<Self, VaultError> {
+        Self::open_backend(blob::open(location)?, secret)
+    }
+
+    pub fn open_backend(
+        backend: Box<dyn BlobBackend>,
+        secret: &Secret,
+    ) -> Result<Self, VaultError> {
+        let where_ = backend.describe();
+        let bytes = match backend.get(&key(CONFIG_KEY)) {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound(_)) => return Err(VaultError::NotAVault(where_)),
+            Err(err) => return Err(err.into()),
+        };
+        let config = VaultConfig::decode(&bytes).map_err(|source| VaultError::Decode {
+            what: format!("{where_}: vault config"),
+            source,
+        })?;
+        let sealer = match config.cipher {
+            Cipher::None => Sealer::Plain,
+            Cipher::XChaCha20Poly1305 => {
+                let secret = secret
+                    .bytes()
+                    .ok_or_else(|| VaultError::NeedKey(where_.clone()))?;
+                let master =
+                    crypto::unlock(&config, secret).map_err(|source| VaultError::Crypto {
+                        what: where_.clone(),
+                        source,
+                    })?;
+                Sealer::new(&master)
+            }
+        };
+        let mut vault = Vault {
+            backend,
+            config,
+            sealer,
+            index: HashMap::new(),
+        };
+        vault.index = index::load(&vault)?;
+        Ok(vault)
+    }
+
+    pub fn describe(&self) -> String {
+        self.backend.describe()
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.config.cipher != Cipher::None
+    }
+
+    /// Whether the vault holds the object (and, for a tree object, everything under it).
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// How many objects the vault holds.
+    pub fn object_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Unseals an object read from the backend; `what` names it in errors.
+    fn open_sealed(&self, sealed: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>, VaultError> {
+        self.sealer
+            .open(sealed)
+            .map_err(|source| VaultError::Crypto {
+                what: what(),
+                source,
+            })
+    }
+
+    /// Reads one object back: located by the index, fetched with a ranged read, unsealed,
+    /// decompressed and checked against its id. Never returns wrong bytes.
+    pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
+        let (pack, slice) = self.index.get(id).ok_or(VaultError::Missing(*id))?;
+        let what = || format!("object {id} in pack {pack}");
+        let start = u64::from(slice.offset);
+        let sealed = self
+            .backend
+            .get_range(&pack_key(*pack), start..start + u64::from(slice.len))?;
+        let entry = self.open_sealed(&sealed, &what)?;
+        let (codec, raw_len, payload) =
+            vault_pack::decode_entry(&entry).map_err(|source| VaultError::Decode {
+                what: what(),
+                source,
+            })?;
+        let raw = match codec {
+            EntryCodec::Raw => payload.to_vec(),
+            EntryCodec::Zstd => zstd::bulk::decompress(payload, raw_len as usize)
+                .map_err(|_| VaultError::Damaged(what()))?,
+        };
+        if raw.len() != raw_len as usize || ChunkId::of(&raw) != *id {
+            return Err(VaultError::Damaged(what()));
+        }
+        Ok(raw)
+    }
+
+    /// Every backup record, with its id.
+    pub fn records(&self) -> Result<Vec<(BackupId, BackupRecord)>, VaultError> {
+        let mut out = Vec::new();
+        for meta in self.backend.list(BACKUPS)? {
+            let Some(id) = meta
+                .key
+                .as_str()
+                .strip_prefix("backups/")
+                .and_then(BackupId::from_hex)
+            else {
+                continue;
+            };
+            let what = || format!("backup record {id}");
+            let sealed = self.backend.get(&meta.key)?;
+            let plain = self.open_sealed(&sealed, &what)?;
+            let record = BackupRecord::decode(&plain).map_err(|source| VaultError::Decode {
+                what: what(),
+                source,
+            })?;
+            out.push((id, record));
+        }
+        out.sort_by(|a, b| {
+            (a.1.created.secs, a.1.created.nanos, &a.1.name).cmp(&(
+                b.1.created.secs,
+                b.1.created.nanos,
+                &b.1.name,
+            ))
+        });
+        Ok(out)
+    }
+
+    /// The backup `name` (a snapshot name, or `SHARE/NAME` with the share id in hex).
+    pub fn find(&self, name: &str) -> Result<(BackupId, BackupRecord), VaultError> {
+        let (share, snapshot) = match name.split_once('/') {
+            Some((share, snapshot)) => (Some(share), snapshot),
+            None => (None, name),
+        };
+        let mut found: Vec<_> = self
+            .records()?
+            .into_iter()
+            .filter(|(_, record)| {
+                record.name == snapshot && share.is_none_or(|share| record.share.to_hex() == share)
+            })
+            .collect();
+        match found.len() {
+            0 => Err(VaultError::NoBackup(name.to_owned())),
+            1 => Ok(found.remove(0)),
+            _ => Err(VaultError::Ambiguous(name.to_owned())),
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! A real S3 server for the tests: SeaweedFS (`weed mini`, installed by `scripts/setup.sh`),
+//! started on 127.0.0.1 with ports of its own for each test, with one identity and one bucket.
+//! [`S3Server`] stops it when dropped, so a failing test stops it too.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The access key and secret of the server's only identity.
+pub const ACCESS_KEY: &str = "snapfstest";
+pub const SECRET_KEY: &str = "snapfstestsecret";
+/// The bucket created at start.
+pub const BUCKET: &str = "vault";
+
+/// Ports a server takes: s3, master, volume, filer, iceberg, lance, admin; each also takes the
+/// port 10,000 above it for gRPC.
+const PORTS_PER_SERVER: u16 = 7;
+/// Bases are handed out from here, in steps that leave room for every port a server takes.
+static NEXT_BASE: AtomicU16 = AtomicU16::new(0);
+
+/// A running `weed mini`, stopped (killed and reaped) on drop.
+pub struct S3Server {
+    child: Option<Child>,
+    pub s3_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+        && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+}
+
+/// A base port whose ports (and their gRPC twins) are all free just now.
+fn pick_base() -> u16 {
+    // Spread over 20000..29990 by process, so two test binaries running at once rarely meet.
+    let start = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let n = NEXT_BASE.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + (start - 20_000 + n * 10) % 9_900;
+        if (base..base + PORTS_PER_SERVER).all(free) {
+            return base;
+        }
+    }
+}
+
+impl S3Server {
+    /// Starts a server and waits until its S3 port answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"snapfs","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .expect("write s3 config");
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).expect("mkdir");
+        for _attempt in 0..3 {
+            let base = pick_base();
+            let child = Self::spawn(&data, &config, base, dir.path());
+            let mut server = S3Server {
+                child: Some(child),
+                s3_port: base,
+                _dir: tempfile::tempdir().expect("tempdir"),
+            };
+            if server.wait_ready() {
+                server._dir = dir;
+                return server;
+            }
+            // Someone took a port meanwhile: drop (stops it) and try other ports.
+        }
+        panic!("weed mini did not start; is it installed (scripts/setup.sh)?");
+    }
+
+    fn spawn(data: &Path, config: &Path, base: u16, dir: &Path) -> Child {
+        let log = std::fs::File::create(dir.join("weed.log")).expect("log");
+        let port = |offset: u16| (base + offset).to_string();
+        Command::new("weed")
+            .arg("mini")
+            .arg(format!("-dir={}", data.display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"])
+            .args(["-webdav=false", "-master.telemetry=false"])
+            .arg(format!("-s3.port={}", port(0)))
+            .arg(format!("-master.port={}", port(1)))
+            .arg(format!("-volume.port={}", port(2)))
+            .arg(format!("-filer.port={}", port(3)))
+            .arg(format!("-s3.port.iceberg={}", port(4)))
+            .arg(format!("-s3.port.lance={}", port(5)))
+            .arg(format!("-admin.port={}", port(6)))
+            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!("-bucket={BUCKET}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("run weed (install it with scripts/setup.sh)")
+    }
+
+    /// Waits until the bucket answers an authenticated request (the bucket is made at start).
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().ok().flatten().is_some()
+            {
+                return false;
+            }
+            let listed = Command::new("python3")
+                .args(["-c", &self.probe_script()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if listed {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+
+    fn probe_script(&self) -> String {
+        format!(
+            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='{ACCESS_KEY}', \
+             aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1')\
+             .list_objects_v2(Bucket='{BUCKET}')",
+            self.endpoint()
+        )
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// The environment an S3 client needs to reach this server, as every S3 tool reads it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+        ]
+    }
+
+    /// A vault URL in this server's bucket.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}")
+    }
+
+    /// Stops the server now (for tests of a server going away); idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
