@@ -2,6 +2,7 @@
 //!
 //! Layers, each depending only on those above it in this list:
 //! - [`format`]: every persisted byte layout, pure encode/decode.
+//! - [`access`]: who sent a request, and what permission bits grant them.
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
@@ -19,6 +20,7 @@
 //!
 //! `docs/ARCHITECTURE.md` describes the design, the on-disk formats and the crash analysis.
 
+pub mod access;
 pub mod blocks;
 pub mod chunk_store;
 pub mod cli;

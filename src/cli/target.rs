@@ -11,6 +11,7 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 
 use super::umount::store_of_mount;
+use crate::access::Requester;
 use crate::live::{LiveFs, LiveOptions};
 use crate::schedule::clock::SystemClock;
 use crate::service::request::to_line;
@@ -118,7 +119,12 @@ impl Target {
                 let text = send(control, &to_line(&request))?;
                 serde_json::from_str(&text).context("unexpected reply from the daemon")?
             }
-            Target::Offline(offline) => offline.service.execute_with_progress(request, progress)?,
+            // The command acts as its own user here: the OS checks what it touches.
+            Target::Offline(offline) => offline.service.execute_with_progress(
+                request,
+                &Requester::this_process(),
+                progress,
+            )?,
         };
         serde_json::from_value(reply).context("unexpected reply")
     }

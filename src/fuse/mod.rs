@@ -5,6 +5,7 @@
 
 mod attr;
 mod errno;
+mod requester;
 mod snapshots;
 
 use std::ffi::OsStr;
@@ -29,6 +30,7 @@ use crate::service::Service;
 use crate::snapshot::view::{Area, SNAPSHOTS_DIR, SNAPSHOTS_DIR_NAME, area};
 pub use attr::file_attr;
 use errno::errno;
+use requester::Sender;
 use snapshots::{HANDLE_BIT, SnapshotSide};
 
 /// Kernel caching choices, measured by `scripts/bench.sh`.
@@ -115,6 +117,9 @@ impl SnapFuse {
     fn ttl_of(&self, attr: &Attr) -> Duration {
         match area(attr.ino) {
             Area::Snapshot { .. } => SNAPSHOT_TTL,
+            // What the history shows depends on who asks (snapshot/history_view.rs): the kernel
+            // must come back for every walk, so that each is checked for its own requester.
+            Area::History => Duration::ZERO,
             _ => self.cache.ttl,
         }
     }
@@ -199,19 +204,22 @@ impl Filesystem for SnapFuse {
         }
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         if is_live(parent) && !is_snapshots_entry(parent, name) {
             self.reply_entry(reply, self.live.lookup(ino(parent), name.as_bytes()));
         } else {
-            self.reply_side_entry(reply, self.side.lookup(ino(parent), name.as_bytes()));
+            let found = self
+                .side
+                .lookup(ino(parent), name.as_bytes(), Sender::of(req));
+            self.reply_side_entry(reply, found);
         }
     }
 
-    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if is_live(i) {
             self.reply_attr(reply, self.live.getattr(ino(i)));
         } else {
-            match self.side.getattr(ino(i)) {
+            match self.side.getattr(ino(i), Sender::of(req)) {
                 Ok(attr) => reply.attr(
                     &self.ttl_of(&attr),
                     &file_attr(&attr, self.live.block_size()),
@@ -259,11 +267,11 @@ impl Filesystem for SnapFuse {
         self.reply_attr(reply, self.live.setattr(ino(i), change));
     }
 
-    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, i: INodeNo, reply: ReplyData) {
         let result = if is_live(i) {
             self.live.readlink(ino(i)).map_err(|e| errno(&e))
         } else {
-            self.side.readlink(ino(i))
+            self.side.readlink(ino(i), Sender::of(req))
         };
         match result {
             Ok(target) => reply.data(&target),
@@ -431,7 +439,7 @@ impl Filesystem for SnapFuse {
         self.reply_entry(reply, result);
     }
 
-    fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match area(ino(i)) {
@@ -448,7 +456,10 @@ impl Filesystem for SnapFuse {
             ),
             _ if writable || truncate => reply.error(Errno::EROFS),
             Area::Snapshot { .. } | Area::History => {
-                reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE)
+                match self.side.open_read_only(ino(i), Sender::of(req)) {
+                    Ok(()) => reply.opened(FileHandle(HANDLE_BIT), FopenFlags::FOPEN_KEEP_CACHE),
+                    Err(err) => reply.error(err),
+                }
             }
             Area::SnapshotsDir => reply.error(Errno::EISDIR),
         }
@@ -490,7 +501,7 @@ impl Filesystem for SnapFuse {
     ) {
         let result = match area(ino(i)) {
             Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
-            Area::ControlFile => self.side.write_control(req.uid(), fh.0, data),
+            Area::ControlFile => self.side.write_control(Sender::of(req), fh.0, data),
             _ => Err(Errno::EROFS),
         };
         match result {
@@ -544,11 +555,11 @@ impl Filesystem for SnapFuse {
         reply_empty(reply, self.live.fsync(fh.0));
     }
 
-    fn opendir(&self, _req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let result = if is_live(i) {
             self.live.opendir(ino(i)).map_err(|e| errno(&e))
         } else {
-            self.side.opendir(ino(i))
+            self.side.opendir(ino(i), Sender::of(req))
         };
         match result {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -580,7 +591,7 @@ impl Filesystem for SnapFuse {
 
     fn readdirplus(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -592,7 +603,8 @@ impl Filesystem for SnapFuse {
                     let attr = if is_live(INodeNo(entry_ino.0)) {
                         self.live.getattr(entry_ino).map_err(|e| errno(&e))
                     } else {
-                        self.side.entry_attr(ino(i), &name, entry_ino)
+                        self.side
+                            .entry_attr(ino(i), &name, entry_ino, Sender::of(req))
                     };
                     // An entry removed since opendir is skipped rather than failing the listing.
                     let Ok(attr) = attr else { continue };
@@ -680,25 +692,28 @@ impl Filesystem for SnapFuse {
         );
     }
 
-    fn getxattr(&self, _req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         if is_live(i) {
             return reply_xattr(reply, self.live.getxattr(ino(i), name.as_bytes(), size));
         }
-        let value = self.side.xattrs(ino(i)).and_then(|xattrs| {
-            xattrs
-                .into_iter()
-                .find(|(n, _)| n.as_slice() == name.as_bytes())
-                .map(|(_, v)| v)
-                .ok_or(Errno::NO_XATTR)
-        });
+        let value = self
+            .side
+            .xattrs(ino(i), Sender::of(req))
+            .and_then(|xattrs| {
+                xattrs
+                    .into_iter()
+                    .find(|(n, _)| n.as_slice() == name.as_bytes())
+                    .map(|(_, v)| v)
+                    .ok_or(Errno::NO_XATTR)
+            });
         reply_side_xattr(reply, value, size);
     }
 
-    fn listxattr(&self, _req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
         if is_live(i) {
             return reply_xattr(reply, self.live.listxattr(ino(i), size));
         }
-        let names = self.side.xattrs(ino(i)).map(|xattrs| {
+        let names = self.side.xattrs(ino(i), Sender::of(req)).map(|xattrs| {
             let mut out = Vec::new();
             for (name, _) in xattrs {
                 out.extend_from_slice(&name);

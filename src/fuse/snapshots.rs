@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use fuser::Errno;
 use parking_lot::Mutex;
 
+use super::requester::Sender;
+use crate::access::Requester;
 use crate::format::catalog::{Origin, SnapshotRecord};
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::Xattrs;
@@ -144,10 +146,12 @@ impl SnapshotSide {
         }
     }
 
-    /// The snapshot inode `ino` is or shows; `None` for a history directory.
-    fn snap_inode(&self, ino: InodeNo) -> Result<Option<SnapInode>, Errno> {
+    /// The snapshot inode `ino` is or shows, if `from` may reach it; `None` for a history
+    /// directory.
+    fn snap_inode(&self, ino: InodeNo, from: Sender) -> Result<Option<SnapInode>, Errno> {
         if area(ino) == Area::History {
-            return match self.history.inode(ino).map_err(view_errno)? {
+            let who = from.requester();
+            return match self.history.inode(ino, &who).map_err(view_errno)? {
                 HistoryInode::Dir(_) => Ok(None),
                 HistoryInode::Snapshot(inode) => Ok(Some(inode)),
             };
@@ -155,14 +159,14 @@ impl SnapshotSide {
         self.view.inode(ino).map(Some).map_err(view_errno)
     }
 
-    pub fn getattr(&self, ino: InodeNo) -> Result<Attr, Errno> {
+    pub fn getattr(&self, ino: InodeNo, from: Sender) -> Result<Attr, Errno> {
         match area(ino) {
             Area::SnapshotsDir => {
                 // `.`, `..`, `.history` and every snapshot.
                 let count = self.snapshots().list().len() as u32;
                 Ok(self.synthetic(SNAPSHOTS_DIR, InodeKind::Directory, 0o755, 3 + count))
             }
-            Area::History => self.history_attr(self.history.inode(ino)),
+            Area::History => self.history_attr(self.history.inode(ino, &from.requester())),
             Area::ControlFile => Ok(self.synthetic(CONTROL_FILE, InodeKind::File, 0o600, 1)),
             Area::Snapshot { .. } => self
                 .view
@@ -173,10 +177,10 @@ impl SnapshotSide {
         }
     }
 
-    pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<Attr, Errno> {
+    pub fn lookup(&self, parent: InodeNo, name: &[u8], from: Sender) -> Result<Attr, Errno> {
         match area(parent) {
-            Area::SnapshotsDir if name == CONTROL_FILE_NAME => self.getattr(CONTROL_FILE),
-            Area::SnapshotsDir if name == HISTORY_DIR_NAME => self.getattr(HISTORY_DIR),
+            Area::SnapshotsDir if name == CONTROL_FILE_NAME => self.getattr(CONTROL_FILE, from),
+            Area::SnapshotsDir if name == HISTORY_DIR_NAME => self.getattr(HISTORY_DIR, from),
             Area::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                 let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
@@ -187,14 +191,17 @@ impl SnapshotSide {
                 .lookup(parent, name)
                 .map(|i| Self::snap_attr(&i))
                 .map_err(view_errno),
-            Area::History => self.history_attr(self.history.lookup(&self.view, parent, name)),
+            Area::History => {
+                let who = from.requester();
+                self.history_attr(self.history.lookup(&self.view, parent, name, &who))
+            }
             Area::ControlFile => Err(Errno::ENOTDIR),
-            Area::Live => self.getattr(SNAPSHOTS_DIR),
+            Area::Live => self.getattr(SNAPSHOTS_DIR, from),
         }
     }
 
-    pub fn readlink(&self, ino: InodeNo) -> Result<Vec<u8>, Errno> {
-        match self.snap_inode(ino)? {
+    pub fn readlink(&self, ino: InodeNo, from: Sender) -> Result<Vec<u8>, Errno> {
+        match self.snap_inode(ino, from)? {
             Some(inode) if inode.record.kind == InodeKind::Symlink => {
                 Ok(inode.record.symlink_target)
             }
@@ -202,7 +209,7 @@ impl SnapshotSide {
         }
     }
 
-    pub fn opendir(&self, ino: InodeNo) -> Result<u64, Errno> {
+    pub fn opendir(&self, ino: InodeNo, from: Sender) -> Result<u64, Errno> {
         let (parent, entries) = match area(ino) {
             Area::SnapshotsDir => {
                 let mut entries: Listing = vec![
@@ -219,7 +226,10 @@ impl SnapshotSide {
                 let parent = self.view.inode(ino).map_err(view_errno)?.parent;
                 (parent, self.view.list(ino).map_err(view_errno)?)
             }
-            Area::History => self.history.list(&self.view, ino).map_err(view_errno)?,
+            Area::History => self
+                .history
+                .list(&self.view, ino, &from.requester())
+                .map_err(view_errno)?,
             _ => return Err(Errno::ENOTDIR),
         };
         let mut listing = vec![
@@ -241,13 +251,24 @@ impl SnapshotSide {
     }
 
     /// The attributes of a listed entry, for readdirplus.
-    pub fn entry_attr(&self, dir: InodeNo, name: &[u8], ino: InodeNo) -> Result<Attr, Errno> {
+    pub fn entry_attr(
+        &self,
+        dir: InodeNo,
+        name: &[u8],
+        ino: InodeNo,
+        from: Sender,
+    ) -> Result<Attr, Errno> {
         if name == b"." || name == b".." {
             return self
-                .getattr(ino)
+                .getattr(ino, from)
                 .or_else(|_| self.live.getattr(ino).map_err(|_| Errno::ENOENT));
         }
-        self.lookup(dir, name)
+        self.lookup(dir, name, from)
+    }
+
+    /// Opens a snapshot file or a version for reading: a version only if `from` may reach it.
+    pub fn open_read_only(&self, ino: InodeNo, from: Sender) -> Result<(), Errno> {
+        self.snap_inode(ino, from).map(|_| ())
     }
 
     /// Opens the control file: each handle remembers the outcome of its own commands.
@@ -282,17 +303,18 @@ impl SnapshotSide {
     }
 
     /// Runs the commands written to the control file, in order, stopping at the first that
-    /// fails. Only the share's owner and root may.
-    pub fn write_control(&self, uid: u32, fh: u64, data: &[u8]) -> Result<usize, Errno> {
-        self.check_owner(uid)?;
+    /// fails. Only the share's owner and root may; what each may ask is the service's privilege
+    /// rule.
+    pub fn write_control(&self, from: Sender, fh: u64, data: &[u8]) -> Result<usize, Errno> {
+        self.check_owner(from.uid)?;
         let _one_at_a_time = self.commanding.lock();
-        let result = self.run_commands(data);
+        let result = self.run_commands(data, &from.requester());
         let outcome = self.last_outcome.lock().clone();
         self.handle_outcomes.lock().insert(fh, outcome);
         result
     }
 
-    fn run_commands(&self, data: &[u8]) -> Result<usize, Errno> {
+    fn run_commands(&self, data: &[u8], who: &Requester) -> Result<usize, Errno> {
         let requests = match request::parse(data) {
             Ok(requests) => requests,
             Err(message) => {
@@ -300,7 +322,7 @@ impl SnapshotSide {
             }
         };
         for request in requests {
-            match self.service.execute(request) {
+            match self.service.execute(request, who) {
                 Ok(reply) => *self.last_outcome.lock() = format!("ok: {reply}"),
                 Err(err) => return Err(self.failed(err)),
             }
@@ -338,8 +360,12 @@ impl SnapshotSide {
         }
     }
 
-    /// `rmdir .snapshots/NAME`: delete a snapshot.
+    /// `rmdir .snapshots/NAME`: delete a snapshot. `.history` is part of the mount, not a
+    /// snapshot: read-only, like everything on this side.
     pub fn rmdir(&self, uid: u32, name: &[u8]) -> Result<(), Errno> {
+        if name == HISTORY_DIR_NAME || name == CONTROL_FILE_NAME {
+            return Err(Errno::EROFS);
+        }
         self.check_owner(uid)?;
         let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
@@ -352,11 +378,12 @@ impl SnapshotSide {
         }
     }
 
-    pub fn xattrs(&self, ino: InodeNo) -> Result<Xattrs, Errno> {
+    pub fn xattrs(&self, ino: InodeNo, from: Sender) -> Result<Xattrs, Errno> {
         match area(ino) {
-            Area::Snapshot { .. } | Area::History => {
-                Ok(self.snap_inode(ino)?.map(|i| i.xattrs).unwrap_or_default())
-            }
+            Area::Snapshot { .. } | Area::History => Ok(self
+                .snap_inode(ino, from)?
+                .map(|i| i.xattrs)
+                .unwrap_or_default()),
             _ => Ok(Vec::new()),
         }
     }

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::HistoryError;
 use super::diff::differences;
 use super::path::components;
-use super::tree::{DirCache, Tree, resolve};
+use super::tree::{DirCache, Tree, resolve_where};
 use crate::format::catalog::SnapshotRecord;
-use crate::format::inode::InodeKind;
+use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::DirEntryObject;
 use crate::object_store::ObjectStore;
 
@@ -98,13 +98,26 @@ pub(crate) fn runs(
     snapshots: &[(String, SnapshotRecord)],
     names: &[&[u8]],
 ) -> Result<Vec<Run>, HistoryError> {
+    runs_where(objects, cache, snapshots, names, &|_| true)
+}
+
+/// [`runs`] as seen by a walker who may enter only the directories `may_search` accepts: a
+/// snapshot in which a directory above the path refuses counts as one without the path.
+pub(crate) fn runs_where(
+    objects: &ObjectStore,
+    cache: &DirCache,
+    snapshots: &[(String, SnapshotRecord)],
+    names: &[&[u8]],
+    may_search: &dyn Fn(&InodeRecord) -> bool,
+) -> Result<Vec<Run>, HistoryError> {
     let mut ordered: Vec<&(String, SnapshotRecord)> = snapshots.iter().collect();
     ordered.sort_by_key(|(_, record)| record.number);
     let mut runs: Vec<Run> = Vec::new();
     // Whether the previous snapshot held the path, so that the last run may go on.
     let mut continues = false;
     for (name, record) in ordered {
-        let Some(entry) = resolve(objects, cache, &Tree::of_snapshot(record), names)? else {
+        let tree = Tree::of_snapshot(record);
+        let Some(entry) = resolve_where(objects, cache, &tree, names, may_search)? else {
             continues = false;
             continue;
         };

@@ -124,6 +124,18 @@ pub(crate) fn resolve(
     tree: &Tree,
     names: &[&[u8]],
 ) -> Result<Option<DirEntryObject>, HistoryError> {
+    resolve_where(objects, cache, tree, names, &|_| true)
+}
+
+/// [`resolve`] for a walker who may enter only the directories `may_search` accepts: `None`
+/// also when the root or a directory above the entry refuses (the entry itself need not).
+pub(crate) fn resolve_where(
+    objects: &ObjectStore,
+    cache: &DirCache,
+    tree: &Tree,
+    names: &[&[u8]],
+    may_search: &dyn Fn(&InodeRecord) -> bool,
+) -> Result<Option<DirEntryObject>, HistoryError> {
     let root = tree.root_entry();
     // The directory holding the entry found so far and its index there (`None`: the root).
     let mut found: Option<(Arc<DirectoryObject>, usize)> = None;
@@ -131,7 +143,7 @@ pub(crate) fn resolve(
         let entry = found
             .as_ref()
             .map_or(&root, |(directory, at)| &directory.entries[*at]);
-        if entry.record.kind != InodeKind::Directory {
+        if entry.record.kind != InodeKind::Directory || !may_search(&entry.record) {
             return Ok(None);
         }
         let directory = cache.children(objects, entry)?;

@@ -3,8 +3,11 @@
 //! own, and when nobody asks, a commit runs every `commit_interval`.
 //!
 //! Order of a commit (the crash analysis in docs/ARCHITECTURE.md relies on it):
-//! 1. take the namespace changes under the namespace read lock, then each dirty file's block
-//!    changes (every chunk they name was already published by the chunk store);
+//! 1. store the buffered blocks of every changed file (no namespace lock held); then, under the
+//!    namespace read lock, take the namespace changes and each dirty file's size, times and
+//!    block changes, storing whatever was buffered meanwhile: a committed size or time never
+//!    comes from after data the commit does not hold (every chunk the block changes name is
+//!    published by then);
 //! 2. stage those, then the published chunk locations and pack lengths, in one transaction;
 //! 3. fsync the packs; 4. commit the transaction durably.
 
@@ -136,6 +139,7 @@ impl LiveFs {
     fn commit_once(&self) -> FsResult<()> {
         self.check_writable()?;
         let _committing = self.commits.committing.lock();
+        self.store_buffered_data();
         let batch = self.collect_batch();
         let result = self.write_batch(&batch);
         if let Err(err) = &result {
@@ -146,10 +150,35 @@ impl LiveFs {
         result
     }
 
+    /// Stores the buffered blocks of every file changed since the last commit, before the
+    /// commit takes the namespace lock: the bulk of the hashing and compressing a commit needs
+    /// (see [`super::content::ContentState::take_changes`]) happens here, holding one file at
+    /// a time. Failures are left for `take_changes`, which handles them.
+    fn store_buffered_data(&self) {
+        let files: Vec<_> = self.changed.lock().since_commit.iter().copied().collect();
+        let contents: Vec<_> = {
+            let tree = self.tree.read();
+            files
+                .iter()
+                .filter_map(|ino| tree.nodes.get(ino)?.content.clone())
+                .collect()
+        };
+        let ctx = self.data_context();
+        for content in contents {
+            let mut state = content.lock();
+            if state.has_buffers() {
+                let _ = state.seal_all(content.ino, &ctx);
+            }
+        }
+    }
+
     fn collect_batch(&self) -> CommitBatch {
         let tree = self.tree.read();
         let dirt = std::mem::take(&mut *self.dirt.lock());
         let files = std::mem::take(&mut self.changed.lock().since_commit);
+        let ctx = self.data_context();
+        // Files whose buffered data could not all be stored: the next commit tries again.
+        let mut retry = Vec::new();
         let mut batch = CommitBatch {
             next_inode: tree.next_inode,
             ..CommitBatch::default()
@@ -163,7 +192,12 @@ impl LiveFs {
             };
             let mut record = node.record.clone();
             if let Some(content) = &node.content {
-                let changes = content.lock().take_changes();
+                let mut state = content.lock();
+                let changes = state.take_changes(*ino, &ctx);
+                if state.has_buffers() {
+                    retry.push(*ino);
+                }
+                drop(state);
                 record.size = changes.size;
                 record.mtime = changes.mtime;
                 record.ctime = changes.ctime;
@@ -173,6 +207,7 @@ impl LiveFs {
             }
             batch.inodes.push((*ino, record));
         }
+        self.changed.lock().since_commit.extend(retry);
         batch.removed_inodes = dirt.removed.into_iter().collect();
         batch.dirents = dirt
             .dirents

@@ -192,6 +192,9 @@ pub struct ContentState {
     dropped_from: Option<u64>,
     /// Size or times changed since the last commit.
     attrs_changed: bool,
+    /// Size, mtime and ctime as the last commit recorded them (for a new file, as created):
+    /// what a commit records again when it cannot store the file's newer data.
+    committed: (u64, Timestamp, Timestamp),
 }
 
 impl FileContent {
@@ -207,6 +210,7 @@ impl FileContent {
                 changed: BTreeMap::new(),
                 dropped_from: None,
                 attrs_changed: false,
+                committed: (size, mtime, ctime),
             }),
         }
     }
@@ -524,10 +528,25 @@ impl ContentState {
         self.attrs_changed = true;
     }
 
-    /// Takes what the next commit must write. Unsealed buffers stay: they are not durable until
-    /// sealed (by a full block, `flush`, `fsync` or memory pressure).
-    pub fn take_changes(&mut self) -> ContentChanges {
+    /// Takes what the next commit must write, first storing every buffered block: a commit
+    /// must never record a size or times that come from after data it does not hold (the
+    /// `data=ordered` rule; see "Commit ordering" in docs/ARCHITECTURE.md).
+    ///
+    /// If a block cannot be stored (a full disk), nothing of the file's content is taken: the
+    /// commit records its last committed size and times again, and the changes wait, buffered,
+    /// for a later commit (the file stays dirty).
+    pub fn take_changes(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> ContentChanges {
+        if let Err(err) = self.seal_all(ino, ctx) {
+            tracing::warn!(ino = %ino, "a commit could not store the file's buffered data: {err}");
+            return ContentChanges {
+                size: self.committed.0,
+                mtime: self.committed.1,
+                ctime: self.committed.2,
+                blocks: BlockChanges::default(),
+            };
+        }
         self.attrs_changed = false;
+        self.committed = (self.size, self.mtime, self.ctime);
         ContentChanges {
             size: self.size,
             mtime: self.mtime,

@@ -108,7 +108,7 @@ pub fn restore_errno(err: &RestoreError) -> i32 {
             libc::EEXIST
         }
         RestoreError::NotDirectory(_) => libc::ENOTDIR,
-        RestoreError::InvalidPath { .. } => libc::EINVAL,
+        RestoreError::InvalidPath { .. } | RestoreError::CloneDestination { .. } => libc::EINVAL,
         RestoreError::NoSpace => libc::ENOSPC,
         RestoreError::Snapshot(inner) => snapshot_errno(inner),
         RestoreError::Chunks(_) | RestoreError::Live(_) | RestoreError::Store(_) => libc::EIO,

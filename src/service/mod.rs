@@ -8,6 +8,7 @@
 
 mod error;
 mod jobs;
+mod privilege;
 pub mod replies;
 pub mod request;
 mod scheduler;
@@ -29,6 +30,7 @@ use request::{CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
 pub use scheduler::TickReport;
 use settings::Settings;
 
+use crate::access::Requester;
 use crate::format::catalog::{Hold, Origin};
 use crate::history;
 use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, parse_time_of_day};
@@ -99,16 +101,19 @@ impl Service {
         self.snapshots.clock().now()
     }
 
-    pub fn execute(&self, request: Request) -> Result<Value, ServiceError> {
-        self.execute_with_progress(request, &mut |_, _| {})
+    pub fn execute(&self, request: Request, who: &Requester) -> Result<Value, ServiceError> {
+        self.execute_with_progress(request, who, &mut |_, _| {})
     }
 
-    /// Carries out one request; the reply is JSON (the types in [`replies`]).
+    /// Carries out one request for `who`, if the privilege rule lets it (`privilege.rs`); the
+    /// reply is JSON (the types in [`replies`]).
     pub fn execute_with_progress(
         &self,
         request: Request,
+        who: &Requester,
         progress: Progress<'_>,
     ) -> Result<Value, ServiceError> {
+        privilege::authorize(&request, who, nix::unistd::geteuid().as_raw())?;
         match request {
             Request::Create(args) => to_value(self.create(&args.name, Origin::Manual, false)?),
             Request::Delete(args) => to_value(self.delete(&args.name, "delete", false)?),

@@ -5,10 +5,11 @@
 //! garbage or damage in the source cannot reach it.
 //!
 //! A clone that fails leaves nothing behind: the store directory is removed if the clone created
-//! it, or emptied again if it was an empty directory before.
+//! it, or emptied again if it was an empty directory before. A destination inside the source
+//! store is refused before anything is done, for every caller (see [`check_destination`]).
 
 use std::io;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use super::Pin;
 use super::Snapshots;
@@ -36,6 +37,7 @@ pub fn clone_snapshot(
     name: &str,
     new_store: &Path,
 ) -> Result<CloneReport, RestoreError> {
+    check_destination(snapshots.live().store_dir(), new_store)?;
     let pin = snapshots.pin(name)?;
     let created = match std::fs::symlink_metadata(new_store) {
         Ok(_) => false,
@@ -66,6 +68,59 @@ pub fn clone_snapshot(
         remove_partial_store(new_store, created);
     }
     result
+}
+
+/// Refuses a destination that is not absolute, or that is inside the source store (`STORE`,
+/// `STORE/inner`, `STORE/packs/x`, or a symlink leading there): a store inside a store would mix
+/// its files with the source's, which its next mount would find among its own. Symlinks and
+/// `..` in the part of the path that exists are resolved; a `..` after it is refused.
+fn check_destination(store_dir: &Path, new_store: &Path) -> Result<(), RestoreError> {
+    let refuse = |reason: String| RestoreError::CloneDestination {
+        path: new_store.to_owned(),
+        reason,
+    };
+    if !new_store.is_absolute() {
+        return Err(refuse("the path must be absolute".into()));
+    }
+    let io_error = |err: io::Error| refuse(format!("cannot resolve the path: {err}"));
+    let store = std::fs::canonicalize(store_dir).map_err(io_error)?;
+    let destination = resolved(new_store).map_err(io_error)?;
+    if destination.starts_with(&store) {
+        return Err(refuse(format!(
+            "it is inside the source store {}",
+            store.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` (absolute) with its longest existing ancestor resolved by the OS and the rest appended,
+/// which must be plain names: a `..` or `.` below a directory that does not exist is refused
+/// (`InvalidInput`), since what it means depends on what is created later.
+fn resolved(path: &Path) -> io::Result<PathBuf> {
+    for existing in path.ancestors() {
+        match std::fs::canonicalize(existing) {
+            Ok(resolved) => {
+                let rest = path.strip_prefix(existing).map_err(io::Error::other)?;
+                if rest
+                    .components()
+                    .any(|part| !matches!(part, Component::Normal(_)))
+                {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "'..' or '.' after a directory that does not exist",
+                    ));
+                }
+                return Ok(resolved.join(rest));
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::NotFound,
+        "no part of the path exists",
+    ))
 }
 
 /// Copies the snapshot's data into the new, empty store and grafts its tree there.
@@ -208,6 +263,48 @@ mod tests {
         assert!(verified.is_clean(), "{verified:?}");
         drop(clone_snapshots);
         close(cloned);
+    }
+
+    #[test]
+    fn a_clone_refuses_a_destination_inside_the_source_store() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        write_file(&live, "f", &data());
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&store, &link).expect("symlink");
+        let packs = store.join(crate::chunk_store::PACK_DIR);
+        for inside in [
+            store.clone(),
+            store.join("inner"),
+            store.join("inner/deeper"),
+            packs.join("x"),
+            link.join("inner"),
+            tmp.path().join("elsewhere/../store/inner"),
+            packs.join("../inner"),
+        ] {
+            let err = clone_snapshot(&snapshots, "s", &inside).expect_err("refused");
+            assert_eq!(crate::service::restore_errno(&err), libc::EINVAL, "{err}");
+            assert!(
+                !inside.exists() || inside == store,
+                "{}: nothing made",
+                inside.display()
+            );
+        }
+        let listed = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        assert!(!listed(&store).iter().any(|n| n == "inner"));
+        assert!(!listed(&packs).iter().any(|n| n == "x"));
+        let err = clone_snapshot(&snapshots, "s", Path::new("relative")).expect_err("refused");
+        assert_eq!(crate::service::restore_errno(&err), libc::EINVAL, "{err}");
+        clone_snapshot(&snapshots, "s", &tmp.path().join("beside")).expect("beside is fine");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! the share is touched (`subtree`), and the graft is one atomic, committed change
 //! (`live::graft`). Also here: the error and report types shared with rollback and clone.
 
+use std::path::PathBuf;
+
 use super::subtree::TreeReader;
 use super::view::SNAPSHOTS_DIR_NAME;
 use super::{SnapshotError, Snapshots};
@@ -39,6 +41,8 @@ pub enum RestoreError {
     Live(FsError),
     #[error("new store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot clone into {}: {reason}", path.display())]
+    CloneDestination { path: PathBuf, reason: String },
 }
 
 impl RestoreError {

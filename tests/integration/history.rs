@@ -1,6 +1,7 @@
-//! The history of a path through a real mount: `.snapshots/.history/PATH/` lists each version of
-//! `PATH` once, named by the first snapshot holding it and dated by that snapshot, and the
-//! versions work with `ls`, `cat`, `diff` and `cp` like any read-only file or directory.
+//! The history of a path through a real mount: `.snapshots/.history/PATH/@versions/` lists each
+//! version of `PATH` once, named by the first snapshot holding it and dated by that snapshot, and
+//! the versions work with `ls`, `cat`, `diff` and `cp` like any read-only file or directory. A
+//! name of the share and a snapshot name never meet in one directory.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -51,7 +52,11 @@ fn report_history() -> Mounted {
 #[test]
 fn each_version_is_listed_once_under_its_first_snapshot_with_its_time() {
     let m = report_history();
-    let history = m.path(".snapshots/.history/docs/report.txt");
+    assert_eq!(
+        ls(&m.path(".snapshots/.history/docs/report.txt")),
+        ["@versions"]
+    );
+    let history = m.path(".snapshots/.history/docs/report.txt/@versions");
     assert_eq!(
         ls(&history),
         ["s1", "s3", "s5"],
@@ -89,7 +94,7 @@ fn each_version_is_listed_once_under_its_first_snapshot_with_its_time() {
         "{listed:?}"
     );
     assert_eq!(
-        ls(&m.path(".snapshots/.history")),
+        ls(&m.path(".snapshots/.history/@versions")),
         ["s1", "s3", "s4", "s5"],
         "the root's versions: s2 changed nothing"
     );
@@ -98,7 +103,7 @@ fn each_version_is_listed_once_under_its_first_snapshot_with_its_time() {
 #[test]
 fn versions_work_with_diff_and_cp() {
     let m = report_history();
-    let history = m.path(".snapshots/.history/docs/report.txt");
+    let history = m.path(".snapshots/.history/docs/report.txt/@versions");
     let diff = Command::new("diff")
         .arg(history.join("s1"))
         .arg(history.join("s3"))
@@ -128,7 +133,7 @@ fn versions_work_with_diff_and_cp() {
 #[test]
 fn a_directory_version_lists_the_snapshot_directory() {
     let m = report_history();
-    let docs = m.path(".snapshots/.history/docs");
+    let docs = m.path(".snapshots/.history/docs/@versions");
     assert_eq!(ls(&docs), ["s1", "s3", "s4", "s5"]);
     assert!(fs::metadata(docs.join("s3")).unwrap().is_dir());
     assert_eq!(ls(&docs.join("s3")), ["report.txt"]);
@@ -158,9 +163,9 @@ fn a_directory_version_lists_the_snapshot_directory() {
 #[test]
 fn everything_under_history_is_read_only() {
     let m = report_history();
-    let history = m.path(".snapshots/.history/docs/report.txt");
+    let history = m.path(".snapshots/.history/docs/report.txt/@versions");
     let version = history.join("s1");
-    let in_dir_version = m.path(".snapshots/.history/docs/s3/report.txt");
+    let in_dir_version = m.path(".snapshots/.history/docs/@versions/s3/report.txt");
     let erofs = |result: std::io::Result<()>, what: &str| {
         let err = result.expect_err(what);
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{what}: {err}");
@@ -180,6 +185,18 @@ fn everything_under_history_is_read_only() {
         fs::remove_dir(m.path(".snapshots/.history/docs")),
         "rmdir a history directory",
     );
+    erofs(
+        fs::remove_dir(m.path(".snapshots/.history/docs/@versions")),
+        "rmdir a versions directory",
+    );
+    erofs(
+        fs::remove_dir(m.path(".snapshots/.history")),
+        "rmdir .history itself",
+    );
+    erofs(
+        fs::create_dir(m.path(".snapshots/.history/docs/@versions/s9")),
+        "mkdir in a versions directory",
+    );
     erofs(fs::rename(&version, history.join("s9")), "rename a version");
     erofs(
         fs::set_permissions(&version, fs::Permissions::from_mode(0o777)),
@@ -190,4 +207,32 @@ fn everything_under_history_is_read_only() {
         "symlink in a history directory",
     );
     assert_eq!(cat(&version), "v1\n", "reading still works");
+    assert_eq!(ls(&m.path(".snapshots/.history/@versions")).len(), 4);
+}
+
+#[test]
+fn a_file_named_like_a_snapshot_has_its_own_history() {
+    let m = Mounted::new();
+    fs::write(m.path("s1"), "a file named s1\n").unwrap();
+    fs::write(m.path("@versions"), "a file named @versions\n").unwrap();
+    control(&m, "create s1");
+    fs::write(m.path("s1"), "changed\n").unwrap();
+    control(&m, "create s2");
+    let history = m.path(".snapshots/.history");
+    assert_eq!(
+        ls(&history.join("s1/@versions")),
+        ["s1", "s2"],
+        "the file's versions"
+    );
+    assert_eq!(cat(&history.join("s1/@versions/s1")), "a file named s1\n");
+    assert_eq!(cat(&history.join("s1/@versions/s2")), "changed\n");
+    assert!(
+        fs::metadata(history.join("@versions/s1")).unwrap().is_dir(),
+        "the root as in snapshot s1"
+    );
+    assert_eq!(
+        cat(&history.join("@@versions/@versions/s1")),
+        "a file named @versions\n",
+        "a name like the versions directory is looked up with one more @"
+    );
 }
