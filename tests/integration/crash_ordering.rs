@@ -125,6 +125,7 @@ fn times_and_mode_are_never_kept_without_the_data_written_before_them() {
                 let done = (|| -> std::io::Result<()> {
                     let mut f = fs::OpenOptions::new()
                         .create(true)
+                        .truncate(true)
                         .write(true)
                         .mode(0o644)
                         .open(&path)?;
