@@ -36,12 +36,13 @@
 //!
 //! Inode numbers (see [`view`](super::view) for the whole scheme): [`HISTORY_DIR`] is the root's
 //! history directory; every other history directory, versions directory and version takes the
-//! next number of a counter when first found and keeps it while mounted (a directory by path, a
-//! versions directory by its history directory, a version by its versions directory and first
-//! snapshot), so repeated lookups give the same inode. Nothing is forgotten while mounted but
-//! the versions of a deleted snapshot, since the kernel may ask again for any number it was
-//! given: memory grows with the paths looked up here, not with the share. Finding the versions
-//! of a path costs one lookup per path component per snapshot, through a cache of decoded
+//! next number of a counter when first found and keeps it while mounted (a directory by its
+//! parent and name, a versions directory by its history directory, a version by its versions
+//! directory and first snapshot), so repeated lookups give the same inode. Nothing is forgotten
+//! while mounted but the versions of a deleted snapshot, since the kernel may ask again for any
+//! number it was given: memory grows with the inodes looked up here, each costing its name (not
+//! its path, which under a deep tree is long), not with the share. Finding the versions of a
+//! path costs one lookup per path component per snapshot, through a cache of decoded
 //! directories, and reads no file data.
 
 use std::collections::HashMap;
@@ -55,7 +56,7 @@ use crate::access::Requester;
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, Timestamp};
 use crate::history::log::{Run, runs_where};
-use crate::history::path::{components, join};
+use crate::history::path::{canonical, components, join};
 use crate::history::tree::{DirCache, Tree, resolve_where};
 use crate::id::InodeNo;
 
@@ -98,10 +99,13 @@ pub enum HistoryInode {
 /// What a history inode number stands for.
 #[derive(Clone)]
 enum Node {
-    /// The history directory of `path` (canonical: `/`, `/a/b`), found in `parent`.
-    Dir { path: Vec<u8>, parent: InodeNo },
-    /// The versions directory of `path`, in its history directory `dir`.
-    Versions { path: Vec<u8>, dir: InodeNo },
+    /// The history directory of the path of `parent` followed by `name` (the root's:
+    /// [`HISTORY_DIR`], in [`SNAPSHOTS_DIR`], with no name). A node keeps its name, not its
+    /// path: the paths of a walk down a deep tree would cost the square of its depth (a
+    /// 20,000-level chain, 1.6 GB). [`Nodes::path`] rebuilds a path when it is needed.
+    Dir { parent: InodeNo, name: Vec<u8> },
+    /// The versions directory of the path of the history directory `dir`.
+    Versions { dir: InodeNo },
     /// A version found in the versions directory `dir` (of its path): the inode of snapshot
     /// `number` (the first of the run) that it mirrors, shown with `mtime`, the snapshot's
     /// creation time.
@@ -115,7 +119,8 @@ enum Node {
 
 struct Nodes {
     by_ino: HashMap<InodeNo, Node>,
-    dirs: HashMap<Vec<u8>, InodeNo>,
+    /// (history directory, name) → the history directory of that child.
+    dirs: HashMap<(InodeNo, Vec<u8>), InodeNo>,
     /// History directory → its versions directory.
     versions_dirs: HashMap<InodeNo, InodeNo>,
     /// (versions directory, first snapshot) → version.
@@ -132,6 +137,23 @@ impl Nodes {
         self.by_ino.insert(ino, node);
         ino
     }
+
+    /// The canonical path (`/`, `/a/b`) of the history directory `dir`, from the names of the
+    /// directories above it. Every directory's parent was numbered before it and directories
+    /// are never forgotten, so the walk up ends at [`HISTORY_DIR`]; `None` if `dir` is not a
+    /// history directory.
+    fn path(&self, dir: InodeNo) -> Option<Vec<u8>> {
+        let mut names = Vec::new();
+        let mut at = dir;
+        while at != HISTORY_DIR {
+            let Some(Node::Dir { parent, name }) = self.by_ino.get(&at) else {
+                return None;
+            };
+            names.push(name.as_slice());
+            at = *parent;
+        }
+        Some(canonical(&names.into_iter().rev().collect::<Vec<_>>()))
+    }
 }
 
 /// The history view of every path.
@@ -144,15 +166,15 @@ pub struct HistoryView {
 impl HistoryView {
     pub fn new(snapshots: Arc<Snapshots>) -> Self {
         let root = Node::Dir {
-            path: b"/".to_vec(),
             parent: SNAPSHOTS_DIR,
+            name: Vec::new(),
         };
         HistoryView {
             snapshots,
             directories: DirCache::default(),
             nodes: Mutex::new(Nodes {
                 by_ino: HashMap::from([(HISTORY_DIR, root)]),
-                dirs: HashMap::from([(b"/".to_vec(), HISTORY_DIR)]),
+                dirs: HashMap::new(),
                 versions_dirs: HashMap::new(),
                 versions: HashMap::new(),
                 next: HISTORY_DIR.0 + 1,
@@ -190,10 +212,10 @@ impl HistoryView {
                 .snapshots
                 .by_number(*number)
                 .ok_or(ViewError::NotFound)?;
-            let Node::Versions { path, .. } = self.node(*dir)? else {
+            let Node::Versions { dir } = self.node(*dir)? else {
                 return Err(ViewError::NotFound);
             };
-            if !self.reachable(who, &record, &path)? {
+            if !self.reachable(who, &record, &self.path(dir)?)? {
                 return Err(ViewError::NotFound);
             }
         }
@@ -239,7 +261,8 @@ impl HistoryView {
             Node::Version { mirrors, .. } => {
                 Ok(HistoryInode::Snapshot(view.lookup(mirrors.ino, name)?))
             }
-            Node::Versions { path, .. } => {
+            Node::Versions { dir } => {
+                let path = self.path(dir)?;
                 let snapshots = self.snapshots.list();
                 let number = snapshots
                     .iter()
@@ -253,11 +276,11 @@ impl HistoryView {
                     .ok_or(ViewError::NotFound)?;
                 Ok(HistoryInode::Snapshot(self.version(view, parent, run)))
             }
-            Node::Dir { path, .. } => match HistoryName::parse(name) {
-                HistoryName::Versions => Ok(HistoryInode::Dir(self.versions_dir(parent, path))),
+            Node::Dir { .. } => match HistoryName::parse(name) {
+                HistoryName::Versions => Ok(HistoryInode::Dir(self.versions_dir(parent))),
                 HistoryName::Child(child) => {
-                    let child = join(&path, child);
-                    if self.runs(&self.snapshots.list(), &child, who)?.is_empty() {
+                    let path = join(&self.path(parent)?, child);
+                    if self.runs(&self.snapshots.list(), &path, who)?.is_empty() {
                         return Err(ViewError::NotFound);
                     }
                     Ok(HistoryInode::Dir(self.history_dir(parent, child)))
@@ -276,12 +299,13 @@ impl HistoryView {
         who: &Requester,
     ) -> Result<(InodeNo, Entries), ViewError> {
         match self.node_for(ino, who)? {
-            Node::Dir { path, parent } => {
-                let versions = self.versions_dir(ino, path);
+            Node::Dir { parent, .. } => {
+                let versions = self.versions_dir(ino);
                 let entry = (VERSIONS_NAME.to_vec(), versions, InodeKind::Directory);
                 Ok((parent, vec![entry]))
             }
-            Node::Versions { path, dir } => {
+            Node::Versions { dir } => {
+                let path = self.path(dir)?;
                 let snapshots = self.snapshots.list();
                 let entries = self
                     .runs(&snapshots, &path, who)?
@@ -343,28 +367,34 @@ impl HistoryView {
         )?)
     }
 
-    /// The history directory of `path`, found in `parent`, numbered on first sight.
-    fn history_dir(&self, parent: InodeNo, path: Vec<u8>) -> InodeNo {
+    /// The path of the history directory `dir`.
+    fn path(&self, dir: InodeNo) -> Result<Vec<u8>, ViewError> {
+        self.nodes.lock().path(dir).ok_or(ViewError::NotFound)
+    }
+
+    /// The history directory of the child `name` of the history directory `parent`, numbered
+    /// on first sight.
+    fn history_dir(&self, parent: InodeNo, name: &[u8]) -> InodeNo {
         let mut nodes = self.nodes.lock();
-        if let Some(ino) = nodes.dirs.get(&path) {
+        let key = (parent, name.to_vec());
+        if let Some(ino) = nodes.dirs.get(&key) {
             return *ino;
         }
         let ino = nodes.allocate(Node::Dir {
-            path: path.clone(),
             parent,
+            name: key.1.clone(),
         });
-        nodes.dirs.insert(path, ino);
+        nodes.dirs.insert(key, ino);
         ino
     }
 
-    /// The versions directory of the history directory `dir` (of `path`), numbered on first
-    /// sight.
-    fn versions_dir(&self, dir: InodeNo, path: Vec<u8>) -> InodeNo {
+    /// The versions directory of the history directory `dir`, numbered on first sight.
+    fn versions_dir(&self, dir: InodeNo) -> InodeNo {
         let mut nodes = self.nodes.lock();
         if let Some(ino) = nodes.versions_dirs.get(&dir) {
             return *ino;
         }
-        let ino = nodes.allocate(Node::Versions { path, dir });
+        let ino = nodes.allocate(Node::Versions { dir });
         nodes.versions_dirs.insert(dir, ino);
         ino
     }
@@ -760,5 +790,49 @@ mod tests {
         let s2 = v.version(report, "s2");
         assert_ne!(s2.ino, old);
         assert_eq!(v.read(s2.ino), b"v1");
+    }
+
+    #[test]
+    fn a_walk_down_a_deep_tree_keeps_names_not_paths() {
+        use crate::testing::{chain, write_in};
+        // Deep enough to show how memory grows; each lookup resolves its path from the root
+        // in every snapshot, so a deeper walk only takes longer.
+        const DEPTH: usize = 2_000;
+        let f = Fixture::new();
+        let bottom = chain(&f.live, InodeNo::ROOT, b"dir", DEPTH);
+        write_in(&f.live, bottom, b"leaf", b"deep");
+        f.snapshot("s");
+        let v = Views::new(f);
+
+        let deepest = (0..DEPTH).fold(HISTORY_DIR, |dir, level| match v.lookup(dir, "dir") {
+            Ok(HistoryInode::Dir(ino)) => ino,
+            other => panic!("level {level}: {other:?}"),
+        });
+        let leaf = match v.lookup(deepest, "leaf") {
+            Ok(HistoryInode::Dir(ino)) => ino,
+            other => panic!("leaf: {other:?}"),
+        };
+        let versions = match v.lookup(leaf, "@versions") {
+            Ok(HistoryInode::Dir(ino)) => ino,
+            other => panic!("@versions: {other:?}"),
+        };
+        assert_eq!(v.read(v.version(versions, "s").ino), b"deep");
+
+        let nodes = v.history.nodes.lock();
+        assert_eq!(nodes.path(deepest), Some("/dir".repeat(DEPTH).into_bytes()));
+        let stored: usize = nodes
+            .by_ino
+            .values()
+            .map(|node| match node {
+                Node::Dir { name, .. } => name.len(),
+                _ => 0,
+            })
+            .chain(nodes.dirs.keys().map(|(_, name)| name.len()))
+            .sum();
+        assert_eq!(
+            stored,
+            2 * (3 * DEPTH + 4),
+            "each directory keeps its name twice, never its path"
+        );
     }
 }

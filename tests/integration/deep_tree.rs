@@ -29,14 +29,13 @@ fn open_dir(path: &Path) -> OwnedFd {
         .into()
 }
 
+/// Descriptors are close-on-exec: other tests of this binary start processes meanwhile (their
+/// daemons among them), and one that inherited a descriptor into this mount would keep it busy.
+const CLOEXEC: OFlag = OFlag::O_CLOEXEC;
+
 fn open_at(dir: &OwnedFd, name: &str) -> OwnedFd {
-    openat(
-        dir,
-        name,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-        Mode::empty(),
-    )
-    .unwrap_or_else(|err| panic!("openat {name}: {err}"))
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | CLOEXEC;
+    openat(dir, name, flags, Mode::empty()).unwrap_or_else(|err| panic!("openat {name}: {err}"))
 }
 
 /// Makes a chain of [`DEPTH`] directories named [`NAME`] in the directory `top`, and returns
@@ -73,7 +72,7 @@ fn remove_chain(top: &Path) -> Vec<u8> {
 
 fn read_at(dir: &OwnedFd, name: &str) -> Vec<u8> {
     let mut file = File::from(
-        openat(dir, name, OFlag::O_RDONLY, Mode::empty())
+        openat(dir, name, OFlag::O_RDONLY | CLOEXEC, Mode::empty())
             .unwrap_or_else(|err| panic!("open {name}: {err}")),
     );
     let mut data = Vec::new();
@@ -82,7 +81,7 @@ fn read_at(dir: &OwnedFd, name: &str) -> Vec<u8> {
 }
 
 fn write_at(dir: &OwnedFd, name: &str, data: &[u8]) {
-    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC;
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | CLOEXEC;
     let fd = openat(dir, name, flags, Mode::from_bits_truncate(0o644))
         .unwrap_or_else(|err| panic!("create {name}: {err}"));
     File::from(fd).write_all(data).expect("write");
