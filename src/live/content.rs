@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{FsError, FsResult};
+use super::workers::DataWorkers;
 use crate::blocks::{BlockSpan, spans};
 use crate::chunk_store::ChunkStore;
 use crate::format::inode::Timestamp;
@@ -54,10 +55,11 @@ impl WholeBlocks {
 }
 
 /// Hashes, compresses and stores the whole blocks `data` covers at `offset`, before the file's
-/// lock is taken, spread over the cores when there are several: so neither other requests on
-/// the file nor a single large request wait on one core's compression.
+/// lock is taken, spread over the data workers: so neither other requests on the file nor a
+/// single large request wait on one core's compression, and no thread is started per request.
 pub fn store_whole_blocks(
     store: &ChunkStore,
+    workers: &DataWorkers,
     block_size: u32,
     offset: u64,
     data: &[u8],
@@ -70,34 +72,10 @@ pub fn store_whole_blocks(
     }
     let skip = (first * bs - offset) as usize;
     let blocks: Vec<&[u8]> = data[skip..].chunks_exact(block_size as usize).collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(blocks.len());
-    let chunks = if workers <= 1 {
-        blocks
-            .iter()
-            .map(|block| store_block_data(store, block))
-            .collect::<FsResult<Vec<_>>>()?
-    } else {
-        let per_worker = blocks.len().div_ceil(workers);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = blocks
-                .chunks(per_worker)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|block| store_block_data(store, block))
-                            .collect::<FsResult<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(blocks.len());
-            for handle in handles {
-                all.extend(handle.join().expect("a block-storing thread panicked")?);
-            }
-            Ok::<_, FsError>(all)
-        })?
-    };
+    let chunks = workers
+        .map(&blocks, |block| store_block_data(store, block))
+        .into_iter()
+        .collect::<FsResult<Vec<_>>>()?;
     Ok(WholeBlocks { first, chunks })
 }
 

@@ -65,7 +65,7 @@ impl LiveFs {
         let _gate = self.write_gate.read();
         let ctx = self.data_context();
         let stored =
-            content::store_whole_blocks(&self.store, self.block_size, offset, data)?;
+            content::store_whole_blocks(&self.store, &self.workers, self.block_size, offset, data)?;
         file.content
             .lock()
             .write(file.ino, &ctx, offset, data, &stored)?;
