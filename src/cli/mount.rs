@@ -133,7 +133,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         &config,
     )
     .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
-    live.attach_kernel_cache(Arc::new(KernelNotifier(session.notifier())));
+    live.attach_kernel_cache(Arc::new(KernelNotifier(session.notifier())))?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("snapfs-signals".into())

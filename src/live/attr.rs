@@ -30,7 +30,7 @@ impl LiveFs {
     pub(super) fn attr_of(&self, ino: InodeNo, node: &Node) -> Attr {
         let record = node.current_record();
         let sectors = match &node.content {
-            Some(content) => content.lock().sectors(self.block_size),
+            Some(content) => content.lock().sectors(ino, &self.data_context()),
             None if record.kind == InodeKind::Directory => 8,
             None => 0,
         };

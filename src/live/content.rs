@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::error::{FsError, FsResult};
+use super::workers::DataWorkers;
 use crate::blocks::{BlockSpan, spans};
 use crate::chunk_store::ChunkStore;
 use crate::format::inode::Timestamp;
@@ -54,10 +55,11 @@ impl WholeBlocks {
 }
 
 /// Hashes, compresses and stores the whole blocks `data` covers at `offset`, before the file's
-/// lock is taken, spread over the cores when there are several: so neither other requests on
-/// the file nor a single large request wait on one core's compression.
+/// lock is taken, spread over the data workers: so neither other requests on the file nor a
+/// single large request wait on one core's compression, and no thread is started per request.
 pub fn store_whole_blocks(
     store: &ChunkStore,
+    workers: &DataWorkers,
     block_size: u32,
     offset: u64,
     data: &[u8],
@@ -70,34 +72,10 @@ pub fn store_whole_blocks(
     }
     let skip = (first * bs - offset) as usize;
     let blocks: Vec<&[u8]> = data[skip..].chunks_exact(block_size as usize).collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(blocks.len());
-    let chunks = if workers <= 1 {
-        blocks
-            .iter()
-            .map(|block| store_block_data(store, block))
-            .collect::<FsResult<Vec<_>>>()?
-    } else {
-        let per_worker = blocks.len().div_ceil(workers);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = blocks
-                .chunks(per_worker)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|block| store_block_data(store, block))
-                            .collect::<FsResult<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut all = Vec::with_capacity(blocks.len());
-            for handle in handles {
-                all.extend(handle.join().expect("a block-storing thread panicked")?);
-            }
-            Ok::<_, FsError>(all)
-        })?
-    };
+    let chunks = workers
+        .map(&blocks, |block| store_block_data(store, block))
+        .into_iter()
+        .collect::<FsResult<Vec<_>>>()?;
     Ok(WholeBlocks { first, chunks })
 }
 
@@ -187,6 +165,10 @@ pub struct ContentState {
     pub mtime: Timestamp,
     pub ctime: Timestamp,
     blocks: Option<BTreeMap<u64, ChunkId>>,
+    /// How many blocks the block map holds while it is not in memory (counted in the database
+    /// when first asked, or kept when the map was dropped), so that `stat` reports holes
+    /// without loading the map. `None` when unknown or when `blocks` is loaded.
+    stored_blocks: Option<u64>,
     buffers: BTreeMap<u64, BlockBuffer>,
     changed: BTreeMap<u64, Option<ChunkId>>,
     dropped_from: Option<u64>,
@@ -206,6 +188,7 @@ impl FileContent {
                 mtime,
                 ctime,
                 blocks: None,
+                stored_blocks: None,
                 buffers: BTreeMap::new(),
                 changed: BTreeMap::new(),
                 dropped_from: None,
@@ -249,6 +232,7 @@ impl ContentState {
     ) -> FsResult<&mut BTreeMap<u64, ChunkId>> {
         if self.blocks.is_none() {
             self.blocks = Some(ctx.meta.load_blocks(ino)?);
+            self.stored_blocks = None;
         }
         Ok(self.blocks.as_mut().expect("loaded above"))
     }
@@ -281,8 +265,10 @@ impl ContentState {
             || !self.buffers.is_empty()
     }
 
-    /// Allocated 512-byte sectors, as `stat` reports them: holes cost nothing.
-    pub fn sectors(&self, block_size: u32) -> u64 {
+    /// Allocated 512-byte sectors, as `stat` reports them: holes cost nothing. A map that is
+    /// not in memory is counted in the database once (a range scan of the file's blocks, no
+    /// chunk read); if that fails, the size stands in.
+    pub fn sectors(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> u64 {
         let stored = match &self.blocks {
             Some(blocks) => {
                 blocks.len()
@@ -292,9 +278,22 @@ impl ContentState {
                         .filter(|k| !blocks.contains_key(k))
                         .count()
             }
-            None => return self.size.div_ceil(512),
+            // No buffers without a loaded map: every write, truncate and punch loads it first.
+            None => match self.stored_blocks {
+                Some(count) => count as usize,
+                None => match ctx.meta.count_blocks(ino) {
+                    Ok(count) => {
+                        self.stored_blocks = Some(count);
+                        count as usize
+                    }
+                    Err(err) => {
+                        tracing::warn!(ino = %ino, "cannot count the file's blocks: {err}");
+                        return self.size.div_ceil(512);
+                    }
+                },
+            },
         };
-        (stored as u64 * u64::from(block_size)).min(self.size.next_multiple_of(512)) / 512
+        (stored as u64 * u64::from(ctx.block_size)).min(self.size.next_multiple_of(512)) / 512
     }
 
     /// Reads up to `len` bytes at `offset`. Chunks are fetched after the lock is dropped, so
@@ -391,6 +390,12 @@ impl ContentState {
         }
         self.size = self.size.max(end);
         self.touch_data();
+        self.limit_buffers(ino, ctx)
+    }
+
+    /// Keeps the file's unsealed blocks within [`MAX_BUFFERS_PER_FILE`], and every file's
+    /// within the dirty budget, by sealing the oldest (or all) of them.
+    fn limit_buffers(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<()> {
         if self.buffers.len() > MAX_BUFFERS_PER_FILE {
             let oldest: Vec<u64> = self
                 .buffers
@@ -513,6 +518,77 @@ impl ContentState {
         Ok(())
     }
 
+    /// Makes the bytes `[start, end)` read as zeros without changing the size (bytes past the
+    /// end of the file are zero already): `fallocate` punch hole and zero range.
+    ///
+    /// Whole blocks in the range become holes in the block map (their chunks are no longer
+    /// named, so gc can reclaim them), and so does the last block when the range reaches the
+    /// end of the file from that block's start. At most two blocks are partly in the range;
+    /// each is buffered (its old content loaded) and the range zeroed in the buffer, so the
+    /// commit-ordering rule holds as for a write: the next commit stores it before taking the
+    /// times. A partial block that is a hole is left alone. The work follows the blocks that
+    /// exist, not the length of the range, so punching a terabyte of a sparse file is cheap.
+    pub fn zero_range(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        start: u64,
+        end: u64,
+    ) -> FsResult<()> {
+        let end = end.min(self.size);
+        if start < end {
+            let bs = u64::from(ctx.block_size);
+            let first_whole = start.div_ceil(bs);
+            let end_whole = if end == self.size {
+                end.div_ceil(bs)
+            } else {
+                end / bs
+            };
+            if first_whole < end_whole {
+                let holes: Vec<u64> = self
+                    .blocks(ino, ctx)?
+                    .range(first_whole..end_whole)
+                    .map(|(index, _)| *index)
+                    .collect();
+                let unbuffered: Vec<u64> = self
+                    .buffers
+                    .range(first_whole..end_whole)
+                    .map(|(index, _)| *index)
+                    .collect();
+                for index in &unbuffered {
+                    self.buffers.remove(index);
+                    ctx.budget.add(-i64::from(ctx.block_size));
+                }
+                for index in holes {
+                    self.set_block(ino, ctx, index, None)?;
+                }
+            }
+            let mut partial = vec![start / bs, (end - 1) / bs];
+            partial.dedup();
+            for index in partial {
+                if (first_whole..end_whole).contains(&index) {
+                    continue;
+                }
+                let has_data = self.buffers.contains_key(&index)
+                    || self.blocks(ino, ctx)?.contains_key(&index);
+                if !has_data {
+                    continue;
+                }
+                let block_start = index * bs;
+                let from = (start.max(block_start) - block_start) as usize;
+                let to = (end.min(block_start + bs) - block_start) as usize;
+                let buffer = self.buffer_for(ino, ctx, index, false)?;
+                buffer.bytes[from..to].fill(0);
+                buffer.cover(from, to);
+                if buffer.is_complete() {
+                    self.seal(ino, ctx, index)?;
+                }
+            }
+        }
+        self.touch_data();
+        self.limit_buffers(ino, ctx)
+    }
+
     pub fn touch_data(&mut self) {
         let now = Timestamp::now();
         self.mtime = now;
@@ -560,8 +636,10 @@ impl ContentState {
 
     /// Drops the in-memory block map of a clean file nobody has open.
     pub fn evict(&mut self) {
-        if !self.is_dirty() {
-            self.blocks = None;
+        if !self.is_dirty()
+            && let Some(blocks) = self.blocks.take()
+        {
+            self.stored_blocks = Some(blocks.len() as u64);
         }
     }
 
@@ -571,6 +649,7 @@ impl ContentState {
             .add(-(self.buffers.len() as i64) * i64::from(ctx.block_size));
         self.buffers.clear();
         self.blocks = None;
+        self.stored_blocks = None;
         self.changed.clear();
         self.attrs_changed = false;
         self.dropped_from = None;

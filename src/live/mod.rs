@@ -24,6 +24,7 @@ mod namespace;
 mod remove;
 mod rename;
 mod walk;
+mod workers;
 mod xattr;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use io::FsStats;
 use namespace::{Dirt, Namespace};
 pub use namespace::{NAME_MAX, split_path};
 pub use rename::RenameMode;
+use workers::DataWorkers;
 pub use xattr::{XattrFlags, XattrReply};
 
 use crate::chunk_store::ChunkStore;
@@ -60,6 +62,9 @@ pub trait KernelCache: Send + Sync {
     fn forget_entry(&self, parent: InodeNo, name: &[u8]);
     fn forget_attributes(&self, ino: InodeNo);
 }
+
+/// Entries (directory, name) the kernel is to forget, on their way to the notifier thread.
+type ForgetQueue = std::sync::mpsc::Sender<(InodeNo, Vec<u8>)>;
 
 /// Who asks for an operation: the owner of what it creates.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +113,8 @@ pub struct LiveFs {
     /// write that returned before it and none that started after.
     write_gate: RwLock<()>,
     budget: DirtyBudget,
+    /// The threads whole blocks of write requests are hashed and compressed on.
+    workers: DataWorkers,
     handles: Handles,
     commits: CommitQueue,
     /// Set when a commit failed: the on-disk state is then behind memory in a way that cannot
@@ -119,6 +126,9 @@ pub struct LiveFs {
     share_id: Option<crate::id::ShareId>,
     /// Set once mounted.
     kernel: std::sync::OnceLock<Arc<dyn KernelCache>>,
+    /// Entries for the kernel to forget from the notifier thread (see
+    /// [`LiveFs::forget_entry_later`]); set once mounted. The thread ends when this is dropped.
+    forget_later: std::sync::OnceLock<ForgetQueue>,
     _lock: StoreLock,
 }
 
@@ -144,11 +154,13 @@ impl LiveFs {
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
             budget: DirtyBudget::new(options.dirty_limit),
+            workers: DataWorkers::start()?,
             handles: Handles::default(),
             commits: CommitQueue::new(options.commit_interval),
             poisoned: AtomicBool::new(false),
             store_dir: dir,
             kernel: std::sync::OnceLock::new(),
+            forget_later: std::sync::OnceLock::new(),
         });
         if !orphans.is_empty() {
             tracing::info!(
@@ -255,11 +267,23 @@ impl LiveFs {
         self.share_id
     }
 
-    /// Connects the share to the kernel's caches of the mount serving it.
-    pub fn attach_kernel_cache(&self, cache: Arc<dyn KernelCache>) {
-        if self.kernel.set(cache).is_err() {
+    /// Connects the share to the kernel's caches of the mount serving it, and starts the one
+    /// thread that sends the notices [`LiveFs::forget_entry_later`] defers.
+    pub fn attach_kernel_cache(&self, cache: Arc<dyn KernelCache>) -> FsResult<()> {
+        if self.kernel.set(cache.clone()).is_err() {
             tracing::warn!("the share is already attached to a mount");
+            return Ok(());
         }
+        let (sender, receiver) = std::sync::mpsc::channel::<(InodeNo, Vec<u8>)>();
+        std::thread::Builder::new()
+            .name("snapfs-kernel-notify".into())
+            .spawn(move || {
+                for (parent, name) in receiver {
+                    cache.forget_entry(parent, &name);
+                }
+            })?;
+        let _ = self.forget_later.set(sender);
+        Ok(())
     }
 
     /// Tells the kernel to forget `names` (entries of their directories) and the attributes of
@@ -281,10 +305,14 @@ impl LiveFs {
     /// Has the kernel forget the entry `name` of `parent`, from another thread: the caller may
     /// be serving a kernel request that holds `parent` locked (an `rmdir` in `.snapshots`),
     /// which the kernel needs to forget the entry.
+    ///
+    /// The notices go through one long-lived thread, in order: retention deleting many
+    /// snapshots at once starts no thread per snapshot.
     pub fn forget_entry_later(&self, parent: InodeNo, name: &[u8]) {
-        if let Some(kernel) = self.kernel.get() {
-            let (kernel, name) = (kernel.clone(), name.to_vec());
-            std::thread::spawn(move || kernel.forget_entry(parent, &name));
+        if let Some(sender) = self.forget_later.get()
+            && sender.send((parent, name.to_vec())).is_err()
+        {
+            tracing::warn!("the kernel notifier thread is gone; an entry stays cached");
         }
     }
 
@@ -343,5 +371,53 @@ impl LiveFs {
         tree.node(InodeNo::ROOT)
             .map(|root| (root.record.uid, root.record.gid))
             .unwrap_or((0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+
+    use super::KernelCache;
+    use crate::id::InodeNo;
+    use crate::testing::{close, new_store};
+
+    /// Records which thread each notice arrived on.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(Vec<u8>, Option<String>)>>);
+
+    impl KernelCache for Recorder {
+        fn forget_entry(&self, _parent: InodeNo, name: &[u8]) {
+            let thread = std::thread::current().name().map(str::to_owned);
+            self.0.lock().push((name.to_vec(), thread));
+        }
+        fn forget_attributes(&self, _ino: InodeNo) {}
+    }
+
+    /// Deferred notices arrive in order, all on the one notifier thread: none is a thread
+    /// started for it.
+    #[test]
+    fn deferred_notices_run_on_one_long_lived_thread() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let recorder = Arc::new(Recorder::default());
+        live.attach_kernel_cache(recorder.clone()).expect("attach");
+        for i in 0..100 {
+            live.forget_entry_later(InodeNo::ROOT, format!("snap-{i}").as_bytes());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while recorder.0.lock().len() < 100 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let seen = recorder.0.lock();
+        assert_eq!(seen.len(), 100);
+        for (i, (name, thread)) in seen.iter().enumerate() {
+            assert!(*name == format!("snap-{i}").into_bytes(), "in order");
+            assert_eq!(thread.as_deref(), Some("snapfs-kernel-notify"));
+        }
+        drop(seen);
+        close(live);
     }
 }

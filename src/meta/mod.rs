@@ -192,6 +192,18 @@ impl MetaStore {
         Ok(out)
     }
 
+    /// How many blocks the committed block map of `ino` holds (holes are absent).
+    pub fn count_blocks(&self, ino: InodeNo) -> Result<u64, MetaError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(BLOCKS)?;
+        let mut count = 0;
+        for entry in table.range((ino.0, 0)..=(ino.0, u64::MAX))? {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Every chunk id the committed block maps name (with repeats).
     pub fn all_block_chunks(&self) -> Result<Vec<ChunkId>, MetaError> {
         let txn = self.db.begin_read()?;

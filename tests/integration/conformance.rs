@@ -17,10 +17,21 @@ use crate::harness::Mounted;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The fsx run: enough operations to reach the rare interleavings of seal, truncate and
-/// reopen, with a fixed seed so that a failure replays exactly.
-const FSX_OPERATIONS: u32 = 100_000;
+/// The fsx run: enough operations to reach the rare interleavings of seal, truncate, punch and
+/// reopen, with a fixed seed so that a failure replays exactly. `scripts/fsx-long.sh` sets
+/// `SNAPFS_FSX_OPS` and `SNAPFS_FSX_SEED` for longer runs with other seeds.
+const FSX_OPERATIONS: u64 = 100_000;
 const FSX_SEED: u64 = 42;
+
+/// `name` from the environment as a number, else `default`.
+fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {value:?}")),
+        Err(_) => default,
+    }
+}
 
 /// Finds `name` in PATH or in ~/.cargo/bin (where `cargo install` puts it even when that is
 /// not in PATH, as under sudo).
@@ -242,8 +253,10 @@ fn fsx_100k_operations_without_miscompare() {
     let fsx = tool("fsx");
     // 8 KiB blocks: fsx's 1 MiB file then spans 128 blocks (see tests/fsx/fsx.toml).
     let m = Mounted::new_with(&["--block-size", "8192"], &[]);
+    let operations = env_number("SNAPFS_FSX_OPS", FSX_OPERATIONS);
+    let seed = env_number("SNAPFS_FSX_SEED", FSX_SEED);
     // Kept after the test: on a miscompare fsx saves the expected file and its operation log.
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fsx-{FSX_SEED}"));
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fsx-{seed}"));
     let _ = fs::remove_dir_all(&artifacts);
     fs::create_dir_all(&artifacts).expect("artifact directory");
     let config = Path::new(MANIFEST_DIR).join("tests/fsx/fsx.toml");
@@ -252,24 +265,22 @@ fn fsx_100k_operations_without_miscompare() {
         Command::new(&fsx)
             .current_dir(&m.mnt)
             .arg("-N")
-            .arg(FSX_OPERATIONS.to_string())
+            .arg(operations.to_string())
             .arg("-S")
-            .arg(FSX_SEED.to_string())
+            .arg(seed.to_string())
             .arg("-P")
             .arg(&artifacts)
             .arg("-f")
             .arg(&config)
             .arg(m.path("fsx.data"))
             .env("RUST_BACKTRACE", "0"),
-        Duration::from_secs(1200),
+        // 100,000 operations take about a minute on ext4, a few through FUSE on a busy machine.
+        Duration::from_secs(1200 * operations.div_ceil(FSX_OPERATIONS)),
     );
-    eprintln!(
-        "fsx: {FSX_OPERATIONS} operations in {:.1?}",
-        started.elapsed()
-    );
+    eprintln!("fsx: {operations} operations in {:.1?}", started.elapsed());
     assert!(
         out.status.success(),
-        "fsx failed ({}), seed {FSX_SEED}; artifacts in {}:\n{}\n{}\ndaemon log:\n{}",
+        "fsx failed ({}), seed {seed}; artifacts in {}:\n{}\n{}\ndaemon log:\n{}",
         out.status,
         artifacts.display(),
         tail(&String::from_utf8_lossy(&out.stdout), 20),

@@ -249,3 +249,115 @@ fn reading_past_the_stored_end_of_a_grown_block_gives_zeros() {
     f.read_exact_at(&mut buf[..100], 0).unwrap();
     assert_eq!(&buf[..100], &[7u8; 100]);
 }
+
+/// The default block size of a store (`snapfs init` without `--block-size`).
+const BLOCK: usize = 128 * 1024;
+
+fn fallocate_mode(
+    path: &std::path::Path,
+    mode: nix::fcntl::FallocateFlags,
+    offset: usize,
+    len: usize,
+) {
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    nix::fcntl::fallocate(&f, mode, offset as i64, len as i64).unwrap();
+}
+
+fn sectors(path: &std::path::Path) -> u64 {
+    fs::metadata(path).unwrap().blocks()
+}
+
+#[test]
+fn punch_hole_reads_zeros_gives_back_blocks_and_spares_snapshots() {
+    use nix::fcntl::FallocateFlags as F;
+    let mut m = Mounted::new();
+    let path = m.path("image");
+    let data = crate::harness::noise(8 * BLOCK, 10);
+    fs::write(&path, &data).unwrap();
+    assert_eq!(sectors(&path), (8 * BLOCK / 512) as u64);
+    fs::create_dir(m.path(".snapshots/before")).unwrap();
+    // Half of block 1, blocks 2 to 4 whole, half of block 5.
+    let (start, end) = (BLOCK + BLOCK / 2, 5 * BLOCK + BLOCK / 2);
+    fallocate_mode(
+        &path,
+        F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_KEEP_SIZE,
+        start,
+        end - start,
+    );
+    let mut want = data.clone();
+    want[start..end].fill(0);
+    let check = |m: &Mounted, what: &str| {
+        let got = fs::read(m.path("image")).unwrap();
+        assert_eq!(got.len(), want.len(), "{what}: the size is kept");
+        assert!(
+            got[..start] == want[..start],
+            "{what}: data before the hole"
+        );
+        assert!(
+            got[start..end].iter().all(|b| *b == 0),
+            "{what}: the hole reads zeros"
+        );
+        assert!(got[end..] == want[end..], "{what}: data after the hole");
+        assert_eq!(
+            sectors(&m.path("image")),
+            (5 * BLOCK / 512) as u64,
+            "{what}: three whole blocks given back"
+        );
+    };
+    check(&m, "punched");
+    assert!(
+        fs::read(m.path(".snapshots/before/image")).unwrap() == data,
+        "a snapshot taken before keeps the data"
+    );
+    fs::create_dir(m.path(".snapshots/after")).unwrap();
+    assert!(
+        fs::read(m.path(".snapshots/after/image")).unwrap() == want,
+        "a snapshot after holds the hole"
+    );
+    m.remount();
+    check(&m, "after a remount");
+    assert!(fs::read(m.path(".snapshots/before/image")).unwrap() == data);
+    // A punch without KEEP_SIZE is refused, as on ext4.
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let err = nix::fcntl::fallocate(&f, F::FALLOC_FL_PUNCH_HOLE, 0, 4096).unwrap_err();
+    assert_eq!(err, nix::errno::Errno::EOPNOTSUPP);
+}
+
+#[test]
+fn zero_range_with_and_without_keep_size() {
+    use nix::fcntl::FallocateFlags as F;
+    let mut m = Mounted::new();
+    let path = m.path("db");
+    let data = crate::harness::noise(4 * BLOCK, 11);
+    fs::write(&path, &data).unwrap();
+    fs::create_dir(m.path(".snapshots/before")).unwrap();
+    let mut want = data.clone();
+    // Inside the file: half of block 0 and blocks 1 and 2 whole.
+    fallocate_mode(
+        &path,
+        F::FALLOC_FL_ZERO_RANGE | F::FALLOC_FL_KEEP_SIZE,
+        BLOCK / 2,
+        5 * BLOCK / 2,
+    );
+    want[BLOCK / 2..3 * BLOCK].fill(0);
+    assert!(fs::read(&path).unwrap() == want);
+    assert_eq!(sectors(&path), (2 * BLOCK / 512) as u64);
+    // Past the end with KEEP_SIZE: the size stays.
+    fallocate_mode(
+        &path,
+        F::FALLOC_FL_ZERO_RANGE | F::FALLOC_FL_KEEP_SIZE,
+        4 * BLOCK - 100,
+        2 * BLOCK,
+    );
+    want[4 * BLOCK - 100..].fill(0);
+    assert!(fs::read(&path).unwrap() == want);
+    // Past the end without it: the file grows, and the new bytes read as zeros.
+    fallocate_mode(&path, F::FALLOC_FL_ZERO_RANGE, 3 * BLOCK + 7, 2 * BLOCK);
+    want[3 * BLOCK + 7..].fill(0);
+    want.resize(5 * BLOCK + 7, 0);
+    assert!(fs::read(&path).unwrap() == want, "grown by zero range");
+    assert!(fs::read(m.path(".snapshots/before/db")).unwrap() == data);
+    m.remount();
+    assert!(fs::read(&path).unwrap() == want, "after a remount");
+    assert!(fs::read(m.path(".snapshots/before/db")).unwrap() == data);
+}
