@@ -344,9 +344,17 @@ fn snapshots_are_point_in_time_across_files() {
     let files: Vec<fs::File> = (0..FILES)
         .map(|f| fs::File::create(m.path(&format!("log{f}"))).unwrap())
         .collect();
+    // The writer waits for a snapshot every 100 writes, so that snapshots fall between writes
+    // however busy the machine is.
+    let snapshots_taken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = snapshots_taken.clone();
     let writer = std::thread::spawn(move || {
         use std::os::unix::fs::FileExt;
+        use std::sync::atomic::Ordering;
         for seq in 1..=400u64 {
+            while seq % 100 == 0 && seen.load(Ordering::Acquire) < seq / 100 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             let file = &files[(seq % FILES) as usize];
             file.write_all_at(format!("{seq:020}").as_bytes(), 0)
                 .unwrap();
@@ -356,6 +364,7 @@ fn snapshots_are_point_in_time_across_files() {
     while !writer.is_finished() {
         control(&m, &format!("create p{taken}")).unwrap();
         taken += 1;
+        snapshots_taken.store(taken, std::sync::atomic::Ordering::Release);
     }
     writer.join().unwrap();
     for n in 0..taken {
