@@ -72,13 +72,7 @@ impl BackupRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut cur = Cursor::new(bytes);
-        if cur.take(MAGIC.len())? != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        let version = cur.u8()?;
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version.into()));
-        }
+        cur.header(MAGIC, VERSION)?;
         let share = ShareId(cur.array()?);
         let name_len = usize::from(cur.u16()?);
         if name_len == 0 || name_len > MAX_NAME {

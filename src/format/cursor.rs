@@ -23,6 +23,17 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
 
+    /// Checks a header of `magic` followed by a one-byte format version that must be `version`.
+    pub(crate) fn header(&mut self, magic: &[u8], version: u8) -> Result<(), DecodeError> {
+        if self.take(magic.len())? != magic {
+            return Err(DecodeError::BadMagic);
+        }
+        match self.u8()? {
+            found if found == version => Ok(()),
+            found => Err(DecodeError::UnsupportedVersion(found.into())),
+        }
+    }
+
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);

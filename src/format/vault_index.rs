@@ -50,13 +50,7 @@ impl PackIndex {
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut cur = Cursor::new(bytes);
-        if cur.take(MAGIC.len())? != MAGIC {
-            return Err(DecodeError::BadMagic);
-        }
-        let version = cur.u8()?;
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version.into()));
-        }
+        cur.header(MAGIC, VERSION)?;
         let pack = VaultPackId(cur.array()?);
         let count = cur.u32()?;
         if count > MAX_PACK_OBJECTS {

@@ -41,13 +41,7 @@ pub fn encode_header(pack: VaultPackId) -> Vec<u8> {
 /// Checks a pack's header and returns its id.
 pub fn decode_header(bytes: &[u8]) -> Result<VaultPackId, DecodeError> {
     let mut cur = Cursor::new(bytes);
-    if cur.take(MAGIC.len())? != MAGIC {
-        return Err(DecodeError::BadMagic);
-    }
-    let version = cur.u8()?;
-    if version != VERSION {
-        return Err(DecodeError::UnsupportedVersion(version.into()));
-    }
+    cur.header(MAGIC, VERSION)?;
     Ok(VaultPackId(cur.array()?))
 }
 
