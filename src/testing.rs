@@ -141,3 +141,20 @@ pub fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .expect("the test thread panicked")
     })
 }
+
+/// Reproducible incompressible bytes (xorshift), distinct for each seed: stored raw, so they
+/// can be found in a pack, and never deduplicated by accident.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}

@@ -191,22 +191,8 @@ mod tests {
     use crate::format::catalog::Origin;
     use crate::id::InodeNo;
     use crate::testing::{
-        DEEP, chain, close, new_store, on_small_stack, open, snapshots_of, write_in,
+        DEEP, chain, close, new_store, noise, on_small_stack, open, snapshots_of, write_in,
     };
-
-    /// Reproducible incompressible bytes (xorshift), so they are stored raw and can be found
-    /// in a pack.
-    fn noise(len: usize) -> Vec<u8> {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     /// Flips a byte of the stored frame holding `needle`.
     fn damage(store: &std::path::Path, needle: &[u8]) {
@@ -233,7 +219,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (store, live) = new_store(tmp.path(), "store");
         let bottom = chain(&live, InodeNo::ROOT, b"dir", DEEP);
-        let data = noise(4096);
+        let data = noise(4096, 1);
         write_in(&live, bottom, b"leaf", &data);
         let snapshots = snapshots_of(&live);
         snapshots.create("s", Origin::Manual).expect("snapshot");

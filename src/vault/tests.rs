@@ -11,27 +11,13 @@ use crate::format::catalog::Origin;
 use crate::format::vault_config::KdfParams;
 use crate::live::LiveFs;
 use crate::snapshot::Snapshots;
-use crate::testing::{close, mkdir, new_store, open, read_file, snapshots_of, write_file};
+use crate::testing::{close, mkdir, new_store, noise, open, read_file, snapshots_of, write_file};
 
 const TEST_KDF: KdfParams = KdfParams {
     m_cost_kib: 64,
     t_cost: 1,
     p_cost: 1,
 };
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A backend shared between vault openings (the in-memory store lives as long as it does).
 #[derive(Clone)]
