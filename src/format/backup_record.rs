@@ -12,10 +12,10 @@
 //! `size` is the bytes of file data the backup's tree holds; `bytes_added` what this backup
 //! uploaded (packs and indexes) that the vault did not hold before.
 
-use super::DecodeError;
 use super::catalog::Hold;
 use super::cursor::Cursor;
 use super::inode::Timestamp;
+use super::{DecodeError, invalid};
 use crate::format::object::ObjectId;
 use crate::id::{ChunkId, ShareId};
 
@@ -119,10 +119,6 @@ impl BackupRecord {
             hold,
         })
     }
-}
-
-fn invalid(field: &'static str, value: u64) -> DecodeError {
-    DecodeError::InvalidField { field, value }
 }
 
 #[cfg(test)]

@@ -29,3 +29,8 @@ pub enum DecodeError {
     #[error("{0} trailing bytes")]
     TrailingBytes(usize),
 }
+
+/// A field whose value is out of its bounds.
+pub(crate) fn invalid(field: &'static str, value: u64) -> DecodeError {
+    DecodeError::InvalidField { field, value }
+}

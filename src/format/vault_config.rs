@@ -15,8 +15,8 @@
 //!        | salt [16] | nonce [24] | wrapped_key [48] (32-byte master key + 16-byte tag)
 //! ```
 
-use super::DecodeError;
 use super::cursor::Cursor;
+use super::{DecodeError, invalid};
 use crate::id::VaultId;
 
 const MAGIC: &[u8; 8] = b"SNAPVALT";
@@ -153,10 +153,6 @@ impl VaultConfig {
             slots,
         })
     }
-}
-
-fn invalid(field: &'static str, value: u64) -> DecodeError {
-    DecodeError::InvalidField { field, value }
 }
 
 #[cfg(test)]
