@@ -6,8 +6,12 @@
 #
 # Targets (columns): plain       a directory under $BENCH_DIR
 #                    passthrough target/release/snapfs-passthrough over a directory there
+#                    passthrough_ll  libfuse's C example passthrough_ll (Debian's libfuse3-dev),
+#                                with its default options, over a directory there
 #                    snapfs      `snapfs mount` of a store there
-# The passthrough column is what FUSE itself costs; snapfs/passthrough is what snapfs adds.
+# The passthrough columns are what FUSE itself costs; snapfs/passthrough is what snapfs adds.
+# passthrough_ll is the baseline FUSE users know; it is built into target/passthrough_ll the
+# first time (installing libfuse3-dev, pkg-config and gcc if they are missing).
 #
 # Workloads (rows; --only takes a comma-separated subset):
 #   write-random  copy a 1 GiB incompressible file in (dd bs=1M conv=fsync: write + fsync)
@@ -25,6 +29,7 @@
 #
 # Environment: BENCH_DIR (default /var/tmp/snapfs-bench; its disk is the one measured),
 #   SNAPFS_BIN, PASSTHROUGH_BIN (default: target/release/ of this repository, built first),
+#   PASSTHROUGH_LL_BIN (default: target/passthrough_ll, built from Debian's examples),
 #   PASSTHROUGH_ARGS (the passthrough's options; default "--writeback": its other defaults
 #   match `snapfs mount`'s, 4 threads and a 1 s cache TTL), SNAPFS_ARGS (extra options for
 #   `snapfs mount`, e.g. "--writeback-cache" or "--cache-ttl 60", to measure a caching choice).
@@ -36,15 +41,14 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/var/tmp/snapfs-bench}
 SNAPFS_BIN=${SNAPFS_BIN:-$REPO/target/release/snapfs}
 PASSTHROUGH_BIN=${PASSTHROUGH_BIN:-$REPO/target/release/snapfs-passthrough}
-# Like `snapfs mount`'s defaults (4 threads, 1 s cache TTL), plus the kernel's writeback cache,
-# which snapfs leaves off by default for point-in-time snapshots: the passthrough gets its
-# fastest configuration.
+PASSTHROUGH_LL_BIN=${PASSTHROUGH_LL_BIN:-$REPO/target/passthrough_ll}
+# Like `snapfs mount`'s defaults: 4 threads, 1 s cache TTL, the kernel's writeback cache.
 read -r -a PASSTHROUGH_OPTS <<<"${PASSTHROUGH_ARGS---writeback}"
-# Extra `snapfs mount` options, to measure a caching choice (e.g. "--writeback-cache").
+# Extra `snapfs mount` options, to measure a caching choice (e.g. "--writeback-cache off").
 read -r -a SNAPFS_OPTS <<<"${SNAPFS_ARGS:-}"
 
 ALL_WORKLOADS=(write-random write-text read-random read-text untar read-small find)
-ALL_TARGETS=(plain passthrough snapfs)
+ALL_TARGETS=(plain passthrough passthrough_ll snapfs)
 SIZE_MIB=1024
 RUNS=1
 NFILES=10000
@@ -120,6 +124,16 @@ fi
 if wants_target snapfs; then
     [[ -x $SNAPFS_BIN ]] || die "no snapfs binary at $SNAPFS_BIN"
 fi
+if wants_target passthrough_ll && [[ ! -x $PASSTHROUGH_LL_BIN ]]; then
+    examples=/usr/share/doc/libfuse3-dev/examples
+    if [[ ! -f $examples/passthrough_ll.c ]] || ! command -v gcc pkg-config >/dev/null; then
+        note "installing libfuse3-dev, pkg-config and gcc for passthrough_ll"
+        apt-get update -qq && apt-get install -y -qq libfuse3-dev pkg-config gcc >/dev/null ||
+            die "cannot install libfuse3-dev"
+    fi
+    gcc -O2 -I"$examples" "$examples/passthrough_ll.c" $(pkg-config fuse3 --cflags --libs) \
+        -o "$PASSTHROUGH_LL_BIN" || die "cannot build passthrough_ll"
+fi
 
 # ---------------------------------------------------------------- state and cleanup
 
@@ -129,7 +143,7 @@ DATA=
 LOGDIR=$WORK/logs
 mkdir -p "$LOGDIR"
 declare -A DAEMON_PID=()  # mountpoint -> pid of the daemon serving it (our child)
-declare -A DAEMON_KIND=() # mountpoint -> passthrough | snapfs
+declare -A DAEMON_KIND=() # mountpoint -> passthrough | passthrough_ll | snapfs
 declare -A RESULT=()      # "workload target" -> seconds of each run, space-separated
 COLD_OK=1
 
@@ -377,6 +391,7 @@ target_dir() {
     case $1 in
         plain) echo "$WORK/plain" ;;
         passthrough) echo "$WORK/passthrough-mnt" ;;
+        passthrough_ll) echo "$WORK/passthrough_ll-mnt" ;;
         snapfs) echo "$WORK/snapfs-mnt" ;;
     esac
 }
@@ -385,6 +400,7 @@ target_setup() {
     case $1 in
         plain) mkdir -p "$WORK/plain" ;;
         passthrough) mkdir -p "$WORK/passthrough-backing" ;;
+        passthrough_ll) mkdir -p "$WORK/passthrough_ll-backing" ;;
         snapfs) "$SNAPFS_BIN" init "$WORK/snapfs-store" >>"$LOGDIR/snapfs.log" 2>&1 ||
             die "snapfs init failed" ;;
     esac
@@ -396,6 +412,8 @@ target_mount() {
         plain) ;;
         passthrough) start_daemon passthrough "$WORK/passthrough-mnt" \
             "$PASSTHROUGH_BIN" "$WORK/passthrough-backing" "$WORK/passthrough-mnt" "${PASSTHROUGH_OPTS[@]}" ;;
+        passthrough_ll) start_daemon passthrough_ll "$WORK/passthrough_ll-mnt" \
+            "$PASSTHROUGH_LL_BIN" -f -o "source=$WORK/passthrough_ll-backing" "$WORK/passthrough_ll-mnt" ;;
         snapfs) start_daemon snapfs "$WORK/snapfs-mnt" \
             "$SNAPFS_BIN" mount "$WORK/snapfs-store" "$WORK/snapfs-mnt" "${SNAPFS_OPTS[@]}" ;;
     esac
@@ -410,7 +428,7 @@ target_unmount() {
 target_teardown() {
     target_unmount "$1"
     rm -rf --one-file-system "$WORK/plain" "$WORK/passthrough-backing" "$WORK/passthrough-mnt" \
-        "$WORK/snapfs-store" "$WORK/snapfs-mnt"
+        "$WORK/passthrough_ll-backing" "$WORK/passthrough_ll-mnt" "$WORK/snapfs-store" "$WORK/snapfs-mnt"
     sync
 }
 
@@ -553,15 +571,17 @@ report() {
     local runs="1 run"
     ((RUNS == 1)) || runs="the median of $RUNS runs"
     echo "Times are wall seconds, $runs (lower is better); ratios are snapfs time / other time."
-    printf '%-13s %-22s %-22s %-22s %10s %12s\n' workload plain passthrough snapfs snapfs/pt snapfs/plain
-    local wl p t s
+    printf '%-13s %-22s %-22s %-22s %-22s %9s %9s %9s\n' workload plain passthrough passthrough_ll \
+        snapfs snapfs/pt snapfs/ll snapfs/plain
+    local wl p t l s
     for wl in "${WORKLOADS[@]}"; do
         # shellcheck disable=SC2086 # one word per run
         p=$(median ${RESULT["$wl plain"]:-}) t=$(median ${RESULT["$wl passthrough"]:-})
         # shellcheck disable=SC2086
-        s=$(median ${RESULT["$wl snapfs"]:-})
-        printf '%-13s %-22s %-22s %-22s %10s %12s\n' "$wl" "$(cell "$wl" "$p")" "$(cell "$wl" "$t")" \
-            "$(cell "$wl" "$s")" "$(ratio "$s" "$t")" "$(ratio "$s" "$p")"
+        l=$(median ${RESULT["$wl passthrough_ll"]:-}) s=$(median ${RESULT["$wl snapfs"]:-})
+        printf '%-13s %-22s %-22s %-22s %-22s %9s %9s %9s\n' "$wl" "$(cell "$wl" "$p")" \
+            "$(cell "$wl" "$t")" "$(cell "$wl" "$l")" "$(cell "$wl" "$s")" \
+            "$(ratio "$s" "$t")" "$(ratio "$s" "$l")" "$(ratio "$s" "$p")"
     done
     if [[ -n $TSV ]]; then
         {

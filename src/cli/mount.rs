@@ -35,9 +35,11 @@ pub struct MountArgs {
     /// Seconds the kernel may cache names and attributes.
     #[arg(long, default_value_t = 1.0)]
     pub cache_ttl: f64,
-    /// Let the kernel buffer writes in its page cache. Faster small writes, but a snapshot
-    /// then holds only what the kernel has already written back: run `sync` before one.
-    #[arg(long)]
+    /// Let the kernel gather writes in its page cache and hand them over in large batches
+    /// (`off`: every write(2) reaches snapfs before it returns). Either way a snapshot holds
+    /// every write that returned before it was requested.
+    #[arg(long, value_name = "on|off", default_value = "on", action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub writeback_cache: bool,
     /// Whether `.snapshots` is listed in the root directory (`hidden`: reachable by name only,
     /// so that `cp -a`, `rsync`, `du` and `find` over the share skip history).
@@ -74,6 +76,10 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     if args.threads == 0 || args.cache_ttl < 0.0 || args.commit_interval <= 0.0 {
         bail!("--threads and --commit-interval must be positive, --cache-ttl not negative");
+    }
+    if args.writeback_cache && args.threads < 2 {
+        // A snapshot waits on one thread for the kernel's writes, which another must serve.
+        bail!("--writeback-cache on needs --threads 2 or more");
     }
     let store = Store::open(&args.store)
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
@@ -133,7 +139,10 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         &config,
     )
     .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
-    live.attach_kernel_cache(Arc::new(KernelNotifier(session.notifier())))?;
+    live.attach_kernel_cache(Arc::new(KernelNotifier {
+        notifier: session.notifier(),
+        writeback_mount: args.writeback_cache.then(|| mountpoint.clone()),
+    }))?;
     let mut unmounter = session.unmount_callable();
     std::thread::Builder::new()
         .name("snapfs-signals".into())

@@ -7,10 +7,11 @@ mod attr;
 mod errno;
 mod requester;
 mod snapshots;
+mod writeback;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -39,37 +40,44 @@ pub struct CacheOptions {
     /// How long the kernel may cache names and attributes. Every change goes through this
     /// mount (the store is locked), so a long timeout is safe.
     pub ttl: Duration,
-    /// Let the kernel buffer writes in its page cache and send them in large batches. Off by
-    /// default: data the kernel holds back would be missing from a snapshot taken meanwhile.
+    /// Let the kernel buffer writes in its page cache and send them in large batches. A
+    /// snapshot collects what it holds first (`LiveFs::collect_kernel_writes`).
     pub writeback_cache: bool,
     /// List `.snapshots` in the root directory (it is always reachable by name).
     pub snapdir_visible: bool,
 }
 
-impl Default for CacheOptions {
-    fn default() -> Self {
-        CacheOptions {
-            ttl: Duration::from_secs(1),
-            writeback_cache: false,
-            snapdir_visible: false,
-        }
-    }
+/// The kernel's caches of a mount: told to forget what the share changed on its own (errors
+/// are of no consequence: the kernel may simply not have had the entry cached), and, with the
+/// writeback cache, made to hand over the writes it holds.
+pub struct KernelNotifier {
+    pub notifier: fuser::Notifier,
+    /// The mountpoint, when the kernel's writeback cache is on.
+    pub writeback_mount: Option<PathBuf>,
 }
-
-/// The kernel's caches of a mount, told to forget what the share changed on its own. Errors are
-/// of no consequence (the kernel may simply not have had the entry cached).
-pub struct KernelNotifier(pub fuser::Notifier);
 
 impl crate::live::KernelCache for KernelNotifier {
     fn forget_entry(&self, parent: Ino, name: &[u8]) {
         let _ = self
-            .0
+            .notifier
             .inval_entry(INodeNo(parent.0), OsStr::from_bytes(name));
     }
 
     fn forget_attributes(&self, ino: Ino) {
         // A negative offset: the attributes only, not cached data.
-        let _ = self.0.inval_inode(INodeNo(ino.0), -1, 0);
+        let _ = self.notifier.inval_inode(INodeNo(ino.0), -1, 0);
+    }
+
+    fn holds_writes(&self) -> bool {
+        self.writeback_mount.is_some()
+    }
+
+    fn hand_over_writes(&self, files: &[(Ino, Vec<u8>)]) {
+        if let Some(mount) = &self.writeback_mount {
+            for (ino, path) in files {
+                writeback::hand_over(mount, *ino, path);
+            }
+        }
     }
 }
 
@@ -550,15 +558,10 @@ impl Filesystem for SnapFuse {
         reply_empty(reply, self.live.release(fh.0));
     }
 
-    fn fsync(
-        &self,
-        _req: &Request,
-        i: INodeNo,
-        fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
-        if !is_live(i) {
+    fn fsync(&self, req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // The daemon's own fsync collects the kernel's held writes for a snapshot, which
+        // commits them itself: the kernel has written back and waited by now.
+        if !is_live(i) || writeback::from_this_process(req.pid()) {
             return reply.ok();
         }
         reply_empty(reply, self.live.fsync(fh.0));

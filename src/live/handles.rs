@@ -52,6 +52,20 @@ impl Handles {
         self.files.write().remove(&fh).ok_or(FsError::BadHandle)
     }
 
+    /// Every inode with a handle open for writing, each once.
+    pub fn writable_inodes(&self) -> Vec<InodeNo> {
+        let mut inodes: Vec<InodeNo> = self
+            .files
+            .read()
+            .values()
+            .filter(|file| file.writable)
+            .map(|file| file.ino)
+            .collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        inodes
+    }
+
     pub fn open_dir(&self, entries: Vec<DirEntry>) -> u64 {
         let fh = self.allocate();
         self.dirs.lock().insert(fh, Arc::new(entries));

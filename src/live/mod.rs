@@ -61,6 +61,14 @@ use crate::store::Store;
 pub trait KernelCache: Send + Sync {
     fn forget_entry(&self, parent: InodeNo, name: &[u8]);
     fn forget_attributes(&self, ino: InodeNo);
+    /// Whether the kernel holds written data back (its writeback cache), so that a write(2)
+    /// can return before its data reaches the share.
+    fn holds_writes(&self) -> bool {
+        false
+    }
+    /// Makes the kernel hand over, and waits until the share has, every write it holds for
+    /// these files (inode, path from the root). Only called when [`Self::holds_writes`].
+    fn hand_over_writes(&self, _files: &[(InodeNo, Vec<u8>)]) {}
 }
 
 /// Entries (directory, name) the kernel is to forget, on their way to the notifier thread.
@@ -284,6 +292,31 @@ impl LiveFs {
             })?;
         let _ = self.forget_later.set(sender);
         Ok(())
+    }
+
+    /// Before a freeze: with the kernel's writeback cache, a write(2) returns once its data is
+    /// in the kernel's page cache, and a snapshot must still hold it. A closed file's data was
+    /// handed over at its close (FUSE flushes then); for every file open for writing, the kernel
+    /// is made to write it back and wait until the share has it. Nothing is locked meanwhile:
+    /// the kernel's writes go through the usual write path.
+    pub fn collect_kernel_writes(&self) {
+        let Some(kernel) = self.kernel.get() else {
+            return;
+        };
+        if !kernel.holds_writes() {
+            return;
+        }
+        let open = self.handles.writable_inodes();
+        if open.is_empty() {
+            return;
+        }
+        let files: Vec<(InodeNo, Vec<u8>)> = {
+            let tree = self.tree.read();
+            open.into_iter()
+                .filter_map(|ino| tree.path_of(ino).map(|path| (ino, path)))
+                .collect()
+        };
+        kernel.hand_over_writes(&files);
     }
 
     /// Tells the kernel to forget `names` (entries of their directories) and the attributes of

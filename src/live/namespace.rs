@@ -165,6 +165,28 @@ impl Namespace {
             .ok_or(FsError::NotDirectory)
     }
 
+    /// A path of `ino` from the root (bytes, no leading slash; empty for the root), through its
+    /// first link if it has several; `None` once it has no entry. A loop walking up the parents,
+    /// each step a search of one directory's entries: meant for the few open files a snapshot
+    /// asks the kernel about, not for hot paths.
+    pub fn path_of(&self, ino: InodeNo) -> Option<Vec<u8>> {
+        let mut names: Vec<&[u8]> = Vec::new();
+        let mut at = ino;
+        while at != InodeNo::ROOT {
+            let node = self.nodes.get(&at)?;
+            let parent = if node.is_dir() {
+                node.parent
+            } else {
+                *node.links.first()?
+            };
+            let (name, _) = self.dir(parent).ok()?.iter().find(|(_, i)| **i == at)?;
+            names.push(name);
+            at = parent;
+        }
+        names.reverse();
+        Some(names.join(&b'/'))
+    }
+
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> FsResult<InodeNo> {
         check_name(name)?;
         self.dir(parent)?

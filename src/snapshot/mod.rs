@@ -211,6 +211,8 @@ impl Snapshots {
             name: name.to_owned(),
             reason,
         })?;
+        // Before anything is locked: the kernel's writes go through the share's write path.
+        self.live.collect_kernel_writes();
         let mut next = self.changing.lock();
         if self.catalog.read().active.contains_key(name) {
             return Err(SnapshotError::Exists(name.to_owned()));

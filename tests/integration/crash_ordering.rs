@@ -6,6 +6,11 @@
 //!
 //! Each workload checks contents, not only metadata. `scripts/crash-soak.sh` runs these with
 //! many seeds; the suite runs the fixed default.
+//!
+//! These are the promises of `--writeback-cache off`, where every write(2) reaches snapfs
+//! before it returns. With the kernel's writeback cache (the default) un-synced data waits in
+//! the kernel's page cache, which hands it over when and in the order it likes, as ext4's does:
+//! a crash then keeps everything fsync'd (`durability`) and some subset of the rest.
 
 use std::fs;
 use std::io::Write;
@@ -36,7 +41,10 @@ fn kill_delay(round: u64) -> Duration {
 }
 
 fn mounted() -> Mounted {
-    Mounted::new_with(&["--block-size", "64K"], &["--commit-interval", "1"])
+    Mounted::new_with(
+        &["--block-size", "64K"],
+        &["--commit-interval", "1", "--writeback-cache", "off"],
+    )
 }
 
 /// `found` is the first `found.len()` bytes of `written`: what a crash may leave of a file
@@ -334,10 +342,10 @@ fn a_file_punched_and_rewritten_is_a_state_it_had_after_kill_9() {
         std::thread::sleep(kill_delay(round));
         m.kill9();
         let (ops, stopped_by) = writer.join().expect("writer");
-        assert_eq!(
-            stopped_by,
-            nix::errno::Errno::ENOTCONN,
-            "round {round}: the writer stopped for another reason than the crash"
+        // ENOTCONN once the daemon is gone; ECONNABORTED for a request it had when it died.
+        assert!(
+            [nix::errno::Errno::ENOTCONN, nix::errno::Errno::ECONNABORTED].contains(&stopped_by),
+            "round {round}: the writer stopped for another reason than the crash: {stopped_by}"
         );
         m.mount();
         let found = fs::read(&path).expect("read");

@@ -26,3 +26,4 @@ mod snapshots;
 mod stress;
 mod vault;
 mod verify;
+mod writeback;
