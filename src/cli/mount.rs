@@ -20,6 +20,10 @@ use crate::store::Store;
 /// (a root mount through /dev/fuse has file system type plain `fuse`).
 pub const MOUNT_SOURCE_PREFIX: &str = "snapfs:";
 
+/// How long an unmount waits for background jobs (gc, verify, ...) before the daemon ends under
+/// them: long enough for most to reach their end, short enough for `systemctl stop`.
+const JOB_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Args, Debug)]
 pub struct MountArgs {
     /// The store directory (made by `snapfs init`).
@@ -159,6 +163,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     service.start_scheduler()?;
     let served = session.run().context("the FUSE session failed");
     service.stop();
+    service.finish_jobs(JOB_GRACE);
     served?;
     tracing::info!("unmounted; store closed");
     Ok(())

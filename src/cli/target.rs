@@ -14,7 +14,8 @@ use super::umount::store_of_mount;
 use crate::access::Requester;
 use crate::live::{LiveFs, LiveOptions};
 use crate::schedule::clock::SystemClock;
-use crate::service::request::to_line;
+use crate::service::background::JobState;
+use crate::service::request::{JobArgs, to_line};
 use crate::service::{Progress, Request, Service, ServiceOptions};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
@@ -116,8 +117,18 @@ impl Target {
     ) -> anyhow::Result<T> {
         let reply = match self {
             Target::Mounted { control } => {
+                let background = request.background_kind().is_some();
                 let text = send(control, &to_line(&request))?;
-                serde_json::from_str(&text).context("unexpected reply from the daemon")?
+                let reply: serde_json::Value =
+                    serde_json::from_str(&text).context("unexpected reply from the daemon")?;
+                if background {
+                    let job = reply["job"]
+                        .as_u64()
+                        .context("the daemon did not answer with a job number")?;
+                    follow_job(control, job, progress)?
+                } else {
+                    reply
+                }
             }
             // The command acts as its own user here: the OS checks what it touches.
             Target::Offline(offline) => offline.service.execute_with_progress(
@@ -127,6 +138,37 @@ impl Target {
             )?,
         };
         serde_json::from_value(reply).context("unexpected reply")
+    }
+}
+
+/// Waits for a daemon's background job to end, showing its progress; returns its reply, or its
+/// error as this command's. Each question is a short request of its own, so the control file
+/// is never held while the job runs.
+fn follow_job(
+    control: &Path,
+    job: u64,
+    progress: Progress<'_>,
+) -> anyhow::Result<serde_json::Value> {
+    let ask = to_line(&Request::Job(JobArgs { job }));
+    let mut pause = std::time::Duration::from_millis(10);
+    loop {
+        let text = send(control, &ask)?;
+        let state: JobState =
+            serde_json::from_str(&text).context("unexpected reply from the daemon")?;
+        match state.state.as_str() {
+            "running" => {
+                if state.total > 0 {
+                    progress(state.done, state.total);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(250));
+            }
+            "done" => return Ok(state.result.unwrap_or_default()),
+            _ => bail!(
+                "{}",
+                state.error.unwrap_or_else(|| format!("job {job} failed"))
+            ),
+        }
     }
 }
 

@@ -392,7 +392,7 @@ impl SnapshotSide {
         };
         let mut outcome = None;
         let result = feed(&mut stream, &mut |request| {
-            let reply = self.service.execute(request, who)?;
+            let reply = self.service.submit(request, who)?;
             let ok = format!("ok: {reply}");
             *self.last_outcome.lock() = ok.clone();
             outcome = Some(ok);

@@ -6,6 +6,7 @@
 //! Invariant: whoever has the store open owns its one `Service`; a command for a mounted store
 //! goes through the daemon's control file, never around it (the store lock enforces it).
 
+pub mod background;
 pub mod byte_path;
 pub(crate) mod control;
 mod error;
@@ -23,6 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
 use serde_json::Value;
 
+use background::BackgroundJobs;
 pub use error::{ServiceError, restore_errno};
 pub use jobs::Job;
 use jobs::JobLog;
@@ -62,6 +64,8 @@ pub struct Service {
     /// One tick at a time (the scheduler thread's, or a `clock` request's), so that two never
     /// expire the same snapshot.
     ticking: Mutex<()>,
+    /// Long requests given to the daemon, running on threads of their own.
+    background: Arc<BackgroundJobs>,
     /// Wakes the scheduler thread early: the policy changed, or the service is closing.
     wake: Condvar,
     stopped: Mutex<bool>,
@@ -90,6 +94,7 @@ impl Service {
             settings: Mutex::new(settings),
             options,
             ticking: Mutex::new(()),
+            background: Arc::new(BackgroundJobs::default()),
             wake: Condvar::new(),
             stopped: Mutex::new(false),
         }))
@@ -101,6 +106,48 @@ impl Service {
 
     fn now(&self) -> i64 {
         self.snapshots.clock().now()
+    }
+
+    /// Carries out a request given to the running daemon: a long one (see
+    /// [`Request::background_kind`]) starts as a background job and the reply is its number
+    /// (`{"job": N, ...}`); anything else is answered at once, as [`Self::execute`] does.
+    pub fn submit(
+        self: &Arc<Self>,
+        request: Request,
+        who: &Requester,
+    ) -> Result<Value, ServiceError> {
+        let Some(kind) = request.background_kind() else {
+            return self.execute(request, who);
+        };
+        // Refused at once, not as a failed job.
+        privilege::authorize(&request, who, nix::unistd::geteuid().as_raw())?;
+        let this = self.clone();
+        let who = who.clone();
+        let job = self.background.start(kind, move |progress| {
+            this.execute_with_progress(request, &who, &mut |done, total| {
+                progress.report(done, total)
+            })
+        })?;
+        to_value(serde_json::json!({ "job": job, "kind": kind, "state": "running" }))
+    }
+
+    /// At unmount: waits up to `grace` for background jobs, and records those still running as
+    /// interrupted (the process then ends under them; each is safe to stop anywhere).
+    pub fn finish_jobs(&self, grace: std::time::Duration) {
+        let now = self.now();
+        for kind in self.background.shut_down(grace) {
+            self.jobs.record(Job {
+                id: 0,
+                kind,
+                target: String::new(),
+                started: now,
+                ended: now,
+                ok: false,
+                error: Some("interrupted: the share was unmounted while it ran".into()),
+                bytes: 0,
+                automatic: false,
+            });
+        }
     }
 
     pub fn execute(&self, request: Request, who: &Requester) -> Result<Value, ServiceError> {
@@ -173,6 +220,7 @@ impl Service {
                 to_value(self.policy_report())
             }
             Request::Status(args) => to_value(self.status(args.jobs)?),
+            Request::Job(args) => to_value(self.background.state(args.job)?),
             Request::Clock(args) => {
                 let clock =
                     self.options.manual_clock.as_ref().ok_or_else(|| {

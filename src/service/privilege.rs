@@ -46,6 +46,7 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
         | Request::Log(_)
         | Request::Policy { .. }
         | Request::Status(_)
+        | Request::Job(_)
         | Request::Clock(_) => None,
     }
 }

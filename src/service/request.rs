@@ -62,10 +62,33 @@ pub enum Request {
     },
     /// The share, its policy, next scheduled snapshot, recent jobs and space use.
     Status(StatusArgs),
+    /// How far a background job of the daemon got, or its outcome once it ended.
+    Job(JobArgs),
     /// Set the daemon's clock (only when it runs with an injected test clock) and run the
     /// scheduler at the new time.
     #[command(hide = true)]
     Clock(ClockArgs),
+}
+
+impl Request {
+    /// The kind of a request a daemon runs as a background job (long ones: they read or copy
+    /// data in proportion to the store), or `None` for one it answers at once.
+    pub fn background_kind(&self) -> Option<&'static str> {
+        match self {
+            Request::Gc => Some("gc"),
+            Request::Verify(_) => Some("verify"),
+            Request::Restore(_) => Some("restore"),
+            Request::Clone(_) => Some("clone"),
+            Request::Backup(_) => Some("backup"),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct JobArgs {
+    /// The job's number, as the request that started it answered.
+    pub job: u64,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,9 @@ use std::process::Command;
 
 use crate::harness::{Mounted, noise, pack_bytes, snapfs_err, snapfs_ok, xattr_get, xattr_set};
 
+/// Runs a request through the control file and waits for it (long ones are background jobs).
 fn control(m: &Mounted, command: &str) {
-    fs::write(m.path(".snapshots/.control"), format!("{command}\n")).unwrap();
+    crate::harness::control_wait(m, command).unwrap_or_else(|e| panic!("{command}: {e:?}"));
 }
 
 /// Whether two trees hold the same names and bytes (`diff -r`, symlinks compared as links).
@@ -134,8 +135,10 @@ fn an_existing_destination_is_refused_without_overwrite_and_replaced_with_it() {
         err.contains("\"conf\" exists") && err.contains("overwrite"),
         "{err}"
     );
-    let write = fs::write(m.path(".snapshots/.control"), "restore s conf\n").expect_err("refused");
-    assert_eq!(write.raw_os_error(), Some(libc::EEXIST));
+    // Through the control file, the restore's job fails with the same errno and reason.
+    let (errno, reason) = crate::harness::control_wait(&m, "restore s conf").expect_err("refused");
+    assert_eq!(errno, libc::EEXIST, "{reason}");
+    assert!(reason.contains("overwrite"), "{reason}");
     assert_eq!(
         fs::read_to_string(m.path("conf/app")).unwrap(),
         "version 2\n"
