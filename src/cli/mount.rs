@@ -148,13 +148,18 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_mount: args.writeback_cache.then(|| mountpoint.clone()),
     }))?;
     let mut unmounter = session.unmount_callable();
+    let (signal_live, signal_mount) = (live.clone(), mountpoint.clone());
     std::thread::Builder::new()
         .name("snapfs-signals".into())
         .spawn(move || {
             if let Ok(signal) = signals.wait() {
                 tracing::info!("{signal}: unmounting");
                 if let Err(err) = unmounter.unmount() {
-                    tracing::error!("unmount after {signal} failed: {err}");
+                    tracing::warn!(
+                        "unmount after {signal} failed ({err}): files are open on the share; \
+                         saving what the kernel holds, then detaching the mount"
+                    );
+                    force_unmount(&signal_live, &signal_mount);
                 }
             }
         })?;
@@ -164,7 +169,29 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let served = session.run().context("the FUSE session failed");
     service.stop();
     service.finish_jobs(JOB_GRACE);
+    // After a forced unmount the kernel sends no `destroy`: the last commit happens here (a
+    // second call after `destroy`'s finds nothing to do).
+    if let Err(err) = live.shutdown() {
+        tracing::error!("final commit at unmount failed: {err}");
+    }
     served?;
     tracing::info!("unmounted; store closed");
     Ok(())
+}
+
+/// Ends a mount that files are still open on, as `systemctl stop` expects of a daemon: the
+/// kernel first hands over every write it holds for files open for writing (and they are
+/// committed), then the connection is aborted (`MNT_FORCE`: FUSE's `umount_begin`), which ends
+/// the session, and the mount is detached. Processes still using the share get `ENOTCONN` from
+/// then on, as after `fusermount3 -uz`; nothing they wrote before is lost.
+fn force_unmount(live: &LiveFs, mountpoint: &std::path::Path) {
+    use nix::mount::{MntFlags, umount2};
+    live.collect_kernel_writes();
+    if let Err(err) = live.commit_now() {
+        tracing::error!("commit before the forced unmount failed: {err}");
+    }
+    let _ = umount2(mountpoint, MntFlags::MNT_FORCE);
+    if let Err(err) = umount2(mountpoint, MntFlags::MNT_DETACH) {
+        tracing::error!("cannot detach {}: {err}", mountpoint.display());
+    }
 }

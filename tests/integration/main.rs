@@ -23,6 +23,7 @@ mod privilege;
 mod restore;
 mod s3_server;
 mod snapshot_cli;
+mod shutdown;
 mod snapshots;
 mod stress;
 mod vault;
