@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The core at the size of a real share: how memory, mount, snapshots, listings and tree walks
+# grow with the number of files. Prints each figure beside the one measured before the work
+# on issue 10 (the same workload at 1,000,000 files, or 300,000 where noted).
+#
+#   scripts/bench-scale.sh [FILES] [SNAPSHOTS]     (defaults 1000000 and 3)
+#
+# The share is FILES/10,000 extractions of one tar of 10,000 files of 4 KiB (100 directories
+# of 100), each into a directory of its own. Then: SNAPSHOTS snapshots (one file changed
+# between them), a remount, and, measured after it: the mount time, the daemon's RSS, the time
+# of the first snapshot after the remount with 10 files changed and the longest a writer
+# (a loop writing a small file and timing each write) waited during it, `snapshot list` and
+# `status`, and `find` over the share and over a snapshot with the daemon's RSS after each.
+# Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store.
+set -euo pipefail
+files=${1:-1000000}
+snaps=${2:-3}
+[[ $files =~ ^[1-9][0-9]*$ && $snaps =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [FILES] [SNAPSHOTS]" >&2; exit 2; }
+((EUID == 0)) || { echo "bench-scale: must run as root" >&2; exit 1; }
+cd "$(dirname "$0")/.."
+source scripts/bench-tree.sh
+cargo build --release --quiet
+snapfs=$PWD/target/release/snapfs
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-scale.XXXXXX")
+store=$work/store mnt=$work/mnt
+mkdir "$mnt"
+pid=
+cleanup() {
+    [[ -n ${writer:-} ]] && kill "$writer" 2>/dev/null
+    if mountpoint -q "$mnt"; then "$snapfs" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt"; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mount_store() {
+    local t0
+    t0=$(now)
+    "$snapfs" mount "$store" "$mnt" 2>>"$work/daemon.log" &
+    pid=$!
+    until mountpoint -q "$mnt"; do
+        kill -0 "$pid" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
+        sleep 0.005
+    done
+    mount_secs=$(elapsed "$t0" "$(now)")
+}
+rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
+timed() { local t0; t0=$(now); "$@" >/dev/null; elapsed "$t0" "$(now)"; }
+row() { printf '%-44s %12s   %s\n' "$1" "$2" "${3:-}"; }
+
+echo "bench-scale: making a tar of 10,000 files of 4 KiB" >&2
+mkdir "$work/src"
+python3 - "$work/src" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+rng = random.Random(1)
+for i in range(10000):
+    d = os.path.join(root, f"d{i // 100:03}")
+    if i % 100 == 0:
+        os.makedirs(d)
+    with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
+        f.write(rng.randbytes(4096))
+PY
+tar -C "$work/src" -cf "$work/tree.tar" .
+rm -rf "$work/src"
+
+"$snapfs" init "$store" >/dev/null
+mount_store
+copies=$(((files + 9999) / 10000))
+echo "bench-scale: extracting $copies copies ($((copies * 10000)) files)" >&2
+t0=$(now)
+for ((i = 0; i < copies; i++)); do
+    mkdir "$mnt/c$i"
+    tar -C "$mnt/c$i" -xf "$work/tree.tar"
+done
+sync
+create_secs=$(elapsed "$t0" "$(now)")
+rss_created=$(rss_mib)
+for ((s = 1; s <= snaps; s++)); do
+    echo "change $s" >"$mnt/changed"
+    "$snapfs" snapshot create "s$s" --mount "$mnt" >/dev/null
+done
+rss_snapshots=$(rss_mib)
+"$snapfs" umount "$mnt" >/dev/null
+wait "$pid" || true
+
+drop_caches
+mount_store
+rss_mounted=$(rss_mib)
+
+# A writer that times every small write (open, write, close) while the snapshot is taken.
+python3 - "$mnt/writer-file" "$work/stall" <<'PY' &
+import os, sys, time
+path, out = sys.argv[1], sys.argv[2]
+worst = 0.0
+stop = time.monotonic() + 600
+while time.monotonic() < stop and not os.path.exists(out + ".stop"):
+    t = time.monotonic()
+    with open(path, "wb") as f:
+        f.write(b"x" * 4096)
+    worst = max(worst, time.monotonic() - t)
+    with open(out, "w") as f:
+        f.write(f"{worst:.4f}")
+    time.sleep(0.001)
+PY
+writer=$!
+sleep 1
+echo 0 >"$work/stall"  # the worst before the snapshot does not count
+for i in $(seq 0 9); do echo "changed after remount" >"$mnt/c0/d000/f00$i"; done
+snap_after_remount=$(timed "$snapfs" snapshot create after-remount --mount "$mnt")
+sleep 0.2
+touch "$work/stall.stop"
+wait "$writer" || true
+writer=
+worst_stall=$(cat "$work/stall")
+for i in $(seq 0 9); do echo "changed again" >"$mnt/c1/d000/f00$i"; done
+snap_next=$(timed "$snapfs" snapshot create next --mount "$mnt")
+list_secs=$(timed "$snapfs" snapshot list --mount "$mnt")
+status_secs=$(timed "$snapfs" status --mount "$mnt")
+drop_caches
+find_live=$(timed find "$mnt" -xdev)
+rss_find=$(rss_mib)
+drop_caches
+find_snap=$(timed find "$mnt/.snapshots/s1")
+rss_find_snap=$(rss_mib)
+"$snapfs" umount "$mnt" >/dev/null
+wait "$pid" || true
+
+echo
+echo "bench-scale: $((copies * 10000)) files, $((snaps + 2)) snapshots; kernel $(uname -r), $(nproc) CPUs"
+row "figure" "measured" "before issue 10 (1,000,000 files; 300,000 in brackets)"
+row "create the files (tar -x + sync)" "${create_secs}s" "327 s"
+row "daemon RSS after creating them" "${rss_created} MiB" "1,967 MiB (621)"
+row "daemon RSS after $snaps snapshots" "${rss_snapshots} MiB" "1,581 MiB (511)"
+row "mount time (remount)" "${mount_secs}s" "2.1 s"
+row "daemon RSS after the remount" "${rss_mounted} MiB" "874 MiB (289)"
+row "first snapshot after remount, 10 changed" "${snap_after_remount}s" "5.7 s (1.53)"
+row "worst writer wait during it" "${worst_stall}s" "5.7 s (1.53)"
+row "next snapshot, 10 changed" "${snap_next}s" "(4 ms)"
+row "snapshot list" "${list_secs}s" "8.9 s with 3 snapshots"
+row "status" "${status_secs}s" "(3.2 s with 3 snapshots)"
+row "find over the share (cold)" "${find_live}s" ""
+row "daemon RSS after it" "${rss_find} MiB" ""
+row "find over a snapshot (cold)" "${find_snap}s" ""
+row "daemon RSS after it" "${rss_find_snap} MiB" ""
