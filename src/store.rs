@@ -199,6 +199,68 @@ mod tests {
         assert!(!dir.join("snapfs-store.json.upgrade").exists());
     }
 
+    /// A store made by `snapfs init` of format version 2 (before the `frozen` table), with a
+    /// snapshot `before` and a change after it, committed under `tests/fixtures/store-v2`.
+    #[test]
+    fn a_version_2_store_keeps_its_share_id_and_contents_and_gains_the_frozen_table() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
+        std::fs::create_dir_all(dir.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
+        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
+            std::fs::copy(fixture.join(name), dir.join(name)).expect("copy fixture");
+        }
+        let before =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("v2");
+        assert_eq!(before.format_version, 2);
+
+        let live = crate::testing::open(&dir);
+        assert_eq!(live.share_id(), before.share_id(), "the share id is kept");
+        assert_eq!(
+            crate::testing::read_file(&live, "docs/a.txt"),
+            b"second version\n"
+        );
+        let snapshots = crate::testing::snapshots_of(&live);
+        let old = snapshots.get("before").expect("the snapshot is listed");
+        let objects = snapshots.objects().clone();
+        let first = live.freeze(&objects).expect("freeze");
+        assert_eq!(
+            first.encoded, 5,
+            "nothing was frozen: 3 directories, 2 files"
+        );
+        let changes = crate::history::diff(
+            &objects,
+            &crate::history::tree::Tree::of_snapshot(&old),
+            &crate::history::tree::Tree::of_live(&live, &objects).expect("live tree"),
+            None,
+        )
+        .expect("diff");
+        let paths: Vec<&str> = changes.iter().map(|c| c.path()).collect();
+        assert_eq!(
+            paths,
+            ["/docs/a.txt"],
+            "the snapshot reads as it was written"
+        );
+        live.commit_now().expect("commit");
+        drop((objects, snapshots));
+        crate::testing::close(live);
+
+        let on_disk =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
+        let live = crate::testing::open(&dir);
+        let objects = crate::tree_objects::TreeObjects::new(live.chunk_store());
+        assert_eq!(
+            live.freeze(&objects).expect("freeze").encoded,
+            0,
+            "now it had"
+        );
+        drop(objects);
+        crate::testing::close(live);
+    }
+
     #[test]
     fn new_stores_have_distinct_share_ids() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -3,8 +3,13 @@
 //! does not know, is refused before anything else is touched.
 //!
 //! Versions: 1 had no share id; 2 adds `share_id`, the share's stable identity (backups in a
-//! vault are grouped by it). A version-1 store is upgraded when it is next opened: it is given
-//! a new random share id and its file is rewritten as version 2 ([`StoreConfig::upgraded`]).
+//! vault are grouped by it); 3 adds the metadata table `frozen` (what each unchanged inode
+//! froze to, so a snapshot after a remount costs what changed). A build of version 2 would
+//! change inodes without removing their `frozen` entries, and a later version-3 build would then
+//! take stale objects into a snapshot: hence the bump, which makes version-2 builds refuse the
+//! store. An older store is upgraded when it is next opened and its file rewritten
+//! ([`StoreConfig::upgraded`]): version 1 is given a new random share id; the `frozen` table
+//! of an upgraded store starts empty, so its first snapshot encodes everything once.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +22,7 @@ fn new_share_id() -> Result<ShareId, StoreConfigError> {
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+pub const STORE_FORMAT_VERSION: u32 = 3;
 /// The oldest version this build still opens (and upgrades).
 pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
@@ -70,14 +75,18 @@ impl StoreConfig {
         self.share_id.as_deref().and_then(ShareId::from_hex)
     }
 
-    /// This config at the current version: an older one gets a new share id.
+    /// This config at the current version: one without a share id (version 1) gets a new one.
     pub fn upgraded(&self) -> Result<Self, StoreConfigError> {
         if self.format_version == STORE_FORMAT_VERSION {
             return Ok(self.clone());
         }
+        let share_id = match &self.share_id {
+            Some(id) => id.clone(),
+            None => new_share_id()?.to_hex(),
+        };
         Ok(StoreConfig {
             format_version: STORE_FORMAT_VERSION,
-            share_id: Some(new_share_id()?.to_hex()),
+            share_id: Some(share_id),
             ..self.clone()
         })
     }

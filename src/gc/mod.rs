@@ -6,8 +6,9 @@
 //! 1. snapshot creates and deletes wait (the catalog cannot change under the marking);
 //! 2. the chunk store starts recording chunks that writers reuse (`begin_gc`), then everything
 //!    is committed;
-//! 3. marking: the committed block maps, every block map in memory, and every object reachable
-//!    from a snapshot root;
+//! 3. marking: the committed block maps, every block map in memory, every object reachable
+//!    from a snapshot root, and every object a live inode froze to (the next snapshot reuses
+//!    those of unchanged inodes);
 //! 4. sweep: index entries that were neither marked nor reused meanwhile are removed, in one
 //!    transaction, while dedup checks wait;
 //! 5. compaction: a sealed pack whose live frames fill less than half of it has them copied to
@@ -96,7 +97,12 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
     {
         marked.insert(chunk);
     }
-    for root in snapshots.roots_in_use() {
+    // After the snapshots: what the live share froze to last is mostly their objects.
+    for root in snapshots
+        .roots_in_use()
+        .into_iter()
+        .chain(live.frozen_objects())
+    {
         walk_tree(snapshots.objects(), root, &mut |id| marked.insert(id))?;
     }
     Ok(marked)
@@ -195,8 +201,15 @@ mod tests {
         );
         let usage = on_small_stack(|| usage::usage(&snapshots)).expect("usage");
         assert_eq!(usage.reclaimable_bytes, 0);
-        // A collection forgets every frozen object: the next snapshot encodes the whole chain.
-        on_small_stack(|| snapshots.create("s3", Origin::Manual)).expect("snapshot after gc");
+        // A collection keeps what the chain froze to (s2's objects): the next snapshot reuses
+        // them, and they still read.
+        let s3 =
+            on_small_stack(|| snapshots.create("s3", Origin::Manual)).expect("snapshot after gc");
+        assert_eq!(
+            s3.root,
+            snapshots.get("s2").expect("s2").root,
+            "nothing re-encoded"
+        );
         let bottom = chain_bottom(&live, InodeNo::ROOT, b"dir", DEEP);
         assert_eq!(read_in(&live, bottom, b"leaf"), b"second");
         let report = on_small_stack(|| collect(&snapshots)).expect("gc again");

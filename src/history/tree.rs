@@ -38,8 +38,9 @@ impl Tree {
     }
 
     /// The live share as it is now, frozen without recording a snapshot. The freeze is
-    /// incremental (cheap when little changed since the last one); the objects it writes are
-    /// garbage for the next gc unless a snapshot comes to name them.
+    /// incremental (cheap when little changed since the last one); the objects it writes stay
+    /// while the inodes remember them (gc marks frozen objects), then are garbage for gc
+    /// unless a snapshot names them.
     pub fn of_live(live: &LiveFs, objects: &TreeObjects) -> Result<Tree, HistoryError> {
         let frozen = live.freeze(objects)?;
         Ok(Tree {

@@ -19,6 +19,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::LiveFs;
 use super::error::{FsError, FsResult};
+use crate::id::InodeNo;
 use crate::meta::CommitBatch;
 
 struct QueueState {
@@ -175,7 +176,20 @@ impl LiveFs {
     fn collect_batch(&self) -> CommitBatch {
         let tree = self.tree.read();
         let dirt = std::mem::take(&mut *self.dirt.lock());
-        let files = std::mem::take(&mut self.changed.lock().since_commit);
+        // Taken together: a data write marks both sets at once.
+        let (files, newly_frozen, newly_thawed) = {
+            let mut changed = self.changed.lock();
+            let files = std::mem::take(&mut changed.since_commit);
+            let newly_frozen = std::mem::take(&mut changed.newly_frozen);
+            let newly_thawed: Vec<InodeNo> = changed
+                .since_freeze
+                .iter()
+                .filter(|ino| !changed.thaw_persisted.contains(ino))
+                .copied()
+                .collect();
+            changed.thaw_persisted.extend(newly_thawed.iter().copied());
+            (files, newly_frozen, newly_thawed)
+        };
         let ctx = self.data_context();
         // Files whose buffered data could not all be stored: the next commit tries again.
         let mut retry = Vec::new();
@@ -208,6 +222,20 @@ impl LiveFs {
             batch.inodes.push((*ino, record));
         }
         self.changed.lock().since_commit.extend(retry);
+        // What the freezes since the last commit encoded is persisted; then every inode changed
+        // since the last freeze (a superset of this batch's changes made after it), with the
+        // directories holding it (their entries hold its attributes), loses its persisted
+        // frozen object. The directories further up are thawed at load (`meta`'s `frozen`).
+        // A change made before the freeze is in the freeze's objects.
+        batch.frozen = newly_frozen;
+        let mut thawed = Vec::new();
+        for ino in newly_thawed {
+            thawed.push(ino);
+            thawed.extend(tree.containing_dirs(ino));
+        }
+        thawed.sort_unstable();
+        thawed.dedup();
+        batch.thawed = thawed;
         batch.removed_inodes = dirt.removed.into_iter().collect();
         batch.dirents = dirt
             .dirents

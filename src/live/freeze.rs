@@ -5,8 +5,8 @@
 
 use super::LiveFs;
 use super::error::{FsError, FsResult};
-use super::namespace::{Namespace, Node};
-use crate::format::inode::{InodeKind, InodeRecord};
+use super::namespace::{Namespace, Node, has_object};
+use crate::format::inode::InodeRecord;
 use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
 };
@@ -17,6 +17,9 @@ use crate::tree_objects::TreeObjects;
 pub struct Frozen {
     pub root: ObjectId,
     pub root_record: InodeRecord,
+    /// How many files and directories it encoded: what changed since the previous freeze (or
+    /// everything, the first time).
+    pub encoded: usize,
 }
 
 impl LiveFs {
@@ -28,7 +31,11 @@ impl LiveFs {
         self.check_writable()?;
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
-        let changed = std::mem::take(&mut self.changed.lock().since_freeze);
+        let changed = {
+            let mut changed = self.changed.lock();
+            changed.thaw_persisted.clear();
+            std::mem::take(&mut changed.since_freeze)
+        };
         let ctx = self.data_context();
         for ino in changed {
             if let Some(content) = tree.nodes.get(&ino).and_then(|n| n.content.clone()) {
@@ -41,19 +48,29 @@ impl LiveFs {
             }
             tree.thaw(ino);
         }
-        let root = self.freeze_node(&mut tree, InodeNo::ROOT, objects)?;
+        let mut encoded = Vec::new();
+        let root = self.freeze_node(&mut tree, InodeNo::ROOT, objects, &mut encoded)?;
         let root_record = tree.node(InodeNo::ROOT)?.current_record();
-        Ok(Frozen { root, root_record })
+        let count = encoded.len();
+        // The next commit persists them (the `frozen` table), so they outlive a remount.
+        self.changed.lock().newly_frozen.extend(encoded);
+        Ok(Frozen {
+            root,
+            root_record,
+            encoded: count,
+        })
     }
 
     /// Encodes `top` and every thawed inode below it, children before their directory, and
-    /// returns `top`'s object. Depth first without recursion: users choose how deep the share
-    /// is, so the walk keeps its own stack (one [`Frame`] per pending inode) on the heap.
+    /// returns `top`'s object; each inode it encodes is added to `encoded`. Depth first without
+    /// recursion: users choose how deep the share is, so the walk keeps its own stack (one
+    /// [`Frame`] per pending inode) on the heap.
     fn freeze_node(
         &self,
         tree: &mut Namespace,
         top: InodeNo,
         objects: &TreeObjects,
+        encoded: &mut Vec<(InodeNo, ObjectId)>,
     ) -> FsResult<ObjectId> {
         let mut stack = vec![Frame::Enter(top)];
         while let Some(frame) = stack.pop() {
@@ -77,12 +94,14 @@ impl LiveFs {
                         None => {
                             let id = self.freeze_file(node, ino, objects)?;
                             tree.node_mut(ino)?.frozen = Some(id);
+                            encoded.push((ino, id));
                         }
                     }
                 }
                 Frame::Exit(dir) => {
                     let id = objects.put(&encode_directory(tree, dir)?.encode())?;
                     tree.node_mut(dir)?.frozen = Some(id);
+                    encoded.push((dir, id));
                 }
             }
         }
@@ -128,12 +147,6 @@ enum Frame {
     Exit(InodeNo),
 }
 
-/// Whether an inode is frozen to an object of its own (files and directories); other kinds
-/// live entirely in their directory's entry.
-fn has_object(node: &Node) -> bool {
-    matches!(node.record.kind, InodeKind::File | InodeKind::Directory)
-}
-
 /// The directory object of `dir`, whose files and subdirectories are all frozen.
 fn encode_directory(tree: &Namespace, dir: InodeNo) -> FsResult<DirectoryObject> {
     let mut entries = Vec::new();
@@ -174,8 +187,11 @@ fn unfrozen(ino: InodeNo, context: &str) -> FsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::inode::InodeKind;
     use crate::format::object::Object;
-    use crate::testing::{DEEP, chain, new_store, on_small_stack, write_in};
+    use crate::testing::{
+        DEEP, chain, close, mkdir, new_store, on_small_stack, open, write_file, write_in,
+    };
 
     /// Follows a chain of directories down from `root` to the first one holding a file: how
     /// many levels it passed, and that file's size.
@@ -218,5 +234,93 @@ mod tests {
         assert_eq!(chain_depth(&objects, second.root), (DEEP, 6));
         let unchanged = on_small_stack(|| live.freeze(&objects)).expect("freeze unchanged");
         assert_eq!(unchanged.root, second.root);
+    }
+
+    /// What each inode froze to outlives a remount: the first freeze after it encodes what
+    /// changed, not the share; a change committed before the remount (and one made to a symbolic
+    /// link, which has no object of its own) is not lost to a stale object.
+    #[test]
+    fn frozen_objects_survive_a_remount_and_changes_before_it_thaw_them() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        for d in 0..10 {
+            mkdir(&live, &format!("d{d}"));
+            for f in 0..10 {
+                write_file(&live, &format!("d{d}/f{f}"), format!("{d}/{f}").as_bytes());
+            }
+        }
+        let objects = TreeObjects::new(live.chunk_store());
+        let first = live.freeze(&objects).expect("freeze");
+        assert_eq!(first.encoded, 111, "everything, the first time");
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let again = live.freeze(&objects).expect("freeze after remount");
+        assert_eq!(
+            (again.encoded, again.root),
+            (0, first.root),
+            "nothing changed"
+        );
+        // Changes, committed, then a remount before any freeze: a file's data, and the owner
+        // of a symbolic link (which lives in its directory's entry only).
+        write_file(&live, "d3/f4", b"changed");
+        let link = live
+            .make(
+                crate::testing::lookup(&live, "d5").expect("d5").ino,
+                b"link",
+                super::super::create::NewInode::Symlink(b"f0"),
+                0o777,
+                super::super::Caller { uid: 0, gid: 0 },
+            )
+            .expect("symlink")
+            .ino;
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let with_link = live.freeze(&objects).expect("freeze");
+        assert_eq!(with_link.encoded, 4, "f4, d3, d5 and the root");
+        live.commit_now().expect("commit");
+        let change = super::super::attr::SetAttr {
+            mode: None,
+            uid: Some(1234),
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+        };
+        live.setattr(link, change).expect("chown the link");
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let after = live.freeze(&objects).expect("freeze after the chown");
+        assert_eq!(after.encoded, 2, "the link's directory and the root");
+        let d5 = crate::testing::lookup(&live, "d5").expect("d5").ino;
+        let Some(d5_object) = live.tree.read().node(d5).expect("d5").frozen else {
+            panic!("d5 frozen");
+        };
+        let Ok(Object::Directory(dir)) = objects.get(&d5_object) else {
+            panic!("a directory");
+        };
+        let entry = dir
+            .entries
+            .iter()
+            .find(|e| e.name == b"link")
+            .expect("the link");
+        assert_eq!(entry.record.uid, 1234, "the new owner is in the snapshot");
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        assert_eq!(live.freeze(&objects).expect("freeze").encoded, 0);
+        drop(objects);
+        close(live);
     }
 }

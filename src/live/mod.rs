@@ -107,6 +107,11 @@ struct Changed {
     since_commit: std::collections::HashSet<InodeNo>,
     /// Any inode whose frozen object is stale, and directories whose entries changed.
     since_freeze: std::collections::HashSet<InodeNo>,
+    /// What the last freezes encoded, for the next commit to persist.
+    newly_frozen: Vec<(InodeNo, crate::format::object::ObjectId)>,
+    /// Inodes of `since_freeze` whose persisted frozen object a commit already removed (so the
+    /// next commits need not remove it again). Emptied by a freeze, with `since_freeze`.
+    thaw_persisted: std::collections::HashSet<InodeNo>,
 }
 
 pub struct LiveFs {
@@ -372,16 +377,18 @@ impl LiveFs {
     /// Starts a collection: from now on the chunk store records every chunk a writer reuses.
     /// Taken under the write gate, so no write is between storing a chunk and recording it.
     ///
-    /// It also forgets every frozen object: a collection may sweep the objects of deleted
-    /// snapshots, and the next freeze must not reuse one of them. (That freeze then encodes the
-    /// whole tree again; unchanged objects hash to chunks that are still stored.)
+    /// The objects inodes froze to stay in use (gc marks them, [`LiveFs::frozen_objects`]),
+    /// so the next freeze may reuse them even after the snapshots holding them are gone.
     pub fn begin_gc(&self) {
         let _gate = self.write_gate.write();
-        let mut tree = self.tree.write();
-        for node in tree.nodes.values_mut() {
-            node.frozen = None;
-        }
         self.store.begin_gc();
+    }
+
+    /// Every object an inode froze to: in use while the inode may reuse it in the next freeze.
+    /// (Mostly the newest snapshot's objects; a walk from them stops at once at what it saw.)
+    pub fn frozen_objects(&self) -> Vec<crate::format::object::ObjectId> {
+        let tree = self.tree.read();
+        tree.nodes.values().filter_map(|node| node.frozen).collect()
     }
 
     /// Adds every chunk the in-memory block maps name (including changes not yet committed).

@@ -129,18 +129,22 @@ impl Namespace {
                 node.xattrs = xattrs;
             }
         }
+        for (ino, id) in tree.frozen {
+            if let Some(node) = nodes.get_mut(&ino).filter(|node| has_object(node)) {
+                node.frozen = Some(id);
+            }
+        }
         let orphans = nodes
             .iter()
             .filter(|(ino, node)| **ino != InodeNo::ROOT && node.record.nlink == 0)
             .map(|(ino, _)| *ino)
             .collect();
-        (
-            Namespace {
-                nodes,
-                next_inode: tree.next_inode,
-            },
-            orphans,
-        )
+        let mut namespace = Namespace {
+            nodes,
+            next_inode: tree.next_inode,
+        };
+        namespace.restore_frozen_invariant();
+        (namespace, orphans)
     }
 
     pub fn node(&self, ino: InodeNo) -> FsResult<&Node> {
@@ -256,6 +260,21 @@ impl Namespace {
         }
     }
 
+    /// After loading the `frozen` table: a file or directory without a frozen object (changed
+    /// since, or never frozen) thaws every directory above it, as the change did in memory
+    /// before the remount. Each directory is thawed once (`thaw` stops at a thawed one).
+    fn restore_frozen_invariant(&mut self) {
+        let unfrozen: Vec<InodeNo> = self
+            .nodes
+            .iter()
+            .filter(|(_, node)| has_object(node) && node.frozen.is_none())
+            .map(|(ino, _)| *ino)
+            .collect();
+        for ino in unfrozen {
+            self.thaw(ino);
+        }
+    }
+
     /// Whether `ancestor` is `ino` or one of the directories above it.
     pub fn is_ancestor(&self, ancestor: InodeNo, mut ino: InodeNo) -> bool {
         loop {
@@ -335,4 +354,10 @@ impl Namespace {
             }
         }
     }
+}
+
+/// Whether an inode freezes to an object of its own (files and directories); other kinds live
+/// entirely in their directory's entry.
+pub fn has_object(node: &Node) -> bool {
+    matches!(node.record.kind, InodeKind::File | InodeKind::Directory)
 }

@@ -9,6 +9,11 @@
 //! - `blocks`: (file inode, block index) → chunk id. An absent block is a hole.
 //! - `xattrs`: (inode, name bytes) → value bytes.
 //! - `counters`: name → u64 (`next_inode`).
+//! - `frozen`: inode number → the snapshot object it froze to last (`live::freeze`), for the
+//!   files and directories unchanged since. Invariant: an inode changed by a commit loses its
+//!   entry in that commit, and so do the directories holding it; a missing entry thaws the
+//!   directories above at load (`Namespace::load`). So an entry is never older than what the
+//!   database holds of its inode, even after a crash.
 //! - `chunks`, `packs`: the chunk index, owned by `chunk_store::index`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +40,7 @@ const DIRENTS: TableDefinition<(u64, &[u8]), u64> = TableDefinition::new("dirent
 const BLOCKS: TableDefinition<(u64, u64), &[u8; 32]> = TableDefinition::new("blocks");
 const XATTRS: TableDefinition<(u64, &[u8]), &[u8]> = TableDefinition::new("xattrs");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+const FROZEN: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("frozen");
 const NEXT_INODE: &str = "next_inode";
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,8 @@ pub struct LoadedTree {
     pub inodes: HashMap<InodeNo, InodeRecord>,
     pub dirents: Vec<(InodeNo, Vec<u8>, InodeNo)>,
     pub xattrs: HashMap<InodeNo, XattrMap>,
+    /// The `frozen` table: what each unchanged file and directory froze to last.
+    pub frozen: HashMap<InodeNo, ChunkId>,
     pub next_inode: u64,
 }
 
@@ -91,6 +99,10 @@ pub struct CommitBatch {
     /// The complete xattr set of each inode whose xattrs changed.
     pub xattrs: Vec<(InodeNo, XattrMap)>,
     pub blocks: Vec<(InodeNo, BlockChanges)>,
+    /// Objects inodes froze to since the last commit (applied first)...
+    pub frozen: Vec<(InodeNo, ChunkId)>,
+    /// ...and inodes whose frozen object this commit makes stale (applied after).
+    pub thawed: Vec<InodeNo>,
     pub next_inode: u64,
 }
 
@@ -101,6 +113,8 @@ impl CommitBatch {
             && self.dirents.is_empty()
             && self.xattrs.is_empty()
             && self.blocks.is_empty()
+            && self.frozen.is_empty()
+            && self.thawed.is_empty()
     }
 }
 
@@ -167,6 +181,18 @@ impl MetaStore {
                 .or_default()
                 .insert(name.to_vec(), value.value().to_vec());
         }
+        let mut frozen = HashMap::new();
+        match txn.open_table(FROZEN) {
+            Ok(table) => {
+                for entry in table.iter()? {
+                    let (ino, id) = entry?;
+                    frozen.insert(InodeNo(ino.value()), ChunkId(*id.value()));
+                }
+            }
+            // A store from before the table: nothing is frozen, the next freeze encodes all.
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
         let next_inode = txn
             .open_table(COUNTERS)?
             .get(NEXT_INODE)?
@@ -176,6 +202,7 @@ impl MetaStore {
             inodes,
             dirents,
             xattrs,
+            frozen,
             next_inode,
         })
     }
@@ -246,6 +273,13 @@ impl MetaStore {
             for (name, value) in set {
                 xattrs.insert((ino.0, name.as_slice()), value.as_slice())?;
             }
+        }
+        let mut frozen = txn.open_table(FROZEN)?;
+        for (ino, id) in &batch.frozen {
+            frozen.insert(ino.0, &id.0)?;
+        }
+        for ino in batch.thawed.iter().chain(&batch.removed_inodes) {
+            frozen.remove(ino.0)?;
         }
         for ino in &batch.removed_inodes {
             inodes.remove(ino.0)?;

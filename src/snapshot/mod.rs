@@ -242,7 +242,12 @@ impl Snapshots {
         )?;
         *next += 1;
         self.catalog.write().insert(name, record.clone());
-        tracing::info!(snapshot = name, root = %record.root, "snapshot created");
+        tracing::info!(
+            snapshot = name,
+            root = %record.root,
+            encoded = frozen.encoded,
+            "snapshot created"
+        );
         Ok(record)
     }
 

@@ -407,3 +407,68 @@ fn the_control_file_refuses_other_users() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"));
     assert!(!m.path(".snapshots/sneaky").exists());
 }
+
+/// How many files and directories the daemon encoded for snapshot `name` (from its log).
+fn encoded_for(m: &Mounted, name: &str) -> u64 {
+    // Without the terminal colours the daemon's log has.
+    let mut log = String::new();
+    let mut rest = m.log();
+    while let Some(start) = rest.find('\u{1b}') {
+        log.push_str(&rest[..start]);
+        rest = match rest[start..].find('m') {
+            Some(end) => rest[start + end + 1..].to_owned(),
+            None => String::new(),
+        };
+    }
+    log.push_str(&rest);
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("snapshot created") && l.contains(&format!("snapshot=\"{name}\"")))
+        .unwrap_or_else(|| panic!("no log line for {name}: {log}"));
+    let value = line.split("encoded=").nth(1).expect("an encoded count");
+    value
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("a number")
+}
+
+/// The first snapshot after a remount, and after a gc, costs what changed: what each inode
+/// froze to is kept in the store (and by gc), so only the changed file and the directories
+/// above it are encoded again.
+#[test]
+fn a_snapshot_after_a_remount_or_a_gc_encodes_only_what_changed() {
+    let mut m = Mounted::new();
+    for d in 0..10 {
+        fs::create_dir(m.path(&format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            fs::write(m.path(&format!("d{d}/f{f}")), format!("{d} {f}")).unwrap();
+        }
+    }
+    control(&m, "create s1").unwrap();
+    assert!(encoded_for(&m, "s1") >= 211, "the first encodes everything");
+    m.remount();
+    fs::write(m.path("d4/f7"), "changed").unwrap();
+    control(&m, "create s2").unwrap();
+    assert_eq!(encoded_for(&m, "s2"), 3, "d4/f7, d4 and the root");
+    control(&m, "delete s1").unwrap();
+    crate::harness::control_wait(&m, "gc").expect("gc");
+    fs::write(m.path("d5/f1"), "changed too").unwrap();
+    control(&m, "create s3").unwrap();
+    assert_eq!(encoded_for(&m, "s3"), 3, "after gc too");
+    assert_eq!(
+        fs::read_to_string(m.path(".snapshots/s3/d4/f7")).unwrap(),
+        "changed"
+    );
+    assert_eq!(
+        fs::read_to_string(m.path(".snapshots/s3/d9/f19")).unwrap(),
+        "9 19"
+    );
+    m.remount();
+    assert_eq!(
+        fs::read_to_string(m.path(".snapshots/s3/d0/f0")).unwrap(),
+        "0 0"
+    );
+}
