@@ -25,4 +25,5 @@ mod snapshot_cli;
 mod snapshots;
 mod stress;
 mod vault;
+mod vault_ops;
 mod verify;
