@@ -299,6 +299,7 @@ pub(super) struct Fixture {
     backend: parking_lot::Mutex<Shared>,
     pub secret: Secret,
     restores: AtomicUsize,
+    common_len: usize,
 }
 
 pub(super) fn big_of(name: &str) -> Vec<u8> {
@@ -307,13 +308,19 @@ pub(super) fn big_of(name: &str) -> Vec<u8> {
 
 impl Fixture {
     pub fn new(backend: Shared, secret: Secret) -> Self {
+        Self::with_common(backend, secret, 300_000)
+    }
+
+    /// With `common` of `common_len` bytes: at 3 MB, `old`'s pack stays more than half live
+    /// when `old` is deleted, so gc keeps it and drops entries from its index.
+    pub fn with_common(backend: Shared, secret: Secret, common_len: usize) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (_store, live) = new_store(tmp.path(), "store");
         let snapshots = snapshots_of(&live);
         mkdir(&live, "dir");
         mkdir(&live, "dir/deep");
         write_file(&live, "dir/deep/x", &noise(20_000, 13));
-        write_file(&live, "common", &noise(300_000, 10));
+        write_file(&live, "common", &noise(common_len, 10));
         write_file(&live, "big", &big_of("old"));
         snapshots.create("old", Origin::Manual).expect("snapshot");
         write_file(&live, "big", &big_of("new"));
@@ -326,6 +333,7 @@ impl Fixture {
             backend: parking_lot::Mutex::new(backend),
             secret,
             restores: AtomicUsize::new(0),
+            common_len,
         };
         fixture.backup("old").expect("backup old");
         fixture.backup("new").expect("backup new");
@@ -364,7 +372,7 @@ impl Fixture {
         restore::restore(vault, name, &dir).expect("restore");
         let back = open(&dir);
         assert_eq!(read_file(&back, "big"), big_of(name), "{name}");
-        assert_eq!(read_file(&back, "common"), noise(300_000, 10));
+        assert_eq!(read_file(&back, "common"), noise(self.common_len, 10));
         assert_eq!(read_file(&back, "dir/deep/x"), noise(20_000, 13));
         back.assert_consistent();
         close(back);

@@ -93,3 +93,80 @@ pub(super) fn children(object: &Object) -> Vec<Child<'_>> {
         Object::Multipart(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::blob::{BlobBackend, RemoteStore};
+    use crate::format::catalog::Origin;
+    use crate::testing::{close, mkdir, new_store, open, read_file, snapshots_of, write_file};
+    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::{PACKS, Secret, backup, copy, gc, init, restore, retention, verify};
+
+    /// A directory large enough that its object is stored in parts: verify reads it back, copy
+    /// sends its parts before it, gc keeps them, restore rebuilds it.
+    #[test]
+    fn a_directory_stored_in_parts_is_verified_copied_and_collected() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        mkdir(&live, "many");
+        for i in 0..6000 {
+            write_file(
+                &live,
+                &format!("many/a-rather-long-file-name-{i:05}"),
+                format!("{i}").as_bytes(),
+            );
+        }
+        snapshots.create("s", Origin::Manual).expect("snapshot");
+        let source = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&source, &Secret::None, TEST_KDF).expect("init");
+        let mut vault = Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
+        let share = live.share_id().expect("share id");
+        backup::backup(&mut vault, &snapshots, "s", share).expect("backup");
+        drop(snapshots);
+        close(live);
+
+        let (_, record) = vault.find("s").expect("find");
+        let root = read_node(&vault, &record.root).expect("root");
+        let Object::Directory(dir) = &root.object else {
+            panic!("the root is a directory");
+        };
+        let many = dir.entries[0].object.expect("an object");
+        let node = read_node(&vault, &many).expect("many");
+        assert!(
+            node.parts.len() >= 2,
+            "stored in {} parts",
+            node.parts.len()
+        );
+
+        let report = verify::verify(&mut vault, true).expect("verify");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let other = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&other, &Secret::None, TEST_KDF).expect("init");
+        let mut dest = Vault::open_backend(Box::new(other.clone()), &Secret::None).expect("open");
+        copy::copy(&mut vault, &mut dest, &[]).expect("copy");
+        let report = verify::verify(&mut dest, true).expect("verify the copy");
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let gc = gc::gc(&mut dest, false).expect("gc");
+        assert_eq!(gc.packs_deleted + gc.packs_rewritten, 0, "{gc:?}");
+        let restored = tmp.path().join("restored");
+        restore::restore(&dest, "s", &restored).expect("restore");
+        let back = open(&restored);
+        assert_eq!(
+            read_file(&back, "many/a-rather-long-file-name-04321"),
+            b"4321"
+        );
+        back.assert_consistent();
+        close(back);
+
+        // With no backup left, gc leaves no pack.
+        retention::delete(&dest, &["s".to_owned()]).expect("delete");
+        let gc = gc::gc(&mut dest, false).expect("gc");
+        assert_eq!(gc.live_objects, 0);
+        assert!(other.list(PACKS).expect("list").is_empty());
+        assert!(other.list("index").expect("list").is_empty());
+    }
+}
