@@ -54,6 +54,12 @@ pub struct VaultLock {
     refresher: Option<JoinHandle<()>>,
 }
 
+impl std::fmt::Debug for VaultLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VaultLock({})", self.key)
+    }
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_owned())
@@ -227,5 +233,73 @@ impl Drop for VaultLock {
         if let Err(err) = self.backend.delete(&self.key) {
             tracing::warn!(lock = %self.key, %err, "cannot remove a vault lock; it goes stale in time");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::blob::RemoteStore;
+    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::{Secret, init};
+
+    fn vault() -> (Shared, Vault) {
+        let backend = Shared(Arc::new(RemoteStore::in_memory()));
+        let secret = Secret::Passphrase(b"locks".to_vec());
+        init::init(&backend, &secret, TEST_KDF).expect("init");
+        let vault = Vault::open_backend(Box::new(backend.clone()), &secret).expect("open");
+        (backend, vault)
+    }
+
+    #[test]
+    fn shared_locks_go_together_and_an_exclusive_one_goes_alone() {
+        let (backend, vault) = vault();
+        let one = VaultLock::acquire(&vault, LockKind::Shared, "backup").expect("shared");
+        let two = VaultLock::acquire(&vault, LockKind::Shared, "copy").expect("shared too");
+        assert_eq!(list(&vault).expect("list").len(), 2);
+        let err = VaultLock::acquire(&vault, LockKind::Exclusive, "gc").expect_err("refused");
+        assert!(matches!(err, VaultError::Locked { .. }), "{err}");
+        assert_eq!(
+            list(&vault).expect("list").len(),
+            2,
+            "the refused lock is gone"
+        );
+        drop(one);
+        drop(two);
+        assert!(
+            backend.list(LOCKS).expect("list").is_empty(),
+            "dropped, deleted"
+        );
+
+        let gc = VaultLock::acquire(&vault, LockKind::Exclusive, "gc").expect("exclusive");
+        gc.check().expect("fresh");
+        for kind in [LockKind::Shared, LockKind::Exclusive] {
+            let err = VaultLock::acquire(&vault, kind, "other").expect_err("refused");
+            assert!(
+                err.to_string().contains("gc holds an exclusive lock"),
+                "{err}"
+            );
+        }
+        let (_, record) = list(&vault).expect("list").remove(0);
+        assert_eq!(record.pid, std::process::id());
+        assert_eq!(record.kind, LockKind::Exclusive);
+    }
+
+    #[test]
+    fn an_unreadable_lock_stops_everyone_and_is_named() {
+        let (backend, vault) = vault();
+        let key = crate::vault::key("locks/0123456789abcdef0123456789abcdef");
+        backend.put(&key, b"garbage").expect("put");
+        let err = VaultLock::acquire(&vault, LockKind::Shared, "backup").expect_err("refused");
+        assert!(err.to_string().contains(key.as_str()), "{err}");
+        assert_eq!(
+            backend.list(LOCKS).expect("list").len(),
+            1,
+            "its own is gone"
+        );
+        assert!(is_stale(0, LOCK_TIMEOUT.as_secs() as i64 + 1));
+        assert!(!is_stale(10, 5), "a lock from a clock ahead is fresh");
     }
 }

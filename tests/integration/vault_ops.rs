@@ -130,6 +130,12 @@ fn hold_delete_gc(vault: &str, env: &[(&str, String)]) {
     let dry = json(&ok_env(&["vault", "gc", vault, "--dry-run", "--json"], env));
     assert_eq!(dry["dry_run"], true, "{dry}");
     drop(lock);
+    // And while gc runs, a backup (through the mounted share's daemon) refuses.
+    let lock = VaultLock::acquire(&library, LockKind::Exclusive, "gc").expect("lock");
+    let mnt = m.mnt.to_str().expect("utf-8");
+    let err = err_env(&["backup", "--to", vault, "--mount", mnt], env);
+    assert!(err.contains("gc holds an exclusive lock"), "{err}");
+    drop(lock);
 
     let report = json(&ok_env(&["vault", "gc", vault, "--json"], env));
     let before = report["pack_bytes_before"].as_u64().expect("before");
