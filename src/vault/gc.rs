@@ -308,7 +308,7 @@ pub fn execute(vault: &mut Vault, plan: GcPlan, lock: &VaultLock) -> Result<GcRe
         let sealed = vault.seal(&plan.retirement.encode(), &|| {
             "sealing a gc retirement list".into()
         })?;
-        vault.backend.put_if_absent(&gc_key(id), &sealed)?;
+        vault.backend.put(&gc_key(id), &sealed)?;
         Some(gc_key(id))
     };
 

@@ -5,7 +5,7 @@
 //! record relies on objects no record reaches, so gc and backups must not overlap. The
 //! protocol, with nothing but create-only puts, lists and deletes:
 //!
-//! 1. A holder writes `locks/<random id>` ([`LockRecord`]: kind, host, pid, op, time),
+//! 1. A holder puts `locks/<random id>` ([`LockRecord`]: kind, host, pid, op, time),
 //!    **then** lists `locks/` and reads every other lock.
 //! 2. A **shared** holder (backup, copy, restore, verify, a dry-run gc) gives up if it sees a
 //!    fresh exclusive lock; an **exclusive** holder (gc, delete) gives up if it sees any other
@@ -141,9 +141,11 @@ impl VaultLock {
             host: host_name(),
             op: op.to_owned(),
         };
+        // A plain put: the name is random, so nothing is there, and servers that do not
+        // support conditional puts serve as well.
         vault
             .backend
-            .put_if_absent(&key, &seal_lock(&vault.sealer, &record)?)?;
+            .put(&key, &seal_lock(&vault.sealer, &record)?)?;
         let conflict = (|| -> Result<Option<String>, VaultError> {
             let now = unix_now();
             for (other_key, other) in others(vault, &key)? {

@@ -23,6 +23,11 @@
 //! object below it is in that pack or an earlier one, and a record is written only after the
 //! indexes of everything its tree needs. So an object id in the index means its whole subtree is
 //! in the vault (a backup skips it unread), and a listed backup always restores.
+//!
+//! Removing keeps it too: `gc` takes everything it removes out of the index in one atomic put
+//! (a retirement list, applied by every reader) before it deletes anything, and never runs
+//! beside an operation that relies on the index (`lock`: shared locks for backup, copy,
+//! restore and verify, exclusive ones for gc and delete).
 
 pub mod backup;
 pub mod copy;

@@ -195,15 +195,15 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
         "one changed file of 100 kB, not the share: {next:?}"
     );
 
-    // A backup whose uploads fail after the first pack and its index: nothing is listed, and
-    // the next run does not send that pack's objects again.
+    // A backup whose uploads fail after its lock, the first pack and its index: nothing is
+    // listed, and the next run does not send that pack's objects again.
     for i in 0..40 {
         write_file(&live, &format!("g{i}"), &noise(600_000, 1000 + i));
     }
     snapshots.create("big", Origin::Manual).expect("snapshot");
     let failing = FailingPuts {
         inner: memory.clone(),
-        allowed: AtomicUsize::new(2),
+        allowed: AtomicUsize::new(3),
     };
     let mut broken = Vault::open_backend(Box::new(failing), &Secret::None).expect("open");
     let err = backup::backup(&mut broken, &snapshots, "big", share(&live)).expect_err("fails");

@@ -6,10 +6,9 @@ use super::{Vault, VaultError};
 use crate::format::object::{Object, ObjectId};
 use crate::id::ChunkId;
 
-/// A tree object's encoding may be split into parts of at most this many: the chunk store
-/// splits at half a chunk, and an object is bounded (1 MiB chunks, 2^24 entries of well under
-/// 64 KiB each would be far larger; this bounds what a damaged vault can make us allocate).
-const MAX_OBJECT_LEN: u64 = 1 << 32;
+/// The largest reassembled tree object accepted, as the chunk store's reader does: a damaged
+/// multipart list cannot make a walk gather more than this.
+const MAX_OBJECT_LEN: u64 = u32::MAX as u64;
 
 /// One tree object as the vault holds it.
 pub(super) struct Node {
