@@ -123,6 +123,14 @@ random_id!(
     /// The name of a backup record in a vault: random, for the same reason.
     BackupId
 );
+random_id!(
+    /// The name of a lock object in a vault (`locks/<id>`): each holder makes its own.
+    VaultLockId
+);
+random_id!(
+    /// The name of a gc's retirement list in a vault (`gc/<id>`).
+    GcPlanId
+);
 
 #[cfg(test)]
 mod tests {

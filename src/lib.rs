@@ -18,7 +18,8 @@
 //! - [`service`]: every request (snapshot, restore, policy, status...) with its job record,
 //!   the same for the daemon and for a command on an unmounted store; the scheduler.
 //! - [`vault`]: backup vaults: snapshot trees copied, incrementally and optionally encrypted,
-//!   into a blob backend; backup, restore to a new store, list.
+//!   into a blob backend; backup, restore to a new store, list, verify, hold/release/delete,
+//!   gc and copy between vaults, coordinated by vault locks.
 //! - [`fuse`]: the adapter from kernel requests to [`live`].
 //! - [`cli`]: the `snapfs` command.
 //!

@@ -1,5 +1,6 @@
-//! `snapfs vault ...`: create a vault, list its backups, restore one into a new store. These
-//! act on the vault alone (and, for restore, a new store this process creates), so they run
+//! `snapfs vault ...`: create a vault, list its backups, restore one into a new store, verify
+//! it, hold, release and delete backups, collect garbage, copy backups to another vault. These
+//! act on vaults alone (and, for restore, a new store this process creates), so they run
 //! here, not through a daemon.
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
 use crate::service::request::{S3Access, VaultAccess};
-use crate::vault::{Secret, Vault, crypto, init, list, restore};
+use crate::vault::{Secret, Vault, copy, crypto, gc, init, list, restore, retention, verify};
 
 #[derive(Args, Debug)]
 pub struct VaultArgs {
@@ -26,6 +27,18 @@ pub enum VaultCommand {
     List(ListArgs),
     /// Make a new store whose live share is a backup.
     Restore(RestoreArgs),
+    /// Check a vault's structure (and, with --read-data, every byte).
+    Verify(VerifyArgs),
+    /// Protect a backup from deletion until released.
+    Hold(BackupArgs),
+    /// Remove a backup's hold.
+    Release(BackupArgs),
+    /// Delete backups (their space is freed by `vault gc`).
+    Delete(DeleteArgs),
+    /// Free the space no backup uses.
+    Gc(GcArgs),
+    /// Copy backups (all by default) into another vault, sending only what it lacks.
+    Copy(CopyArgs),
 }
 
 /// How the vault's secret is given: `SNAPFS_PASSPHRASE`, or a key file.
@@ -121,6 +134,91 @@ pub struct RestoreArgs {
     pub key: KeyArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub vault: String,
+    /// Read every pack and check every object against its id.
+    #[arg(long)]
+    pub read_data: bool,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    pub vault: String,
+    /// The backup: a snapshot name, or SHARE/NAME.
+    pub backup: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    pub vault: String,
+    /// The backups: snapshot names, or SHARE/NAME.
+    #[arg(required = true)]
+    pub backups: Vec<String>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    pub vault: String,
+    /// Print the plan, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The vault to copy from (its secret: SNAPFS_PASSPHRASE or --key-file).
+    pub vault: String,
+    /// The vault to copy into, made with `snapfs vault init` (its secret:
+    /// SNAPFS_DEST_PASSPHRASE or --dest-key-file, else the source's).
+    pub other_vault: String,
+    /// The backups to copy (snapshot names or SHARE/NAME); every backup if none.
+    pub backups: Vec<String>,
+    /// A file whose bytes are the destination vault's key.
+    #[arg(long, value_name = "FILE")]
+    pub dest_key_file: Option<PathBuf>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+impl CopyArgs {
+    /// The destination's secret: `--dest-key-file`, else `SNAPFS_DEST_PASSPHRASE`, else the
+    /// source's (one passphrase for both vaults).
+    fn dest_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(file) = &self.dest_key_file {
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("cannot read the key file {}", file.display()))?;
+            if bytes.is_empty() {
+                bail!("the key file {} is empty", file.display());
+            }
+            return Ok(Secret::KeyFile(bytes));
+        }
+        match std::env::var("SNAPFS_DEST_PASSPHRASE") {
+            Ok(passphrase) if !passphrase.is_empty() => {
+                Ok(Secret::Passphrase(passphrase.into_bytes()))
+            }
+            _ => self.key.secret(),
+        }
+    }
+}
+
 fn location(text: &str) -> anyhow::Result<BlobLocation> {
     Ok(BlobLocation::parse(text)?)
 }
@@ -129,12 +227,124 @@ fn open(vault: &str, key: &KeyArgs) -> anyhow::Result<Vault> {
     Ok(Vault::open(&location(vault)?, &key.secret()?)?)
 }
 
+fn open_for_verify(vault: &str, key: &KeyArgs) -> anyhow::Result<Vault> {
+    Ok(Vault::open_unchecked(&location(vault)?, &key.secret()?)?)
+}
+
 pub fn run(args: VaultArgs) -> anyhow::Result<()> {
     match args.command {
         VaultCommand::Init(args) => init_vault(args),
         VaultCommand::List(args) => list_vault(args),
         VaultCommand::Restore(args) => restore_vault(args),
+        VaultCommand::Verify(args) => verify_vault(args),
+        VaultCommand::Hold(args) => {
+            retention::hold(&open(&args.vault, &args.key)?, &args.backup)?;
+            println!("held {}", args.backup);
+            Ok(())
+        }
+        VaultCommand::Release(args) => {
+            if retention::release(&open(&args.vault, &args.key)?, &args.backup)? {
+                println!("released {}", args.backup);
+            } else {
+                println!("{} was not held", args.backup);
+            }
+            Ok(())
+        }
+        VaultCommand::Delete(args) => {
+            let report = retention::delete(&open(&args.vault, &args.key)?, &args.backups)?;
+            println!(
+                "deleted {}; `snapfs vault gc {}` frees their space (at most {})",
+                report.deleted.join(", "),
+                args.vault,
+                super::human_bytes(report.bytes_added)
+            );
+            Ok(())
+        }
+        VaultCommand::Gc(args) => gc_vault(args),
+        VaultCommand::Copy(args) => copy_vault(args),
     }
+}
+
+fn verify_vault(args: VerifyArgs) -> anyhow::Result<()> {
+    let mut vault = open_for_verify(&args.vault, &args.key)?;
+    let report = verify::verify(&mut vault, args.read_data)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+        for problem in &report.problems {
+            println!("PROBLEM: {problem}");
+        }
+        println!(
+            "{} backups, {} packs, {} objects reachable, {} objects read{}",
+            report.backups,
+            report.packs,
+            report.objects,
+            report.objects_read,
+            if args.read_data {
+                format!(" ({} of packs)", super::human_bytes(report.pack_bytes_read))
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !report.problems.is_empty() {
+        bail!(
+            "{}: {} problem{} found",
+            args.vault,
+            report.problems.len(),
+            if report.problems.len() == 1 { "" } else { "s" }
+        );
+    }
+    if !args.json {
+        println!("no problems found in {}", args.vault);
+    }
+    Ok(())
+}
+
+fn gc_vault(args: GcArgs) -> anyhow::Result<()> {
+    let mut vault = open(&args.vault, &args.key)?;
+    let report = gc::gc(&mut vault, args.dry_run)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{}{} backups, {} live objects; {} packs deleted, {} rewritten ({} objects, {} moved),          {} index entries dropped; packs {} -> {}",
+        if report.dry_run { "would: " } else { "" },
+        report.backups,
+        report.live_objects,
+        report.packs_deleted,
+        report.packs_rewritten,
+        report.objects_moved,
+        super::human_bytes(report.bytes_moved),
+        report.entries_dropped,
+        super::human_bytes(report.pack_bytes_before),
+        super::human_bytes(report.pack_bytes_after),
+    );
+    Ok(())
+}
+
+fn copy_vault(args: CopyArgs) -> anyhow::Result<()> {
+    let mut source = open(&args.vault, &args.key)?;
+    let mut dest = Vault::open(&location(&args.other_vault)?, &args.dest_secret()?)
+        .with_context(|| format!("the destination vault {}", args.other_vault))?;
+    let report = copy::copy(&mut source, &mut dest, &args.backups)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "copied {} backups ({} objects, {}) to {}; {} already there",
+        report.copied.len(),
+        report.objects_sent,
+        super::human_bytes(report.bytes_added),
+        args.other_vault,
+        report.skipped.len()
+    );
+    Ok(())
 }
 
 fn init_vault(args: InitArgs) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! A backup's record, `backups/<backup id>`: written last, after every object the backup needs
-//! and their indexes, so a listed backup always restores. Immutable once written, except its
-//! hold. Sealed like everything else: the provider sees neither the snapshot's name nor the
+//! and their indexes, so a listed backup always restores. Immutable once written: a hold is an
+//! object of its own ([`super::vault_hold`]), and `hold` here is written as none (it stays so
+//! that a record with one still decodes and counts). Sealed like everything else: the provider sees neither the snapshot's name nor the
 //! share it came from.
 //!
 //! ```text

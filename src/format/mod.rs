@@ -12,7 +12,10 @@ pub mod object;
 pub mod pack;
 pub mod store_config;
 pub mod vault_config;
+pub mod vault_gc;
+pub mod vault_hold;
 pub mod vault_index;
+pub mod vault_lock;
 pub mod vault_pack;
 
 /// Why bytes read from disk could not be decoded.

@@ -11,11 +11,15 @@
 //! 2. killed after the last index, before the record: everything is there, the next run sends
 //!    nothing and writes the record;
 //! 3. the record is one atomic put: the backup is listed whole, or not at all.
+//!
+//! The whole backup holds a shared vault lock (`vault::lock`), so no gc deletes what the walk
+//! skipped because the index listed it.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::lock::{LockKind, VaultLock};
 use super::pack_writer::PackWriter;
 use super::{Vault, VaultError, backup_key};
 use crate::format::backup_record::BackupRecord;
@@ -59,6 +63,10 @@ pub fn backup(
 ) -> Result<BackupReport, VaultError> {
     // Pinned: the snapshot cannot be deleted (nor its chunks collected) while it is read.
     let pin = snapshots.pin(name)?;
+    // No gc from here to the record: the walk skips what the index lists, and gc could
+    // delete it. The index is read again under the lock, after any gc that ran before.
+    let _lock = VaultLock::acquire(vault, LockKind::Shared, "backup")?;
+    vault.reload_index()?;
     let existing = vault
         .records()?
         .into_iter()

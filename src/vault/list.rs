@@ -1,4 +1,5 @@
-//! `vault list`: every backup in a vault, oldest first, as a user reads it or as JSON.
+//! `vault list`: every backup in a vault, oldest first, as a user reads it or as JSON. A
+//! backup's hold is its `holds/` object's (see `vault::retention`).
 
 use serde::Serialize;
 
@@ -22,20 +23,21 @@ pub struct BackupEntry {
 }
 
 pub fn list(vault: &Vault) -> Result<Vec<BackupEntry>, VaultError> {
+    let holds = vault.holds()?;
     Ok(vault
         .records()?
         .into_iter()
-        .map(|(_, record)| BackupEntry {
+        .map(|(id, record)| BackupEntry {
+            hold: match Vault::hold_of(&holds, id, &record) {
+                Hold::None => "none".to_owned(),
+                Hold::Indefinite => "indefinite".to_owned(),
+                Hold::Until(until) => format!("until:{until}"),
+            },
             name: record.name,
             share: record.share.to_hex(),
             created: record.created.secs,
             size: record.size,
             bytes_added: record.bytes_added,
-            hold: match record.hold {
-                Hold::None => "none".to_owned(),
-                Hold::Indefinite => "indefinite".to_owned(),
-                Hold::Until(until) => format!("until:{until}"),
-            },
         })
         .collect())
 }

@@ -10,6 +10,10 @@
 //!   packs/<xx>/<pack id>   objects (format::vault_pack); <xx> = first two hex digits
 //!   index/<pack id>        where each object of that pack is (format::vault_index), sealed
 //!   backups/<backup id>    one record per backup (format::backup_record), sealed
+//!   holds/<backup id>      a backup's hold, while it has one (format::vault_hold), sealed
+//!   locks/<lock id>        who is working on the vault (format::vault_lock), sealed
+//!   gc/<plan id>           what a running or interrupted gc took out of the index
+//!                          (format::vault_gc), sealed
 //! ```
 //! Every name is random (pack ids, backup ids): an encrypted vault's provider sees how many
 //! objects there are and their sizes, nothing else.
@@ -19,27 +23,41 @@
 //! object below it is in that pack or an earlier one, and a record is written only after the
 //! indexes of everything its tree needs. So an object id in the index means its whole subtree is
 //! in the vault (a backup skips it unread), and a listed backup always restores.
+//!
+//! Removing keeps it too: `gc` takes everything it removes out of the index in one atomic put
+//! (a retirement list, applied by every reader) before it deletes anything, and never runs
+//! beside an operation that relies on the index (`lock`: shared locks for backup, copy,
+//! restore and verify, exclusive ones for gc and delete).
 
 pub mod backup;
+pub mod copy;
 pub mod crypto;
+pub mod gc;
 mod index;
 pub mod init;
 pub mod list;
+pub mod lock;
 mod pack_writer;
 pub mod restore;
+pub mod retention;
 #[cfg(test)]
 mod tests;
+mod tree;
+pub mod verify;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::blob::{self, BlobBackend, BlobError, BlobKey, BlobLocation};
 use crate::chunk_store::ChunkStoreError;
 use crate::format::DecodeError;
 use crate::format::backup_record::BackupRecord;
+use crate::format::catalog::Hold;
 use crate::format::vault_config::{Cipher, VaultConfig};
+use crate::format::vault_hold::HoldRecord;
 use crate::format::vault_index::PackSlice;
 use crate::format::vault_pack::{self, EntryCodec};
-use crate::id::{BackupId, ChunkId, VaultPackId};
+use crate::id::{BackupId, ChunkId, GcPlanId, VaultLockId, VaultPackId};
 use crate::snapshot::RestoreError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
@@ -50,6 +68,9 @@ const CONFIG_KEY: &str = "config";
 const PACKS: &str = "packs";
 const INDEX: &str = "index";
 const BACKUPS: &str = "backups";
+const HOLDS: &str = "holds";
+const LOCKS: &str = "locks";
+const GC: &str = "gc";
 
 /// What unlocks an encrypted vault.
 #[derive(Clone)]
@@ -108,6 +129,14 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Io(String),
+    #[error("backup {0} is held; release it first with `snapfs vault release`")]
+    Held(String),
+    #[error("{vault} is in use: {holder}; try again when it is done")]
+    Locked { vault: String, holder: String },
+    #[error(
+        "{vault}: {problem}; run `snapfs vault verify` (gc removes nothing from a damaged vault)"
+    )]
+    Unsafe { vault: String, problem: String },
 }
 
 fn key(text: &str) -> BlobKey {
@@ -128,12 +157,47 @@ fn backup_key(backup: BackupId) -> BlobKey {
     key(&format!("{BACKUPS}/{}", backup.to_hex()))
 }
 
+fn hold_key(backup: BackupId) -> BlobKey {
+    key(&format!("{HOLDS}/{}", backup.to_hex()))
+}
+
+fn lock_key(lock: VaultLockId) -> BlobKey {
+    key(&format!("{LOCKS}/{}", lock.to_hex()))
+}
+
+fn gc_key(plan: GcPlanId) -> BlobKey {
+    key(&format!("{GC}/{}", plan.to_hex()))
+}
+
+/// The id in a listed key `<dir>/<hex>`, or `None` for a stray object.
+fn listed_id<T>(key: &BlobKey, dir: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    key.as_str()
+        .strip_prefix(dir)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(parse)
+}
+
+/// The pack a listed key `packs/<xx>/<hex>` names, if it is one (with the right `<xx>`).
+fn listed_pack(key: &BlobKey) -> Option<VaultPackId> {
+    let rest = key.as_str().strip_prefix(PACKS)?.strip_prefix('/')?;
+    let (dir, hex) = rest.split_once('/')?;
+    VaultPackId::from_hex(hex).filter(|_| hex.get(..2) == Some(dir))
+}
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
 /// An open vault: its backend, its config, the key to its objects, and its index (the union
 /// of every pack index, loaded at open).
 pub struct Vault {
-    backend: Box<dyn BlobBackend>,
+    backend: Arc<dyn BlobBackend>,
     config: VaultConfig,
-    sealer: Sealer,
+    sealer: Arc<Sealer>,
     index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
 }
 
@@ -143,10 +207,23 @@ impl Vault {
         Self::open_backend(blob::open(location)?, secret)
     }
 
+    /// Opens the vault without reading its index: for `verify`, which reads every index file
+    /// itself and names each one it cannot read.
+    pub fn open_unchecked(location: &BlobLocation, secret: &Secret) -> Result<Self, VaultError> {
+        Self::unlock(blob::open(location)?, secret)
+    }
+
     pub fn open_backend(
         backend: Box<dyn BlobBackend>,
         secret: &Secret,
     ) -> Result<Self, VaultError> {
+        let mut vault = Self::unlock(backend, secret)?;
+        vault.reload_index()?;
+        Ok(vault)
+    }
+
+    /// Opens the vault without reading its index (verify reads it itself, problem by problem).
+    fn unlock(backend: Box<dyn BlobBackend>, secret: &Secret) -> Result<Self, VaultError> {
         let where_ = backend.describe();
         let bytes = match backend.get(&key(CONFIG_KEY)) {
             Ok(bytes) => bytes,
@@ -171,14 +248,29 @@ impl Vault {
                 Sealer::new(&master)
             }
         };
-        let mut vault = Vault {
-            backend,
+        Ok(Vault {
+            backend: Arc::from(backend),
             config,
-            sealer,
+            sealer: Arc::new(sealer),
             index: HashMap::new(),
-        };
-        vault.index = index::load(&vault)?;
-        Ok(vault)
+        })
+    }
+
+    /// Reads the vault's index again: an operation that took a lock reloads it, so that it
+    /// sees every change made before the lock was granted.
+    pub fn reload_index(&mut self) -> Result<(), VaultError> {
+        self.index = index::Scan::read(self)?.strict()?.locations();
+        Ok(())
+    }
+
+    /// Seals `plain`; `what` names it in errors.
+    fn seal(&self, plain: &[u8], what: &dyn Fn() -> String) -> Result<Vec<u8>, VaultError> {
+        self.sealer
+            .seal(plain)
+            .map_err(|source| VaultError::Crypto {
+                what: what(),
+                source,
+            })
     }
 
     pub fn describe(&self) -> String {
@@ -235,26 +327,30 @@ impl Vault {
         Ok(raw)
     }
 
+    /// Reads one backup record.
+    fn record(&self, id: BackupId) -> Result<BackupRecord, VaultError> {
+        let what = || format!("backup record {id}");
+        let sealed = self.backend.get(&backup_key(id))?;
+        let plain = self.open_sealed(&sealed, &what)?;
+        BackupRecord::decode(&plain).map_err(|source| VaultError::Decode {
+            what: what(),
+            source,
+        })
+    }
+
     /// Every backup record, with its id.
     pub fn records(&self) -> Result<Vec<(BackupId, BackupRecord)>, VaultError> {
         let mut out = Vec::new();
         for meta in self.backend.list(BACKUPS)? {
-            let Some(id) = meta
-                .key
-                .as_str()
-                .strip_prefix("backups/")
-                .and_then(BackupId::from_hex)
-            else {
+            let Some(id) = listed_id(&meta.key, BACKUPS, BackupId::from_hex) else {
                 continue;
             };
-            let what = || format!("backup record {id}");
-            let sealed = self.backend.get(&meta.key)?;
-            let plain = self.open_sealed(&sealed, &what)?;
-            let record = BackupRecord::decode(&plain).map_err(|source| VaultError::Decode {
-                what: what(),
-                source,
-            })?;
-            out.push((id, record));
+            match self.record(id) {
+                Ok(record) => out.push((id, record)),
+                // Deleted since the listing.
+                Err(VaultError::Blob(BlobError::NotFound(_))) => continue,
+                Err(err) => return Err(err),
+            }
         }
         out.sort_by(|a, b| {
             (a.1.created.secs, a.1.created.nanos, &a.1.name).cmp(&(
@@ -264,6 +360,46 @@ impl Vault {
             ))
         });
         Ok(out)
+    }
+
+    /// Reads the hold of one backup from its `holds/` object.
+    fn hold_record(&self, key: &BlobKey) -> Result<HoldRecord, VaultError> {
+        let what = || format!("hold {key}");
+        let sealed = self.backend.get(key)?;
+        let plain = self.open_sealed(&sealed, &what)?;
+        HoldRecord::decode(&plain).map_err(|source| VaultError::Decode {
+            what: what(),
+            source,
+        })
+    }
+
+    /// The hold of every backup that has one (objects under `holds/`; a hold object that
+    /// names another backup than its key is damage).
+    pub fn holds(&self) -> Result<HashMap<BackupId, Hold>, VaultError> {
+        let mut out = HashMap::new();
+        for meta in self.backend.list(HOLDS)? {
+            let Some(id) = listed_id(&meta.key, HOLDS, BackupId::from_hex) else {
+                continue;
+            };
+            let record = match self.hold_record(&meta.key) {
+                Ok(record) => record,
+                Err(VaultError::Blob(BlobError::NotFound(_))) => continue,
+                Err(err) => return Err(err),
+            };
+            if record.backup != id {
+                return Err(VaultError::Damaged(format!(
+                    "hold {} (it names backup {})",
+                    meta.key, record.backup
+                )));
+            }
+            out.insert(id, record.hold);
+        }
+        Ok(out)
+    }
+
+    /// A backup's hold: its `holds/` object if it has one, else what its record says.
+    pub fn hold_of(holds: &HashMap<BackupId, Hold>, id: BackupId, record: &BackupRecord) -> Hold {
+        holds.get(&id).copied().unwrap_or(record.hold)
     }
 
     /// The backup `name` (a snapshot name, or `SHARE/NAME` with the share id in hex).

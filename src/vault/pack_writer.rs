@@ -23,6 +23,8 @@ pub(super) struct PackWriter {
     /// Bytes stored so far (packs and indexes).
     pub uploaded: u64,
     pub objects: u64,
+    /// The packs stored so far.
+    pub packs: Vec<VaultPackId>,
 }
 
 fn new_id() -> Result<VaultPackId, VaultError> {
@@ -39,6 +41,7 @@ impl PackWriter {
             pending: HashSet::new(),
             uploaded: 0,
             objects: 0,
+            packs: Vec::new(),
         })
     }
 
@@ -59,18 +62,30 @@ impl PackWriter {
             }
             _ => vault_pack::encode_entry(EntryCodec::Raw, raw.len() as u32, raw),
         };
-        let sealed = vault
-            .sealer
-            .seal(&entry)
-            .map_err(|source| VaultError::Crypto {
-                what: format!("sealing object {id}"),
-                source,
-            })?;
+        let sealed = vault.seal(&entry, &|| format!("sealing object {id}"))?;
+        self.push(vault, id, &sealed)
+    }
+
+    /// Adds an entry already sealed with this vault's key (gc moving a live object out of a
+    /// pack it rewrites), whether or not the vault's index lists the object elsewhere.
+    pub fn add_sealed(
+        &mut self,
+        vault: &mut Vault,
+        id: ChunkId,
+        sealed: &[u8],
+    ) -> Result<(), VaultError> {
+        if self.pending.contains(&id) {
+            return Ok(());
+        }
+        self.push(vault, id, sealed)
+    }
+
+    fn push(&mut self, vault: &mut Vault, id: ChunkId, sealed: &[u8]) -> Result<(), VaultError> {
         let slice = PackSlice {
             offset: self.buf.len() as u32,
             len: sealed.len() as u32,
         };
-        self.buf.extend_from_slice(&sealed);
+        self.buf.extend_from_slice(sealed);
         self.entries.push((id, slice));
         self.pending.insert(id);
         if self.buf.len() >= PACK_TARGET || self.entries.len() >= MAX_PACK_OBJECTS as usize {
@@ -91,16 +106,14 @@ impl PackWriter {
             pack: self.id,
             entries,
         };
-        let sealed = vault
-            .sealer
-            .seal(&index.encode())
-            .map_err(|source| VaultError::Crypto {
-                what: format!("sealing the index of pack {}", self.id),
-                source,
-            })?;
+        let pack = self.id;
+        let sealed = vault.seal(&index.encode(), &|| {
+            format!("sealing the index of pack {pack}")
+        })?;
         vault.backend.put(&index_key(self.id), &sealed)?;
         self.uploaded += (self.buf.len() + sealed.len()) as u64;
         self.objects += index.entries.len() as u64;
+        self.packs.push(self.id);
         for (id, slice) in index.entries {
             vault.index.insert(id, (self.id, slice));
         }

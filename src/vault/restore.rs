@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::lock::{LockKind, VaultLock};
 use super::{Vault, VaultError};
 use crate::format::catalog::{Hold, Origin, SnapshotRecord};
 use crate::format::object::{Object, ObjectId};
@@ -32,6 +33,8 @@ pub fn restore(
     name: &str,
     new_store: &Path,
 ) -> Result<VaultRestoreReport, VaultError> {
+    // No gc while the objects are fetched.
+    let _lock = VaultLock::acquire(vault, LockKind::Shared, "restore")?;
     let (_, backup) = vault.find(name)?;
     // The catalog record the graft reads the root's attributes from.
     let record = SnapshotRecord {

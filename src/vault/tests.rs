@@ -13,7 +13,7 @@ use crate::live::LiveFs;
 use crate::snapshot::Snapshots;
 use crate::testing::{close, mkdir, new_store, noise, open, read_file, snapshots_of, write_file};
 
-const TEST_KDF: KdfParams = KdfParams {
+pub(super) const TEST_KDF: KdfParams = KdfParams {
     m_cost_kib: 64,
     t_cost: 1,
     p_cost: 1,
@@ -21,7 +21,7 @@ const TEST_KDF: KdfParams = KdfParams {
 
 /// A backend shared between vault openings (the in-memory store lives as long as it does).
 #[derive(Clone)]
-struct Shared(Arc<dyn BlobBackend>);
+pub(super) struct Shared(pub(super) Arc<dyn BlobBackend>);
 
 impl BlobBackend for Shared {
     fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
@@ -195,15 +195,15 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
         "one changed file of 100 kB, not the share: {next:?}"
     );
 
-    // A backup whose uploads fail after the first pack and its index: nothing is listed, and
-    // the next run does not send that pack's objects again.
+    // A backup whose uploads fail after its lock, the first pack and its index: nothing is
+    // listed, and the next run does not send that pack's objects again.
     for i in 0..40 {
         write_file(&live, &format!("g{i}"), &noise(600_000, 1000 + i));
     }
     snapshots.create("big", Origin::Manual).expect("snapshot");
     let failing = FailingPuts {
         inner: memory.clone(),
-        allowed: AtomicUsize::new(2),
+        allowed: AtomicUsize::new(3),
     };
     let mut broken = Vault::open_backend(Box::new(failing), &Secret::None).expect("open");
     let err = backup::backup(&mut broken, &snapshots, "big", share(&live)).expect_err("fails");
@@ -287,4 +287,175 @@ fn an_encrypted_vault_hides_chunk_ids_and_refuses_wrong_keys_and_tampering() {
     assert!(!tmp.path().join("r").exists());
     drop(snapshots);
     close(live);
+}
+
+/// A share with two snapshots backed up into one vault: `old` and `new` share `common` and
+/// `dir/deep/x`; each has a `big` file of its own (2 MB), so deleting one backup leaves a pack
+/// that is mostly garbage.
+pub(super) struct Fixture {
+    pub tmp: tempfile::TempDir,
+    live: Option<Arc<LiveFs>>,
+    snapshots: Option<Snapshots>,
+    backend: parking_lot::Mutex<Shared>,
+    pub secret: Secret,
+    restores: AtomicUsize,
+    common_len: usize,
+}
+
+pub(super) fn big_of(name: &str) -> Vec<u8> {
+    noise(2_000_000, if name == "old" { 11 } else { 12 })
+}
+
+impl Fixture {
+    pub fn new(backend: Shared, secret: Secret) -> Self {
+        Self::with_common(backend, secret, 300_000)
+    }
+
+    /// With `common` of `common_len` bytes: at 3 MB, `old`'s pack stays more than half live
+    /// when `old` is deleted, so gc keeps it and drops entries from its index.
+    pub fn with_common(backend: Shared, secret: Secret, common_len: usize) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        mkdir(&live, "dir");
+        mkdir(&live, "dir/deep");
+        write_file(&live, "dir/deep/x", &noise(20_000, 13));
+        write_file(&live, "common", &noise(common_len, 10));
+        write_file(&live, "big", &big_of("old"));
+        snapshots.create("old", Origin::Manual).expect("snapshot");
+        write_file(&live, "big", &big_of("new"));
+        snapshots.create("new", Origin::Manual).expect("snapshot");
+        init::init(&backend, &secret, TEST_KDF).expect("init");
+        let fixture = Fixture {
+            tmp,
+            live: Some(live),
+            snapshots: Some(snapshots),
+            backend: parking_lot::Mutex::new(backend),
+            secret,
+            restores: AtomicUsize::new(0),
+            common_len,
+        };
+        fixture.backup("old").expect("backup old");
+        fixture.backup("new").expect("backup new");
+        fixture
+    }
+
+    pub fn in_memory() -> Self {
+        Self::new(Shared(Arc::new(RemoteStore::in_memory())), Secret::None)
+    }
+
+    /// The vault's backend.
+    pub fn backend(&self) -> Shared {
+        self.backend.lock().clone()
+    }
+
+    /// Works on another vault from now on (a copy of this one, to crash it).
+    pub fn set_backend(&self, backend: Shared) {
+        *self.backend.lock() = backend;
+    }
+
+    pub fn vault(&self) -> Vault {
+        Vault::open_backend(Box::new(self.backend()), &self.secret).expect("open vault")
+    }
+
+    /// Backs the snapshot `name` up (again).
+    pub fn backup(&self, name: &str) -> Result<backup::BackupReport, VaultError> {
+        let live = self.live.as_ref().expect("live");
+        let snapshots = self.snapshots.as_ref().expect("snapshots");
+        backup::backup(&mut self.vault(), snapshots, name, share(live))
+    }
+
+    /// Restores `name` from `vault` into a new store and checks every file.
+    pub fn check_restores(&self, vault: &Vault, name: &str) {
+        let n = self.restores.fetch_add(1, Ordering::SeqCst);
+        let dir = self.tmp.path().join(format!("restored-{n}"));
+        restore::restore(vault, name, &dir).expect("restore");
+        let back = open(&dir);
+        assert_eq!(read_file(&back, "big"), big_of(name), "{name}");
+        assert_eq!(read_file(&back, "common"), noise(self.common_len, 10));
+        assert_eq!(read_file(&back, "dir/deep/x"), noise(20_000, 13));
+        back.assert_consistent();
+        close(back);
+    }
+
+    /// Bytes of packs in the vault.
+    pub fn pack_bytes(&self) -> u64 {
+        self.backend()
+            .list(PACKS)
+            .expect("list")
+            .iter()
+            .map(|meta| meta.size)
+            .sum()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        drop(self.snapshots.take());
+        if let Some(live) = self.live.take() {
+            close(live);
+        }
+    }
+}
+
+/// A copy of everything in `backend`, in a new in-memory store.
+pub(super) fn clone_backend(backend: &dyn BlobBackend) -> Shared {
+    let copy = Shared(Arc::new(RemoteStore::in_memory()));
+    for meta in backend.list("").expect("list") {
+        copy.put(&meta.key, &backend.get(&meta.key).expect("get"))
+            .expect("put");
+    }
+    copy
+}
+
+/// Fails every change (put, create, delete) after the first `allowed`: a process killed at
+/// that point.
+pub(super) struct Crashing {
+    pub inner: Shared,
+    pub allowed: AtomicUsize,
+}
+
+impl Crashing {
+    fn step(&self, key: &BlobKey) -> Result<(), BlobError> {
+        self.allowed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| BlobError::Unreachable {
+                key: key.to_string(),
+                message: "crashed".into(),
+            })
+    }
+}
+
+impl BlobBackend for Crashing {
+    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+        self.step(key)?;
+        self.inner.put(key, data)
+    }
+    fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+        self.step(key)?;
+        self.inner.put_if_absent(key, data)
+    }
+    fn enforces_create_only(&self) -> bool {
+        true
+    }
+    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &BlobKey, range: std::ops::Range<u64>) -> Result<Vec<u8>, BlobError> {
+        self.inner.get_range(key, range)
+    }
+    fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        self.inner.head(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+        self.inner.list(prefix)
+    }
+    fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        self.step(key)?;
+        self.inner.delete(key)
+    }
+    fn describe(&self) -> String {
+        "crashing".into()
+    }
 }

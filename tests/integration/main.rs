@@ -27,5 +27,6 @@ mod snapshot_cli;
 mod snapshots;
 mod stress;
 mod vault;
+mod vault_ops;
 mod verify;
 mod writeback;

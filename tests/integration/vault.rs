@@ -13,7 +13,7 @@ use crate::harness::{Mounted, SNAPFS, noise, snapfs_ok, xattr_get, xattr_set};
 use crate::s3_server::S3Server;
 
 /// Runs `snapfs` with extra environment (S3 settings, a passphrase).
-fn snapfs_env(args: &[&str], env: &[(&str, String)]) -> Output {
+pub(crate) fn snapfs_env(args: &[&str], env: &[(&str, String)]) -> Output {
     let mut command = Command::new(SNAPFS);
     command.args(args).env_remove("SNAPFS_PASSPHRASE");
     for (key, value) in env {
@@ -22,7 +22,7 @@ fn snapfs_env(args: &[&str], env: &[(&str, String)]) -> Output {
     command.output().expect("running snapfs")
 }
 
-fn ok_env(args: &[&str], env: &[(&str, String)]) -> String {
+pub(crate) fn ok_env(args: &[&str], env: &[(&str, String)]) -> String {
     let out = snapfs_env(args, env);
     assert!(
         out.status.success(),
@@ -34,7 +34,7 @@ fn ok_env(args: &[&str], env: &[(&str, String)]) -> String {
 
 /// Everything a restore must keep of one entry.
 #[derive(Debug, PartialEq, Eq)]
-struct EntryState {
+pub(crate) struct EntryState {
     mode: u32,
     uid: u32,
     gid: u32,
@@ -51,7 +51,7 @@ struct EntryState {
 }
 
 /// The state of every entry under `root`, by relative path (iteratively, no recursion).
-fn tree_state(root: &Path) -> BTreeMap<String, EntryState> {
+pub(crate) fn tree_state(root: &Path) -> BTreeMap<String, EntryState> {
     let mut out = BTreeMap::new();
     let mut inodes: BTreeMap<u64, String> = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
