@@ -53,52 +53,6 @@ impl BlobBackend for Shared {
     }
 }
 
-/// Fails every put after the first `allowed` (a backup killed, or the server gone, midway).
-struct FailingPuts {
-    inner: Shared,
-    allowed: AtomicUsize,
-}
-
-impl BlobBackend for FailingPuts {
-    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-        if self
-            .allowed
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_err()
-        {
-            return Err(BlobError::Unreachable {
-                key: key.to_string(),
-                message: "injected".into(),
-            });
-        }
-        self.inner.put(key, data)
-    }
-    fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-        self.inner.put_if_absent(key, data)
-    }
-    fn enforces_create_only(&self) -> bool {
-        true
-    }
-    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &BlobKey, range: std::ops::Range<u64>) -> Result<Vec<u8>, BlobError> {
-        self.inner.get_range(key, range)
-    }
-    fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
-        self.inner.head(key)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-        self.inner.delete(key)
-    }
-    fn describe(&self) -> String {
-        "failing".into()
-    }
-}
-
 fn populate(live: &Arc<LiveFs>) {
     mkdir(live, "d");
     mkdir(live, "d/deeper");
@@ -201,7 +155,7 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
         write_file(&live, &format!("g{i}"), &noise(600_000, 1000 + i));
     }
     snapshots.create("big", Origin::Manual).expect("snapshot");
-    let failing = FailingPuts {
+    let failing = Crashing {
         inner: memory.clone(),
         allowed: AtomicUsize::new(3),
     };
@@ -408,8 +362,8 @@ pub(super) fn clone_backend(backend: &dyn BlobBackend) -> Shared {
     copy
 }
 
-/// Fails every change (put, create, delete) after the first `allowed`: a process killed at
-/// that point.
+/// Fails every change (put, create, delete) after the first `allowed`: a process killed, or
+/// the server gone, at that point.
 pub(super) struct Crashing {
     pub inner: Shared,
     pub allowed: AtomicUsize,
