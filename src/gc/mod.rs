@@ -13,6 +13,9 @@
 //! 5. compaction: a sealed pack whose live frames fill less than half of it has them copied to
 //!    the active pack; once that move is committed, the pack is forgotten and deleted.
 //!
+//! The space accounting (`meta::accounting`) forgets the swept chunks in the sweep's
+//! transaction, so a collection costs the accounting what it sweeps.
+//!
 //! A crash at any point leaves garbage at worst, never a reference to a removed chunk: removal
 //! (4) and the move (5) are each one durable transaction, and a pack file is deleted only after
 //! no committed index entry names it.
@@ -22,11 +25,11 @@ pub mod usage;
 use std::collections::{BTreeMap, HashSet};
 
 use crate::chunk_store::ChunkStoreError;
-use crate::format::object::{Object, ObjectId};
 use crate::id::{ChunkId, PackId};
 use crate::live::FsError;
+use crate::meta::accounting::{AccountingError, Ledger};
 use crate::snapshot::Snapshots;
-use crate::tree_objects::TreeObjects;
+pub use crate::tree_objects::walk_tree;
 
 /// A pack is rewritten when its live frames fill less than this share of it.
 const COMPACT_BELOW: f64 = 0.5;
@@ -51,36 +54,6 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Chunks that failed verification while being moved (left where they were, reported).
     pub damaged: Vec<String>,
-}
-
-/// Calls `visit` on every chunk a snapshot tree uses: its objects (and their parts) and the
-/// file data they name. `visit` returns false for a chunk seen before; its subtree is then
-/// skipped, which makes a walk over many snapshots cost about what they do not share.
-pub fn walk_tree(
-    objects: &TreeObjects,
-    root: ObjectId,
-    visit: &mut dyn FnMut(ChunkId) -> bool,
-) -> Result<(), ChunkStoreError> {
-    let mut pending = vec![root];
-    while let Some(id) = pending.pop() {
-        if !visit(id) {
-            continue;
-        }
-        for part in objects.object_chunks(&id)?.into_iter().skip(1) {
-            visit(part);
-        }
-        match objects.get(&id)? {
-            Object::Directory(dir) => pending.extend(dir.entries.iter().filter_map(|e| e.object)),
-            Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
-            Object::Segment(segment) => {
-                for (_, chunk) in segment.blocks {
-                    visit(chunk);
-                }
-            }
-            Object::Multipart(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Every chunk in use by the live share or a snapshot. Call with the chunk store recording
@@ -118,7 +91,20 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
             .map(|(id, _)| *id)
             .filter(|id| !marked.contains(id))
             .collect();
-        let removed: HashSet<ChunkId> = chunks.sweep(&garbage)?.into_iter().collect();
+        // The accounting forgets what is swept in the sweep's own transaction.
+        let removed: HashSet<ChunkId> = chunks
+            .sweep(&garbage, |txn, gone| -> Result<(), GcError> {
+                let account = || -> Result<(), AccountingError> {
+                    if let Some(mut ledger) = Ledger::open(txn)? {
+                        ledger.swept(gone)?;
+                        ledger.finish()?;
+                    }
+                    Ok(())
+                };
+                account().map_err(|e| GcError::Meta(e.to_string()))
+            })?
+            .into_iter()
+            .collect();
         let mut report = GcReport {
             chunks_marked: marked.len() as u64,
             chunks_removed: removed.len() as u64,
