@@ -3,8 +3,13 @@
 //! does not know, is refused before anything else is touched.
 //!
 //! Versions: 1 had no share id; 2 adds `share_id`, the share's stable identity (backups in a
-//! vault are grouped by it). A version-1 store is upgraded when it is next opened: it is given
-//! a new random share id and its file is rewritten as version 2 ([`StoreConfig::upgraded`]).
+//! vault are grouped by it); 3 keeps space accounting in the metadata database
+//! (`meta::accounting`), which every change of block maps and catalog must update, so a build
+//! that does not know it must not open the store. An older store is upgraded when it is next
+//! opened ([`StoreConfig::upgraded`]): a version-1 store is given a new random share id, and its
+//! file is rewritten at the current version; the accounting tables are built when the
+//! snapshots are first opened (`Snapshots::open`), guided by a marker inside the database, not
+//! by this file.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +22,7 @@ fn new_share_id() -> Result<ShareId, StoreConfigError> {
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 2;
+pub const STORE_FORMAT_VERSION: u32 = 3;
 /// The oldest version this build still opens (and upgrades).
 pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
@@ -70,14 +75,18 @@ impl StoreConfig {
         self.share_id.as_deref().and_then(ShareId::from_hex)
     }
 
-    /// This config at the current version: an older one gets a new share id.
+    /// This config at the current version: one without a share id (version 1) gets a new one.
     pub fn upgraded(&self) -> Result<Self, StoreConfigError> {
         if self.format_version == STORE_FORMAT_VERSION {
             return Ok(self.clone());
         }
+        let share_id = match &self.share_id {
+            Some(id) => id.clone(),
+            None => new_share_id()?.to_hex(),
+        };
         Ok(StoreConfig {
             format_version: STORE_FORMAT_VERSION,
-            share_id: Some(new_share_id()?.to_hex()),
+            share_id: Some(share_id),
             ..self.clone()
         })
     }
@@ -170,6 +179,15 @@ mod tests {
         let reread = StoreConfig::decode(&upgraded.encode()).expect("decodes");
         assert_eq!(reread.share_id(), Some(share));
         assert_eq!(reread.upgraded().expect("noop").share_id(), Some(share));
+    }
+
+    #[test]
+    fn a_version_2_config_upgrades_keeping_its_share_id() {
+        let v2 = br#"{"magic":"snapfs-store","format_version":2,"block_size":4096,"share_id":"6c66f77617cdfdf5ebe2c315e27448cf"}"#;
+        let config = StoreConfig::decode(v2).expect("version 2 still opens");
+        let upgraded = config.upgraded().expect("upgrade");
+        assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(upgraded.share_id, config.share_id);
     }
 
     #[test]

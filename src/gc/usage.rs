@@ -318,6 +318,53 @@ mod tests {
         }
     }
 
+    /// `tests/fixtures/store-v2` was written by the version-2 release (before accounting): a
+    /// share with files, three snapshots (s2 soft-deleted) and a change after the last one.
+    /// Opening it upgrades it to the current version and builds the tables, whose figures are
+    /// those the version-2 release reported for it.
+    #[test]
+    fn a_version_2_store_is_given_its_accounting_at_open() {
+        use crate::format::store_config::{STORE_CONFIG_FILE, STORE_FORMAT_VERSION, StoreConfig};
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = tmp.path().join("store");
+        std::fs::create_dir_all(store.join("packs")).expect("mkdir");
+        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
+            std::fs::copy(fixture.join(name), store.join(name)).expect("copy fixture");
+        }
+        let live = open(&store);
+        let snapshots = snapshots_of(&live);
+        let config =
+            StoreConfig::decode(&std::fs::read(store.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(config.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(
+            config.share_id.as_deref(),
+            Some("76094cc49ed774978a709ef92ce1fcf2"),
+            "the share keeps its identity"
+        );
+        let kept = usage(&snapshots).expect("usage");
+        // As `snapfs status --json` and `snapshot list --json` of the version-2 release said.
+        let expected = Usage {
+            live_bytes: 50031,
+            unique_bytes: [("s1".to_owned(), 2719), ("s3".to_owned(), 1682)].into(),
+            snapshot_bytes: 4727,
+            deleted_snapshot_bytes: 284,
+            stored_bytes: 55042,
+            reclaimable_bytes: 0,
+        };
+        assert_eq!(kept, expected);
+        assert_eq!(full_walk(&snapshots).expect("walk"), expected);
+        // And they are kept from then on.
+        write_file(&live, "new", &noise(3 * BLOCK_SIZE as usize, 9));
+        snapshots.create("s4", Origin::Manual).expect("create");
+        snapshots.undelete("s2").expect("undelete");
+        check(&snapshots, "changes after the upgrade");
+        drop(snapshots);
+        close(live);
+    }
+
     /// A store whose tables went stale (or an older store without them) is rebuilt at open,
     /// with the full walk's figures.
     #[test]

@@ -119,7 +119,7 @@ impl Service {
         match request {
             Request::Create(args) => to_value(self.create(&args.name, Origin::Manual, false)?),
             Request::Delete(args) => to_value(self.delete(&args.name, "delete", false)?),
-            Request::List(args) => to_value(self.list(args.deleted)?),
+            Request::List(args) => to_value(self.list(args.deleted, args.full_walk)?),
             Request::Undelete(args) => {
                 let record = self.snapshots.undelete(&args.name)?;
                 to_value(SnapshotInfo::new(&args.name, &record, None))
@@ -172,7 +172,7 @@ impl Service {
                 }
                 to_value(self.policy_report())
             }
-            Request::Status(args) => to_value(self.status(args.jobs)?),
+            Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
             Request::Clock(args) => {
                 let clock =
                     self.options.manual_clock.as_ref().ok_or_else(|| {
@@ -386,7 +386,16 @@ impl Service {
         })
     }
 
-    fn list(&self, deleted: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
+    /// The space figures: kept up to date (costs the number of snapshots), or walked.
+    fn usage(&self, full_walk: bool) -> Result<crate::gc::usage::Usage, ServiceError> {
+        Ok(if full_walk {
+            crate::gc::usage::full_walk(&self.snapshots)?
+        } else {
+            crate::gc::usage::usage(&self.snapshots)?
+        })
+    }
+
+    fn list(&self, deleted: bool, full_walk: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
         if deleted {
             // What deleted snapshots hold is counted together, in `status`.
             return Ok(self
@@ -396,7 +405,7 @@ impl Service {
                 .map(|(name, record)| SnapshotInfo::new(name, record, None))
                 .collect());
         }
-        let usage = crate::gc::usage::usage(&self.snapshots)?;
+        let usage = self.usage(full_walk)?;
         Ok(self
             .snapshots
             .list()
@@ -493,8 +502,8 @@ impl Service {
         }
     }
 
-    fn status(&self, jobs: usize) -> Result<StatusReport, ServiceError> {
-        let usage = crate::gc::usage::usage(&self.snapshots)?;
+    fn status(&self, jobs: usize, full_walk: bool) -> Result<StatusReport, ServiceError> {
+        let usage = self.usage(full_walk)?;
         let list = self.snapshots.list();
         let now = self.now();
         Ok(StatusReport {
