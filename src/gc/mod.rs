@@ -42,6 +42,8 @@ pub enum GcError {
     Live(#[from] FsError),
     #[error("metadata: {0}")]
     Meta(String),
+    #[error(transparent)]
+    Accounting(#[from] AccountingError),
 }
 
 /// What a collection did.
@@ -101,7 +103,7 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
                     }
                     Ok(())
                 };
-                account().map_err(|e| GcError::Meta(e.to_string()))
+                account().map_err(GcError::Accounting)
             })?
             .into_iter()
             .collect();

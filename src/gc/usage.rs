@@ -35,16 +35,23 @@ pub struct Usage {
 /// that returned); from [`full_walk`] while the tables are stale.
 pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
     snapshots.live().commit_now()?;
-    // The catalog is held for the moment of reading, so names and numbers agree with the
-    // tables read.
-    let read = {
-        let _catalog = snapshots.hold_catalog();
-        crate::meta::accounting::read(&snapshots.live().database())
-            .map_err(|e| GcError::Meta(e.to_string()))?
-            .map(|totals| (totals, snapshots.list()))
+    // Names come from the catalog in memory, numbers' figures from the tables: read until the
+    // catalog is the same before and after the tables (a catalog change commits its table
+    // rows before it changes the catalog in memory). The catalog lock is not taken, so a list
+    // never waits behind a long gc.
+    let numbers = |list: &[(String, crate::format::catalog::SnapshotRecord)]| -> Vec<u64> {
+        list.iter().map(|(_, record)| record.number).collect()
     };
-    let Some((totals, list)) = read else {
-        return full_walk(snapshots);
+    let (totals, list) = loop {
+        let before = snapshots.list();
+        let read = crate::meta::accounting::read(&snapshots.live().database())?;
+        let Some(totals) = read else {
+            return full_walk(snapshots);
+        };
+        let after = snapshots.list();
+        if numbers(&before) == numbers(&after) {
+            break (totals, after);
+        }
     };
     let used = totals.live + totals.snapshot + totals.deleted;
     Ok(Usage {
