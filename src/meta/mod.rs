@@ -296,6 +296,9 @@ impl MetaStore {
         txn.open_table(COUNTERS)?
             .insert(NEXT_INODE, batch.next_inode)?;
         drop((inodes, dirents, blocks, xattrs));
+        if live.is_empty() && stored == StoredChange::default() {
+            return Ok(());
+        }
         let account = || -> Result<(), accounting::AccountingError> {
             let Some(mut ledger) = accounting::Ledger::open(txn)? else {
                 return Ok(());
