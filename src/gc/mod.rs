@@ -79,7 +79,12 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
 
 /// Runs a whole collection.
 pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
-    let _catalog = snapshots.hold_catalog();
+    let catalog = snapshots.hold_catalog();
+    // A deleted newest snapshot's tree, kept for the accounting's next diff, goes now, so
+    // that this collection reclaims what only it held.
+    if let Err(err) = snapshots.retire_deleted_newest(&catalog) {
+        tracing::warn!("the deleted newest snapshot's tree is kept: {err}");
+    }
     let live = snapshots.live();
     let chunks = live.chunk_store();
     live.begin_gc();

@@ -372,6 +372,35 @@ mod tests {
         close(live);
     }
 
+    /// The newest snapshot's tree is kept after its delete for the next create's diff, but
+    /// a gc retires it and reclaims what only it held; the next create then starts afresh.
+    #[test]
+    fn gc_reclaims_a_deleted_newest_snapshot() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        write_file(&live, "a", &noise(4 * BLOCK_SIZE as usize, 1));
+        snapshots.create("s1", Origin::Manual).expect("create");
+        write_file(&live, "a", &noise(2 * BLOCK_SIZE as usize, 2));
+        snapshots.delete("s1", DeleteMode::Now).expect("delete");
+        let before = usage(&snapshots).expect("usage");
+        assert!(
+            before.reclaimable_bytes >= 4 * u64::from(BLOCK_SIZE),
+            "{before:?}"
+        );
+        crate::gc::collect(&snapshots).expect("gc");
+        let after = usage(&snapshots).expect("usage");
+        assert_eq!(after.reclaimable_bytes, 0, "{after:?}");
+        assert_eq!(after, full_walk(&snapshots).expect("walk"));
+        write_file(&live, "b", &noise(BLOCK_SIZE as usize, 3));
+        snapshots.create("s2", Origin::Manual).expect("create");
+        check(&snapshots, "a create after the retirement");
+        snapshots.delete("s2", DeleteMode::Now).expect("delete");
+        check(&snapshots, "delete s2");
+        drop(snapshots);
+        close(live);
+    }
+
     /// A store whose tables went stale (or an older store without them) is rebuilt at open,
     /// with the full walk's figures.
     #[test]

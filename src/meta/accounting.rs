@@ -479,6 +479,33 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
+    /// The newest created snapshot, `number`, was deleted for good and its tree is no longer
+    /// kept: `deltas` (minus every reference of that tree) close the open intervals just after
+    /// its number. No existing snapshot's membership changes, so no class does.
+    pub fn retired(
+        &mut self,
+        number: u64,
+        deltas: &HashMap<ChunkId, i64>,
+    ) -> Result<(), AccountingError> {
+        for (id, &delta) in deltas {
+            let Some(mut usage) = self.record(id)? else {
+                self.broken = Some(format!("{id} of the newest tree has no record"));
+                continue;
+            };
+            match usage.newest_refs.checked_add_signed(delta) {
+                Some(0) => match usage.intervals.last_mut() {
+                    Some(last) if last.1 == OPEN => last.1 = number + 1,
+                    _ => self.broken = Some(format!("{id} was named but had no open interval")),
+                },
+                _ => self.broken = Some(format!("{id} is left in no tree with references")),
+            }
+            usage.newest_refs = 0;
+            self.put_record(id, &usage)?;
+        }
+        self.txn.open_table(NEWEST)?.retain(|_, _| false)?;
+        Ok(())
+    }
+
     fn set_state(
         &mut self,
         number: u64,

@@ -67,14 +67,14 @@ fn merge<K: Ord, V: Copy>(
     }
 }
 
-/// The change in references per chunk from tree `old` (or none) to tree `new`.
+/// The change in references per chunk from tree `old` to tree `new` (either may be none).
 pub fn reference_deltas(
     objects: &TreeObjects,
     old: Option<ObjectId>,
-    new: ObjectId,
+    new: Option<ObjectId>,
 ) -> Result<HashMap<ChunkId, i64>, ChunkStoreError> {
     let mut deltas: HashMap<ChunkId, i64> = HashMap::new();
-    let mut pending = vec![(old.map(Node::Object), Some(Node::Object(new)))];
+    let mut pending = vec![(old.map(Node::Object), new.map(Node::Object))];
     while let Some((a, b)) = pending.pop() {
         if a == b {
             continue;
@@ -177,7 +177,7 @@ pub fn rebuild(
     }
     let newest = existing.last().copied();
     if let Some((_, root)) = newest {
-        for (id, count) in reference_deltas(objects, None, root)? {
+        for (id, count) in reference_deltas(objects, None, Some(root))? {
             if let Some(record) = records.get_mut(&id) {
                 record.newest_refs = u64::try_from(count).unwrap_or(0);
             }

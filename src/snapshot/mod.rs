@@ -186,6 +186,46 @@ impl Snapshots {
         &self.objects
     }
 
+    /// Called by gc with the catalog held (`_held`): if the newest created snapshot was deleted
+    /// for good, its tree stops being kept for the next create's diff. Its chunks leave the
+    /// newest tree (their open intervals close after its number), so the next create starts
+    /// from no tree, and this collection can reclaim what only it held. Costs that tree.
+    pub fn retire_deleted_newest(&self, _held: &MutexGuard<'_, u64>) -> Result<(), SnapshotError> {
+        let db = self.live.database();
+        let accounting_err = |e: crate::meta::accounting::AccountingError| {
+            SnapshotError::Accounting(accounting::RebuildError::Accounting(e))
+        };
+        let Some((number, root)) = crate::meta::accounting::newest(&db).map_err(accounting_err)?
+        else {
+            return Ok(());
+        };
+        {
+            let catalog = self.catalog.read();
+            let mut roots = catalog
+                .active
+                .values()
+                .chain(catalog.deleted.values().map(|(_, r)| r));
+            if roots.any(|r| r.number == number) {
+                return Ok(());
+            }
+        }
+        let deltas = accounting::reference_deltas(&self.objects, Some(root), None)
+            .map_err(|e| SnapshotError::Accounting(e.into()))?;
+        let txn = db.begin_write().map_err(CatalogError::from)?;
+        if let Some(mut ledger) =
+            crate::meta::accounting::Ledger::open(&txn).map_err(accounting_err)?
+        {
+            ledger.retired(number, &deltas).map_err(accounting_err)?;
+            ledger.finish().map_err(accounting_err)?;
+        }
+        txn.commit().map_err(CatalogError::from)?;
+        tracing::info!(
+            snapshot = number,
+            "the deleted newest snapshot's tree is no longer kept"
+        );
+        Ok(())
+    }
+
     /// The snapshots that exist, by name.
     pub fn list(&self) -> Vec<(String, SnapshotRecord)> {
         self.catalog
@@ -203,7 +243,7 @@ impl Snapshots {
 
     /// The root of every tree whose data must be kept: existing and soft-deleted snapshots,
     /// and the newest created one even if deleted (the next create diffs against it for the
-    /// space accounting).
+    /// space accounting), until gc retires it (`retire_deleted_newest`).
     pub fn roots_in_use(&self) -> Vec<ObjectId> {
         let catalog = self.catalog.read();
         let active = catalog.active.values();
@@ -261,8 +301,12 @@ impl Snapshots {
         let deltas = crate::meta::accounting::newest(&self.live.database())
             .map_err(|e| e.to_string())
             .and_then(|newest| {
-                accounting::reference_deltas(&self.objects, newest.map(|(_, r)| r), frozen.root)
-                    .map_err(|e| e.to_string())
+                accounting::reference_deltas(
+                    &self.objects,
+                    newest.map(|(_, r)| r),
+                    Some(frozen.root),
+                )
+                .map_err(|e| e.to_string())
             });
         let record = SnapshotRecord {
             number: *next,
