@@ -45,6 +45,12 @@ impl TreeObjects {
 
     /// Loads and decodes an object; a multipart object is reassembled first.
     pub fn get(&self, id: &ObjectId) -> Result<Object, ChunkStoreError> {
+        Ok(self.get_with_parts(id)?.0)
+    }
+
+    /// Loads and decodes an object, with the parts it was reassembled from (none unless it is
+    /// multipart).
+    pub fn get_with_parts(&self, id: &ObjectId) -> Result<(Object, Vec<ChunkId>), ChunkStoreError> {
         let bytes = self.chunks.get(id)?;
         let corrupt = |reason: String| ChunkStoreError::Corrupt { id: *id, reason };
         match Object::decode(&bytes).map_err(|e| corrupt(format!("snapshot object: {e}")))? {
@@ -63,10 +69,10 @@ impl TreeObjects {
                     .map_err(|e| corrupt(format!("snapshot object: {e}")))?
                 {
                     Object::Multipart(_) => Err(corrupt("nested multipart object".into())),
-                    object => Ok(object),
+                    object => Ok((object, multipart.parts)),
                 }
             }
-            object => Ok(object),
+            object => Ok((object, Vec::new())),
         }
     }
 
@@ -79,4 +85,36 @@ impl TreeObjects {
         }
         Ok(out)
     }
+}
+
+/// Calls `visit` on every chunk a snapshot tree uses: its objects (and their parts) and the
+/// file data they name. `visit` returns false for a chunk seen before; its subtree is then
+/// skipped, which makes a walk over many snapshots cost about what they do not share. A loop
+/// over an explicit stack: trees are as deep as users make them.
+pub fn walk_tree(
+    objects: &TreeObjects,
+    root: ObjectId,
+    visit: &mut dyn FnMut(ChunkId) -> bool,
+) -> Result<(), ChunkStoreError> {
+    let mut pending = vec![root];
+    while let Some(id) = pending.pop() {
+        if !visit(id) {
+            continue;
+        }
+        let (object, parts) = objects.get_with_parts(&id)?;
+        for part in parts {
+            visit(part);
+        }
+        match object {
+            Object::Directory(dir) => pending.extend(dir.entries.iter().filter_map(|e| e.object)),
+            Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
+            Object::Segment(segment) => {
+                for (_, chunk) in segment.blocks {
+                    visit(chunk);
+                }
+            }
+            Object::Multipart(_) => {}
+        }
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ use super::ChunkStoreError;
 use crate::format::location::ChunkLocation;
 use crate::id::{ChunkId, PackId};
 
-const CHUNKS: TableDefinition<&[u8; 32], &[u8; ChunkLocation::ENCODED_LEN]> =
+pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8; ChunkLocation::ENCODED_LEN]> =
     TableDefinition::new("chunks");
 const PACKS: TableDefinition<u32, u64> = TableDefinition::new("packs");
 
@@ -42,15 +42,33 @@ pub fn lookup(
         })
 }
 
+/// How an insert changed the index's stored bytes, for space accounting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredChange {
+    /// Frame bytes added, less those of the entries replaced.
+    pub delta: i64,
+    /// Some chunk already indexed got a frame of another length (a compaction that compressed
+    /// it differently): accounting records sizes per chunk, so it must be rebuilt.
+    pub resized: bool,
+}
+
 pub fn insert(
     txn: &WriteTransaction,
     entries: &[(ChunkId, ChunkLocation)],
-) -> Result<(), redb::Error> {
+) -> Result<StoredChange, redb::Error> {
     let mut table = txn.open_table(CHUNKS)?;
+    let mut change = StoredChange::default();
     for (id, location) in entries {
-        table.insert(&id.0, &location.encode())?;
+        let old = table
+            .insert(&id.0, &location.encode())?
+            .and_then(|old| ChunkLocation::decode(old.value()).ok());
+        change.delta += i64::from(location.frame_len);
+        if let Some(old) = old {
+            change.delta -= i64::from(old.frame_len);
+            change.resized |= old.frame_len != location.frame_len;
+        }
     }
-    Ok(())
+    Ok(change)
 }
 
 pub fn record_pack_lengths(
@@ -91,12 +109,18 @@ pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, Chunk
     Ok(out)
 }
 
-pub fn remove(txn: &WriteTransaction, ids: &[ChunkId]) -> Result<(), redb::Error> {
+/// Removes `ids` from the index; returns those that were in it, with their frame lengths.
+pub fn remove(txn: &WriteTransaction, ids: &[ChunkId]) -> Result<Vec<(ChunkId, u32)>, redb::Error> {
     let mut table = txn.open_table(CHUNKS)?;
+    let mut removed = Vec::with_capacity(ids.len());
     for id in ids {
-        table.remove(&id.0)?;
+        if let Some(old) = table.remove(&id.0)? {
+            // An undecodable entry counts as 0 bytes, as the rest of the index reads it.
+            let len = ChunkLocation::decode(old.value()).map_or(0, |l| l.frame_len);
+            removed.push((*id, len));
+        }
     }
-    Ok(())
+    Ok(removed)
 }
 
 pub fn forget_pack(txn: &WriteTransaction, id: PackId) -> Result<(), redb::Error> {

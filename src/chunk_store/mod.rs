@@ -66,6 +66,14 @@ impl ChunkStoreError {
     }
 }
 
+/// What a commit staged into the index: the chunks (forgotten from the pending map once the
+/// commit is durable) and how the stored bytes changed (for space accounting).
+#[derive(Debug, Default)]
+pub struct StagedCommit {
+    pub ids: Vec<ChunkId>,
+    pub stored: index::StoredChange,
+}
+
 /// Space the store takes, as reported by `statfs` and `status`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StoreUsage {
@@ -315,14 +323,14 @@ impl ChunkStore {
     /// Writes the chunks published so far, and the length of every pack written to, into `txn`.
     /// Then call [`ChunkStore::sync`] before committing `txn`, and [`ChunkStore::committed`] with
     /// the returned list once it is committed.
-    pub fn stage_commit(&self, txn: &WriteTransaction) -> Result<Vec<ChunkId>, ChunkStoreError> {
+    pub fn stage_commit(&self, txn: &WriteTransaction) -> Result<StagedCommit, ChunkStoreError> {
         let staged: Vec<(ChunkId, ChunkLocation)> = self
             .pending
             .lock()
             .iter()
             .map(|(id, loc)| (*id, *loc))
             .collect();
-        index::insert(txn, &staged)?;
+        let stored = index::insert(txn, &staged)?;
         let lengths: Vec<(PackId, u64)> = self
             .packs
             .read()
@@ -331,7 +339,10 @@ impl ChunkStore {
             .map(|pack| (pack.id, pack.written_len()))
             .collect();
         index::record_pack_lengths(txn, &lengths)?;
-        Ok(staged.into_iter().map(|(id, _)| id).collect())
+        Ok(StagedCommit {
+            ids: staged.into_iter().map(|(id, _)| id).collect(),
+            stored,
+        })
     }
 
     /// Forgets pending entries that are now in the committed index.
@@ -361,7 +372,12 @@ impl ChunkStore {
     /// Removes from the index the chunks of `garbage` that no writer reused since the
     /// collection began, in one durable transaction; returns how many were removed. Writers'
     /// dedup checks wait meanwhile, so none can pick up a chunk as it goes.
-    pub fn sweep(&self, garbage: &[ChunkId]) -> Result<Vec<ChunkId>, ChunkStoreError> {
+    /// `account` runs in the same transaction with the chunks removed and their frame lengths.
+    pub fn sweep<E: From<ChunkStoreError>>(
+        &self,
+        garbage: &[ChunkId],
+        account: impl FnOnce(&WriteTransaction, &[(ChunkId, u32)]) -> Result<(), E>,
+    ) -> Result<Vec<ChunkId>, E> {
         let _exclusive = self.sweep_lock.write();
         let reused = self.reused_during_gc.lock().clone().unwrap_or_default();
         let removed: Vec<ChunkId> = garbage
@@ -369,9 +385,14 @@ impl ChunkStore {
             .filter(|id| !reused.contains(id) && !self.pending.lock().contains_key(id))
             .copied()
             .collect();
-        let txn = self.db.begin_write().map_err(redb::Error::from)?;
-        index::remove(&txn, &removed)?;
-        txn.commit().map_err(redb::Error::from)?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| ChunkStoreError::from(redb::Error::from(e)))?;
+        let gone = index::remove(&txn, &removed).map_err(ChunkStoreError::from)?;
+        account(&txn, &gone)?;
+        txn.commit()
+            .map_err(|e| ChunkStoreError::from(redb::Error::from(e)))?;
         Ok(removed)
     }
 
@@ -462,7 +483,7 @@ mod tests {
 
     fn commit(db: &Database, store: &ChunkStore) {
         let txn = db.begin_write().expect("txn");
-        let ids = store.stage_commit(&txn).expect("stage");
+        let ids = store.stage_commit(&txn).expect("stage").ids;
         store.sync().expect("sync");
         txn.commit().expect("commit");
         store.committed(&ids);

@@ -11,6 +11,7 @@ pub mod location;
 pub mod object;
 pub mod pack;
 pub mod store_config;
+pub mod usage;
 pub mod vault_config;
 pub mod vault_gc;
 pub mod vault_hold;

@@ -3,13 +3,15 @@
 //! does not know, is refused before anything else is touched.
 //!
 //! Versions: 1 had no share id; 2 adds `share_id`, the share's stable identity (backups in a
-//! vault are grouped by it); 3 adds the metadata table `frozen` (what each unchanged inode
-//! froze to, so a snapshot after a remount costs what changed). A build of version 2 would
-//! change inodes without removing their `frozen` entries, and a later version-3 build would then
-//! take stale objects into a snapshot: hence the bump, which makes version-2 builds refuse the
-//! store. An older store is upgraded when it is next opened and its file rewritten
-//! ([`StoreConfig::upgraded`]): version 1 is given a new random share id; the `frozen` table
-//! of an upgraded store starts empty, so its first snapshot encodes everything once.
+//! vault are grouped by it); 3 keeps two things in the metadata database that every change
+//! must keep true: space accounting (`meta::accounting`, updated by every block-map, index and
+//! catalog change) and the `frozen` table (what each unchanged inode froze to, removed by every
+//! change of it). A build that does not know them would change the share without updating
+//! them, hence the bump, which makes version-2 builds refuse the store. An older store is
+//! upgraded when it is next opened ([`StoreConfig::upgraded`]): a version-1 store is given a new
+//! random share id, and the file is rewritten at the current version; the accounting tables are
+//! built when the snapshots are first opened (`Snapshots::open`), guided by a marker inside the
+//! database, and the `frozen` table starts empty, so the first snapshot encodes everything once.
 
 use serde::{Deserialize, Serialize};
 
@@ -179,6 +181,15 @@ mod tests {
         let reread = StoreConfig::decode(&upgraded.encode()).expect("decodes");
         assert_eq!(reread.share_id(), Some(share));
         assert_eq!(reread.upgraded().expect("noop").share_id(), Some(share));
+    }
+
+    #[test]
+    fn a_version_2_config_upgrades_keeping_its_share_id() {
+        let v2 = br#"{"magic":"snapfs-store","format_version":2,"block_size":4096,"share_id":"6c66f77617cdfdf5ebe2c315e27448cf"}"#;
+        let config = StoreConfig::decode(v2).expect("version 2 still opens");
+        let upgraded = config.upgraded().expect("upgrade");
+        assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(upgraded.share_id, config.share_id);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! 5. compaction: a sealed pack whose live frames fill less than half of it has them copied to
 //!    the active pack; once that move is committed, the pack is forgotten and deleted.
 //!
+//! The space accounting (`meta::accounting`) forgets the swept chunks in the sweep's
+//! transaction, so a collection costs the accounting what it sweeps.
+//!
 //! A crash at any point leaves garbage at worst, never a reference to a removed chunk: removal
 //! (4) and the move (5) are each one durable transaction, and a pack file is deleted only after
 //! no committed index entry names it.
@@ -23,11 +26,11 @@ pub mod usage;
 use std::collections::{BTreeMap, HashSet};
 
 use crate::chunk_store::ChunkStoreError;
-use crate::format::object::{Object, ObjectId};
 use crate::id::{ChunkId, PackId};
 use crate::live::FsError;
+use crate::meta::accounting::{AccountingError, Ledger};
 use crate::snapshot::Snapshots;
-use crate::tree_objects::TreeObjects;
+pub use crate::tree_objects::walk_tree;
 
 /// A pack is rewritten when its live frames fill less than this share of it.
 const COMPACT_BELOW: f64 = 0.5;
@@ -40,6 +43,8 @@ pub enum GcError {
     Live(#[from] FsError),
     #[error("metadata: {0}")]
     Meta(String),
+    #[error(transparent)]
+    Accounting(#[from] AccountingError),
 }
 
 /// What a collection did.
@@ -52,36 +57,6 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Chunks that failed verification while being moved (left where they were, reported).
     pub damaged: Vec<String>,
-}
-
-/// Calls `visit` on every chunk a snapshot tree uses: its objects (and their parts) and the
-/// file data they name. `visit` returns false for a chunk seen before; its subtree is then
-/// skipped, which makes a walk over many snapshots cost about what they do not share.
-pub fn walk_tree(
-    objects: &TreeObjects,
-    root: ObjectId,
-    visit: &mut dyn FnMut(ChunkId) -> bool,
-) -> Result<(), ChunkStoreError> {
-    let mut pending = vec![root];
-    while let Some(id) = pending.pop() {
-        if !visit(id) {
-            continue;
-        }
-        for part in objects.object_chunks(&id)?.into_iter().skip(1) {
-            visit(part);
-        }
-        match objects.get(&id)? {
-            Object::Directory(dir) => pending.extend(dir.entries.iter().filter_map(|e| e.object)),
-            Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
-            Object::Segment(segment) => {
-                for (_, chunk) in segment.blocks {
-                    visit(chunk);
-                }
-            }
-            Object::Multipart(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Every chunk in use by the live share or a snapshot. Call with the chunk store recording
@@ -110,7 +85,12 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
 
 /// Runs a whole collection.
 pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
-    let _catalog = snapshots.hold_catalog();
+    let catalog = snapshots.hold_catalog();
+    // A deleted newest snapshot's tree, kept for the accounting's next diff, goes now, so
+    // that this collection reclaims what only it held.
+    if let Err(err) = snapshots.retire_deleted_newest(&catalog) {
+        tracing::warn!("the deleted newest snapshot's tree is kept: {err}");
+    }
     let live = snapshots.live();
     let chunks = live.chunk_store();
     live.begin_gc();
@@ -124,7 +104,20 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
             .map(|(id, _)| *id)
             .filter(|id| !marked.contains(id))
             .collect();
-        let removed: HashSet<ChunkId> = chunks.sweep(&garbage)?.into_iter().collect();
+        // The accounting forgets what is swept in the sweep's own transaction.
+        let removed: HashSet<ChunkId> = chunks
+            .sweep(&garbage, |txn, gone| -> Result<(), GcError> {
+                let account = || -> Result<(), AccountingError> {
+                    if let Some(mut ledger) = Ledger::open(txn)? {
+                        ledger.swept(gone)?;
+                        ledger.finish()?;
+                    }
+                    Ok(())
+                };
+                account().map_err(GcError::Accounting)
+            })?
+            .into_iter()
+            .collect();
         let mut report = GcReport {
             chunks_marked: marked.len() as u64,
             chunks_removed: removed.len() as u64,
@@ -190,7 +183,8 @@ mod tests {
         write_in(&live, bottom, b"leaf", b"first");
         snapshots.create("s1", Origin::Manual).expect("snapshot");
         write_in(&live, bottom, b"leaf", b"second");
-        snapshots.create("s2", Origin::Manual).expect("snapshot");
+        // The accounting's diff of s1's tree against s2's goes down the whole chain.
+        on_small_stack(|| snapshots.create("s2", Origin::Manual)).expect("snapshot");
         snapshots.delete("s1", DeleteMode::Now).expect("delete");
 
         let report = on_small_stack(|| collect(&snapshots)).expect("gc");
@@ -201,6 +195,8 @@ mod tests {
         );
         let usage = on_small_stack(|| usage::usage(&snapshots)).expect("usage");
         assert_eq!(usage.reclaimable_bytes, 0);
+        let walked = on_small_stack(|| usage::full_walk(&snapshots)).expect("full walk");
+        assert_eq!(usage, walked);
         // A collection keeps what the chain froze to (s2's objects): the next snapshot reuses
         // them, and they still read.
         let s3 =

@@ -1,5 +1,11 @@
 //! Space accounting: what each snapshot alone holds (the bytes deleting it would free once
 //! collected), what the live share uses, and what is reclaimable now.
+//!
+//! [`usage`] reads the figures that `meta::accounting` keeps up to date as block maps commit,
+//! snapshots are created and deleted and gc sweeps: it costs the number of snapshots.
+//! [`full_walk`] computes the same figures from scratch by walking every snapshot (the
+//! definition they must match, kept as the reference the tests compare against, and used
+//! while the tables are stale).
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,7 +13,8 @@ use super::{GcError, walk_tree};
 use crate::id::ChunkId;
 use crate::snapshot::Snapshots;
 
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+/// The space figures of a store. Every byte counted is a stored frame (its length in a pack).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     /// Stored bytes of every chunk the live share uses.
     pub live_bytes: u64,
@@ -24,7 +31,48 @@ pub struct Usage {
     pub reclaimable_bytes: u64,
 }
 
+/// The figures from the accounting tables, after a commit (so that they cover every write
+/// that returned); from [`full_walk`] while the tables are stale.
 pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
+    snapshots.live().commit_now()?;
+    // Names come from the catalog in memory, numbers' figures from the tables: read until the
+    // catalog is the same before and after the tables (a catalog change commits its table
+    // rows before it changes the catalog in memory). The catalog lock is not taken, so a list
+    // never waits behind a long gc.
+    let numbers = |list: &[(String, crate::format::catalog::SnapshotRecord)]| -> Vec<u64> {
+        list.iter().map(|(_, record)| record.number).collect()
+    };
+    let (totals, list) = loop {
+        let before = snapshots.list();
+        let read = crate::meta::accounting::read(&snapshots.live().database())?;
+        let Some(totals) = read else {
+            return full_walk(snapshots);
+        };
+        let after = snapshots.list();
+        if numbers(&before) == numbers(&after) {
+            break (totals, after);
+        }
+    };
+    let used = totals.live + totals.snapshot + totals.deleted;
+    Ok(Usage {
+        live_bytes: totals.live,
+        unique_bytes: list
+            .into_iter()
+            .map(|(name, record)| {
+                let unique = totals.unique.get(&record.number).copied().unwrap_or(0);
+                (name, unique)
+            })
+            .collect(),
+        snapshot_bytes: totals.snapshot,
+        deleted_snapshot_bytes: totals.deleted,
+        stored_bytes: totals.stored,
+        reclaimable_bytes: totals.stored.saturating_sub(used),
+    })
+}
+
+/// The figures computed by walking every snapshot tree and every block map: costs the data
+/// times the snapshots.
+pub fn full_walk(snapshots: &Snapshots) -> Result<Usage, GcError> {
     let live = snapshots.live();
     let chunks = live.chunk_store();
     live.commit_now()?;
@@ -85,4 +133,310 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
         .map(|(_, s)| s)
         .sum();
     Ok(usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::format::catalog::Origin;
+    use crate::id::InodeNo;
+    use crate::live::{LiveFs, SetAttr};
+    use crate::snapshot::DeleteMode;
+    use crate::testing::{BLOCK_SIZE, close, new_store, noise, open, snapshots_of, write_file};
+
+    /// A small deterministic generator, so that a failing sequence can be replayed by its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// File content drawn from a few block patterns, so that files and versions share chunks.
+    fn content(rng: &mut Rng) -> Vec<u8> {
+        let blocks = rng.below(5);
+        let mut data = Vec::new();
+        for _ in 0..blocks {
+            data.extend(noise(BLOCK_SIZE as usize, rng.below(6)));
+        }
+        let tail = rng.below(BLOCK_SIZE as u64) as usize;
+        data.extend(noise(tail, rng.below(3) + 100));
+        data
+    }
+
+    fn check(snapshots: &Snapshots, step: &str) {
+        let kept = usage(snapshots).expect("usage");
+        let walked = full_walk(snapshots).expect("full walk");
+        assert_eq!(kept, walked, "after {step}");
+        assert!(
+            crate::meta::accounting::read(&snapshots.live().database())
+                .expect("read")
+                .is_some(),
+            "the tables stayed exact after {step}"
+        );
+    }
+
+    fn file(n: u64) -> String {
+        format!("f{n}")
+    }
+
+    /// One random step; returns what it did.
+    fn step(rng: &mut Rng, live: &Arc<LiveFs>, snapshots: &Snapshots, created: &mut u64) -> String {
+        let n = rng.below(5);
+        match rng.below(16) {
+            0..=3 => {
+                write_file(live, &file(n), &content(rng));
+                format!("write {}", file(n))
+            }
+            4 => {
+                let Ok(attr) = crate::testing::lookup(live, &file(n)) else {
+                    return "nothing".into();
+                };
+                let fh = live.open(attr.ino, true, false).expect("open");
+                let offset = rng.below(4 * BLOCK_SIZE as u64);
+                live.write(fh, offset, &content(rng)).expect("write");
+                live.release(fh).expect("release");
+                format!("overwrite {} at {offset}", file(n))
+            }
+            5 => {
+                let Ok(attr) = crate::testing::lookup(live, &file(n)) else {
+                    return "nothing".into();
+                };
+                let size = rng.below(3 * BLOCK_SIZE as u64);
+                let change = SetAttr {
+                    size: Some(size),
+                    ..SetAttr::default()
+                };
+                live.setattr(attr.ino, change).expect("truncate");
+                format!("truncate {} to {size}", file(n))
+            }
+            6 => match live.unlink(InodeNo::ROOT, file(n).as_bytes()) {
+                Ok(()) => format!("unlink {}", file(n)),
+                Err(_) => "nothing".into(),
+            },
+            7 | 8 => {
+                *created += 1;
+                let name = format!("s{created}");
+                snapshots.create(&name, Origin::Manual).expect("create");
+                format!("create {name}")
+            }
+            9 | 10 => {
+                let list = snapshots.list();
+                if list.is_empty() {
+                    return "nothing".into();
+                }
+                let (name, _) = &list[rng.below(list.len() as u64) as usize];
+                let mode = if rng.below(2) == 0 {
+                    DeleteMode::Now
+                } else {
+                    DeleteMode::Soft { retain_secs: 3600 }
+                };
+                snapshots.delete(name, mode).expect("delete");
+                format!("delete {name} {mode:?}")
+            }
+            11 => {
+                let deleted = snapshots.list_deleted();
+                if deleted.is_empty() {
+                    return "nothing".into();
+                }
+                let (name, _) = &deleted[rng.below(deleted.len() as u64) as usize];
+                match snapshots.undelete(name) {
+                    Ok(_) => format!("undelete {name}"),
+                    Err(_) => "nothing".into(),
+                }
+            }
+            12 => {
+                let deleted = snapshots.list_deleted();
+                if deleted.is_empty() {
+                    return "nothing".into();
+                }
+                let (name, _) = &deleted[rng.below(deleted.len() as u64) as usize];
+                snapshots.purge(name).expect("purge");
+                format!("purge {name}")
+            }
+            13 => {
+                crate::gc::collect(snapshots).expect("gc");
+                "gc".into()
+            }
+            14 => {
+                let list = snapshots.list();
+                if list.is_empty() {
+                    return "nothing".into();
+                }
+                let (name, _) = &list[rng.below(list.len() as u64) as usize];
+                match snapshots.restore(name, file(n).as_bytes(), None, true) {
+                    Ok(_) => format!("restore {} from {name}", file(n)),
+                    Err(_) => "nothing".into(),
+                }
+            }
+            _ => {
+                // A copy of another file: the same chunks named twice.
+                if crate::testing::lookup(live, &file(n)).is_err() {
+                    return "nothing".into();
+                }
+                let data = crate::testing::read_file(live, &file(n));
+                let to = (n + 1) % 5;
+                write_file(live, &file(to), &data);
+                format!("copy {} to {}", file(n), file(to))
+            }
+        }
+    }
+
+    /// Random sequences of writes, overwrites, truncates, unlinks, copies, restores, creates,
+    /// deletes (now and soft), undeletes, purges, gcs and remounts: after every step, the
+    /// figures kept incrementally equal those of a full walk.
+    #[test]
+    fn incremental_figures_match_a_full_walk_after_every_step() {
+        for seed in 1..=6u64 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let (store, mut live) = new_store(tmp.path(), "store");
+            let mut snapshots = snapshots_of(&live);
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut created = 0;
+            let mut history = Vec::new();
+            for i in 0..120 {
+                let did = if i % 40 == 39 {
+                    drop(snapshots);
+                    close(live);
+                    live = open(&store);
+                    snapshots = snapshots_of(&live);
+                    "remount".to_owned()
+                } else {
+                    step(&mut rng, &live, &snapshots, &mut created)
+                };
+                if std::env::var_os("SNAPFS_TEST_TRACE").is_some() {
+                    eprintln!("seed {seed} step {i}: {did}");
+                }
+                history.push(did);
+                check(&snapshots, &format!("seed {seed}: {}", history.join(", ")));
+            }
+            drop(snapshots);
+            close(live);
+        }
+    }
+
+    /// `tests/fixtures/store-v2` was written by the version-2 release (before accounting): a
+    /// share with files, three snapshots (s2 soft-deleted) and a change after the last one.
+    /// Opening it upgrades it to the current version and builds the tables, whose figures are
+    /// those the version-2 release reported for it.
+    #[test]
+    fn a_version_2_store_is_given_its_accounting_at_open() {
+        use crate::format::store_config::{STORE_CONFIG_FILE, STORE_FORMAT_VERSION, StoreConfig};
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = tmp.path().join("store");
+        std::fs::create_dir_all(store.join("packs")).expect("mkdir");
+        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
+            std::fs::copy(fixture.join(name), store.join(name)).expect("copy fixture");
+        }
+        let live = open(&store);
+        let snapshots = snapshots_of(&live);
+        let config =
+            StoreConfig::decode(&std::fs::read(store.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(config.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(
+            config.share_id.as_deref(),
+            Some("76094cc49ed774978a709ef92ce1fcf2"),
+            "the share keeps its identity"
+        );
+        let kept = usage(&snapshots).expect("usage");
+        // As `snapfs status --json` and `snapshot list --json` of the version-2 release said.
+        let expected = Usage {
+            live_bytes: 50031,
+            unique_bytes: [("s1".to_owned(), 2719), ("s3".to_owned(), 1682)].into(),
+            snapshot_bytes: 4727,
+            deleted_snapshot_bytes: 284,
+            stored_bytes: 55042,
+            reclaimable_bytes: 0,
+        };
+        assert_eq!(kept, expected);
+        assert_eq!(full_walk(&snapshots).expect("walk"), expected);
+        // And they are kept from then on.
+        write_file(&live, "new", &noise(3 * BLOCK_SIZE as usize, 9));
+        snapshots.create("s4", Origin::Manual).expect("create");
+        snapshots.undelete("s2").expect("undelete");
+        check(&snapshots, "changes after the upgrade");
+        drop(snapshots);
+        close(live);
+    }
+
+    /// The newest snapshot's tree is kept after its delete for the next create's diff, but
+    /// a gc retires it and reclaims what only it held; the next create then starts afresh.
+    #[test]
+    fn gc_reclaims_a_deleted_newest_snapshot() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        write_file(&live, "a", &noise(4 * BLOCK_SIZE as usize, 1));
+        snapshots.create("s1", Origin::Manual).expect("create");
+        write_file(&live, "a", &noise(2 * BLOCK_SIZE as usize, 2));
+        snapshots.delete("s1", DeleteMode::Now).expect("delete");
+        let before = usage(&snapshots).expect("usage");
+        assert!(
+            before.reclaimable_bytes >= 4 * u64::from(BLOCK_SIZE),
+            "{before:?}"
+        );
+        crate::gc::collect(&snapshots).expect("gc");
+        let after = usage(&snapshots).expect("usage");
+        assert_eq!(after.reclaimable_bytes, 0, "{after:?}");
+        assert_eq!(after, full_walk(&snapshots).expect("walk"));
+        write_file(&live, "b", &noise(BLOCK_SIZE as usize, 3));
+        snapshots.create("s2", Origin::Manual).expect("create");
+        check(&snapshots, "a create after the retirement");
+        snapshots.delete("s2", DeleteMode::Now).expect("delete");
+        check(&snapshots, "delete s2");
+        drop(snapshots);
+        close(live);
+    }
+
+    /// A store whose tables went stale (or an older store without them) is rebuilt at open,
+    /// with the full walk's figures.
+    #[test]
+    fn stale_tables_are_rebuilt_at_open() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        write_file(&live, "a", &noise(3 * BLOCK_SIZE as usize, 1));
+        snapshots.create("s1", Origin::Manual).expect("create");
+        write_file(&live, "a", &noise(2 * BLOCK_SIZE as usize, 2));
+        snapshots.create("s2", Origin::Manual).expect("create");
+        snapshots
+            .delete("s1", DeleteMode::Soft { retain_secs: 60 })
+            .expect("delete");
+        let before = usage(&snapshots).expect("usage");
+        let db = live.database();
+        let txn = db.begin_write().expect("txn");
+        crate::meta::accounting::mark_stale(&txn, "test").expect("stale");
+        txn.commit().expect("commit");
+        drop(db);
+        assert_eq!(
+            usage(&snapshots).expect("walk"),
+            before,
+            "a full walk meanwhile"
+        );
+        drop(snapshots);
+        close(live);
+        let live = open(&store);
+        let snapshots = snapshots_of(&live);
+        assert!(
+            crate::meta::accounting::read(&live.database())
+                .expect("read")
+                .is_some()
+        );
+        assert_eq!(usage(&snapshots).expect("usage"), before);
+        drop(snapshots);
+        close(live);
+    }
 }

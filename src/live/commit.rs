@@ -255,11 +255,12 @@ impl LiveFs {
         let mut txn = db.begin_write().map_err(meta_err)?;
         txn.set_durability(redb::Durability::Immediate)
             .map_err(|e| meta_err(redb::Error::from(e)))?;
-        self.meta.stage(&txn, batch)?;
+        // The index first: accounting reads the sizes of the chunks the block maps now name.
         let staged = self.store.stage_commit(&txn)?;
+        self.meta.stage(&txn, batch, staged.stored)?;
         self.store.sync()?;
         txn.commit().map_err(meta_err)?;
-        self.store.committed(&staged);
+        self.store.committed(&staged.ids);
         Ok(())
     }
 }

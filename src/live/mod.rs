@@ -384,10 +384,16 @@ impl LiveFs {
         self.store.begin_gc();
     }
 
-    /// Every object an inode froze to: in use while the inode may reuse it in the next freeze.
-    /// (Mostly the newest snapshot's objects; a walk from them stops at once at what it saw.)
+    /// Every object an inode froze to and may reuse in the next freeze. Inodes changed since
+    /// the last freeze are thawed first (the freeze would thaw them anyway), so that what they
+    /// froze to before the change is not kept. (Mostly the newest snapshot's objects; a walk
+    /// from them stops at once at what it saw.)
     pub fn frozen_objects(&self) -> Vec<crate::format::object::ObjectId> {
-        let tree = self.tree.read();
+        let mut tree = self.tree.write();
+        let stale: Vec<InodeNo> = self.changed.lock().since_freeze.iter().copied().collect();
+        for ino in stale {
+            tree.thaw(ino);
+        }
         tree.nodes.values().filter_map(|node| node.frozen).collect()
     }
 

@@ -15,6 +15,10 @@
 //!   directories above at load (`Namespace::load`). So an entry is never older than what the
 //!   database holds of its inode, even after a crash.
 //! - `chunks`, `packs`: the chunk index, owned by `chunk_store::index`.
+//! - `usage_*`: incremental space accounting, owned by [`accounting`]. A commit updates the
+//!   live references of the chunks its block-map changes name, in its own transaction.
+
+pub mod accounting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,6 +26,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::chunk_store::index::StoredChange;
 use crate::format::DecodeError;
 use crate::format::inode::InodeRecord;
 use crate::id::{ChunkId, InodeNo};
@@ -51,6 +56,8 @@ pub enum MetaError {
     Db(redb::Error),
     #[error("damaged metadata record for inode {ino}: {source}")]
     Damaged { ino: InodeNo, source: DecodeError },
+    #[error(transparent)]
+    Accounting(accounting::AccountingError),
 }
 
 macro_rules! db_err {
@@ -118,6 +125,17 @@ impl CommitBatch {
     }
 }
 
+/// Every chunk id the committed block maps name (with repeats), read inside a write
+/// transaction (so no commit changes them meanwhile).
+pub fn block_chunks_in(txn: &WriteTransaction) -> Result<Vec<ChunkId>, MetaError> {
+    let table = txn.open_table(BLOCKS)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        out.push(ChunkId(*entry?.1.value()));
+    }
+    Ok(out)
+}
+
 /// The metadata database of one store.
 pub struct MetaStore {
     db: Arc<Database>,
@@ -140,6 +158,7 @@ impl MetaStore {
         txn.open_table(XATTRS)?;
         txn.open_table(COUNTERS)?
             .insert(NEXT_INODE, InodeNo::ROOT.0 + 1)?;
+        accounting::create_tables(&txn).map_err(MetaError::Accounting)?;
         txn.commit()?;
         crate::chunk_store::index::create_tables(&db)?;
         Ok(MetaStore { db: Arc::new(db) })
@@ -242,8 +261,18 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Writes `batch` into `txn` (the caller commits, after syncing the packs).
-    pub fn stage(&self, txn: &WriteTransaction, batch: &CommitBatch) -> Result<(), MetaError> {
+    /// Writes `batch` into `txn` (the caller commits, after syncing the packs), with the space
+    /// accounting of its block-map changes and of `stored`, what the same transaction added to
+    /// the chunk index.
+    pub fn stage(
+        &self,
+        txn: &WriteTransaction,
+        batch: &CommitBatch,
+        stored: StoredChange,
+    ) -> Result<(), MetaError> {
+        // Net change of the block-map entries naming each chunk. redb's insert and remove
+        // return the value they replace, so an overwrite costs no extra lookup.
+        let mut live: HashMap<ChunkId, i64> = HashMap::new();
         let mut inodes = txn.open_table(INODES)?;
         let mut dirents = txn.open_table(DIRENTS)?;
         let mut blocks = txn.open_table(BLOCKS)?;
@@ -259,13 +288,22 @@ impl MetaStore {
         }
         for (ino, changes) in &batch.blocks {
             if let Some(from) = changes.dropped_from {
-                blocks.retain_in((ino.0, from)..=(ino.0, u64::MAX), |_, _| false)?;
+                blocks.retain_in((ino.0, from)..=(ino.0, u64::MAX), |_, id| {
+                    *live.entry(ChunkId(*id)).or_default() -= 1;
+                    false
+                })?;
             }
             for (index, chunk) in &changes.set {
-                match chunk {
-                    Some(id) => blocks.insert((ino.0, *index), &id.0)?,
+                let old = match chunk {
+                    Some(id) => {
+                        *live.entry(*id).or_default() += 1;
+                        blocks.insert((ino.0, *index), &id.0)?
+                    }
                     None => blocks.remove((ino.0, *index))?,
                 };
+                if let Some(old) = old {
+                    *live.entry(ChunkId(*old.value())).or_default() -= 1;
+                }
             }
         }
         for (ino, set) in &batch.xattrs {
@@ -283,11 +321,30 @@ impl MetaStore {
         }
         for ino in &batch.removed_inodes {
             inodes.remove(ino.0)?;
-            blocks.retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, _| false)?;
+            blocks.retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, id| {
+                *live.entry(ChunkId(*id)).or_default() -= 1;
+                false
+            })?;
             xattrs.retain_in((ino.0, &[][..])..(ino.0 + 1, &[][..]), |_, _| false)?;
         }
         txn.open_table(COUNTERS)?
             .insert(NEXT_INODE, batch.next_inode)?;
-        Ok(())
+        drop((inodes, dirents, blocks, xattrs));
+        if live.is_empty() && stored == StoredChange::default() {
+            return Ok(());
+        }
+        let account = || -> Result<(), accounting::AccountingError> {
+            let Some(mut ledger) = accounting::Ledger::open(txn)? else {
+                return Ok(());
+            };
+            ledger.stored(stored.delta);
+            ledger.live_refs_changed(&live)?;
+            ledger.finish()?;
+            if stored.resized {
+                accounting::mark_stale(txn, "a chunk was stored again with another length")?;
+            }
+            Ok(())
+        };
+        account().map_err(MetaError::Accounting)
     }
 }

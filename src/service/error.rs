@@ -57,7 +57,7 @@ fn snapshot_errno(err: &SnapshotError) -> i32 {
         SnapshotError::Held { .. } => libc::EPERM,
         SnapshotError::Busy(_) => libc::EBUSY,
         SnapshotError::Freeze(err) => fs_errno(err),
-        SnapshotError::Catalog(_) => libc::EIO,
+        SnapshotError::Catalog(_) | SnapshotError::Accounting(_) => libc::EIO,
     }
 }
 

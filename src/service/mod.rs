@@ -166,7 +166,7 @@ impl Service {
         match request {
             Request::Create(args) => to_value(self.create(&args.name, Origin::Manual, false)?),
             Request::Delete(args) => to_value(self.delete(&args.name, "delete", false)?),
-            Request::List(args) => to_value(self.list(args.deleted)?),
+            Request::List(args) => to_value(self.list(args.deleted, args.full_walk)?),
             Request::Undelete(args) => {
                 let record = self.snapshots.undelete(&args.name)?;
                 to_value(SnapshotInfo::new(&args.name, &record, None))
@@ -219,7 +219,7 @@ impl Service {
                 }
                 to_value(self.policy_report())
             }
-            Request::Status(args) => to_value(self.status(args.jobs)?),
+            Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
             Request::Clock(args) => {
                 let clock =
@@ -434,7 +434,16 @@ impl Service {
         })
     }
 
-    fn list(&self, deleted: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
+    /// The space figures: kept up to date (costs the number of snapshots), or walked.
+    fn usage(&self, full_walk: bool) -> Result<crate::gc::usage::Usage, ServiceError> {
+        Ok(if full_walk {
+            crate::gc::usage::full_walk(&self.snapshots)?
+        } else {
+            crate::gc::usage::usage(&self.snapshots)?
+        })
+    }
+
+    fn list(&self, deleted: bool, full_walk: bool) -> Result<Vec<SnapshotInfo>, ServiceError> {
         if deleted {
             // What deleted snapshots hold is counted together, in `status`.
             return Ok(self
@@ -444,7 +453,7 @@ impl Service {
                 .map(|(name, record)| SnapshotInfo::new(name, record, None))
                 .collect());
         }
-        let usage = crate::gc::usage::usage(&self.snapshots)?;
+        let usage = self.usage(full_walk)?;
         Ok(self
             .snapshots
             .list()
@@ -541,8 +550,8 @@ impl Service {
         }
     }
 
-    fn status(&self, jobs: usize) -> Result<StatusReport, ServiceError> {
-        let usage = crate::gc::usage::usage(&self.snapshots)?;
+    fn status(&self, jobs: usize, full_walk: bool) -> Result<StatusReport, ServiceError> {
+        let usage = self.usage(full_walk)?;
         let list = self.snapshots.list();
         let now = self.now();
         Ok(StatusReport {

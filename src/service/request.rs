@@ -109,6 +109,11 @@ pub struct ListArgs {
     #[arg(long)]
     #[serde(default)]
     pub deleted: bool,
+    /// Compute space by walking every snapshot instead of reading the figures kept up to date
+    /// (slow: the reference those figures are tested against).
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub full_walk: bool,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -253,6 +258,11 @@ pub struct StatusArgs {
     #[arg(long, default_value_t = 10)]
     #[serde(default)]
     pub jobs: usize,
+    /// Compute space by walking every snapshot instead of reading the figures kept up to date
+    /// (slow: the reference those figures are tested against).
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub full_walk: bool,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::format::catalog::SnapshotRecord;
+use crate::meta::accounting::{AccountingError, Ledger};
 
 const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 const DELETED: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("deleted_snapshots");
@@ -23,6 +24,8 @@ pub enum CatalogError {
     Db(redb::Error),
     #[error("snapshot catalog entry {name:?} is damaged: {reason}")]
     Damaged { name: String, reason: String },
+    #[error(transparent)]
+    Accounting(AccountingError),
 }
 
 impl<E: Into<redb::Error>> From<E> for CatalogError {
@@ -99,8 +102,14 @@ pub fn load(db: &Database) -> Result<Loaded, CatalogError> {
     Ok(loaded)
 }
 
-/// Applies `changes` and records `next_number`, durably, in one transaction.
-pub fn apply(db: &Database, changes: &[Change<'_>], next_number: u64) -> Result<(), CatalogError> {
+/// Applies `changes` and records `next_number`, durably, in one transaction, which also
+/// carries what `account` makes of them in the space accounting (skipped while it is stale).
+pub fn apply(
+    db: &Database,
+    changes: &[Change<'_>],
+    next_number: u64,
+    account: impl FnOnce(&mut Ledger<'_>) -> Result<(), AccountingError>,
+) -> Result<(), CatalogError> {
     let txn = db.begin_write()?;
     {
         let mut active = txn.open_table(SNAPSHOTS)?;
@@ -123,6 +132,14 @@ pub fn apply(db: &Database, changes: &[Change<'_>], next_number: u64) -> Result<
         }
         txn.open_table(COUNTERS)?.insert(NEXT_NUMBER, next_number)?;
     }
+    let accounted = || -> Result<(), AccountingError> {
+        if let Some(mut ledger) = Ledger::open(&txn)? {
+            account(&mut ledger)?;
+            ledger.finish()?;
+        }
+        Ok(())
+    };
+    accounted().map_err(CatalogError::Accounting)?;
     txn.commit()?;
     Ok(())
 }

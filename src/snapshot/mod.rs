@@ -13,6 +13,7 @@
 //! inodes naming the snapshot's chunks, grafted atomically) or into a new store by copy
 //! (`clone`).
 
+pub mod accounting;
 mod catalog;
 mod clone;
 pub mod history_view;
@@ -30,6 +31,7 @@ use crate::format::catalog::{Deletion, Hold, Origin, SnapshotRecord, check_snaps
 use crate::format::inode::Timestamp;
 use crate::format::object::ObjectId;
 use crate::live::{FsError, LiveFs};
+use crate::meta::accounting::SnapshotState;
 use crate::schedule::clock::Clock;
 use crate::tree_objects::TreeObjects;
 pub use catalog::CatalogError;
@@ -57,6 +59,8 @@ pub enum SnapshotError {
     Freeze(#[from] FsError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("cannot rebuild the space accounting: {0}")]
+    Accounting(#[from] accounting::RebuildError),
 }
 
 /// How a delete treats the snapshot's data.
@@ -120,9 +124,11 @@ impl Drop for Pin<'_> {
 }
 
 impl Snapshots {
+    /// Opens the catalog. A store whose space accounting is missing (made by an older
+    /// version) or stale is given it here, by one walk of every snapshot.
     pub fn open(live: Arc<LiveFs>, clock: Arc<dyn Clock>) -> Result<Self, SnapshotError> {
         let loaded = catalog::load(&live.database())?;
-        Ok(Snapshots {
+        let snapshots = Snapshots {
             objects: Arc::new(TreeObjects::new(live.chunk_store())),
             live,
             clock,
@@ -137,7 +143,30 @@ impl Snapshots {
             }),
             changing: Mutex::new(loaded.next_number),
             pins: Mutex::new(HashMap::new()),
-        })
+        };
+        snapshots.ensure_accounting()?;
+        Ok(snapshots)
+    }
+
+    /// Rebuilds the space accounting if it is missing or stale; returns whether it did.
+    pub fn ensure_accounting(&self) -> Result<bool, SnapshotError> {
+        let _changing = self.changing.lock();
+        let db = self.live.database();
+        let txn = db.begin_write().map_err(CatalogError::from)?;
+        let current = crate::meta::accounting::is_current_in(&txn)
+            .map_err(|e| SnapshotError::Accounting(e.into()))?;
+        if current {
+            return Ok(false);
+        }
+        let started = std::time::Instant::now();
+        accounting::rebuild(&txn, &self.objects, &self.list(), &self.list_deleted())?;
+        txn.commit().map_err(CatalogError::from)?;
+        tracing::info!(
+            snapshots = self.list().len() + self.list_deleted().len(),
+            secs = started.elapsed().as_secs_f64(),
+            "space accounting rebuilt"
+        );
+        Ok(true)
     }
 
     pub fn live(&self) -> &Arc<LiveFs> {
@@ -157,6 +186,46 @@ impl Snapshots {
         &self.objects
     }
 
+    /// Called by gc with the catalog held (`_held`): if the newest created snapshot was deleted
+    /// for good, its tree stops being kept for the next create's diff. Its chunks leave the
+    /// newest tree (their open intervals close after its number), so the next create starts
+    /// from no tree, and this collection can reclaim what only it held. Costs that tree.
+    pub fn retire_deleted_newest(&self, _held: &MutexGuard<'_, u64>) -> Result<(), SnapshotError> {
+        let db = self.live.database();
+        let accounting_err = |e: crate::meta::accounting::AccountingError| {
+            SnapshotError::Accounting(accounting::RebuildError::Accounting(e))
+        };
+        let Some((number, root)) = crate::meta::accounting::newest(&db).map_err(accounting_err)?
+        else {
+            return Ok(());
+        };
+        {
+            let catalog = self.catalog.read();
+            let mut roots = catalog
+                .active
+                .values()
+                .chain(catalog.deleted.values().map(|(_, r)| r));
+            if roots.any(|r| r.number == number) {
+                return Ok(());
+            }
+        }
+        let deltas = accounting::reference_deltas(&self.objects, Some(root), None)
+            .map_err(|e| SnapshotError::Accounting(e.into()))?;
+        let txn = db.begin_write().map_err(CatalogError::from)?;
+        if let Some(mut ledger) =
+            crate::meta::accounting::Ledger::open(&txn).map_err(accounting_err)?
+        {
+            ledger.retired(number, &deltas).map_err(accounting_err)?;
+            ledger.finish().map_err(accounting_err)?;
+        }
+        txn.commit().map_err(CatalogError::from)?;
+        tracing::info!(
+            snapshot = number,
+            "the deleted newest snapshot's tree is no longer kept"
+        );
+        Ok(())
+    }
+
     /// The snapshots that exist, by name.
     pub fn list(&self) -> Vec<(String, SnapshotRecord)> {
         self.catalog
@@ -172,14 +241,22 @@ impl Snapshots {
         self.catalog.read().deleted.values().cloned().collect()
     }
 
-    /// The root of every tree whose data must be kept: existing and soft-deleted snapshots.
+    /// The root of every tree whose data must be kept: existing and soft-deleted snapshots,
+    /// and the newest created one even if deleted (the next create diffs against it for the
+    /// space accounting), until gc retires it (`retire_deleted_newest`).
     pub fn roots_in_use(&self) -> Vec<ObjectId> {
         let catalog = self.catalog.read();
         let active = catalog.active.values();
-        active
+        let mut roots: Vec<ObjectId> = active
             .chain(catalog.deleted.values().map(|(_, r)| r))
             .map(|r| r.root)
-            .collect()
+            .collect();
+        match crate::meta::accounting::newest(&self.live.database()) {
+            Ok(Some((_, root))) if !roots.contains(&root) => roots.push(root),
+            Ok(_) => {}
+            Err(err) => tracing::warn!("cannot read the newest snapshot's root: {err}"),
+        }
+        roots
     }
 
     pub fn get(&self, name: &str) -> Option<SnapshotRecord> {
@@ -221,6 +298,18 @@ impl Snapshots {
         // The objects are chunks like file data: a live commit makes them durable before the
         // catalog names them.
         self.live.commit_now()?;
+        // What the new tree names more or less often than the newest before it: read outside
+        // the catalog's transaction (objects are immutable), applied inside it.
+        let deltas = crate::meta::accounting::newest(&self.live.database())
+            .map_err(|e| e.to_string())
+            .and_then(|newest| {
+                accounting::reference_deltas(
+                    &self.objects,
+                    newest.map(|(_, r)| r),
+                    Some(frozen.root),
+                )
+                .map_err(|e| e.to_string())
+            });
         let record = SnapshotRecord {
             number: *next,
             root: frozen.root,
@@ -239,6 +328,13 @@ impl Snapshots {
             &self.live.database(),
             &[Change::Put(name, &record)],
             *next + 1,
+            |ledger| match &deltas {
+                Ok(deltas) => ledger.created(record.number, &record.root, deltas),
+                Err(err) => {
+                    ledger.mark_broken(format!("cannot diff the snapshot trees: {err}"));
+                    Ok(())
+                }
+            },
         )?;
         *next += 1;
         self.catalog.write().insert(name, record.clone());
@@ -273,7 +369,9 @@ impl Snapshots {
         let mut record = self.deletable(name)?;
         let db = self.live.database();
         match mode {
-            DeleteMode::Now => catalog::apply(&db, &[Change::Remove(name)], *next)?,
+            DeleteMode::Now => catalog::apply(&db, &[Change::Remove(name)], *next, |ledger| {
+                ledger.state_changed(record.number, None)
+            })?,
             DeleteMode::Soft { retain_secs } => {
                 let now = self.clock.now();
                 record.hold = Hold::None;
@@ -285,6 +383,7 @@ impl Snapshots {
                     &db,
                     &[Change::Remove(name), Change::PutDeleted(name, &record)],
                     *next,
+                    |ledger| ledger.state_changed(record.number, Some(SnapshotState::Deleted)),
                 )?;
             }
         }
@@ -327,6 +426,7 @@ impl Snapshots {
             &self.live.database(),
             &[Change::RemoveDeleted(number), Change::Put(name, &record)],
             *next,
+            |ledger| ledger.state_changed(number, Some(SnapshotState::Listed)),
         )?;
         let mut catalog = self.catalog.write();
         catalog.deleted.remove(&number);
@@ -373,7 +473,12 @@ impl Snapshots {
             .iter()
             .map(|(number, _)| Change::RemoveDeleted(*number))
             .collect();
-        catalog::apply(&self.live.database(), &changes, *next)?;
+        catalog::apply(&self.live.database(), &changes, *next, |ledger| {
+            for (number, _) in &picked {
+                ledger.state_changed(*number, None)?;
+            }
+            Ok(())
+        })?;
         let mut catalog = self.catalog.write();
         for (number, _) in &picked {
             catalog.deleted.remove(number);
@@ -389,7 +494,12 @@ impl Snapshots {
             .get(name)
             .ok_or_else(|| SnapshotError::NotFound(name.to_owned()))?;
         record.hold = hold;
-        catalog::apply(&self.live.database(), &[Change::Put(name, &record)], *next)?;
+        catalog::apply(
+            &self.live.database(),
+            &[Change::Put(name, &record)],
+            *next,
+            |_| Ok(()),
+        )?;
         self.catalog.write().insert(name, record.clone());
         tracing::info!(snapshot = name, ?hold, "snapshot hold changed");
         Ok(record)
@@ -482,7 +592,11 @@ mod tests {
         assert!(snapshots.purge_expired().expect("purge").is_empty());
         clock.set(1_014 * DAY);
         assert_eq!(snapshots.purge_expired().expect("purge"), ["s"]);
-        assert!(snapshots.roots_in_use().is_empty());
+        assert_eq!(
+            snapshots.roots_in_use(),
+            vec![back.root],
+            "only the newest created tree, which the next create diffs against"
+        );
         assert!(matches!(
             snapshots.purge("s"),
             Err(SnapshotError::NotDeleted(_))
@@ -510,6 +624,10 @@ mod tests {
             &live.database(),
             &[Change::Put("live", &old)],
             old.number + 1,
+            |ledger| {
+                ledger.mark_broken("an older snapfs wrote the catalog".into());
+                Ok(())
+            },
         )
         .expect("catalog");
         drop(snapshots);

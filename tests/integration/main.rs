@@ -1,6 +1,7 @@
 //! Integration tests: every test mounts a real snapfs in a temporary directory and works on it
 //! through the kernel, as users and tools do.
 
+mod accounting;
 mod background_jobs;
 mod bad_input;
 mod blob_s3;
