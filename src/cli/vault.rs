@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
 use crate::service::request::{S3Access, VaultAccess};
-use crate::vault::{Secret, Vault, copy, crypto, gc, init, list, restore, retention, verify};
+use crate::vault::{Secret, Vault, copy, crypto, gc, init, keys, list, restore, retention, verify};
 
 #[derive(Args, Debug)]
 pub struct VaultArgs {
@@ -39,6 +39,60 @@ pub enum VaultCommand {
     Gc(GcArgs),
     /// Copy backups (all by default) into another vault, sending only what it lacks.
     Copy(CopyArgs),
+    /// Manage the key slots of an encrypted vault.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key slot opened by a new secret (SNAPFS_NEW_PASSPHRASE or --new-key-file).
+    Add(NewKeyArgs),
+    /// List the key slots.
+    List(ListArgs),
+    /// Remove a key slot (not the one this secret opens: unlock with another to remove it).
+    Remove(RemoveKeyArgs),
+    /// Change the secret of the slot this secret opens.
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    pub vault: String,
+    /// A file whose bytes are the new key (instead of SNAPFS_NEW_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+impl NewKeyArgs {
+    /// The new secret: `--new-key-file`, else `SNAPFS_NEW_PASSPHRASE`.
+    fn new_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(file) = &self.new_key_file {
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("cannot read the key file {}", file.display()))?;
+            if bytes.is_empty() {
+                bail!("the key file {} is empty", file.display());
+            }
+            return Ok(Secret::KeyFile(bytes));
+        }
+        match std::env::var("SNAPFS_NEW_PASSPHRASE") {
+            Ok(passphrase) if !passphrase.is_empty() => {
+                Ok(Secret::Passphrase(passphrase.into_bytes()))
+            }
+            _ => bail!("give the new secret in SNAPFS_NEW_PASSPHRASE or with --new-key-file"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveKeyArgs {
+    pub vault: String,
+    /// The slot's number, as `vault key list` shows it.
+    pub slot: usize,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// How the vault's secret is given: `SNAPFS_PASSPHRASE`, or a key file.
@@ -262,7 +316,57 @@ pub fn run(args: VaultArgs) -> anyhow::Result<()> {
         }
         VaultCommand::Gc(args) => gc_vault(args),
         VaultCommand::Copy(args) => copy_vault(args),
+        VaultCommand::Key(command) => key_command(command),
     }
+}
+
+fn key_command(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Add(args) => {
+            let new = args.new_secret()?;
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            let slot = keys::add(&mut vault, &new, crypto::DEFAULT_KDF)?;
+            println!("added key slot {slot} to {}", args.vault);
+        }
+        KeyCommand::List(args) => {
+            let vault = open_for_verify(&args.vault, &args.key)?;
+            let slots = keys::list(&vault);
+            if args.json {
+                println!("{}", serde_json::to_string(&slots)?);
+                return Ok(());
+            }
+            if slots.is_empty() {
+                println!("{} is not encrypted: it has no key slots", args.vault);
+            }
+            for slot in slots {
+                println!(
+                    "slot {:<2} {:<10} argon2id m={} KiB t={} p={}{}",
+                    slot.slot,
+                    slot.kind,
+                    slot.m_cost_kib,
+                    slot.t_cost,
+                    slot.p_cost,
+                    if slot.unlocked {
+                        "  (opened by this secret)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        KeyCommand::Remove(args) => {
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            keys::remove(&mut vault, args.slot)?;
+            println!("removed key slot {} from {}", args.slot, args.vault);
+        }
+        KeyCommand::Passwd(args) => {
+            let new = args.new_secret()?;
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            let slot = keys::passwd(&mut vault, &new, crypto::DEFAULT_KDF)?;
+            println!("changed the secret of key slot {slot} of {}", args.vault);
+        }
+    }
+    Ok(())
 }
 
 fn verify_vault(args: VerifyArgs) -> anyhow::Result<()> {

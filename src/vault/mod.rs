@@ -35,6 +35,7 @@ pub mod crypto;
 pub mod gc;
 mod index;
 pub mod init;
+pub mod keys;
 pub mod list;
 pub mod lock;
 mod pack_writer;
@@ -61,7 +62,7 @@ use crate::id::{BackupId, ChunkId, GcPlanId, VaultLockId, VaultPackId};
 use crate::snapshot::RestoreError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
-use crypto::{CryptoError, Sealer};
+use crypto::{CryptoError, MasterKey, Sealer};
 
 /// The key of the vault's config object.
 const CONFIG_KEY: &str = "config";
@@ -131,6 +132,9 @@ pub enum VaultError {
     Io(String),
     #[error("backup {0} is held; release it first with `snapfs vault release`")]
     Held(String),
+    /// A key command refused (see `keys`).
+    #[error("{0}")]
+    Keys(String),
     #[error("{vault} is in use: {holder}; try again when it is done")]
     Locked { vault: String, holder: String },
     #[error(
@@ -198,6 +202,8 @@ pub struct Vault {
     backend: Arc<dyn BlobBackend>,
     config: VaultConfig,
     sealer: Arc<Sealer>,
+    /// For an encrypted vault: the slot the secret opened, and the master key (to add slots).
+    unlocked: Option<(usize, MasterKey)>,
     index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
 }
 
@@ -234,24 +240,25 @@ impl Vault {
             what: format!("{where_}: vault config"),
             source,
         })?;
-        let sealer = match config.cipher {
-            Cipher::None => Sealer::Plain,
+        let (sealer, unlocked) = match config.cipher {
+            Cipher::None => (Sealer::Plain, None),
             Cipher::XChaCha20Poly1305 => {
                 let secret = secret
                     .bytes()
                     .ok_or_else(|| VaultError::NeedKey(where_.clone()))?;
-                let master =
-                    crypto::unlock(&config, secret).map_err(|source| VaultError::Crypto {
+                let (slot, master) =
+                    crypto::unlock_slot(&config, secret).map_err(|source| VaultError::Crypto {
                         what: where_.clone(),
                         source,
                     })?;
-                Sealer::new(&master)
+                (Sealer::new(&master), Some((slot, master)))
             }
         };
         Ok(Vault {
             backend: Arc::from(backend),
             config,
             sealer: Arc::new(sealer),
+            unlocked,
             index: HashMap::new(),
         })
     }

@@ -353,3 +353,60 @@ fn a_copy_to_s3_and_back_restores_every_byte_and_a_second_copy_sends_nothing() {
     assert_eq!(restored_state(&m, back, &[], "two", "from-back"), expected);
     drop(server);
 }
+
+#[test]
+fn vault_keys_can_be_added_changed_and_removed_without_touching_the_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = dir.path().join("vault");
+    let vault = vault.to_str().expect("utf-8");
+    let first = [("SNAPFS_PASSPHRASE", "first".to_owned())];
+    ok_env(&["vault", "init", vault, "--encrypt"], &first);
+    let m = two_backups(vault, &first);
+    let before = restored_state(&m, vault, &first, "two", "restored-before");
+
+    let adding = [
+        ("SNAPFS_PASSPHRASE", "first".to_owned()),
+        ("SNAPFS_NEW_PASSPHRASE", "second".to_owned()),
+    ];
+    let out = ok_env(&["vault", "key", "add", vault], &adding);
+    assert!(out.contains("slot 1"), "{out}");
+    let err = err_env(&["vault", "key", "add", vault], &adding);
+    assert!(err.contains("already opens slot 1"), "{err}");
+    let second = [("SNAPFS_PASSPHRASE", "second".to_owned())];
+    let slots = json(&ok_env(&["vault", "key", "list", vault, "--json"], &second));
+    let slots = slots.as_array().expect("array");
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1]["unlocked"], true);
+    assert_eq!(slots[0]["unlocked"], false);
+
+    let err = err_env(&["vault", "key", "remove", vault, "0"], &first);
+    assert!(err.contains("unlock with another"), "{err}");
+    ok_env(&["vault", "key", "remove", vault, "0"], &second);
+    let err = err_env(&["vault", "list", vault], &first);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let err = err_env(&["vault", "key", "remove", vault, "0"], &second);
+    assert!(
+        err.contains("unlock with another"),
+        "the last slot stays: {err}"
+    );
+
+    let changing = [
+        ("SNAPFS_PASSPHRASE", "second".to_owned()),
+        ("SNAPFS_NEW_PASSPHRASE", "third".to_owned()),
+    ];
+    ok_env(&["vault", "key", "passwd", vault], &changing);
+    assert!(err_env(&["vault", "list", vault], &second).contains("wrong passphrase"));
+    let third = [("SNAPFS_PASSPHRASE", "third".to_owned())];
+    assert_eq!(
+        json(&ok_env(&["vault", "list", vault, "--json"], &third))
+            .as_array()
+            .expect("array")
+            .len(),
+        2
+    );
+    assert_eq!(
+        restored_state(&m, vault, &third, "two", "restored-after"),
+        before
+    );
+    ok_env(&["vault", "verify", vault, "--read-data"], &third);
+}
