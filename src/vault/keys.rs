@@ -61,7 +61,7 @@ pub fn list(vault: &Vault) -> Vec<SlotEntry> {
 }
 
 fn refused(vault: &Vault, why: impl std::fmt::Display) -> VaultError {
-    VaultError::Keys(format!("{}: {why}", vault.describe()))
+    VaultError::Refused(format!("{}: {why}", vault.describe()))
 }
 
 /// The master key and the slot that opened it, or an error for an unencrypted vault.
@@ -161,13 +161,13 @@ pub fn remove(vault: &mut Vault, slot: usize) -> Result<(), VaultError> {
     let describe = vault.describe();
     rewrite(vault, "key remove", |config, mine| {
         if slot >= config.slots.len() {
-            return Err(VaultError::Keys(format!(
+            return Err(VaultError::Refused(format!(
                 "{describe}: no key slot {slot} (it has {})",
                 config.slots.len()
             )));
         }
         if slot == mine {
-            return Err(VaultError::Keys(format!(
+            return Err(VaultError::Refused(format!(
                 "{describe}: slot {slot} is the one this secret opens; unlock with another \
                  slot's secret to remove it"
             )));
@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(list(&vault).len(), 1);
         assert_eq!(add(&mut vault, &pass("second"), TEST_KDF).expect("add"), 1);
         let err = add(&mut vault, &pass("second"), TEST_KDF).expect_err("twice");
-        assert!(matches!(err, VaultError::Keys(_)), "{err}");
+        assert!(matches!(err, VaultError::Refused(_)), "{err}");
 
         let mut by_second = open_with(&fixture, &pass("second")).expect("second opens");
         assert!(
@@ -254,9 +254,9 @@ mod tests {
         );
 
         let err = remove(&mut by_second, 1).expect_err("own slot");
-        assert!(matches!(err, VaultError::Keys(_)), "{err}");
+        assert!(matches!(err, VaultError::Refused(_)), "{err}");
         let err = remove(&mut by_second, 5).expect_err("no such slot");
-        assert!(matches!(err, VaultError::Keys(_)), "{err}");
+        assert!(matches!(err, VaultError::Refused(_)), "{err}");
         remove(&mut by_second, 0).expect("remove first");
 
         let err = open_with(&fixture, &pass("first"))
@@ -280,7 +280,7 @@ mod tests {
         // The last slot is the caller's own, so it cannot go.
         let mut vault = vault;
         let err = remove(&mut vault, 0).expect_err("last slot");
-        assert!(matches!(err, VaultError::Keys(_)), "{err}");
+        assert!(matches!(err, VaultError::Refused(_)), "{err}");
     }
 
     #[test]
@@ -319,7 +319,7 @@ mod tests {
         remove(&mut by_second, 0).expect("remove first");
         // `two` opened before slot 0 went: its picture is stale, so it changes nothing.
         let err = add(&mut two, &pass("third"), TEST_KDF).expect_err("stale");
-        assert!(matches!(err, VaultError::Keys(_)), "{err}");
+        assert!(matches!(err, VaultError::Refused(_)), "{err}");
         assert_eq!(
             list(&open_with(&fixture, &pass("second")).expect("open")).len(),
             1

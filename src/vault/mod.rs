@@ -11,6 +11,8 @@
 //!   index/<pack id>        where each object of that pack is (format::vault_index), sealed
 //!   backups/<backup id>    one record per backup (format::backup_record), sealed
 //!   holds/<backup id>      a backup's hold, while it has one (format::vault_hold), sealed
+//!   policy                 the retention policy `vault prune` applies (format::vault_policy),
+//!                          sealed; absent until `vault policy set`
 //!   locks/<lock id>        who is working on the vault (format::vault_lock), sealed
 //!   gc/<plan id>           what a running or interrupted gc took out of the index
 //!                          (format::vault_gc), sealed
@@ -39,6 +41,7 @@ pub mod keys;
 pub mod list;
 pub mod lock;
 mod pack_writer;
+pub mod prune;
 pub mod restore;
 pub mod retention;
 #[cfg(test)]
@@ -132,9 +135,9 @@ pub enum VaultError {
     Io(String),
     #[error("backup {0} is held; release it first with `snapfs vault release`")]
     Held(String),
-    /// A key command refused (see `keys`).
+    /// A command refused to act, saying why (key slots, prune).
     #[error("{0}")]
-    Keys(String),
+    Refused(String),
     #[error("{vault} is in use: {holder}; try again when it is done")]
     Locked { vault: String, holder: String },
     #[error(
