@@ -10,8 +10,11 @@ use clap::{Args, Subcommand};
 
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
+use crate::format::vault_policy::VaultPolicy;
 use crate::service::request::{S3Access, VaultAccess};
-use crate::vault::{Secret, Vault, copy, crypto, gc, init, list, restore, retention, verify};
+use crate::vault::{
+    Secret, Vault, copy, crypto, gc, init, keys, list, prune, restore, retention, verify,
+};
 
 #[derive(Args, Debug)]
 pub struct VaultArgs {
@@ -39,6 +42,111 @@ pub enum VaultCommand {
     Gc(GcArgs),
     /// Copy backups (all by default) into another vault, sending only what it lacks.
     Copy(CopyArgs),
+    /// Manage the key slots of an encrypted vault.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Set or show the retention policy `vault prune` applies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Delete the backups the retention policy does not keep (never a held one).
+    Prune(PruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Store the policy in the vault (counts left out are 0).
+    Set(PolicySetArgs),
+    /// Print the vault's policy.
+    Show(ListArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicySetArgs {
+    pub vault: String,
+    /// Keep the newest N backups of each share.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_last: u32,
+    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_daily: u32,
+    /// ... of each of the last N ISO weeks.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_weekly: u32,
+    /// ... of each of the last N months.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_monthly: u32,
+    /// ... of each of the last N years.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub keep_yearly: u32,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    pub vault: String,
+    /// Print the plan, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run `vault gc` afterwards, to free the space of what was removed.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub gc: bool,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Add a key slot opened by a new secret (SNAPFS_NEW_PASSPHRASE or --new-key-file).
+    Add(NewKeyArgs),
+    /// List the key slots.
+    List(ListArgs),
+    /// Remove a key slot (not the one this secret opens: unlock with another to remove it).
+    Remove(RemoveKeyArgs),
+    /// Change the secret of the slot this secret opens.
+    Passwd(NewKeyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NewKeyArgs {
+    pub vault: String,
+    /// A file whose bytes are the new key (instead of SNAPFS_NEW_PASSPHRASE).
+    #[arg(long, value_name = "FILE")]
+    pub new_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+impl NewKeyArgs {
+    /// The new secret: `--new-key-file`, else `SNAPFS_NEW_PASSPHRASE`.
+    fn new_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(file) = &self.new_key_file {
+            let bytes = std::fs::read(file)
+                .with_context(|| format!("cannot read the key file {}", file.display()))?;
+            if bytes.is_empty() {
+                bail!("the key file {} is empty", file.display());
+            }
+            return Ok(Secret::KeyFile(bytes));
+        }
+        match std::env::var("SNAPFS_NEW_PASSPHRASE") {
+            Ok(passphrase) if !passphrase.is_empty() => {
+                Ok(Secret::Passphrase(passphrase.into_bytes()))
+            }
+            _ => bail!("give the new secret in SNAPFS_NEW_PASSPHRASE or with --new-key-file"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveKeyArgs {
+    pub vault: String,
+    /// The slot's number, as `vault key list` shows it.
+    pub slot: usize,
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 /// How the vault's secret is given: `SNAPFS_PASSPHRASE`, or a key file.
@@ -262,7 +370,141 @@ pub fn run(args: VaultArgs) -> anyhow::Result<()> {
         }
         VaultCommand::Gc(args) => gc_vault(args),
         VaultCommand::Copy(args) => copy_vault(args),
+        VaultCommand::Key(command) => key_command(command),
+        VaultCommand::Policy(command) => policy_command(command),
+        VaultCommand::Prune(args) => prune_vault(args),
     }
+}
+
+fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
+    match command {
+        PolicyCommand::Set(args) => {
+            let vault = open_for_verify(&args.vault, &args.key)?;
+            let policy = VaultPolicy {
+                last: args.keep_last,
+                daily: args.keep_daily,
+                weekly: args.keep_weekly,
+                monthly: args.keep_monthly,
+                yearly: args.keep_yearly,
+            };
+            prune::set_policy(&vault, &policy)?;
+            println!("set the retention policy of {}", args.vault);
+        }
+        PolicyCommand::Show(args) => {
+            let vault = open_for_verify(&args.vault, &args.key)?;
+            let policy = prune::policy(&vault)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&policy)?);
+                return Ok(());
+            }
+            match policy {
+                None => println!("{} has no retention policy", args.vault),
+                Some(p) => println!(
+                    "keep per share: last {}, daily {}, weekly {}, monthly {}, yearly {}",
+                    p.last, p.daily, p.weekly, p.monthly, p.yearly
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prune_vault(args: PruneArgs) -> anyhow::Result<()> {
+    let mut vault = open(&args.vault, &args.key)?;
+    let report = prune::prune(&vault, args.dry_run)?;
+    let gc_report = if args.gc && !report.removed.is_empty() {
+        vault.reload_index()?;
+        Some(gc::gc(&mut vault, false)?)
+    } else {
+        None
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "prune": report, "gc": gc_report })
+        );
+        return Ok(());
+    }
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for entry in &report.removed {
+        println!(
+            "{verb} {} ({})",
+            entry.backup,
+            crate::schedule::calendar::format_rfc3339(entry.created)
+        );
+    }
+    println!(
+        "{verb} {} backups, kept {}{}",
+        report.removed.len(),
+        report.kept.len(),
+        match &gc_report {
+            Some(gc) => format!(
+                "; gc: packs {} -> {}",
+                super::human_bytes(gc.pack_bytes_before),
+                super::human_bytes(gc.pack_bytes_after)
+            ),
+            None if !report.dry_run && !report.removed.is_empty() => format!(
+                "; `snapfs vault gc {}` frees their space (at most {})",
+                args.vault,
+                super::human_bytes(report.bytes_added)
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(())
+}
+
+fn key_command(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::Add(args) => {
+            let new = args.new_secret()?;
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            let slot = keys::add(&mut vault, &new, crypto::DEFAULT_KDF)?;
+            println!("added key slot {slot} to {}", args.vault);
+        }
+        KeyCommand::List(args) => {
+            let vault = open_for_verify(&args.vault, &args.key)?;
+            let slots = keys::list(&vault);
+            if args.json {
+                println!("{}", serde_json::to_string(&slots)?);
+                return Ok(());
+            }
+            if slots.is_empty() {
+                println!("{} is not encrypted: it has no key slots", args.vault);
+            }
+            for slot in slots {
+                println!(
+                    "slot {:<2} {:<10} argon2id m={} KiB t={} p={}{}",
+                    slot.slot,
+                    slot.kind,
+                    slot.m_cost_kib,
+                    slot.t_cost,
+                    slot.p_cost,
+                    if slot.unlocked {
+                        "  (opened by this secret)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        KeyCommand::Remove(args) => {
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            keys::remove(&mut vault, args.slot)?;
+            println!("removed key slot {} from {}", args.slot, args.vault);
+        }
+        KeyCommand::Passwd(args) => {
+            let new = args.new_secret()?;
+            let mut vault = open_for_verify(&args.vault, &args.key)?;
+            let slot = keys::passwd(&mut vault, &new, crypto::DEFAULT_KDF)?;
+            println!("changed the secret of key slot {slot} of {}", args.vault);
+        }
+    }
+    Ok(())
 }
 
 fn verify_vault(args: VerifyArgs) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ pub mod vault_hold;
 pub mod vault_index;
 pub mod vault_lock;
 pub mod vault_pack;
+pub mod vault_policy;
 
 /// Why bytes read from disk could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

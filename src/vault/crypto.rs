@@ -110,7 +110,12 @@ pub fn new_slot(
 
 /// The master key, from the first slot `secret` opens.
 pub fn unlock(config: &VaultConfig, secret: &[u8]) -> Result<MasterKey, CryptoError> {
-    for slot in &config.slots {
+    unlock_slot(config, secret).map(|(_, master)| master)
+}
+
+/// The position of the first slot `secret` opens, and the master key it holds.
+pub fn unlock_slot(config: &VaultConfig, secret: &[u8]) -> Result<(usize, MasterKey), CryptoError> {
+    for (at, slot) in config.slots.iter().enumerate() {
         let cipher = XChaCha20Poly1305::new(&wrapping_key(secret, &slot.salt, slot.kdf)?.into());
         if let Ok(key) = cipher.decrypt(
             XNonce::from_slice(&slot.nonce),
@@ -120,7 +125,7 @@ pub fn unlock(config: &VaultConfig, secret: &[u8]) -> Result<MasterKey, CryptoEr
             },
         ) && let Ok(key) = <[u8; 32]>::try_from(key)
         {
-            return Ok(MasterKey(key));
+            return Ok((at, MasterKey(key)));
         }
     }
     Err(CryptoError::WrongKey)

@@ -11,6 +11,8 @@
 //!   index/<pack id>        where each object of that pack is (format::vault_index), sealed
 //!   backups/<backup id>    one record per backup (format::backup_record), sealed
 //!   holds/<backup id>      a backup's hold, while it has one (format::vault_hold), sealed
+//!   policy                 the retention policy `vault prune` applies (format::vault_policy),
+//!                          sealed; absent until `vault policy set`
 //!   locks/<lock id>        who is working on the vault (format::vault_lock), sealed
 //!   gc/<plan id>           what a running or interrupted gc took out of the index
 //!                          (format::vault_gc), sealed
@@ -35,9 +37,11 @@ pub mod crypto;
 pub mod gc;
 mod index;
 pub mod init;
+pub mod keys;
 pub mod list;
 pub mod lock;
 mod pack_writer;
+pub mod prune;
 pub mod restore;
 pub mod retention;
 #[cfg(test)]
@@ -61,7 +65,7 @@ use crate::id::{BackupId, ChunkId, GcPlanId, VaultLockId, VaultPackId};
 use crate::snapshot::RestoreError;
 use crate::snapshot::SnapshotError;
 use crate::store::StoreError;
-use crypto::{CryptoError, Sealer};
+use crypto::{CryptoError, MasterKey, Sealer};
 
 /// The key of the vault's config object.
 const CONFIG_KEY: &str = "config";
@@ -131,6 +135,9 @@ pub enum VaultError {
     Io(String),
     #[error("backup {0} is held; release it first with `snapfs vault release`")]
     Held(String),
+    /// A command refused to act, saying why (key slots, prune).
+    #[error("{0}")]
+    Refused(String),
     #[error("{vault} is in use: {holder}; try again when it is done")]
     Locked { vault: String, holder: String },
     #[error(
@@ -198,6 +205,8 @@ pub struct Vault {
     backend: Arc<dyn BlobBackend>,
     config: VaultConfig,
     sealer: Arc<Sealer>,
+    /// For an encrypted vault: the slot the secret opened, and the master key (to add slots).
+    unlocked: Option<(usize, MasterKey)>,
     index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
 }
 
@@ -234,24 +243,25 @@ impl Vault {
             what: format!("{where_}: vault config"),
             source,
         })?;
-        let sealer = match config.cipher {
-            Cipher::None => Sealer::Plain,
+        let (sealer, unlocked) = match config.cipher {
+            Cipher::None => (Sealer::Plain, None),
             Cipher::XChaCha20Poly1305 => {
                 let secret = secret
                     .bytes()
                     .ok_or_else(|| VaultError::NeedKey(where_.clone()))?;
-                let master =
-                    crypto::unlock(&config, secret).map_err(|source| VaultError::Crypto {
+                let (slot, master) =
+                    crypto::unlock_slot(&config, secret).map_err(|source| VaultError::Crypto {
                         what: where_.clone(),
                         source,
                     })?;
-                Sealer::new(&master)
+                (Sealer::new(&master), Some((slot, master)))
             }
         };
         Ok(Vault {
             backend: Arc::from(backend),
             config,
             sealer: Arc::new(sealer),
+            unlocked,
             index: HashMap::new(),
         })
     }

@@ -353,3 +353,140 @@ fn a_copy_to_s3_and_back_restores_every_byte_and_a_second_copy_sends_nothing() {
     assert_eq!(restored_state(&m, back, &[], "two", "from-back"), expected);
     drop(server);
 }
+
+#[test]
+fn vault_keys_can_be_added_changed_and_removed_without_touching_the_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = dir.path().join("vault");
+    let vault = vault.to_str().expect("utf-8");
+    let first = [("SNAPFS_PASSPHRASE", "first".to_owned())];
+    ok_env(&["vault", "init", vault, "--encrypt"], &first);
+    let m = two_backups(vault, &first);
+    let before = restored_state(&m, vault, &first, "two", "restored-before");
+
+    let adding = [
+        ("SNAPFS_PASSPHRASE", "first".to_owned()),
+        ("SNAPFS_NEW_PASSPHRASE", "second".to_owned()),
+    ];
+    let out = ok_env(&["vault", "key", "add", vault], &adding);
+    assert!(out.contains("slot 1"), "{out}");
+    let err = err_env(&["vault", "key", "add", vault], &adding);
+    assert!(err.contains("already opens slot 1"), "{err}");
+    let second = [("SNAPFS_PASSPHRASE", "second".to_owned())];
+    let slots = json(&ok_env(&["vault", "key", "list", vault, "--json"], &second));
+    let slots = slots.as_array().expect("array");
+    assert_eq!(slots.len(), 2);
+    assert_eq!(slots[1]["unlocked"], true);
+    assert_eq!(slots[0]["unlocked"], false);
+
+    let err = err_env(&["vault", "key", "remove", vault, "0"], &first);
+    assert!(err.contains("unlock with another"), "{err}");
+    ok_env(&["vault", "key", "remove", vault, "0"], &second);
+    let err = err_env(&["vault", "list", vault], &first);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let err = err_env(&["vault", "key", "remove", vault, "0"], &second);
+    assert!(
+        err.contains("unlock with another"),
+        "the last slot stays: {err}"
+    );
+
+    let changing = [
+        ("SNAPFS_PASSPHRASE", "second".to_owned()),
+        ("SNAPFS_NEW_PASSPHRASE", "third".to_owned()),
+    ];
+    ok_env(&["vault", "key", "passwd", vault], &changing);
+    assert!(err_env(&["vault", "list", vault], &second).contains("wrong passphrase"));
+    let third = [("SNAPFS_PASSPHRASE", "third".to_owned())];
+    assert_eq!(
+        json(&ok_env(&["vault", "list", vault, "--json"], &third))
+            .as_array()
+            .expect("array")
+            .len(),
+        2
+    );
+    assert_eq!(
+        restored_state(&m, vault, &third, "two", "restored-after"),
+        before
+    );
+    ok_env(&["vault", "verify", vault, "--read-data"], &third);
+}
+
+#[test]
+fn vault_prune_removes_what_the_policy_does_not_keep_but_never_a_held_backup() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = dir.path().join("vault");
+    let vault = vault.to_str().expect("utf-8");
+    snapfs_ok(&["vault", "init", vault]);
+    let err = err_env(&["vault", "prune", vault], &[]);
+    assert!(err.contains("no retention policy"), "{err}");
+    let m = two_backups(vault, &[]);
+    let before = restored_state(&m, vault, &[], "two", "restored-before");
+
+    ok_env(&["vault", "policy", "set", vault, "--keep-last", "1"], &[]);
+    let shown = json(&ok_env(&["vault", "policy", "show", vault, "--json"], &[]));
+    assert_eq!(shown["last"], 1);
+    assert_eq!(shown["daily"], 0);
+
+    let plan = json(&ok_env(
+        &["vault", "prune", vault, "--dry-run", "--json"],
+        &[],
+    ));
+    let removed = plan["prune"]["removed"].as_array().expect("removed");
+    assert_eq!(removed.len(), 1, "{plan}");
+    assert!(
+        removed[0]["backup"]
+            .as_str()
+            .expect("name")
+            .ends_with("/one")
+    );
+    assert_eq!(
+        json(&ok_env(&["vault", "list", vault, "--json"], &[]))
+            .as_array()
+            .expect("array")
+            .len(),
+        2,
+        "a dry run deletes nothing"
+    );
+
+    ok_env(&["vault", "hold", vault, "one"], &[]);
+    let held = json(&ok_env(&["vault", "prune", vault, "--json"], &[]));
+    assert_eq!(
+        held["prune"]["removed"].as_array().expect("removed").len(),
+        0
+    );
+    ok_env(&["vault", "release", vault, "one"], &[]);
+
+    let packs = || -> u64 { walk_size(&Path::new(vault).join("packs")) };
+    let before_bytes = packs();
+    let done = json(&ok_env(&["vault", "prune", vault, "--gc", "--json"], &[]));
+    assert_eq!(
+        done["prune"]["removed"].as_array().expect("removed").len(),
+        1
+    );
+    assert!(done["gc"].is_object(), "{done}");
+    assert!(packs() < before_bytes, "gc freed the pruned backup's data");
+    let listed = json(&ok_env(&["vault", "list", vault, "--json"], &[]));
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "two");
+    assert_eq!(
+        restored_state(&m, vault, &[], "two", "restored-after"),
+        before
+    );
+    ok_env(&["vault", "verify", vault, "--read-data"], &[]);
+}
+
+/// Bytes of the files under `dir`.
+fn walk_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).expect("readdir") {
+        let entry = entry.expect("entry");
+        let meta = entry.metadata().expect("metadata");
+        total += if meta.is_dir() {
+            walk_size(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}

@@ -1,0 +1,342 @@
+//! `vault policy set|show` and `vault prune`: deleting the backups a retention policy no
+//! longer keeps.
+//!
+//! The policy is one sealed object, `policy` ([`VaultPolicy`]), replaced whole by `policy set`
+//! (an atomic put: a crash leaves the old policy or the new one).
+//!
+//! Prune is a plan computed first and executed second, so `--dry-run` shows exactly what a
+//! real run deletes. For each share on its own, the backups are ranked newest first by the
+//! time their snapshot was taken: the newest `last` are kept, and the newest backup of each of
+//! the last `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years (UTC) that
+//! have one (the bucket rules of snapshot retention, [`crate::schedule::retention`]). A held
+//! backup is always kept. The rest are deleted as `vault delete` deletes: under the exclusive
+//! lock, records and their holds only; `vault gc` (or `--gc`) frees their data afterwards.
+//! A crash part way leaves some backups deleted and the others listed, each whole: running
+//! prune again finishes the work.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::lock::{LockKind, VaultLock};
+use super::{Vault, VaultError, backup_key, hold_key, key, unix_now};
+use crate::blob::BlobError;
+use crate::format::vault_policy::VaultPolicy;
+use crate::id::{BackupId, ShareId};
+use crate::schedule::policy::Keep;
+use crate::schedule::retention::{self, Candidate, Reason};
+
+/// The key of the vault's policy object.
+const POLICY_KEY: &str = "policy";
+
+/// Stores `policy` as the vault's retention policy, replacing any earlier one.
+pub fn set_policy(vault: &Vault, policy: &VaultPolicy) -> Result<(), VaultError> {
+    let sealed = vault.seal(&policy.encode(), &|| "sealing the policy".to_owned())?;
+    vault.backend.put(&key(POLICY_KEY), &sealed)?;
+    tracing::info!(vault = vault.describe(), ?policy, "policy set");
+    Ok(())
+}
+
+/// The vault's retention policy, `None` if none was ever set.
+pub fn policy(vault: &Vault) -> Result<Option<VaultPolicy>, VaultError> {
+    let sealed = match vault.backend.get(&key(POLICY_KEY)) {
+        Ok(sealed) => sealed,
+        Err(BlobError::NotFound(_)) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let what = || format!("{}: policy", vault.describe());
+    let plain = vault.open_sealed(&sealed, &what)?;
+    VaultPolicy::decode(&plain)
+        .map(Some)
+        .map_err(|source| VaultError::Decode {
+            what: what(),
+            source,
+        })
+}
+
+/// One backup in a prune plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrunedBackup {
+    /// `SHARE/NAME`, which names it unambiguously.
+    pub backup: String,
+    /// Unix seconds when its snapshot was taken.
+    pub created: i64,
+    /// Why it is kept (`last`, `daily`, ..., `held`); empty for a removed one.
+    pub reasons: Vec<String>,
+    #[serde(skip)]
+    id: BackupId,
+}
+
+/// What prune keeps and removes (newest first within each share) and did or would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub policy: VaultPolicy,
+    pub kept: Vec<PrunedBackup>,
+    pub removed: Vec<PrunedBackup>,
+    /// Bytes the removed backups added when they were made (at most what gc can free).
+    pub bytes_added: u64,
+}
+
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Hourly => "hourly",
+        Reason::Daily => "daily",
+        Reason::Weekly => "weekly",
+        Reason::Monthly => "monthly",
+        Reason::Yearly => "yearly",
+        Reason::Held => "held",
+    }
+}
+
+/// What the plan needs of one backup.
+struct Listed {
+    id: BackupId,
+    name: String,
+    created: i64,
+    /// Orders backups taken within one second.
+    nanos: u32,
+    held: bool,
+    bytes_added: u64,
+}
+
+/// The plan for one share's backups.
+fn plan_share(share: ShareId, backups: &[Listed], policy: &VaultPolicy, report: &mut PruneReport) {
+    // Candidates are named by backup id: names must be unique, and one share's backups are.
+    let candidates: Vec<Candidate> = backups
+        .iter()
+        .map(|listed| Candidate {
+            name: listed.id.to_hex(),
+            created: listed.created,
+            held: listed.held,
+        })
+        .collect();
+    let keep = Keep {
+        hourly: 0,
+        daily: policy.daily,
+        weekly: policy.weekly,
+        monthly: policy.monthly,
+        yearly: policy.yearly,
+    };
+    // With only `last` set the buckets are all off, and `select` would keep everything.
+    let selection = if keep.is_off() {
+        None
+    } else {
+        Some(retention::select(&candidates, &keep))
+    };
+    let mut newest_first: Vec<_> = backups.iter().collect();
+    newest_first.sort_by(|a, b| (b.created, b.nanos, &b.id.0).cmp(&(a.created, a.nanos, &a.id.0)));
+    for (rank, listed) in newest_first.into_iter().enumerate() {
+        let hex = listed.id.to_hex();
+        let mut reasons = Vec::new();
+        if (rank as u64) < u64::from(policy.last) {
+            reasons.push("last".to_owned());
+        }
+        if let Some(selection) = &selection
+            && let Some((_, why)) = selection.keep.iter().find(|(name, _)| *name == hex)
+        {
+            reasons.extend(why.iter().map(|r| reason_name(*r).to_owned()));
+        } else if listed.held {
+            reasons.push("held".to_owned());
+        }
+        let entry = PrunedBackup {
+            backup: format!("{}/{}", share.to_hex(), listed.name),
+            created: listed.created,
+            reasons,
+            id: listed.id,
+        };
+        if entry.reasons.is_empty() {
+            report.bytes_added += listed.bytes_added;
+            report.removed.push(entry);
+        } else {
+            report.kept.push(entry);
+        }
+    }
+}
+
+/// Applies the vault's policy: plans, and unless `dry_run` deletes what the plan removes.
+pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
+    let policy = policy(vault)?.ok_or_else(|| {
+        VaultError::Refused(format!(
+            "{}: no retention policy; set one with `snapfs vault policy set`",
+            vault.describe()
+        ))
+    })?;
+    if policy.keeps_everything() {
+        return Err(VaultError::Refused(format!(
+            "{}: the policy keeps every backup (every count is 0); nothing to prune",
+            vault.describe()
+        )));
+    }
+    // The plan is made under the lock too: a backup made after it is not in it, and a hold
+    // set between plan and delete is seen.
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(VaultLock::acquire(vault, LockKind::Exclusive, "prune")?)
+    };
+    let holds = vault.holds()?;
+    let now = unix_now();
+    let mut shares: BTreeMap<ShareId, Vec<Listed>> = BTreeMap::new();
+    for (id, record) in vault.records()? {
+        let held = Vault::hold_of(&holds, id, &record).protects_at(now);
+        shares.entry(record.share).or_default().push(Listed {
+            id,
+            name: record.name,
+            created: record.created.secs,
+            nanos: record.created.nanos,
+            held,
+            bytes_added: record.bytes_added,
+        });
+    }
+    let mut report = PruneReport {
+        dry_run,
+        policy,
+        ..PruneReport::default()
+    };
+    for (share, backups) in &shares {
+        plan_share(*share, backups, &policy, &mut report);
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    for entry in &report.removed {
+        match vault.backend.delete(&backup_key(entry.id)) {
+            Ok(()) | Err(BlobError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        // An expired dated hold may be left behind; it protects nothing and goes with it.
+        vault.backend.delete(&hold_key(entry.id))?;
+        tracing::info!(vault = vault.describe(), backup = entry.backup, "pruned");
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::backup_record::BackupRecord;
+    use crate::format::catalog::Hold;
+    use crate::format::inode::Timestamp;
+    use crate::id::ChunkId;
+    use crate::schedule::calendar::parse_instant;
+    use crate::vault::list::list;
+    use crate::vault::retention::hold;
+    use crate::vault::tests::Fixture;
+
+    /// Writes a record of a backup of `share` taken at `time`, as the backup code would (the
+    /// tree it names need not exist: prune reads records only).
+    fn record_at(vault: &Vault, share: u8, name: &str, time: &str) {
+        let record = BackupRecord {
+            share: ShareId([share; 16]),
+            name: name.to_owned(),
+            created: Timestamp {
+                secs: parse_instant(time, 0).expect("time"),
+                nanos: 0,
+            },
+            root: ChunkId::of(name.as_bytes()),
+            root_perm: 0o755,
+            root_uid: 0,
+            root_gid: 0,
+            block_size: 4096,
+            size: 1,
+            bytes_added: 10,
+            hold: Hold::None,
+        };
+        let id = BackupId::random().expect("id");
+        let sealed = vault
+            .seal(&record.encode(), &|| "record".into())
+            .expect("seal");
+        vault.backend.put(&backup_key(id), &sealed).expect("put");
+    }
+
+    fn names(entries: &[PrunedBackup]) -> Vec<&str> {
+        entries
+            .iter()
+            .map(|e| e.backup.split_once('/').expect("share/name").1)
+            .collect()
+    }
+
+    #[test]
+    fn prune_keeps_what_the_policy_selects_per_share_and_every_held_backup() {
+        let fixture = Fixture::in_memory();
+        let vault = fixture.vault();
+        // The fixture's two real backups are of another share, taken now: kept by `last`.
+        for (name, time) in [
+            ("a-jan1", "2025-01-01T10:00:00Z"),
+            ("a-jan2-early", "2025-01-02T08:00:00Z"),
+            ("a-jan2-late", "2025-01-02T20:00:00Z"),
+            ("a-jan3", "2025-01-03T10:00:00Z"),
+            ("a-feb", "2025-02-10T10:00:00Z"),
+            ("a-mar", "2025-03-10T10:00:00Z"),
+        ] {
+            record_at(&vault, 1, name, time);
+        }
+        record_at(&vault, 2, "b-old", "2024-06-01T00:00:00Z");
+        record_at(&vault, 2, "b-new", "2024-06-02T00:00:00Z");
+        hold(&vault, "a-jan1").expect("hold");
+        set_policy(
+            &vault,
+            &VaultPolicy {
+                last: 2,
+                daily: 2,
+                monthly: 2,
+                ..VaultPolicy::default()
+            },
+        )
+        .expect("policy");
+
+        let plan = prune(&vault, true).expect("dry run");
+        // Share 1: last, daily and monthly = a-mar, a-feb; held: a-jan1. Share 2 and the
+        // fixture's share count on their own: their two newest are kept.
+        let removed = names(&plan.removed);
+        assert_eq!(removed, ["a-jan3", "a-jan2-late", "a-jan2-early"]);
+        let kept = names(&plan.kept);
+        for stays in ["a-jan1", "a-feb", "a-mar", "b-old", "b-new", "old", "new"] {
+            assert!(kept.contains(&stays), "{stays} kept: {kept:?}");
+        }
+        let held = plan
+            .kept
+            .iter()
+            .find(|e| e.backup.ends_with("/a-jan1"))
+            .expect("a-jan1");
+        assert_eq!(held.reasons, ["held"]);
+        assert_eq!(
+            list(&vault).expect("list").len(),
+            10,
+            "a dry run deletes nothing"
+        );
+
+        let done = prune(&vault, false).expect("prune");
+        assert_eq!(done.removed, plan.removed);
+        assert_eq!(done.bytes_added, 30);
+        let left: Vec<String> = list(&vault)
+            .expect("list")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(left.len(), 7, "{left:?}");
+        assert!(prune(&vault, false).expect("again").removed.is_empty());
+        // The real backups still restore.
+        fixture.check_restores(&vault, "old");
+    }
+
+    #[test]
+    fn prune_refuses_without_a_policy_and_policy_round_trips_sealed() {
+        let fixture = Fixture::in_memory();
+        let vault = fixture.vault();
+        assert_eq!(policy(&vault).expect("read"), None);
+        assert!(prune(&vault, true).is_err());
+        set_policy(&vault, &VaultPolicy::default()).expect("set");
+        assert!(
+            prune(&vault, true).is_err(),
+            "an all-zero policy prunes nothing"
+        );
+        let policy_set = VaultPolicy {
+            weekly: 4,
+            ..VaultPolicy::default()
+        };
+        set_policy(&vault, &policy_set).expect("set");
+        assert_eq!(policy(&vault).expect("read"), Some(policy_set));
+    }
+}
