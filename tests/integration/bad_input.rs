@@ -58,10 +58,10 @@ fn a_store_of_an_unknown_format_version_is_refused() {
     let mut m = Mounted::new();
     m.unmount();
     let config = m.store.join("snapfs-store.json");
-    let text = fs::read_to_string(&config)
-        .unwrap()
-        .replace("\"format_version\": 2", "\"format_version\": 9");
-    fs::write(&config, text).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&config).unwrap()).unwrap();
+    json["format_version"] = 9.into();
+    fs::write(&config, json.to_string()).unwrap();
     let err = stderr_of(&["mount", m.store.to_str().unwrap(), m.mnt.to_str().unwrap()]);
     assert!(err.contains("format version 9 is not supported"), "{err}");
 }
