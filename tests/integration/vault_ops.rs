@@ -68,6 +68,9 @@ fn two_backups(vault: &str, env: &[(&str, String)]) -> Mounted {
     ok_env(&["backup", "one", "--to", vault, "--mount", &mnt], env);
     fs::remove_file(m.path("gone.bin")).expect("rm");
     fs::write(m.path("later.txt"), noise(10_000, 3)).expect("write");
+    // Snapshot times are whole seconds: "two" is taken in a later one than "one", so that
+    // "newest" means the same thing to every rule.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     snapfs_ok(&["snapshot", "create", "two", "--mount", &mnt]);
     ok_env(&["backup", "two", "--to", vault, "--mount", &mnt], env);
     m
