@@ -8,14 +8,7 @@ use std::io::Write;
 use crate::harness::{Mounted, noise, snapfs_ok};
 
 fn control(m: &Mounted, line: &str) -> serde_json::Value {
-    fs::write(m.path(".snapshots/.control"), format!("{line}\n")).expect(line);
-    let status = fs::read_to_string(m.path(".snapshots/.control")).expect("read control");
-    let reply = status
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("last: ok: "))
-        .unwrap_or_else(|| panic!("{line}: {status}"));
-    serde_json::from_str(reply).expect("a JSON reply")
+    crate::harness::control_reply(m, line).unwrap_or_else(|e| panic!("{line}: {e:?}"))
 }
 
 /// A share whose full verify reads 512 MiB: long enough for requests to run beside it.

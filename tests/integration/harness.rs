@@ -303,31 +303,35 @@ fn test_root() -> PathBuf {
     root
 }
 
-/// Writes one request line to a share's control file and returns the reply, or the errno and
-/// reason of a refusal. A long request (gc, verify, restore, clone, backup) runs as a background
+/// Writes one request line to a share's control file and returns the daemon's immediate reply
+/// (for a long request, its job number), or the errno and reason of a refusal.
+pub fn control_reply(m: &Mounted, line: &str) -> Result<serde_json::Value, (i32, String)> {
+    let control = m.path(".snapshots/.control");
+    let written = std::fs::write(&control, format!("{line}\n"));
+    let status = std::fs::read_to_string(&control).expect("read the control file");
+    let first = status.lines().next().unwrap_or_default().to_owned();
+    match written {
+        Ok(()) => {
+            let reply = first
+                .strip_prefix("last: ok: ")
+                .unwrap_or_else(|| panic!("{first}"));
+            Ok(serde_json::from_str(reply).expect("a JSON reply"))
+        }
+        Err(err) => Err((err.raw_os_error().unwrap_or(0), first)),
+    }
+}
+
+/// Runs one request through a share's control file and returns the reply, or the errno and
+/// reason of a failure. A long request (gc, verify, restore, clone, backup) runs as a background
 /// job whose number is the first reply: this then waits for the job and returns its outcome.
 pub fn control_wait(m: &Mounted, line: &str) -> Result<serde_json::Value, (i32, String)> {
-    let control = m.path(".snapshots/.control");
-    let outcome = |written: std::io::Result<()>| -> Result<serde_json::Value, (i32, String)> {
-        let status = std::fs::read_to_string(&control).expect("read the control file");
-        let first = status.lines().next().unwrap_or_default().to_owned();
-        match written {
-            Ok(()) => {
-                let reply = first
-                    .strip_prefix("last: ok: ")
-                    .unwrap_or_else(|| panic!("{first}"));
-                Ok(serde_json::from_str(reply).expect("a JSON reply"))
-            }
-            Err(err) => Err((err.raw_os_error().unwrap_or(0), first)),
-        }
-    };
-    let reply = outcome(std::fs::write(&control, format!("{line}\n")))?;
+    let reply = control_reply(m, line)?;
     let Some(job) = reply.get("job").and_then(|j| j.as_u64()) else {
         return Ok(reply);
     };
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let state = outcome(std::fs::write(&control, format!("job {job}\n")))?;
+        let state = control_reply(m, &format!("job {job}"))?;
         match state["state"].as_str() {
             Some("done") => return Ok(state["result"].clone()),
             Some("failed") => {
