@@ -18,7 +18,9 @@ use std::ops::Range;
 pub use key::BlobKey;
 pub use local::LocalDir;
 pub use location::{BlobLocation, LocationError};
-pub use remote::{DEFAULT_RETRY_TIMEOUT, RemoteStore, S3Settings};
+pub use remote::{
+    DEFAULT_RETRY_TIMEOUT, RETRY_TIMEOUT_ENV, RemoteStore, S3Settings, retry_timeout_from_env,
+};
 
 /// Why a blob operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,18 @@ use super::{BlobBackend, BlobError, BlobKey, BlobMeta};
 /// How long transient failures are retried before an operation gives up: long enough to ride
 /// out a server restart, short enough that a backup to a vanished server fails in minutes.
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The environment variable that overrides [`DEFAULT_RETRY_TIMEOUT`], in whole seconds: an
+/// admin who would rather see a backup fail fast than wait out an outage sets it low.
+pub const RETRY_TIMEOUT_ENV: &str = "SNAPFS_S3_RETRY_TIMEOUT";
+
+/// The retry timeout this process's environment asks for: [`RETRY_TIMEOUT_ENV`] when it holds
+/// a whole number of seconds, else [`DEFAULT_RETRY_TIMEOUT`].
+pub fn retry_timeout_from_env() -> Duration {
+    std::env::var(RETRY_TIMEOUT_ENV)
+        .ok()
+        .and_then(|secs| secs.trim().parse().ok())
+        .map_or(DEFAULT_RETRY_TIMEOUT, Duration::from_secs)
+}
 const MAX_RETRIES: usize = 6;
 
 /// Explicit S3 settings, for callers that must not read the process environment (tests that
@@ -113,7 +125,7 @@ impl RemoteStore {
                 std::env::var("AWS_ENDPOINT_URL")
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))
                     .ok(),
-                DEFAULT_RETRY_TIMEOUT,
+                retry_timeout_from_env(),
             ),
             Some(settings) => (
                 AmazonS3Builder::new()

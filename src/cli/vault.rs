@@ -201,6 +201,7 @@ impl KeyArgs {
                 endpoint: std::env::var("AWS_ENDPOINT_URL")
                     .or_else(|_| std::env::var("AWS_ENDPOINT"))
                     .ok(),
+                retry_timeout_secs: Some(crate::blob::retry_timeout_from_env().as_secs()),
             });
         }
         Ok(access)

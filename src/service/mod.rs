@@ -647,7 +647,10 @@ fn open_vault(
         secret_access_key: s3.secret_access_key.clone(),
         region: s3.region.clone(),
         endpoint: s3.endpoint.clone(),
-        retry_timeout: crate::blob::DEFAULT_RETRY_TIMEOUT,
+        retry_timeout: s3.retry_timeout_secs.map_or(
+            crate::blob::DEFAULT_RETRY_TIMEOUT,
+            std::time::Duration::from_secs,
+        ),
     });
     let secret = match (&access.passphrase, &access.key_hex) {
         (_, Some(hex)) => Secret::KeyFile(

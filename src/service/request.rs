@@ -196,6 +196,10 @@ pub struct S3Access {
     pub secret_access_key: String,
     pub region: String,
     pub endpoint: Option<String>,
+    /// How long transient failures are retried, in seconds (`SNAPFS_S3_RETRY_TIMEOUT`);
+    /// `None`: the default.
+    #[serde(default)]
+    pub retry_timeout_secs: Option<u64>,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

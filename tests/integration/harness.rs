@@ -187,6 +187,25 @@ impl Mounted {
         Self::new_with(&[], &[])
     }
 
+    /// Mounts an existing store (a restored one, say) on a mountpoint of its own.
+    pub fn open(store: PathBuf) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("snapfs-test-")
+            .tempdir_in(test_root())
+            .expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mountpoint");
+        let mut mounted = Mounted {
+            dir,
+            store,
+            mnt,
+            extra_args: Vec::new(),
+            daemon: None,
+        };
+        mounted.mount();
+        mounted
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.mnt.join(relative)
     }

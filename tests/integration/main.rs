@@ -29,5 +29,6 @@ mod snapshots;
 mod stress;
 mod vault;
 mod vault_ops;
+mod vault_resilience;
 mod verify;
 mod writeback;

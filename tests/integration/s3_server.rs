@@ -151,6 +151,16 @@ impl S3Server {
         format!("s3://{BUCKET}/{prefix}")
     }
 
+    /// Starts the stopped server again, on the same ports and with the same data, as after an
+    /// outage.
+    pub fn restart(&mut self) {
+        self.stop();
+        let dir = self._dir.path();
+        let child = Self::spawn(&dir.join("data"), &dir.join("s3.json"), self.s3_port, dir);
+        self.child = Some(child);
+        assert!(self.wait_ready(), "weed mini did not come back");
+    }
+
     /// Stops the server now (for tests of a server going away); idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
