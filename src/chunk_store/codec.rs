@@ -41,12 +41,40 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A chunk as the store keeps it: how its payload is encoded, its decoded length, and the
+/// payload itself (still compressed when `codec` says so).
+pub struct StoredChunk<'a> {
+    pub codec: Codec,
+    pub raw_len: u32,
+    pub payload: &'a [u8],
+}
+
 /// Decodes the frame that the index says holds chunk `id`, verifies it, and hands its bytes to
 /// `use_data`. Nothing is handed over unless the bytes hash to `id`.
 pub fn with_verified_frame<T>(
     id: ChunkId,
     frame: &[u8],
     use_data: impl FnOnce(&[u8]) -> T,
+) -> Result<T, ChunkStoreError> {
+    verify_frame(id, frame, |_, data| use_data(data))
+}
+
+/// Verifies the frame of chunk `id` as [`with_verified_frame`] does, and hands over its
+/// payload as stored, so that a copy elsewhere need not compress it again.
+pub fn with_verified_stored<T>(
+    id: ChunkId,
+    frame: &[u8],
+    use_stored: impl FnOnce(StoredChunk<'_>) -> T,
+) -> Result<T, ChunkStoreError> {
+    verify_frame(id, frame, |stored, _| use_stored(stored))
+}
+
+/// Checks the frame's header, decodes its payload and hashes it; only then hands both the
+/// stored form and the decoded bytes to `use_both`.
+fn verify_frame<T>(
+    id: ChunkId,
+    frame: &[u8],
+    use_both: impl FnOnce(StoredChunk<'_>, &[u8]) -> T,
 ) -> Result<T, ChunkStoreError> {
     let corrupt = |reason: String| ChunkStoreError::Corrupt { id, reason };
     let header =
@@ -70,10 +98,15 @@ pub fn with_verified_frame<T>(
             Ok(())
         }
     };
+    let stored = StoredChunk {
+        codec: header.codec,
+        raw_len: header.raw_len,
+        payload,
+    };
     match header.codec {
         Codec::Raw => {
             verify(payload)?;
-            Ok(use_data(payload))
+            Ok(use_both(stored, payload))
         }
         Codec::Zstd => SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -93,7 +126,7 @@ pub fn with_verified_frame<T>(
                     .map_err(|e| corrupt(format!("zstd: {e}")))
             })?;
             verify(&scratch)?;
-            Ok(use_data(&scratch))
+            Ok(use_both(stored, &scratch))
         }),
     }
 }

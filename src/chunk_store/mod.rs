@@ -29,6 +29,7 @@ use crate::format::pack::{Codec, FrameHeader};
 use crate::id::{ChunkId, PackId};
 use pack::{PackFile, PackWriter};
 
+pub use codec::StoredChunk;
 pub use pack::PACK_DIR;
 
 /// Why a chunk could not be stored or read.
@@ -276,6 +277,31 @@ impl ChunkStore {
         location: &ChunkLocation,
         use_data: impl FnOnce(&[u8]) -> T,
     ) -> Result<T, ChunkStoreError> {
+        self.with_frame_at(id, location, |frame| {
+            codec::with_verified_frame(*id, frame, use_data)
+        })
+    }
+
+    /// Verifies chunk `id` and hands over its payload as stored (still compressed if it is):
+    /// what a copy into another store (a vault) sends without compressing it again.
+    pub fn with_stored<T>(
+        &self,
+        id: &ChunkId,
+        use_stored: impl FnOnce(StoredChunk<'_>) -> T,
+    ) -> Result<T, ChunkStoreError> {
+        let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
+        self.with_frame_at(id, &location, |frame| {
+            codec::with_verified_stored(*id, frame, use_stored)
+        })
+    }
+
+    /// Finds the frame at `location` in its mapped pack and hands it to `verify`.
+    fn with_frame_at<T>(
+        &self,
+        id: &ChunkId,
+        location: &ChunkLocation,
+        verify: impl FnOnce(&[u8]) -> Result<T, ChunkStoreError>,
+    ) -> Result<T, ChunkStoreError> {
         let pack = self
             .packs
             .read()
@@ -292,7 +318,7 @@ impl ChunkStore {
                     format!("pack {} is shorter than the index says", location.pack),
                 )
             })?;
-        let result = codec::with_verified_frame(*id, frame, use_data);
+        let result = verify(frame);
         self.note_read(location.frame_len);
         result
     }

@@ -47,14 +47,22 @@ pub fn decode_header(bytes: &[u8]) -> Result<VaultPackId, DecodeError> {
 
 /// An entry before sealing.
 pub fn encode_entry(codec: EntryCodec, raw_len: u32, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + payload.len());
+    let mut out = Vec::with_capacity(ENTRY_HEADER_LEN + payload.len());
+    append_entry(&mut out, codec, raw_len, payload);
+    out
+}
+
+/// Bytes an entry adds to its payload.
+pub const ENTRY_HEADER_LEN: usize = 5;
+
+/// Appends an entry before sealing to `out` (where it is then sealed in place).
+pub fn append_entry(out: &mut Vec<u8>, codec: EntryCodec, raw_len: u32, payload: &[u8]) {
     out.push(match codec {
         EntryCodec::Raw => 0,
         EntryCodec::Zstd => 1,
     });
     out.extend_from_slice(&raw_len.to_le_bytes());
     out.extend_from_slice(payload);
-    out
 }
 
 /// An unsealed entry: its codec, its uncompressed length (bounded) and its payload.
@@ -77,7 +85,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(EntryCodec, u32, &[u8]), DecodeErro
             value: raw_len.into(),
         });
     }
-    let payload = cur.take(bytes.len() - 5)?;
+    let payload = cur.take(bytes.len() - ENTRY_HEADER_LEN)?;
     if codec == EntryCodec::Raw && payload.len() as u64 != u64::from(raw_len) {
         return Err(DecodeError::InvalidField {
             field: "raw_len",

@@ -137,8 +137,7 @@ fn send_tree(
         match step {
             Step::Data(id) => {
                 if !vault.contains(&id) && !writer.holds(&id) {
-                    let bytes = chunks.get(&id)?;
-                    writer.add(vault, id, &bytes)?;
+                    chunks.with_stored(&id, |stored| writer.add_stored(vault, id, stored))??;
                 }
             }
             Step::Emit(id) => {

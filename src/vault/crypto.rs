@@ -14,7 +14,7 @@
 //!   integrity rests on the blake3 ids checked on every read.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::format::vault_config::{KdfParams, KeySlot, SlotKind, VaultConfig};
@@ -153,23 +153,45 @@ impl Sealer {
     }
 
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(plain.len() + self.overhead());
+        self.seal_appending(&mut out, |out| out.extend_from_slice(plain))?;
+        Ok(out)
+    }
+
+    /// Appends to `out` the sealed form of what `write_plain` appends: the nonce, those bytes
+    /// encrypted where they lie, the tag. The layout of [`Sealer::seal`], with no copy of the
+    /// plaintext: a pack is built by sealing each entry in place. On failure `out` is as it
+    /// was.
+    pub fn seal_appending(
+        &self,
+        out: &mut Vec<u8>,
+        write_plain: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), CryptoError> {
         match self {
-            Sealer::Plain => Ok(plain.to_vec()),
+            Sealer::Plain => {
+                write_plain(out);
+                Ok(())
+            }
             Sealer::Sealed(cipher) => {
                 let nonce: [u8; NONCE_LEN] = random()?;
-                let sealed = cipher
-                    .encrypt(
-                        XNonce::from_slice(&nonce),
-                        Payload {
-                            msg: plain,
-                            aad: OBJECT_AD,
-                        },
-                    )
-                    .map_err(|_| CryptoError::Damaged)?;
-                let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+                let before = out.len();
                 out.extend_from_slice(&nonce);
-                out.extend_from_slice(&sealed);
-                Ok(out)
+                let start = out.len();
+                write_plain(out);
+                match cipher.encrypt_in_place_detached(
+                    XNonce::from_slice(&nonce),
+                    OBJECT_AD,
+                    &mut out[start..],
+                ) {
+                    Ok(tag) => {
+                        out.extend_from_slice(&tag);
+                        Ok(())
+                    }
+                    Err(_) => {
+                        out.truncate(before);
+                        Err(CryptoError::Damaged)
+                    }
+                }
             }
         }
     }
