@@ -14,6 +14,7 @@ pub mod status;
 mod target;
 pub mod umount;
 pub mod vault;
+pub mod vault_mount;
 pub mod verify;
 
 use clap::{Parser, Subcommand};

@@ -28,8 +28,12 @@ pub enum VaultCommand {
     Init(InitArgs),
     /// List the backups in a vault.
     List(ListArgs),
-    /// Make a new store whose live share is a backup.
+    /// Make a new store whose live share is a backup; with --path and --mount, put a file or
+    /// tree of a backup back into a running share.
     Restore(RestoreArgs),
+    /// Serve the backups read-only at a mountpoint (MNT/SHARE/BACKUP/...); stays in the
+    /// foreground until unmounted.
+    Mount(super::vault_mount::VaultMountArgs),
     /// Check a vault's structure (and, with --read-data, every byte).
     Verify(VerifyArgs),
     /// Protect a backup from deletion until released.
@@ -344,6 +348,7 @@ pub fn run(args: VaultArgs) -> anyhow::Result<()> {
         VaultCommand::Init(args) => init_vault(args),
         VaultCommand::List(args) => list_vault(args),
         VaultCommand::Restore(args) => restore_vault(args),
+        VaultCommand::Mount(args) => super::vault_mount::run(args),
         VaultCommand::Verify(args) => verify_vault(args),
         VaultCommand::Hold(args) => {
             retention::hold(&open(&args.vault, &args.key)?, &args.backup)?;
