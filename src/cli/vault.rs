@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::target::TargetArgs;
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
 use crate::format::vault_policy::VaultPolicy;
-use crate::service::request::{S3Access, VaultAccess};
+use crate::service::Request;
+use crate::service::request::{BytePath, S3Access, VaultAccess, VaultRestoreArgs};
 use crate::vault::{
     Secret, Vault, copy, crypto, gc, init, keys, list, prune, restore, retention, verify,
 };
@@ -235,13 +237,32 @@ pub struct ListArgs {
     pub key: KeyArgs,
 }
 
+/// `vault restore VAULT BACKUP NEW_STORE` makes a new store; `vault restore VAULT BACKUP
+/// --path PATH --mount M|--store S [--to DEST] [--overwrite]` puts one entry of the backup
+/// back into a share, through its daemon when it is mounted.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     pub vault: String,
     /// The backup: a snapshot name, or SHARE/NAME.
     pub backup: String,
     /// The directory of the new store (absent or empty).
-    pub new_store: PathBuf,
+    #[arg(required_unless_present = "path", conflicts_with = "path")]
+    pub new_store: Option<PathBuf>,
+    /// The file or directory to restore into a share, relative to the backup's root.
+    #[arg(long, requires = "share")]
+    pub path: Option<BytePath>,
+    /// Where to put it in the share (default: where it was).
+    #[arg(long, requires = "path")]
+    pub to: Option<BytePath>,
+    /// Replace what is there now (by default an existing target is refused).
+    #[arg(long, requires = "path")]
+    pub overwrite: bool,
+    /// The mountpoint of the running share to restore into.
+    #[arg(long, group = "share", requires = "path")]
+    pub mount: Option<PathBuf>,
+    /// The store to restore into (through its daemon if it is mounted).
+    #[arg(long, group = "share", requires = "path")]
+    pub store: Option<PathBuf>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -649,8 +670,27 @@ fn list_vault(args: ListArgs) -> anyhow::Result<()> {
 }
 
 fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
+    if let Some(path) = args.path {
+        return restore_into_share(
+            VaultRestoreArgs {
+                vault: absolute_vault(&args.vault)?,
+                backup: args.backup,
+                path,
+                to: args.to,
+                overwrite: args.overwrite,
+                access: args.key.access()?,
+            },
+            TargetArgs {
+                mount: args.mount,
+                store: args.store,
+            },
+        );
+    }
+    let Some(new_store) = args.new_store else {
+        bail!("give the new store's directory, or --path and --mount to restore into a share");
+    };
     let vault = open(&args.vault, &args.key)?;
-    let new_store = std::path::absolute(&args.new_store)?;
+    let new_store = std::path::absolute(&new_store)?;
     let report = restore::restore(&vault, &args.backup, &new_store)?;
     println!(
         "restored {} into a new store at {}: {} files, {} directories, {} fetched",
@@ -658,6 +698,33 @@ fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
         new_store.display(),
         report.restored.files,
         report.restored.dirs,
+        super::human_bytes(report.bytes_fetched)
+    );
+    Ok(())
+}
+
+/// A local vault's path made absolute: the daemon may run elsewhere than here.
+fn absolute_vault(vault: &str) -> anyhow::Result<String> {
+    if vault.contains("://") {
+        return Ok(vault.to_owned());
+    }
+    Ok(std::path::absolute(vault)?.display().to_string())
+}
+
+/// Restores one entry of a backup into a share: a request like `snapfs restore`'s, run by the
+/// share's daemon (or here, on an unmounted store), with the vault's secret and S3 settings
+/// from this command's environment.
+fn restore_into_share(request: VaultRestoreArgs, target: TargetArgs) -> anyhow::Result<()> {
+    let (backup, path) = (request.backup.clone(), request.path.clone());
+    let to = request.to.clone().unwrap_or_else(|| path.clone());
+    let report: restore::VaultPathReport = target
+        .resolve(None)?
+        .execute(Request::VaultRestore(request))?;
+    println!(
+        "restored {path} from backup {backup} to {to}: {} files, {} directories, {} others, {} fetched",
+        report.restored.files,
+        report.restored.dirs,
+        report.restored.others,
         super::human_bytes(report.bytes_fetched)
     );
     Ok(())

@@ -30,5 +30,6 @@ mod stress;
 mod vault;
 mod vault_mount;
 mod vault_ops;
+mod vault_restore_into_share;
 mod verify;
 mod writeback;

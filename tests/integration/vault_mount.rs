@@ -132,7 +132,7 @@ fn open_vault(vault: &str, env: &[(&str, String)]) -> Vault {
 
 /// A share with every kind of entry, backed up twice: `first`, then `second` with a file of
 /// its own (`only-second.bin`) and one file changed. Returns the mounted share.
-fn two_backups(vault: &str, env: &[(&str, String)]) -> Mounted {
+pub(crate) fn two_backups(vault: &str, env: &[(&str, String)]) -> Mounted {
     let m = Mounted::new();
     populate(&m);
     let mnt = m.mnt.to_str().expect("utf-8").to_owned();
