@@ -442,3 +442,148 @@ impl VaultBrowser {
         (self.trees.lock().weight(), self.data.lock().weight())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::blob::{BlobBackend, BlobError, BlobKey, BlobMeta, RemoteStore};
+    use crate::testing::{close, mkdir, new_store, noise, snapshots_of, write_file};
+    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::{PACKS, Secret, backup, init};
+
+    /// A backend that counts the bytes read from packs.
+    struct Counting {
+        inner: Shared,
+        pack_bytes: Arc<AtomicU64>,
+    }
+
+    impl Counting {
+        fn count(&self, key: &BlobKey, len: usize) {
+            if key.as_str().starts_with(PACKS) {
+                self.pack_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl BlobBackend for Counting {
+        fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put(key, data)
+        }
+        fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put_if_absent(key, data)
+        }
+        fn enforces_create_only(&self) -> bool {
+            self.inner.enforces_create_only()
+        }
+        fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+            let data = self.inner.get(key)?;
+            self.count(key, data.len());
+            Ok(data)
+        }
+        fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
+            let data = self.inner.get_range(key, range)?;
+            self.count(key, data.len());
+            Ok(data)
+        }
+        fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+            self.inner.head(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+            self.inner.delete(key)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    /// Reading one file fetches its own objects, not the packs they are in; the caches stay
+    /// within their budget however much is read; inodes go when the kernel forgets them.
+    #[test]
+    fn reads_fetch_only_what_they_need_and_memory_stays_bounded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        mkdir(&live, "d");
+        let files: Vec<Vec<u8>> = (0..40).map(|i| noise(100_000, i + 1)).collect();
+        for (i, data) in files.iter().enumerate() {
+            write_file(&live, &format!("d/f{i:02}"), data);
+        }
+        snapshots
+            .create("s", crate::format::catalog::Origin::Manual)
+            .expect("snapshot");
+        let source = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&source, &Secret::None, TEST_KDF).expect("init");
+        let mut writer =
+            Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
+        let share = live.share_id().expect("share id");
+        backup::backup(&mut writer, &snapshots, "s", share).expect("backup");
+        drop(snapshots);
+        close(live);
+        let packs: u64 = source
+            .list(PACKS)
+            .expect("list")
+            .iter()
+            .map(|meta| meta.size)
+            .sum();
+
+        let pack_bytes = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: source,
+            pack_bytes: pack_bytes.clone(),
+        };
+        let vault = Vault::open_backend(Box::new(counting), &Secret::None).expect("open");
+        let budget = 1 << 20;
+        let browser = VaultBrowser::new(vault, budget, (0, 0)).expect("browser");
+        let (_, shares) = browser.list(TOP).expect("top");
+        assert_eq!(shares.len(), 1);
+        let share_dir = browser.lookup(TOP, &shares[0].0).expect("share");
+        let root = browser.lookup(share_dir.ino, b"s").expect("backup");
+        let d = browser.lookup(root.ino, b"d").expect("d");
+
+        let f = browser.lookup(d.ino, b"f07").expect("f07");
+        let before = pack_bytes.load(Ordering::Relaxed);
+        assert_eq!(browser.read(f.ino, 0, 200_000).expect("read"), files[7]);
+        let one_file = pack_bytes.load(Ordering::Relaxed) - before;
+        assert!(
+            one_file < 2 * 100_000 && one_file * 10 < packs,
+            "one file of 100 kB fetched {one_file} bytes of {packs} in packs"
+        );
+        // Read again: from the cache.
+        let before = pack_bytes.load(Ordering::Relaxed);
+        assert_eq!(
+            browser.read(f.ino, 1000, 10).expect("read"),
+            &files[7][1000..1010]
+        );
+        assert_eq!(pack_bytes.load(Ordering::Relaxed), before);
+        browser.forget(f.ino, 1);
+
+        for (i, data) in files.iter().enumerate() {
+            let f = browser
+                .lookup(d.ino, format!("f{i:02}").as_bytes())
+                .expect("file");
+            assert_eq!(&browser.read(f.ino, 0, 200_000).expect("read"), data);
+            let (trees, file_data) = browser.cached_bytes();
+            assert!(
+                trees + file_data <= budget,
+                "{trees} + {file_data} > {budget}"
+            );
+        }
+        // 40 files and `d` are held; given back, none is.
+        assert_eq!(browser.held_count(), 41);
+        for i in 0..files.len() {
+            let f = browser
+                .lookup(d.ino, format!("f{i:02}").as_bytes())
+                .expect("file");
+            browser.forget(f.ino, 2);
+        }
+        browser.forget(d.ino, 1);
+        assert_eq!(browser.held_count(), 0);
+        assert!(matches!(browser.node(d.ino), Err(BrowseError::NotFound)));
+    }
+}
