@@ -364,11 +364,13 @@ fn open_for_verify(vault: &str, key: &KeyArgs) -> anyhow::Result<Vault> {
     Ok(Vault::open_unchecked(&location(vault)?, &key.secret()?)?)
 }
 
-pub fn run(args: VaultArgs) -> anyhow::Result<()> {
+/// Runs a `vault` command; `on_failure` is for a restore into an unmounted store, whose job
+/// runs here (a mounted store's daemon runs its own hook).
+pub fn run(args: VaultArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.command {
         VaultCommand::Init(args) => init_vault(args),
         VaultCommand::List(args) => list_vault(args),
-        VaultCommand::Restore(args) => restore_vault(args),
+        VaultCommand::Restore(args) => restore_vault(args, on_failure),
         VaultCommand::Mount(args) => super::vault_mount::run(args),
         VaultCommand::Verify(args) => verify_vault(args),
         VaultCommand::Hold(args) => {
@@ -669,7 +671,7 @@ fn list_vault(args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
+fn restore_vault(args: RestoreArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     if let Some(path) = args.path {
         return restore_into_share(
             VaultRestoreArgs {
@@ -684,6 +686,7 @@ fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
                 mount: args.mount,
                 store: args.store,
             },
+            on_failure,
         );
     }
     let Some(new_store) = args.new_store else {
@@ -714,11 +717,15 @@ fn absolute_vault(vault: &str) -> anyhow::Result<String> {
 /// Restores one entry of a backup into a share: a request like `snapfs restore`'s, run by the
 /// share's daemon (or here, on an unmounted store), with the vault's secret and S3 settings
 /// from this command's environment.
-fn restore_into_share(request: VaultRestoreArgs, target: TargetArgs) -> anyhow::Result<()> {
+fn restore_into_share(
+    request: VaultRestoreArgs,
+    target: TargetArgs,
+    on_failure: Option<&str>,
+) -> anyhow::Result<()> {
     let (backup, path) = (request.backup.clone(), request.path.clone());
     let to = request.to.clone().unwrap_or_else(|| path.clone());
     let report: restore::VaultPathReport = target
-        .resolve(None)?
+        .resolve(on_failure)?
         .execute(Request::VaultRestore(request))?;
     println!(
         "restored {path} from backup {backup} to {to}: {} files, {} directories, {} others, {} fetched",
