@@ -14,6 +14,7 @@ pub mod status;
 mod target;
 pub mod umount;
 pub mod vault;
+pub mod vault_mount;
 pub mod verify;
 
 use clap::{Parser, Subcommand};
@@ -89,7 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args, on_failure),
         Command::Destroy(args) => destroy::run(args),
         Command::Backup(args) => backup::run(args, on_failure),
-        Command::Vault(args) => vault::run(args),
+        Command::Vault(args) => vault::run(args, on_failure),
     }
 }
 

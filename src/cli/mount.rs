@@ -92,13 +92,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         dirty_limit: args.dirty_limit,
         commit_interval: Duration::from_secs_f64(args.commit_interval),
     };
-    // Block the termination signals before any thread starts, so that only the signal thread
-    // below receives them and turns them into a clean unmount.
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    signals.thread_block()?;
+    let signals = block_termination_signals()?;
     let live = LiveFs::serve(store, options).context("cannot load the share")?;
     let cache = CacheOptions {
         ttl: Duration::from_secs_f64(args.cache_ttl),
@@ -177,6 +171,18 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     served?;
     tracing::info!("unmounted; store closed");
     Ok(())
+}
+
+/// Blocks the termination signals (INT, TERM, HUP) in the calling thread, and so in every thread
+/// it starts afterwards: called before any thread starts, so that only the thread that waits on
+/// the returned set receives them and turns them into a clean unmount.
+pub(crate) fn block_termination_signals() -> nix::Result<SigSet> {
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    signals.thread_block()?;
+    Ok(signals)
 }
 
 /// Ends a mount that files are still open on, as `systemctl stop` expects of a daemon: the

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::target::TargetArgs;
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
 use crate::format::vault_policy::VaultPolicy;
-use crate::service::request::{S3Access, VaultAccess};
+use crate::service::Request;
+use crate::service::request::{BytePath, S3Access, VaultAccess, VaultRestoreArgs};
 use crate::vault::{
     Secret, Vault, copy, crypto, gc, init, keys, list, prune, restore, retention, verify,
 };
@@ -28,8 +30,12 @@ pub enum VaultCommand {
     Init(InitArgs),
     /// List the backups in a vault.
     List(ListArgs),
-    /// Make a new store whose live share is a backup.
+    /// Make a new store whose live share is a backup; with --path and --mount, put a file or
+    /// tree of a backup back into a running share.
     Restore(RestoreArgs),
+    /// Serve the backups read-only at a mountpoint (MNT/SHARE/BACKUP/...); stays in the
+    /// foreground until unmounted.
+    Mount(super::vault_mount::VaultMountArgs),
     /// Check a vault's structure (and, with --read-data, every byte).
     Verify(VerifyArgs),
     /// Protect a backup from deletion until released.
@@ -232,13 +238,32 @@ pub struct ListArgs {
     pub key: KeyArgs,
 }
 
+/// `vault restore VAULT BACKUP NEW_STORE` makes a new store; `vault restore VAULT BACKUP
+/// --path PATH --mount M|--store S [--to DEST] [--overwrite]` puts one entry of the backup
+/// back into a share, through its daemon when it is mounted.
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     pub vault: String,
     /// The backup: a snapshot name, or SHARE/NAME.
     pub backup: String,
     /// The directory of the new store (absent or empty).
-    pub new_store: PathBuf,
+    #[arg(required_unless_present = "path", conflicts_with = "path")]
+    pub new_store: Option<PathBuf>,
+    /// The file or directory to restore into a share, relative to the backup's root.
+    #[arg(long, requires = "share")]
+    pub path: Option<BytePath>,
+    /// Where to put it in the share (default: where it was).
+    #[arg(long, requires = "path")]
+    pub to: Option<BytePath>,
+    /// Replace what is there now (by default an existing target is refused).
+    #[arg(long, requires = "path")]
+    pub overwrite: bool,
+    /// The mountpoint of the running share to restore into.
+    #[arg(long, group = "share", requires = "path")]
+    pub mount: Option<PathBuf>,
+    /// The store to restore into (through its daemon if it is mounted).
+    #[arg(long, group = "share", requires = "path")]
+    pub store: Option<PathBuf>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -340,11 +365,14 @@ fn open_for_verify(vault: &str, key: &KeyArgs) -> anyhow::Result<Vault> {
     Ok(Vault::open_unchecked(&location(vault)?, &key.secret()?)?)
 }
 
-pub fn run(args: VaultArgs) -> anyhow::Result<()> {
+/// Runs a `vault` command; `on_failure` is for a restore into an unmounted store, whose job
+/// runs here (a mounted store's daemon runs its own hook).
+pub fn run(args: VaultArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.command {
         VaultCommand::Init(args) => init_vault(args),
         VaultCommand::List(args) => list_vault(args),
-        VaultCommand::Restore(args) => restore_vault(args),
+        VaultCommand::Restore(args) => restore_vault(args, on_failure),
+        VaultCommand::Mount(args) => super::vault_mount::run(args),
         VaultCommand::Verify(args) => verify_vault(args),
         VaultCommand::Hold(args) => {
             retention::hold(&open(&args.vault, &args.key)?, &args.backup)?;
@@ -644,9 +672,29 @@ fn list_vault(args: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
+fn restore_vault(args: RestoreArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+    if let Some(path) = args.path {
+        return restore_into_share(
+            VaultRestoreArgs {
+                vault: absolute_vault(&args.vault)?,
+                backup: args.backup,
+                path,
+                to: args.to,
+                overwrite: args.overwrite,
+                access: args.key.access()?,
+            },
+            TargetArgs {
+                mount: args.mount,
+                store: args.store,
+            },
+            on_failure,
+        );
+    }
+    let Some(new_store) = args.new_store else {
+        bail!("give the new store's directory, or --path and --mount to restore into a share");
+    };
     let vault = open(&args.vault, &args.key)?;
-    let new_store = std::path::absolute(&args.new_store)?;
+    let new_store = std::path::absolute(&new_store)?;
     let report = restore::restore(&vault, &args.backup, &new_store)?;
     println!(
         "restored {} into a new store at {}: {} files, {} directories, {} fetched",
@@ -654,6 +702,37 @@ fn restore_vault(args: RestoreArgs) -> anyhow::Result<()> {
         new_store.display(),
         report.restored.files,
         report.restored.dirs,
+        super::human_bytes(report.bytes_fetched)
+    );
+    Ok(())
+}
+
+/// A local vault's path made absolute: the daemon may run elsewhere than here.
+fn absolute_vault(vault: &str) -> anyhow::Result<String> {
+    if vault.contains("://") {
+        return Ok(vault.to_owned());
+    }
+    Ok(std::path::absolute(vault)?.display().to_string())
+}
+
+/// Restores one entry of a backup into a share: a request like `snapfs restore`'s, run by the
+/// share's daemon (or here, on an unmounted store), with the vault's secret and S3 settings
+/// from this command's environment.
+fn restore_into_share(
+    request: VaultRestoreArgs,
+    target: TargetArgs,
+    on_failure: Option<&str>,
+) -> anyhow::Result<()> {
+    let (backup, path) = (request.backup.clone(), request.path.clone());
+    let to = request.to.clone().unwrap_or_else(|| path.clone());
+    let report: restore::VaultPathReport = target
+        .resolve(on_failure)?
+        .execute(Request::VaultRestore(request))?;
+    println!(
+        "restored {path} from backup {backup} to {to}: {} files, {} directories, {} others, {} fetched",
+        report.restored.files,
+        report.restored.dirs,
+        report.restored.others,
         super::human_bytes(report.bytes_fetched)
     );
     Ok(())

@@ -7,6 +7,7 @@ mod attr;
 mod errno;
 mod requester;
 mod snapshots;
+mod vault_mount;
 mod writeback;
 
 use std::ffi::OsStr;
@@ -33,6 +34,7 @@ pub use attr::file_attr;
 use errno::errno;
 use requester::Sender;
 use snapshots::{HANDLE_BIT, SnapshotSide};
+pub use vault_mount::VaultFuse;
 
 /// Kernel caching choices, measured by `scripts/bench.sh`.
 #[derive(Clone, Copy, Debug)]

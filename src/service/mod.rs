@@ -196,6 +196,7 @@ impl Service {
             Request::Rollback(args) => to_value(self.rollback(&args.snapshot)?),
             Request::Clone(args) => to_value(self.clone_snapshot(&args)?),
             Request::Backup(args) => to_value(self.backup(&args)?),
+            Request::VaultRestore(args) => to_value(self.vault_restore(&args)?),
             Request::Diff(args) => {
                 let (old, new) = (self.tree(&args.from)?, self.tree(&args.to)?);
                 let path = args.path.as_ref().map(BytePath::as_bytes);
@@ -387,6 +388,28 @@ impl Service {
             let mut vault = open_vault(&args.to, &args.access)?;
             let report = crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share)?;
             let bytes = report.bytes_added;
+            Ok((report, bytes))
+        })
+    }
+
+    /// Restores a file or tree of a backup into the live share, inside this process: the
+    /// fetched objects go straight into the store's chunk store, and the graft is the share's.
+    fn vault_restore(
+        &self,
+        args: &request::VaultRestoreArgs,
+    ) -> Result<crate::vault::restore::VaultPathReport, ServiceError> {
+        let target = format!("{} {} <- {}", args.backup, args.path, args.vault);
+        self.job("vault-restore", &target, false, || {
+            let mut vault = open_vault(&args.vault, &args.access)?;
+            let report = crate::vault::restore::restore_path(
+                &mut vault,
+                &self.snapshots,
+                &args.backup,
+                args.path.as_bytes(),
+                args.to.as_ref().map(BytePath::as_bytes),
+                args.overwrite,
+            )?;
+            let bytes = report.bytes_fetched;
             Ok((report, bytes))
         })
     }

@@ -30,6 +30,7 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
     match request {
         Request::Clone(_) => Some("clone creates a store outside the share"),
         Request::Backup(_) => Some("backup writes to a vault outside the share"),
+        Request::VaultRestore(_) => Some("vault restore reads a vault outside the share"),
         Request::Create(_)
         | Request::Delete(_)
         | Request::List(_)

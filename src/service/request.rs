@@ -51,6 +51,8 @@ pub enum Request {
     Clone(CloneArgs),
     /// Copy a snapshot (or a new one taken now) into a backup vault.
     Backup(BackupArgs),
+    /// Put a file or tree from a backup in a vault back into the live share.
+    VaultRestore(VaultRestoreArgs),
     /// What changed between two snapshots (or a snapshot and `live`).
     Diff(DiffArgs),
     /// The distinct versions of a path across snapshots.
@@ -80,6 +82,7 @@ impl Request {
             Request::Restore(_) => Some("restore"),
             Request::Clone(_) => Some("clone"),
             Request::Backup(_) => Some("backup"),
+            Request::VaultRestore(_) => Some("vault-restore"),
             _ => None,
         }
     }
@@ -171,6 +174,28 @@ pub struct BackupArgs {
     /// What opens the vault and reaches its storage. Filled in by the `snapfs` command from its
     /// own environment (`SNAPFS_PASSPHRASE`, `--key-file`, `AWS_*`), never from the words of a
     /// control-file line, and never recorded in a job.
+    #[arg(skip)]
+    #[serde(default)]
+    pub access: VaultAccess,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct VaultRestoreArgs {
+    /// The vault: a local directory or `s3://bucket/prefix`.
+    pub vault: String,
+    /// The backup: a snapshot name, or SHARE/NAME.
+    pub backup: String,
+    /// The file or directory to restore, relative to the backup's root.
+    pub path: BytePath,
+    /// Where to put it in the live share (default: where it was).
+    #[arg(long)]
+    pub to: Option<BytePath>,
+    /// Replace what is there now (by default an existing target is refused).
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
+    /// What opens the vault, as for [`BackupArgs::access`]: never from the words of a
+    /// control-file line, never recorded in a job.
     #[arg(skip)]
     #[serde(default)]
     pub access: VaultAccess,

@@ -38,7 +38,7 @@ pub use catalog::CatalogError;
 use catalog::Change;
 pub use clone::{CloneReport, clone_snapshot};
 pub(crate) use clone::{graft_stored_tree, new_store_with};
-pub use restore::{RestoreError, RestoreReport, TreeCounts};
+pub use restore::{RestoreError, RestoreReport, TreeCounts, restore_paths};
 pub use rollback::RollbackReport;
 
 #[derive(Debug, thiserror::Error)]

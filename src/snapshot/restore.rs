@@ -13,6 +13,7 @@ use super::subtree::TreeReader;
 use super::view::SNAPSHOTS_DIR_NAME;
 use super::{SnapshotError, Snapshots};
 use crate::chunk_store::ChunkStoreError;
+use crate::format::catalog::SnapshotRecord;
 use crate::history::path::escape_path;
 use crate::live::{FsError, GraftPoint, split_path};
 use crate::store::StoreError;
@@ -113,6 +114,24 @@ fn entry_names(path: &[u8]) -> Result<Vec<&[u8]>, RestoreError> {
     Ok(names)
 }
 
+/// Checks the paths of a restore before anything is read: `path` names an entry (not the
+/// root), `dest` (by default `path`) names one that is not `.snapshots`. Returns the names of
+/// `path`.
+pub fn restore_paths<'p>(
+    path: &'p [u8],
+    dest: Option<&[u8]>,
+) -> Result<Vec<&'p [u8]>, RestoreError> {
+    let source = entry_names(path)?;
+    let dest = dest.unwrap_or(path);
+    if entry_names(dest)?.first() == Some(&SNAPSHOTS_DIR_NAME) {
+        return Err(RestoreError::InvalidPath {
+            path: escape_path(dest),
+            reason: "the share's root keeps .snapshots for the snapshots",
+        });
+    }
+    Ok(source)
+}
+
 impl Snapshots {
     /// Restores the entry at `path` of `snapshot` (and everything under it) to `dest`, by
     /// default the same path, in the live share. Paths are bytes, as names are. An existing
@@ -125,23 +144,36 @@ impl Snapshots {
         dest: Option<&[u8]>,
         overwrite: bool,
     ) -> Result<RestoreReport, RestoreError> {
-        let source = entry_names(path)?;
+        restore_paths(path, dest)?;
+        let pin = self.pin(snapshot)?;
+        let report = self.restore_tree(&pin.record, snapshot, path, dest, overwrite)?;
+        drop(pin);
+        Ok(report)
+    }
+
+    /// Restores the entry at `path` of the tree `record` names to `dest` (see
+    /// [`Snapshots::restore`]); `source` names the tree in errors and the log. Every object
+    /// from the root to the entry and under it must be in this store's chunk store and stay
+    /// there until this returns: a pinned snapshot's are, and a vault restore fetches them
+    /// first and holds the catalog (so no gc runs).
+    pub fn restore_tree(
+        &self,
+        record: &SnapshotRecord,
+        source: &str,
+        path: &[u8],
+        dest: Option<&[u8]>,
+        overwrite: bool,
+    ) -> Result<RestoreReport, RestoreError> {
+        let names = restore_paths(path, dest)?;
         let dest = dest.unwrap_or(path);
-        if entry_names(dest)?.first() == Some(&SNAPSHOTS_DIR_NAME) {
-            return Err(RestoreError::InvalidPath {
-                path: escape_path(dest),
-                reason: "the share's root keeps .snapshots for the snapshots",
-            });
-        }
         // How errors and the log show the paths.
         let (shown_path, shown_dest) = (escape_path(path), escape_path(dest));
-        let pin = self.pin(snapshot)?;
         let live = self.live();
         let packs_before = live.chunk_store().usage().pack_bytes;
         let tree = TreeReader::new(self.objects(), live.block_size()).entry(
-            &pin.record,
-            &source,
-            snapshot,
+            record,
+            &names,
+            source,
             &shown_path,
         )?;
         live.graft(
@@ -152,7 +184,6 @@ impl Snapshots {
             },
         )
         .map_err(|err| RestoreError::of_graft(err, &shown_dest))?;
-        drop(pin);
         let report = RestoreReport {
             restored: tree.counts,
             bytes_stored: live
@@ -162,7 +193,7 @@ impl Snapshots {
                 .saturating_sub(packs_before),
         };
         tracing::info!(
-            snapshot,
+            source,
             path = shown_path,
             dest = shown_dest,
             ?report,

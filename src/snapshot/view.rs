@@ -23,7 +23,7 @@ use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, Object, ObjectId, SEGMENT_BLOCKS, Segment, Xattrs,
 };
 use crate::history::HistoryError;
-use crate::id::InodeNo;
+use crate::id::{ChunkId, InodeNo};
 
 pub const SNAPSHOTS_DIR: InodeNo = InodeNo(1 << 62);
 pub const CONTROL_FILE: InodeNo = InodeNo((1 << 62) + 1);
@@ -244,41 +244,25 @@ impl SnapshotView {
         let inode = self.inode(ino)?;
         let id = inode.object.ok_or(ViewError::NotFound)?;
         let object = self.object(&id)?;
-        let Object::File(FileObject { size, segments }) = &*object else {
+        let Object::File(file) = &*object else {
             return Err(ViewError::NotFound);
         };
-        if offset >= *size {
-            return Ok(Vec::new());
-        }
-        let end = (*size).min(offset + u64::from(len));
-        let mut out = vec![0u8; (end - offset) as usize];
-        for BlockSpan {
-            index,
-            in_block,
-            len: n,
-            at,
-        } in spans(offset, end, block_size)
-        {
-            let number = index / SEGMENT_BLOCKS;
-            if let Ok(found) = segments.binary_search_by_key(&number, |(n, _)| *n) {
-                let segment = self.object(&segments[found].1)?;
-                let Object::Segment(Segment { blocks }) = &*segment else {
-                    return Err(ViewError::NotFound);
-                };
-                let key = (index % SEGMENT_BLOCKS) as u16;
-                if let Ok(i) = blocks.binary_search_by_key(&key, |(k, _)| *k) {
-                    let chunk = blocks[i].1;
-                    self.snapshots
-                        .objects()
-                        .chunks()
-                        .read_into(&chunk, in_block, &mut out[at..at + n])
-                        .inspect_err(|err| {
-                            tracing::error!(ino = %ino, %chunk, "snapshot read failed: {err}");
-                        })?;
+        let chunks = self.snapshots.objects().chunks();
+        read_file(
+            file,
+            offset,
+            len,
+            block_size,
+            |segment| self.object(segment),
+            |_| ViewError::NotFound,
+            |chunk, in_block, out| match chunks.read_into(chunk, in_block, out) {
+                Ok(_) => Ok(()),
+                Err(err) => {
+                    tracing::error!(ino = %ino, %chunk, "snapshot read failed: {err}");
+                    Err(ViewError::from(err))
                 }
-            }
-        }
-        Ok(out)
+            },
+        )
     }
 
     /// Forgets what was looked up in a deleted snapshot.
@@ -287,6 +271,56 @@ impl SnapshotView {
             .write()
             .retain(|ino, _| area(*ino) != Area::Snapshot { number });
     }
+}
+
+/// Reads up to `len` bytes at `offset` of the file `file`, block by block: a block in no
+/// segment, or absent from its segment, is a hole and reads as zeros. Where the objects come
+/// from is the caller's: `blocks` gives a segment object's block list, `chunk` copies part of
+/// a chunk (checked against its id) into the buffer it is given. Shared by the snapshot view
+/// and the vault mount, so both read files the same way.
+pub fn read_file<E>(
+    file: &FileObject,
+    offset: u64,
+    len: u32,
+    block_size: u32,
+    mut segment: impl FnMut(&ObjectId) -> Result<Arc<Object>, E>,
+    not_segment: impl Fn(&ObjectId) -> E,
+    mut chunk: impl FnMut(&ChunkId, usize, &mut [u8]) -> Result<(), E>,
+) -> Result<Vec<u8>, E> {
+    let FileObject { size, segments } = file;
+    if offset >= *size {
+        return Ok(Vec::new());
+    }
+    let end = (*size).min(offset.saturating_add(u64::from(len)));
+    let mut out = vec![0u8; (end - offset) as usize];
+    // The segment last read: a read of consecutive blocks decodes each segment once.
+    let mut current: Option<(u64, Arc<Object>)> = None;
+    for BlockSpan {
+        index,
+        in_block,
+        len: n,
+        at,
+    } in spans(offset, end, block_size)
+    {
+        let number = index / SEGMENT_BLOCKS;
+        let Ok(found) = segments.binary_search_by_key(&number, |(n, _)| *n) else {
+            continue;
+        };
+        if current.as_ref().is_none_or(|(n, _)| *n != number) {
+            current = Some((number, segment(&segments[found].1)?));
+        }
+        let Some((_, object)) = &current else {
+            continue;
+        };
+        let Object::Segment(Segment { blocks: list }) = &**object else {
+            return Err(not_segment(&segments[found].1));
+        };
+        let key = (index % SEGMENT_BLOCKS) as u16;
+        if let Ok(i) = list.binary_search_by_key(&key, |(k, _)| *k) {
+            chunk(&list[i].1, in_block, &mut out[at..at + n])?;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -32,6 +32,8 @@
 //! restore and verify, exclusive ones for gc and delete).
 
 pub mod backup;
+pub mod browse;
+mod cache;
 pub mod copy;
 pub mod crypto;
 pub mod gc;
@@ -294,6 +296,19 @@ impl Vault {
     /// Whether the vault holds the object (and, for a tree object, everything under it).
     pub fn contains(&self, id: &ChunkId) -> bool {
         self.index.contains_key(id)
+    }
+
+    /// The pack the index says holds an object (for messages about it).
+    pub fn locate(&self, id: &ChunkId) -> Option<VaultPackId> {
+        self.index.get(id).map(|(pack, _)| *pack)
+    }
+
+    /// Where the index says an object is: its pack, and the offset and length of its sealed
+    /// entry there (for tests that damage one object on purpose, and for messages).
+    pub fn object_location(&self, id: &ChunkId) -> Option<(VaultPackId, u64, u32)> {
+        self.index
+            .get(id)
+            .map(|(pack, slice)| (*pack, u64::from(slice.offset), slice.len))
     }
 
     /// How many objects the vault holds.

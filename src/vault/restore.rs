@@ -4,18 +4,37 @@
 //! parent so the walk needs no recursion; then the tree is grafted at the new root by the same
 //! path a clone takes (`snapshot::graft_stored_tree`), which reads and checks the whole tree
 //! again before the share changes. A restore that fails removes what it created.
+//!
+//! `vault restore VAULT BACKUP --path PATH --mount M`: one entry of a backup (a file, a tree)
+//! put back into a running share by its daemon, as `snapfs restore` does from a snapshot. The
+//! paths are checked, the entry found in the vault and the destination checked first, so bad
+//! input fetches nothing; then the directories on the path and everything under the entry are
+//! fetched into the share's chunk store (stored once, deduplicated against what it holds), and
+//! the entry is grafted by the snapshot restore's own path (`Snapshots::restore_tree`: one
+//! atomic, committed change). Until the graft, nothing refers to the fetched objects, so the
+//! graft runs holding the catalog (no gc can start) after checking that a gc that ran while
+//! they were fetched left them all (what it took is fetched again).
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::lock::{LockKind, VaultLock};
+use super::tree;
 use super::{Vault, VaultError};
+use crate::chunk_store::ChunkStore;
+use crate::format::backup_record::BackupRecord;
 use crate::format::catalog::{Hold, Origin, SnapshotRecord};
-use crate::format::object::{Object, ObjectId};
+use crate::format::inode::InodeKind;
+use crate::format::object::{DirEntryObject, Object, ObjectId};
+use crate::history::path::escape_path;
+use crate::id::InodeNo;
 use crate::live::LiveFs;
-use crate::snapshot::{TreeCounts, graft_stored_tree, new_store_with};
+use crate::snapshot::{
+    RestoreError, Snapshots, TreeCounts, graft_stored_tree, new_store_with, restore_paths,
+};
 use crate::tree_objects::TreeObjects;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -36,25 +55,15 @@ pub fn restore(
     // No gc while the objects are fetched.
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "restore")?;
     let (_, backup) = vault.find(name)?;
-    // The catalog record the graft reads the root's attributes from.
-    let record = SnapshotRecord {
-        number: 0,
-        root: backup.root,
-        created: backup.created,
-        origin: Origin::Manual,
-        root_perm: backup.root_perm,
-        root_uid: backup.root_uid,
-        root_gid: backup.root_gid,
-        hold: Hold::None,
-        deleted: None,
-    };
+    let record = as_snapshot(&backup);
     let report = new_store_with(
         new_store,
         backup.block_size,
         backup.root_uid,
         backup.root_gid,
         |live: &LiveFs| -> Result<VaultRestoreReport, VaultError> {
-            let (objects_fetched, bytes_fetched) = fetch_tree(vault, live, backup.root)?;
+            let (fetched, bytes_fetched) = fetch_tree(vault, &live.chunk_store(), backup.root)?;
+            let objects_fetched = fetched.len() as u64;
             let restored = graft_stored_tree(live, &record)?;
             Ok(VaultRestoreReport {
                 restored,
@@ -67,9 +76,28 @@ pub fn restore(
     Ok(report)
 }
 
-/// Copies every object of the tree at `root` from the vault into `live`'s chunk store.
-fn fetch_tree(vault: &Vault, live: &LiveFs, root: ObjectId) -> Result<(u64, u64), VaultError> {
-    let chunks = live.chunk_store();
+/// The catalog record a graft reads a backup's root attributes from.
+fn as_snapshot(backup: &BackupRecord) -> SnapshotRecord {
+    SnapshotRecord {
+        number: 0,
+        root: backup.root,
+        created: backup.created,
+        origin: Origin::Manual,
+        root_perm: backup.root_perm,
+        root_uid: backup.root_uid,
+        root_gid: backup.root_gid,
+        hold: Hold::None,
+        deleted: None,
+    }
+}
+
+/// Copies every object of the tree at `root` from the vault into the chunk store; returns
+/// the ids stored (tree objects, their parts, file data) and their bytes.
+fn fetch_tree(
+    vault: &Vault,
+    chunks: &Arc<ChunkStore>,
+    root: ObjectId,
+) -> Result<(HashSet<ObjectId>, u64), VaultError> {
     let objects = TreeObjects::new(chunks.clone());
     let mut fetched: HashSet<ObjectId> = HashSet::new();
     let mut bytes = 0u64;
@@ -113,5 +141,148 @@ fn fetch_tree(vault: &Vault, live: &LiveFs, root: ObjectId) -> Result<(u64, u64)
             }
         }
     }
-    Ok((fetched.len() as u64, bytes))
+    Ok((fetched, bytes))
+}
+
+/// What a restore of one entry of a backup into a running share did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VaultPathReport {
+    pub restored: TreeCounts,
+    /// Objects fetched from the vault (chunks and tree objects), each once.
+    pub objects_fetched: u64,
+    /// Their bytes, uncompressed (the share's store keeps only those it lacked).
+    pub bytes_fetched: u64,
+}
+
+/// Restores the entry at `path` of the backup `name` to `dest` (by default the same path) in
+/// the live share of `snapshots`; an existing destination is refused unless `overwrite`.
+pub fn restore_path(
+    vault: &mut Vault,
+    snapshots: &Snapshots,
+    name: &str,
+    path: &[u8],
+    dest: Option<&[u8]>,
+    overwrite: bool,
+) -> Result<VaultPathReport, VaultError> {
+    let names = restore_paths(path, dest).map_err(VaultError::Restore)?;
+    let shown_path = escape_path(path);
+    // No gc while the objects are fetched.
+    let _lock = VaultLock::acquire(vault, LockKind::Shared, "restore")?;
+    vault.reload_index()?;
+    let (_, backup) = vault.find(name)?;
+    let not_found = || {
+        VaultError::Restore(RestoreError::NotInSnapshot {
+            snapshot: name.to_owned(),
+            path: shown_path.clone(),
+        })
+    };
+    // The entry, and the directory objects from the root to it (the graft walks them again).
+    let mut path_dirs = vec![backup.root];
+    let mut entry: Option<DirEntryObject> = None;
+    for (i, wanted) in names.iter().enumerate() {
+        let dir = *path_dirs.last().unwrap_or(&backup.root);
+        let node = tree::read_node(vault, &dir)?;
+        let Object::Directory(listing) = node.object else {
+            return Err(VaultError::Damaged(format!(
+                "tree object {dir}: a directory entry whose object is not a directory"
+            )));
+        };
+        let found = listing
+            .entries
+            .into_iter()
+            .find(|e| e.name.as_slice() == *wanted)
+            .ok_or_else(not_found)?;
+        if i + 1 < names.len() {
+            if found.record.kind != InodeKind::Directory {
+                return Err(VaultError::Restore(RestoreError::NotDirectory(
+                    shown_path.clone(),
+                )));
+            }
+            path_dirs.push(found.object.ok_or_else(|| {
+                VaultError::Damaged(format!("tree object {dir}: an entry without its object"))
+            })?);
+        } else {
+            entry = Some(found);
+        }
+    }
+    let entry = entry.ok_or_else(not_found)?;
+    let live = snapshots.live();
+    check_destination(live, dest.unwrap_or(path), overwrite)?;
+
+    let chunks = live.chunk_store();
+    let mut fetched: HashSet<ObjectId> = HashSet::new();
+    let mut bytes_fetched = 0u64;
+    for dir in &path_dirs {
+        for (id, data) in object_and_parts(vault, dir)? {
+            bytes_fetched += data.len() as u64;
+            chunks.put(&data)?;
+            fetched.insert(id);
+        }
+    }
+    if let Some(object) = entry.object {
+        let (below, bytes) = fetch_tree(vault, &chunks, object)?;
+        fetched.extend(below);
+        bytes_fetched += bytes;
+    }
+    let report = {
+        // From here to the graft's commit nothing may collect what was fetched.
+        let _catalog = snapshots.hold_catalog();
+        let swept: Vec<ObjectId> = fetched
+            .iter()
+            .filter(|id| chunks.check_present(id).is_err())
+            .copied()
+            .collect();
+        for id in &swept {
+            chunks.put(&vault.read_object(id)?)?;
+        }
+        snapshots.restore_tree(&as_snapshot(&backup), name, path, dest, overwrite)?
+    };
+    let report = VaultPathReport {
+        restored: report.restored,
+        objects_fetched: fetched.len() as u64,
+        bytes_fetched,
+    };
+    tracing::info!(
+        vault = vault.describe(),
+        backup = name,
+        path = shown_path,
+        ?report,
+        "restored from a vault"
+    );
+    Ok(report)
+}
+
+/// A tree object as stored: itself, and its parts if it is multipart, each with its bytes.
+fn object_and_parts(vault: &Vault, id: &ObjectId) -> Result<Vec<(ObjectId, Vec<u8>)>, VaultError> {
+    let node = tree::read_node(vault, id)?;
+    let mut out = vec![(*id, node.bytes)];
+    out.extend(node.parts);
+    Ok(out)
+}
+
+/// Refuses an existing destination (unless `overwrite`) or one without a parent directory
+/// before anything is fetched; the graft checks again, atomically.
+fn check_destination(live: &LiveFs, dest: &[u8], overwrite: bool) -> Result<(), VaultError> {
+    let shown = escape_path(dest);
+    let names = crate::live::split_path(dest).map_err(|_| {
+        VaultError::Restore(RestoreError::InvalidPath {
+            path: shown.clone(),
+            reason: "names are 1 to 255 bytes, without NUL, and not . or ..",
+        })
+    })?;
+    let Some((last, parents)) = names.split_last() else {
+        return Ok(());
+    };
+    let mut dir = InodeNo::ROOT;
+    for name in parents {
+        match live.lookup(dir, name) {
+            Ok(attr) if attr.record.kind == InodeKind::Directory => dir = attr.ino,
+            Ok(_) => return Err(VaultError::Restore(RestoreError::NotDirectory(shown))),
+            Err(_) => return Err(VaultError::Restore(RestoreError::NoParent(shown))),
+        }
+    }
+    if !overwrite && live.lookup(dir, last).is_ok() {
+        return Err(VaultError::Restore(RestoreError::Exists(shown)));
+    }
+    Ok(())
 }

@@ -131,7 +131,7 @@ pub(crate) fn tree_state(root: &Path) -> BTreeMap<String, EntryState> {
 }
 
 /// A share with every kind of entry and attribute a restore must keep.
-fn populate(m: &Mounted) {
+pub(crate) fn populate(m: &Mounted) {
     fs::create_dir_all(m.path("docs/deep/er")).expect("mkdir");
     fs::write(m.path("docs/report.txt"), b"quarterly numbers\n").expect("write");
     fs::write(m.path("docs/deep/er/big.bin"), noise(3 << 20, 7)).expect("write");

@@ -1,0 +1,589 @@
+//! Browsing a vault read-only, independent of FUSE: the core of `snapfs vault mount`. The
+//! top directory lists the shares the vault holds backups of, each share lists its backups
+//! by name, and each backup is its snapshot's tree, decoded lazily from the vault's objects.
+//!
+//! Memory stays bounded whatever the size of the backups: nothing is read until asked for;
+//! decoded tree objects and fetched file data sit in two caches bounded in bytes (least
+//! recently used first out); the inodes inside backups are remembered only while the kernel
+//! holds a reference to them (a lookup each, given back by `forget`).
+//!
+//! Every object comes from [`Vault::read_object`]: one ranged read of its slice of its pack,
+//! unsealed, decompressed and checked against its id, so a damaged or missing object is an
+//! error for the read that needed it, never wrong bytes.
+//!
+//! Inode numbers: the top directory is 1; share directories are `2 + i`; inside backup number
+//! `b` (1-based, in the order the vault lists them at mount), `b << 40 | link_id`, where
+//! `link_id` is the live inode number the entry had when frozen (the root's is 1), so hard
+//! links inside one backup share an inode, as in `.snapshots/`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::cache::LruCache;
+use super::{Vault, VaultError, tree};
+use crate::format::backup_record::BackupRecord;
+use crate::format::catalog::{Hold, Origin, SnapshotRecord};
+use crate::format::inode::{InodeKind, InodeRecord, Timestamp};
+use crate::format::object::{DirectoryObject, Object, ObjectId, Xattrs};
+use crate::id::{ChunkId, InodeNo, VaultPackId};
+use crate::snapshot::view::read_file;
+
+/// The top directory of a mount.
+pub const TOP: InodeNo = InodeNo(1);
+const LINK_BITS: u32 = 40;
+const LINK_MASK: u64 = (1 << LINK_BITS) - 1;
+/// The share of the cache budget given to decoded tree objects (the rest holds file data):
+/// directories and block maps are small next to the data they describe.
+const TREE_SHARE: u64 = 4;
+
+/// Why a request on a mounted vault failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowseError {
+    #[error("no such entry")]
+    NotFound,
+    #[error("not a directory")]
+    NotDirectory,
+    #[error("not a regular file")]
+    NotFile,
+    /// An object could not be read back whole and checked: damaged, missing, or its storage
+    /// unreachable. `pack` is where the index says it is.
+    #[error("object {object} (pack {}): {source}", pack.map_or("none".to_owned(), |p| p.to_string()))]
+    Object {
+        object: ObjectId,
+        pack: Option<VaultPackId>,
+        source: Box<VaultError>,
+    },
+}
+
+/// An inode of the mount, as the kernel is told of it.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub ino: InodeNo,
+    /// The directory it was found in (for `..` in listings).
+    pub parent: InodeNo,
+    pub record: InodeRecord,
+    /// Its file or directory object inside a backup; `None` for the top and share directories
+    /// and for entries that have none (symlinks, devices).
+    pub object: Option<ObjectId>,
+    pub xattrs: Xattrs,
+}
+
+/// The entries of a directory: name, inode, kind.
+pub type Entries = Vec<(Vec<u8>, InodeNo, InodeKind)>;
+
+struct Share {
+    name: String,
+    /// Its backups, as indexes into `VaultBrowser::backups`, sorted by name.
+    backups: Vec<usize>,
+}
+
+/// An inode inside a backup that the kernel holds, with how many lookups it has not yet
+/// given back.
+struct Held {
+    node: Node,
+    lookups: u64,
+}
+
+/// The read-only view of a vault's backups.
+pub struct VaultBrowser {
+    vault: Vault,
+    shares: Vec<Share>,
+    backups: Vec<BackupRecord>,
+    /// Owner and times of the synthetic directories: who mounted, the newest backup's time.
+    owner: (u32, u32),
+    newest: Timestamp,
+    held: RwLock<HashMap<InodeNo, Held>>,
+    trees: Mutex<LruCache<ObjectId, Object>>,
+    data: Mutex<LruCache<ChunkId, Vec<u8>>>,
+}
+
+fn backup_ino(number: usize, link_id: u64) -> InodeNo {
+    InodeNo(((number as u64) << LINK_BITS) | (link_id & LINK_MASK))
+}
+
+/// The backup number (1-based) an inode is inside of, if any.
+fn backup_of(ino: InodeNo) -> Option<usize> {
+    let number = (ino.0 >> LINK_BITS) as usize;
+    (number > 0).then_some(number)
+}
+
+/// The name a share's directory has: its id as `vault list` shows it.
+pub fn share_dir_name(share_hex: &str) -> String {
+    share_hex.get(..12).unwrap_or(share_hex).to_owned()
+}
+
+impl VaultBrowser {
+    /// A view of the backups `vault` lists now; `cache_bytes` bounds what is kept of the
+    /// objects read. `owner` owns the synthetic directories.
+    pub fn new(vault: Vault, cache_bytes: u64, owner: (u32, u32)) -> Result<Self, VaultError> {
+        let backups: Vec<BackupRecord> = vault.records()?.into_iter().map(|(_, r)| r).collect();
+        let mut by_share: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+        for (i, record) in backups.iter().enumerate() {
+            by_share.entry(record.share.to_hex()).or_default().push(i);
+        }
+        // Two share ids with the same short form (unlikely) are both shown in full.
+        let mut short_count: HashMap<String, usize> = HashMap::new();
+        for hex in by_share.keys() {
+            *short_count.entry(share_dir_name(hex)).or_default() += 1;
+        }
+        let shares = by_share
+            .into_iter()
+            .map(|(hex, mut list)| {
+                list.sort_by(|a, b| backups[*a].name.cmp(&backups[*b].name));
+                let short = share_dir_name(&hex);
+                Share {
+                    name: if short_count[&short] > 1 { hex } else { short },
+                    backups: list,
+                }
+            })
+            .collect();
+        let newest = backups.iter().map(|r| r.created).max().unwrap_or_default();
+        Ok(VaultBrowser {
+            vault,
+            shares,
+            backups,
+            owner,
+            newest,
+            held: RwLock::new(HashMap::new()),
+            trees: Mutex::new(LruCache::new(cache_bytes / TREE_SHARE)),
+            data: Mutex::new(LruCache::new(cache_bytes - cache_bytes / TREE_SHARE)),
+        })
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// The block size of the backup an inode is in (the store's it came from).
+    pub fn block_size(&self, ino: InodeNo) -> u32 {
+        backup_of(ino)
+            .and_then(|b| self.backups.get(b - 1))
+            .map_or(4096, |r| r.block_size)
+    }
+
+    /// How many inodes inside backups the kernel holds now.
+    pub fn held_count(&self) -> usize {
+        self.held.read().len()
+    }
+
+    fn synthetic(&self, ino: InodeNo, parent: InodeNo, nlink: u32) -> Node {
+        Node {
+            ino,
+            parent,
+            record: InodeRecord {
+                kind: InodeKind::Directory,
+                perm: 0o555,
+                uid: self.owner.0,
+                gid: self.owner.1,
+                nlink,
+                rdev: 0,
+                size: 0,
+                atime: self.newest,
+                mtime: self.newest,
+                ctime: self.newest,
+                symlink_target: Vec::new(),
+            },
+            object: None,
+            xattrs: Vec::new(),
+        }
+    }
+
+    fn share_node(&self, index: usize) -> Node {
+        let backups = self.shares.get(index).map_or(0, |s| s.backups.len());
+        self.synthetic(InodeNo(2 + index as u64), TOP, 2 + backups as u32)
+    }
+
+    /// The index of the share whose directory is `ino`.
+    fn share_index(&self, ino: InodeNo) -> Option<usize> {
+        let index = ino.0.checked_sub(2)? as usize;
+        (backup_of(ino).is_none() && index < self.shares.len()).then_some(index)
+    }
+
+    /// The root directory of backup number `number`, as `.snapshots/NAME` shows a snapshot's.
+    fn backup_root(&self, number: usize) -> Option<Node> {
+        let record = self.backups.get(number.checked_sub(1)?)?;
+        let share = self
+            .shares
+            .iter()
+            .position(|s| s.backups.contains(&(number - 1)))?;
+        let as_snapshot = SnapshotRecord {
+            number: number as u64,
+            root: record.root,
+            created: record.created,
+            origin: Origin::Manual,
+            root_perm: record.root_perm,
+            root_uid: record.root_uid,
+            root_gid: record.root_gid,
+            hold: Hold::None,
+            deleted: None,
+        };
+        Some(Node {
+            ino: backup_ino(number, InodeNo::ROOT.0),
+            parent: InodeNo(2 + share as u64),
+            record: as_snapshot.root_record(),
+            object: Some(record.root),
+            xattrs: Vec::new(),
+        })
+    }
+
+    /// The inode `ino`, if the kernel may know it.
+    pub fn node(&self, ino: InodeNo) -> Result<Node, BrowseError> {
+        if ino == TOP {
+            return Ok(self.synthetic(TOP, TOP, 2 + self.shares.len() as u32));
+        }
+        if let Some(index) = self.share_index(ino) {
+            return Ok(self.share_node(index));
+        }
+        let number = backup_of(ino).ok_or(BrowseError::NotFound)?;
+        if ino == backup_ino(number, InodeNo::ROOT.0) {
+            return self.backup_root(number).ok_or(BrowseError::NotFound);
+        }
+        self.held
+            .read()
+            .get(&ino)
+            .map(|held| held.node.clone())
+            .ok_or(BrowseError::NotFound)
+    }
+
+    /// Looks `name` up in the directory `parent`. An entry inside a backup is remembered
+    /// until the kernel forgets it: each successful lookup is one reference the kernel holds.
+    pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<Node, BrowseError> {
+        if parent == TOP {
+            let index = self
+                .shares
+                .iter()
+                .position(|s| s.name.as_bytes() == name)
+                .ok_or(BrowseError::NotFound)?;
+            return Ok(self.share_node(index));
+        }
+        if let Some(index) = self.share_index(parent) {
+            let number = self.shares[index]
+                .backups
+                .iter()
+                .find(|b| self.backups[**b].name.as_bytes() == name)
+                .ok_or(BrowseError::NotFound)?
+                + 1;
+            return self.backup_root(number).ok_or(BrowseError::NotFound);
+        }
+        let dir = self.node(parent)?;
+        let number = backup_of(parent).ok_or(BrowseError::NotFound)?;
+        let object = self.directory(&dir)?;
+        let Object::Directory(DirectoryObject { entries }) = &*object else {
+            return Err(BrowseError::NotDirectory);
+        };
+        let at = entries
+            .binary_search_by(|entry| entry.name.as_slice().cmp(name))
+            .map_err(|_| BrowseError::NotFound)?;
+        let entry = &entries[at];
+        let ino = backup_ino(number, entry.link_id);
+        let mut held = self.held.write();
+        let held = held.entry(ino).or_insert_with(|| Held {
+            node: Node {
+                ino,
+                parent,
+                record: entry.record.clone(),
+                object: entry.object,
+                xattrs: entry.xattrs.clone(),
+            },
+            lookups: 0,
+        });
+        held.lookups += 1;
+        Ok(held.node.clone())
+    }
+
+    /// The kernel gives back `count` lookups of `ino`; with none left, it is forgotten.
+    pub fn forget(&self, ino: InodeNo, count: u64) {
+        let mut held = self.held.write();
+        if let Some(entry) = held.get_mut(&ino) {
+            entry.lookups = entry.lookups.saturating_sub(count);
+            if entry.lookups == 0 {
+                held.remove(&ino);
+            }
+        }
+    }
+
+    /// The entries of a directory, and its parent.
+    pub fn list(&self, ino: InodeNo) -> Result<(InodeNo, Entries), BrowseError> {
+        if ino == TOP {
+            let entries = (0..self.shares.len())
+                .map(|i| {
+                    let name = self.shares[i].name.clone().into_bytes();
+                    (name, InodeNo(2 + i as u64), InodeKind::Directory)
+                })
+                .collect();
+            return Ok((TOP, entries));
+        }
+        if let Some(index) = self.share_index(ino) {
+            let entries = self.shares[index]
+                .backups
+                .iter()
+                .map(|b| {
+                    let name = self.backups[*b].name.clone().into_bytes();
+                    (
+                        name,
+                        backup_ino(b + 1, InodeNo::ROOT.0),
+                        InodeKind::Directory,
+                    )
+                })
+                .collect();
+            return Ok((TOP, entries));
+        }
+        let dir = self.node(ino)?;
+        let number = backup_of(ino).ok_or(BrowseError::NotFound)?;
+        let object = self.directory(&dir)?;
+        let Object::Directory(DirectoryObject { entries }) = &*object else {
+            return Err(BrowseError::NotDirectory);
+        };
+        let entries = entries
+            .iter()
+            .map(|e| (e.name.clone(), backup_ino(number, e.link_id), e.record.kind))
+            .collect();
+        Ok((dir.parent, entries))
+    }
+
+    /// Reads up to `len` bytes at `offset` of a file inside a backup: only the chunks the
+    /// range covers are fetched (each with one ranged read), holes read as zeros.
+    pub fn read(&self, ino: InodeNo, offset: u64, len: u32) -> Result<Vec<u8>, BrowseError> {
+        let node = self.node(ino)?;
+        if node.record.kind != InodeKind::File {
+            return Err(BrowseError::NotFile);
+        }
+        let id = node.object.ok_or(BrowseError::NotFile)?;
+        let object = self.tree_object(&id)?;
+        let Object::File(file) = &*object else {
+            return Err(self.damaged(id, "a file entry whose object is not a file"));
+        };
+        read_file(
+            file,
+            offset,
+            len,
+            self.block_size(ino),
+            |segment| self.tree_object(segment),
+            |segment| self.damaged(*segment, "a file's segment that is not a segment"),
+            |chunk, in_block, out| {
+                // A stored block may be shorter than the block size: the rest reads as zeros,
+                // as in the snapshot view.
+                let data = self.data_chunk(chunk)?;
+                let available = data.get(in_block..).unwrap_or_default();
+                let n = available.len().min(out.len());
+                out[..n].copy_from_slice(&available[..n]);
+                Ok(())
+            },
+        )
+    }
+
+    fn damaged(&self, object: ObjectId, reason: &str) -> BrowseError {
+        BrowseError::Object {
+            object,
+            pack: self.vault.locate(&object),
+            source: Box::new(VaultError::Damaged(format!("object {object}: {reason}"))),
+        }
+    }
+
+    fn object_error(&self, object: ObjectId, source: VaultError) -> BrowseError {
+        BrowseError::Object {
+            object,
+            pack: self.vault.locate(&object),
+            source: Box::new(source),
+        }
+    }
+
+    /// The directory object of a directory node.
+    fn directory(&self, node: &Node) -> Result<Arc<Object>, BrowseError> {
+        if node.record.kind != InodeKind::Directory {
+            return Err(BrowseError::NotDirectory);
+        }
+        let id = node.object.ok_or(BrowseError::NotDirectory)?;
+        let object = self.tree_object(&id)?;
+        match &*object {
+            Object::Directory(_) => Ok(object),
+            _ => Err(self.damaged(id, "a directory entry whose object is not a directory")),
+        }
+    }
+
+    /// A decoded tree object (a multipart one reassembled), from the cache or the vault.
+    fn tree_object(&self, id: &ObjectId) -> Result<Arc<Object>, BrowseError> {
+        if let Some(object) = self.trees.lock().get(id) {
+            return Ok(object);
+        }
+        // Fetched outside the lock: other reads go on meanwhile (two may fetch one object).
+        let node = tree::read_node(&self.vault, id).map_err(|err| self.object_error(*id, err))?;
+        let weight = node.bytes.len() as u64
+            + node
+                .parts
+                .iter()
+                .map(|(_, part)| part.len() as u64)
+                .sum::<u64>();
+        let object = Arc::new(node.object);
+        self.trees.lock().insert(*id, object.clone(), weight);
+        Ok(object)
+    }
+
+    /// A chunk of file data, from the cache or the vault.
+    fn data_chunk(&self, id: &ChunkId) -> Result<Arc<Vec<u8>>, BrowseError> {
+        if let Some(data) = self.data.lock().get(id) {
+            return Ok(data);
+        }
+        let data = Arc::new(
+            self.vault
+                .read_object(id)
+                .map_err(|err| self.object_error(*id, err))?,
+        );
+        self.data
+            .lock()
+            .insert(*id, data.clone(), data.len() as u64);
+        Ok(data)
+    }
+
+    /// Bytes of objects the caches hold now (tree objects, file data).
+    pub fn cached_bytes(&self) -> (u64, u64) {
+        (self.trees.lock().weight(), self.data.lock().weight())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+    use crate::blob::{BlobBackend, BlobError, BlobKey, BlobMeta, RemoteStore};
+    use crate::testing::{close, mkdir, new_store, noise, snapshots_of, write_file};
+    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::{PACKS, Secret, backup, init};
+
+    /// A backend that counts the bytes read from packs.
+    struct Counting {
+        inner: Shared,
+        pack_bytes: Arc<AtomicU64>,
+    }
+
+    impl Counting {
+        fn count(&self, key: &BlobKey, len: usize) {
+            if key.as_str().starts_with(PACKS) {
+                self.pack_bytes.fetch_add(len as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl BlobBackend for Counting {
+        fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put(key, data)
+        }
+        fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put_if_absent(key, data)
+        }
+        fn enforces_create_only(&self) -> bool {
+            self.inner.enforces_create_only()
+        }
+        fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+            let data = self.inner.get(key)?;
+            self.count(key, data.len());
+            Ok(data)
+        }
+        fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
+            let data = self.inner.get_range(key, range)?;
+            self.count(key, data.len());
+            Ok(data)
+        }
+        fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+            self.inner.head(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+            self.inner.delete(key)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    /// Reading one file fetches its own objects, not the packs they are in; the caches stay
+    /// within their budget however much is read; inodes go when the kernel forgets them.
+    #[test]
+    fn reads_fetch_only_what_they_need_and_memory_stays_bounded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        mkdir(&live, "d");
+        let files: Vec<Vec<u8>> = (0..40).map(|i| noise(100_000, i + 1)).collect();
+        for (i, data) in files.iter().enumerate() {
+            write_file(&live, &format!("d/f{i:02}"), data);
+        }
+        snapshots
+            .create("s", crate::format::catalog::Origin::Manual)
+            .expect("snapshot");
+        let source = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&source, &Secret::None, TEST_KDF).expect("init");
+        let mut writer =
+            Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
+        let share = live.share_id().expect("share id");
+        backup::backup(&mut writer, &snapshots, "s", share).expect("backup");
+        drop(snapshots);
+        close(live);
+        let packs: u64 = source
+            .list(PACKS)
+            .expect("list")
+            .iter()
+            .map(|meta| meta.size)
+            .sum();
+
+        let pack_bytes = Arc::new(AtomicU64::new(0));
+        let counting = Counting {
+            inner: source,
+            pack_bytes: pack_bytes.clone(),
+        };
+        let vault = Vault::open_backend(Box::new(counting), &Secret::None).expect("open");
+        let budget = 1 << 20;
+        let browser = VaultBrowser::new(vault, budget, (0, 0)).expect("browser");
+        let (_, shares) = browser.list(TOP).expect("top");
+        assert_eq!(shares.len(), 1);
+        let share_dir = browser.lookup(TOP, &shares[0].0).expect("share");
+        let root = browser.lookup(share_dir.ino, b"s").expect("backup");
+        let d = browser.lookup(root.ino, b"d").expect("d");
+
+        let f = browser.lookup(d.ino, b"f07").expect("f07");
+        let before = pack_bytes.load(Ordering::Relaxed);
+        assert_eq!(browser.read(f.ino, 0, 200_000).expect("read"), files[7]);
+        let one_file = pack_bytes.load(Ordering::Relaxed) - before;
+        assert!(
+            one_file < 2 * 100_000 && one_file * 10 < packs,
+            "one file of 100 kB fetched {one_file} bytes of {packs} in packs"
+        );
+        // Read again: from the cache.
+        let before = pack_bytes.load(Ordering::Relaxed);
+        assert_eq!(
+            browser.read(f.ino, 1000, 10).expect("read"),
+            &files[7][1000..1010]
+        );
+        assert_eq!(pack_bytes.load(Ordering::Relaxed), before);
+        browser.forget(f.ino, 1);
+
+        for (i, data) in files.iter().enumerate() {
+            let f = browser
+                .lookup(d.ino, format!("f{i:02}").as_bytes())
+                .expect("file");
+            assert_eq!(&browser.read(f.ino, 0, 200_000).expect("read"), data);
+            let (trees, file_data) = browser.cached_bytes();
+            assert!(
+                trees + file_data <= budget,
+                "{trees} + {file_data} > {budget}"
+            );
+        }
+        // 40 files and `d` are held; given back, none is.
+        assert_eq!(browser.held_count(), 41);
+        for i in 0..files.len() {
+            let f = browser
+                .lookup(d.ino, format!("f{i:02}").as_bytes())
+                .expect("file");
+            browser.forget(f.ino, 2);
+        }
+        browser.forget(d.ino, 1);
+        assert_eq!(browser.held_count(), 0);
+        assert!(matches!(browser.node(d.ino), Err(BrowseError::NotFound)));
+    }
+}
