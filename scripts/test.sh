@@ -8,3 +8,5 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 cargo test --release
+# clap checks its command definitions only in builds with debug assertions.
+cargo test --lib cli::tests

@@ -59,11 +59,11 @@ pub enum Command {
     /// Show or change automatic snapshots, retention and soft delete.
     Policy(policy::PolicyArgs),
     /// The share, its policy, the next snapshot, recent jobs and failures, space use.
-    Status(status::StatusArgs),
+    Status(status::StatusCommand),
     /// Reclaim the space no snapshot and not the live share uses.
     Gc(gc::GcArgs),
     /// Check every chunk in use; report the files damaged chunks affect (exit 1 if any).
-    Verify(verify::VerifyArgs),
+    Verify(verify::VerifyCommand),
     /// Remove a store that has no snapshots.
     Destroy(destroy::DestroyArgs),
     /// Copy a snapshot into a backup vault.
@@ -134,7 +134,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{Cli, parse_size};
+
+    /// clap's own consistency checks over every command (unique names and groups, valid
+    /// defaults); without them a mistake shows only as a panic of a debug build at run time.
+    #[test]
+    fn the_command_line_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 
     #[test]
     fn sizes() {

@@ -11,7 +11,7 @@ use crate::service::request::StatusArgs as StatusRequest;
 use crate::service::{Job, Request};
 
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub struct StatusCommand {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -45,7 +45,7 @@ fn job_line(job: &Job) -> String {
     )
 }
 
-pub fn run(args: StatusArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let report: StatusReport = args
         .target
         .resolve(on_failure)?

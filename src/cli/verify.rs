@@ -11,14 +11,14 @@ use crate::service::request::VerifyArgs as VerifyRequest;
 use crate::verify::VerifyReport;
 
 #[derive(Args, Debug)]
-pub struct VerifyArgs {
+pub struct VerifyCommand {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
     pub request: VerifyRequest,
 }
 
-pub fn run(args: VerifyArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+pub fn run(args: VerifyCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let terminal = std::io::stderr().is_terminal();
     let target = args.target.resolve(on_failure)?;
     // Progress shows when the check runs here; a daemon reports only at the end.
