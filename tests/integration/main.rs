@@ -28,6 +28,7 @@ mod snapshot_cli;
 mod snapshots;
 mod stress;
 mod vault;
+mod vault_min_retention;
 mod vault_ops;
 mod verify;
 mod writeback;
