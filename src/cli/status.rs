@@ -1,5 +1,5 @@
-//! `snapfs status`: the share, its policy, the next scheduled snapshot, recent jobs and
-//! failures, and space use.
+//! `snapfs status`: the share, its policy, the next scheduled snapshot, each scheduled vault
+//! (last backup, a newer failure, next backup), recent jobs and failures, and space use.
 
 use clap::Args;
 
@@ -10,7 +10,10 @@ use crate::service::replies::StatusReport;
 use crate::service::request::StatusArgs as StatusRequest;
 use crate::service::{Job, Request};
 
+/// The command's arguments. Its group has an id of its own: the request's arguments, flattened
+/// into it, are also a `StatusArgs`, and clap refuses two groups of one name.
 #[derive(Args, Debug)]
+#[group(id = "StatusCommand")]
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -80,6 +83,28 @@ pub fn run(args: StatusArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         ("total", space.stored_bytes),
     ] {
         println!("  {what:<18} {:>12}", human_bytes(bytes));
+    }
+    if !report.backups.is_empty() {
+        println!("scheduled backups:");
+        for vault in &report.backups {
+            println!("  {}", vault.vault);
+            match &vault.last_success {
+                Some(mark) => println!("    last backup:  {} at {}", mark.name, mark.time),
+                None => println!("    last backup:  none yet"),
+            }
+            if let Some(failure) = &vault.last_failure {
+                println!(
+                    "    FAILED:       {} at {}: {}",
+                    failure.name,
+                    failure.time,
+                    failure.error.as_deref().unwrap_or("")
+                );
+            }
+            println!(
+                "    next backup:  {}",
+                vault.next.as_deref().unwrap_or("none")
+            );
+        }
     }
     println!("policy:");
     for line in report.policy.description.lines() {

@@ -30,5 +30,6 @@ mod stress;
 mod vault;
 mod vault_min_retention;
 mod vault_ops;
+mod vault_schedule;
 mod verify;
 mod writeback;
