@@ -221,6 +221,10 @@ pub struct InitArgs {
     /// Do not encrypt (the default for local vaults).
     #[arg(long)]
     pub no_encrypt: bool,
+    /// Accept a server that ignores conditional writes (If-None-Match): you promise that no
+    /// other host creates a vault at this location at the same time.
+    #[arg(long)]
+    pub single_host: bool,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -633,7 +637,7 @@ fn init_vault(args: InitArgs) -> anyhow::Result<()> {
     };
     let kdf: KdfParams = crypto::DEFAULT_KDF;
     let backend = blob::open(&location)?;
-    let id = init::init(&*backend, &secret, kdf)?;
+    let id = init::init_with(&*backend, &secret, kdf, args.single_host)?;
     println!(
         "created {} vault {} ({id})",
         if encrypt {
