@@ -330,6 +330,11 @@ pub(super) fn backup_change(
         [none] if none == "none" => Some(Vec::new()),
         vaults => {
             for vault in vaults {
+                if vault == "none" {
+                    return Err(ServiceError::invalid(
+                        "--backup-to none stops scheduled backups; it cannot be given with vaults",
+                    ));
+                }
                 let location = crate::blob::BlobLocation::parse(vault)
                     .map_err(|err| ServiceError::invalid(err.to_string()))?;
                 if let crate::blob::BlobLocation::Local(path) = &location
@@ -338,11 +343,6 @@ pub(super) fn backup_change(
                     return Err(ServiceError::invalid(format!(
                         "--backup-to {vault}: a local vault must be an absolute path"
                     )));
-                }
-                if vault == "none" {
-                    return Err(ServiceError::invalid(
-                        "--backup-to none stops scheduled backups; it cannot be given with vaults",
-                    ));
                 }
             }
             Some(vaults.to_vec())
@@ -376,4 +376,78 @@ pub(super) fn backup_change(
         daily_at,
         key_file,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::request::PolicySetArgs;
+
+    fn change(args: PolicySetArgs) -> Result<BackupPolicyChange, ServiceError> {
+        backup_change(&args)
+    }
+
+    #[test]
+    fn backup_options_are_checked_before_anything_is_stored() {
+        let set = change(PolicySetArgs {
+            backup_to: vec!["/srv/vault".into(), "s3://bucket/p".into()],
+            backup_daily_at: Some("02:00".into()),
+            backup_key_file: Some("/etc/snapfs/vault.key".into()),
+            ..PolicySetArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            set.vaults,
+            Some(vec!["/srv/vault".to_owned(), "s3://bucket/p".to_owned()])
+        );
+        assert_eq!(set.daily_at, Some(Some(120)));
+        assert_eq!(set.key_file, Some(Some("/etc/snapfs/vault.key".into())));
+        assert_eq!(set.hourly, None, "left as it is");
+
+        let off = change(PolicySetArgs {
+            backup_to: vec!["none".into()],
+            backup_daily_at: Some("off".into()),
+            backup_key_file: Some("none".into()),
+            backup_hourly: Some("off".into()),
+            ..PolicySetArgs::default()
+        })
+        .expect("valid");
+        assert_eq!(off.vaults, Some(vec![]));
+        assert_eq!(off.daily_at, Some(None));
+        assert_eq!(off.key_file, Some(None));
+        assert_eq!(off.hourly, Some(false));
+
+        for bad in [
+            PolicySetArgs {
+                backup_to: vec!["relative/vault".into()],
+                ..PolicySetArgs::default()
+            },
+            PolicySetArgs {
+                backup_to: vec!["/srv/vault".into(), "none".into()],
+                ..PolicySetArgs::default()
+            },
+            PolicySetArgs {
+                backup_key_file: Some("vault.key".into()),
+                ..PolicySetArgs::default()
+            },
+            PolicySetArgs {
+                backup_daily_at: Some("25:00".into()),
+                ..PolicySetArgs::default()
+            },
+            PolicySetArgs {
+                backup_hourly: Some("maybe".into()),
+                ..PolicySetArgs::default()
+            },
+        ] {
+            let err = change(bad.clone()).expect_err("refused");
+            assert_eq!(err.errno, libc::EINVAL, "{bad:?}: {}", err.message);
+            if bad.backup_to.len() == 2 {
+                assert!(
+                    err.message.contains("cannot be given with vaults"),
+                    "{}",
+                    err.message
+                );
+            }
+        }
+    }
 }
