@@ -450,4 +450,105 @@ mod tests {
             }
         }
     }
+
+    /// Through the service with an injected clock: a slot backs up and records its job; a slot
+    /// that comes while a scheduled backup still runs is a failed, skipped backup; without
+    /// snapshot retention the backup's snapshot is not kept.
+    #[test]
+    fn a_slot_backs_up_once_and_one_during_a_running_backup_is_skipped() {
+        use std::sync::Arc;
+
+        use crate::access::Requester;
+        use crate::schedule::ManualClock;
+        use crate::service::ServiceOptions;
+        use crate::service::request::{PolicyAction, Request};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_path, live) = crate::testing::new_store(dir.path(), "store");
+        crate::testing::write_file(&live, "a", b"data");
+        // 2025-01-01T00:00:00Z.
+        let start = 1_735_689_600;
+        let clock = Arc::new(ManualClock::new(start));
+        let snapshots = Arc::new(
+            crate::snapshot::Snapshots::open(live.clone(), clock.clone()).expect("snapshots"),
+        );
+        let service = Service::open(
+            snapshots,
+            ServiceOptions {
+                manual_clock: Some(clock.clone()),
+                ..ServiceOptions::default()
+            },
+        )
+        .expect("service");
+        let vault_dir = dir.path().join("vault");
+        let backend = crate::blob::LocalDir::open(&vault_dir).expect("vault dir");
+        crate::vault::init::init(&backend, &Secret::None, crate::vault::crypto::DEFAULT_KDF)
+            .expect("vault");
+        let vault = vault_dir.display().to_string();
+        service
+            .execute(
+                Request::Policy {
+                    action: PolicyAction::Set(PolicySetArgs {
+                        backup_to: vec![vault.clone()],
+                        backup_daily_at: Some("02:00".into()),
+                        ..PolicySetArgs::default()
+                    }),
+                },
+                &Requester::ROOT,
+            )
+            .expect("policy");
+
+        clock.set(start + 3 * 3600);
+        let tick = service.tick();
+        assert_eq!(
+            tick.backup_snapshot.as_deref(),
+            Some("auto-2025-01-01T0200Z")
+        );
+        let job = tick.backup_job.expect("a backup job");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while service.background.state(job).expect("job").state == "running" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backup did not end"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let done = service.background.state(job).expect("job");
+        assert_eq!(done.state, "done", "{done:?}");
+        assert_eq!(
+            done.result.as_ref().map(|r| r["vaults"][0]["ok"].clone()),
+            Some(serde_json::Value::Bool(true)),
+            "{done:?}"
+        );
+        assert!(
+            service.snapshots.get("auto-2025-01-01T0200Z").is_none(),
+            "not kept"
+        );
+        let opened = Vault::open_backend(Box::new(backend), &Secret::None).expect("open");
+        assert_eq!(crate::vault::list::list(&opened).expect("list").len(), 1);
+        // The same slot again: nothing.
+        assert_eq!(service.tick().backup_job, None);
+
+        // The next slot while one still runs: skipped, recorded as a failed job.
+        service.backup_running.store(true, Ordering::Release);
+        clock.set(start + 27 * 3600);
+        let tick = service.tick();
+        assert_eq!(tick.backup_job, None);
+        assert!(
+            tick.errors.iter().any(|e| e.contains("still running")),
+            "{tick:?}"
+        );
+        let failed = service.jobs.recent(1, true).expect("jobs");
+        assert_eq!(failed[0].kind, SCHEDULED_BACKUP);
+        assert_eq!(failed[0].vault.as_deref(), Some(vault.as_str()));
+        assert_eq!(failed[0].backup.as_deref(), Some("auto-2025-01-02T0200Z"));
+        let statuses = service.vault_statuses();
+        assert_eq!(
+            statuses[0].last_failure.as_ref().map(|m| m.name.as_str()),
+            Some("auto-2025-01-02T0200Z")
+        );
+        assert_eq!(statuses[0].next.as_deref(), Some("2025-01-03T02:00:00Z"));
+        service.backup_running.store(false, Ordering::Release);
+        drop(service);
+    }
 }
