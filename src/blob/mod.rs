@@ -5,12 +5,14 @@
 //! Invariants every backend keeps:
 //! - `put` is atomic: a reader sees the old object, or the whole new one, never part of it.
 //! - `put_if_absent` never replaces an object; whether the backend can *enforce* it across
-//!   writers is reported by [`BlobBackend::enforces_create_only`].
+//!   writers is reported by [`BlobBackend::enforces_create_only`], and whether the server
+//!   really does is asked of it by [`probe::enforces_create_only`].
 //! - errors are typed ([`BlobError`]): callers can tell "not there" from "try again later".
 
 mod key;
 mod local;
 mod location;
+pub mod probe;
 mod remote;
 
 use std::ops::Range;

@@ -1,4 +1,5 @@
-//! `snapfs policy show|set`: the snapshot schedule, retention and soft delete of a store.
+//! `snapfs policy show|set`: the snapshot schedule, retention and soft delete of a store, and
+//! its backup schedule (vaults, times, key file).
 
 use clap::{Args, Subcommand};
 
@@ -13,6 +14,8 @@ pub struct PolicyArgs {
     pub command: PolicyCommand,
 }
 
+// Parsed once per command: the size of the `Set` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
     /// Show the policy and when the next automatic snapshot is due.
@@ -39,10 +42,23 @@ pub fn run(args: PolicyArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     let (action, target, json) = match args.command {
         PolicyCommand::Show { target, json } => (PolicyAction::Show, target, json),
         PolicyCommand::Set {
-            change,
+            mut change,
             target,
             json,
-        } => (PolicyAction::Set(change), target, json),
+        } => {
+            // The daemon's working directory is not ours: it gets absolute paths.
+            for vault in &mut change.backup_to {
+                if vault != "none" && !vault.contains("://") {
+                    *vault = std::path::absolute(&*vault)?.display().to_string();
+                }
+            }
+            if let Some(file) = &mut change.backup_key_file
+                && file != "none"
+            {
+                *file = std::path::absolute(&*file)?.display().to_string();
+            }
+            (PolicyAction::Set(change), target, json)
+        }
     };
     let report: PolicyReport = target
         .resolve(on_failure)?
@@ -53,6 +69,9 @@ pub fn run(args: PolicyArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         print!("{}", report.description);
         if let Some(next) = report.next_snapshot {
             println!("next automatic snapshot: {next}");
+        }
+        if let Some(next) = report.next_backup {
+            println!("next scheduled backup: {next}");
         }
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! `snapfs status`: the share, its policy, the next scheduled snapshot, recent jobs and
-//! failures, and space use.
+//! `snapfs status`: the share, its policy, the next scheduled snapshot, each scheduled vault
+//! (last backup, a newer failure, next backup), recent jobs and failures, and space use.
 
 use clap::Args;
 
@@ -80,6 +80,28 @@ pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> 
         ("total", space.stored_bytes),
     ] {
         println!("  {what:<18} {:>12}", human_bytes(bytes));
+    }
+    if !report.backups.is_empty() {
+        println!("scheduled backups:");
+        for vault in &report.backups {
+            println!("  {}", vault.vault);
+            match &vault.last_success {
+                Some(mark) => println!("    last backup:  {} at {}", mark.name, mark.time),
+                None => println!("    last backup:  none yet"),
+            }
+            if let Some(failure) = &vault.last_failure {
+                println!(
+                    "    FAILED:       {} at {}: {}",
+                    failure.name,
+                    failure.time,
+                    failure.error.as_deref().unwrap_or("")
+                );
+            }
+            println!(
+                "    next backup:  {}",
+                vault.next.as_deref().unwrap_or("none")
+            );
+        }
     }
     println!("policy:");
     for line in report.policy.description.lines() {

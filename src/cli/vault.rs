@@ -84,6 +84,10 @@ pub struct PolicySetArgs {
     /// ... of each of the last N years.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_yearly: u32,
+    /// Lock the vault: no backup younger than this (`30d`, `12w`) may be deleted, by anyone.
+    /// It can only be raised later; without it, the current minimum retention stays.
+    #[arg(long, value_name = "DURATION")]
+    pub min_retention: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -224,6 +228,10 @@ pub struct InitArgs {
     /// Do not encrypt (the default for local vaults).
     #[arg(long)]
     pub no_encrypt: bool,
+    /// Accept a server that ignores conditional writes (If-None-Match): you promise that no
+    /// other host creates a vault at this location at the same time.
+    #[arg(long)]
+    pub single_host: bool,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -409,15 +417,31 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Set(args) => {
             let vault = open_for_verify(&args.vault, &args.key)?;
-            let policy = VaultPolicy {
+            let counts = VaultPolicy {
                 last: args.keep_last,
                 daily: args.keep_daily,
                 weekly: args.keep_weekly,
                 monthly: args.keep_monthly,
                 yearly: args.keep_yearly,
+                min_retention_secs: 0,
             };
-            prune::set_policy(&vault, &policy)?;
-            println!("set the retention policy of {}", args.vault);
+            let min_retention = args
+                .min_retention
+                .as_deref()
+                .map(crate::schedule::calendar::parse_duration)
+                .transpose()?;
+            let policy = prune::set_policy(&vault, &counts, min_retention)?;
+            println!(
+                "set the retention policy of {}{}",
+                args.vault,
+                match policy.min_retention_secs {
+                    0 => String::new(),
+                    secs => format!(
+                        " (minimum retention {})",
+                        crate::schedule::calendar::format_duration(secs)
+                    ),
+                }
+            );
         }
         PolicyCommand::Show(args) => {
             let vault = open_for_verify(&args.vault, &args.key)?;
@@ -428,10 +452,18 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
             }
             match policy {
                 None => println!("{} has no retention policy", args.vault),
-                Some(p) => println!(
-                    "keep per share: last {}, daily {}, weekly {}, monthly {}, yearly {}",
-                    p.last, p.daily, p.weekly, p.monthly, p.yearly
-                ),
+                Some(p) => {
+                    println!(
+                        "keep per share: last {}, daily {}, weekly {}, monthly {}, yearly {}",
+                        p.last, p.daily, p.weekly, p.monthly, p.yearly
+                    );
+                    if p.min_retention_secs > 0 {
+                        println!(
+                            "minimum retention: {} (no backup younger than that can be deleted)",
+                            crate::schedule::calendar::format_duration(p.min_retention_secs)
+                        );
+                    }
+                }
             }
         }
     }
@@ -634,7 +666,7 @@ fn init_vault(args: InitArgs) -> anyhow::Result<()> {
     };
     let kdf: KdfParams = crypto::DEFAULT_KDF;
     let backend = blob::open(&location)?;
-    let id = init::init(&*backend, &secret, kdf)?;
+    let id = init::init_with(&*backend, &secret, kdf, args.single_host)?;
     println!(
         "created {} vault {} ({id})",
         if encrypt {

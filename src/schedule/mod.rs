@@ -57,6 +57,7 @@
 //!
 //! # Modules
 //!
+//! - [`backup_policy`]: the backup schedule (vaults, slots, key file) the daemon follows.
 //! - [`calendar`]: UTC civil dates, ISO weeks, and parsing/formatting of times, durations and
 //!   times of day.
 //! - [`clock`]: the injectable clock.
@@ -64,6 +65,7 @@
 //! - [`slots`]: scheduled instants and the catch-up rule.
 //! - [`retention`]: the keep/expire plan.
 
+pub mod backup_policy;
 pub mod calendar;
 pub mod clock;
 pub mod policy;

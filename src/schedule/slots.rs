@@ -11,16 +11,43 @@
 use super::calendar::{Civil, SECS_PER_DAY, SECS_PER_HOUR, SECS_PER_MINUTE};
 use super::policy::Policy;
 
+/// When something recurs: every hh:00 UTC, and/or once a day at a minute after midnight UTC.
+/// The snapshot policy and the backup schedule (`schedule::backup_policy`) both define their
+/// slots with one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub hourly: bool,
+    pub daily_at: Option<u32>,
+}
+
+impl Policy {
+    /// The snapshot slots, if automatic snapshots are enabled.
+    fn schedule(&self) -> Option<Schedule> {
+        self.automatic_enabled().then_some(Schedule {
+            hourly: self.hourly,
+            daily_at: self.daily_at,
+        })
+    }
+}
+
 /// The latest slot at or before `t`, if automatic snapshots are enabled.
 pub fn last_slot_at_or_before(policy: &Policy, t: i64) -> Option<i64> {
-    if !policy.automatic_enabled() {
-        return None;
-    }
-    let hourly = policy
+    last_of(&policy.schedule()?, t)
+}
+
+/// The earliest slot strictly after `t`, if automatic snapshots are enabled: when the daemon
+/// should next wake.
+pub fn next_slot_after(policy: &Policy, t: i64) -> Option<i64> {
+    next_of(&policy.schedule()?, t)
+}
+
+/// The latest slot of `schedule` at or before `t`.
+pub fn last_of(schedule: &Schedule, t: i64) -> Option<i64> {
+    let hourly = schedule
         .hourly
         .then(|| period_start(t, SECS_PER_HOUR))
         .flatten();
-    let daily = policy.daily_at.and_then(|minute| {
+    let daily = schedule.daily_at.and_then(|minute| {
         let slot = period_start(t, SECS_PER_DAY)?.checked_add(daily_offset(minute))?;
         if slot <= t {
             Some(slot)
@@ -32,17 +59,13 @@ pub fn last_slot_at_or_before(policy: &Policy, t: i64) -> Option<i64> {
     hourly.max(daily)
 }
 
-/// The earliest slot strictly after `t`, if automatic snapshots are enabled: when the daemon
-/// should next wake.
-pub fn next_slot_after(policy: &Policy, t: i64) -> Option<i64> {
-    if !policy.automatic_enabled() {
-        return None;
-    }
-    let hourly = policy
+/// The earliest slot of `schedule` strictly after `t`.
+pub fn next_of(schedule: &Schedule, t: i64) -> Option<i64> {
+    let hourly = schedule
         .hourly
         .then(|| period_start(t, SECS_PER_HOUR)?.checked_add(SECS_PER_HOUR))
         .flatten();
-    let daily = policy.daily_at.and_then(|minute| {
+    let daily = schedule.daily_at.and_then(|minute| {
         let slot = period_start(t, SECS_PER_DAY)?.checked_add(daily_offset(minute))?;
         if slot > t {
             Some(slot)
@@ -54,6 +77,11 @@ pub fn next_slot_after(policy: &Policy, t: i64) -> Option<i64> {
         (Some(hourly), Some(daily)) => Some(hourly.min(daily)),
         (hourly, daily) => hourly.or(daily),
     }
+}
+
+/// The catch-up rule of [`due`] for any schedule: the latest slot in `(last_handled, now]`.
+pub fn due_of(schedule: &Schedule, now: i64, last_handled: i64) -> Option<i64> {
+    last_of(schedule, now).filter(|&slot| slot > last_handled)
 }
 
 /// The slot to take a snapshot for now: the latest slot in `(last_handled_slot, now]`, if

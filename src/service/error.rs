@@ -137,6 +137,7 @@ pub fn vault_errno(err: &crate::vault::VaultError) -> i32 {
             ..
         } => libc::EACCES,
         VaultError::Blob(BlobError::Unreachable { .. }) => libc::EHOSTUNREACH,
+        VaultError::Held(_) | VaultError::RetentionLocked { .. } => libc::EPERM,
         VaultError::Snapshot(err) => snapshot_errno(err),
         VaultError::Restore(err) => restore_errno(err),
         _ => libc::EIO,

@@ -21,7 +21,8 @@ pub const KEEP_JOBS: u64 = 1000;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Job {
     pub id: u64,
-    /// `create`, `delete`, `expire`, `purge`, `restore`, `rollback`, `clone`, `gc`, `verify`.
+    /// `create`, `delete`, `expire`, `purge`, `restore`, `rollback`, `clone`, `gc`, `verify`,
+    /// `backup`, `backup (scheduled)`, `vault prune (scheduled)`.
     pub kind: String,
     /// What it acted on: a snapshot name, a path, or empty.
     pub target: String,
@@ -35,6 +36,12 @@ pub struct Job {
     /// Whether the daemon's scheduler ran it (rather than someone's command).
     #[serde(default)]
     pub automatic: bool,
+    /// For a backup or a vault prune: the vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault: Option<String>,
+    /// For a backup: the snapshot backed up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 /// Where jobs are recorded, and what runs when one fails.
@@ -148,7 +155,9 @@ impl JobLog {
             .env(
                 "SNAPFS_JOB_AUTOMATIC",
                 if job.automatic { "1" } else { "0" },
-            );
+            )
+            .env("SNAPFS_VAULT", job.vault.as_deref().unwrap_or(""))
+            .env("SNAPFS_BACKUP_NAME", job.backup.as_deref().unwrap_or(""));
         match child.spawn() {
             Ok(mut child) => {
                 std::thread::spawn(move || {

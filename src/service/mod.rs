@@ -1,12 +1,13 @@
 //! The lifecycle service: carries out every [`Request`] against one open store, the same way
 //! for the daemon (behind the control file and `mkdir`/`rmdir` in `.snapshots`) and for the
 //! `snapfs` command on a store that is not mounted. It records jobs, applies the snapshot
-//! policy, and runs the scheduler.
+//! policy, and runs the scheduler (snapshots, and scheduled backups: `backup_schedule.rs`).
 //!
 //! Invariant: whoever has the store open owns its one `Service`; a command for a mounted store
 //! goes through the daemon's control file, never around it (the store lock enforces it).
 
 pub mod background;
+mod backup_schedule;
 pub mod byte_path;
 pub(crate) mod control;
 mod error;
@@ -18,7 +19,8 @@ mod scheduler;
 mod settings;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
@@ -56,7 +58,12 @@ pub struct ServiceOptions {
     pub manual_clock: Option<Arc<ManualClock>>,
 }
 
+/// One open store's lifecycle: requests, jobs, policy and the scheduler.
 pub struct Service {
+    /// This service itself, for the background jobs it starts on its own (scheduled backups).
+    me: Weak<Service>,
+    /// A scheduled backup is running: the next slot must not start another beside it.
+    backup_running: AtomicBool,
     snapshots: Arc<Snapshots>,
     jobs: JobLog,
     settings: Mutex<Settings>,
@@ -88,7 +95,9 @@ impl Service {
         let settings = settings::load(&db).map_err(ServiceError::io)?;
         let jobs = JobLog::open(db, live.store_dir().to_owned(), options.on_failure.clone())
             .map_err(ServiceError::io)?;
-        Ok(Arc::new(Service {
+        Ok(Arc::new_cyclic(|me| Service {
+            me: me.clone(),
+            backup_running: AtomicBool::new(false),
             snapshots,
             jobs,
             settings: Mutex::new(settings),
@@ -146,6 +155,7 @@ impl Service {
                 error: Some("interrupted: the share was unmounted while it ran".into()),
                 bytes: 0,
                 automatic: false,
+                ..Job::default()
             });
         }
     }
@@ -278,6 +288,7 @@ impl Service {
             error,
             bytes,
             automatic,
+            ..Job::default()
         });
         result.map(|(value, _)| value)
     }
@@ -384,12 +395,21 @@ impl Service {
             .live()
             .share_id()
             .ok_or_else(|| ServiceError::io("the store has no share id"))?;
-        self.job("backup", &format!("{name} -> {}", args.to), false, || {
+        let result = self.job("backup", &format!("{name} -> {}", args.to), false, || {
             let mut vault = open_vault(&args.to, &args.access)?;
             let report = crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share)?;
             let bytes = report.bytes_added;
             Ok((report, bytes))
-        })
+        });
+        // A backup by hand into a scheduled vault counts for its status too.
+        if self.settings.lock().backup_policy.vaults.contains(&args.to) {
+            self.note_backup(
+                &args.to,
+                &name,
+                result.as_ref().err().map(|e| e.message.clone()),
+            );
+        }
+        result
     }
 
     /// Restores a file or tree of a backup into the live share, inside this process: the
@@ -545,16 +565,25 @@ impl Service {
 
     fn set_policy(&self, args: &PolicySetArgs) -> Result<(), ServiceError> {
         let change = policy_change(args)?;
+        let backup = backup_schedule::backup_change(args)?;
         let mut settings = self.settings.lock();
         let was_enabled = settings.policy.automatic_enabled();
+        let backups_were_on = settings.backup_policy.schedule().is_some();
         let mut updated = settings.clone();
         updated.policy = settings
             .policy
             .apply(&change)
             .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        updated.backup_policy = settings
+            .backup_policy
+            .apply(&backup)
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
         if updated.policy.automatic_enabled() && !was_enabled {
             // Slots before now were not missed: the schedule starts from here.
             updated.last_handled_slot = Some(self.now());
+        }
+        if updated.backup_policy.schedule().is_some() && !backups_were_on {
+            updated.last_backup_slot = Some(self.now());
         }
         settings::store(&self.snapshots.live().database(), &updated).map_err(ServiceError::io)?;
         *settings = updated;
@@ -565,10 +594,19 @@ impl Service {
     }
 
     fn policy_report(&self) -> PolicyReport {
-        let policy = self.settings.lock().policy.clone();
+        let (policy, backup) = {
+            let settings = self.settings.lock();
+            (settings.policy.clone(), settings.backup_policy.clone())
+        };
+        let now = self.now();
         PolicyReport {
-            description: policy.describe(),
-            next_snapshot: slots::next_slot_after(&policy, self.now()).map(format_rfc3339),
+            description: format!("{}{}", policy.describe(), backup.describe()),
+            next_snapshot: slots::next_slot_after(&policy, now).map(format_rfc3339),
+            next_backup: backup
+                .schedule()
+                .and_then(|schedule| slots::next_of(&schedule, now))
+                .map(format_rfc3339),
+            backup,
             policy,
         }
     }
@@ -596,6 +634,7 @@ impl Service {
             space: Space::from(&usage),
             jobs: self.jobs.recent(jobs, false).map_err(ServiceError::io)?,
             failures: self.jobs.recent(jobs, true).map_err(ServiceError::io)?,
+            backups: self.vault_statuses(),
         })
     }
 
@@ -662,9 +701,7 @@ fn open_vault(
     to: &str,
     access: &request::VaultAccess,
 ) -> Result<crate::vault::Vault, ServiceError> {
-    use crate::vault::{Secret, Vault};
-    let location = crate::blob::BlobLocation::parse(to)
-        .map_err(|err| ServiceError::invalid(err.to_string()))?;
+    use crate::vault::Secret;
     let settings = access.s3.as_ref().map(|s3| crate::blob::S3Settings {
         access_key_id: s3.access_key_id.clone(),
         secret_access_key: s3.secret_access_key.clone(),
@@ -682,9 +719,21 @@ fn open_vault(
         (Some(passphrase), None) => Secret::Passphrase(passphrase.as_bytes().to_vec()),
         (None, None) => Secret::None,
     };
-    let backend = crate::blob::open_with(&location, settings.as_ref())
-        .map_err(crate::vault::VaultError::from)?;
-    Ok(Vault::open_backend(backend, &secret)?)
+    open_vault_with(to, settings.as_ref(), &secret)
+}
+
+/// Opens the vault at `to` with `secret`; S3 settings from `settings`, else this process's
+/// environment.
+fn open_vault_with(
+    to: &str,
+    settings: Option<&crate::blob::S3Settings>,
+    secret: &crate::vault::Secret,
+) -> Result<crate::vault::Vault, ServiceError> {
+    let location = crate::blob::BlobLocation::parse(to)
+        .map_err(|err| ServiceError::invalid(err.to_string()))?;
+    let backend =
+        crate::blob::open_with(&location, settings).map_err(crate::vault::VaultError::from)?;
+    Ok(crate::vault::Vault::open_backend(backend, secret)?)
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {

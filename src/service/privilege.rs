@@ -14,7 +14,9 @@
 //!   those rights already); anyone else is refused with `EPERM` before anything is done. The
 //!   requests that reach outside are listed by [`outside_the_share`], which matches every kind
 //!   of request, so a new kind must be classified here before it compiles. Today that is
-//!   `clone` (it creates a store at a path it names) and `backup` (it writes to a vault).
+//!   `clone` (it creates a store at a path it names), `backup` (it writes to a vault) and a
+//!   `policy set` that changes the backup schedule (the daemon will write to those vaults and
+//!   read the key file it names, with its own rights, at every slot).
 //! - **Commands**: the daemon runs one command, the `--on-failure` hook, which is given by
 //!   whoever starts the daemon; no request can set or change it.
 //!
@@ -22,7 +24,7 @@
 //! rule, and the OS checks what they touch.
 
 use super::ServiceError;
-use super::request::Request;
+use super::request::{PolicyAction, Request};
 use crate::access::Requester;
 
 /// What `request` does outside the share, if anything: the reason it needs privilege.
@@ -31,6 +33,12 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
         Request::Clone(_) => Some("clone creates a store outside the share"),
         Request::Backup(_) => Some("backup writes to a vault outside the share"),
         Request::VaultRestore(_) => Some("vault restore reads a vault outside the share"),
+        Request::Policy {
+            action: PolicyAction::Set(change),
+        } if change.changes_backups() => Some(
+            "a backup schedule makes the daemon write to vaults outside the share and read a \
+             key file",
+        ),
         Request::Create(_)
         | Request::Delete(_)
         | Request::List(_)
@@ -71,7 +79,7 @@ pub fn authorize(request: &Request, who: &Requester, acting_uid: u32) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::request::{CloneArgs, Named};
+    use crate::service::request::{CloneArgs, Named, PolicySetArgs};
 
     fn user(uid: u32) -> Requester {
         Requester {
@@ -98,5 +106,22 @@ mod tests {
         assert!(authorize(&clone, &user(1001), 1000).is_err());
         let create = Request::Create(Named { name: "s".into() });
         assert!(authorize(&create, &user(1000), 0).is_ok());
+        let policy = |change: PolicySetArgs| Request::Policy {
+            action: PolicyAction::Set(change),
+        };
+        let schedule = policy(PolicySetArgs {
+            backup_to: vec!["/srv/vault".into()],
+            ..PolicySetArgs::default()
+        });
+        assert_eq!(
+            authorize(&schedule, &user(1000), 0).map_err(|e| e.errno),
+            Err(libc::EPERM)
+        );
+        assert!(authorize(&schedule, &Requester::ROOT, 0).is_ok());
+        let snapshots_only = policy(PolicySetArgs {
+            keep_daily: Some(7),
+            ..PolicySetArgs::default()
+        });
+        assert!(authorize(&snapshots_only, &user(1000), 0).is_ok());
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::jobs::Job;
 use crate::format::catalog::{Hold, Origin, SnapshotRecord};
 use crate::gc::usage::Usage;
+use crate::schedule::backup_policy::BackupPolicy;
 use crate::schedule::calendar::format_rfc3339;
 use crate::schedule::policy::Policy;
 
@@ -57,10 +58,48 @@ impl SnapshotInfo {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct PolicyReport {
     pub policy: Policy,
-    /// The policy in words.
+    /// The policy in words (the snapshot policy, then the backup schedule).
     pub description: String,
     /// When the next automatic snapshot is due (RFC 3339), if any.
     pub next_snapshot: Option<String>,
+    /// The backup schedule.
+    #[serde(default)]
+    pub backup: BackupPolicy,
+    /// When the next scheduled backup is due (RFC 3339), if any.
+    #[serde(default)]
+    pub next_backup: Option<String>,
+}
+
+/// A backup that went into a vault (by the schedule or by a command).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct BackupMark {
+    /// The snapshot backed up.
+    pub name: String,
+    /// When the backup ended (RFC 3339).
+    pub time: String,
+    /// Unix seconds of `time`, to compare.
+    pub secs: i64,
+    /// Why it failed, for a failure.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// The last outcomes of backups into one vault, kept in the store's settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct VaultBackupState {
+    pub last_success: Option<BackupMark>,
+    pub last_failure: Option<BackupMark>,
+}
+
+/// One scheduled vault, as `status` shows it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VaultStatus {
+    pub vault: String,
+    pub last_success: Option<BackupMark>,
+    /// The last failure, only when it is newer than the last success.
+    pub last_failure: Option<BackupMark>,
+    /// When the next scheduled backup is due (RFC 3339), if any.
+    pub next: Option<String>,
 }
 
 /// Space use, in stored (compressed) bytes.
@@ -106,4 +145,7 @@ pub struct StatusReport {
     pub jobs: Vec<Job>,
     /// The newest failed jobs, newest first.
     pub failures: Vec<Job>,
+    /// Each vault of the backup schedule.
+    #[serde(default)]
+    pub backups: Vec<VaultStatus>,
 }

@@ -243,6 +243,8 @@ pub struct LogArgs {
     pub path: BytePath,
 }
 
+// One value per request, parsed once: the size of the `Set` variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum PolicyAction {
@@ -279,6 +281,36 @@ pub struct PolicySetArgs {
     /// Keep deleted snapshots recoverable for this long (`14d`, `36h`), or `off`.
     #[arg(long)]
     pub soft_delete: Option<String>,
+    /// Back the share up into this vault on the backup schedule (repeat for several vaults;
+    /// replaces the list), or `none` to stop scheduled backups. A local vault must be an
+    /// absolute path.
+    #[arg(long, value_name = "VAULT")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup_to: Vec<String>,
+    /// Back up at the start of every hour (UTC): `on` or `off`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_hourly: Option<String>,
+    /// Back up every day at this time (HH:MM, UTC), or `off`.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_daily_at: Option<String>,
+    /// The key file that opens the vaults (read by the daemon at each backup; only its path is
+    /// stored), or `none` for unencrypted vaults. S3 settings come from the daemon's `AWS_*`
+    /// environment.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_key_file: Option<String>,
+}
+
+impl PolicySetArgs {
+    /// Whether the change touches the backup schedule (which acts outside the share).
+    pub fn changes_backups(&self) -> bool {
+        !self.backup_to.is_empty()
+            || self.backup_hourly.is_some()
+            || self.backup_daily_at.is_some()
+            || self.backup_key_file.is_some()
+    }
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]

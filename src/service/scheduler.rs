@@ -3,7 +3,9 @@
 //! 1. purge soft-deleted snapshots whose recovery period is over;
 //! 2. if a scheduled time has passed since the last one handled, take ONE snapshot (a daemon
 //!    that was down across many scheduled times catches up with one, not a burst);
-//! 3. expire the automatic snapshots retention no longer keeps (held ones stay).
+//! 3. if a backup slot has passed since the last one handled, start ONE scheduled backup
+//!    (`backup_schedule.rs`), reusing the snapshot of step 2 when it is for the same slot;
+//! 4. expire the automatic snapshots retention no longer keeps (held ones stay).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -30,6 +32,12 @@ pub struct TickReport {
     pub purged: Vec<String>,
     /// Problems met (each also recorded as a failed job).
     pub errors: Vec<String>,
+    /// The snapshot a scheduled backup started for, if one was due.
+    #[serde(default)]
+    pub backup_snapshot: Option<String>,
+    /// The background job (`job N`) of that backup.
+    #[serde(default)]
+    pub backup_job: Option<u64>,
 }
 
 impl Service {
@@ -62,6 +70,8 @@ impl Service {
                 Err(err) => report.errors.push(err.message),
             }
         }
+        let created = report.created.clone();
+        self.backup_tick(now, created.as_deref(), &mut report);
         self.expire(&mut report);
         report
     }
@@ -112,7 +122,17 @@ fn scheduler(weak: Weak<Service>) {
             tracing::error!("scheduled work failed: {error}");
         }
         let now = service.now();
-        let next = slots::next_slot_after(&service.settings.lock().policy, now);
+        let next = {
+            let settings = service.settings.lock();
+            let backups = settings
+                .backup_policy
+                .schedule()
+                .and_then(|schedule| slots::next_of(&schedule, now));
+            match (slots::next_slot_after(&settings.policy, now), backups) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let sleep = next.map_or(MAX_SLEEP, |next| {
             Duration::from_secs((next - now).clamp(1, MAX_SLEEP.as_secs() as i64) as u64)
         });

@@ -137,6 +137,15 @@ pub enum VaultError {
     Io(String),
     #[error("backup {0} is held; release it first with `snapfs vault release`")]
     Held(String),
+    /// The vault's minimum retention (its lock) protects the backup.
+    #[error(
+        "backup {backup} is inside the vault's minimum retention of {min_retention}: it may be deleted from {until}"
+    )]
+    RetentionLocked {
+        backup: String,
+        min_retention: String,
+        until: String,
+    },
     /// A command refused to act, saying why (key slots, prune).
     #[error("{0}")]
     Refused(String),

@@ -13,6 +13,9 @@
 //! lock, records and their holds only; `vault gc` (or `--gc`) frees their data afterwards.
 //! A crash part way leaves some backups deleted and the others listed, each whole: running
 //! prune again finishes the work.
+//!
+//! The policy's minimum retention (the vault lock) overrides the counts: a backup younger than
+//! it is kept (reason `min-retention`), never deleted, and `policy set` refuses to lower it.
 
 use std::collections::BTreeMap;
 
@@ -23,18 +26,50 @@ use super::{Vault, VaultError, backup_key, hold_key, key, unix_now};
 use crate::blob::BlobError;
 use crate::format::vault_policy::VaultPolicy;
 use crate::id::{BackupId, ShareId};
+use crate::schedule::calendar::format_duration;
 use crate::schedule::policy::Keep;
 use crate::schedule::retention::{self, Candidate, Reason};
 
 /// The key of the vault's policy object.
 const POLICY_KEY: &str = "policy";
 
-/// Stores `policy` as the vault's retention policy, replacing any earlier one.
-pub fn set_policy(vault: &Vault, policy: &VaultPolicy) -> Result<(), VaultError> {
+/// Stores `counts` as the vault's retention policy, replacing any earlier one, with the
+/// minimum retention `min_retention_secs` if given, else the one already stored. The minimum
+/// retention can only be raised: a lower one is refused ([`VaultError::Refused`]), since a
+/// lock that whoever holds the key can lift protects nothing against them. Returns what was
+/// stored.
+///
+/// Two `policy set`s at once may both read the old policy; the later put wins. Each was
+/// checked against the policy it read, so neither lowers what it saw.
+pub fn set_policy(
+    vault: &Vault,
+    counts: &VaultPolicy,
+    min_retention_secs: Option<u64>,
+) -> Result<VaultPolicy, VaultError> {
+    let current = policy(vault)?.map_or(0, |p| p.min_retention_secs);
+    let min_retention_secs = min_retention_secs.unwrap_or(current);
+    if min_retention_secs < current {
+        return Err(VaultError::Refused(format!(
+            "{}: the minimum retention is {} and can only be raised, not lowered to {} (it is a \
+             vault lock: no one may shorten it)",
+            vault.describe(),
+            format_duration(current),
+            format_duration(min_retention_secs)
+        )));
+    }
+    let policy = VaultPolicy {
+        min_retention_secs,
+        ..*counts
+    };
     let sealed = vault.seal(&policy.encode(), &|| "sealing the policy".to_owned())?;
     vault.backend.put(&key(POLICY_KEY), &sealed)?;
     tracing::info!(vault = vault.describe(), ?policy, "policy set");
-    Ok(())
+    Ok(policy)
+}
+
+/// The vault's minimum retention in seconds (0 without a policy or a lock).
+pub fn min_retention(vault: &Vault) -> Result<u64, VaultError> {
+    Ok(policy(vault)?.map_or(0, |p| p.min_retention_secs))
 }
 
 /// The vault's retention policy, `None` if none was ever set.
@@ -97,6 +132,8 @@ struct Listed {
     /// Orders backups taken within one second.
     nanos: u32,
     held: bool,
+    /// Inside the minimum retention at the time of the plan.
+    locked: bool,
     bytes_added: u64,
 }
 
@@ -139,6 +176,9 @@ fn plan_share(share: ShareId, backups: &[Listed], policy: &VaultPolicy, report: 
         } else if listed.held {
             reasons.push("held".to_owned());
         }
+        if listed.locked {
+            reasons.push("min-retention".to_owned());
+        }
         let entry = PrunedBackup {
             backup: format!("{}/{}", share.to_hex(), listed.name),
             created: listed.created,
@@ -162,6 +202,7 @@ pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
             vault.describe()
         ))
     })?;
+    let now = unix_now();
     if policy.keeps_everything() {
         return Err(VaultError::Refused(format!(
             "{}: the policy keeps every backup (every count is 0); nothing to prune",
@@ -176,7 +217,6 @@ pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
         Some(VaultLock::acquire(vault, LockKind::Exclusive, "prune")?)
     };
     let holds = vault.holds()?;
-    let now = unix_now();
     let mut shares: BTreeMap<ShareId, Vec<Listed>> = BTreeMap::new();
     for (id, record) in vault.records()? {
         let held = Vault::hold_of(&holds, id, &record).protects_at(now);
@@ -186,6 +226,7 @@ pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
             created: record.created.secs,
             nanos: record.created.nanos,
             held,
+            locked: policy.locked_until(record.created.secs, now).is_some(),
             bytes_added: record.bytes_added,
         });
     }
@@ -221,7 +262,7 @@ mod tests {
     use crate::id::ChunkId;
     use crate::schedule::calendar::parse_instant;
     use crate::vault::list::list;
-    use crate::vault::retention::hold;
+    use crate::vault::retention::{delete, hold};
     use crate::vault::tests::Fixture;
 
     /// Writes a record of a backup of `share` taken at `time`, as the backup code would (the
@@ -283,6 +324,7 @@ mod tests {
                 monthly: 2,
                 ..VaultPolicy::default()
             },
+            None,
         )
         .expect("policy");
 
@@ -327,7 +369,7 @@ mod tests {
         let vault = fixture.vault();
         assert_eq!(policy(&vault).expect("read"), None);
         assert!(prune(&vault, true).is_err());
-        set_policy(&vault, &VaultPolicy::default()).expect("set");
+        set_policy(&vault, &VaultPolicy::default(), None).expect("set");
         assert!(
             prune(&vault, true).is_err(),
             "an all-zero policy prunes nothing"
@@ -336,7 +378,85 @@ mod tests {
             weekly: 4,
             ..VaultPolicy::default()
         };
-        set_policy(&vault, &policy_set).expect("set");
+        set_policy(&vault, &policy_set, None).expect("set");
         assert_eq!(policy(&vault).expect("read"), Some(policy_set));
+    }
+
+    #[test]
+    fn min_retention_protects_young_backups_from_delete_and_prune_and_only_rises() {
+        let fixture = Fixture::in_memory();
+        let vault = fixture.vault();
+        // The fixture's backups ("old", "new") were taken now; these two a year ago.
+        record_at(&vault, 1, "year-old-a", "2025-01-01T10:00:00Z");
+        record_at(&vault, 1, "year-old-b", "2025-01-02T10:00:00Z");
+        record_at(&vault, 1, "year-old-c", "2025-01-03T10:00:00Z");
+        let counts = VaultPolicy {
+            last: 1,
+            ..VaultPolicy::default()
+        };
+        let stored = set_policy(&vault, &counts, Some(30 * 86_400)).expect("lock");
+        assert_eq!(stored.min_retention_secs, 30 * 86_400);
+
+        // Delete: refused inside the window, naming the backup and when it may go.
+        let err = delete(&vault, &["old".to_owned()]).expect_err("locked");
+        let message = err.to_string();
+        assert!(
+            matches!(&err, VaultError::RetentionLocked { backup, .. } if backup == "old"),
+            "{message}"
+        );
+        assert!(message.contains("30d"), "{message}");
+        let year = crate::schedule::calendar::format_rfc3339(unix_now())
+            .get(..4)
+            .expect("a year")
+            .to_owned();
+        assert!(message.contains("may be deleted from"), "{message}");
+        assert!(
+            message.contains(&year) || message.contains("-01-"),
+            "{message}"
+        );
+        // All or nothing: with a locked backup in the list, nothing goes.
+        let both = ["year-old-a".to_owned(), "new".to_owned()];
+        assert!(delete(&vault, &both).is_err());
+        assert_eq!(list(&vault).expect("list").len(), 5);
+        // Older than the window: deleted as before.
+        delete(&vault, &["year-old-a".to_owned()]).expect("old enough");
+
+        // Prune keeps the young ones past its counts, saying why, and removes the old one that
+        // `last` (per share) does not keep.
+        let report = prune(&vault, false).expect("prune");
+        assert_eq!(names(&report.removed), ["year-old-b"]);
+        for young in ["old", "new"] {
+            let entry = report
+                .kept
+                .iter()
+                .find(|e| e.backup.ends_with(&format!("/{young}")))
+                .expect("kept");
+            assert!(
+                entry.reasons.contains(&"min-retention".to_owned()),
+                "{young}: {:?}",
+                entry.reasons
+            );
+        }
+
+        // Lowering is refused, leaving it as it was; leaving it out keeps it; raising works.
+        let err = set_policy(&vault, &counts, Some(86_400)).expect_err("lowering");
+        assert!(err.to_string().contains("only be raised"), "{err}");
+        let kept = set_policy(&vault, &counts, None).expect("counts only");
+        assert_eq!(kept.min_retention_secs, 30 * 86_400);
+        assert_eq!(
+            policy(&vault).expect("read").map(|p| p.min_retention_secs),
+            Some(30 * 86_400)
+        );
+        let raised = set_policy(&vault, &counts, Some(60 * 86_400)).expect("raising");
+        assert_eq!(raised.min_retention_secs, 60 * 86_400);
+        assert!(set_policy(&vault, &counts, Some(30 * 86_400)).is_err());
+
+        // gc frees nothing a locked backup needs: both still restore after it. (The records
+        // written by hand name trees that do not exist, which gc would rightly refuse.)
+        delete(&vault, &["year-old-c".to_owned()]).expect("old enough");
+        let mut vault = vault;
+        crate::vault::gc::gc(&mut vault, false).expect("gc");
+        fixture.check_restores(&vault, "old");
+        fixture.check_restores(&vault, "new");
     }
 }

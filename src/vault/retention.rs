@@ -4,7 +4,8 @@
 //! `holds/<backup id>` ([`HoldRecord`]): written by `hold`, deleted by `release`. `delete`
 //! removes backup records only; the space they used is freed by `vault gc`. Deleting takes the
 //! vault's exclusive lock (a copy may be reading the record, a verify walking its tree), and
-//! checks every named backup before it deletes any: a held one fails the whole command.
+//! checks every named backup before it deletes any: a held one, or one inside the vault's
+//! minimum retention (`format::vault_policy`), fails the whole command.
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use super::{Vault, VaultError, backup_key, hold_key, unix_now};
 use crate::blob::BlobError;
 use crate::format::catalog::Hold;
 use crate::format::vault_hold::HoldRecord;
+use crate::schedule::calendar::{format_duration, format_rfc3339};
 
 /// Holds the backup `name` until released.
 pub fn hold(vault: &Vault, name: &str) -> Result<(), VaultError> {
@@ -58,10 +60,12 @@ pub struct DeleteReport {
     pub bytes_added: u64,
 }
 
-/// Deletes the backups `names`, all or none: a held or unknown one fails before anything is
-/// deleted.
+/// Deletes the backups `names`, all or none: a held, locked (minimum retention) or unknown one
+/// fails before anything is deleted.
 pub fn delete(vault: &Vault, names: &[String]) -> Result<DeleteReport, VaultError> {
     let _lock = VaultLock::acquire(vault, LockKind::Exclusive, "delete")?;
+    // Read under the lock, like the holds: a policy raised before the lock was granted counts.
+    let policy = super::prune::policy(vault)?.unwrap_or_default();
     let holds = vault.holds()?;
     let now = unix_now();
     let mut doomed = Vec::new();
@@ -69,6 +73,13 @@ pub fn delete(vault: &Vault, names: &[String]) -> Result<DeleteReport, VaultErro
         let (id, record) = vault.find(name)?;
         if Vault::hold_of(&holds, id, &record).protects_at(now) {
             return Err(VaultError::Held(name.clone()));
+        }
+        if let Some(until) = policy.locked_until(record.created.secs, now) {
+            return Err(VaultError::RetentionLocked {
+                backup: name.clone(),
+                min_retention: format_duration(policy.min_retention_secs),
+                until: format_rfc3339(until),
+            });
         }
         if !doomed.iter().any(|(other, _, _)| *other == id) {
             doomed.push((id, name.clone(), record.bytes_added));

@@ -1,6 +1,6 @@
 //! The blob layer against a real S3 server (SeaweedFS): the same behaviour as a local
-//! directory, create-only writes really enforced, and a vanished server reported as
-//! unreachable rather than as a missing object.
+//! directory, create-only writes really enforced (and found so by the probe `vault init`
+//! runs), and a vanished server reported as unreachable rather than as a missing object.
 
 use std::time::Duration;
 
@@ -62,4 +62,31 @@ fn wrong_credentials_and_a_stopped_server_are_errors_not_missing_objects() {
     server.stop();
     let err = backend.get(&key).expect_err("server gone");
     assert!(matches!(err, BlobError::Unreachable { .. }), "{err}");
+}
+
+/// SeaweedFS really refuses a second create-only put, so the probe `vault init` runs says so,
+/// init needs no `--single-host`, and no probe object is left behind.
+#[test]
+fn vault_init_probes_conditional_writes_and_seaweedfs_enforces_them() {
+    let server = S3Server::start();
+    let backend = RemoteStore::s3(
+        BUCKET,
+        "probed",
+        Some(&settings(&server, Duration::from_secs(10))),
+    )
+    .expect("open");
+    assert!(snapfs::blob::probe::enforces_create_only(&backend).expect("probe"));
+    assert!(
+        backend.list("").expect("list").is_empty(),
+        "the probe is gone"
+    );
+    let vault = server.url("probed");
+    crate::vault::ok_env(&["vault", "init", &vault, "--no-encrypt"], &server.env());
+    let keys: Vec<String> = backend
+        .list("")
+        .expect("list")
+        .into_iter()
+        .map(|meta| meta.key.as_str().to_owned())
+        .collect();
+    assert_eq!(keys, ["config"], "only the config, no probe");
 }

@@ -15,6 +15,8 @@ pub struct Mounted {
     pub mnt: PathBuf,
     /// Added to `snapfs mount` (change it before [`Mounted::mount`] to remount differently).
     pub extra_args: Vec<String>,
+    /// Added to the daemon's environment (S3 settings for scheduled backups).
+    pub extra_env: Vec<(String, String)>,
     daemon: Option<Child>,
 }
 
@@ -157,6 +159,20 @@ impl Mounted {
     /// The same, with the store and mountpoint in a new directory under `root` (e.g. on a
     /// small file system of the test's own).
     pub fn new_in(root: &Path, init_args: &[&str], extra_args: &[&str]) -> Self {
+        Self::new_full(root, init_args, extra_args, &[])
+    }
+
+    /// A new store, mounted with `extra_args` and a daemon environment with `env` added.
+    pub fn new_with_env(init_args: &[&str], extra_args: &[&str], env: &[(&str, String)]) -> Self {
+        Self::new_full(&test_root(), init_args, extra_args, env)
+    }
+
+    fn new_full(
+        root: &Path,
+        init_args: &[&str],
+        extra_args: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("snapfs-test-")
             .tempdir_in(root)
@@ -177,6 +193,10 @@ impl Mounted {
             store,
             mnt,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             daemon: None,
         };
         mounted.mount();
@@ -218,6 +238,7 @@ impl Mounted {
             .arg(&self.store)
             .arg(&self.mnt)
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("SNAPFS_LOG", "snapfs=info,fuser=error")
             .stdout(Stdio::null())
             .stderr(log)
