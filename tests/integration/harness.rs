@@ -220,6 +220,7 @@ impl Mounted {
             store,
             mnt,
             extra_args: Vec::new(),
+            extra_env: Vec::new(),
             daemon: None,
         };
         mounted.mount();
