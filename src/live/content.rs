@@ -343,6 +343,11 @@ impl ContentState {
 
     /// Writes `data` at `offset`. `stored` holds the chunks of the whole blocks the request
     /// covers, already stored by [`store_whole_blocks`] outside this file's lock.
+    /// Writes `data` at `offset`. `kernel_keeps_times`: the kernel's writeback cache is on, so
+    /// the kernel stamps mtime and ctime at write(2) and sends them with a setattr of its own;
+    /// stamping them again here, when the data arrives (possibly after that setattr), would
+    /// record a later time than the one the kernel shows and snapshots would disagree with
+    /// `stat`.
     pub fn write(
         &mut self,
         ino: InodeNo,
@@ -350,6 +355,7 @@ impl ContentState {
         offset: u64,
         data: &[u8],
         stored: &WholeBlocks,
+        kernel_keeps_times: bool,
     ) -> FsResult<()> {
         let end = offset
             .checked_add(data.len() as u64)
@@ -389,7 +395,11 @@ impl ContentState {
             }
         }
         self.size = self.size.max(end);
-        self.touch_data();
+        if kernel_keeps_times {
+            self.attrs_changed = true;
+        } else {
+            self.touch_data();
+        }
         self.limit_buffers(ino, ctx)
     }
 

@@ -66,9 +66,13 @@ impl LiveFs {
         let ctx = self.data_context();
         let stored =
             content::store_whole_blocks(&self.store, &self.workers, self.block_size, offset, data)?;
+        let kernel_keeps_times = self
+            .kernel
+            .get()
+            .is_some_and(|kernel| kernel.holds_writes());
         file.content
             .lock()
-            .write(file.ino, &ctx, offset, data, &stored)?;
+            .write(file.ino, &ctx, offset, data, &stored, kernel_keeps_times)?;
         self.mark_file_data(file.ino);
         Ok(data.len())
     }

@@ -138,3 +138,37 @@ fn the_promise_holds_with_the_writeback_cache_off() {
     create(&m, "s");
     assert!(fs::read(m.path(".snapshots/s/f")).expect("read") == data);
 }
+
+/// With the writeback cache the kernel stamps a file's mtime at write(2) and shows that time;
+/// the share records the same time (not the later moment the data reached the daemon), so a
+/// snapshot, and the share after a remount, show what `stat` showed.
+#[test]
+fn snapshots_and_remounts_keep_the_times_the_kernel_showed() {
+    use std::os::unix::fs::MetadataExt;
+    let mut m = Mounted::new();
+    let times = |m: &Mounted, dir: &str| -> Vec<(i64, i64)> {
+        (0..40)
+            .map(|i| {
+                let meta = fs::metadata(m.path(&format!("{dir}f{i}"))).expect("stat");
+                (meta.mtime(), meta.mtime_nsec())
+            })
+            .collect()
+    };
+    // Files still open when the mount is synced: sync(2) sends the kernel's times while the
+    // data may still be on its way to the daemon (the race in which the daemon, stamping its
+    // own time on the data's arrival, used to record a later mtime than `stat` showed).
+    let files: Vec<fs::File> = (0..40u64)
+        .map(|i| {
+            let mut file = fs::File::create(m.path(&format!("f{i}"))).expect("create");
+            file.write_all(&noise(3 << 20, i)).expect("write");
+            file
+        })
+        .collect();
+    nix::unistd::syncfs(&files[0]).expect("syncfs");
+    drop(files);
+    let shown = times(&m, "");
+    create(&m, "s");
+    assert_eq!(times(&m, ".snapshots/s/"), shown, "the snapshot's times");
+    m.remount();
+    assert_eq!(times(&m, ""), shown, "the times after a remount");
+}
