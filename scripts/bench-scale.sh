@@ -10,7 +10,9 @@
 # between them), a remount, and, measured after it: the mount time, the daemon's RSS, the time
 # of the first snapshot after the remount with 10 files changed and the longest a writer
 # (a loop writing a small file and timing each write) waited during it, `snapshot list` and
-# `status`, and `find` over the share and over a snapshot with the daemon's RSS after each.
+# `status`, and `find` over the share and over a snapshot with the daemon's RSS after each;
+# then the snapshot inodes the daemon holds (`status --json`) and its RSS once the kernel has
+# dropped its caches and forgotten them.
 # Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store.
 set -euo pipefail
 files=${1:-1000000}
@@ -122,6 +124,16 @@ rss_find=$(rss_mib)
 drop_caches
 find_snap=$(timed find "$mnt/.snapshots/s1")
 rss_find_snap=$(rss_mib)
+# What the snapshot view remembers is what the kernel holds: it falls once the kernel forgets.
+view_inodes() {
+    "$snapfs" status --json --mount "$mnt" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["snapshot_view"]["inodes"])'
+}
+held_find_snap=$(view_inodes)
+drop_caches
+sleep 2  # the kernel sends its forgets in its own time
+held_dropped=$(view_inodes)
+rss_dropped=$(rss_mib)
 "$snapfs" umount "$mnt" >/dev/null
 wait "$pid" || true
 
@@ -142,3 +154,6 @@ row "find over the share (cold)" "${find_live}s" ""
 row "daemon RSS after it" "${rss_find} MiB" ""
 row "find over a snapshot (cold)" "${find_snap}s" ""
 row "daemon RSS after it" "${rss_find_snap} MiB" ""
+row "snapshot inodes held after it" "${held_find_snap}" ""
+row "... after drop_caches" "${held_dropped}" ""
+row "daemon RSS after drop_caches" "${rss_dropped} MiB" ""

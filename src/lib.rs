@@ -2,6 +2,8 @@
 //!
 //! Layers, each depending only on those above it in this list:
 //! - [`format`]: every persisted byte layout, pure encode/decode.
+//! - `cache`, `held_inodes`: in-memory helpers with no knowledge of the layers (a byte-bounded
+//!   LRU; the table of inodes the kernel holds, counted by lookups and given back by `forget`).
 //! - [`access`]: who sent a request, and what permission bits grant them.
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
@@ -28,11 +30,13 @@
 pub mod access;
 pub mod blob;
 pub mod blocks;
+pub(crate) mod cache;
 pub mod chunk_store;
 pub mod cli;
 pub mod format;
 pub mod fuse;
 pub mod gc;
+pub(crate) mod held_inodes;
 pub mod history;
 pub mod id;
 pub mod live;

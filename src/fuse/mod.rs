@@ -225,6 +225,16 @@ impl Filesystem for SnapFuse {
         }
     }
 
+    /// Live inodes are the share's and stay whatever the kernel holds; snapshot inodes are
+    /// remembered only while the kernel holds them (`snapshot/view.rs`). `batch_forget` is
+    /// fuser's default, which calls this for each inode (fuser does not export its argument
+    /// type, so it cannot be overridden).
+    fn forget(&self, _req: &Request, i: INodeNo, nlookup: u64) {
+        if !is_live(i) {
+            self.side.forget(ino(i), nlookup);
+        }
+    }
+
     fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if is_live(i) {
             self.reply_attr(reply, self.live.getattr(ino(i)));
@@ -624,8 +634,15 @@ impl Filesystem for SnapFuse {
                     let Ok(attr) = attr else { continue };
                     let ttl = self.ttl_of(&attr);
                     let attr = file_attr(&attr, self.live.block_size());
+                    let counted = !is_live(INodeNo(entry_ino.0)) && name != b"." && name != b"..";
                     let name = OsStr::from_bytes(&name);
                     if reply.add(INodeNo(entry_ino.0), next, name, &ttl, &attr, Generation(0)) {
+                        // Full: this entry is not sent, so the kernel never counts the
+                        // reference its lookup took (the kernel counts every entry it is sent
+                        // but `.` and `..`).
+                        if counted {
+                            self.side.forget(entry_ino, 1);
+                        }
                         break;
                     }
                 }

@@ -36,7 +36,7 @@ pub type Listing = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 pub struct SnapshotSide {
     live: Arc<LiveFs>,
     service: Arc<Service>,
-    view: SnapshotView,
+    view: Arc<SnapshotView>,
     history: HistoryView,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
@@ -101,7 +101,7 @@ impl SnapshotSide {
         SnapshotSide {
             live,
             history: HistoryView::new(service.snapshots().clone()),
-            view: SnapshotView::new(service.snapshots().clone()),
+            view: service.view().clone(),
             service,
             last_outcome: Mutex::new("none".into()),
             control_handles: Mutex::new(HashMap::new()),
@@ -254,6 +254,12 @@ impl SnapshotSide {
         let fh = HANDLE_BIT | self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.listings.lock().insert(fh, Arc::new(listing));
         Ok(fh)
+    }
+
+    /// The kernel gives back `count` references to `ino`: what a snapshot inode stood for is
+    /// forgotten with the last. History inodes are kept while mounted (see `history_view`).
+    pub fn forget(&self, ino: InodeNo, count: u64) {
+        self.view.forget(ino, count);
     }
 
     pub fn listing(&self, fh: u64) -> Result<Arc<Listing>, Errno> {

@@ -30,7 +30,7 @@ use background::BackgroundJobs;
 pub use error::{ServiceError, restore_errno};
 pub use jobs::Job;
 use jobs::JobLog;
-use replies::{PolicyReport, SnapshotInfo, Space, StatusReport};
+use replies::{PolicyReport, SnapshotInfo, Space, StatusReport, ViewMemory};
 pub use request::Request;
 use request::{BytePath, CloneArgs, PolicyAction, PolicySetArgs, RestoreArgs, VerifyArgs};
 pub use scheduler::TickReport;
@@ -43,6 +43,7 @@ use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, p
 use crate::schedule::clock::ManualClock;
 use crate::schedule::policy::PolicyChange;
 use crate::schedule::slots;
+use crate::snapshot::view::SnapshotView;
 use crate::snapshot::{
     CloneReport, DeleteMode, RestoreReport, RollbackReport, Snapshots, clone_snapshot,
 };
@@ -76,6 +77,9 @@ pub struct Service {
     /// Wakes the scheduler thread early: the policy changed, or the service is closing.
     wake: Condvar,
     stopped: Mutex<bool>,
+    /// The read-only view of the snapshots that a mount serves under `.snapshots/`: owned here
+    /// so that `status` can report what it holds.
+    view: Arc<SnapshotView>,
 }
 
 /// Progress of a long job: (done, total).
@@ -98,7 +102,6 @@ impl Service {
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
             backup_running: AtomicBool::new(false),
-            snapshots,
             jobs,
             settings: Mutex::new(settings),
             options,
@@ -106,6 +109,8 @@ impl Service {
             background: Arc::new(BackgroundJobs::default()),
             wake: Condvar::new(),
             stopped: Mutex::new(false),
+            view: Arc::new(SnapshotView::new(snapshots.clone())),
+            snapshots,
         }))
     }
 
@@ -632,10 +637,22 @@ impl Service {
             held_snapshots: list.iter().filter(|(_, r)| r.hold.protects_at(now)).count(),
             deleted_snapshots: self.snapshots.list_deleted().len(),
             space: Space::from(&usage),
+            snapshot_view: {
+                let held = self.view.usage();
+                ViewMemory {
+                    inodes: held.inodes,
+                    cached_object_bytes: held.cached_object_bytes,
+                }
+            },
             jobs: self.jobs.recent(jobs, false).map_err(ServiceError::io)?,
             failures: self.jobs.recent(jobs, true).map_err(ServiceError::io)?,
             backups: self.vault_statuses(),
         })
+    }
+
+    /// The read-only view of the snapshots, as a mount serves it.
+    pub fn view(&self) -> &Arc<SnapshotView> {
+        &self.view
     }
 
     /// Stops the scheduler thread (at unmount).

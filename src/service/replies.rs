@@ -129,6 +129,16 @@ impl From<&Usage> for Space {
     }
 }
 
+/// What browsing `.snapshots/` holds in memory: both bounded (see `snapshot/view.rs`), and
+/// reported so that the bound can be watched.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewMemory {
+    /// Inodes inside snapshots remembered: those the kernel holds, and history versions.
+    pub inodes: usize,
+    /// Estimated bytes of decoded snapshot objects cached.
+    pub cached_object_bytes: u64,
+}
+
 /// `status`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct StatusReport {
@@ -141,6 +151,9 @@ pub struct StatusReport {
     pub held_snapshots: usize,
     pub deleted_snapshots: usize,
     pub space: Space,
+    /// What the daemon's snapshot view holds in memory (zero for a store that is not mounted).
+    #[serde(default)]
+    pub snapshot_view: ViewMemory,
     /// The newest jobs, newest first.
     pub jobs: Vec<Job>,
     /// The newest failed jobs, newest first.

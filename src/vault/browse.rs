@@ -21,12 +21,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::cache::LruCache;
 use super::{Vault, VaultError, tree};
+use crate::cache::LruCache;
 use crate::format::backup_record::BackupRecord;
 use crate::format::catalog::{Hold, Origin, SnapshotRecord};
 use crate::format::inode::{InodeKind, InodeRecord, Timestamp};
 use crate::format::object::{DirectoryObject, Object, ObjectId, Xattrs};
+use crate::held_inodes::HeldInodes;
 use crate::id::{ChunkId, InodeNo, VaultPackId};
 use crate::snapshot::view::read_file;
 
@@ -79,13 +80,6 @@ struct Share {
     backups: Vec<usize>,
 }
 
-/// An inode inside a backup that the kernel holds, with how many lookups it has not yet
-/// given back.
-struct Held {
-    node: Node,
-    lookups: u64,
-}
-
 /// The read-only view of a vault's backups.
 pub struct VaultBrowser {
     vault: Vault,
@@ -94,7 +88,8 @@ pub struct VaultBrowser {
     /// Owner and times of the synthetic directories: who mounted, the newest backup's time.
     owner: (u32, u32),
     newest: Timestamp,
-    held: RwLock<HashMap<InodeNo, Held>>,
+    /// The inodes inside backups the kernel holds.
+    held: RwLock<HeldInodes<Node>>,
     trees: Mutex<LruCache<ObjectId, Object>>,
     data: Mutex<LruCache<ChunkId, Vec<u8>>>,
 }
@@ -146,7 +141,7 @@ impl VaultBrowser {
             backups,
             owner,
             newest,
-            held: RwLock::new(HashMap::new()),
+            held: RwLock::new(HeldInodes::default()),
             trees: Mutex::new(LruCache::new(cache_bytes / TREE_SHARE)),
             data: Mutex::new(LruCache::new(cache_bytes - cache_bytes / TREE_SHARE)),
         })
@@ -242,8 +237,8 @@ impl VaultBrowser {
         }
         self.held
             .read()
-            .get(&ino)
-            .map(|held| held.node.clone())
+            .get(ino)
+            .cloned()
             .ok_or(BrowseError::NotFound)
     }
 
@@ -279,29 +274,19 @@ impl VaultBrowser {
         let entry = &entries[at];
         let ino = backup_ino(number, entry.link_id);
         let mut held = self.held.write();
-        let held = held.entry(ino).or_insert_with(|| Held {
-            node: Node {
-                ino,
-                parent,
-                record: entry.record.clone(),
-                object: entry.object,
-                xattrs: entry.xattrs.clone(),
-            },
-            lookups: 0,
+        let node = held.look_up(ino, || Node {
+            ino,
+            parent,
+            record: entry.record.clone(),
+            object: entry.object,
+            xattrs: entry.xattrs.clone(),
         });
-        held.lookups += 1;
-        Ok(held.node.clone())
+        Ok(node.clone())
     }
 
     /// The kernel gives back `count` lookups of `ino`; with none left, it is forgotten.
     pub fn forget(&self, ino: InodeNo, count: u64) {
-        let mut held = self.held.write();
-        if let Some(entry) = held.get_mut(&ino) {
-            entry.lookups = entry.lookups.saturating_sub(count);
-            if entry.lookups == 0 {
-                held.remove(&ino);
-            }
-        }
+        self.held.write().forget(ino, count);
     }
 
     /// The entries of a directory, and its parent.

@@ -33,7 +33,6 @@
 
 pub mod backup;
 pub mod browse;
-mod cache;
 pub mod copy;
 pub mod crypto;
 pub mod gc;

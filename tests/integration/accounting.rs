@@ -43,7 +43,7 @@ fn space(m: &Mounted, walk: bool) -> Value {
     out["space"].clone()
 }
 
-fn assert_figures_match(m: &Mounted, after: &str) {
+pub fn assert_figures_match(m: &Mounted, after: &str) {
     assert_eq!(list(m, false), list(m, true), "snapshot list after {after}");
     assert_eq!(space(m, false), space(m, true), "status after {after}");
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod crash_ordering;
+mod crash_points;
 mod deep_tree;
 mod durability;
 mod full_disk;

@@ -1,6 +1,7 @@
-//! A least-recently-used cache bounded by the total weight (bytes) of what it holds, for the
-//! objects a vault mount has fetched and checked: immutable values under their content id, so
-//! any entry may go at any time and a miss only costs a fetch.
+//! A least-recently-used cache bounded by the total weight (bytes) of what it holds, for
+//! immutable values under their content id (decoded snapshot objects in the snapshot view,
+//! objects and file data a vault mount has fetched and checked), so any entry may go at any
+//! time and a miss only costs a read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
