@@ -68,7 +68,56 @@ impl MasterKey {
     }
 }
 
+/// How many derived keys a process remembers: a daemon backing up to a few vaults with a few
+/// secrets needs a handful.
+const REMEMBERED_KEYS: usize = 16;
+
+/// What a derivation depends on: the secret (as a keyed hash under a random key of this
+/// process, so the secret itself is never kept), the salt and the cost parameters.
+#[derive(PartialEq, Eq)]
+struct Derivation {
+    secret: [u8; 32],
+    salt: [u8; 16],
+    kdf: KdfParams,
+}
+
+/// Keys derived by this process, newest last. Argon2id is slow by design (a quarter of a
+/// second with the default parameters), and a daemon opens the same vault with the same
+/// secret for every backup: the derivation is a function of [`Derivation`] alone, so a
+/// remembered key is exactly the one it would compute again. Slots are still opened against
+/// the vault's config as it is now, so a removed or changed slot is refused as before.
+static DERIVED: std::sync::Mutex<Vec<(Derivation, [u8; 32])>> = std::sync::Mutex::new(Vec::new());
+
 fn wrapping_key(secret: &[u8], salt: &[u8; 16], kdf: KdfParams) -> Result<[u8; 32], CryptoError> {
+    static PROCESS_KEY: std::sync::OnceLock<Option<[u8; 32]>> = std::sync::OnceLock::new();
+    let Some(process_key) = *PROCESS_KEY.get_or_init(|| random().ok()) else {
+        return derive(secret, salt, kdf);
+    };
+    let derivation = Derivation {
+        secret: *blake3::keyed_hash(&process_key, secret).as_bytes(),
+        salt: *salt,
+        kdf,
+    };
+    let mut derived = DERIVED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, key)) = derived.iter().find(|(known, _)| *known == derivation) {
+        return Ok(*key);
+    }
+    drop(derived);
+    let key = derive(secret, salt, kdf)?;
+    derived = DERIVED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if derived.len() >= REMEMBERED_KEYS {
+        derived.remove(0);
+    }
+    derived.push((derivation, key));
+    Ok(key)
+}
+
+/// Argon2id over the secret and the slot's salt: the key that wraps the master key.
+fn derive(secret: &[u8], salt: &[u8; 16], kdf: KdfParams) -> Result<[u8; 32], CryptoError> {
     let params = Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
         .map_err(|err| CryptoError::Kdf(err.to_string()))?;
     let mut key = [0u8; 32];
@@ -276,6 +325,36 @@ mod tests {
             ),
             "a slot copied into another vault does not open it"
         );
+    }
+
+    #[test]
+    fn remembered_derivations_are_the_derivations_and_change_nothing_a_config_says() {
+        let salt = [7; 16];
+        let kdf = KdfParams {
+            t_cost: 2,
+            ..TEST_KDF
+        };
+        let fresh = derive(b"remembered secret", &salt, kdf).expect("derive");
+        let key = |secret: &[u8], salt: &[u8; 16]| wrapping_key(secret, salt, kdf).expect("key");
+        assert_eq!(key(b"remembered secret", &salt), fresh);
+        assert_eq!(key(b"remembered secret", &salt), fresh, "remembered");
+        assert_ne!(key(b"another secret", &salt), fresh);
+        assert_ne!(key(b"remembered secret", &[8; 16]), fresh);
+
+        // A secret that opened a slot opens nothing once that slot is gone, and a wrong one
+        // stays wrong after a right one.
+        let master = MasterKey::generate().expect("key");
+        let mut config = config(&master);
+        assert!(unlock(&config, b"correct horse").is_ok());
+        assert!(matches!(
+            unlock(&config, b"correct horsE"),
+            Err(CryptoError::WrongKey)
+        ));
+        config.slots.remove(0);
+        assert!(matches!(
+            unlock(&config, b"correct horse"),
+            Err(CryptoError::WrongKey)
+        ));
     }
 
     #[test]
