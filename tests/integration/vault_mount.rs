@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use snapfs::blob::{self, BlobLocation, S3Settings};
 use snapfs::id::ChunkId;
-use snapfs::vault::{Secret, Vault};
 
 use crate::harness::{Mounted, SNAPFS, is_mounted, noise, snapfs_ok};
 use crate::s3_server::S3Server;
 use crate::vault::{ok_env, populate, snapfs_env, tree_state};
+use crate::vault_ops::open_vault;
 
 /// A running `snapfs vault mount`; dropping it unmounts (lazily if it must) and reaps it, so a
 /// failing test leaves no mount and no process behind.
@@ -108,26 +107,6 @@ impl Drop for VaultMount {
             let _ = child.wait();
         }
     }
-}
-
-/// Opens a vault through the library, with the S3 settings and passphrase of `env`.
-fn open_vault(vault: &str, env: &[(&str, String)]) -> Vault {
-    let get = |name: &str| {
-        env.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    };
-    let settings = get("AWS_ENDPOINT_URL").map(|endpoint| S3Settings {
-        access_key_id: get("AWS_ACCESS_KEY_ID").expect("key id"),
-        secret_access_key: get("AWS_SECRET_ACCESS_KEY").expect("secret"),
-        region: "us-east-1".into(),
-        endpoint: Some(endpoint),
-        retry_timeout: Duration::from_secs(5),
-    });
-    let location = BlobLocation::parse(vault).expect("location");
-    let backend = blob::open_with(&location, settings.as_ref()).expect("backend");
-    let secret = get("SNAPFS_PASSPHRASE").map_or(Secret::None, |p| Secret::Passphrase(p.into()));
-    Vault::open_backend(backend, &secret).expect("open vault")
 }
 
 /// A share with every kind of entry, backed up twice: `first`, then `second` with a file of

@@ -36,7 +36,7 @@ fn json(text: &str) -> serde_json::Value {
 }
 
 /// Opens a vault through the library, with the S3 settings and passphrase of `env`.
-fn open_vault(vault: &str, env: &[(&str, String)]) -> Vault {
+pub(crate) fn open_vault(vault: &str, env: &[(&str, String)]) -> Vault {
     let get = |name: &str| {
         env.iter()
             .find(|(key, _)| *key == name)
