@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -143,10 +144,16 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     }))?;
     let mut unmounter = session.unmount_callable();
     let (signal_live, signal_mount) = (live.clone(), mountpoint.clone());
-    std::thread::Builder::new()
+    // Set before the signal thread unmounts: a session that ends after it was set may have
+    // ended by the forced unmount's abort, before that thread detached the mount, so the main
+    // thread waits for it (else the process could exit leaving a dead mount attached).
+    let stopping = Arc::new(AtomicBool::new(false));
+    let signal_stopping = stopping.clone();
+    let signal_thread = std::thread::Builder::new()
         .name("snapfs-signals".into())
         .spawn(move || {
             if let Ok(signal) = signals.wait() {
+                signal_stopping.store(true, Ordering::SeqCst);
                 tracing::info!("{signal}: unmounting");
                 if let Err(err) = unmounter.unmount() {
                     tracing::warn!(
@@ -161,6 +168,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     // Started once mounted: a snapshot caught up on start is then taken while the share serves.
     service.start_scheduler()?;
     let served = session.run().context("the FUSE session failed");
+    if stopping.load(Ordering::SeqCst) {
+        let _ = signal_thread.join();
+    }
     service.stop();
     service.finish_jobs(JOB_GRACE);
     // After a forced unmount the kernel sends no `destroy`: the last commit happens here (a
