@@ -43,10 +43,25 @@ thread_local! {
 
 /// A chunk as the store keeps it: how its payload is encoded, its decoded length, and the
 /// payload itself (still compressed when `codec` says so).
+#[derive(Clone, Copy)]
 pub struct StoredChunk<'a> {
     pub codec: Codec,
     pub raw_len: u32,
     pub payload: &'a [u8],
+}
+
+/// A stored chunk whose payload was checked to decode to bytes hashing to its id: the only
+/// form [`super::ChunkStore::put_verified`] takes, so nothing unchecked enters a store that way.
+#[derive(Clone, Copy)]
+pub struct VerifiedChunk<'a> {
+    pub(super) id: ChunkId,
+    pub(super) stored: StoredChunk<'a>,
+}
+
+impl VerifiedChunk<'_> {
+    pub fn id(&self) -> ChunkId {
+        self.id
+    }
 }
 
 /// Decodes the frame that the index says holds chunk `id`, verifies it, and hands its bytes to
@@ -69,6 +84,18 @@ pub fn with_verified_stored<T>(
     verify_frame(id, frame, |stored, _| use_stored(stored))
 }
 
+/// Checks that `stored` (from elsewhere: a vault) decodes to bytes hashing to `id`; only then
+/// hands over the stored form, to be kept as it is without compressing it again, and the bytes.
+pub fn verify_stored<T>(
+    id: ChunkId,
+    stored: StoredChunk<'_>,
+    use_both: impl FnOnce(VerifiedChunk<'_>, &[u8]) -> T,
+) -> Result<T, ChunkStoreError> {
+    decode_verified(id, stored, |data| {
+        use_both(VerifiedChunk { id, stored }, data)
+    })
+}
+
 /// Checks the frame's header, decodes its payload and hashes it; only then hands both the
 /// stored form and the decoded bytes to `use_both`.
 fn verify_frame<T>(
@@ -89,8 +116,23 @@ fn verify_frame<T>(
         .get(FRAME_HEADER_LEN..)
         .filter(|p| p.len() == header.stored_len as usize)
         .ok_or_else(|| corrupt("frame length disagrees with its header".into()))?;
+    let stored = StoredChunk {
+        codec: header.codec,
+        raw_len: header.raw_len,
+        payload,
+    };
+    decode_verified(id, stored, |data| use_both(stored, data))
+}
+
+/// Decodes `stored` and hashes the bytes; only if they are chunk `id` hands them to `use_data`.
+fn decode_verified<T>(
+    id: ChunkId,
+    stored: StoredChunk<'_>,
+    use_data: impl FnOnce(&[u8]) -> T,
+) -> Result<T, ChunkStoreError> {
+    let corrupt = |reason: String| ChunkStoreError::Corrupt { id, reason };
     let verify = |data: &[u8]| {
-        if data.len() != header.raw_len as usize {
+        if data.len() != stored.raw_len as usize {
             Err(corrupt("decoded length disagrees with the header".into()))
         } else if ChunkId::of(data) != id {
             Err(corrupt("content does not match its hash".into()))
@@ -98,20 +140,15 @@ fn verify_frame<T>(
             Ok(())
         }
     };
-    let stored = StoredChunk {
-        codec: header.codec,
-        raw_len: header.raw_len,
-        payload,
-    };
-    match header.codec {
+    match stored.codec {
         Codec::Raw => {
-            verify(payload)?;
-            Ok(use_both(stored, payload))
+            verify(stored.payload)?;
+            Ok(use_data(stored.payload))
         }
         Codec::Zstd => SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();
-            scratch.reserve(header.raw_len as usize);
+            scratch.reserve(stored.raw_len as usize);
             DECOMPRESSOR.with(|cell| {
                 let mut slot = cell.borrow_mut();
                 if slot.is_none() {
@@ -122,11 +159,11 @@ fn verify_frame<T>(
                 }
                 let decompressor = slot.as_mut().expect("just initialised");
                 decompressor
-                    .decompress_to_buffer(payload, &mut *scratch)
+                    .decompress_to_buffer(stored.payload, &mut *scratch)
                     .map_err(|e| corrupt(format!("zstd: {e}")))
             })?;
             verify(&scratch)?;
-            Ok(use_both(stored, &scratch))
+            Ok(use_data(&scratch))
         }),
     }
 }

@@ -29,7 +29,7 @@ use crate::format::pack::{Codec, FrameHeader};
 use crate::id::{ChunkId, PackId};
 use pack::{PackFile, PackWriter};
 
-pub use codec::StoredChunk;
+pub use codec::{StoredChunk, VerifiedChunk, verify_stored};
 pub use pack::PACK_DIR;
 
 /// Why a chunk could not be stored or read.
@@ -159,33 +159,59 @@ impl ChunkStore {
     /// reservation of space in the pack is serialised.
     pub fn put(&self, data: &[u8]) -> Result<ChunkId, ChunkStoreError> {
         let id = ChunkId::of(data);
-        {
-            // Shared with other writers, exclusive with a sweep: a chunk found here cannot be
-            // swept before the caller has recorded its new reference.
-            let _sweep = self.sweep_lock.read();
-            if self.contains(&id)? {
-                if let Some(reused) = self.reused_during_gc.lock().as_mut() {
-                    reused.insert(id);
-                }
-                return Ok(id);
-            }
+        if self.reuse(&id)? {
+            return Ok(id);
         }
         self.space.check(&self.pack_dir, data.len() as u64)?;
-        self.write_frame(id, data)?;
+        let compressed = codec::compress(data);
+        let stored = match &compressed {
+            Some(smaller) => StoredChunk {
+                codec: Codec::Zstd,
+                raw_len: data.len() as u32,
+                payload: smaller,
+            },
+            None => StoredChunk {
+                codec: Codec::Raw,
+                raw_len: data.len() as u32,
+                payload: data,
+            },
+        };
+        self.write_frame(id, stored)?;
         Ok(id)
     }
 
-    /// Compresses `data` if that helps, appends its frame to the active pack and publishes its
-    /// location.
-    fn write_frame(&self, id: ChunkId, data: &[u8]) -> Result<(), ChunkStoreError> {
-        let compressed = codec::compress(data);
-        let (codec, payload) = match &compressed {
-            Some(smaller) => (Codec::Zstd, smaller.as_slice()),
-            None => (Codec::Raw, data),
-        };
+    /// Stores a chunk received in its stored form (from a vault) and checked on the way in,
+    /// as it is: neither hashed nor compressed again.
+    pub fn put_verified(&self, chunk: VerifiedChunk<'_>) -> Result<ChunkId, ChunkStoreError> {
+        if !self.reuse(&chunk.id)? {
+            self.space
+                .check(&self.pack_dir, chunk.stored.payload.len() as u64)?;
+            self.write_frame(chunk.id, chunk.stored)?;
+        }
+        Ok(chunk.id)
+    }
+
+    /// Whether chunk `id` is already stored (and then counted as reused, should a gc be
+    /// marking).
+    fn reuse(&self, id: &ChunkId) -> Result<bool, ChunkStoreError> {
+        // Shared with other writers, exclusive with a sweep: a chunk found here cannot be
+        // swept before the caller has recorded its new reference.
+        let _sweep = self.sweep_lock.read();
+        if !self.contains(id)? {
+            return Ok(false);
+        }
+        if let Some(reused) = self.reused_during_gc.lock().as_mut() {
+            reused.insert(*id);
+        }
+        Ok(true)
+    }
+
+    /// Appends the frame of chunk `id` to the active pack and publishes its location.
+    fn write_frame(&self, id: ChunkId, stored: StoredChunk<'_>) -> Result<(), ChunkStoreError> {
+        let payload = stored.payload;
         let header = FrameHeader {
-            codec,
-            raw_len: data.len() as u32,
+            codec: stored.codec,
+            raw_len: stored.raw_len,
             stored_len: payload.len() as u32,
             chunk_id: id,
         };
@@ -238,11 +264,6 @@ impl ChunkStore {
             out[..n].copy_from_slice(&available[..n]);
             n
         })
-    }
-
-    /// Reads and verifies the chunk at a known location.
-    fn get_at(&self, id: &ChunkId, location: &ChunkLocation) -> Result<Vec<u8>, ChunkStoreError> {
-        self.with_chunk_at(id, location, |data| data.to_vec())
     }
 
     /// Checks that a chunk is indexed and that its frame lies inside a pack that exists,
@@ -453,16 +474,18 @@ impl ChunkStore {
     ) -> Result<Vec<ChunkId>, ChunkStoreError> {
         let mut damaged = Vec::new();
         for (id, location) in chunks {
-            let data = match self.get_at(id, location) {
-                Ok(data) => data,
+            // Verified, then written anew as stored (not compressed again), at a fresh
+            // location: put() would find the old one.
+            let moved = self.with_frame_at(id, location, |frame| {
+                codec::with_verified_stored(*id, frame, |stored| self.write_frame(*id, stored))
+            });
+            match moved {
+                Ok(written) => written?,
                 Err(err) => {
                     tracing::error!(chunk = %id, "not moved by compaction: {err}");
                     damaged.push(*id);
-                    continue;
                 }
-            };
-            // Written anew (compressed again), at a fresh location: put() would find the old one.
-            self.write_frame(*id, &data)?;
+            }
         }
         Ok(damaged)
     }

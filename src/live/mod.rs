@@ -46,7 +46,7 @@ pub use io::FsStats;
 use namespace::{Dirt, Namespace};
 pub use namespace::{NAME_MAX, split_path};
 pub use rename::RenameMode;
-use workers::DataWorkers;
+pub(crate) use workers::DataWorkers;
 pub use xattr::{XattrFlags, XattrReply};
 
 use crate::chunk_store::ChunkStore;
@@ -365,6 +365,12 @@ impl LiveFs {
 
     pub fn chunk_store(&self) -> Arc<ChunkStore> {
         self.store.clone()
+    }
+
+    /// The share's data workers, for bulk work on its data (a backup, a restore) that should
+    /// spread over the cores as the share's own writes do.
+    pub(crate) fn workers(&self) -> &DataWorkers {
+        &self.workers
     }
 
     /// Every chunk the committed block maps name.

@@ -20,12 +20,13 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::lock::{LockKind, VaultLock};
-use super::pack_writer::PackWriter;
+use super::pack_writer::{self, PackWriter};
 use super::{Vault, VaultError, backup_key};
 use crate::format::backup_record::BackupRecord;
 use crate::format::inode::InodeKind;
 use crate::format::object::{Object, ObjectId};
 use crate::id::{BackupId, ChunkId, ShareId};
+use crate::live::DataWorkers;
 use crate::snapshot::Snapshots;
 use crate::tree_objects::TreeObjects;
 
@@ -85,7 +86,13 @@ pub fn backup(
     }
     let objects = snapshots.objects();
     let mut writer = PackWriter::new()?;
-    send_tree(vault, objects, &mut writer, pin.record.root)?;
+    send_tree(
+        vault,
+        objects,
+        snapshots.live().workers(),
+        &mut writer,
+        pin.record.root,
+    )?;
     writer.flush(vault)?;
     let size = tree_size(objects, pin.record.root)?;
     let record = BackupRecord {
@@ -122,28 +129,53 @@ pub fn backup(
     Ok(report)
 }
 
+/// Objects sealed at once on the data workers: enough to keep every core busy, few enough
+/// that their bytes (at most this many blocks) stay small.
+const SEAL_BATCH: usize = 32;
+
+/// An object on its way into a pack.
+#[derive(Clone, Copy)]
+enum Outgoing {
+    /// A chunk, sent as the chunk store keeps it.
+    Stored(ChunkId),
+    /// A tree object (or a part of one), compressed for the vault.
+    Object(ChunkId),
+}
+
+impl Outgoing {
+    fn id(&self) -> ChunkId {
+        match self {
+            Outgoing::Stored(id) | Outgoing::Object(id) => *id,
+        }
+    }
+}
+
 /// Sends every object of the tree at `root` that the vault lacks, children first.
+///
+/// The walk queues what must be sent in the order it finds it; each batch is read, verified
+/// and sealed on the data workers and appended to the packs in that same order, so a tree
+/// object never lands in an earlier pack than what lies below it.
 fn send_tree(
     vault: &mut Vault,
     objects: &TreeObjects,
+    workers: &DataWorkers,
     writer: &mut PackWriter,
     root: ObjectId,
 ) -> Result<(), VaultError> {
-    let chunks = objects.chunks();
     // Tree objects already expanded in this run (a subtree may appear many times in a tree).
     let mut expanded: HashSet<ObjectId> = HashSet::new();
+    // Chunks in the batch not yet handed to the writer.
+    let mut queued: HashSet<ChunkId> = HashSet::new();
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(SEAL_BATCH);
     let mut stack = vec![Step::Tree(root)];
     while let Some(step) = stack.pop() {
         match step {
             Step::Data(id) => {
-                if !vault.contains(&id) && !writer.holds(&id) {
-                    chunks.with_stored(&id, |stored| writer.add_stored(vault, id, stored))??;
+                if !vault.contains(&id) && !writer.holds(&id) && queued.insert(id) {
+                    batch.push(Outgoing::Stored(id));
                 }
             }
-            Step::Emit(id) => {
-                let bytes = chunks.get(&id)?;
-                writer.add(vault, id, &bytes)?;
-            }
+            Step::Emit(id) => batch.push(Outgoing::Object(id)),
             Step::Tree(id) => {
                 if vault.contains(&id) || writer.holds(&id) || !expanded.insert(id) {
                     continue;
@@ -171,6 +203,32 @@ fn send_tree(
                 }
             }
         }
+        if batch.len() >= SEAL_BATCH {
+            send_batch(vault, objects, workers, writer, &mut batch)?;
+            queued.clear();
+        }
+    }
+    send_batch(vault, objects, workers, writer, &mut batch)
+}
+
+/// Seals the batch on the workers and appends it to the packs, in order.
+fn send_batch(
+    vault: &mut Vault,
+    objects: &TreeObjects,
+    workers: &DataWorkers,
+    writer: &mut PackWriter,
+    batch: &mut Vec<Outgoing>,
+) -> Result<(), VaultError> {
+    let chunks = objects.chunks();
+    let sealer = &vault.sealer;
+    let sealed = workers.map(batch, |item| match *item {
+        Outgoing::Stored(id) => {
+            chunks.with_stored(&id, |stored| pack_writer::seal_stored(sealer, id, stored))?
+        }
+        Outgoing::Object(id) => pack_writer::seal_object(sealer, id, &chunks.get(&id)?),
+    });
+    for (item, sealed) in batch.drain(..).zip(sealed) {
+        writer.add_sealed(vault, item.id(), &sealed?)?;
     }
     Ok(())
 }

@@ -442,6 +442,7 @@ mod tests {
                 let crashing = Crashing {
                     inner: copy.clone(),
                     allowed: AtomicUsize::new(allowed),
+                    counts: "",
                 };
                 let mut vault =
                     Vault::open_backend(Box::new(crashing), &Secret::None).expect("open");

@@ -20,6 +20,32 @@ use crate::id::{ChunkId, GcPlanId, VaultPackId};
 pub(super) struct Scan {
     pub indexes: Vec<(VaultPackId, Result<PackIndex, VaultError>)>,
     pub plans: Vec<(BlobKey, Result<Retirement, VaultError>)>,
+    /// The stored size of each index file listed.
+    sizes: HashMap<VaultPackId, u64>,
+}
+
+/// Index files read before, with their stored sizes. An index file is written once, and
+/// changed afterwards only by gc dropping entries from it, which makes it smaller: a listed
+/// file of the size read before is the same file, and need not be read again (with an object
+/// store, a backup's reload costs one listing, not a get per pack).
+#[derive(Default)]
+pub(super) struct IndexFiles(HashMap<VaultPackId, (u64, PackIndex)>);
+
+impl IndexFiles {
+    /// The index files a scan read whole.
+    pub fn of(scan: &Scan) -> IndexFiles {
+        IndexFiles(
+            scan.indexes
+                .iter()
+                .filter_map(|(pack, index)| {
+                    Some((
+                        *pack,
+                        (*scan.sizes.get(pack)?, index.as_ref().ok()?.clone()),
+                    ))
+                })
+                .collect(),
+        )
+    }
 }
 
 /// What the index says once every retirement list is applied.
@@ -63,14 +89,25 @@ fn read_plan(vault: &Vault, key: &BlobKey) -> Result<Retirement, VaultError> {
 impl Scan {
     /// Reads everything; fails only if the backend cannot list.
     pub fn read(vault: &Vault) -> Result<Scan, VaultError> {
+        Scan::read_reusing(vault, &IndexFiles::default())
+    }
+
+    /// Reads everything but the index files `known` holds unchanged.
+    pub fn read_reusing(vault: &Vault, known: &IndexFiles) -> Result<Scan, VaultError> {
         // Every reader that uses the index holds a lock (`vault::lock`), so no gc changes it
         // meanwhile. Were one to, reading the lists after the index files is the better order:
         // a list outlives every change its gc makes to index files.
         let mut indexes = Vec::new();
+        let mut sizes = HashMap::new();
         for meta in vault.backend.list(INDEX)? {
             let Some(pack) = listed_id(&meta.key, INDEX, VaultPackId::from_hex) else {
                 continue;
             };
+            sizes.insert(pack, meta.size);
+            if let Some((_, index)) = known.0.get(&pack).filter(|(size, _)| *size == meta.size) {
+                indexes.push((pack, Ok(index.clone())));
+                continue;
+            }
             match read_index(vault, &meta.key, pack) {
                 // Deleted since the listing (gc): it no longer counts.
                 Err(VaultError::Blob(crate::blob::BlobError::NotFound(_))) => {}
@@ -85,7 +122,11 @@ impl Scan {
             let plan = read_plan(vault, &meta.key);
             plans.push((meta.key, plan));
         }
-        Ok(Scan { indexes, plans })
+        Ok(Scan {
+            indexes,
+            plans,
+            sizes,
+        })
     }
 
     /// Applies the retirement lists to what could be read.
@@ -150,5 +191,52 @@ impl Visible {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::blob::{BlobBackend, RemoteStore};
+    use crate::vault::pack_writer::PackWriter;
+    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::{Secret, index_key, init};
+
+    #[test]
+    fn a_reload_reads_an_index_file_again_once_gc_has_dropped_entries_from_it() {
+        let memory = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&memory, &Secret::None, TEST_KDF).expect("init");
+        let mut vault = Vault::open_backend(Box::new(memory.clone()), &Secret::None).expect("open");
+        let mut writer = PackWriter::new().expect("writer");
+        let objects: Vec<Vec<u8>> = (0..3u8).map(|n| vec![n; 1000]).collect();
+        for bytes in &objects {
+            writer
+                .add(&mut vault, ChunkId::of(bytes), bytes)
+                .expect("add");
+        }
+        writer.flush(&mut vault).expect("flush");
+        vault.reload_index().expect("reload");
+        let ids: Vec<ChunkId> = objects.iter().map(|b| ChunkId::of(b)).collect();
+        assert!(ids.iter().all(|id| vault.contains(id)));
+
+        // What gc does to a kept pack: its index file rewritten without a dropped entry.
+        let pack = writer.packs[0];
+        let mut entries: Vec<(ChunkId, PackSlice)> =
+            ids[..2].iter().map(|id| (*id, vault.index[id].1)).collect();
+        entries.sort_by_key(|(id, _)| *id);
+        let index = PackIndex { pack, entries };
+        let sealed = vault
+            .seal(&index.encode(), &|| "index".into())
+            .expect("seal");
+        memory.put(&index_key(pack), &sealed).expect("put");
+
+        vault.reload_index().expect("reload");
+        assert!(vault.contains(&ids[0]) && vault.contains(&ids[1]));
+        assert!(
+            !vault.contains(&ids[2]),
+            "the rewritten index file was read again"
+        );
     }
 }

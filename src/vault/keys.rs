@@ -336,6 +336,7 @@ mod tests {
         let crashing = Crashing {
             inner: copy.clone(),
             allowed: AtomicUsize::new(1),
+            counts: "",
         };
         let mut vault =
             Vault::open_backend(Box::new(crashing), &pass("first")).expect("open crashing");

@@ -35,6 +35,7 @@ pub mod backup;
 pub mod browse;
 pub mod copy;
 pub mod crypto;
+mod fetch;
 pub mod gc;
 mod index;
 pub mod init;
@@ -54,10 +55,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::blob::{self, BlobBackend, BlobError, BlobKey, BlobLocation};
-use crate::chunk_store::ChunkStoreError;
+use crate::chunk_store::{self, ChunkStoreError, StoredChunk, VerifiedChunk};
 use crate::format::DecodeError;
 use crate::format::backup_record::BackupRecord;
 use crate::format::catalog::Hold;
+use crate::format::pack::Codec;
 use crate::format::vault_config::{Cipher, VaultConfig};
 use crate::format::vault_hold::HoldRecord;
 use crate::format::vault_index::PackSlice;
@@ -218,6 +220,9 @@ pub struct Vault {
     /// For an encrypted vault: the slot the secret opened, and the master key (to add slots).
     unlocked: Option<(usize, MasterKey)>,
     index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
+    /// The index files that index was built from, kept so that reloading it reads only the
+    /// files that are new or changed since ([`index::IndexFiles`]).
+    index_files: index::IndexFiles,
 }
 
 impl Vault {
@@ -273,13 +278,18 @@ impl Vault {
             sealer: Arc::new(sealer),
             unlocked,
             index: HashMap::new(),
+            index_files: index::IndexFiles::default(),
         })
     }
 
     /// Reads the vault's index again: an operation that took a lock reloads it, so that it
-    /// sees every change made before the lock was granted.
+    /// sees every change made before the lock was granted. Index files read before and
+    /// unchanged since are not read again.
     pub fn reload_index(&mut self) -> Result<(), VaultError> {
-        self.index = index::Scan::read(self)?.strict()?.locations();
+        let scan = index::Scan::read_reusing(self, &self.index_files)?;
+        let files = index::IndexFiles::of(&scan);
+        self.index = scan.strict()?.locations();
+        self.index_files = files;
         Ok(())
     }
 
@@ -338,26 +348,38 @@ impl Vault {
     /// decompressed and checked against its id. Never returns wrong bytes.
     pub fn read_object(&self, id: &ChunkId) -> Result<Vec<u8>, VaultError> {
         let (pack, slice) = self.index.get(id).ok_or(VaultError::Missing(*id))?;
-        let what = || format!("object {id} in pack {pack}");
         let start = u64::from(slice.offset);
         let sealed = self
             .backend
             .get_range(&pack_key(*pack), start..start + u64::from(slice.len))?;
-        let entry = self.open_sealed(&sealed, &what)?;
+        self.with_verified_entry(id, *pack, &sealed, |_, raw| raw.to_vec())
+    }
+
+    /// Unseals the entry of object `id` fetched from `pack` and checks it against its id; only
+    /// then hands over its stored form (to be kept as it is) and its bytes.
+    pub(crate) fn with_verified_entry<T>(
+        &self,
+        id: &ChunkId,
+        pack: VaultPackId,
+        sealed: &[u8],
+        use_both: impl FnOnce(VerifiedChunk<'_>, &[u8]) -> T,
+    ) -> Result<T, VaultError> {
+        let what = || format!("object {id} in pack {pack}");
+        let entry = self.open_sealed(sealed, &what)?;
         let (codec, raw_len, payload) =
             vault_pack::decode_entry(&entry).map_err(|source| VaultError::Decode {
                 what: what(),
                 source,
             })?;
-        let raw = match codec {
-            EntryCodec::Raw => payload.to_vec(),
-            EntryCodec::Zstd => zstd::bulk::decompress(payload, raw_len as usize)
-                .map_err(|_| VaultError::Damaged(what()))?,
+        let stored = StoredChunk {
+            codec: match codec {
+                EntryCodec::Raw => Codec::Raw,
+                EntryCodec::Zstd => Codec::Zstd,
+            },
+            raw_len,
+            payload,
         };
-        if raw.len() != raw_len as usize || ChunkId::of(&raw) != *id {
-            return Err(VaultError::Damaged(what()));
-        }
-        Ok(raw)
+        chunk_store::verify_stored(*id, stored, use_both).map_err(|_| VaultError::Damaged(what()))
     }
 
     /// Reads one backup record.

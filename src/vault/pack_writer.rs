@@ -2,19 +2,25 @@
 //! objects become part of the vault's index in memory. Packs are cut at [`PACK_TARGET`], large
 //! enough that a backup is a few large uploads, small enough that a killed backup loses little.
 //!
-//! Each entry is encoded and sealed in place at the end of the pack being filled (no copy of
-//! its bytes but the one into the pack), and a full pack is stored by a thread of the writer's
+//! An entry is sealed by [`seal_stored`] or [`seal_object`], which need only the vault's
+//! sealer, so a backup seals many at once on the data workers; the writer appends the sealed
+//! entries in the order it is given them. A full pack is stored by a thread of the writer's
 //! own while the caller fills the next one, so reading and sealing overlap the upload (or the
 //! write and fsync of a local vault). That thread stores packs one at a time, in the order they
 //! were cut, and stops at its first failure: an index is stored only after its pack and after
 //! every earlier pack and index, which is what lets a tree object's pack rely on the packs of
 //! the objects below it. [`PackWriter::flush`] waits for every pack cut so far.
 
-use std::collections::HashSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, channel, sync_channel};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 
+use super::crypto::Sealer;
 use super::{Vault, VaultError, index_key, pack_key};
 use crate::blob::BlobBackend;
 use crate::chunk_store::StoredChunk;
@@ -29,8 +35,15 @@ pub(super) const PACK_TARGET: usize = 16 << 20;
 /// (File data arrives compressed by the store, or known not to compress.)
 const ZSTD_LEVEL: i32 = 3;
 
+/// Packs stored at once: a local disk or an object store takes several concurrent writes
+/// much faster than one after another (measured on a local vault: 1 GiB in 16 MiB packs, each
+/// written and synced, 5.5 s one at a time, 3.2 s four at a time).
+const PARALLEL_PUTS: usize = 3;
+
 /// A full pack on its way to the backend, with its sealed index.
 struct Upload {
+    /// Its place in the order packs were cut.
+    seq: u64,
     pack: VaultPackId,
     bytes: Vec<u8>,
     /// The pack's length (its bytes are dropped once stored).
@@ -39,61 +52,109 @@ struct Upload {
     entries: Vec<(ChunkId, PackSlice)>,
 }
 
-/// What the upload thread reports for each pack, in order.
+/// What the uploader reports for each pack, in the order they were cut.
 type Stored = Result<Upload, VaultError>;
 
-/// The thread that stores full packs, and the channels to it.
+/// The threads that store full packs, and the channels to them: [`PARALLEL_PUTS`] threads
+/// store packs as they come, and one more stores their index files strictly in order, each
+/// only once its pack and every earlier pack and index are stored. After the first failure no
+/// further index is stored (a pack stored meanwhile stays without one, unused).
+///
+/// At most `PARALLEL_PUTS + 1` packs are in memory besides the one being filled: one in each
+/// put, and the one handed over (the hand-over waits for a free thread).
 struct Uploader {
-    /// Room for one pack waiting while another is stored: at most three packs in memory.
     to_store: Option<SyncSender<Upload>>,
     stored: Receiver<Stored>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     /// Packs handed over whose outcome has not been collected.
     outstanding: usize,
+    next_seq: u64,
 }
 
 impl Uploader {
     fn start(backend: Arc<dyn BlobBackend>) -> Result<Self, VaultError> {
-        let (to_store, incoming) = sync_channel::<Upload>(1);
+        let (to_store, incoming) = sync_channel::<Upload>(0);
+        let incoming = Arc::new(Mutex::new(incoming));
+        let (to_index, packs_stored) = channel::<(u64, Stored)>();
         let (report, stored) = channel::<Stored>();
-        let thread = std::thread::Builder::new()
-            .name("vault-upload".into())
-            .spawn(move || {
-                for mut upload in incoming {
-                    let result = backend
-                        .put(&pack_key(upload.pack), &upload.bytes)
-                        .and_then(|()| backend.put(&index_key(upload.pack), &upload.index));
-                    let failed = result.is_err();
-                    upload.bytes = Vec::new();
-                    if report
-                        .send(result.map(|()| upload).map_err(Into::into))
-                        .is_err()
-                    {
-                        return;
+        // Set once a failure was reported: nothing more is worth storing.
+        let stopped = Arc::new(AtomicBool::new(false));
+        let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(work)
+                .map_err(|err| VaultError::Io(format!("starting the upload threads: {err}")))
+        };
+        let mut threads = Vec::new();
+        for i in 0..PARALLEL_PUTS {
+            let (backend, incoming, to_index, stopped) = (
+                backend.clone(),
+                incoming.clone(),
+                to_index.clone(),
+                stopped.clone(),
+            );
+            threads.push(spawn(
+                format!("vault-upload-{i}"),
+                Box::new(move || {
+                    loop {
+                        // The lock is held only while waiting for the next pack.
+                        let next = incoming.lock().recv();
+                        let Ok(mut upload) = next else { return };
+                        if stopped.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let put = backend.put(&pack_key(upload.pack), &upload.bytes);
+                        upload.bytes = Vec::new();
+                        let seq = upload.seq;
+                        let stored = put.map(|()| upload).map_err(VaultError::from);
+                        if to_index.send((seq, stored)).is_err() {
+                            return;
+                        }
                     }
-                    if failed {
-                        // Later packs' indexes may name objects whose children were in this
-                        // one: nothing after a failure is stored.
-                        return;
+                }),
+            )?);
+        }
+        drop(to_index);
+        threads.push(spawn(
+            "vault-index".into(),
+            Box::new(move || {
+                let mut waiting: BTreeMap<u64, Stored> = BTreeMap::new();
+                let mut next = 0u64;
+                for (seq, stored) in packs_stored {
+                    waiting.insert(seq, stored);
+                    while let Some(stored) = waiting.remove(&next) {
+                        next += 1;
+                        let indexed = stored.and_then(|upload| {
+                            backend.put(&index_key(upload.pack), &upload.index)?;
+                            Ok(upload)
+                        });
+                        let failed = indexed.is_err();
+                        if report.send(indexed).is_err() || failed {
+                            // Later packs' indexes may name objects whose children were in
+                            // this one: no index after a failure is stored.
+                            stopped.store(true, Ordering::Relaxed);
+                            return;
+                        }
                     }
                 }
-            })
-            .map_err(|err| VaultError::Io(format!("starting the upload thread: {err}")))?;
+            }),
+        )?);
         Ok(Uploader {
             to_store: Some(to_store),
             stored,
-            thread: Some(thread),
+            threads,
             outstanding: 0,
+            next_seq: 0,
         })
     }
 }
 
 impl Drop for Uploader {
     fn drop(&mut self) {
-        // The thread finishes the pack it is storing, sees the channel closed, and ends: a
+        // The threads finish the packs they are storing, see the channel closed, and end: a
         // failed backup leaves nothing running against the vault once its lock is released.
         self.to_store.take();
-        if let Some(thread) = self.thread.take() {
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }
@@ -106,7 +167,6 @@ pub(super) struct PackWriter {
     entries: Vec<(ChunkId, PackSlice)>,
     /// Objects in this pack or in a pack not yet stored.
     pending: HashSet<ChunkId>,
-    compressor: zstd::bulk::Compressor<'static>,
     uploader: Option<Uploader>,
     /// Bytes stored so far (packs and indexes).
     pub uploaded: u64,
@@ -122,14 +182,11 @@ fn new_id() -> Result<VaultPackId, VaultError> {
 impl PackWriter {
     pub fn new() -> Result<Self, VaultError> {
         let id = new_id()?;
-        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-            .map_err(|err| VaultError::Io(format!("zstd: {err}")))?;
         Ok(PackWriter {
             id,
             buf: vault_pack::encode_header(id),
             entries: Vec::new(),
             pending: HashSet::new(),
-            compressor,
             uploader: None,
             uploaded: 0,
             objects: 0,
@@ -148,34 +205,13 @@ impl PackWriter {
         if vault.contains(&id) || self.pending.contains(&id) {
             return Ok(());
         }
-        let compressed = self.compressor.compress(raw).ok();
-        let (codec, payload) = match &compressed {
-            Some(small) if small.len() < raw.len() => (EntryCodec::Zstd, small.as_slice()),
-            _ => (EntryCodec::Raw, raw),
-        };
-        self.append(vault, id, codec, raw.len() as u32, payload)
+        let sealed = seal_object(&vault.sealer, id, raw)?;
+        self.add_sealed(vault, id, &sealed)
     }
 
-    /// Adds a chunk as the chunk store keeps it (verified by the store on the way out): a
-    /// compressed chunk goes in as it is, without compressing it again.
-    pub fn add_stored(
-        &mut self,
-        vault: &mut Vault,
-        id: ChunkId,
-        stored: StoredChunk<'_>,
-    ) -> Result<(), VaultError> {
-        if vault.contains(&id) || self.pending.contains(&id) {
-            return Ok(());
-        }
-        let codec = match stored.codec {
-            Codec::Raw => EntryCodec::Raw,
-            Codec::Zstd => EntryCodec::Zstd,
-        };
-        self.append(vault, id, codec, stored.raw_len, stored.payload)
-    }
-
-    /// Adds an entry already sealed with this vault's key (gc moving a live object out of a
-    /// pack it rewrites), whether or not the vault's index lists the object elsewhere.
+    /// Adds an entry already sealed with this vault's key (by [`seal_stored`] or
+    /// [`seal_object`], or gc moving a live object out of a pack it rewrites), whether or not
+    /// the vault's index lists the object elsewhere.
     pub fn add_sealed(
         &mut self,
         vault: &mut Vault,
@@ -187,28 +223,6 @@ impl PackWriter {
         }
         let offset = self.buf.len();
         self.buf.extend_from_slice(sealed);
-        self.entry_added(vault, id, offset)
-    }
-
-    /// Encodes an entry at the end of the pack and seals it where it lies.
-    fn append(
-        &mut self,
-        vault: &mut Vault,
-        id: ChunkId,
-        codec: EntryCodec,
-        raw_len: u32,
-        payload: &[u8],
-    ) -> Result<(), VaultError> {
-        let offset = self.buf.len();
-        vault
-            .sealer
-            .seal_appending(&mut self.buf, |out| {
-                vault_pack::append_entry(out, codec, raw_len, payload)
-            })
-            .map_err(|source| VaultError::Crypto {
-                what: format!("sealing object {id}"),
-                source,
-            })?;
         self.entry_added(vault, id, offset)
     }
 
@@ -249,6 +263,7 @@ impl PackWriter {
         let next = new_id()?;
         let bytes = std::mem::replace(&mut self.buf, vault_pack::encode_header(next));
         let upload = Upload {
+            seq: 0,
             pack,
             pack_len: bytes.len() as u64,
             bytes,
@@ -261,6 +276,11 @@ impl PackWriter {
         }
         let uploader = self.uploader.as_mut().expect("just started");
         let sender = uploader.to_store.as_ref().expect("open until dropped");
+        let upload = Upload {
+            seq: uploader.next_seq,
+            ..upload
+        };
+        uploader.next_seq += 1;
         if sender.send(upload).is_ok() {
             uploader.outstanding += 1;
             return Ok(());
@@ -310,13 +330,71 @@ impl PackWriter {
     }
 }
 
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// The sealed entry of a chunk as the chunk store keeps it (verified by the store on the way
+/// out): a compressed chunk goes in as it is, without compressing it again.
+pub(super) fn seal_stored(
+    sealer: &Sealer,
+    id: ChunkId,
+    stored: StoredChunk<'_>,
+) -> Result<Vec<u8>, VaultError> {
+    let codec = match stored.codec {
+        Codec::Raw => EntryCodec::Raw,
+        Codec::Zstd => EntryCodec::Zstd,
+    };
+    seal_entry(sealer, id, codec, stored.raw_len, stored.payload)
+}
+
+/// The sealed entry of an object whose bytes are `raw`, compressed if that pays.
+pub(super) fn seal_object(sealer: &Sealer, id: ChunkId, raw: &[u8]) -> Result<Vec<u8>, VaultError> {
+    let compressed = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok();
+        }
+        slot.as_mut()?.compress(raw).ok()
+    });
+    match &compressed {
+        Some(small) if small.len() < raw.len() => {
+            seal_entry(sealer, id, EntryCodec::Zstd, raw.len() as u32, small)
+        }
+        _ => seal_entry(sealer, id, EntryCodec::Raw, raw.len() as u32, raw),
+    }
+}
+
+/// Encodes an entry and seals it in place.
+fn seal_entry(
+    sealer: &Sealer,
+    id: ChunkId,
+    codec: EntryCodec,
+    raw_len: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let mut sealed =
+        Vec::with_capacity(payload.len() + vault_pack::ENTRY_HEADER_LEN + sealer.overhead());
+    sealer
+        .seal_appending(&mut sealed, |out| {
+            vault_pack::append_entry(out, codec, raw_len, payload)
+        })
+        .map_err(|source| VaultError::Crypto {
+            what: format!("sealing object {id}"),
+            source,
+        })?;
+    Ok(sealed)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::blob::{BlobError, RemoteStore};
+    use std::ops::Range;
+
+    use crate::blob::{BlobError, BlobKey, BlobMeta, RemoteStore};
     use crate::vault::tests::{Crashing, Shared, TEST_KDF};
     use crate::vault::{Secret, init};
 
@@ -326,13 +404,14 @@ mod tests {
     }
 
     #[test]
-    fn packs_and_indexes_are_stored_in_order_and_nothing_after_a_failure() {
+    fn no_index_is_stored_after_a_failure_and_what_was_indexed_is_not_sent_again() {
         let memory = Shared(Arc::new(RemoteStore::in_memory()));
         init::init(&memory, &Secret::None, TEST_KDF).expect("init");
-        // Two puts (the first pack and its index) succeed, then every put fails.
+        // Every pack put succeeds; the first index put too, the second fails.
         let failing = Crashing {
             inner: memory.clone(),
-            allowed: AtomicUsize::new(2),
+            allowed: AtomicUsize::new(1),
+            counts: "index/",
         };
         let mut vault = Vault::open_backend(Box::new(failing), &Secret::None).expect("open");
         let mut writer = PackWriter::new().expect("writer");
@@ -357,14 +436,14 @@ mod tests {
         drop(writer);
         let indexes = memory.list("index/").expect("list");
         assert_eq!(indexes.len(), 1, "only the first pack's index: {indexes:?}");
-        let packs = memory.list("packs/").expect("list");
-        assert_eq!(packs.len(), 1, "no pack after the failure: {packs:?}");
 
-        // The objects of the stored pack are in the index of a vault opened afterwards; a
-        // writer that works stores the rest, and every object reads back.
+        // The objects of the first pack are in the index of a vault opened afterwards, and
+        // they were the first added; a writer that works stores the rest, and every object
+        // reads back.
         let mut vault = Vault::open_backend(Box::new(memory.clone()), &Secret::None).expect("open");
-        let first_pack = added.iter().filter(|id| vault.contains(id)).count();
+        let first_pack = added.iter().take_while(|id| vault.contains(id)).count();
         assert!(first_pack >= 15, "{first_pack}");
+        assert!(added[first_pack..].iter().all(|id| !vault.contains(id)));
         let mut writer = PackWriter::new().expect("writer");
         for n in 0..64 {
             let (id, bytes) = object(n);
@@ -372,6 +451,103 @@ mod tests {
         }
         writer.flush(&mut vault).expect("flush");
         assert_eq!(writer.objects, 64 - first_pack as u64);
+        for n in 0..64 {
+            let (id, bytes) = object(n);
+            assert_eq!(vault.read_object(&id).expect("read"), bytes);
+        }
+    }
+
+    /// A backend whose put of the pack holding `slow` takes a while, and which notes the
+    /// order in which puts end.
+    struct SlowPack {
+        inner: Shared,
+        slow: Vec<u8>,
+        ended: parking_lot::Mutex<Vec<String>>,
+    }
+
+    impl BlobBackend for SlowPack {
+        fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            let slow = key.as_str().starts_with("packs/")
+                && data
+                    .windows(self.slow.len())
+                    .any(|w| w == self.slow.as_slice());
+            if slow {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+            }
+            self.inner.put(key, data)?;
+            self.ended.lock().push(key.as_str().to_owned());
+            Ok(())
+        }
+        fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+            self.inner.put_if_absent(key, data)
+        }
+        fn enforces_create_only(&self) -> bool {
+            true
+        }
+        fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+            self.inner.get(key)
+        }
+        fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
+            self.inner.get_range(key, range)
+        }
+        fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+            self.inner.head(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+            self.inner.delete(key)
+        }
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    #[test]
+    fn packs_are_stored_side_by_side_and_their_indexes_strictly_in_order() {
+        let memory = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&memory, &Secret::None, TEST_KDF).expect("init");
+        let backend = Arc::new(SlowPack {
+            inner: memory.clone(),
+            slow: object(0).1[..64].to_vec(),
+            ended: parking_lot::Mutex::new(Vec::new()),
+        });
+        let mut vault =
+            Vault::open_backend(Box::new(Shared(backend.clone())), &Secret::None).expect("open");
+        let mut writer = PackWriter::new().expect("writer");
+        for n in 0..64 {
+            let (id, bytes) = object(n);
+            writer.add(&mut vault, id, &bytes).expect("add");
+        }
+        writer.flush(&mut vault).expect("flush");
+        let ended = backend.ended.lock().clone();
+        let first = pack_key(writer.packs[0]).as_str().to_owned();
+        let first_done = ended
+            .iter()
+            .position(|key| *key == first)
+            .expect("first pack");
+        // The first pack (the slow one) ended after a later one: they were stored side by side.
+        assert!(first_done > 0, "{ended:?}");
+        // Each index ended after its own pack, in the order the packs were cut, and none
+        // before the first pack was stored.
+        let indexes: Vec<&String> = ended.iter().filter(|k| k.starts_with("index/")).collect();
+        let expected: Vec<String> = writer
+            .packs
+            .iter()
+            .map(|p| index_key(*p).as_str().to_owned())
+            .collect();
+        assert_eq!(indexes, expected.iter().collect::<Vec<_>>());
+        for pack in &writer.packs {
+            let at = |key: BlobKey| {
+                ended
+                    .iter()
+                    .position(|k| k == key.as_str())
+                    .expect("stored")
+            };
+            assert!(at(pack_key(*pack)) < at(index_key(*pack)));
+            assert!(at(index_key(*pack)) > first_done);
+        }
         for n in 0..64 {
             let (id, bytes) = object(n);
             assert_eq!(vault.read_object(&id).expect("read"), bytes);

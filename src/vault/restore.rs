@@ -17,25 +17,23 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::lock::{LockKind, VaultLock};
 use super::tree;
-use super::{Vault, VaultError};
+use super::{Vault, VaultError, fetch};
 use crate::chunk_store::ChunkStore;
 use crate::format::backup_record::BackupRecord;
 use crate::format::catalog::{Hold, Origin, SnapshotRecord};
 use crate::format::inode::InodeKind;
 use crate::format::object::{DirEntryObject, Object, ObjectId};
 use crate::history::path::escape_path;
-use crate::id::InodeNo;
-use crate::live::LiveFs;
+use crate::id::{ChunkId, InodeNo};
+use crate::live::{DataWorkers, LiveFs};
 use crate::snapshot::{
     RestoreError, Snapshots, TreeCounts, graft_stored_tree, new_store_with, restore_paths,
 };
-use crate::tree_objects::TreeObjects;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VaultRestoreReport {
@@ -62,7 +60,8 @@ pub fn restore(
         backup.root_uid,
         backup.root_gid,
         |live: &LiveFs| -> Result<VaultRestoreReport, VaultError> {
-            let (fetched, bytes_fetched) = fetch_tree(vault, &live.chunk_store(), backup.root)?;
+            let (fetched, bytes_fetched) =
+                fetch_tree(vault, &live.chunk_store(), live.workers(), backup.root)?;
             let objects_fetched = fetched.len() as u64;
             let restored = graft_stored_tree(live, &record)?;
             Ok(VaultRestoreReport {
@@ -91,56 +90,70 @@ fn as_snapshot(backup: &BackupRecord) -> SnapshotRecord {
     }
 }
 
+/// Tree objects read at once by the workers, while a level of the tree is walked.
+const TREE_BATCH: usize = 1024;
+/// File chunks gathered before they are fetched: bounds the list, and is large enough that
+/// most of a pack's entries are fetched together.
+const DATA_BATCH: usize = 64 * 1024;
+
 /// Copies every object of the tree at `root` from the vault into the chunk store; returns
 /// the ids stored (tree objects, their parts, file data) and their bytes.
+///
+/// The tree is walked a level at a time (no recursion, however deep), each level's objects
+/// read on the data workers; the file data is gathered and fetched by [`fetch::fetch_into`],
+/// entries close together in a pack with one read.
 fn fetch_tree(
     vault: &Vault,
-    chunks: &Arc<ChunkStore>,
+    chunks: &ChunkStore,
+    workers: &DataWorkers,
     root: ObjectId,
 ) -> Result<(HashSet<ObjectId>, u64), VaultError> {
-    let objects = TreeObjects::new(chunks.clone());
-    let mut fetched: HashSet<ObjectId> = HashSet::new();
+    let mut fetched: HashSet<ObjectId> = HashSet::from([root]);
     let mut bytes = 0u64;
-    let mut fetch = |id: ObjectId, bytes: &mut u64| -> Result<bool, VaultError> {
-        if !fetched.insert(id) {
-            return Ok(false);
-        }
-        let data = vault.read_object(&id)?;
-        *bytes += data.len() as u64;
-        chunks.put(&data)?;
-        Ok(true)
-    };
-    // (object id, whether it is a tree object rather than a chunk of data)
-    let mut stack = vec![(root, true)];
-    while let Some((id, tree)) = stack.pop() {
-        if !fetch(id, &mut bytes)? || !tree {
-            continue;
-        }
-        let raw = chunks.get(&id)?;
-        if let Ok(Object::Multipart(multipart)) = Object::decode(&raw) {
-            for part in multipart.parts {
-                fetch(part, &mut bytes)?;
+    let mut level = vec![root];
+    let mut data: Vec<ChunkId> = Vec::new();
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for batch in level.chunks(TREE_BATCH) {
+            let nodes = workers.map(batch, |id| -> Result<tree::Node, VaultError> {
+                let node = tree::read_node(vault, id)?;
+                chunks.put(&node.bytes)?;
+                for (_, part) in &node.parts {
+                    chunks.put(part)?;
+                }
+                Ok(node)
+            });
+            for node in nodes {
+                let node = node?;
+                bytes += node.bytes.len() as u64;
+                for (part, part_bytes) in &node.parts {
+                    if fetched.insert(*part) {
+                        bytes += part_bytes.len() as u64;
+                    }
+                }
+                for child in tree::children(&node.object) {
+                    match child {
+                        tree::Child::Tree(id, _) | tree::Child::Segment(id) => {
+                            if fetched.insert(id) {
+                                next.push(id);
+                            }
+                        }
+                        tree::Child::Data(id) => {
+                            if fetched.insert(id) {
+                                data.push(id);
+                            }
+                        }
+                    }
+                }
+                if data.len() >= DATA_BATCH {
+                    bytes += fetch::fetch_into(vault, chunks, workers, &data)?;
+                    data.clear();
+                }
             }
         }
-        match objects.get(&id)? {
-            Object::Directory(dir) => {
-                stack.extend(
-                    dir.entries
-                        .iter()
-                        .filter_map(|e| e.object.map(|o| (o, true))),
-                );
-            }
-            Object::File(file) => stack.extend(file.segments.iter().map(|(_, s)| (*s, true))),
-            Object::Segment(segment) => {
-                stack.extend(segment.blocks.iter().map(|(_, c)| (*c, false)));
-            }
-            Object::Multipart(_) => {
-                return Err(VaultError::Damaged(format!(
-                    "object {id}: nested multipart"
-                )));
-            }
-        }
+        level = next;
     }
+    bytes += fetch::fetch_into(vault, chunks, workers, &data)?;
     Ok((fetched, bytes))
 }
 
@@ -220,7 +233,7 @@ pub fn restore_path(
         }
     }
     if let Some(object) = entry.object {
-        let (below, bytes) = fetch_tree(vault, &chunks, object)?;
+        let (below, bytes) = fetch_tree(vault, &chunks, live.workers(), object)?;
         fetched.extend(below);
         bytes_fetched += bytes;
     }
