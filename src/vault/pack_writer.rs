@@ -457,25 +457,40 @@ mod tests {
         }
     }
 
-    /// A backend whose put of the pack holding `slow` takes a while, and which notes the
-    /// order in which puts end.
+    /// A backend whose put of the pack holding `slow` waits until another pack's put has
+    /// ended (for at most a few seconds), and which notes the order in which puts end.
     struct SlowPack {
         inner: Shared,
         slow: Vec<u8>,
         ended: parking_lot::Mutex<Vec<String>>,
+        another_pack: parking_lot::Condvar,
     }
 
     impl BlobBackend for SlowPack {
         fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-            let slow = key.as_str().starts_with("packs/")
+            let pack = key.as_str().starts_with("packs/");
+            if pack
                 && data
                     .windows(self.slow.len())
-                    .any(|w| w == self.slow.as_slice());
-            if slow {
-                std::thread::sleep(std::time::Duration::from_millis(300));
+                    .any(|w| w == self.slow.as_slice())
+            {
+                let mut ended = self.ended.lock();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while !ended.iter().any(|k| k.starts_with("packs/")) {
+                    if self
+                        .another_pack
+                        .wait_until(&mut ended, deadline)
+                        .timed_out()
+                    {
+                        break;
+                    }
+                }
             }
             self.inner.put(key, data)?;
             self.ended.lock().push(key.as_str().to_owned());
+            if pack {
+                self.another_pack.notify_all();
+            }
             Ok(())
         }
         fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
@@ -512,6 +527,7 @@ mod tests {
             inner: memory.clone(),
             slow: object(0).1[..64].to_vec(),
             ended: parking_lot::Mutex::new(Vec::new()),
+            another_pack: parking_lot::Condvar::new(),
         });
         let mut vault =
             Vault::open_backend(Box::new(Shared(backend.clone())), &Secret::None).expect("open");
@@ -527,7 +543,8 @@ mod tests {
             .iter()
             .position(|key| *key == first)
             .expect("first pack");
-        // The first pack (the slow one) ended after a later one: they were stored side by side.
+        // The first pack (held back until another one was stored) ended after a later one:
+        // they were stored side by side.
         assert!(first_done > 0, "{ended:?}");
         // Each index ended after its own pack, in the order the packs were cut, and none
         // before the first pack was stored.
