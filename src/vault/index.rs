@@ -76,6 +76,40 @@ fn read_index(vault: &Vault, key: &BlobKey, pack: VaultPackId) -> Result<PackInd
     Ok(index)
 }
 
+/// Index files read at once: each is small, and from an object store each read is a round
+/// trip, so they are read side by side, not one after another.
+const PARALLEL_READS: usize = 8;
+
+/// Reads the index files `wanted`, [`PARALLEL_READS`] at a time, in the order given.
+fn read_indexes(
+    vault: &Vault,
+    wanted: &[(VaultPackId, BlobKey)],
+) -> Vec<(VaultPackId, Result<PackIndex, VaultError>)> {
+    let read_part = |part: &[(VaultPackId, BlobKey)]| -> Vec<_> {
+        part.iter()
+            .map(|(pack, key)| (*pack, read_index(vault, key, *pack)))
+            .collect()
+    };
+    if wanted.len() < 2 {
+        return read_part(wanted);
+    }
+    let per_thread = wanted.len().div_ceil(PARALLEL_READS);
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = wanted
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || read_part(part)))
+            .collect();
+        readers
+            .into_iter()
+            .flat_map(|reader| {
+                reader
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 fn read_plan(vault: &Vault, key: &BlobKey) -> Result<Retirement, VaultError> {
     let what = || format!("gc retirement list {key}");
     let sealed = vault.backend.get(key)?;
@@ -99,16 +133,19 @@ impl Scan {
         // a list outlives every change its gc makes to index files.
         let mut indexes = Vec::new();
         let mut sizes = HashMap::new();
+        let mut unread = Vec::new();
         for meta in vault.backend.list(INDEX)? {
             let Some(pack) = listed_id(&meta.key, INDEX, VaultPackId::from_hex) else {
                 continue;
             };
             sizes.insert(pack, meta.size);
-            if let Some((_, index)) = known.0.get(&pack).filter(|(size, _)| *size == meta.size) {
-                indexes.push((pack, Ok(index.clone())));
-                continue;
+            match known.0.get(&pack).filter(|(size, _)| *size == meta.size) {
+                Some((_, index)) => indexes.push((pack, Ok(index.clone()))),
+                None => unread.push((pack, meta.key)),
             }
-            match read_index(vault, &meta.key, pack) {
+        }
+        for (pack, index) in read_indexes(vault, &unread) {
+            match index {
                 // Deleted since the listing (gc): it no longer counts.
                 Err(VaultError::Blob(crate::blob::BlobError::NotFound(_))) => {}
                 index => indexes.push((pack, index)),
