@@ -5,7 +5,8 @@
 //! before leaves only a stray file in `tmp/`, which is never listed.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -122,17 +123,18 @@ impl BlobBackend for LocalDir {
 
     fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
         let read = || -> io::Result<Vec<u8>> {
-            let mut file = File::open(self.path(key))?;
-            file.seek(SeekFrom::Start(range.start))?;
-            let len = range.end.saturating_sub(range.start);
-            let mut out = Vec::new();
-            file.take(len).read_to_end(&mut out)?;
-            if out.len() as u64 != len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("range {range:?} past the end of the object"),
-                ));
-            }
+            let len = usize::try_from(range.end.saturating_sub(range.start))
+                .map_err(|_| io::Error::other("range too large"))?;
+            let mut out = vec![0; len];
+            File::open(self.path(key))?
+                .read_exact_at(&mut out, range.start)
+                .map_err(|err| match err.kind() {
+                    io::ErrorKind::UnexpectedEof => io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("range {range:?} past the end of the object"),
+                    ),
+                    _ => err,
+                })?;
             Ok(out)
         };
         read().map_err(|err| io_error(key.as_str(), err))
