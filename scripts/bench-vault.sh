@@ -88,17 +88,6 @@ timed restic_incr restic backup --repo "$repo" "$plain"
 vault_added=$(($(du -sb "$vault" | cut -f1) - vault_before))
 restic_added=$(($(du -sb "$repo" | cut -f1) - restic_before))
 
-# 10 small files rewritten, on both sides.
-for i in $(seq 0 9); do
-    f=small/d$(printf %05d $((i * files / 1000)))/f00$i
-    head -c 2000 /dev/urandom >"$work/small-change"
-    cp "$work/small-change" "$mnt/$f"
-    cp "$work/small-change" "$plain/$f"
-done
-sync -f "$mnt/"
-timed snapfs_ten "$snapfs" backup --to "$vault" --mount "$mnt"
-timed restic_ten restic backup --repo "$repo" "$plain"
-
 timed snapfs_restore "$snapfs" vault restore "$vault" first "$work/restored-store"
 timed restic_restore restic restore latest --repo "$repo" --target "$work/restic-restored"
 # The restored store serves the same bytes (checked, not timed).
@@ -110,6 +99,17 @@ cmp -s <(cd "$work/restored-mnt/small" && find . -type f -exec md5sum {} + | sor
     <(cd "$plain/small" && find . -type f -exec md5sum {} + | sort) ||
     { echo "the restored share differs" >&2; exit 1; }
 "$snapfs" umount "$work/restored-mnt" >/dev/null
+
+# 10 small files rewritten, on both sides.
+for i in $(seq 0 9); do
+    f=small/d$(printf %05d $((i * files / 1000)))/f00$i
+    head -c 2000 /dev/urandom >"$work/small-change"
+    cp "$work/small-change" "$mnt/$f"
+    cp "$work/small-change" "$plain/$f"
+done
+sync -f "$mnt/"
+timed snapfs_ten "$snapfs" backup --to "$vault" --mount "$mnt"
+timed restic_ten restic backup --repo "$repo" "$plain"
 
 snapfs_find=- restic_find=-
 if "$snapfs" vault mount --help >/dev/null 2>&1; then
