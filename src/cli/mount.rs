@@ -53,6 +53,11 @@ pub struct MountArgs {
     /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "256M", value_parser = super::parse_size)]
     pub dirty_limit: u64,
+    /// Memory for the share's names and attributes loaded from the metadata database, in
+    /// bytes (suffixes K, M, G); past it, the directories used least recently are dropped from
+    /// memory and read again when next used, as the kernel's inode and dentry caches do.
+    #[arg(long, default_value = "64M", value_parser = super::parse_size)]
+    pub metadata_cache: u64,
     /// Seconds between commits when nobody calls fsync.
     #[arg(long, default_value_t = 2.0)]
     pub commit_interval: f64,
@@ -92,6 +97,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let options = LiveOptions {
         dirty_limit: args.dirty_limit,
         commit_interval: Duration::from_secs_f64(args.commit_interval),
+        metadata_cache: args.metadata_cache,
     };
     let signals = block_termination_signals()?;
     let live = LiveFs::serve(store, options).context("cannot load the share")?;

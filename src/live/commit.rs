@@ -110,10 +110,13 @@ fn committer(weak: Weak<LiveFs>) {
             state.requested
         };
         let result = fs.commit_once();
-        let mut state = fs.commits.state.lock();
-        state.completed = state.completed.max(target);
-        state.failed |= result.is_err();
-        fs.commits.done.notify_all();
+        {
+            let mut state = fs.commits.state.lock();
+            state.completed = state.completed.max(target);
+            state.failed |= result.is_err();
+            fs.commits.done.notify_all();
+        }
+        fs.evict_after_commit();
     }
 }
 

@@ -21,7 +21,8 @@ impl Namespace {
     /// The namespace of a mount: the root alone, plus the inodes to purge (committed with no
     /// name left: a crash while they were open but unlinked). Reads a few records, whatever the
     /// size of the share.
-    pub fn open(meta: MetaStore) -> FsResult<(Self, Vec<InodeNo>)> {
+    /// `max_inodes` is the memory budget (see `evict`).
+    pub fn open(meta: MetaStore, max_inodes: usize) -> FsResult<(Self, Vec<InodeNo>)> {
         let state = meta.mount_state()?;
         let reader = meta.read_namespace()?;
         let root = InodeNo::ROOT;
@@ -41,6 +42,9 @@ impl Namespace {
             next_inode: state.next_inode,
             meta,
             inode_count: state.inode_count,
+            max_inodes,
+            evict_above: max_inodes,
+            clock: std::sync::atomic::AtomicU64::new(1),
         };
         namespace.inode_count = namespace.inode_count.max(1);
         Ok((namespace, state.orphans))
@@ -214,7 +218,7 @@ fn inconsistent(ino: InodeNo, what: &'static str) -> MetaError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use crate::id::InodeNo;
@@ -227,7 +231,7 @@ mod tests {
 
     /// Everything the share shows through its operations, by path: inode number, record,
     /// extended attributes and, for files, content. Walked without recursion.
-    fn describe(live: &LiveFs) -> BTreeMap<String, String> {
+    pub(crate) fn describe(live: &LiveFs) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let mut pending = vec![(InodeNo::ROOT, String::new())];
         while let Some((dir, path)) = pending.pop() {
@@ -270,7 +274,7 @@ mod tests {
     }
 
     /// A share of `dirs` directories of 10 files, each file with an extended attribute.
-    fn populate(live: &LiveFs, dirs: usize) {
+    pub(crate) fn populate(live: &LiveFs, dirs: usize) {
         for d in 0..dirs {
             mkdir(live, &format!("d{d}"));
             mkdir(live, &format!("d{d}/sub"));

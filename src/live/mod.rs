@@ -16,6 +16,7 @@ mod content;
 mod create;
 mod dir;
 pub mod error;
+mod evict;
 mod freeze;
 mod graft;
 mod handles;
@@ -89,6 +90,9 @@ pub struct LiveOptions {
     pub dirty_limit: u64,
     /// How often changes are committed when nobody calls fsync.
     pub commit_interval: std::time::Duration,
+    /// Bytes of memory for the namespace (inodes, entries, attributes) loaded from the
+    /// metadata database; past it, what was used least recently is evicted (see `evict`).
+    pub metadata_cache: u64,
 }
 
 impl Default for LiveOptions {
@@ -96,6 +100,7 @@ impl Default for LiveOptions {
         LiveOptions {
             dirty_limit: 256 << 20,
             commit_interval: std::time::Duration::from_secs(2),
+            metadata_cache: evict::DEFAULT_METADATA_CACHE,
         }
     }
 }
@@ -157,7 +162,8 @@ impl LiveFs {
             chunks,
             lock,
         } = store;
-        let (namespace, orphans) = Namespace::open(meta.clone())?;
+        let (namespace, orphans) =
+            Namespace::open(meta.clone(), evict::max_inodes(options.metadata_cache))?;
         let fs = Arc::new(LiveFs {
             store: chunks,
             meta,
@@ -420,11 +426,16 @@ impl LiveFs {
         {
             let tree = self.tree.read();
             if tree.nodes.contains_key(&dir) && tree.is_listed(dir)? {
-                return Ok(tree);
+                tree.touch(dir);
+                if !tree.over_budget() {
+                    return Ok(tree);
+                }
             }
         }
         let mut tree = self.tree.write();
         tree.list(dir)?;
+        tree.touch(dir);
+        self.evict_if_needed(&mut tree, dir);
         Ok(parking_lot::RwLockWriteGuard::downgrade(tree))
     }
 
@@ -433,12 +444,13 @@ impl LiveFs {
     fn read_loaded(&self, ino: InodeNo) -> FsResult<parking_lot::RwLockReadGuard<'_, Namespace>> {
         {
             let tree = self.tree.read();
-            if tree.nodes.contains_key(&ino) {
+            if tree.nodes.contains_key(&ino) && !tree.over_budget() {
                 return Ok(tree);
             }
         }
         let mut tree = self.tree.write();
         tree.load(ino)?;
+        self.evict_if_needed(&mut tree, ino);
         Ok(parking_lot::RwLockWriteGuard::downgrade(tree))
     }
 

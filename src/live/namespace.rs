@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::content::FileContent;
 use super::error::{FsError, FsResult};
@@ -51,6 +51,9 @@ pub struct Node {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub content: Option<Arc<FileContent>>,
     pub open_handles: AtomicU32,
+    /// When a directory was last looked up in or listed (the namespace's `clock`): eviction
+    /// unlists the least recently used first.
+    pub used: AtomicU64,
 }
 
 impl Node {
@@ -74,6 +77,7 @@ impl Node {
             xattrs: BTreeMap::new(),
             content,
             open_handles: AtomicU32::new(0),
+            used: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +133,14 @@ pub struct Namespace {
     pub(super) meta: MetaStore,
     /// How many inodes the share has, in memory or not.
     pub(super) inode_count: u64,
+    /// The most inodes memory should hold (`--metadata-cache`, see `evict`).
+    pub(super) max_inodes: usize,
+    /// Above this many inodes in memory, the next load tries to evict: the budget, or more
+    /// after an eviction that could not get below it (what it left was pinned), so that a
+    /// share full of pinned inodes does not pay a scan per request.
+    pub(super) evict_above: usize,
+    /// Ticks once per use of a directory (`Node::used`).
+    pub(super) clock: AtomicU64,
 }
 
 impl Namespace {
@@ -148,6 +160,19 @@ impl Namespace {
     /// How many inodes the share has.
     pub fn inode_count(&self) -> u64 {
         self.inode_count
+    }
+
+    /// Records a use of `ino` (for the least-recently-used order of eviction).
+    pub fn touch(&self, ino: InodeNo) {
+        if let Some(node) = self.nodes.get(&ino) {
+            let now = self.clock.fetch_add(1, Ordering::Relaxed);
+            node.used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether memory holds more inodes than the next eviction is to leave.
+    pub fn over_budget(&self) -> bool {
+        self.nodes.len() > self.evict_above
     }
 
     pub fn node(&self, ino: InodeNo) -> FsResult<&Node> {

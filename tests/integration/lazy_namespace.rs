@@ -1,7 +1,9 @@
 //! The namespace loaded on demand, through a real mount: after a remount the daemon holds only
 //! the root, and renames, links and unlinks across directories it has not listed yet, a
 //! snapshot, another remount and a full walk give exactly what the same operations give on the
-//! host's own file system (a mirror tree built beside the store).
+//! host's own file system (a mirror tree built beside the store); the same again with a
+//! metadata cache far smaller than the share, so that directories are evicted and loaded again
+//! throughout.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -62,7 +64,18 @@ fn both(mnt: &Path, mirror: &Path, op: impl Fn(&Path)) {
 
 #[test]
 fn changes_across_directories_not_yet_loaded_match_a_plain_file_system() {
-    let mut m = Mounted::new();
+    changes_match_a_plain_file_system(&[]);
+}
+
+/// The same with a metadata cache of 64 inodes, far smaller than the share (about 1,000):
+/// every walk evicts, and every change reaches directories evicted and loaded again.
+#[test]
+fn changes_across_evicted_directories_match_a_plain_file_system() {
+    changes_match_a_plain_file_system(&["--metadata-cache", "64K"]);
+}
+
+fn changes_match_a_plain_file_system(mount_args: &[&str]) {
+    let mut m = Mounted::new_with(&[], mount_args);
     let mirror_dir = tempfile::tempdir().expect("mirror");
     let mirror = mirror_dir.path();
     let mnt = m.mnt.clone();
