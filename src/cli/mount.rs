@@ -149,7 +149,11 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_mount: args.writeback_cache.then(|| mountpoint.clone()),
     }))?;
     let mut unmounter = session.unmount_callable();
-    let (signal_live, signal_mount) = (live.clone(), mountpoint.clone());
+    // Weak: this thread outlives the session when the mount ends otherwise (it waits for a
+    // signal that never comes), and a strong reference would keep the share, and with it the
+    // metadata database, open at exit: redb would then check the whole database at the next
+    // mount, which would take time in proportion to the share.
+    let (signal_live, signal_mount) = (Arc::downgrade(&live), mountpoint.clone());
     // Set before the signal thread unmounts: a session that ends after it was set may have
     // ended by the forced unmount's abort, before that thread detached the mount, so the main
     // thread waits for it (else the process could exit leaving a dead mount attached).
@@ -166,7 +170,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
                         "unmount after {signal} failed ({err}): files are open on the share; \
                          saving what the kernel holds, then detaching the mount"
                     );
-                    force_unmount(&signal_live, &signal_mount);
+                    if let Some(live) = signal_live.upgrade() {
+                        force_unmount(&live, &signal_mount);
+                    }
                 }
             }
         })?;

@@ -165,8 +165,19 @@ impl MetaStore {
     }
 
     pub fn open(store_dir: &Path) -> Result<Self, MetaError> {
+        let warned = std::sync::atomic::AtomicBool::new(false);
         let db = Database::builder()
             .set_cache_size(META_CACHE_BYTES)
+            .set_repair_callback(move |session| {
+                // redb walks the whole database when it was not closed cleanly: a mount then
+                // takes time in proportion to the share.
+                if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        progress = session.progress(),
+                        "the metadata database was not closed cleanly; redb is checking it"
+                    );
+                }
+            })
             .open(store_dir.join(META_FILE))?;
         Ok(MetaStore { db: Arc::new(db) })
     }
