@@ -152,6 +152,9 @@ impl Store {
             config
         };
         let meta = MetaStore::open(&dir)?;
+        if crate::meta::namespace::ensure_tables(&meta.database())? {
+            tracing::info!(store = %dir.display(), "built the namespace lookup tables");
+        }
         let chunks = Arc::new(ChunkStore::open(&dir, meta.database())?);
         Ok(Store {
             dir,
@@ -254,6 +257,79 @@ mod tests {
             0,
             "now it had"
         );
+        drop(objects);
+        crate::testing::close(live);
+    }
+
+    /// `tests/fixtures/store-v3`, written by the version-3 release (`snapfs mount`, then
+    /// `kill -9` while a file deleted after its last name went was still open): directories,
+    /// a file with three hard links in three directories, a symbolic link, a FIFO, extended
+    /// attributes, two snapshots, changes after them, and that orphan. Upgraded, it gains the
+    /// `names` and `orphans` tables (the orphan is found in them and purged at mount), its
+    /// share reads back whole when loaded on demand, its hard links keep their bookkeeping,
+    /// and the first freeze encodes everything once (format 3's `frozen` table is dropped).
+    #[test]
+    fn a_version_3_store_gains_the_namespace_tables() {
+        use crate::testing::{lookup, read_file};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v3");
+        std::fs::create_dir_all(dir.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
+        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
+            std::fs::copy(fixture.join(name), dir.join(name)).expect("copy fixture");
+        }
+        let before =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("v3");
+        assert_eq!(before.format_version, 3);
+
+        let store = Store::open(&dir).expect("opens and upgrades");
+        assert_eq!(store.config.share_id(), before.share_id());
+        let state = store.meta.mount_state().expect("mount state");
+        assert_eq!(state.orphans.len(), 1, "the file open at the crash");
+        let orphan = state.orphans[0];
+        drop(store);
+        let live = crate::testing::open(&dir);
+        assert!(
+            live.getattr(orphan).is_err(),
+            "the orphan is purged at mount"
+        );
+        assert!(read_file(&live, "a/f0") == b"file 0\n");
+        assert!(read_file(&live, "a/f2") == b"changed");
+        assert!(read_file(&live, "d/f3moved") == b"file 3\n");
+        assert!(read_file(&live, "a/b/c/after") == b"after");
+        assert_eq!(read_file(&live, "a/b/c/big").len(), 20000);
+        assert!(lookup(&live, "a/f4").is_err(), "removed before the crash");
+        assert!(lookup(&live, "d/fifo").is_ok());
+        let colour = live.getxattr(lookup(&live, "a/f1").expect("f1").ino, b"user.colour", 64);
+        assert!(matches!(colour, Ok(crate::live::XattrReply::Data(v)) if v == b"blue"));
+        // The hard link, found first through `d`, whose siblings in `a` and `a/b` are not
+        // listed yet.
+        let hard = lookup(&live, "d/hard2").expect("hard2");
+        assert_eq!(hard.record.nlink, 3);
+        let a = lookup(&live, "a").expect("a").ino;
+        live.unlink(a, b"hard3").expect("unlink");
+        assert!(read_file(&live, "a/b/hard") == b"hard");
+        assert_eq!(lookup(&live, "a/b/hard").expect("hard").record.nlink, 2);
+        live.assert_consistent();
+
+        let snapshots = crate::testing::snapshots_of(&live);
+        assert_eq!(snapshots.list().len(), 2, "both snapshots are kept");
+        let objects = snapshots.objects().clone();
+        let first = live.freeze(&objects).expect("freeze");
+        assert!(first.encoded > 10, "format 3's frozen objects were dropped");
+        live.commit_now().expect("commit");
+        drop((objects, snapshots));
+        crate::testing::close(live);
+
+        let on_disk =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
+        let live = crate::testing::open(&dir);
+        assert_eq!(lookup(&live, "d/hard2").expect("hard2").record.nlink, 2);
+        let objects = crate::tree_objects::TreeObjects::new(live.chunk_store());
+        assert_eq!(live.freeze(&objects).expect("freeze").encoded, 0);
         drop(objects);
         crate::testing::close(live);
     }

@@ -24,7 +24,11 @@ pub fn new_store(dir: &Path, name: &str) -> (PathBuf, Arc<LiveFs>) {
 }
 
 pub fn open(store: &Path) -> Arc<LiveFs> {
-    LiveFs::serve(Store::open(store).expect("open"), LiveOptions::default()).expect("serve")
+    open_with(store, LiveOptions::default())
+}
+
+pub fn open_with(store: &Path, options: LiveOptions) -> Arc<LiveFs> {
+    LiveFs::serve(Store::open(store).expect("open"), options).expect("serve")
 }
 
 /// The snapshots of a share, on the system clock.

@@ -131,7 +131,10 @@ pub fn verify(
         }
         None => {
             let root = uses.source(String::from("live"));
-            for (ino, paths) in live.file_paths(&mut uses.paths, root) {
+            let files = live
+                .file_paths(&mut uses.paths, root)
+                .map_err(|err| ChunkStoreError::Io(std::io::Error::other(err.to_string())))?;
+            for (ino, paths) in files {
                 let file_chunks = match live.file_chunks(ino) {
                     Ok(file_chunks) => file_chunks,
                     Err(err) => {

@@ -53,6 +53,11 @@ pub struct MountArgs {
     /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "256M", value_parser = super::parse_size)]
     pub dirty_limit: u64,
+    /// Memory for the share's names and attributes loaded from the metadata database, in
+    /// bytes (suffixes K, M, G); past it, the directories used least recently are dropped from
+    /// memory and read again when next used, as the kernel's inode and dentry caches do.
+    #[arg(long, default_value = "64M", value_parser = super::parse_size)]
+    pub metadata_cache: u64,
     /// Seconds between commits when nobody calls fsync.
     #[arg(long, default_value_t = 2.0)]
     pub commit_interval: f64,
@@ -92,6 +97,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let options = LiveOptions {
         dirty_limit: args.dirty_limit,
         commit_interval: Duration::from_secs_f64(args.commit_interval),
+        metadata_cache: args.metadata_cache,
     };
     let signals = block_termination_signals()?;
     let live = LiveFs::serve(store, options).context("cannot load the share")?;
@@ -143,7 +149,11 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
         writeback_mount: args.writeback_cache.then(|| mountpoint.clone()),
     }))?;
     let mut unmounter = session.unmount_callable();
-    let (signal_live, signal_mount) = (live.clone(), mountpoint.clone());
+    // Weak: this thread outlives the session when the mount ends otherwise (it waits for a
+    // signal that never comes), and a strong reference would keep the share, and with it the
+    // metadata database, open at exit: redb would then check the whole database at the next
+    // mount, which would take time in proportion to the share.
+    let (signal_live, signal_mount) = (Arc::downgrade(&live), mountpoint.clone());
     // Set before the signal thread unmounts: a session that ends after it was set may have
     // ended by the forced unmount's abort, before that thread detached the mount, so the main
     // thread waits for it (else the process could exit leaving a dead mount attached).
@@ -160,7 +170,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
                         "unmount after {signal} failed ({err}): files are open on the share; \
                          saving what the kernel holds, then detaching the mount"
                     );
-                    force_unmount(&signal_live, &signal_mount);
+                    if let Some(live) = signal_live.upgrade() {
+                        force_unmount(&live, &signal_mount);
+                    }
                 }
             }
         })?;

@@ -12,6 +12,11 @@
 //! random share id, and the file is rewritten at the current version; the accounting tables are
 //! built when the snapshots are first opened (`Snapshots::open`), guided by a marker inside the
 //! database, and the `frozen` table starts empty, so the first snapshot encodes everything once.
+//! 4 loads the namespace on demand: the database gains the `names` and `orphans` tables (kept
+//! by every commit) and a stricter `frozen` table (a change removes the entries of every
+//! directory above it), see `meta::namespace`. A version-3 build would commit without keeping
+//! them. A version-3 store gets them when it is next opened, in one transaction guided by a
+//! marker inside the database (`meta::namespace::ensure_tables`), its `frozen` table emptied.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +29,7 @@ fn new_share_id() -> Result<ShareId, StoreConfigError> {
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 3;
+pub const STORE_FORMAT_VERSION: u32 = 4;
 /// The oldest version this build still opens (and upgrades).
 pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;

@@ -73,11 +73,10 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
         marked.insert(chunk);
     }
     // After the snapshots: what the live share froze to last is mostly their objects.
-    for root in snapshots
-        .roots_in_use()
-        .into_iter()
-        .chain(live.frozen_objects())
-    {
+    for root in snapshots.roots_in_use().into_iter().chain(
+        live.frozen_objects()
+            .map_err(|err| GcError::Meta(err.to_string()))?,
+    ) {
         walk_tree(snapshots.objects(), root, &mut |id| marked.insert(id))?;
     }
     Ok(marked)

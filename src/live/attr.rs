@@ -42,12 +42,12 @@ impl LiveFs {
     }
 
     pub fn getattr(&self, ino: InodeNo) -> FsResult<Attr> {
-        let tree = self.tree.read();
+        let tree = self.read_loaded(ino)?;
         Ok(self.attr_of(ino, tree.node(ino)?))
     }
 
     pub fn readlink(&self, ino: InodeNo) -> FsResult<Vec<u8>> {
-        let tree = self.tree.read();
+        let tree = self.read_loaded(ino)?;
         let node = tree.node(ino)?;
         if node.record.kind != InodeKind::Symlink {
             return Err(FsError::InvalidArgument);
@@ -60,7 +60,7 @@ impl LiveFs {
     pub fn setattr(&self, ino: InodeNo, change: SetAttr) -> FsResult<Attr> {
         self.check_writable()?;
         let now = Timestamp::now();
-        let mut tree = self.tree.write();
+        let mut tree = self.write_loaded(ino)?;
         let node = tree.node_mut(ino)?;
         if let Some(size) = change.size {
             let content = node.content.clone().ok_or(match node.record.kind {

@@ -110,10 +110,13 @@ fn committer(weak: Weak<LiveFs>) {
             state.requested
         };
         let result = fs.commit_once();
-        let mut state = fs.commits.state.lock();
-        state.completed = state.completed.max(target);
-        state.failed |= result.is_err();
-        fs.commits.done.notify_all();
+        {
+            let mut state = fs.commits.state.lock();
+            state.completed = state.completed.max(target);
+            state.failed |= result.is_err();
+            fs.commits.done.notify_all();
+        }
+        fs.evict_after_commit();
     }
 }
 
@@ -181,13 +184,7 @@ impl LiveFs {
             let mut changed = self.changed.lock();
             let files = std::mem::take(&mut changed.since_commit);
             let newly_frozen = std::mem::take(&mut changed.newly_frozen);
-            let newly_thawed: Vec<InodeNo> = changed
-                .since_freeze
-                .iter()
-                .filter(|ino| !changed.thaw_persisted.contains(ino))
-                .copied()
-                .collect();
-            changed.thaw_persisted.extend(newly_thawed.iter().copied());
+            let newly_thawed = thaw_chains(&tree, &mut changed);
             (files, newly_frozen, newly_thawed)
         };
         let ctx = self.data_context();
@@ -223,19 +220,11 @@ impl LiveFs {
         }
         self.changed.lock().since_commit.extend(retry);
         // What the freezes since the last commit encoded is persisted; then every inode changed
-        // since the last freeze (a superset of this batch's changes made after it), with the
-        // directories holding it (their entries hold its attributes), loses its persisted
-        // frozen object. The directories further up are thawed at load (`meta`'s `frozen`).
-        // A change made before the freeze is in the freeze's objects.
+        // since the last freeze (a superset of this batch's changes made after it), with every
+        // directory above it, loses its persisted frozen object (`meta`'s `frozen` table). A
+        // change made before the freeze is in the freeze's objects.
         batch.frozen = newly_frozen;
-        let mut thawed = Vec::new();
-        for ino in newly_thawed {
-            thawed.push(ino);
-            thawed.extend(tree.containing_dirs(ino));
-        }
-        thawed.sort_unstable();
-        thawed.dedup();
-        batch.thawed = thawed;
+        batch.thawed = newly_thawed;
         batch.removed_inodes = dirt.removed.into_iter().collect();
         batch.dirents = dirt
             .dirents
@@ -263,6 +252,30 @@ impl LiveFs {
         self.store.committed(&staged.ids);
         Ok(())
     }
+}
+
+/// The inodes whose persisted frozen object the next commit removes: every inode changed since
+/// the last freeze, and every directory above it (each directory holding it, and theirs, up to
+/// the root), but none a commit since that freeze already removed (`thaw_persisted`, which
+/// holds whole chains: a directory in it has every directory above it in it too, or a change
+/// of entries that moved it put its new parent in `since_freeze`). All of them are in memory
+/// (the namespace's invariant), so the walk needs no database read.
+fn thaw_chains(tree: &super::namespace::Namespace, changed: &mut super::Changed) -> Vec<InodeNo> {
+    let mut pending: Vec<InodeNo> = changed
+        .since_freeze
+        .iter()
+        .filter(|ino| !changed.thaw_persisted.contains(ino))
+        .copied()
+        .collect();
+    let mut thawed = Vec::new();
+    while let Some(ino) = pending.pop() {
+        if changed.thaw_persisted.insert(ino) {
+            thawed.push(ino);
+            pending.extend(tree.containing_dirs(ino));
+        }
+    }
+    thawed.sort_unstable();
+    thawed
 }
 
 fn meta_err(err: impl Into<redb::Error>) -> FsError {

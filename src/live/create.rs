@@ -65,6 +65,7 @@ impl LiveFs {
         caller: Caller,
     ) -> FsResult<InodeNo> {
         check_name(name)?;
+        tree.list(parent)?;
         let parent_node = tree.node(parent)?;
         let entries = parent_node.entries.as_ref().ok_or(FsError::NotDirectory)?;
         if entries.contains_key(name) {
@@ -118,7 +119,7 @@ impl LiveFs {
         if !node.is_dir() {
             node.links.push(parent);
         }
-        tree.nodes.insert(ino, node);
+        tree.insert_new(ino, node);
         let parent_node = tree.node_mut(parent)?;
         parent_node
             .entries
@@ -140,7 +141,8 @@ impl LiveFs {
     pub fn link(&self, ino: InodeNo, new_parent: InodeNo, new_name: &[u8]) -> FsResult<Attr> {
         self.check_writable()?;
         check_name(new_name)?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_loaded(ino)?;
+        tree.list(new_parent)?;
         if tree.dir(new_parent)?.contains_key(new_name) {
             return Err(FsError::Exists);
         }

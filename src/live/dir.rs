@@ -15,14 +15,14 @@ pub struct DirEntry {
 
 impl LiveFs {
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> FsResult<Attr> {
-        let tree = self.tree.read();
+        let tree = self.read_listed(parent)?;
         let ino = tree.lookup(parent, name)?;
         Ok(self.attr_of(ino, tree.node(ino)?))
     }
 
     /// Opens a directory: its listing, with `.` and `..`, is taken now.
     pub fn opendir(&self, ino: InodeNo) -> FsResult<u64> {
-        let tree = self.tree.read();
+        let tree = self.read_listed(ino)?;
         let node = tree.node(ino)?;
         let entries = tree.dir(ino)?;
         let mut listing = Vec::with_capacity(entries.len() + 2);

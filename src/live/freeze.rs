@@ -1,7 +1,9 @@
 //! Freezing the live share into a snapshot: an immutable Merkle tree of objects in the chunk
 //! store. Each inode remembers the object it froze to until it changes, and a change thaws the
 //! inode and every directory above it, so a freeze re-encodes only the changed paths: its cost
-//! follows what changed since the previous freeze, not the size of the share.
+//! follows what changed since the previous freeze, not the size of the share. What is not in
+//! memory has not changed since the mount: a directory not listed stands for its subtree by the
+//! frozen object persisted for it, or, if it has none, is listed and encoded.
 
 use super::LiveFs;
 use super::error::{FsError, FsResult};
@@ -79,8 +81,15 @@ impl LiveFs {
                     let node = tree.node(ino)?;
                     if node.frozen.is_some() {
                         // Unchanged since the last freeze, or reached before by another link.
+                        // A directory not listed is trusted by its own frozen object: every
+                        // change below it removed that (`meta`'s `frozen` table).
                         continue;
                     }
+                    if node.is_dir() {
+                        // Never frozen, or thawed since: its entries are needed to encode it.
+                        tree.list(ino)?;
+                    }
+                    let node = tree.node(ino)?;
                     match &node.entries {
                         Some(entries) => {
                             stack.push(Frame::Exit(ino));

@@ -141,6 +141,9 @@ impl LiveFs {
                     if existing.is_some() && !overwrite {
                         return Err(FsError::Exists);
                     }
+                    if let Some(old) = existing {
+                        tree.list_subtree(old)?;
+                    }
                     let nodes = build(&mut tree, subtree, Top::EntryIn(parent), now)?;
                     // Nothing fails from here on: the change is made whole or not at all.
                     if let Some(old) = existing {
@@ -164,6 +167,7 @@ impl LiveFs {
                     vec![(parent, name.to_vec())]
                 }
                 GraftPoint::Root => {
+                    tree.list_subtree(InodeNo::ROOT)?;
                     let old: Vec<(Vec<u8>, InodeNo)> = tree
                         .dir(InodeNo::ROOT)?
                         .iter()
@@ -202,7 +206,7 @@ impl LiveFs {
     fn insert_grafted(&self, tree: &mut Namespace, nodes: Vec<(InodeNo, Node)>) {
         for (ino, node) in nodes {
             self.mark_grafted(ino, &node);
-            tree.nodes.insert(ino, node);
+            tree.insert_new(ino, node);
         }
     }
 

@@ -25,7 +25,7 @@ impl LiveFs {
         if writable || truncate {
             self.check_writable()?;
         }
-        let tree = self.tree.read();
+        let tree = self.read_loaded(ino)?;
         let node = tree.node(ino)?;
         let content = match (&node.content, node.record.kind) {
             (Some(content), _) => content.clone(),
@@ -187,7 +187,7 @@ impl LiveFs {
     pub fn statfs(&self) -> FsResult<FsStats> {
         // The share can hold what the file system under the store can hold.
         let host = nix::sys::statvfs::statvfs(&self.store_dir).map_err(std::io::Error::from)?;
-        let files = self.tree.read().nodes.len() as u64;
+        let files = self.tree.read().inode_count();
         let block_size = 4096u32;
         let scale = |n: u64| n * host.fragment_size() / u64::from(block_size);
         Ok(FsStats {

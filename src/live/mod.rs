@@ -16,10 +16,12 @@ mod content;
 mod create;
 mod dir;
 pub mod error;
+mod evict;
 mod freeze;
 mod graft;
 mod handles;
 mod io;
+mod load;
 mod namespace;
 mod remove;
 mod rename;
@@ -88,6 +90,9 @@ pub struct LiveOptions {
     pub dirty_limit: u64,
     /// How often changes are committed when nobody calls fsync.
     pub commit_interval: std::time::Duration,
+    /// Bytes of memory for the namespace (inodes, entries, attributes) loaded from the
+    /// metadata database; past it, what was used least recently is evicted (see `evict`).
+    pub metadata_cache: u64,
 }
 
 impl Default for LiveOptions {
@@ -95,6 +100,7 @@ impl Default for LiveOptions {
         LiveOptions {
             dirty_limit: 256 << 20,
             commit_interval: std::time::Duration::from_secs(2),
+            metadata_cache: evict::DEFAULT_METADATA_CACHE,
         }
     }
 }
@@ -109,8 +115,9 @@ struct Changed {
     since_freeze: std::collections::HashSet<InodeNo>,
     /// What the last freezes encoded, for the next commit to persist.
     newly_frozen: Vec<(InodeNo, crate::format::object::ObjectId)>,
-    /// Inodes of `since_freeze` whose persisted frozen object a commit already removed (so the
-    /// next commits need not remove it again). Emptied by a freeze, with `since_freeze`.
+    /// Inodes whose persisted frozen object a commit already removed since the last freeze,
+    /// each with every directory above it (so the next commits need not remove them again).
+    /// Emptied by a freeze, with `since_freeze`.
     thaw_persisted: std::collections::HashSet<InodeNo>,
 }
 
@@ -155,7 +162,8 @@ impl LiveFs {
             chunks,
             lock,
         } = store;
-        let (namespace, orphans) = Namespace::load(meta.load_tree()?);
+        let (namespace, orphans) =
+            Namespace::open(meta.clone(), evict::max_inodes(options.metadata_cache))?;
         let fs = Arc::new(LiveFs {
             store: chunks,
             meta,
@@ -228,7 +236,7 @@ impl LiveFs {
 
     /// Removes an inode nobody names or has open, and its data.
     fn purge(&self, tree: &mut Namespace, ino: InodeNo) {
-        if let Some(node) = tree.nodes.remove(&ino)
+        if let Some(node) = tree.forget(ino)
             && let Some(content) = &node.content
         {
             content.lock().discard(&self.data_context());
@@ -316,7 +324,7 @@ impl LiveFs {
             return;
         }
         let files: Vec<(InodeNo, Vec<u8>)> = {
-            let tree = self.tree.read();
+            let mut tree = self.tree.write();
             open.into_iter()
                 .filter_map(|ino| tree.path_of(ino).map(|path| (ino, path)))
                 .collect()
@@ -394,13 +402,69 @@ impl LiveFs {
     /// the last freeze are thawed first (the freeze would thaw them anyway), so that what they
     /// froze to before the change is not kept. (Mostly the newest snapshot's objects; a walk
     /// from them stops at once at what it saw.)
-    pub fn frozen_objects(&self) -> Vec<crate::format::object::ObjectId> {
+    ///
+    /// Inodes not in memory count with their persisted objects: unchanged since the mount, the
+    /// next freeze reuses them, or (below a directory thawed since) their own.
+    pub fn frozen_objects(
+        &self,
+    ) -> Result<Vec<crate::format::object::ObjectId>, crate::meta::MetaError> {
+        let persisted = self.meta.frozen_ids()?;
         let mut tree = self.tree.write();
         let stale: Vec<InodeNo> = self.changed.lock().since_freeze.iter().copied().collect();
         for ino in stale {
             tree.thaw(ino);
         }
-        tree.nodes.values().filter_map(|node| node.frozen).collect()
+        let unloaded = persisted
+            .into_iter()
+            .filter(|(ino, _)| !tree.nodes.contains_key(ino))
+            .map(|(_, id)| id);
+        Ok(tree
+            .nodes
+            .values()
+            .filter_map(|node| node.frozen)
+            .chain(unloaded)
+            .collect())
+    }
+
+    /// The namespace, read-locked, with `dir` listed (listing it under the write lock first if
+    /// it is not).
+    fn read_listed(&self, dir: InodeNo) -> FsResult<parking_lot::RwLockReadGuard<'_, Namespace>> {
+        {
+            let tree = self.tree.read();
+            if tree.nodes.contains_key(&dir) && tree.is_listed(dir)? {
+                tree.touch(dir);
+                if !tree.over_budget() {
+                    return Ok(tree);
+                }
+            }
+        }
+        let mut tree = self.tree.write();
+        tree.list(dir)?;
+        tree.touch(dir);
+        self.evict_if_needed(&mut tree, dir);
+        Ok(parking_lot::RwLockWriteGuard::downgrade(tree))
+    }
+
+    /// The namespace, read-locked, with `ino` in memory (loading it by number under the write
+    /// lock first if it is not).
+    fn read_loaded(&self, ino: InodeNo) -> FsResult<parking_lot::RwLockReadGuard<'_, Namespace>> {
+        {
+            let tree = self.tree.read();
+            if tree.nodes.contains_key(&ino) && !tree.over_budget() {
+                return Ok(tree);
+            }
+        }
+        let mut tree = self.tree.write();
+        tree.load(ino)?;
+        self.evict_if_needed(&mut tree, ino);
+        Ok(parking_lot::RwLockWriteGuard::downgrade(tree))
+    }
+
+    /// The namespace, write-locked, with `ino` in memory.
+    fn write_loaded(&self, ino: InodeNo) -> FsResult<parking_lot::RwLockWriteGuard<'_, Namespace>> {
+        let mut tree = self.tree.write();
+        tree.load(ino)?;
+        Ok(tree)
     }
 
     /// Adds every chunk the in-memory block maps name (including changes not yet committed).

@@ -1,23 +1,32 @@
-//! The in-memory namespace of the live share: every inode's attributes, every directory's
-//! entries, and what changed since the last commit.
+//! The namespace of the live share as far as it is in memory: the inodes used since the mount,
+//! with their attributes and, for the directories listed, their entries; and what changed
+//! since the last commit. The rest is in the metadata database and is loaded on demand (see
+//! `load`): mounting loads the root alone, whatever the size of the share.
 //!
 //! Invariants (kept by every operation, checked by the unit tests of the operations):
-//! - Every directory entry names an inode in `nodes`; a directory has exactly one entry naming
-//!   it (its `parent` holds it), the root none.
+//! - A directory in memory is *listed* (`entries` is `Some`) or not; a listed directory's
+//!   entries are all of its entries, and every one names an inode in `nodes`. A directory not
+//!   listed has not changed its entries since the mount: the database holds them.
+//! - An inode in memory has in memory every directory holding an entry for it (its `parent`, or
+//!   every directory of `links`), and so, step by step, every directory above it up to the
+//!   root: the parent chains that `thaw`, `path_of` and `is_ancestor` walk are all in memory.
+//! - A directory has exactly one entry naming it (its `parent` holds it), the root none.
 //! - `nlink` of a non-directory is the number of entries naming it; of a directory, 2 plus its
 //!   number of subdirectories.
-//! - An inode with `nlink == 0` stays only while it is open; it is purged on its last release.
+//! - An inode with `nlink == 0` stays only while it is open; it is purged on its last release
+//!   (or, after a crash, at the next mount: the database's `orphans` table).
+//! - Nothing leaves memory but purged inodes: what the kernel was once given stays loaded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::content::FileContent;
 use super::error::{FsError, FsResult};
 use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::ObjectId;
 use crate::id::InodeNo;
-use crate::meta::LoadedTree;
+use crate::meta::MetaStore;
 
 /// Live inode numbers stay below this.
 const MAX_LIVE_INODE: u64 = 1 << 40;
@@ -28,7 +37,8 @@ pub const NAME_MAX: usize = 255;
 pub struct Node {
     /// For regular files, `size`, `mtime` and `ctime` here are stale: `content` holds them.
     pub record: InodeRecord,
-    /// The entries of a directory, sorted by name (readdir order).
+    /// The entries of a listed directory, sorted by name (readdir order); `None` for a
+    /// directory not listed yet, and for every other kind.
     pub entries: Option<BTreeMap<Vec<u8>, InodeNo>>,
     /// For a directory: the directory that holds it (the root: itself).
     pub parent: InodeNo,
@@ -41,9 +51,13 @@ pub struct Node {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub content: Option<Arc<FileContent>>,
     pub open_handles: AtomicU32,
+    /// When a directory was last looked up in or listed (the namespace's `clock`): eviction
+    /// unlists the least recently used first.
+    pub used: AtomicU64,
 }
 
 impl Node {
+    /// A new inode (a directory is listed: it has no entries yet).
     pub fn new(ino: InodeNo, record: InodeRecord, parent: InodeNo) -> Self {
         let entries = (record.kind == InodeKind::Directory).then(BTreeMap::new);
         let content = (record.kind == InodeKind::File).then(|| {
@@ -63,11 +77,27 @@ impl Node {
             xattrs: BTreeMap::new(),
             content,
             open_handles: AtomicU32::new(0),
+            used: AtomicU64::new(0),
         }
     }
 
+    /// An inode read from the database: a directory is not listed yet.
+    pub fn stored(
+        ino: InodeNo,
+        record: InodeRecord,
+        parent: InodeNo,
+        xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+        frozen: Option<ObjectId>,
+    ) -> Self {
+        let mut node = Node::new(ino, record, parent);
+        node.entries = None;
+        node.xattrs = xattrs;
+        node.frozen = frozen.filter(|_| has_object(&node));
+        node
+    }
+
     pub fn is_dir(&self) -> bool {
-        self.entries.is_some()
+        self.record.kind == InodeKind::Directory
     }
 
     /// The record as it should be reported or persisted now.
@@ -95,56 +125,54 @@ pub struct Dirt {
 }
 
 pub struct Namespace {
+    /// The inodes in memory (see the invariants above). Inodes are added through
+    /// [`Namespace::insert_new`] and the loading methods, and removed by [`Namespace::forget`].
     pub nodes: HashMap<InodeNo, Node>,
     pub next_inode: u64,
+    /// Where the inodes not in memory are.
+    pub(super) meta: MetaStore,
+    /// How many inodes the share has, in memory or not.
+    pub(super) inode_count: u64,
+    /// The most inodes memory should hold (`--metadata-cache`, see `evict`).
+    pub(super) max_inodes: usize,
+    /// Above this many inodes in memory, the next load tries to evict: the budget, or more
+    /// after an eviction that could not get below it (what it left was pinned), so that a
+    /// share full of pinned inodes does not pay a scan per request.
+    pub(super) evict_above: usize,
+    /// Ticks once per use of a directory (`Node::used`).
+    pub(super) clock: AtomicU64,
 }
 
 impl Namespace {
-    /// Builds the namespace from the committed tables. Inodes no entry names any more (a crash
-    /// while they were open but unlinked) are returned for purging.
-    pub fn load(tree: LoadedTree) -> (Self, Vec<InodeNo>) {
-        let mut nodes: HashMap<InodeNo, Node> = tree
-            .inodes
-            .into_iter()
-            .map(|(ino, record)| (ino, Node::new(ino, record, InodeNo::ROOT)))
-            .collect();
-        for (parent, name, child) in tree.dirents {
-            match nodes.get_mut(&child) {
-                Some(node) if node.is_dir() => node.parent = parent,
-                Some(node) => node.links.push(parent),
-                None => {
-                    tracing::error!(%parent, %child, "directory entry names a missing inode; skipped");
-                    continue;
-                }
-            }
-            match nodes.get_mut(&parent).and_then(|p| p.entries.as_mut()) {
-                Some(entries) => {
-                    entries.insert(name, child);
-                }
-                None => tracing::error!(%parent, "directory entry in a missing directory; skipped"),
-            }
+    /// Adds an inode created since the mount (the caller links it into listed directories).
+    pub fn insert_new(&mut self, ino: InodeNo, node: Node) {
+        if self.nodes.insert(ino, node).is_none() {
+            self.inode_count += 1;
         }
-        for (ino, xattrs) in tree.xattrs {
-            if let Some(node) = nodes.get_mut(&ino) {
-                node.xattrs = xattrs;
-            }
+    }
+
+    /// Removes an inode from the share (in memory or not), returning it if it was loaded.
+    pub fn forget(&mut self, ino: InodeNo) -> Option<Node> {
+        self.inode_count = self.inode_count.saturating_sub(1);
+        self.nodes.remove(&ino)
+    }
+
+    /// How many inodes the share has.
+    pub fn inode_count(&self) -> u64 {
+        self.inode_count
+    }
+
+    /// Records a use of `ino` (for the least-recently-used order of eviction).
+    pub fn touch(&self, ino: InodeNo) {
+        if let Some(node) = self.nodes.get(&ino) {
+            let now = self.clock.fetch_add(1, Ordering::Relaxed);
+            node.used.store(now, Ordering::Relaxed);
         }
-        for (ino, id) in tree.frozen {
-            if let Some(node) = nodes.get_mut(&ino).filter(|node| has_object(node)) {
-                node.frozen = Some(id);
-            }
-        }
-        let orphans = nodes
-            .iter()
-            .filter(|(ino, node)| **ino != InodeNo::ROOT && node.record.nlink == 0)
-            .map(|(ino, _)| *ino)
-            .collect();
-        let mut namespace = Namespace {
-            nodes,
-            next_inode: tree.next_inode,
-        };
-        namespace.restore_frozen_invariant();
-        (namespace, orphans)
+    }
+
+    /// Whether memory holds more inodes than the next eviction is to leave.
+    pub fn over_budget(&self) -> bool {
+        self.nodes.len() > self.evict_above
     }
 
     pub fn node(&self, ino: InodeNo) -> FsResult<&Node> {
@@ -155,26 +183,32 @@ impl Namespace {
         self.nodes.get_mut(&ino).ok_or(FsError::NotFound)
     }
 
+    /// The entries of a listed directory (see [`Namespace::list`]).
     pub fn dir(&self, ino: InodeNo) -> FsResult<&BTreeMap<Vec<u8>, InodeNo>> {
-        self.node(ino)?
-            .entries
-            .as_ref()
-            .ok_or(FsError::NotDirectory)
+        let node = self.node(ino)?;
+        match &node.entries {
+            Some(entries) => Ok(entries),
+            None if node.is_dir() => Err(not_listed(ino)),
+            None => Err(FsError::NotDirectory),
+        }
     }
 
     pub fn dir_mut(&mut self, ino: InodeNo) -> FsResult<&mut BTreeMap<Vec<u8>, InodeNo>> {
-        self.node_mut(ino)?
-            .entries
-            .as_mut()
-            .ok_or(FsError::NotDirectory)
+        let node = self.node_mut(ino)?;
+        let is_dir = node.is_dir();
+        match &mut node.entries {
+            Some(entries) => Ok(entries),
+            None if is_dir => Err(not_listed(ino)),
+            None => Err(FsError::NotDirectory),
+        }
     }
 
     /// A path of `ino` from the root (bytes, no leading slash; empty for the root), through its
-    /// first link if it has several; `None` once it has no entry. A loop walking up the parents,
-    /// each step a search of one directory's entries: meant for the few open files a snapshot
-    /// asks the kernel about, not for hot paths.
-    pub fn path_of(&self, ino: InodeNo) -> Option<Vec<u8>> {
-        let mut names: Vec<&[u8]> = Vec::new();
+    /// first link if it has several; `None` once it has no entry. A loop walking up the parents
+    /// (listing them if need be), each step a search of one directory's entries: meant for the
+    /// few open files a snapshot asks the kernel about, not for hot paths.
+    pub fn path_of(&mut self, ino: InodeNo) -> Option<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
         let mut at = ino;
         while at != InodeNo::ROOT {
             let node = self.nodes.get(&at)?;
@@ -183,8 +217,9 @@ impl Namespace {
             } else {
                 *node.links.first()?
             };
+            self.list(parent).ok()?;
             let (name, _) = self.dir(parent).ok()?.iter().find(|(_, i)| **i == at)?;
-            names.push(name);
+            names.push(name.clone());
             at = parent;
         }
         names.reverse();
@@ -217,12 +252,14 @@ impl Namespace {
         Ok((first..end).map(InodeNo))
     }
 
-    /// The directory at `path` (components from the root, as [`split_path`] gives them).
-    pub fn resolve_dir(&self, path: &[&[u8]]) -> FsResult<InodeNo> {
+    /// The directory at `path` (components from the root, as [`split_path`] gives them),
+    /// listed, as is every directory on the way.
+    pub fn resolve_dir(&mut self, path: &[&[u8]]) -> FsResult<InodeNo> {
         let mut dir = InodeNo::ROOT;
+        self.list(dir)?;
         for name in path {
             dir = self.lookup(dir, name)?;
-            self.dir(dir)?;
+            self.list(dir)?;
         }
         Ok(dir)
     }
@@ -257,21 +294,6 @@ impl Namespace {
             if node.frozen.take().is_some() {
                 pending.extend(self.containing_dirs(dir));
             }
-        }
-    }
-
-    /// After loading the `frozen` table: a file or directory without a frozen object (changed
-    /// since, or never frozen) thaws every directory above it, as the change did in memory
-    /// before the remount. Each directory is thawed once (`thaw` stops at a thawed one).
-    fn restore_frozen_invariant(&mut self) {
-        let unfrozen: Vec<InodeNo> = self
-            .nodes
-            .iter()
-            .filter(|(_, node)| has_object(node) && node.frozen.is_none())
-            .map(|(ino, _)| *ino)
-            .collect();
-        for ino in unfrozen {
-            self.thaw(ino);
         }
     }
 
@@ -317,9 +339,18 @@ pub fn check_name(name: &[u8]) -> FsResult<()> {
     Ok(())
 }
 
+/// A directory used as listed when it is not: a bug in the caller, reported as an error.
+fn not_listed(ino: InodeNo) -> FsError {
+    tracing::error!(%ino, "a directory was used before it was listed");
+    FsError::Io(std::io::Error::other(format!(
+        "directory {ino} is not loaded"
+    )))
+}
+
 #[cfg(test)]
 impl Namespace {
-    /// Panics unless the invariants at the top of this module hold.
+    /// Panics unless the invariants at the top of this module hold, as far as memory shows
+    /// them (an entry in a directory not listed is checked once it is).
     pub fn assert_consistent(&self) {
         let mut named_by: HashMap<InodeNo, Vec<InodeNo>> = HashMap::new();
         for (ino, node) in &self.nodes {
@@ -331,26 +362,32 @@ impl Namespace {
                 named_by.entry(*child).or_default().push(*ino);
             }
         }
+        let listed = |dir: &InodeNo| self.nodes.get(dir).is_some_and(|d| d.entries.is_some());
         for (ino, node) in &self.nodes {
             let mut dirs = named_by.remove(ino).unwrap_or_default();
             dirs.sort();
-            match &node.entries {
-                Some(entries) => {
-                    let expected = if *ino == InodeNo::ROOT {
-                        Vec::new()
-                    } else {
-                        vec![node.parent]
-                    };
-                    assert_eq!(dirs, expected, "directory {ino} is named by {dirs:?}");
+            if node.is_dir() {
+                let expected = if *ino == InodeNo::ROOT {
+                    Vec::new()
+                } else {
+                    assert!(self.nodes.contains_key(&node.parent), "parent of {ino}");
+                    vec![node.parent]
+                };
+                let expected: Vec<InodeNo> = expected.into_iter().filter(listed).collect();
+                assert_eq!(dirs, expected, "directory {ino} is named by {dirs:?}");
+                if let Some(entries) = &node.entries {
                     let subdirs = entries.values().filter(|c| self.nodes[c].is_dir()).count();
                     assert_eq!(node.record.nlink as usize, 2 + subdirs, "nlink of {ino}");
                 }
-                None => {
-                    let mut links = node.links.clone();
-                    links.sort();
-                    assert_eq!(dirs, links, "links of {ino}");
-                    assert_eq!(node.record.nlink as usize, links.len(), "nlink of {ino}");
+            } else {
+                let mut links = node.links.clone();
+                links.sort();
+                for dir in &links {
+                    assert!(self.nodes.contains_key(dir), "link {dir} of {ino}");
                 }
+                let in_listed: Vec<InodeNo> = links.iter().copied().filter(listed).collect();
+                assert_eq!(dirs, in_listed, "links of {ino}");
+                assert_eq!(node.record.nlink as usize, links.len(), "nlink of {ino}");
             }
         }
     }

@@ -12,6 +12,7 @@ impl LiveFs {
     pub fn unlink(&self, parent: InodeNo, name: &[u8]) -> FsResult<()> {
         self.check_writable()?;
         let mut tree = self.tree.write();
+        tree.list(parent)?;
         let ino = tree.lookup(parent, name)?;
         if tree.node(ino)?.is_dir() {
             return Err(FsError::IsDirectory);
@@ -26,7 +27,9 @@ impl LiveFs {
             return Err(FsError::InvalidArgument);
         }
         let mut tree = self.tree.write();
+        tree.list(parent)?;
         let ino = tree.lookup(parent, name)?;
+        tree.list(ino)?;
         let entries = tree.dir(ino)?;
         if !entries.is_empty() {
             return Err(FsError::NotEmpty);
@@ -37,7 +40,8 @@ impl LiveFs {
 
     /// Removes the entry `parent/name` naming `ino` and, if it is a directory, everything below
     /// it, as `rm -r` would: entry by entry with [`LiveFs::remove_entry`], each directory's
-    /// entries before the directory itself.
+    /// entries before the directory itself. The caller lists the whole subtree first
+    /// ([`Namespace::list_subtree`]), where a failure can still be returned.
     pub(super) fn remove_tree(
         &self,
         tree: &mut Namespace,
@@ -53,7 +57,11 @@ impl LiveFs {
         while let Some((_, _, dir)) = order.get(next) {
             let dir = *dir;
             next += 1;
-            if let Ok(entries) = tree.dir(dir) {
+            let node = tree.nodes.get(&dir);
+            if node.is_some_and(|node| node.is_dir() && node.entries.is_none()) {
+                tracing::error!(%dir, "removing a directory that is not listed");
+            }
+            if let Some(entries) = node.and_then(|node| node.entries.as_ref()) {
                 order.extend(
                     entries
                         .iter()

@@ -30,8 +30,9 @@ impl LiveFs {
         self.check_writable()?;
         check_name(new_name)?;
         let mut tree = self.tree.write();
+        tree.list(parent)?;
         let source = tree.lookup(parent, name)?;
-        tree.dir(new_parent)?;
+        tree.list(new_parent)?;
         let target = tree.dir(new_parent)?.get(new_name).copied();
         let source_is_dir = tree.node(source)?.is_dir();
         // A directory may not move below itself.
@@ -56,6 +57,9 @@ impl LiveFs {
             (RenameMode::NoReplace, Some(_)) => Err(FsError::Exists),
             (_, Some(target)) if target == source => Ok(()),
             (_, Some(target)) => {
+                if tree.node(target)?.is_dir() {
+                    tree.list(target)?;
+                }
                 let target_node = tree.node(target)?;
                 match (source_is_dir, target_node.entries.as_ref()) {
                     (true, None) => return Err(FsError::NotDirectory),

@@ -73,7 +73,7 @@ impl LiveFs {
         if value.len() > MAX_VALUE_LEN {
             return Err(FsError::TooBig);
         }
-        let mut tree = self.tree.write();
+        let mut tree = self.write_loaded(ino)?;
         let node = tree.node_mut(ino)?;
         let exists = node.xattrs.contains_key(name);
         match flags {
@@ -91,7 +91,7 @@ impl LiveFs {
 
     pub fn getxattr(&self, ino: InodeNo, name: &[u8], size: u32) -> FsResult<XattrReply> {
         check_name(name)?;
-        let tree = self.tree.read();
+        let tree = self.read_loaded(ino)?;
         let value = tree
             .node(ino)?
             .xattrs
@@ -101,7 +101,7 @@ impl LiveFs {
     }
 
     pub fn listxattr(&self, ino: InodeNo, size: u32) -> FsResult<XattrReply> {
-        let tree = self.tree.read();
+        let tree = self.read_loaded(ino)?;
         let mut names = Vec::new();
         for name in tree.node(ino)?.xattrs.keys() {
             names.extend_from_slice(name);
@@ -113,7 +113,7 @@ impl LiveFs {
     pub fn removexattr(&self, ino: InodeNo, name: &[u8]) -> FsResult<()> {
         self.check_writable()?;
         check_name(name)?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_loaded(ino)?;
         let node = tree.node_mut(ino)?;
         if node.xattrs.remove(name).is_none() {
             return Err(FsError::NoAttribute);

@@ -11,16 +11,21 @@
 //! - `counters`: name → u64 (`next_inode`).
 //! - `frozen`: inode number → the snapshot object it froze to last (`live::freeze`), for the
 //!   files and directories unchanged since. Invariant: an inode changed by a commit loses its
-//!   entry in that commit, and so do the directories holding it; a missing entry thaws the
-//!   directories above at load (`Namespace::load`). So an entry is never older than what the
-//!   database holds of its inode, even after a crash.
+//!   entry in that commit, and so does every directory above it (each directory holding it,
+//!   and theirs, up to the root). So an entry is never older than what the database holds of
+//!   its inode or of anything below it, even after a crash: a directory loaded on demand is
+//!   trusted by its own entry alone.
+//! - `names`, `orphans`: the namespace read by inode number, see [`namespace`].
 //! - `chunks`, `packs`: the chunk index, owned by `chunk_store::index`.
 //! - `usage_*`: incremental space accounting, owned by [`accounting`]. A commit updates the
 //!   live references of the chunks its block-map changes name, in its own transaction.
 
 pub mod accounting;
+pub mod namespace;
 
 use std::collections::{BTreeMap, HashMap};
+
+use namespace::{NAMES, ORPHANS};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,8 +38,9 @@ use crate::id::{ChunkId, InodeNo};
 
 pub const META_FILE: &str = "meta.redb";
 
-/// redb's page cache. Its default (1 GiB) would dominate the daemon's memory; the namespace is
-/// held in memory anyway, so the cache mostly serves block maps and the chunk index.
+/// redb's page cache. Its default (1 GiB) would dominate the daemon's memory; the namespace
+/// loads what it uses into memory and keeps it, so the cache mostly serves block maps, the
+/// chunk index and the first reads of directories.
 const META_CACHE_BYTES: usize = 64 << 20;
 
 /// The extended attributes of one inode, by name.
@@ -56,6 +62,8 @@ pub enum MetaError {
     Db(redb::Error),
     #[error("damaged metadata record for inode {ino}: {source}")]
     Damaged { ino: InodeNo, source: DecodeError },
+    #[error("inconsistent namespace tables at inode {ino}: {what}")]
+    Inconsistent { ino: InodeNo, what: &'static str },
     #[error(transparent)]
     Accounting(accounting::AccountingError),
 }
@@ -77,16 +85,6 @@ db_err!(
     redb::StorageError,
     redb::CommitError
 );
-
-/// Everything the namespace holds in memory, as read at mount.
-pub struct LoadedTree {
-    pub inodes: HashMap<InodeNo, InodeRecord>,
-    pub dirents: Vec<(InodeNo, Vec<u8>, InodeNo)>,
-    pub xattrs: HashMap<InodeNo, XattrMap>,
-    /// The `frozen` table: what each unchanged file and directory froze to last.
-    pub frozen: HashMap<InodeNo, ChunkId>,
-    pub next_inode: u64,
-}
 
 /// The block-map changes of one file since the last commit.
 #[derive(Debug, Default)]
@@ -137,6 +135,7 @@ pub fn block_chunks_in(txn: &WriteTransaction) -> Result<Vec<ChunkId>, MetaError
 }
 
 /// The metadata database of one store.
+#[derive(Clone)]
 pub struct MetaStore {
     db: Arc<Database>,
 }
@@ -159,71 +158,32 @@ impl MetaStore {
         txn.open_table(COUNTERS)?
             .insert(NEXT_INODE, InodeNo::ROOT.0 + 1)?;
         accounting::create_tables(&txn).map_err(MetaError::Accounting)?;
+        namespace::create_tables(&txn)?;
         txn.commit()?;
         crate::chunk_store::index::create_tables(&db)?;
         Ok(MetaStore { db: Arc::new(db) })
     }
 
     pub fn open(store_dir: &Path) -> Result<Self, MetaError> {
+        let warned = std::sync::atomic::AtomicBool::new(false);
         let db = Database::builder()
             .set_cache_size(META_CACHE_BYTES)
+            .set_repair_callback(move |session| {
+                // redb walks the whole database when it was not closed cleanly: a mount then
+                // takes time in proportion to the share.
+                if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        progress = session.progress(),
+                        "the metadata database was not closed cleanly; redb is checking it"
+                    );
+                }
+            })
             .open(store_dir.join(META_FILE))?;
         Ok(MetaStore { db: Arc::new(db) })
     }
 
     pub fn database(&self) -> Arc<Database> {
         self.db.clone()
-    }
-
-    pub fn load_tree(&self) -> Result<LoadedTree, MetaError> {
-        let txn = self.db.begin_read()?;
-        let mut inodes = HashMap::new();
-        for entry in txn.open_table(INODES)?.iter()? {
-            let (ino, bytes) = entry?;
-            let ino = InodeNo(ino.value());
-            let record = InodeRecord::decode(bytes.value())
-                .map_err(|source| MetaError::Damaged { ino, source })?;
-            inodes.insert(ino, record);
-        }
-        let mut dirents = Vec::new();
-        for entry in txn.open_table(DIRENTS)?.iter()? {
-            let (key, child) = entry?;
-            let (parent, name) = key.value();
-            dirents.push((InodeNo(parent), name.to_vec(), InodeNo(child.value())));
-        }
-        let mut xattrs: HashMap<InodeNo, XattrMap> = HashMap::new();
-        for entry in txn.open_table(XATTRS)?.iter()? {
-            let (key, value) = entry?;
-            let (ino, name) = key.value();
-            xattrs
-                .entry(InodeNo(ino))
-                .or_default()
-                .insert(name.to_vec(), value.value().to_vec());
-        }
-        let mut frozen = HashMap::new();
-        match txn.open_table(FROZEN) {
-            Ok(table) => {
-                for entry in table.iter()? {
-                    let (ino, id) = entry?;
-                    frozen.insert(InodeNo(ino.value()), ChunkId(*id.value()));
-                }
-            }
-            // A store from before the table: nothing is frozen, the next freeze encodes all.
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(err) => return Err(err.into()),
-        }
-        let next_inode = txn
-            .open_table(COUNTERS)?
-            .get(NEXT_INODE)?
-            .map(|v| v.value())
-            .unwrap_or(InodeNo::ROOT.0 + 1);
-        Ok(LoadedTree {
-            inodes,
-            dirents,
-            xattrs,
-            frozen,
-            next_inode,
-        })
     }
 
     /// The committed block map of one file.
@@ -277,14 +237,29 @@ impl MetaStore {
         let mut dirents = txn.open_table(DIRENTS)?;
         let mut blocks = txn.open_table(BLOCKS)?;
         let mut xattrs = txn.open_table(XATTRS)?;
+        let mut names = txn.open_table(NAMES)?;
+        let mut orphans = txn.open_table(ORPHANS)?;
+        // `names` mirrors `dirents`: the entry replaced or removed leaves it, the new one joins.
         for (parent, name, child) in &batch.dirents {
-            match child {
-                Some(child) => dirents.insert((parent.0, name.as_slice()), child.0)?,
-                None => dirents.remove((parent.0, name.as_slice()))?,
-            };
+            let key = (parent.0, name.as_slice());
+            let old = match child {
+                Some(child) => dirents.insert(key, child.0)?,
+                None => dirents.remove(key)?,
+            }
+            .map(|old| old.value());
+            if let Some(old) = old {
+                names.remove((old, parent.0, name.as_slice()))?;
+            }
+            if let Some(child) = child {
+                names.insert((child.0, parent.0, name.as_slice()), ())?;
+            }
         }
         for (ino, record) in &batch.inodes {
             inodes.insert(ino.0, record.encode().as_slice())?;
+            // A file unlinked while open: purged at the next mount if still there then.
+            if record.nlink == 0 && *ino != InodeNo::ROOT {
+                orphans.insert(ino.0, ())?;
+            }
         }
         for (ino, changes) in &batch.blocks {
             if let Some(from) = changes.dropped_from {
@@ -321,6 +296,7 @@ impl MetaStore {
         }
         for ino in &batch.removed_inodes {
             inodes.remove(ino.0)?;
+            orphans.remove(ino.0)?;
             blocks.retain_in((ino.0, 0)..=(ino.0, u64::MAX), |_, id| {
                 *live.entry(ChunkId(*id)).or_default() -= 1;
                 false
@@ -329,7 +305,7 @@ impl MetaStore {
         }
         txn.open_table(COUNTERS)?
             .insert(NEXT_INODE, batch.next_inode)?;
-        drop((inodes, dirents, blocks, xattrs));
+        drop((inodes, dirents, blocks, xattrs, names, orphans));
         if live.is_empty() && stored == StoredChange::default() {
             return Ok(());
         }

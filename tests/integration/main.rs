@@ -18,6 +18,7 @@ mod harness;
 mod history;
 mod history_cli;
 mod hostile;
+mod lazy_namespace;
 mod lifecycle;
 mod permissions;
 mod posix_ops;

@@ -1,0 +1,469 @@
+//! Loading the namespace from the metadata database on demand: the root at mount, a
+//! directory's entries (and the inodes they name) when it is first looked up in or listed, and
+//! the directories holding an inode (with their own, up to the root) when the inode is loaded.
+//! Every walk here is a loop: users choose how deep the share is.
+//!
+//! What is loaded is what was last committed. That is what the share holds for it, because
+//! nothing changes without being loaded first (an operation lists the directories it changes),
+//! and nothing loaded leaves memory but purged inodes: a directory not listed has the entries
+//! the database has, and an inode not in memory the record.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::error::{FsError, FsResult};
+use super::namespace::{Namespace, Node, has_object};
+use crate::format::inode::InodeKind;
+use crate::id::InodeNo;
+use crate::meta::namespace::NamespaceReader;
+use crate::meta::{MetaError, MetaStore};
+
+impl Namespace {
+    /// The namespace of a mount: the root alone, plus the inodes to purge (committed with no
+    /// name left: a crash while they were open but unlinked). Reads a few records, whatever the
+    /// size of the share.
+    /// `max_inodes` is the memory budget (see `evict`).
+    pub fn open(meta: MetaStore, max_inodes: usize) -> FsResult<(Self, Vec<InodeNo>)> {
+        let state = meta.mount_state()?;
+        let reader = meta.read_namespace()?;
+        let root = InodeNo::ROOT;
+        let record = reader.inode(root)?.ok_or(inconsistent(root, "no root"))?;
+        if record.kind != InodeKind::Directory {
+            return Err(inconsistent(root, "the root is not a directory").into());
+        }
+        let node = Node::stored(
+            root,
+            record,
+            root,
+            reader.xattrs(root)?,
+            reader.frozen(root)?,
+        );
+        let mut namespace = Namespace {
+            nodes: std::iter::once((root, node)).collect(),
+            next_inode: state.next_inode,
+            meta,
+            inode_count: state.inode_count,
+            max_inodes,
+            evict_above: max_inodes,
+            clock: std::sync::atomic::AtomicU64::new(1),
+        };
+        namespace.inode_count = namespace.inode_count.max(1);
+        Ok((namespace, state.orphans))
+    }
+
+    /// Whether `dir` is listed (its entries are in memory); an error if it is not a directory.
+    pub fn is_listed(&self, dir: InodeNo) -> FsResult<bool> {
+        let node = self.node(dir)?;
+        if !node.is_dir() {
+            return Err(FsError::NotDirectory);
+        }
+        Ok(node.entries.is_some())
+    }
+
+    /// Makes `dir` listed: reads its entries and loads every inode they name that is not in
+    /// memory yet (and first `dir` itself, by number, if need be). Nothing happens for a listed
+    /// directory.
+    pub fn list(&mut self, dir: InodeNo) -> FsResult<()> {
+        self.load(dir)?;
+        if self.is_listed(dir)? {
+            return Ok(());
+        }
+        let reader = self.meta.read_namespace()?;
+        let mut entries = BTreeMap::new();
+        for (name, child) in reader.entries(dir)? {
+            if !self.nodes.contains_key(&child) && !self.load_child(&reader, dir, child)? {
+                continue;
+            }
+            entries.insert(name, child);
+        }
+        self.node_mut(dir)?.entries = Some(entries);
+        Ok(())
+    }
+
+    /// Brings `ino` into memory by number if it is not there (with the directories holding it
+    /// and those above them): for an inode the kernel still knows from before it was loaded
+    /// here. `NotFound` if the share has no such inode, or only one no entry names.
+    pub fn load(&mut self, ino: InodeNo) -> FsResult<()> {
+        if self.nodes.contains_key(&ino) {
+            return Ok(());
+        }
+        let reader = self.meta.read_namespace()?;
+        let record = reader.inode(ino)?.ok_or(FsError::NotFound)?;
+        if record.kind == InodeKind::Directory {
+            return self.load_dir_chain(&reader, ino);
+        }
+        let names = reader.names_of(ino)?;
+        if names.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        for (holder, _) in &names {
+            self.load_dir_chain(&reader, *holder)?;
+        }
+        let mut node = Node::stored(
+            ino,
+            record,
+            InodeNo::ROOT,
+            reader.xattrs(ino)?,
+            reader.frozen(ino)?,
+        );
+        node.links = names.into_iter().map(|(holder, _)| holder).collect();
+        self.insert_loaded(ino, node);
+        Ok(())
+    }
+
+    /// Lists `top` and every directory below it (before a change that removes them all).
+    pub fn list_subtree(&mut self, top: InodeNo) -> FsResult<()> {
+        if !self.node(top)?.is_dir() {
+            return Ok(());
+        }
+        let mut pending = vec![top];
+        while let Some(dir) = pending.pop() {
+            self.list(dir)?;
+            for child in self.dir(dir)?.values() {
+                if self.node(*child)?.is_dir() {
+                    pending.push(*child);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads `child`, named in `dir` (in memory): false if the entry names no inode (damage,
+    /// logged; the entry is left out, as a scan at mount used to).
+    fn load_child(
+        &mut self,
+        reader: &NamespaceReader,
+        dir: InodeNo,
+        child: InodeNo,
+    ) -> FsResult<bool> {
+        let Some(record) = reader.inode(child)? else {
+            tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
+            return Ok(false);
+        };
+        let is_dir = record.kind == InodeKind::Directory;
+        let links = if is_dir {
+            Vec::new()
+        } else if record.nlink == 1 {
+            vec![dir]
+        } else {
+            // A hard link: every directory holding it comes into memory, with its parents.
+            let names = reader.names_of(child)?;
+            for (holder, _) in &names {
+                self.load_dir_chain(reader, *holder)?;
+            }
+            names.into_iter().map(|(holder, _)| holder).collect()
+        };
+        let parent = if is_dir { dir } else { InodeNo::ROOT };
+        let mut node = Node::stored(
+            child,
+            record,
+            parent,
+            reader.xattrs(child)?,
+            reader.frozen(child)?,
+        );
+        node.links = links;
+        self.insert_loaded(child, node);
+        Ok(true)
+    }
+
+    /// Loads directory `dir` by number if it is not in memory, and first every directory above
+    /// it that is not (found through the `names` table), so that the invariant holds.
+    fn load_dir_chain(&mut self, reader: &NamespaceReader, dir: InodeNo) -> FsResult<()> {
+        let mut chain = Vec::new();
+        let mut seen = HashSet::new();
+        let mut at = dir;
+        while !self.nodes.contains_key(&at) {
+            if !seen.insert(at) {
+                return Err(inconsistent(at, "the parents of a directory loop").into());
+            }
+            let record = reader
+                .inode(at)?
+                .ok_or(inconsistent(at, "a directory holding an entry is missing"))?;
+            if record.kind != InodeKind::Directory {
+                return Err(inconsistent(at, "an entry is held by a non-directory").into());
+            }
+            let parent = match reader.names_of(at)?.as_slice() {
+                [(parent, _)] => *parent,
+                _ => return Err(inconsistent(at, "a directory is not named once").into()),
+            };
+            chain.push((at, record, parent));
+            at = parent;
+        }
+        for (ino, record, parent) in chain.into_iter().rev() {
+            let node = Node::stored(
+                ino,
+                record,
+                parent,
+                reader.xattrs(ino)?,
+                reader.frozen(ino)?,
+            );
+            self.insert_loaded(ino, node);
+        }
+        Ok(())
+    }
+
+    /// Adds a loaded inode. One without a frozen object thaws the directories above it, as it
+    /// did when it changed (a store upgraded from format 3 has no frozen objects at all); the
+    /// walk stops at once at a thawed directory, so this costs nothing in the usual case.
+    fn insert_loaded(&mut self, ino: InodeNo, node: Node) {
+        let thaw = has_object(&node) && node.frozen.is_none();
+        self.nodes.insert(ino, node);
+        if thaw {
+            self.thaw(ino);
+        }
+    }
+}
+
+fn inconsistent(ino: InodeNo, what: &'static str) -> MetaError {
+    MetaError::Inconsistent { ino, what }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::id::InodeNo;
+    use crate::live::xattr::{XattrFlags, XattrReply};
+    use crate::live::{LiveFs, RenameMode};
+    use crate::testing::{
+        DEEP, chain, close, lookup, mkdir, new_store, on_small_stack, open, read_file, write_file,
+    };
+    use crate::tree_objects::TreeObjects;
+
+    /// Everything the share shows through its operations, by path: inode number, record,
+    /// extended attributes and, for files, content. Walked without recursion.
+    pub(crate) fn describe(live: &LiveFs) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let mut pending = vec![(InodeNo::ROOT, String::new())];
+        while let Some((dir, path)) = pending.pop() {
+            let fh = live.opendir(dir).expect("opendir");
+            let entries: Vec<_> = live.readdir(fh, 0).expect("readdir").collect();
+            live.releasedir(fh);
+            for (_, entry) in entries {
+                if entry.name == b"." || entry.name == b".." {
+                    continue;
+                }
+                let name = String::from_utf8(entry.name.clone()).expect("utf-8 names");
+                let child_path = format!("{path}/{name}");
+                let attr = live.lookup(dir, &entry.name).expect("lookup");
+                assert_eq!(attr.ino, entry.ino, "readdir and lookup agree");
+                let mut record = attr.record.clone();
+                record.atime = Default::default();
+                let xattrs = match live.listxattr(attr.ino, 1 << 16).expect("listxattr") {
+                    XattrReply::Data(names) => names,
+                    XattrReply::Size(_) => panic!("asked for the data"),
+                };
+                let content = if attr.record.kind == crate::format::inode::InodeKind::File {
+                    read_file(live, &child_path)
+                } else {
+                    Vec::new()
+                };
+                out.insert(
+                    child_path.clone(),
+                    format!("{} {record:?} {xattrs:?} {content:?}", attr.ino),
+                );
+                if attr.record.kind == crate::format::inode::InodeKind::Directory {
+                    pending.push((attr.ino, child_path));
+                }
+            }
+        }
+        out
+    }
+
+    fn loaded(live: &LiveFs) -> usize {
+        live.tree.read().nodes.len()
+    }
+
+    /// A share of `dirs` directories of 10 files, each file with an extended attribute.
+    pub(crate) fn populate(live: &LiveFs, dirs: usize) {
+        for d in 0..dirs {
+            mkdir(live, &format!("d{d}"));
+            mkdir(live, &format!("d{d}/sub"));
+            for f in 0..10 {
+                let ino = write_file(live, &format!("d{d}/f{f}"), format!("{d}/{f}").as_bytes());
+                live.setxattr(ino, b"user.n", &[f as u8], XattrFlags::Any)
+                    .expect("setxattr");
+            }
+        }
+    }
+
+    /// A mount loads the root alone; each lookup loads what it passes, and what is loaded
+    /// answers as the whole share did before the remount.
+    #[test]
+    fn a_mount_loads_the_root_alone_and_loading_gives_the_same_answers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        populate(&live, 20);
+        let before = describe(&live);
+        let inodes = live.tree.read().inode_count();
+        assert_eq!(
+            inodes,
+            1 + 20 * 12,
+            "the root, and each directory's sub and 10 files"
+        );
+        close(live);
+
+        let live = open(&path);
+        assert_eq!(loaded(&live), 1, "the root alone");
+        assert_eq!(live.tree.read().inode_count(), inodes);
+        assert!(read_file(&live, "d7/f3") == b"7/3");
+        // The root's 20 directories, and d7's 10 files and subdirectory.
+        assert_eq!(loaded(&live), 1 + 20 + 11);
+        live.assert_consistent();
+        assert_eq!(describe(&live), before);
+        live.assert_consistent();
+        close(live);
+    }
+
+    /// An inode asked for by number before any lookup (the kernel may remember one) is loaded
+    /// with the directories above it, and the namespace stays whole.
+    #[test]
+    fn an_inode_asked_for_by_number_is_loaded_with_its_parents() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let bottom = chain(&live, InodeNo::ROOT, b"c", DEEP);
+        let leaf = crate::testing::write_in(&live, bottom, b"leaf", b"deep");
+        close(live);
+
+        let live = open(&path);
+        let attr = on_small_stack(|| live.getattr(leaf)).expect("getattr by number");
+        assert_eq!(attr.record.size, 4);
+        assert_eq!(loaded(&live), DEEP + 2, "the chain, the leaf and the root");
+        live.assert_consistent();
+        assert!(matches!(
+            live.getattr(InodeNo(1 << 30)),
+            Err(crate::live::FsError::NotFound)
+        ));
+        close(live);
+    }
+
+    /// A hard link loads every directory holding it: links, nlink and the names in every
+    /// directory stay right through unlinks and renames made before those directories are
+    /// listed, and after the next remount.
+    #[test]
+    fn hard_links_across_directories_not_loaded_keep_their_bookkeeping() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        populate(&live, 3);
+        let f = lookup(&live, "d0/f0").expect("f0").ino;
+        let d1 = lookup(&live, "d1/sub").expect("d1/sub").ino;
+        let d2 = lookup(&live, "d2").expect("d2").ino;
+        live.link(f, d1, b"link1").expect("link");
+        live.link(f, d2, b"link2").expect("link");
+        close(live);
+
+        let live = open(&path);
+        assert_eq!(lookup(&live, "d0/f0").expect("f0").record.nlink, 3);
+        {
+            let tree = live.tree.read();
+            let mut links = tree.node(f).expect("f").links.clone();
+            links.sort();
+            let mut expected = vec![lookup(&live, "d0").expect("d0").ino, d2, d1];
+            expected.sort();
+            assert_eq!(links, expected, "every holder, listed or not");
+            assert!(tree.nodes.contains_key(&d1), "d1/sub is in memory");
+        }
+        live.assert_consistent();
+        // Unlink through d0 and rename d1/sub while neither d1 nor d1/sub was listed.
+        live.unlink(lookup(&live, "d0").expect("d0").ino, b"f0")
+            .expect("unlink");
+        live.assert_consistent();
+        let d1_dir = lookup(&live, "d1").expect("d1").ino;
+        live.rename(d1_dir, b"sub", d2, b"moved", RenameMode::Replace)
+            .expect("rename");
+        live.assert_consistent();
+        assert_eq!(lookup(&live, "d2/moved/link1").expect("link1").ino, f);
+        assert_eq!(lookup(&live, "d2/link2").expect("link2").record.nlink, 2);
+        let before = describe(&live);
+        live.assert_consistent();
+        close(live);
+
+        let live = open(&path);
+        assert_eq!(describe(&live), before);
+        live.assert_consistent();
+        live.unlink(d2, b"link2").expect("unlink");
+        let moved = lookup(&live, "d2/moved").expect("moved").ino;
+        live.unlink(moved, b"link1").expect("unlink the last");
+        live.assert_consistent();
+        close(live);
+        let live = open(&path);
+        assert!(lookup(&live, "d2/moved/link1").is_err());
+        assert!(lookup(&live, "d2/link2").is_err());
+        assert!(live.getattr(f).is_err(), "the inode is gone");
+        close(live);
+    }
+
+    /// A file unlinked while open and committed so (then a crash: the handle is never
+    /// released) is listed as an orphan, and purged at the next mount with its data.
+    #[test]
+    fn a_file_deleted_while_open_before_a_crash_is_purged_at_mount() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let ino = write_file(&live, "doomed", &[7; 3 * 4096]);
+        write_file(&live, "kept", b"kept");
+        let _never_released = live.open(ino, false, false).expect("open");
+        live.unlink(InodeNo::ROOT, b"doomed").expect("unlink");
+        live.commit_now().expect("commit");
+        assert_eq!(live.meta.mount_state().expect("state").orphans, vec![ino]);
+        let files = live.tree.read().inode_count();
+        close(live);
+
+        let live = open(&path);
+        let state = live.meta.mount_state().expect("state");
+        assert!(state.orphans.is_empty(), "purged and committed");
+        let reader = live.meta.read_namespace().expect("reader");
+        assert!(
+            reader.inode(ino).expect("read").is_none(),
+            "the record is gone"
+        );
+        assert_eq!(
+            live.meta.count_blocks(ino).expect("blocks"),
+            0,
+            "and its data"
+        );
+        assert_eq!(live.tree.read().inode_count(), files - 1);
+        assert!(read_file(&live, "kept") == b"kept");
+        close(live);
+    }
+
+    /// A change committed deep in the share, then a remount before any freeze: the directories
+    /// above it lost their persisted frozen objects in that commit, so the freeze encodes the
+    /// whole path (a directory not listed is trusted by its own object) and nothing else.
+    #[test]
+    fn a_change_before_a_remount_thaws_every_directory_above_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        populate(&live, 10);
+        write_file(&live, "d3/sub/deep", b"first");
+        let objects = TreeObjects::new(live.chunk_store());
+        let first = live.freeze(&objects).expect("freeze");
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        write_file(&live, "d3/sub/deep", b"second");
+        live.commit_now().expect("commit");
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let second = live.freeze(&objects).expect("freeze");
+        assert_eq!(second.encoded, 4, "deep, sub, d3 and the root");
+        assert_ne!(second.root, first.root);
+        assert!(
+            loaded(&live) < 40,
+            "the freeze loaded the changed path, not the share ({})",
+            loaded(&live)
+        );
+        let tree_of = |frozen: &crate::live::Frozen| crate::history::tree::Tree {
+            root: frozen.root,
+            record: frozen.root_record.clone(),
+        };
+        let changes = crate::history::diff(&objects, &tree_of(&first), &tree_of(&second), None)
+            .expect("diff");
+        assert_eq!(changes.len(), 1, "only deep changed: {changes:?}");
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+    }
+}
