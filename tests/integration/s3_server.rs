@@ -102,6 +102,12 @@ impl S3Server {
 
     /// Waits until the bucket answers an authenticated request (the bucket is made at start).
     fn wait_ready(&mut self) -> bool {
+        let probe = self.probe_script();
+        self.wait_for_probe(&probe)
+    }
+
+    /// Runs the Python `probe` until it succeeds (true), the server exits or 30 s pass.
+    fn wait_for_probe(&mut self, probe: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut()
@@ -110,7 +116,7 @@ impl S3Server {
                 return false;
             }
             let listed = Command::new("python3")
-                .args(["-c", &self.probe_script()])
+                .args(["-c", probe])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -121,6 +127,20 @@ impl S3Server {
             std::thread::sleep(Duration::from_millis(200));
         }
         false
+    }
+
+    /// Lists the bucket and reads the first byte of every object in it that has one.
+    fn read_probe_script(&self) -> String {
+        format!(
+            "import boto3\n\
+             s3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='{ACCESS_KEY}', \
+             aws_secret_access_key='{SECRET_KEY}', region_name='us-east-1')\n\
+             for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{BUCKET}'):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       if o['Size'] > 0:\n\
+             \x20           s3.get_object(Bucket='{BUCKET}', Key=o['Key'], Range='bytes=0-0')['Body'].read()\n",
+            self.endpoint()
+        )
     }
 
     fn probe_script(&self) -> String {
@@ -159,6 +179,12 @@ impl S3Server {
         let child = Self::spawn(&dir.join("data"), &dir.join("s3.json"), self.s3_port, dir);
         self.child = Some(child);
         assert!(self.wait_ready(), "weed mini did not come back");
+        // Listing works as soon as the filer is up; reading data needs the volume servers to
+        // have registered again, which can take a moment more (500s meanwhile).
+        assert!(
+            self.wait_for_probe(&self.read_probe_script()),
+            "weed mini did not serve its objects again"
+        );
     }
 
     /// Stops the server now (for tests of a server going away); idempotent.
