@@ -170,14 +170,21 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// A store made by `snapfs init` of format version 1 (before share ids), committed under
-    /// `tests/fixtures/store-v1` (git keeps no empty directory: `packs/` is made here).
-    fn copy_v1_fixture(to: &Path) {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v1");
+    /// Copies the store committed under `tests/fixtures/<fixture>` (its `files`) to `to` (git
+    /// keeps no empty directory: `packs/` is made here).
+    fn copy_fixture(fixture: &str, files: &[&str], to: &Path) {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture);
         std::fs::create_dir_all(to.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
-        for name in [STORE_CONFIG_FILE, "meta.redb"] {
+        for name in files {
             std::fs::copy(fixture.join(name), to.join(name)).expect("copy fixture");
         }
+    }
+
+    /// A store made by `snapfs init` of format version 1 (before share ids).
+    fn copy_v1_fixture(to: &Path) {
+        copy_fixture("store-v1", &[STORE_CONFIG_FILE, "meta.redb"], to);
     }
 
     #[test]
@@ -210,11 +217,11 @@ mod tests {
     fn a_version_2_store_keeps_its_share_id_and_snapshots_and_gains_the_frozen_table() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("store");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
-        std::fs::create_dir_all(dir.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
-        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
-            std::fs::copy(fixture.join(name), dir.join(name)).expect("copy fixture");
-        }
+        copy_fixture(
+            "store-v2",
+            &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
+            &dir,
+        );
         let before =
             StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
                 .expect("v2");
@@ -273,11 +280,11 @@ mod tests {
         use crate::testing::{lookup, read_file};
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("store");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v3");
-        std::fs::create_dir_all(dir.join(crate::chunk_store::PACK_DIR)).expect("mkdir");
-        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
-            std::fs::copy(fixture.join(name), dir.join(name)).expect("copy fixture");
-        }
+        copy_fixture(
+            "store-v3",
+            &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
+            &dir,
+        );
         let before =
             StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
                 .expect("v3");

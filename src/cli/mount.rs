@@ -183,7 +183,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     if stopping.load(Ordering::SeqCst) {
         let _ = signal_thread.join();
     }
-    service.stop();
+    service.stop(JOB_GRACE);
     service.finish_jobs(JOB_GRACE);
     // After a forced unmount the kernel sends no `destroy`: the last commit happens here (a
     // second call after `destroy`'s finds nothing to do).

@@ -77,6 +77,10 @@ pub struct Service {
     /// Wakes the scheduler thread early: the policy changed, or the service is closing.
     wake: Condvar,
     stopped: Mutex<bool>,
+    /// The scheduler thread, waited for by [`Service::stop`]: it holds the service (and so the
+    /// share and its database) while it ticks, and the database is closed cleanly only if the
+    /// last holder lets go before the process exits.
+    scheduler: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The read-only view of the snapshots that a mount serves under `.snapshots/`: owned here
     /// so that `status` can report what it holds.
     view: Arc<SnapshotView>,
@@ -109,6 +113,7 @@ impl Service {
             background: Arc::new(BackgroundJobs::default()),
             wake: Condvar::new(),
             stopped: Mutex::new(false),
+            scheduler: Mutex::new(None),
             view: Arc::new(SnapshotView::new(snapshots.clone())),
             snapshots,
         }))
@@ -656,9 +661,21 @@ impl Service {
     }
 
     /// Stops the scheduler thread (at unmount).
-    pub fn stop(&self) {
+    /// Stops the scheduler, and waits up to `grace` for its thread to end (a scheduled backup
+    /// it is running may take longer: the process then exits without it).
+    pub fn stop(&self, grace: std::time::Duration) {
         *self.stopped.lock() = true;
         self.wake.notify_all();
+        let Some(thread) = self.scheduler.lock().take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + grace;
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        }
     }
 }
 

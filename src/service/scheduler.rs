@@ -102,9 +102,10 @@ impl Service {
     /// is dropped, or at [`Service::stop`].
     pub fn start_scheduler(self: &Arc<Self>) -> std::io::Result<()> {
         let weak: Weak<Service> = Arc::downgrade(self);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("snapfs-scheduler".into())
             .spawn(move || scheduler(weak))?;
+        *self.scheduler.lock() = Some(thread);
         Ok(())
     }
 }
