@@ -138,7 +138,7 @@ const SEAL_BATCH: usize = 32;
 enum Outgoing {
     /// A chunk, sent as the chunk store keeps it.
     Stored(ChunkId),
-    /// A tree object (or a part of one), compressed for the vault.
+    /// A tree object, compressed for the vault (the parts of a multipart one are chunks).
     Object(ChunkId),
 }
 
