@@ -227,35 +227,38 @@ impl Service {
     }
 
     fn record_prune(&self, vault: &str, started: i64, result: Result<u64, String>) {
-        let (ok, error, bytes) = match result {
-            Ok(bytes) => (true, None, bytes),
-            Err(error) => (false, Some(error), 0),
-        };
-        self.jobs.record(Job {
-            kind: SCHEDULED_PRUNE.into(),
-            target: vault.to_owned(),
-            started,
-            ended: self.now(),
-            ok,
-            error,
-            bytes,
-            automatic: true,
-            vault: Some(vault.to_owned()),
-            ..Job::default()
-        });
+        let job = self.scheduled_job(SCHEDULED_PRUNE, vault.to_owned(), vault, started, result);
+        self.jobs.record(job);
     }
 
     /// Records a scheduled backup into `vault`: the job (which runs the hook on failure) and
     /// the vault's last success or failure for `status`.
     fn record_backup(&self, vault: &str, name: &str, started: i64, result: Result<u64, String>) {
+        let target = format!("{name} -> {vault}");
+        let job = self.scheduled_job(SCHEDULED_BACKUP, target, vault, started, result);
+        self.note_backup(vault, name, job.error.clone());
+        self.jobs.record(Job {
+            backup: Some(name.to_owned()),
+            ..job
+        });
+    }
+
+    /// The job record of scheduled work on `vault` that started at `started` and ended now.
+    fn scheduled_job(
+        &self,
+        kind: &str,
+        target: String,
+        vault: &str,
+        started: i64,
+        result: Result<u64, String>,
+    ) -> Job {
         let (ok, error, bytes) = match result {
             Ok(bytes) => (true, None, bytes),
             Err(error) => (false, Some(error), 0),
         };
-        self.note_backup(vault, name, error.clone());
-        self.jobs.record(Job {
-            kind: SCHEDULED_BACKUP.into(),
-            target: format!("{name} -> {vault}"),
+        Job {
+            kind: kind.to_owned(),
+            target,
             started,
             ended: self.now(),
             ok,
@@ -263,9 +266,8 @@ impl Service {
             bytes,
             automatic: true,
             vault: Some(vault.to_owned()),
-            backup: Some(name.to_owned()),
             ..Job::default()
-        });
+        }
     }
 
     /// Keeps the outcome of a backup (scheduled or not) into `vault` for `status`.
