@@ -21,9 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::{LockKind, VaultLock};
 use super::pack_writer::{self, PackWriter};
-use super::{Vault, VaultError, backup_key};
+use super::{Vault, VaultError, backup_key, size};
 use crate::format::backup_record::BackupRecord;
-use crate::format::inode::InodeKind;
 use crate::format::object::{Object, ObjectId};
 use crate::id::{BackupId, ChunkId, ShareId};
 use crate::live::DataWorkers;
@@ -68,9 +67,9 @@ pub fn backup(
     // delete it. The index is read again under the lock, after any gc that ran before.
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "backup")?;
     vault.reload_index()?;
-    let existing = vault
-        .records()?
-        .into_iter()
+    let records = vault.records()?;
+    let existing = records
+        .iter()
         .find(|(_, record)| record.share == share && record.name == name);
     if let Some((_, record)) = &existing {
         if record.root != pin.record.root {
@@ -94,7 +93,16 @@ pub fn backup(
         pin.record.root,
     )?;
     writer.flush(vault)?;
-    let size = tree_size(objects, pin.record.root)?;
+    // The newest backup of this share: the size is counted from it (records are oldest first).
+    let base = records
+        .iter()
+        .rev()
+        .find(|(_, record)| record.share == share)
+        .map(|(_, record)| size::Base {
+            root: record.root,
+            size: record.size,
+        });
+    let size = size::tree_size(vault, objects, pin.record.root, base)?;
     let record = BackupRecord {
         share,
         name: name.to_owned(),
@@ -231,27 +239,4 @@ fn send_batch(
         writer.add_sealed(vault, item.id(), &sealed?)?;
     }
     Ok(())
-}
-
-/// The bytes of file data in the tree: the sizes of its files, each hard link once. Reads the
-/// directory objects only.
-fn tree_size(objects: &TreeObjects, root: ObjectId) -> Result<u64, VaultError> {
-    let mut size = 0u64;
-    let mut links = HashSet::new();
-    let mut stack = vec![root];
-    while let Some(id) = stack.pop() {
-        let Object::Directory(dir) = objects.get(&id)? else {
-            return Err(VaultError::Damaged(format!("object {id}: not a directory")));
-        };
-        for entry in dir.entries {
-            match entry.record.kind {
-                InodeKind::Directory => stack.extend(entry.object),
-                InodeKind::File if links.insert(entry.link_id) => {
-                    size = size.saturating_add(entry.record.size);
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(size)
 }

@@ -1,6 +1,8 @@
 //! Browsing a vault read-only, independent of FUSE: the core of `snapfs vault mount`. The
 //! top directory lists the shares the vault holds backups of, each share lists its backups
 //! by name, and each backup is its snapshot's tree, decoded lazily from the vault's objects.
+//! The list of backups follows the vault: backups made (by any host) while it is mounted
+//! appear, and deleted ones go, within [`REFRESH_AFTER`] of being listed or looked up.
 //!
 //! Memory stays bounded whatever the size of the backups: nothing is read until asked for;
 //! decoded tree objects and fetched file data sit in two caches bounded in bytes (least
@@ -12,12 +14,13 @@
 //! error for the read that needed it, never wrong bytes.
 //!
 //! Inode numbers: the top directory is 1; share directories are `2 + i`; inside backup number
-//! `b` (1-based, in the order the vault lists them at mount), `b << 40 | link_id`, where
+//! `b` (1-based, in the order the mount first saw them), `b << 40 | link_id`, where
 //! `link_id` is the live inode number the entry had when frozen (the root's is 1), so hard
 //! links inside one backup share an inode, as in `.snapshots/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -28,7 +31,7 @@ use crate::format::catalog::{Hold, Origin, SnapshotRecord};
 use crate::format::inode::{InodeKind, InodeRecord, Timestamp};
 use crate::format::object::{DirectoryObject, Object, ObjectId, Xattrs};
 use crate::held_inodes::HeldInodes;
-use crate::id::{ChunkId, InodeNo, VaultPackId};
+use crate::id::{BackupId, ChunkId, InodeNo, VaultPackId};
 use crate::snapshot::view::read_file;
 
 /// The top directory of a mount.
@@ -74,20 +77,107 @@ pub struct Node {
 /// The entries of a directory: name, inode, kind.
 pub type Entries = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 
+/// How long the mount trusts the backup list it last read: listing (or missing a name in) the
+/// top or a share directory after this long reads it again, so that a backup made while the
+/// vault is mounted appears within this long. A refresh that finds nothing new costs one
+/// listing of the vault's records.
+const REFRESH_AFTER: Duration = Duration::from_secs(2);
+
 struct Share {
+    /// The share's id in hex.
+    hex: String,
+    /// Its directory's name.
     name: String,
-    /// Its backups, as indexes into `VaultBrowser::backups`, sorted by name.
+    /// Its backups, as indexes into `Catalog::backups`, sorted by name.
     backups: Vec<usize>,
+}
+
+/// The backups the mount shows, as of its last refresh. Its numbering is stable for the life
+/// of the mount, because the kernel holds inode numbers made from it: share `i` is directory
+/// `2 + i` and backup `b` is `backups[b - 1]`, and both lists only grow. A backup gone from
+/// the vault (deleted) leaves a `None`, so its number is never given to another.
+#[derive(Default)]
+struct Catalog {
+    shares: Vec<Share>,
+    backups: Vec<Option<BackupRecord>>,
+    numbers: HashMap<BackupId, usize>,
+    /// The newest backup's time: the synthetic directories' times.
+    newest: Timestamp,
+}
+
+impl Catalog {
+    /// Adds backups found since the last refresh (in the vault's order, oldest first) and
+    /// drops those no longer `listed`.
+    fn update(&mut self, found: Vec<(BackupId, BackupRecord)>, listed: &HashSet<BackupId>) {
+        for (id, slot) in &self.numbers {
+            if !listed.contains(id) && self.backups[*slot].take().is_some() {
+                for share in &mut self.shares {
+                    share.backups.retain(|b| b != slot);
+                }
+            }
+        }
+        let mut new_shares: Vec<String> = found.iter().map(|(_, r)| r.share.to_hex()).collect();
+        new_shares.sort();
+        new_shares.dedup();
+        for hex in new_shares {
+            if self.shares.iter().all(|s| s.hex != hex) {
+                // A short form another share already has (unlikely) is shown in full.
+                let short = share_dir_name(&hex);
+                let name = if self.shares.iter().any(|s| s.name == short) {
+                    hex.clone()
+                } else {
+                    short
+                };
+                self.shares.push(Share {
+                    hex,
+                    name,
+                    backups: Vec::new(),
+                });
+            }
+        }
+        for (id, record) in found {
+            let hex = record.share.to_hex();
+            let slot = self.backups.len();
+            if let Some(share) = self.shares.iter_mut().find(|s| s.hex == hex) {
+                share.backups.push(slot);
+            }
+            self.newest = self.newest.max(record.created);
+            self.backups.push(Some(record));
+            self.numbers.insert(id, slot);
+        }
+        let backups = &self.backups;
+        let name = |slot: &usize| backups[*slot].as_ref().map(|r| r.name.clone());
+        for share in &mut self.shares {
+            share.backups.sort_by_key(name);
+        }
+    }
+
+    fn record(&self, number: usize) -> Option<&BackupRecord> {
+        self.backups.get(number.checked_sub(1)?)?.as_ref()
+    }
+
+    /// The share directories shown: those with a backup left.
+    fn visible_shares(&self) -> impl Iterator<Item = (usize, &Share)> {
+        self.shares
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !s.backups.is_empty())
+    }
 }
 
 /// The read-only view of a vault's backups.
 pub struct VaultBrowser {
-    vault: Vault,
-    shares: Vec<Share>,
-    backups: Vec<BackupRecord>,
-    /// Owner and times of the synthetic directories: who mounted, the newest backup's time.
+    /// Written only to install a reloaded index, which a refresh that found new backups reads
+    /// aside first (the lock is not held while the vault is read).
+    vault: RwLock<Vault>,
+    catalog: RwLock<Catalog>,
+    /// When the catalog was last read; held while a refresh runs, so that concurrent requests
+    /// wait for it rather than each reading the vault again.
+    refreshed: Mutex<Instant>,
+    /// [`REFRESH_AFTER`], but for tests.
+    refresh_after: Duration,
+    /// Owner of the synthetic directories: who mounted.
     owner: (u32, u32),
-    newest: Timestamp,
     /// The inodes inside backups the kernel holds.
     held: RwLock<HeldInodes<Node>>,
     trees: Mutex<LruCache<ObjectId, Object>>,
@@ -110,52 +200,78 @@ pub fn share_dir_name(share_hex: &str) -> String {
 }
 
 impl VaultBrowser {
-    /// A view of the backups `vault` lists now; `cache_bytes` bounds what is kept of the
-    /// objects read. `owner` owns the synthetic directories.
+    /// A view of the backups `vault` lists now, and of those made later (see
+    /// [`REFRESH_AFTER`]); `cache_bytes` bounds what is kept of the objects read. `owner` owns
+    /// the synthetic directories.
     pub fn new(vault: Vault, cache_bytes: u64, owner: (u32, u32)) -> Result<Self, VaultError> {
-        let backups: Vec<BackupRecord> = vault.records()?.into_iter().map(|(_, r)| r).collect();
-        let mut by_share: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
-        for (i, record) in backups.iter().enumerate() {
-            by_share.entry(record.share.to_hex()).or_default().push(i);
-        }
-        // Two share ids with the same short form (unlikely) are both shown in full.
-        let mut short_count: HashMap<String, usize> = HashMap::new();
-        for hex in by_share.keys() {
-            *short_count.entry(share_dir_name(hex)).or_default() += 1;
-        }
-        let shares = by_share
-            .into_iter()
-            .map(|(hex, mut list)| {
-                list.sort_by(|a, b| backups[*a].name.cmp(&backups[*b].name));
-                let short = share_dir_name(&hex);
-                Share {
-                    name: if short_count[&short] > 1 { hex } else { short },
-                    backups: list,
-                }
-            })
-            .collect();
-        let newest = backups.iter().map(|r| r.created).max().unwrap_or_default();
-        Ok(VaultBrowser {
-            vault,
-            shares,
-            backups,
+        let browser = VaultBrowser {
+            vault: RwLock::new(vault),
+            catalog: RwLock::new(Catalog::default()),
+            refreshed: Mutex::new(Instant::now()),
+            refresh_after: REFRESH_AFTER,
             owner,
-            newest,
             held: RwLock::new(HeldInodes::default()),
             trees: Mutex::new(LruCache::new(cache_bytes / TREE_SHARE)),
             data: Mutex::new(LruCache::new(cache_bytes - cache_bytes / TREE_SHARE)),
-        })
+        };
+        browser.read_catalog()?;
+        Ok(browser)
     }
 
-    pub fn vault(&self) -> &Vault {
-        &self.vault
+    /// Reads the vault's backup list again if it is older than [`REFRESH_AFTER`]. A vault that
+    /// cannot be read now leaves the list as it was (and a warning in the log): what the
+    /// mount shows stays readable.
+    fn refresh(&self) {
+        let mut refreshed = self.refreshed.lock();
+        if refreshed.elapsed() < self.refresh_after {
+            return;
+        }
+        if let Err(err) = self.read_catalog() {
+            tracing::warn!("cannot read the vault's backup list again: {err}");
+        }
+        *refreshed = Instant::now();
+    }
+
+    /// Lists the vault's backups and reads the records of new ones. Their objects are in index
+    /// files stored before their records, so the index is reloaded (when there are new
+    /// backups) before they are shown.
+    fn read_catalog(&self) -> Result<(), VaultError> {
+        let vault = self.vault.read();
+        let listed = vault.backup_ids()?;
+        let unknown: Vec<BackupId> = {
+            let catalog = self.catalog.read();
+            listed
+                .iter()
+                .filter(|id| !catalog.numbers.contains_key(id))
+                .copied()
+                .collect()
+        };
+        let mut found = Vec::new();
+        for id in unknown {
+            if let Some(record) = vault.listed_record(id)? {
+                found.push((id, record));
+            }
+        }
+        found.sort_by(|a, b| (a.1.created, &a.1.name).cmp(&(b.1.created, &b.1.name)));
+        let index = match found.is_empty() {
+            true => None,
+            false => Some(vault.read_index()?),
+        };
+        drop(vault);
+        if let Some(index) = index {
+            self.vault.write().install_index(index);
+        }
+        self.catalog
+            .write()
+            .update(found, &listed.into_iter().collect());
+        Ok(())
     }
 
     /// The block size of the backup an inode is in (the store's it came from).
     pub fn block_size(&self, ino: InodeNo) -> u32 {
         backup_of(ino)
-            .and_then(|b| self.backups.get(b - 1))
-            .map_or(4096, |r| r.block_size)
+            .and_then(|b| self.catalog.read().record(b).map(|r| r.block_size))
+            .unwrap_or(4096)
     }
 
     /// How many inodes inside backups the kernel holds now.
@@ -163,7 +279,7 @@ impl VaultBrowser {
         self.held.read().len()
     }
 
-    fn synthetic(&self, ino: InodeNo, parent: InodeNo, nlink: u32) -> Node {
+    fn synthetic(&self, ino: InodeNo, parent: InodeNo, nlink: u32, time: Timestamp) -> Node {
         Node {
             ino,
             parent,
@@ -175,9 +291,9 @@ impl VaultBrowser {
                 nlink,
                 rdev: 0,
                 size: 0,
-                atime: self.newest,
-                mtime: self.newest,
-                ctime: self.newest,
+                atime: time,
+                mtime: time,
+                ctime: time,
                 symlink_target: Vec::new(),
             },
             object: None,
@@ -185,21 +301,26 @@ impl VaultBrowser {
         }
     }
 
-    fn share_node(&self, index: usize) -> Node {
-        let backups = self.shares.get(index).map_or(0, |s| s.backups.len());
-        self.synthetic(InodeNo(2 + index as u64), TOP, 2 + backups as u32)
+    fn share_node(&self, catalog: &Catalog, index: usize) -> Node {
+        let backups = catalog.shares.get(index).map_or(0, |s| s.backups.len());
+        self.synthetic(
+            InodeNo(2 + index as u64),
+            TOP,
+            2 + backups as u32,
+            catalog.newest,
+        )
     }
 
     /// The index of the share whose directory is `ino`.
-    fn share_index(&self, ino: InodeNo) -> Option<usize> {
+    fn share_index(catalog: &Catalog, ino: InodeNo) -> Option<usize> {
         let index = ino.0.checked_sub(2)? as usize;
-        (backup_of(ino).is_none() && index < self.shares.len()).then_some(index)
+        (backup_of(ino).is_none() && index < catalog.shares.len()).then_some(index)
     }
 
     /// The root directory of backup number `number`, as `.snapshots/NAME` shows a snapshot's.
-    fn backup_root(&self, number: usize) -> Option<Node> {
-        let record = self.backups.get(number.checked_sub(1)?)?;
-        let share = self
+    fn backup_root(catalog: &Catalog, number: usize) -> Option<Node> {
+        let record = catalog.record(number)?;
+        let share = catalog
             .shares
             .iter()
             .position(|s| s.backups.contains(&(number - 1)))?;
@@ -223,17 +344,74 @@ impl VaultBrowser {
         })
     }
 
+    /// A name in the top directory (a share) or in a share's directory (a backup), looked up
+    /// in the catalog as it is; `None` if `parent` is neither.
+    fn lookup_listed(&self, parent: InodeNo, name: &[u8]) -> Option<Result<Node, BrowseError>> {
+        let catalog = self.catalog.read();
+        if parent == TOP {
+            let found = catalog
+                .visible_shares()
+                .find(|(_, s)| s.name.as_bytes() == name)
+                .map(|(index, _)| self.share_node(&catalog, index));
+            return Some(found.ok_or(BrowseError::NotFound));
+        }
+        let index = Self::share_index(&catalog, parent)?;
+        let found = catalog.shares[index].backups.iter().find(|b| {
+            catalog.backups[**b]
+                .as_ref()
+                .is_some_and(|r| r.name.as_bytes() == name)
+        });
+        Some(
+            found
+                .and_then(|b| Self::backup_root(&catalog, b + 1))
+                .ok_or(BrowseError::NotFound),
+        )
+    }
+
+    /// The entries of the top directory or of a share's directory; `None` if `ino` is neither.
+    fn list_listed(&self, ino: InodeNo) -> Option<Entries> {
+        let catalog = self.catalog.read();
+        if ino == TOP {
+            let entries = catalog
+                .visible_shares()
+                .map(|(i, share)| {
+                    let name = share.name.clone().into_bytes();
+                    (name, InodeNo(2 + i as u64), InodeKind::Directory)
+                })
+                .collect();
+            return Some(entries);
+        }
+        let index = Self::share_index(&catalog, ino)?;
+        let entries = catalog.shares[index]
+            .backups
+            .iter()
+            .filter_map(|b| {
+                let name = catalog.backups[*b].as_ref()?.name.clone().into_bytes();
+                Some((
+                    name,
+                    backup_ino(b + 1, InodeNo::ROOT.0),
+                    InodeKind::Directory,
+                ))
+            })
+            .collect();
+        Some(entries)
+    }
+
     /// The inode `ino`, if the kernel may know it.
     pub fn node(&self, ino: InodeNo) -> Result<Node, BrowseError> {
-        if ino == TOP {
-            return Ok(self.synthetic(TOP, TOP, 2 + self.shares.len() as u32));
-        }
-        if let Some(index) = self.share_index(ino) {
-            return Ok(self.share_node(index));
-        }
-        let number = backup_of(ino).ok_or(BrowseError::NotFound)?;
-        if ino == backup_ino(number, InodeNo::ROOT.0) {
-            return self.backup_root(number).ok_or(BrowseError::NotFound);
+        {
+            let catalog = self.catalog.read();
+            if ino == TOP {
+                let shares = catalog.visible_shares().count() as u32;
+                return Ok(self.synthetic(TOP, TOP, 2 + shares, catalog.newest));
+            }
+            if let Some(index) = Self::share_index(&catalog, ino) {
+                return Ok(self.share_node(&catalog, index));
+            }
+            let number = backup_of(ino).ok_or(BrowseError::NotFound)?;
+            if ino == backup_ino(number, InodeNo::ROOT.0) {
+                return Self::backup_root(&catalog, number).ok_or(BrowseError::NotFound);
+            }
         }
         self.held
             .read()
@@ -244,23 +422,16 @@ impl VaultBrowser {
 
     /// Looks `name` up in the directory `parent`. An entry inside a backup is remembered
     /// until the kernel forgets it: each successful lookup is one reference the kernel holds.
+    /// A share or backup not found may have been made since the last refresh.
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<Node, BrowseError> {
-        if parent == TOP {
-            let index = self
-                .shares
-                .iter()
-                .position(|s| s.name.as_bytes() == name)
-                .ok_or(BrowseError::NotFound)?;
-            return Ok(self.share_node(index));
-        }
-        if let Some(index) = self.share_index(parent) {
-            let number = self.shares[index]
-                .backups
-                .iter()
-                .find(|b| self.backups[**b].name.as_bytes() == name)
-                .ok_or(BrowseError::NotFound)?
-                + 1;
-            return self.backup_root(number).ok_or(BrowseError::NotFound);
+        if let Some(found) = self.lookup_listed(parent, name) {
+            if !matches!(found, Err(BrowseError::NotFound)) {
+                return found;
+            }
+            self.refresh();
+            return self
+                .lookup_listed(parent, name)
+                .unwrap_or(Err(BrowseError::NotFound));
         }
         let dir = self.node(parent)?;
         let number = backup_of(parent).ok_or(BrowseError::NotFound)?;
@@ -290,30 +461,13 @@ impl VaultBrowser {
     }
 
     /// The entries of a directory, and its parent.
+    /// Listing the top or a share's directory shows the backups made since the last refresh.
     pub fn list(&self, ino: InodeNo) -> Result<(InodeNo, Entries), BrowseError> {
-        if ino == TOP {
-            let entries = (0..self.shares.len())
-                .map(|i| {
-                    let name = self.shares[i].name.clone().into_bytes();
-                    (name, InodeNo(2 + i as u64), InodeKind::Directory)
-                })
-                .collect();
-            return Ok((TOP, entries));
-        }
-        if let Some(index) = self.share_index(ino) {
-            let entries = self.shares[index]
-                .backups
-                .iter()
-                .map(|b| {
-                    let name = self.backups[*b].name.clone().into_bytes();
-                    (
-                        name,
-                        backup_ino(b + 1, InodeNo::ROOT.0),
-                        InodeKind::Directory,
-                    )
-                })
-                .collect();
-            return Ok((TOP, entries));
+        if self.list_listed(ino).is_some() {
+            self.refresh();
+            if let Some(entries) = self.list_listed(ino) {
+                return Ok((TOP, entries));
+            }
         }
         let dir = self.node(ino)?;
         let number = backup_of(ino).ok_or(BrowseError::NotFound)?;
@@ -362,7 +516,7 @@ impl VaultBrowser {
     fn damaged(&self, object: ObjectId, reason: &str) -> BrowseError {
         BrowseError::Object {
             object,
-            pack: self.vault.locate(&object),
+            pack: self.vault.read().locate(&object),
             source: Box::new(VaultError::Damaged(format!("object {object}: {reason}"))),
         }
     }
@@ -370,7 +524,7 @@ impl VaultBrowser {
     fn object_error(&self, object: ObjectId, source: VaultError) -> BrowseError {
         BrowseError::Object {
             object,
-            pack: self.vault.locate(&object),
+            pack: self.vault.read().locate(&object),
             source: Box::new(source),
         }
     }
@@ -394,7 +548,8 @@ impl VaultBrowser {
             return Ok(object);
         }
         // Fetched outside the lock: other reads go on meanwhile (two may fetch one object).
-        let node = tree::read_node(&self.vault, id).map_err(|err| self.object_error(*id, err))?;
+        let node =
+            tree::read_node(&self.vault.read(), id).map_err(|err| self.object_error(*id, err))?;
         let weight = node.bytes.len() as u64
             + node
                 .parts
@@ -413,6 +568,7 @@ impl VaultBrowser {
         }
         let data = Arc::new(
             self.vault
+                .read()
                 .read_object(id)
                 .map_err(|err| self.object_error(*id, err))?,
         );
@@ -485,6 +641,65 @@ mod tests {
         fn describe(&self) -> String {
             self.inner.describe()
         }
+    }
+
+    /// Backups made and deleted while the vault is mounted show up and go; the inodes of the
+    /// others keep their numbers, and the new backup's objects (in index files stored after
+    /// the mount) are readable.
+    #[test]
+    fn the_backup_list_follows_the_vault_while_mounted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        write_file(&live, "f", b"first");
+        snapshots
+            .create("one", crate::format::catalog::Origin::Manual)
+            .expect("snapshot");
+        let source = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&source, &Secret::None, TEST_KDF).expect("init");
+        let open = || Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
+        let share = live.share_id().expect("share id");
+        backup::backup(&mut open(), &snapshots, "one", share).expect("backup");
+
+        let mut browser = VaultBrowser::new(open(), 1 << 20, (0, 0)).expect("browser");
+        browser.refresh_after = Duration::ZERO;
+        let (_, shares) = browser.list(TOP).expect("top");
+        let share_dir = browser.lookup(TOP, &shares[0].0).expect("share");
+        let one = browser.lookup(share_dir.ino, b"one").expect("one");
+        let names = |browser: &VaultBrowser| -> Vec<Vec<u8>> {
+            let (_, entries) = browser.list(share_dir.ino).expect("list");
+            entries.into_iter().map(|(name, _, _)| name).collect()
+        };
+        assert_eq!(names(&browser), [b"one".to_vec()]);
+
+        write_file(&live, "f", b"second, made while mounted");
+        snapshots
+            .create("two", crate::format::catalog::Origin::Manual)
+            .expect("snapshot");
+        backup::backup(&mut open(), &snapshots, "two", share).expect("backup");
+        // Looked up before any listing: a name not known is looked for again.
+        let two = browser.lookup(share_dir.ino, b"two").expect("two");
+        let f = browser.lookup(two.ino, b"f").expect("f in two");
+        assert_eq!(
+            browser.read(f.ino, 0, 100).expect("read"),
+            b"second, made while mounted"
+        );
+        assert_eq!(names(&browser), [b"one".to_vec(), b"two".to_vec()]);
+
+        super::super::retention::delete(&open(), &["one".to_owned()]).expect("delete one");
+        assert_eq!(names(&browser), [b"two".to_vec()]);
+        assert!(matches!(
+            browser.lookup(share_dir.ino, b"one"),
+            Err(BrowseError::NotFound)
+        ));
+        assert!(matches!(browser.node(one.ino), Err(BrowseError::NotFound)));
+        assert_eq!(
+            browser.lookup(share_dir.ino, b"two").expect("two").ino,
+            two.ino,
+            "a backup keeps its number"
+        );
+        drop(snapshots);
+        close(live);
     }
 
     /// Reading one file fetches its own objects, not the packs they are in; the caches stay

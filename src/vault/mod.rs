@@ -46,6 +46,7 @@ mod pack_writer;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+mod size;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -211,6 +212,13 @@ fn unix_now() -> i64 {
     }
 }
 
+/// A vault's index as read from its index files, ready to become a handle's index
+/// ([`Vault::install_index`]).
+pub(crate) struct LoadedIndex {
+    locations: HashMap<ChunkId, (VaultPackId, PackSlice)>,
+    files: index::IndexFiles,
+}
+
 /// An open vault: its backend, its config, the key to its objects, and its index (the union
 /// of every pack index, loaded at open).
 pub struct Vault {
@@ -286,11 +294,26 @@ impl Vault {
     /// sees every change made before the lock was granted. Index files read before and
     /// unchanged since are not read again.
     pub fn reload_index(&mut self) -> Result<(), VaultError> {
+        let loaded = self.read_index()?;
+        self.install_index(loaded);
+        Ok(())
+    }
+
+    /// Reads the vault's index as [`Vault::reload_index`] does, without changing this handle:
+    /// a reader serving requests (`vault mount`) reads it aside and installs it in a moment.
+    pub(crate) fn read_index(&self) -> Result<LoadedIndex, VaultError> {
         let scan = index::Scan::read_reusing(self, &self.index_files)?;
         let files = index::IndexFiles::of(&scan);
-        self.index = scan.strict()?.locations();
-        self.index_files = files;
-        Ok(())
+        Ok(LoadedIndex {
+            locations: scan.strict()?.locations(),
+            files,
+        })
+    }
+
+    /// Makes `loaded` this handle's index.
+    pub(crate) fn install_index(&mut self, loaded: LoadedIndex) {
+        self.index = loaded.locations;
+        self.index_files = loaded.files;
     }
 
     /// Seals `plain`; `what` names it in errors.
@@ -393,18 +416,31 @@ impl Vault {
         })
     }
 
+    /// The ids of the backups the vault lists now: one listing, no record read.
+    pub fn backup_ids(&self) -> Result<Vec<BackupId>, VaultError> {
+        Ok(self
+            .backend
+            .list(BACKUPS)?
+            .iter()
+            .filter_map(|meta| listed_id(&meta.key, BACKUPS, BackupId::from_hex))
+            .collect())
+    }
+
+    /// The record of a listed backup, or `None` if it was deleted since the listing.
+    fn listed_record(&self, id: BackupId) -> Result<Option<BackupRecord>, VaultError> {
+        match self.record(id) {
+            Ok(record) => Ok(Some(record)),
+            Err(VaultError::Blob(BlobError::NotFound(_))) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Every backup record, with its id.
     pub fn records(&self) -> Result<Vec<(BackupId, BackupRecord)>, VaultError> {
         let mut out = Vec::new();
-        for meta in self.backend.list(BACKUPS)? {
-            let Some(id) = listed_id(&meta.key, BACKUPS, BackupId::from_hex) else {
-                continue;
-            };
-            match self.record(id) {
-                Ok(record) => out.push((id, record)),
-                // Deleted since the listing.
-                Err(VaultError::Blob(BlobError::NotFound(_))) => continue,
-                Err(err) => return Err(err),
+        for id in self.backup_ids()? {
+            if let Some(record) = self.listed_record(id)? {
+                out.push((id, record));
             }
         }
         out.sort_by(|a, b| {

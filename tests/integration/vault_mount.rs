@@ -2,8 +2,8 @@
 //! (SeaweedFS): two backups of a real share show every byte and attribute their snapshots
 //! show in `.snapshots/`; `find` walks them; a damaged object gives EIO on its file only
 //! (logged with its object and pack); writes are refused with EROFS; the vault is locked
-//! against gc while mounted; unmounting (umount, SIGTERM) ends the process cleanly and
-//! releases the lock.
+//! against gc while mounted; a backup made while it is mounted appears; unmounting (umount,
+//! SIGTERM) ends the process cleanly and releases the lock.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -285,6 +285,54 @@ fn vault_mount_of_a_local_vault_shows_every_backup_and_fails_only_a_damaged_file
     mount.stop_with(Command::new("fusermount3").arg("-u").arg(&mnt));
 }
 
+/// Waits (up to 20 s: the mount reads the list again 2 s after its last read) until the
+/// backups listed in the share's directory are `expected`.
+fn wait_for_backups(share: &Path, expected: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut names: Vec<String> = fs::read_dir(share)
+            .expect("readdir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
+        names.sort();
+        if names == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backups listed: {names:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A backup made while the vault is mounted appears in it, whole.
+fn a_backup_made_while_mounted_appears(
+    m: &Mounted,
+    vault: &str,
+    env: &[(&str, String)],
+    mnt: &Path,
+) {
+    let share = share_dir(mnt, vault, env);
+    let share_mnt = m.mnt.to_str().expect("utf-8");
+    fs::write(
+        m.path("while-mounted.txt"),
+        b"made while the vault was mounted\n",
+    )
+    .expect("write");
+    std::thread::sleep(Duration::from_millis(1100));
+    snapfs_ok(&["snapshot", "create", "third", "--mount", share_mnt]);
+    ok_env(
+        &["backup", "third", "--to", vault, "--mount", share_mnt],
+        env,
+    );
+    wait_for_backups(&share, &["first", "second", "third"]);
+    assert_eq!(
+        tree_state(&m.path(".snapshots/third")),
+        tree_state(&share.join("third"))
+    );
+}
+
 #[test]
 fn vault_mount_of_an_encrypted_s3_vault_shows_every_backup_and_ends_on_sigterm() {
     let server = S3Server::start();
@@ -313,6 +361,7 @@ fn vault_mount_of_an_encrypted_s3_vault_shows_every_backup_and_ends_on_sigterm()
 
     let mut mount = VaultMount::start(&vault, &mnt, &env, &[]);
     browse_and_compare(&m, &vault, &env, &mnt);
+    a_backup_made_while_mounted_appears(&m, &vault, &env, &mnt);
     let pid = mount.pid().to_string();
     mount.stop_with(Command::new("kill").args(["-TERM", &pid]));
     // The lock is gone: gc runs.
