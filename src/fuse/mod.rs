@@ -28,6 +28,7 @@ use crate::id::InodeNo as Ino;
 use crate::live::{
     Attr, Caller, FsError, LiveFs, NAME_MAX, NewInode, RenameMode, SetAttr, XattrFlags, XattrReply,
 };
+use crate::metrics::Op;
 use crate::service::Service;
 use crate::snapshot::view::{Area, SNAPSHOTS_DIR, SNAPSHOTS_DIR_NAME, area};
 pub use attr::file_attr;
@@ -215,6 +216,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _request = self.live.metrics().request(Op::Lookup);
         if is_live(parent) && !is_snapshots_entry(parent, name) {
             self.reply_entry(reply, self.live.lookup(ino(parent), name.as_bytes()));
         } else {
@@ -236,6 +238,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _request = self.live.metrics().request(Op::Getattr);
         if is_live(i) {
             self.reply_attr(reply, self.live.getattr(ino(i)));
         } else {
@@ -267,6 +270,7 @@ impl Filesystem for SnapFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _request = self.live.metrics().request(Op::Setattr);
         if !is_live(i) {
             // `echo create x > .control` truncates before it writes: a no-op for the control
             // file. Everything else on this side is read-only.
@@ -288,6 +292,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn readlink(&self, req: &Request, i: INodeNo, reply: ReplyData) {
+        let _request = self.live.metrics().request(Op::Readlink);
         let result = if is_live(i) {
             self.live.readlink(ino(i)).map_err(|e| errno(&e))
         } else {
@@ -309,6 +314,7 @@ impl Filesystem for SnapFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _request = self.live.metrics().request(Op::Mknod);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
         }
@@ -351,6 +357,7 @@ impl Filesystem for SnapFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _request = self.live.metrics().request(Op::Mkdir);
         if area(ino(parent)) == Area::SnapshotsDir {
             return self.reply_side_entry(reply, self.side.mkdir(req.uid(), name.as_bytes()));
         }
@@ -368,6 +375,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.live.metrics().request(Op::Unlink);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(Errno::EROFS);
         }
@@ -375,6 +383,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.live.metrics().request(Op::Rmdir);
         if area(ino(parent)) == Area::SnapshotsDir {
             return match self.side.rmdir(req.uid(), name.as_bytes()) {
                 Ok(()) => reply.ok(),
@@ -395,6 +404,7 @@ impl Filesystem for SnapFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _request = self.live.metrics().request(Op::Symlink);
         if !is_live(parent) || is_snapshots_entry(parent, link_name) {
             return reply.error(read_only_or_exists(parent, link_name));
         }
@@ -418,6 +428,7 @@ impl Filesystem for SnapFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Rename);
         if !is_live(parent)
             || !is_live(new_parent)
             || is_snapshots_entry(parent, name)
@@ -452,6 +463,7 @@ impl Filesystem for SnapFuse {
         new_name: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _request = self.live.metrics().request(Op::Link);
         if !is_live(i) || !is_live(new_parent) || is_snapshots_entry(new_parent, new_name) {
             return reply.error(read_only_or_exists(new_parent, new_name));
         }
@@ -460,6 +472,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _request = self.live.metrics().request(Op::Open);
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match area(ino(i)) {
@@ -496,13 +509,17 @@ impl Filesystem for SnapFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _request = self.live.metrics().request(Op::Read);
         let result = if is_live(i) {
             self.live.read(fh.0, offset, size).map_err(|e| errno(&e))
         } else {
             self.side.read(ino(i), fh.0, offset, size)
         };
         match result {
-            Ok(data) => reply.data(&data),
+            Ok(data) => {
+                self.live.metrics().read(data.len());
+                reply.data(&data)
+            }
             Err(err) => reply.error(err),
         }
     }
@@ -519,6 +536,7 @@ impl Filesystem for SnapFuse {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _request = self.live.metrics().request(Op::Write);
         let result = match area(ino(i)) {
             Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
             Area::ControlFile => {
@@ -528,7 +546,10 @@ impl Filesystem for SnapFuse {
             _ => Err(Errno::EROFS),
         };
         match result {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                self.live.metrics().written(n);
+                reply.written(n as u32)
+            }
             Err(err) => reply.error(err),
         }
     }
@@ -541,6 +562,7 @@ impl Filesystem for SnapFuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Flush);
         match area(ino(i)) {
             Area::Live => reply_empty(reply, self.live.flush(fh.0)),
             // Its writer's close ends what was written: an unterminated last request runs now.
@@ -563,6 +585,7 @@ impl Filesystem for SnapFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Release);
         if !is_live(i) {
             self.side.release(fh.0);
             return reply.ok();
@@ -571,6 +594,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn fsync(&self, req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _request = self.live.metrics().request(Op::Fsync);
         // The daemon's own fsync collects the kernel's held writes for a snapshot, which
         // commits them itself: the kernel has written back and waited by now.
         if !is_live(i) || writeback::from_this_process(req.pid()) {
@@ -580,6 +604,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _request = self.live.metrics().request(Op::Opendir);
         let result = if is_live(i) {
             self.live.opendir(ino(i)).map_err(|e| errno(&e))
         } else {
@@ -599,6 +624,7 @@ impl Filesystem for SnapFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _request = self.live.metrics().request(Op::Readdir);
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, kind) in entries {
@@ -621,6 +647,7 @@ impl Filesystem for SnapFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _request = self.live.metrics().request(Op::Readdir);
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, _) in entries {
@@ -660,6 +687,7 @@ impl Filesystem for SnapFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Releasedir);
         if is_live(i) {
             self.live.releasedir(fh.0);
         } else {
@@ -676,10 +704,12 @@ impl Filesystem for SnapFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Fsyncdir);
         reply_empty(reply, self.live.sync_all());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _request = self.live.metrics().request(Op::Statfs);
         match self.live.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
@@ -705,6 +735,7 @@ impl Filesystem for SnapFuse {
         position: u32,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Setxattr);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
@@ -724,6 +755,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _request = self.live.metrics().request(Op::Getxattr);
         if is_live(i) {
             return reply_xattr(reply, self.live.getxattr(ino(i), name.as_bytes(), size));
         }
@@ -741,6 +773,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let _request = self.live.metrics().request(Op::Listxattr);
         if is_live(i) {
             return reply_xattr(reply, self.live.listxattr(ino(i), size));
         }
@@ -756,6 +789,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn removexattr(&self, _req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.live.metrics().request(Op::Removexattr);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
@@ -763,6 +797,7 @@ impl Filesystem for SnapFuse {
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _request = self.live.metrics().request(Op::Access);
         // Permissions are checked by the kernel (default_permissions).
         reply.ok();
     }
@@ -777,6 +812,7 @@ impl Filesystem for SnapFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _request = self.live.metrics().request(Op::Create);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
         }
@@ -820,6 +856,7 @@ impl Filesystem for SnapFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _request = self.live.metrics().request(Op::Fallocate);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }

@@ -143,9 +143,13 @@ impl LiveFs {
     fn commit_once(&self) -> FsResult<()> {
         self.check_writable()?;
         let _committing = self.commits.committing.lock();
+        let started = std::time::Instant::now();
         self.store_buffered_data();
         let batch = self.collect_batch();
         let result = self.write_batch(&batch);
+        if result.is_ok() {
+            self.metrics.commit_done(started);
+        }
         if let Err(err) = &result {
             tracing::error!("commit failed, refusing further changes until remount: {err}");
             self.poisoned

@@ -137,6 +137,11 @@ impl DirtyBudget {
     fn exceeded(&self) -> bool {
         self.bytes.load(Ordering::Relaxed) > self.limit
     }
+
+    /// Bytes buffered now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed).max(0) as u64
+    }
 }
 
 /// What a commit takes from a file.

@@ -54,6 +54,7 @@ pub use xattr::{XattrFlags, XattrReply};
 use crate::chunk_store::ChunkStore;
 use crate::id::InodeNo;
 use crate::meta::MetaStore;
+use crate::metrics::ShareMetrics;
 use crate::storage::lock::StoreLock;
 use crate::store::Store;
 
@@ -149,6 +150,8 @@ pub struct LiveFs {
     /// Entries for the kernel to forget from the notifier thread (see
     /// [`LiveFs::forget_entry_later`]); set once mounted. The thread ends when this is dropped.
     forget_later: std::sync::OnceLock<ForgetQueue>,
+    /// What the share counts for monitoring (`metrics.rs`).
+    metrics: ShareMetrics,
     _lock: StoreLock,
 }
 
@@ -182,6 +185,7 @@ impl LiveFs {
             store_dir: dir,
             kernel: std::sync::OnceLock::new(),
             forget_later: std::sync::OnceLock::new(),
+            metrics: ShareMetrics::default(),
         });
         if !orphans.is_empty() {
             tracing::info!(
@@ -281,6 +285,16 @@ impl LiveFs {
 
     pub fn block_size(&self) -> u32 {
         self.block_size
+    }
+
+    /// What the share counts for monitoring.
+    pub fn metrics(&self) -> &ShareMetrics {
+        &self.metrics
+    }
+
+    /// File data written and not yet stored in the chunk store (in block buffers).
+    pub fn dirty_bytes(&self) -> u64 {
+        self.budget.bytes()
     }
 
     /// The share's stable identity, which backups in a vault are grouped by.

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::JobCounts;
 use crate::schedule::calendar::format_rfc3339;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
@@ -50,6 +51,7 @@ pub struct JobLog {
     next_id: Mutex<u64>,
     on_failure: Option<String>,
     store_dir: PathBuf,
+    counts: JobCounts,
 }
 
 impl JobLog {
@@ -57,6 +59,7 @@ impl JobLog {
         db: Arc<Database>,
         store_dir: PathBuf,
         on_failure: Option<String>,
+        counts: JobCounts,
     ) -> Result<Self, redb::Error> {
         let next_id = {
             let txn = db.begin_read()?;
@@ -71,12 +74,14 @@ impl JobLog {
             next_id: Mutex::new(next_id),
             on_failure,
             store_dir,
+            counts,
         })
     }
 
     /// Records a finished job (and runs the failure hook if it failed). A job log that cannot
     /// be written must not fail the job itself: the error is logged.
     pub fn record(&self, mut job: Job) -> Job {
+        self.counts.done(&job.kind, job.ok);
         let mut next = self.next_id.lock();
         job.id = *next;
         let written = (|| -> Result<(), redb::Error> {

@@ -12,6 +12,7 @@ pub mod byte_path;
 pub(crate) mod control;
 mod error;
 mod jobs;
+pub mod metrics;
 mod privilege;
 pub mod replies;
 pub mod request;
@@ -101,8 +102,13 @@ impl Service {
         let live = snapshots.live();
         let db = live.database();
         let settings = settings::load(&db).map_err(ServiceError::io)?;
-        let jobs = JobLog::open(db, live.store_dir().to_owned(), options.on_failure.clone())
-            .map_err(ServiceError::io)?;
+        let jobs = JobLog::open(
+            db,
+            live.store_dir().to_owned(),
+            options.on_failure.clone(),
+            live.metrics().jobs(),
+        )
+        .map_err(ServiceError::io)?;
         Ok(Arc::new_cyclic(|me| Service {
             me: me.clone(),
             backup_running: AtomicBool::new(false),
@@ -458,7 +464,9 @@ impl Service {
         self.job(kind, name, automatic, || {
             let chunks = self.snapshots.live().chunk_store();
             let before = chunks.usage().pack_bytes;
+            let started = std::time::Instant::now();
             let record = self.snapshots.create(name, origin)?;
+            self.snapshots.live().metrics().snapshot_done(started);
             let grown = chunks.usage().pack_bytes.saturating_sub(before);
             Ok((SnapshotInfo::new(name, &record, None), grown))
         })

@@ -20,6 +20,7 @@ mod history_cli;
 mod hostile;
 mod lazy_namespace;
 mod lifecycle;
+mod metrics;
 mod permissions;
 mod posix_ops;
 mod privilege;
