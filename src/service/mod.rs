@@ -412,7 +412,9 @@ impl Service {
             .share_id()
             .ok_or_else(|| ServiceError::io("the store has no share id"))?;
         let result = self.job("backup", &format!("{name} -> {}", args.to), false, || {
+            let opening = std::time::Instant::now();
             let mut vault = open_vault(&args.to, &args.access)?;
+            tracing::debug!(took = ?opening.elapsed(), "vault opened for the backup");
             let report = crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share)?;
             let bytes = report.bytes_added;
             Ok((report, bytes))

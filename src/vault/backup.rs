@@ -63,11 +63,15 @@ pub fn backup(
 ) -> Result<BackupReport, VaultError> {
     // Pinned: the snapshot cannot be deleted (nor its chunks collected) while it is read.
     let pin = snapshots.pin(name)?;
+    let mut phases = Phases::start();
     // No gc from here to the record: the walk skips what the index lists, and gc could
     // delete it. The index is read again under the lock, after any gc that ran before.
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "backup")?;
+    phases.lap("lock");
     vault.reload_index()?;
+    phases.lap("index");
     let records = vault.records()?;
+    phases.lap("records");
     let existing = records
         .iter()
         .find(|(_, record)| record.share == share && record.name == name);
@@ -92,7 +96,9 @@ pub fn backup(
         &mut writer,
         pin.record.root,
     )?;
+    phases.lap("send");
     writer.flush(vault)?;
+    phases.lap("flush");
     // The newest backup of this share: the size is counted from it (records are oldest first).
     let base = records
         .iter()
@@ -103,6 +109,7 @@ pub fn backup(
             size: record.size,
         });
     let size = size::tree_size(vault, objects, pin.record.root, base)?;
+    phases.lap("size");
     let record = BackupRecord {
         share,
         name: name.to_owned(),
@@ -125,6 +132,7 @@ pub fn backup(
         })?;
     let id = BackupId::random().map_err(|err| VaultError::Io(err.to_string()))?;
     vault.backend.put_if_absent(&backup_key(id), &sealed)?;
+    phases.lap("record");
     let report = BackupReport {
         name: name.to_owned(),
         share: share.to_hex(),
@@ -134,7 +142,40 @@ pub fn backup(
         already_there: false,
     };
     tracing::info!(vault = vault.describe(), ?report, "backed up");
+    tracing::debug!(phases = %phases, "where the backup's time went");
     Ok(report)
+}
+
+/// Where a backup's time went, phase by phase (logged at debug level: the first thing to look
+/// at when a backup is slower than expected).
+struct Phases {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// Ends the phase `name` now.
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (name, took) in &self.laps {
+            write!(f, "{name} {:.1} ms; ", took.as_secs_f64() * 1000.0)?;
+        }
+        Ok(())
+    }
 }
 
 /// Objects sealed at once on the data workers: enough to keep every core busy, few enough
