@@ -2,11 +2,14 @@
 //! on a store build a [`crate::service::Request`] and hand it to their target (`target.rs`).
 
 pub mod backup;
+pub mod daemon;
 pub mod destroy;
 pub mod gc;
 pub mod history;
 pub mod init;
+pub mod logging;
 pub mod mount;
+pub mod mount_helper;
 pub mod policy;
 pub mod restore;
 pub mod snapshot;
