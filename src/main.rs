@@ -28,7 +28,7 @@ fn command_line() -> Cli {
     }
     match mount_helper::plan(std::env::args_os()) {
         Ok(HelperPlan::Mount(cli)) => *cli,
-        Ok(HelperPlan::Fake) => std::process::exit(0),
+        Ok(HelperPlan::Fake | HelperPlan::AlreadyMounted) => std::process::exit(0),
         Err(err) => {
             eprintln!("mount.fuse.snapfs: {err}");
             std::process::exit(1);

@@ -66,8 +66,14 @@ impl Readiness {
     }
 
     /// The mount failed before it was ready: the waiting parent prints `reason` and fails.
+    /// The pipe stays open until this process exits, so that the parent returns only once
+    /// nothing of the failed daemon is left running.
     pub fn failed(&self, reason: &str) {
-        self.tell_parent(reason);
+        if let Ok(pipe) = self.parent.lock().as_mut()
+            && let Some(pipe) = pipe.as_mut()
+        {
+            let _ = pipe.write_all(reason.as_bytes());
+        }
     }
 
     /// The daemon is unmounting: `STOPPING=1`, so that systemd shows the unit as deactivating.
@@ -75,6 +81,7 @@ impl Readiness {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     }
 
+    /// Writes `text` and closes the pipe: the parent returns at once.
     fn tell_parent(&self, text: &str) {
         let taken = self.parent.lock().map(|mut pipe| pipe.take());
         if let Ok(Some(mut pipe)) = taken {

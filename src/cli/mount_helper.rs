@@ -126,6 +126,10 @@ pub enum HelperPlan {
     Mount(Box<Cli>),
     /// `-f`: the options were checked; mount nothing.
     Fake,
+    /// This store is already mounted there: nothing to do. `mount -a` runs the helper again
+    /// for every fstab line, because the mount table shows the source as `snapfs:STORE` (how
+    /// `snapfs umount` finds the store), which util-linux does not match to the fstab line.
+    AlreadyMounted,
 }
 
 /// Whether the program was run under a helper name (by `mount(8)`).
@@ -142,6 +146,14 @@ pub fn plan(argv: impl IntoIterator<Item = OsString>) -> Result<HelperPlan, Help
         HelperArgs::try_parse_from(argv).map_err(|err| HelperError::Usage(err.to_string()))?;
     if args.namespace.is_some() {
         return Err(HelperError::Namespace);
+    }
+    if already_mounted(&args.source, &args.mountpoint) {
+        eprintln!(
+            "mount.fuse.snapfs: {} is already mounted on {}",
+            args.source.display(),
+            args.mountpoint.display()
+        );
+        return Ok(HelperPlan::AlreadyMounted);
     }
     let mut command: Vec<OsString> = vec!["snapfs".into(), "mount".into(), "--daemon".into()];
     command.push(args.source.into_os_string());
@@ -169,6 +181,19 @@ pub fn plan(argv: impl IntoIterator<Item = OsString>) -> Result<HelperPlan, Help
         return Ok(HelperPlan::Fake);
     }
     Ok(HelperPlan::Mount(Box::new(cli)))
+}
+
+/// Whether `store` is what is mounted on `mountpoint` now.
+fn already_mounted(store: &Path, mountpoint: &Path) -> bool {
+    let Ok(mountpoint) = std::path::absolute(mountpoint) else {
+        return false;
+    };
+    match super::umount::store_of_mount(&mountpoint) {
+        Ok(Some(mounted)) => {
+            std::fs::canonicalize(mounted).ok() == std::fs::canonicalize(store).ok()
+        }
+        _ => false,
+    }
 }
 
 /// The `snapfs mount` flag one mount option stands for (`--threads=8` for `threads=8`), or
@@ -248,7 +273,7 @@ mod tests {
                 Command::Mount(args) => Ok(args),
                 other => panic!("not a mount: {other:?}"),
             },
-            HelperPlan::Fake => panic!("fake"),
+            other => panic!("not a mount: {other:?}"),
         }
     }
 

@@ -185,6 +185,18 @@ fn an_fstab_line_mounts_with_mount_mountpoint() {
         !root_names(&share.mnt).contains(&".snapshots".to_owned()),
         "snapdir hidden by default"
     );
+    // `mount -a` again (after an fstab edit, say) leaves the mounted share alone.
+    let out = run(Command::new("mount").arg("-a").arg("-T").arg(&fstab));
+    assert_ok(&out);
+    assert_eq!(
+        crate::background::processes_with_arg(&share.mnt),
+        vec![daemon.pid()],
+        "no second daemon"
+    );
+    assert_eq!(
+        std::fs::read(share.mnt.join("f")).expect("read"),
+        b"from fstab"
+    );
     assert_ok(&run(Command::new("umount").arg(&share.mnt)));
     daemon.assert_exits_cleanly();
     let logged = std::fs::read_to_string(&log).expect("log_file= was honoured");
