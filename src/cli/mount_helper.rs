@@ -287,6 +287,8 @@ mod tests {
             "rw,allow_other,threads=8,cache-ttl=5,writeback_cache=off,_netdev,x-systemd.automount",
             "-o",
             "snapdir=visible,nonempty,dirty_limit=64M,log_file=/var/log/snapfs.log",
+            "-o",
+            "on_failure=/usr/local/bin/page-me",
         ])
         .expect("valid");
         assert!(args.daemon, "the helper always goes into the background");
@@ -299,6 +301,7 @@ mod tests {
             args.log_file.as_deref(),
             Some("/var/log/snapfs.log".as_ref())
         );
+        assert_eq!(args.on_failure.as_deref(), Some("/usr/local/bin/page-me"));
         assert_eq!(args.store.to_str(), Some("/srv/store"));
         assert_eq!(args.mountpoint.to_str(), Some("/mnt/share"));
     }
