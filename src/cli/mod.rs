@@ -157,6 +157,7 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
+        super::mount_helper::helper_command().debug_assert();
     }
 
     #[test]

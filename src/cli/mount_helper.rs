@@ -132,6 +132,12 @@ pub enum HelperPlan {
     AlreadyMounted,
 }
 
+/// The helper's command-line definition, for clap's consistency checks.
+#[cfg(test)]
+pub(crate) fn helper_command() -> clap::Command {
+    HelperArgs::command()
+}
+
 /// Whether the program was run under a helper name (by `mount(8)`).
 pub fn invoked_as_helper(argv0: &Path) -> bool {
     argv0
