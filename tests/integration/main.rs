@@ -2,6 +2,7 @@
 //! through the kernel, as users and tools do.
 
 mod accounting;
+mod background;
 mod background_jobs;
 mod bad_input;
 mod blob_s3;
@@ -11,6 +12,7 @@ mod conformance;
 mod crash;
 mod crash_ordering;
 mod crash_points;
+mod daemon_mode;
 mod deep_tree;
 mod durability;
 mod full_disk;
@@ -18,9 +20,11 @@ mod harness;
 mod history;
 mod history_cli;
 mod hostile;
+mod install;
 mod lazy_namespace;
 mod lifecycle;
 mod metrics;
+mod mount_helper;
 mod permissions;
 mod posix_ops;
 mod privilege;
@@ -30,6 +34,7 @@ mod shutdown;
 mod snapshot_cli;
 mod snapshots;
 mod stress;
+mod systemd_unit;
 mod vault;
 mod vault_min_retention;
 mod vault_mount;
