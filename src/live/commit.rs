@@ -157,8 +157,9 @@ impl LiveFs {
     /// Stores the buffered blocks of every file changed since the last commit, before the
     /// commit takes the namespace lock: the bulk of the hashing and compressing a commit needs
     /// (see [`super::content::ContentState::take_changes`]) happens here, holding one file at
-    /// a time. Failures are left for `take_changes`, which handles them.
-    fn store_buffered_data(&self) {
+    /// a time. Failures are left for `take_changes`, which handles them. A freeze calls it
+    /// too, before its capture, for the same reason.
+    pub(super) fn store_buffered_data(&self) {
         let files: Vec<_> = self.changed.lock().since_commit.iter().copied().collect();
         let contents: Vec<_> = {
             let tree = self.tree.read();

@@ -129,9 +129,17 @@ pub struct LiveFs {
     dirt: Mutex<Dirt>,
     /// Inodes changed since the last commit (files: their content) and since the last freeze.
     changed: Mutex<Changed>,
-    /// Taken shared by every data write, and exclusively by a freeze: a snapshot holds every
-    /// write that returned before it and none that started after.
+    /// Taken shared by every data write, and exclusively by a freeze's capture and record
+    /// (brief: no hashing or storing): a snapshot holds every write that returned before its
+    /// capture and none that started after.
     write_gate: RwLock<()>,
+    /// Held by a freeze from its capture to its record, so freezes run one at a time, and by
+    /// a gc while it marks (see `freeze`). Lock order: the snapshot catalog, then this, then
+    /// the write gate, then the namespace.
+    freezing: Mutex<()>,
+    /// Test hook: makes the next freeze wait after its capture (see `freeze::Pause`).
+    #[cfg(test)]
+    freeze_pause: Mutex<Option<freeze::Pause>>,
     budget: DirtyBudget,
     /// The threads whole blocks of write requests are hashed and compressed on.
     workers: DataWorkers,
@@ -174,6 +182,9 @@ impl LiveFs {
             dirt: Mutex::new(Dirt::default()),
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
+            freezing: Mutex::new(()),
+            #[cfg(test)]
+            freeze_pause: Mutex::new(None),
             budget: DirtyBudget::new(options.dirty_limit),
             workers: DataWorkers::start()?,
             handles: Handles::default(),
