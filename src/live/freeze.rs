@@ -307,7 +307,7 @@ impl LiveFs {
     fn store_captured_blocks(
         &self,
         items: &[Captured],
-    ) -> FsResult<HashMap<usize, Vec<(u64, Option<ChunkId>)>>> {
+    ) -> FsResult<SealedBlocks> {
         let blocks: Vec<(usize, &CapturedBlock)> = items
             .iter()
             .enumerate()
@@ -319,7 +319,7 @@ impl LiveFs {
                 captured.buffered.iter().map(move |block| (position, block))
             })
             .collect();
-        let mut sealed: HashMap<usize, Vec<(u64, Option<ChunkId>)>> = HashMap::new();
+        let mut sealed = SealedBlocks::new();
         if blocks.is_empty() {
             return Ok(sealed);
         }
@@ -426,6 +426,10 @@ fn changed_and_above(
     }
     stale
 }
+
+/// The chunks the captured copies of buffered blocks were stored as (block index, chunk;
+/// `None` for a block of zeros), by position of their file in the capture.
+type SealedBlocks = HashMap<usize, Vec<(u64, Option<ChunkId>)>>;
 
 /// One step of the capture walk.
 enum Frame {
