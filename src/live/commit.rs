@@ -185,7 +185,11 @@ impl LiveFs {
             let mut changed = self.changed.lock();
             let files = std::mem::take(&mut changed.since_commit);
             let newly_frozen = std::mem::take(&mut changed.newly_frozen);
-            let newly_thawed = thaw_chains(&tree, &mut changed);
+            let mut newly_thawed = thaw_chains(&tree, &mut changed);
+            // Those of a freeze's capture that it has not recorded yet (see `Changed`).
+            newly_thawed.append(&mut changed.captured_thaw);
+            newly_thawed.sort_unstable();
+            newly_thawed.dedup();
             (files, newly_frozen, newly_thawed)
         };
         let ctx = self.data_context();
@@ -261,7 +265,10 @@ impl LiveFs {
 /// holds whole chains: a directory in it has every directory above it in it too, or a change
 /// of entries that moved it put its new parent in `since_freeze`). All of them are in memory
 /// (the namespace's invariant), so the walk needs no database read.
-fn thaw_chains(tree: &super::namespace::Namespace, changed: &mut super::Changed) -> Vec<InodeNo> {
+pub(super) fn thaw_chains(
+    tree: &super::namespace::Namespace,
+    changed: &mut super::Changed,
+) -> Vec<InodeNo> {
     let mut pending: Vec<InodeNo> = changed
         .since_freeze
         .iter()

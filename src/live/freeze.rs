@@ -119,16 +119,20 @@ impl LiveFs {
         // step does, moving it into the block maps so it is hashed once): the capture then
         // copies only what was buffered in the last moments.
         self.store_buffered_data();
-        let capture = self.capture()?;
+        let capture = match self.capture() {
+            Ok(capture) => capture,
+            Err(err) => {
+                self.freeze_failed(Vec::new());
+                return Err(err);
+            }
+        };
         #[cfg(test)]
         self.pause_after_capture();
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
         let (root, ids) = match self.encode(capture, objects) {
             Ok(encoded) => encoded,
             Err(err) => {
-                // The capture took their changes; give them back, so that the next commit
-                // removes their persisted frozen objects and the next freeze encodes them.
-                self.changed.lock().since_freeze.extend(inos);
+                self.freeze_failed(inos);
                 return Err(err);
             }
         };
@@ -163,6 +167,10 @@ impl LiveFs {
         let mut tree = self.tree.write();
         let changed = {
             let mut changed = self.changed.lock();
+            // The persisted frozen objects this capture makes stale, which the next commit
+            // removes (it might run before the record: see `Changed::captured_thaw`).
+            let stale = super::commit::thaw_chains(&tree, &mut changed);
+            changed.captured_thaw = stale;
             // From here, `since_freeze` and `thaw_persisted` hold what changed after this
             // capture: what the record must not trust the captured objects of.
             changed.thaw_persisted.clear();
@@ -171,6 +179,9 @@ impl LiveFs {
         for ino in changed {
             tree.thaw(ino);
         }
+        // Until the record: nothing captured leaves memory before it can be recorded.
+        self.freeze_in_flight
+            .store(true, std::sync::atomic::Ordering::Release);
         let ctx = self.data_context();
         let mut items = Vec::new();
         // Where each captured inode is in `items` (a file with several links is met once per
@@ -304,10 +315,7 @@ impl LiveFs {
     /// Stores the captured copies of buffered blocks, on the data workers, and hands each one
     /// back to its file if the buffer did not change since (so the file does not store the
     /// same bytes again). Returns the chunks by position of the file in the capture.
-    fn store_captured_blocks(
-        &self,
-        items: &[Captured],
-    ) -> FsResult<SealedBlocks> {
+    fn store_captured_blocks(&self, items: &[Captured]) -> FsResult<SealedBlocks> {
         let blocks: Vec<(usize, &CapturedBlock)> = items
             .iter()
             .enumerate()
@@ -372,6 +380,12 @@ impl LiveFs {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
         let mut changed = self.changed.lock();
+        // If no commit took them yet, the objects recorded below replace them; those not
+        // recorded are above a change since the capture, which the next commit thaws anyway
+        // (or, no longer in memory, were purged, or evicted with no persisted object).
+        changed.captured_thaw.clear();
+        self.freeze_in_flight
+            .store(false, std::sync::atomic::Ordering::Release);
         let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
         for (ino, id) in encoded {
             if stale.contains(&ino) {
@@ -383,6 +397,17 @@ impl LiveFs {
             node.frozen = Some(id);
             changed.newly_frozen.push((ino, id));
         }
+    }
+
+    /// After a failed capture or encoding: the captured inodes (`captured`) are given back
+    /// their changes, so that the next commit removes their persisted frozen objects and the
+    /// next freeze encodes them, and eviction may run again. (A capture that failed part way
+    /// thawed what it took; every inode it thawed is in `captured_thaw`, or is purged.)
+    fn freeze_failed(&self, captured: Vec<InodeNo>) {
+        let _tree = self.tree.write();
+        self.changed.lock().since_freeze.extend(captured);
+        self.freeze_in_flight
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// Test hook: waits as the test asked (see [`Pause`]), if it did.
@@ -849,6 +874,52 @@ mod tests {
                 close(live);
             }
         }
+    }
+
+    /// A commit while a freeze encodes writes the changes the capture took: it must remove
+    /// the persisted frozen objects they made stale (the changed file and every directory
+    /// above it) in the same transaction, or a crash before the freeze's record is committed
+    /// would leave the old objects trusted with the new data. The record's commit then
+    /// persists the new ones.
+    #[test]
+    fn a_commit_while_a_freeze_encodes_removes_what_the_capture_made_stale() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let objects = TreeObjects::new(live.chunk_store());
+        let d = mkdir(&live, "d");
+        let f = write_file(&live, "d/f", b"old");
+        write_file(&live, "other", b"other");
+        live.freeze(&objects).expect("freeze");
+        live.commit_now().expect("commit");
+        let persisted = |live: &LiveFs, ino: InodeNo| {
+            live.meta
+                .read_namespace()
+                .expect("reader")
+                .frozen(ino)
+                .expect("frozen")
+        };
+        let other = lookup(&live, "other").expect("other").ino;
+        assert!(persisted(&live, f).is_some() && persisted(&live, other).is_some());
+        write_file(&live, "d/f", b"new");
+        let frozen = freeze_around(&live, &objects, |live| {
+            live.commit_now().expect("commit while the freeze encodes");
+            for ino in [f, d, InodeNo::ROOT] {
+                assert_eq!(persisted(live, ino), None, "{ino} is not trusted any more");
+            }
+            assert!(persisted(live, other).is_some(), "unchanged: kept");
+        });
+        live.commit_now().expect("commit");
+        let tree = live.tree.read();
+        for ino in [f, d, InodeNo::ROOT] {
+            let node = tree.node(ino).expect("node");
+            assert!(node.frozen.is_some(), "{ino} recorded");
+            assert_eq!(persisted(&live, ino), node.frozen, "{ino} persisted");
+        }
+        drop(tree);
+        assert_eq!(
+            tree_dir(&live, &objects, frozen.root, &["d"]).get("f"),
+            Some(&file(b"new"))
+        );
     }
 
     /// The capture copies buffered blocks rather than storing them under the locks. The copy

@@ -119,6 +119,14 @@ struct Changed {
     /// each with every directory above it (so the next commits need not remove them again).
     /// Emptied by a freeze, with `since_freeze`.
     thaw_persisted: std::collections::HashSet<InodeNo>,
+    /// The inodes whose persisted frozen object a freeze's capture found stale and no commit
+    /// has removed yet (the changes it took from `since_freeze`, and every directory above
+    /// them): the next commit removes them. Without this, a commit while the freeze encodes
+    /// would write those changes with the old frozen objects still persisted, and a crash
+    /// before the freeze's record is committed would leave them trusted. Emptied by the
+    /// freeze's record, which persists their new objects instead (or leaves them to the
+    /// thaw of what changed since).
+    captured_thaw: Vec<InodeNo>,
 }
 
 pub struct LiveFs {
@@ -137,6 +145,9 @@ pub struct LiveFs {
     /// a gc while it marks (see `freeze`). Lock order: the snapshot catalog, then this, then
     /// the write gate, then the namespace.
     freezing: Mutex<()>,
+    /// Set (under the namespace write lock) while a freeze is between its capture and its
+    /// record: eviction waits meanwhile (see `evict`).
+    freeze_in_flight: AtomicBool,
     /// Test hook: makes the next freeze wait after its capture (see `freeze::Pause`).
     #[cfg(test)]
     freeze_pause: Mutex<Option<freeze::Pause>>,
@@ -183,6 +194,7 @@ impl LiveFs {
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
             freezing: Mutex::new(()),
+            freeze_in_flight: AtomicBool::new(false),
             #[cfg(test)]
             freeze_pause: Mutex::new(None),
             budget: DirtyBudget::new(options.dirty_limit),
