@@ -162,3 +162,57 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// What a snapshot tree holds in the directory at `path` (names from its root): each entry
+/// by name, with the content of a file (`None` for anything else).
+pub fn tree_dir(
+    live: &LiveFs,
+    objects: &crate::tree_objects::TreeObjects,
+    root: crate::format::object::ObjectId,
+    path: &[&str],
+) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    let mut dir = root;
+    for name in path {
+        let Ok(crate::format::object::Object::Directory(directory)) = objects.get(&dir) else {
+            panic!("a directory above {name}");
+        };
+        let entry = directory
+            .entries
+            .iter()
+            .find(|e| e.name == name.as_bytes())
+            .unwrap_or_else(|| panic!("{name} in the snapshot"));
+        dir = entry.object.expect("a directory object");
+    }
+    let Ok(crate::format::object::Object::Directory(directory)) = objects.get(&dir) else {
+        panic!("a directory at {path:?}");
+    };
+    let bs = u64::from(live.block_size());
+    let store = live.chunk_store();
+    let mut out = std::collections::BTreeMap::new();
+    for entry in directory.entries {
+        let content = (entry.record.kind == crate::format::inode::InodeKind::File).then(|| {
+            let Ok(crate::format::object::Object::File(file)) =
+                objects.get(&entry.object.expect("a file object"))
+            else {
+                panic!("a file object");
+            };
+            let mut bytes = vec![0u8; file.size as usize];
+            for (number, segment) in file.segments {
+                let Ok(crate::format::object::Object::Segment(segment)) = objects.get(&segment)
+                else {
+                    panic!("a segment");
+                };
+                for (index, chunk) in segment.blocks {
+                    let at = ((number * crate::format::object::SEGMENT_BLOCKS + u64::from(index))
+                        * bs) as usize;
+                    let data = store.get(&chunk).expect("a chunk of the snapshot");
+                    let end = (at + data.len()).min(bytes.len());
+                    bytes[at..end].copy_from_slice(&data[..end - at]);
+                }
+            }
+            bytes
+        });
+        out.insert(String::from_utf8(entry.name).expect("utf-8"), content);
+    }
+    out
+}

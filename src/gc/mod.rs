@@ -92,12 +92,19 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
     }
     let live = snapshots.live();
     let chunks = live.chunk_store();
+    // No freeze is between its capture and its record while this marks: the objects it has
+    // put and the chunks its captured block maps name are in use before anything names them.
+    // (A snapshot's freeze is kept out by the catalog, held above; this is for the freezes
+    // that record no snapshot.) A freeze that captures after the marking names only chunks
+    // in use since `begin_gc`, which the sweep keeps.
+    let no_freeze = live.hold_freezes();
     live.begin_gc();
     // The pack being appended to becomes compactable like any other.
     chunks.seal_active_pack();
     let result = (|| -> Result<GcReport, GcError> {
         let candidates = chunks.committed_chunks()?;
         let marked = mark(snapshots)?;
+        drop(no_freeze);
         let garbage: Vec<ChunkId> = candidates
             .iter()
             .map(|(id, _)| *id)

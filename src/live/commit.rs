@@ -161,8 +161,9 @@ impl LiveFs {
     /// Stores the buffered blocks of every file changed since the last commit, before the
     /// commit takes the namespace lock: the bulk of the hashing and compressing a commit needs
     /// (see [`super::content::ContentState::take_changes`]) happens here, holding one file at
-    /// a time. Failures are left for `take_changes`, which handles them.
-    fn store_buffered_data(&self) {
+    /// a time. Failures are left for `take_changes`, which handles them. A freeze calls it
+    /// too, before its capture, for the same reason.
+    pub(super) fn store_buffered_data(&self) {
         let files: Vec<_> = self.changed.lock().since_commit.iter().copied().collect();
         let contents: Vec<_> = {
             let tree = self.tree.read();
@@ -188,7 +189,11 @@ impl LiveFs {
             let mut changed = self.changed.lock();
             let files = std::mem::take(&mut changed.since_commit);
             let newly_frozen = std::mem::take(&mut changed.newly_frozen);
-            let newly_thawed = thaw_chains(&tree, &mut changed);
+            let mut newly_thawed = thaw_chains(&tree, &mut changed);
+            // Those of a freeze's capture that it has not recorded yet (see `Changed`).
+            newly_thawed.append(&mut changed.captured_thaw);
+            newly_thawed.sort_unstable();
+            newly_thawed.dedup();
             (files, newly_frozen, newly_thawed)
         };
         let ctx = self.data_context();
@@ -264,7 +269,10 @@ impl LiveFs {
 /// holds whole chains: a directory in it has every directory above it in it too, or a change
 /// of entries that moved it put its new parent in `since_freeze`). All of them are in memory
 /// (the namespace's invariant), so the walk needs no database read.
-fn thaw_chains(tree: &super::namespace::Namespace, changed: &mut super::Changed) -> Vec<InodeNo> {
+pub(super) fn thaw_chains(
+    tree: &super::namespace::Namespace,
+    changed: &mut super::Changed,
+) -> Vec<InodeNo> {
     let mut pending: Vec<InodeNo> = changed
         .since_freeze
         .iter()

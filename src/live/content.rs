@@ -28,7 +28,7 @@ pub const MAX_FILE_SIZE: u64 = 1 << 50;
 const MAX_BUFFERS_PER_FILE: usize = 64;
 
 /// Stores one block's bytes; an all-zero block becomes a hole (`None`) and costs nothing.
-fn store_block_data(store: &ChunkStore, data: &[u8]) -> FsResult<Option<ChunkId>> {
+pub(super) fn store_block_data(store: &ChunkStore, data: &[u8]) -> FsResult<Option<ChunkId>> {
     if data.iter().all(|b| *b == 0) {
         return Ok(None);
     }
@@ -85,6 +85,9 @@ struct BlockBuffer {
     bytes: Vec<u8>,
     /// Sorted, disjoint, non-adjacent byte ranges. Sequential writes keep this one range long.
     known: Vec<(usize, usize)>,
+    /// The file's [`ContentState::stamps`] at the last change of `bytes`: a freeze that copied
+    /// the buffer may hand the chunk it stored back only while this is unchanged.
+    stamp: u64,
 }
 
 impl BlockBuffer {
@@ -92,6 +95,7 @@ impl BlockBuffer {
         BlockBuffer {
             bytes: vec![0u8; block_size],
             known: Vec::new(),
+            stamp: 0,
         }
     }
 
@@ -182,6 +186,28 @@ pub struct ContentState {
     /// Size, mtime and ctime as the last commit recorded them (for a new file, as created):
     /// what a commit records again when it cannot store the file's newer data.
     committed: (u64, Timestamp, Timestamp),
+    /// Counts changes of buffered bytes (see `BlockBuffer::stamp`); never goes back, so a
+    /// buffer dropped and buffered again never repeats a stamp.
+    stamps: u64,
+}
+
+/// A file's content as a freeze captured it: enough to encode its file object without the
+/// file, the namespace or the write gate.
+pub struct CapturedContent {
+    pub size: u64,
+    /// The block map at the capture, without the buffered blocks.
+    pub blocks: BTreeMap<u64, ChunkId>,
+    /// Copies of the buffered blocks (index, stamp, the bytes up to the end of the file):
+    /// newer than their entries in `blocks`, stored after the capture.
+    pub buffered: Vec<CapturedBlock>,
+}
+
+/// One buffered block copied by a freeze.
+pub struct CapturedBlock {
+    pub index: u64,
+    /// The buffer's stamp when copied (see [`ContentState::adopt_sealed`]).
+    pub stamp: u64,
+    pub bytes: Vec<u8>,
 }
 
 impl FileContent {
@@ -199,6 +225,7 @@ impl FileContent {
                 dropped_from: None,
                 attrs_changed: false,
                 committed: (size, mtime, ctime),
+                stamps: 0,
             }),
         }
     }
@@ -449,7 +476,11 @@ impl ContentState {
             ctx.budget.add(i64::from(ctx.block_size));
             self.buffers.insert(index, buffer);
         }
-        Ok(self.buffers.get_mut(&index).expect("inserted above"))
+        // Every caller changes the buffer's bytes next: a copy a freeze took is stale now.
+        self.stamps += 1;
+        let buffer = self.buffers.get_mut(&index).expect("inserted above");
+        buffer.stamp = self.stamps;
+        Ok(buffer)
     }
 
     /// Moves one buffered block into the chunk store (or makes it a hole if it is all zero).
@@ -496,6 +527,59 @@ impl ContentState {
         };
         self.changed.insert(index, chunk);
         Ok(())
+    }
+
+    /// What a freeze needs of the file, taken under the file's lock (and the freeze's write
+    /// gate): its size, block map and a copy of each buffered block. Copying costs a memcpy
+    /// per buffered block (at most 64 per file, `--dirty-limit` in all) where sealing would
+    /// hash and compress them while every writer waits; the copies are stored after the
+    /// freeze lets writers go, and handed back with [`ContentState::adopt_sealed`] so that
+    /// the file does not hash and compress the same bytes again.
+    pub fn capture(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<CapturedContent> {
+        let blocks = self.blocks(ino, ctx)?.clone();
+        let bs = u64::from(ctx.block_size);
+        let buffered = self
+            .buffers
+            .iter()
+            .map(|(index, buffer)| {
+                // As `seal` stores it: the bytes up to the end of the file (the rest are zero,
+                // and a short chunk reads as zeros past its end).
+                let valid = self.size.saturating_sub(index * bs).min(bs) as usize;
+                CapturedBlock {
+                    index: *index,
+                    stamp: buffer.stamp,
+                    bytes: buffer.bytes[..valid].to_vec(),
+                }
+            })
+            .collect();
+        Ok(CapturedContent {
+            size: self.size,
+            blocks,
+            buffered,
+        })
+    }
+
+    /// Seals buffered block `index` as `chunk` (what a freeze stored from its copy of it), if
+    /// its bytes did not change since the copy (`stamp`): the same as `seal`, without hashing
+    /// and compressing them again. Returns whether it did; if not, the buffer stays and is
+    /// sealed as usual. Bytes past the end of the file are zero in a buffer, so the copy
+    /// stands for the buffer also if the file grew since; a shrink through the block drops the
+    /// buffer or changes it (the tail is zeroed), so it never matches.
+    pub fn adopt_sealed(
+        &mut self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+        index: u64,
+        stamp: u64,
+        chunk: Option<ChunkId>,
+    ) -> FsResult<bool> {
+        if self.buffers.get(&index).is_none_or(|b| b.stamp != stamp) {
+            return Ok(false);
+        }
+        self.buffers.remove(&index);
+        ctx.budget.add(-i64::from(ctx.block_size));
+        self.set_block(ino, ctx, index, chunk)?;
+        Ok(true)
     }
 
     /// Seals every buffered block: after this the file's data is all in the chunk store.

@@ -11,6 +11,10 @@
 //! - its frozen object in memory is the one persisted (none is queued in `newly_frozen`, and a
 //!   thaw since the last freeze has reached the database: in `since_freeze` only if also in
 //!   `thaw_persisted`), checked against the `frozen` table;
+//! - no freeze is between its capture and its record: the capture thawed what it encodes
+//!   (in memory and, for an inode never frozen, in the database alike), and an inode gone
+//!   by the record could not be recorded, so its directories would be encoded again after
+//!   the next remount (the first snapshot of a new share would leave most of it unrecorded);
 //! - it is not open, not the root, and not the inode the current request is about;
 //! - no inode in memory names it as a holder (its parent, or a directory of its `links`), and
 //!   it is not a listed directory with entries: so every inode in memory keeps its holders;
@@ -60,6 +64,9 @@ impl LiveFs {
         let Some(_no_commit) = self.commits.idle() else {
             return;
         };
+        if self.freeze_in_flight.load(Ordering::Acquire) {
+            return;
+        }
         let reader = match self.meta.read_namespace() {
             Ok(reader) => reader,
             Err(err) => {

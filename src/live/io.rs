@@ -36,6 +36,9 @@ impl LiveFs {
         node.open_handles.fetch_add(1, Ordering::AcqRel);
         drop(tree);
         if truncate {
+            // Under the write gate like a write: a freeze's capture and record see the
+            // truncate and its record in `since_freeze` together, never one without the other.
+            let _gate = self.write_gate.read();
             let mut state = content.lock();
             if state.size != 0 {
                 state.truncate(ino, &self.data_context(), 0)?;

@@ -120,6 +120,14 @@ struct Changed {
     /// each with every directory above it (so the next commits need not remove them again).
     /// Emptied by a freeze, with `since_freeze`.
     thaw_persisted: std::collections::HashSet<InodeNo>,
+    /// The inodes whose persisted frozen object a freeze's capture found stale and no commit
+    /// has removed yet (the changes it took from `since_freeze`, and every directory above
+    /// them): the next commit removes them. Without this, a commit while the freeze encodes
+    /// would write those changes with the old frozen objects still persisted, and a crash
+    /// before the freeze's record is committed would leave them trusted. Emptied by the
+    /// freeze's record, which persists their new objects instead (or leaves them to the
+    /// thaw of what changed since).
+    captured_thaw: Vec<InodeNo>,
 }
 
 pub struct LiveFs {
@@ -130,9 +138,20 @@ pub struct LiveFs {
     dirt: Mutex<Dirt>,
     /// Inodes changed since the last commit (files: their content) and since the last freeze.
     changed: Mutex<Changed>,
-    /// Taken shared by every data write, and exclusively by a freeze: a snapshot holds every
-    /// write that returned before it and none that started after.
+    /// Taken shared by every data write, and exclusively by a freeze's capture and record
+    /// (brief: no hashing or storing): a snapshot holds every write that returned before its
+    /// capture and none that started after.
     write_gate: RwLock<()>,
+    /// Held by a freeze from its capture to its record, so freezes run one at a time, and by
+    /// a gc while it marks (see `freeze`). Lock order: the snapshot catalog, then this, then
+    /// the write gate, then the namespace.
+    freezing: Mutex<()>,
+    /// Set (under the namespace write lock) while a freeze is between its capture and its
+    /// record: eviction waits meanwhile (see `evict`).
+    freeze_in_flight: AtomicBool,
+    /// Test hook: makes the next freeze wait after its capture (see `freeze::Pause`).
+    #[cfg(test)]
+    freeze_pause: Mutex<Option<freeze::Pause>>,
     budget: DirtyBudget,
     /// The threads whole blocks of write requests are hashed and compressed on.
     workers: DataWorkers,
@@ -177,6 +196,10 @@ impl LiveFs {
             dirt: Mutex::new(Dirt::default()),
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
+            freezing: Mutex::new(()),
+            freeze_in_flight: AtomicBool::new(false),
+            #[cfg(test)]
+            freeze_pause: Mutex::new(None),
             budget: DirtyBudget::new(options.dirty_limit),
             workers: DataWorkers::start()?,
             handles: Handles::default(),

@@ -527,6 +527,47 @@ mod tests {
         Snapshots::open(live.clone(), clock.clone()).expect("snapshots")
     }
 
+    /// A snapshot's freeze lets the share go after its capture, but `create` keeps the
+    /// catalog until the snapshot is in it, and a gc takes the catalog first: so a gc started
+    /// while the freeze encodes waits, and never sweeps the chunks the capture holds that the
+    /// share dropped meanwhile (here, a whole file truncated and committed), nor the objects
+    /// being encoded. The snapshot reads back whole after the gc.
+    #[test]
+    fn a_gc_waits_for_a_snapshot_whose_freeze_is_encoding() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let snapshots = snapshots_of(&live);
+        let data = crate::testing::noise(5 * live.block_size() as usize + 100, 7);
+        crate::testing::write_file(&live, "f", &data);
+        live.commit_now().expect("commit");
+        let (captured, go) = live.pause_next_freeze();
+        std::thread::scope(|scope| {
+            let create = scope.spawn(|| snapshots.create("s", Origin::Manual));
+            captured.recv().expect("the freeze captured");
+            // The share drops every chunk of f, durably: only the capture names them.
+            crate::testing::write_file(&live, "f", b"");
+            live.commit_now().expect("commit");
+            assert!(
+                snapshots.changing.try_lock().is_none(),
+                "the catalog is held while the freeze encodes"
+            );
+            let gc = scope.spawn(|| crate::gc::collect(&snapshots));
+            go.send(()).expect("resume");
+            create.join().expect("create thread").expect("create");
+            gc.join().expect("gc thread").expect("gc");
+        });
+        let record = snapshots.get("s").expect("s");
+        let root = crate::testing::tree_dir(&live, snapshots.objects(), record.root, &[]);
+        assert!(
+            root.get("f") == Some(&Some(data)),
+            "the snapshot holds f whole"
+        );
+        let report = crate::gc::collect(&snapshots).expect("gc again");
+        assert_eq!(report.chunks_removed, 0, "{report:?}");
+        drop(snapshots);
+        close(live);
+    }
+
     #[test]
     fn holds_refuse_deletion_until_released_or_expired() {
         let tmp = tempfile::tempdir().expect("tempdir");
