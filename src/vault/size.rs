@@ -200,17 +200,25 @@ mod tests {
         snapshots.get(name).expect("snapshot").root
     }
 
-    /// The diff gives what the whole walk gives, change after change, and reads neither
-    /// unchanged subtrees nor (for a hard link) guesses.
-    #[test]
-    fn the_size_from_the_previous_backup_is_the_size_of_the_whole_tree() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let (_store, live) = new_store(tmp.path(), "store");
+    /// A new share, its snapshots and their objects, and an empty vault in memory.
+    fn share_and_vault(
+        tmp: &std::path::Path,
+    ) -> (Arc<crate::live::LiveFs>, Snapshots, Arc<TreeObjects>, Vault) {
+        let (_store, live) = new_store(tmp, "store");
         let snapshots = snapshots_of(&live);
         let objects = snapshots.objects().clone();
         let source = Shared(Arc::new(RemoteStore::in_memory()));
         init::init(&source, &Secret::None, TEST_KDF).expect("init");
         let vault = Vault::open_backend(Box::new(source), &Secret::None).expect("open");
+        (live, snapshots, objects, vault)
+    }
+
+    /// The diff gives what the whole walk gives, change after change, and reads neither
+    /// unchanged subtrees nor (for a hard link) guesses.
+    #[test]
+    fn the_size_from_the_previous_backup_is_the_size_of_the_whole_tree() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (live, snapshots, objects, vault) = share_and_vault(tmp.path());
         for d in 0..5 {
             mkdir(&live, &format!("d{d}"));
             mkdir(&live, &format!("d{d}/sub"));
@@ -315,12 +323,7 @@ mod tests {
     #[test]
     fn a_base_no_longer_in_the_share_is_read_from_the_vault() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (_store, live) = new_store(tmp.path(), "store");
-        let snapshots = snapshots_of(&live);
-        let objects = snapshots.objects().clone();
-        let source = Shared(Arc::new(RemoteStore::in_memory()));
-        init::init(&source, &Secret::None, TEST_KDF).expect("init");
-        let mut vault = Vault::open_backend(Box::new(source), &Secret::None).expect("open");
+        let (live, snapshots, objects, mut vault) = share_and_vault(tmp.path());
         mkdir(&live, "d");
         write_file(&live, "d/f", &[1; 10_000]);
         write_file(&live, "top", &[2; 3_000]);
