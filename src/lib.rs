@@ -43,6 +43,7 @@ pub mod live;
 pub mod meta;
 pub mod metrics;
 pub(crate) mod path_tree;
+pub mod phases;
 pub mod schedule;
 pub mod service;
 pub mod snapshot;

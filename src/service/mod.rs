@@ -402,7 +402,9 @@ impl Service {
             Some(name) => name.clone(),
             None => {
                 let name = self.free_name(&format!("backup-{}", compact_time(self.now())));
+                let taking = std::time::Instant::now();
                 self.create(&name, Origin::Manual, false)?;
+                tracing::debug!(took = ?taking.elapsed(), "snapshot taken for the backup");
                 name
             }
         };

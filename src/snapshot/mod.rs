@@ -288,16 +288,20 @@ impl Snapshots {
             name: name.to_owned(),
             reason,
         })?;
+        let mut phases = crate::phases::Phases::start();
         // Before anything is locked: the kernel's writes go through the share's write path.
         self.live.collect_kernel_writes();
+        phases.lap("kernel writes");
         let mut next = self.changing.lock();
         if self.catalog.read().active.contains_key(name) {
             return Err(SnapshotError::Exists(name.to_owned()));
         }
         let frozen = self.live.freeze(&self.objects)?;
+        phases.lap("freeze");
         // The objects are chunks like file data: a live commit makes them durable before the
         // catalog names them.
         self.live.commit_now()?;
+        phases.lap("commit");
         // What the new tree names more or less often than the newest before it: read outside
         // the catalog's transaction (objects are immutable), applied inside it.
         let deltas = crate::meta::accounting::newest(&self.live.database())
@@ -310,6 +314,7 @@ impl Snapshots {
                 )
                 .map_err(|e| e.to_string())
             });
+        phases.lap("accounting diff");
         let record = SnapshotRecord {
             number: *next,
             root: frozen.root,
@@ -336,6 +341,7 @@ impl Snapshots {
                 }
             },
         )?;
+        phases.lap("catalog");
         *next += 1;
         self.catalog.write().insert(name, record.clone());
         tracing::info!(
@@ -344,6 +350,7 @@ impl Snapshots {
             encoded = frozen.encoded,
             "snapshot created"
         );
+        tracing::debug!(phases = %phases, "where the snapshot's time went");
         Ok(record)
     }
 

@@ -63,7 +63,7 @@ pub fn backup(
 ) -> Result<BackupReport, VaultError> {
     // Pinned: the snapshot cannot be deleted (nor its chunks collected) while it is read.
     let pin = snapshots.pin(name)?;
-    let mut phases = Phases::start();
+    let mut phases = crate::phases::Phases::start();
     // No gc from here to the record: the walk skips what the index lists, and gc could
     // delete it. The index is read again under the lock, after any gc that ran before.
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "backup")?;
@@ -144,38 +144,6 @@ pub fn backup(
     tracing::info!(vault = vault.describe(), ?report, "backed up");
     tracing::debug!(phases = %phases, "where the backup's time went");
     Ok(report)
-}
-
-/// Where a backup's time went, phase by phase (logged at debug level: the first thing to look
-/// at when a backup is slower than expected).
-struct Phases {
-    last: std::time::Instant,
-    laps: Vec<(&'static str, std::time::Duration)>,
-}
-
-impl Phases {
-    fn start() -> Self {
-        Phases {
-            last: std::time::Instant::now(),
-            laps: Vec::new(),
-        }
-    }
-
-    /// Ends the phase `name` now.
-    fn lap(&mut self, name: &'static str) {
-        let now = std::time::Instant::now();
-        self.laps.push((name, now - self.last));
-        self.last = now;
-    }
-}
-
-impl std::fmt::Display for Phases {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (name, took) in &self.laps {
-            write!(f, "{name} {:.1} ms; ", took.as_secs_f64() * 1000.0)?;
-        }
-        Ok(())
-    }
 }
 
 /// Objects sealed at once on the data workers: enough to keep every core busy, few enough
