@@ -29,22 +29,50 @@ pub(super) struct Scan {
 /// file of the size read before is the same file, and need not be read again (with an object
 /// store, a backup's reload costs one listing, not a get per pack).
 #[derive(Default)]
-pub(super) struct IndexFiles(HashMap<VaultPackId, (u64, PackIndex)>);
+pub(super) struct IndexFiles {
+    files: HashMap<VaultPackId, (u64, PackIndex)>,
+    /// Every file listed was read whole and no retirement list was listed: the index built
+    /// from the scan is exactly what these files give ([`IndexFiles::still_listed`]).
+    complete: bool,
+}
 
 impl IndexFiles {
     /// The index files a scan read whole.
     pub fn of(scan: &Scan) -> IndexFiles {
-        IndexFiles(
-            scan.indexes
-                .iter()
-                .filter_map(|(pack, index)| {
-                    Some((
-                        *pack,
-                        (*scan.sizes.get(pack)?, index.as_ref().ok()?.clone()),
-                    ))
-                })
-                .collect(),
-        )
+        let files: HashMap<_, _> = scan
+            .indexes
+            .iter()
+            .filter_map(|(pack, index)| {
+                Some((
+                    *pack,
+                    (*scan.sizes.get(pack)?, index.as_ref().ok()?.clone()),
+                ))
+            })
+            .collect();
+        IndexFiles {
+            complete: scan.plans.is_empty() && files.len() == scan.sizes.len(),
+            files,
+        }
+    }
+
+    /// Whether the vault lists now exactly these index files, at the sizes read, and no
+    /// retirement list: then reading it again would build the same index, and a reload can
+    /// keep the one in memory (at 100,000 files, rebuilding it took a backup 120-190 ms).
+    pub fn still_listed(&self, vault: &Vault) -> Result<bool, VaultError> {
+        if !self.complete {
+            return Ok(false);
+        }
+        let mut listed = 0;
+        for meta in vault.backend.list(INDEX)? {
+            let Some(pack) = listed_id(&meta.key, INDEX, VaultPackId::from_hex) else {
+                continue;
+            };
+            if self.files.get(&pack).map(|(size, _)| *size) != Some(meta.size) {
+                return Ok(false);
+            }
+            listed += 1;
+        }
+        Ok(listed == self.files.len() && vault.backend.list(GC)?.is_empty())
     }
 }
 
@@ -139,7 +167,11 @@ impl Scan {
                 continue;
             };
             sizes.insert(pack, meta.size);
-            match known.0.get(&pack).filter(|(size, _)| *size == meta.size) {
+            match known
+                .files
+                .get(&pack)
+                .filter(|(size, _)| *size == meta.size)
+            {
                 Some((_, index)) => indexes.push((pack, Ok(index.clone()))),
                 None => unread.push((pack, meta.key)),
             }
@@ -275,5 +307,41 @@ mod tests {
             !vault.contains(&ids[2]),
             "the rewritten index file was read again"
         );
+    }
+
+    /// A reload that lists the same index files as before keeps the index in memory; one new
+    /// index file, or a retirement list, makes it build the index again.
+    #[test]
+    fn a_reload_keeps_the_index_while_nothing_listed_changed() {
+        let memory = Shared(Arc::new(RemoteStore::in_memory()));
+        init::init(&memory, &Secret::None, TEST_KDF).expect("init");
+        let mut vault = Vault::open_backend(Box::new(memory.clone()), &Secret::None).expect("open");
+        let store = |vault: &mut Vault, bytes: &[u8]| {
+            let mut writer = PackWriter::new().expect("writer");
+            writer.add(vault, ChunkId::of(bytes), bytes).expect("add");
+            writer.flush(vault).expect("flush");
+        };
+        store(&mut vault, &[1; 1000]);
+        vault.reload_index().expect("reload");
+        let first = ChunkId::of(&[1; 1000]);
+        assert!(vault.contains(&first));
+
+        // Taken out of memory only: a reload that kept the index does not bring it back.
+        vault.index.remove(&first);
+        vault.reload_index().expect("reload");
+        assert!(!vault.contains(&first), "nothing listed changed: kept");
+
+        store(&mut vault, &[2; 1000]);
+        vault.reload_index().expect("reload");
+        assert!(vault.contains(&first) && vault.contains(&ChunkId::of(&[2; 1000])));
+
+        vault.index.remove(&first);
+        memory
+            .put(
+                &crate::vault::gc_key(crate::id::GcPlanId::random().expect("id")),
+                b"not read here",
+            )
+            .expect("put");
+        assert!(!vault.index_files.still_listed(&vault).expect("list"));
     }
 }

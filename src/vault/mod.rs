@@ -294,6 +294,9 @@ impl Vault {
     /// sees every change made before the lock was granted. Index files read before and
     /// unchanged since are not read again.
     pub fn reload_index(&mut self) -> Result<(), VaultError> {
+        if self.index_files.still_listed(self)? {
+            return Ok(());
+        }
         let loaded = self.read_index()?;
         self.install_index(loaded);
         Ok(())
