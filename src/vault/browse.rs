@@ -586,13 +586,12 @@ impl VaultBrowser {
 
 #[cfg(test)]
 mod tests {
-    use std::ops::Range;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::blob::{BlobBackend, BlobError, BlobKey, BlobMeta, RemoteStore};
+    use crate::blob::{BlobBackend, BlobKey, RemoteStore};
     use crate::testing::{close, mkdir, new_store, noise, snapshots_of, write_file};
-    use crate::vault::tests::{Shared, TEST_KDF};
+    use crate::vault::tests::{Shared, TEST_KDF, Wrapping};
     use crate::vault::{PACKS, Secret, backup, init};
 
     /// A backend that counts the bytes read from packs.
@@ -601,45 +600,14 @@ mod tests {
         pack_bytes: Arc<AtomicU64>,
     }
 
-    impl Counting {
-        fn count(&self, key: &BlobKey, len: usize) {
+    impl Wrapping for Counting {
+        fn inner(&self) -> &Shared {
+            &self.inner
+        }
+        fn after_read(&self, key: &BlobKey, len: usize) {
             if key.as_str().starts_with(PACKS) {
                 self.pack_bytes.fetch_add(len as u64, Ordering::Relaxed);
             }
-        }
-    }
-
-    impl BlobBackend for Counting {
-        fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-            self.inner.put(key, data)
-        }
-        fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-            self.inner.put_if_absent(key, data)
-        }
-        fn enforces_create_only(&self) -> bool {
-            self.inner.enforces_create_only()
-        }
-        fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
-            let data = self.inner.get(key)?;
-            self.count(key, data.len());
-            Ok(data)
-        }
-        fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
-            let data = self.inner.get_range(key, range)?;
-            self.count(key, data.len());
-            Ok(data)
-        }
-        fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
-            self.inner.head(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
-            self.inner.list(prefix)
-        }
-        fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-            self.inner.delete(key)
-        }
-        fn describe(&self) -> String {
-            self.inner.describe()
         }
     }
 

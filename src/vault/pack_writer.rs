@@ -392,10 +392,9 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use std::ops::Range;
 
-    use crate::blob::{BlobError, BlobKey, BlobMeta, RemoteStore};
-    use crate::vault::tests::{Crashing, Shared, TEST_KDF};
+    use crate::blob::{BlobError, BlobKey, RemoteStore};
+    use crate::vault::tests::{Crashing, Shared, TEST_KDF, Wrapping};
     use crate::vault::{Secret, init};
 
     fn object(n: u64) -> (ChunkId, Vec<u8>) {
@@ -466,7 +465,10 @@ mod tests {
         another_pack: parking_lot::Condvar,
     }
 
-    impl BlobBackend for SlowPack {
+    impl Wrapping for SlowPack {
+        fn inner(&self) -> &Shared {
+            &self.inner
+        }
         fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
             let pack = key.as_str().starts_with("packs/");
             if pack
@@ -493,26 +495,8 @@ mod tests {
             }
             Ok(())
         }
-        fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-            self.inner.put_if_absent(key, data)
-        }
         fn enforces_create_only(&self) -> bool {
             true
-        }
-        fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
-            self.inner.get(key)
-        }
-        fn get_range(&self, key: &BlobKey, range: Range<u64>) -> Result<Vec<u8>, BlobError> {
-            self.inner.get_range(key, range)
-        }
-        fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
-            self.inner.head(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
-            self.inner.list(prefix)
-        }
-        fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-            self.inner.delete(key)
         }
         fn describe(&self) -> String {
             "slow".into()

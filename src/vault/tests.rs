@@ -354,6 +354,65 @@ impl Drop for Fixture {
     }
 }
 
+/// A test backend that passes everything on to `inner`, with hooks: before each change (put,
+/// create-only put, delete), which may fail it, and after each read. A type says only what it
+/// does differently; the blanket `BlobBackend` below does the passing on.
+pub(super) trait Wrapping: Send + Sync {
+    fn inner(&self) -> &Shared;
+    /// Before a put, a create-only put or a delete of `key`; an error fails it.
+    fn before_change(&self, _key: &BlobKey) -> Result<(), BlobError> {
+        Ok(())
+    }
+    /// After `len` bytes of `key` were read (whole or a range).
+    fn after_read(&self, _key: &BlobKey, _len: usize) {}
+    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+        self.before_change(key)?;
+        self.inner().put(key, data)
+    }
+    fn enforces_create_only(&self) -> bool {
+        self.inner().enforces_create_only()
+    }
+    fn describe(&self) -> String {
+        self.inner().describe()
+    }
+}
+
+impl<T: Wrapping> BlobBackend for T {
+    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+        Wrapping::put(self, key, data)
+    }
+    fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
+        self.before_change(key)?;
+        self.inner().put_if_absent(key, data)
+    }
+    fn enforces_create_only(&self) -> bool {
+        Wrapping::enforces_create_only(self)
+    }
+    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
+        let data = self.inner().get(key)?;
+        self.after_read(key, data.len());
+        Ok(data)
+    }
+    fn get_range(&self, key: &BlobKey, range: std::ops::Range<u64>) -> Result<Vec<u8>, BlobError> {
+        let data = self.inner().get_range(key, range)?;
+        self.after_read(key, data.len());
+        Ok(data)
+    }
+    fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
+        self.inner().head(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
+        self.inner().list(prefix)
+    }
+    fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        self.before_change(key)?;
+        self.inner().delete(key)
+    }
+    fn describe(&self) -> String {
+        Wrapping::describe(self)
+    }
+}
+
 /// A copy of everything in `backend`, in a new in-memory store.
 pub(super) fn clone_backend(backend: &dyn BlobBackend) -> Shared {
     let copy = Shared(Arc::new(RemoteStore::in_memory()));
@@ -388,33 +447,15 @@ impl Crashing {
     }
 }
 
-impl BlobBackend for Crashing {
-    fn put(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-        self.step(key)?;
-        self.inner.put(key, data)
+impl Wrapping for Crashing {
+    fn inner(&self) -> &Shared {
+        &self.inner
     }
-    fn put_if_absent(&self, key: &BlobKey, data: &[u8]) -> Result<(), BlobError> {
-        self.step(key)?;
-        self.inner.put_if_absent(key, data)
+    fn before_change(&self, key: &BlobKey) -> Result<(), BlobError> {
+        self.step(key)
     }
     fn enforces_create_only(&self) -> bool {
         true
-    }
-    fn get(&self, key: &BlobKey) -> Result<Vec<u8>, BlobError> {
-        self.inner.get(key)
-    }
-    fn get_range(&self, key: &BlobKey, range: std::ops::Range<u64>) -> Result<Vec<u8>, BlobError> {
-        self.inner.get_range(key, range)
-    }
-    fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
-        self.inner.head(key)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<BlobMeta>, BlobError> {
-        self.inner.list(prefix)
-    }
-    fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
-        self.step(key)?;
-        self.inner.delete(key)
     }
     fn describe(&self) -> String {
         "crashing".into()
