@@ -16,7 +16,9 @@
 //! - [`snapshot`]: the snapshot catalog (holds, soft delete) and the read-only view.
 //! - [`history`]: diffs between trees and the versions of a path across snapshots.
 //! - [`schedule`]: the policy, its scheduled times and retention (pure logic, with the clock).
-//! - [`store`]: a store directory as a whole (init, open).
+//! - [`tier`]: cloud tiering: sealed packs and checkpoints of the metadata uploaded to a blob
+//!   backend, packs evicted under a cache size and fetched back when read, and `attach`.
+//! - [`store`]: a store directory as a whole (init, open; a tiered one connected to its tier).
 //! - [`service`]: every request (snapshot, restore, policy, status...) with its job record,
 //!   the same for the daemon and for a command on an unmounted store; the scheduler.
 //! - [`vault`]: backup vaults: snapshot trees copied, incrementally and optionally encrypted,
@@ -51,6 +53,7 @@ pub mod storage;
 pub mod store;
 #[cfg(test)]
 mod testing;
+pub mod tier;
 pub mod tree_objects;
 pub mod vault;
 pub mod verify;

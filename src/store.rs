@@ -43,6 +43,8 @@ pub enum StoreError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Chunks(#[from] ChunkStoreError),
+    #[error("tiering: {0}")]
+    Tier(#[from] crate::tier::TierError),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -84,6 +86,8 @@ pub struct Store {
     pub config: StoreConfig,
     pub meta: MetaStore,
     pub chunks: Arc<ChunkStore>,
+    /// The object store a tiered store is connected to.
+    pub tier: Option<Arc<crate::tier::Tier>>,
     pub lock: StoreLock,
 }
 
@@ -95,10 +99,22 @@ impl Store {
         owner_uid: u32,
         owner_gid: u32,
     ) -> Result<StoreConfig, StoreError> {
-        let config = StoreConfig::new(block_size).map_err(|source| StoreError::Config {
+        Self::init_tiered(dir, block_size, owner_uid, owner_gid, None)
+    }
+
+    /// [`Store::init`], for a store tiered to `tier` when given.
+    pub fn init_tiered(
+        dir: &Path,
+        block_size: u32,
+        owner_uid: u32,
+        owner_gid: u32,
+        tier: Option<crate::format::store_config::TierConfig>,
+    ) -> Result<StoreConfig, StoreError> {
+        let mut config = StoreConfig::new(block_size).map_err(|source| StoreError::Config {
             path: dir.to_owned(),
             source,
         })?;
+        config.tier = tier;
         if dir.join(STORE_CONFIG_FILE).exists() {
             return Err(StoreError::AlreadyAStore(dir.to_owned()));
         }
@@ -156,11 +172,21 @@ impl Store {
             tracing::info!(store = %dir.display(), "built the namespace lookup tables");
         }
         let chunks = Arc::new(ChunkStore::open(&dir, meta.database())?);
+        let tier = match &config.tier {
+            Some(tier) => Some(crate::tier::Tier::connect(
+                chunks.clone(),
+                meta.database(),
+                dir.clone(),
+                tier.clone(),
+            )?),
+            None => None,
+        };
         Ok(Store {
             dir,
             config,
             meta,
             chunks,
+            tier,
             lock,
         })
     }
@@ -339,6 +365,51 @@ mod tests {
         assert_eq!(live.freeze(&objects).expect("freeze").encoded, 0);
         drop(objects);
         crate::testing::close(live);
+    }
+
+    /// `tests/fixtures/store-v4`, written by the version-4 release (`snapfs mount`, files, a
+    /// hard link, a symbolic link, an extended attribute, a snapshot, a change after it, a clean
+    /// unmount). Upgraded, it stays untiered and reads back whole, snapshot included, and the
+    /// frozen objects version 4 persisted are still trusted.
+    #[test]
+    fn a_version_4_store_upgrades_untiered() {
+        use crate::testing::{lookup, read_file};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        copy_fixture(
+            "store-v4",
+            &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
+            &dir,
+        );
+        let before =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("v4");
+        assert_eq!(before.format_version, 4);
+        let live = crate::testing::open(&dir);
+        assert_eq!(live.share_id(), before.share_id());
+        assert!(read_file(&live, "docs/a.txt") == b"version four\n");
+        assert!(read_file(&live, "docs/b.txt") == b"after\n");
+        let random = read_file(&live, "docs/deep/random.bin");
+        assert_eq!(
+            blake3::hash(&random).to_hex().as_str(),
+            "337e343cdd0269ef7ec9836b75b7695477f86bb4cb05f104838d1d61d991aa2d",
+            "the 300,000 random bytes read back"
+        );
+        assert_eq!(
+            lookup(&live, "docs/deep/link").expect("link").record.nlink,
+            2
+        );
+        let snapshots = crate::testing::snapshots_of(&live);
+        assert_eq!(snapshots.list().len(), 1);
+        let objects = snapshots.objects().clone();
+        live.commit_now().expect("commit");
+        drop((objects, snapshots));
+        crate::testing::close(live);
+        let on_disk =
+            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+                .expect("decodes");
+        assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
+        assert_eq!(on_disk.tier, None);
     }
 
     #[test]

@@ -18,6 +18,27 @@ pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8; ChunkLocation::ENCODED
     TableDefinition::new("chunks");
 const PACKS: TableDefinition<u32, u64> = TableDefinition::new("packs");
 
+/// Copies the chunk index and the pack table (for a checkpoint).
+pub fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<(), redb::Error> {
+    crate::storage::table_copy::copy_table(from, to, CHUNKS)?;
+    crate::storage::table_copy::copy_table(from, to, PACKS)
+}
+
+/// Every pack the committed state of `txn` names, with its committed length.
+pub fn pack_lengths(txn: &ReadTransaction) -> Result<Vec<(PackId, u64)>, redb::Error> {
+    let table = match txn.open_table(PACKS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (id, len) = entry?;
+        out.push((PackId(id.value()), len.value()));
+    }
+    Ok(out)
+}
+
 pub fn create_tables(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     txn.open_table(CHUNKS)?;

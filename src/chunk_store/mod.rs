@@ -8,6 +8,10 @@
 //!   a commit stages the published chunks ([`ChunkStore::stage_commit`]), then syncs the packs
 //!   ([`ChunkStore::sync`]), then commits, so every staged frame was written before the sync.
 //! - A read returns bytes whose blake3 hash is the id asked for, or an error: never other bytes.
+//! - In a tiered store (one with [`RemotePacks`]), a sealed pack's bytes may be missing from the
+//!   local file (evicted: a hole). A frame counts as present only if its header names the chunk
+//!   asked for; otherwise it is fetched from the object store, written back whole, and read
+//!   again. Eviction and filling change a pack's bytes only while no reader is inside it.
 
 mod codec;
 pub mod index;
@@ -17,9 +21,10 @@ mod space;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, WriteTransaction};
@@ -27,10 +32,36 @@ use redb::{Database, ReadableDatabase, WriteTransaction};
 use crate::format::location::ChunkLocation;
 use crate::format::pack::{Codec, FrameHeader};
 use crate::id::{ChunkId, PackId};
-use pack::{PackFile, PackWriter};
+use pack::PackWriter;
 
 pub use codec::{StoredChunk, VerifiedChunk, verify_stored};
-pub use pack::PACK_DIR;
+pub use pack::{PACK_DIR, PackFile};
+
+/// Where a tiered store's sealed packs are kept whole: the object store, seen by the chunk store
+/// as byte ranges of packs (implemented by the tier layer, which knows the bucket).
+pub trait RemotePacks: Send + Sync {
+    /// The bytes `range` of pack `pack` as uploaded.
+    fn read(&self, pack: PackId, range: Range<u64>) -> Result<Vec<u8>, String>;
+}
+
+/// How much is fetched from the object store when a read finds a frame missing: the frame and
+/// the ones after it up to this size (whole frames only), since a file's data lies together in
+/// a pack and a reader of one block is likely to want the next.
+const FILL_WINDOW: u64 = 4 << 20;
+
+/// A pack as the tier sees it for caching decisions.
+#[derive(Clone, Debug)]
+pub struct CachedPack {
+    pub id: PackId,
+    /// Its committed (for a sealed pack: final) length.
+    pub len: u64,
+    /// Bytes of the local disk it takes.
+    pub allocated: u64,
+    /// Read ticks: larger is more recent.
+    pub last_used: u64,
+    /// Nothing is or will be appended to it, and no frame is being written into it.
+    pub sealed: bool,
+}
 
 /// Why a chunk could not be stored or read.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +75,8 @@ pub enum ChunkStoreError {
     Io(io::Error),
     #[error("chunk index error: {0}")]
     Index(redb::Error),
+    #[error("chunk {id} is not in the local cache and cannot be fetched: {reason}")]
+    Unavailable { id: ChunkId, reason: String },
 }
 
 impl From<io::Error> for ChunkStoreError {
@@ -99,6 +132,10 @@ pub struct ChunkStore {
     /// While a collection runs: chunks that writers found and reused, which it must keep even
     /// if its marking did not see them referenced.
     reused_during_gc: Mutex<Option<HashSet<ChunkId>>>,
+    /// The object store holding the sealed packs of a tiered store; unset otherwise.
+    remote: OnceLock<Arc<dyn RemotePacks>>,
+    /// Counts frame reads, to order packs by last use.
+    read_ticks: AtomicU64,
 }
 
 /// Bytes read between two releases of mapped pack pages: the bound on the mapped part of the
@@ -146,7 +183,26 @@ impl ChunkStore {
             space: space::SpaceGuard::default(),
             sweep_lock: RwLock::new(()),
             reused_during_gc: Mutex::new(None),
+            remote: OnceLock::new(),
+            read_ticks: AtomicU64::new(0),
         })
+    }
+
+    /// Makes this a tiered store's chunk store: frames missing from a pack are fetched from
+    /// `remote`; packs are closed at `pack_size` (what is uploaded at a time); and no pack number
+    /// up to `highest_uploaded` is used again (the object store may still hold that pack).
+    pub fn set_remote(
+        &self,
+        remote: Arc<dyn RemotePacks>,
+        pack_size: u64,
+        highest_uploaded: Option<PackId>,
+    ) {
+        let mut writer = self.writer.lock();
+        writer.set_capacity(pack_size);
+        if let Some(id) = highest_uploaded {
+            writer.skip_past(id);
+        }
+        let _ = self.remote.set(remote);
     }
 
     /// Creates the pack directory of a new store.
@@ -316,7 +372,8 @@ impl ChunkStore {
         })
     }
 
-    /// Finds the frame at `location` in its mapped pack and hands it to `verify`.
+    /// Finds the frame at `location` in its mapped pack and hands it to `verify`; in a tiered
+    /// store, a frame missing from the pack is fetched first.
     fn with_frame_at<T>(
         &self,
         id: &ChunkId,
@@ -331,17 +388,68 @@ impl ChunkStore {
             .ok_or_else(|| {
                 ChunkStoreError::corrupt(*id, format!("pack {} is missing", location.pack))
             })?;
-        let frame = pack
-            .frame(location.offset, location.frame_len)
-            .ok_or_else(|| {
-                ChunkStoreError::corrupt(
-                    *id,
-                    format!("pack {} is shorter than the index says", location.pack),
-                )
-            })?;
-        let result = verify(frame);
-        self.note_read(location.frame_len);
-        result
+        let mut filled = false;
+        loop {
+            {
+                let _resident = pack.residence.read();
+                let frame = pack
+                    .frame(location.offset, location.frame_len)
+                    .ok_or_else(|| {
+                        ChunkStoreError::corrupt(
+                            *id,
+                            format!("pack {} is shorter than the index says", location.pack),
+                        )
+                    })?;
+                let remote = self.remote.get();
+                if remote.is_none() || filled || frame_is_present(id, frame) {
+                    if remote.is_some() {
+                        let tick = self.read_ticks.fetch_add(1, Ordering::Relaxed);
+                        pack.last_used.store(tick, Ordering::Relaxed);
+                    }
+                    let result = verify(frame);
+                    self.note_read(location.frame_len);
+                    return result;
+                }
+            }
+            self.fill_from_remote(id, &pack, location)?;
+            filled = true;
+        }
+    }
+
+    /// Fetches the frame at `location` and the whole frames after it (up to [`FILL_WINDOW`])
+    /// from the object store, and writes them into the local pack.
+    fn fill_from_remote(
+        &self,
+        id: &ChunkId,
+        pack: &PackFile,
+        location: &ChunkLocation,
+    ) -> Result<(), ChunkStoreError> {
+        let Some(remote) = self.remote.get() else {
+            return Ok(());
+        };
+        let _filling = pack.filling.lock();
+        {
+            // Another reader may have fetched it while this one waited.
+            let _resident = pack.residence.read();
+            if pack
+                .frame(location.offset, location.frame_len)
+                .is_some_and(|frame| frame_is_present(id, frame))
+            {
+                return Ok(());
+            }
+        }
+        let frame_end = location.offset + u64::from(location.frame_len);
+        let end = (location.offset + FILL_WINDOW)
+            .max(frame_end)
+            .min(pack.written_len());
+        let unavailable = |reason: String| ChunkStoreError::Unavailable { id: *id, reason };
+        let bytes = remote
+            .read(pack.id, location.offset..end)
+            .map_err(|err| unavailable(format!("pack {}: {err}", pack.id)))?;
+        let whole = whole_frames(&bytes, u64::from(location.frame_len));
+        let _exclusive = pack.residence.write();
+        pack.fill(location.offset, &bytes[..whole])
+            .map_err(|err| unavailable(format!("writing pack {} into the cache: {err}", pack.id)))
     }
 
     /// Every [`RELEASE_MAPPED_EVERY`] bytes read, drops the mapped pages of every pack read
@@ -509,11 +617,78 @@ impl ChunkStore {
         Ok(size)
     }
 
+    /// Every pack, as the tier's cache sees it.
+    pub fn cached_packs(&self) -> Vec<CachedPack> {
+        let writer = self.writer.lock();
+        self.packs
+            .read()
+            .values()
+            .map(|pack| CachedPack {
+                id: pack.id,
+                len: pack.written_len(),
+                allocated: pack.allocated_bytes().unwrap_or(0),
+                last_used: pack.last_used.load(Ordering::Relaxed),
+                sealed: !writer.is_current(pack.id) && !pack.has_frames_in_flight(),
+            })
+            .collect()
+    }
+
+    /// The pack `id`, if the store has it.
+    pub fn pack(&self, id: PackId) -> Option<Arc<PackFile>> {
+        self.packs.read().get(&id).cloned()
+    }
+
+    /// Gives back the local disk space of sealed pack `id`, whose bytes the caller has made
+    /// safe elsewhere (uploaded); returns the bytes freed. Its frames are fetched again when
+    /// read.
+    pub fn evict(&self, id: PackId) -> io::Result<u64> {
+        let Some(pack) = self.pack(id) else {
+            return Ok(0);
+        };
+        {
+            let writer = self.writer.lock();
+            if writer.is_current(id) || pack.has_frames_in_flight() {
+                return Ok(0);
+            }
+        }
+        let before = pack.allocated_bytes()?;
+        let _exclusive = pack.residence.write();
+        pack.punch_out()?;
+        pack.release_pages();
+        Ok(before.saturating_sub(pack.allocated_bytes()?))
+    }
+
     pub fn usage(&self) -> StoreUsage {
         StoreUsage {
             pack_bytes: self.packs.read().values().map(|p| p.written_len()).sum(),
         }
     }
+}
+
+/// Whether `frame` holds chunk `id` (a hole, or bytes of another frame, do not).
+fn frame_is_present(id: &ChunkId, frame: &[u8]) -> bool {
+    FrameHeader::decode(frame)
+        .is_ok_and(|header| header.chunk_id == *id && header.frame_len() == frame.len() as u64)
+}
+
+/// How many leading bytes of `bytes` (fetched from a frame boundary on) are whole frames: the
+/// first `first_len` bytes always (the frame asked for, verified when read), then each frame
+/// whose header decodes and whose end lies inside `bytes`.
+fn whole_frames(bytes: &[u8], first_len: u64) -> usize {
+    let mut end = first_len.min(bytes.len() as u64) as usize;
+    while let Some(rest) = bytes.get(end..) {
+        let Ok(header) = FrameHeader::decode(rest) else {
+            break;
+        };
+        let Ok(len) = usize::try_from(header.frame_len()) else {
+            break;
+        };
+        if len > rest.len() {
+            break;
+        }
+        end += len;
+    }
+    end
 }
 
 #[cfg(test)]
@@ -598,6 +773,140 @@ mod tests {
         assert!(matches!(
             store.get(&id),
             Err(ChunkStoreError::Corrupt { .. })
+        ));
+    }
+
+    /// An object store in memory: the packs as they were "uploaded" (unit tests only; the
+    /// integration tests run the tier against SeaweedFS).
+    struct Uploaded {
+        packs: Mutex<HashMap<PackId, Vec<u8>>>,
+        reads: AtomicU64,
+    }
+
+    impl RemotePacks for Uploaded {
+        fn read(&self, pack: PackId, range: Range<u64>) -> Result<Vec<u8>, String> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let packs = self.packs.lock();
+            let bytes = packs.get(&pack).ok_or("no such object")?;
+            bytes
+                .get(range.start as usize..range.end as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "range past the end".to_owned())
+        }
+    }
+
+    /// Chunks stored, with their bytes.
+    type Stored = Vec<(ChunkId, Vec<u8>)>;
+
+    /// Stores `count` distinct chunks, commits, seals, and "uploads" every pack.
+    fn tiered_store(dir: &Path, count: u32) -> (ChunkStore, Arc<Uploaded>, Stored) {
+        let (db, store) = open_store(dir);
+        let remote = Arc::new(Uploaded {
+            packs: Mutex::new(HashMap::new()),
+            reads: AtomicU64::new(0),
+        });
+        store.set_remote(remote.clone(), 1 << 20, None);
+        let chunks: Vec<(ChunkId, Vec<u8>)> = (0..count)
+            .map(|i| {
+                let mut data = vec![0u8; 40_000];
+                blake3::Hasher::new()
+                    .update(&i.to_le_bytes())
+                    .finalize_xof()
+                    .fill(&mut data);
+                (store.put(&data).expect("put"), data)
+            })
+            .collect();
+        commit(&db, &store);
+        store.seal_active_pack();
+        for pack in store.cached_packs() {
+            let file = store.pack(pack.id).expect("pack");
+            remote
+                .packs
+                .lock()
+                .insert(pack.id, file.read_prefix(pack.len).expect("read"));
+        }
+        (store, remote, chunks)
+    }
+
+    #[test]
+    fn an_evicted_pack_is_read_back_from_the_object_store_and_cached_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, remote, chunks) = tiered_store(dir.path(), 60);
+        let packs = store.cached_packs();
+        assert!(packs.len() > 1, "1 MiB packs: several of them");
+        for pack in &packs {
+            assert!(pack.sealed);
+            store.evict(pack.id).expect("evict");
+        }
+        assert!(store.cached_packs().iter().all(|p| p.allocated < 8192));
+        for (id, data) in &chunks {
+            assert_eq!(&store.get(id).expect("read through"), data);
+        }
+        let fetches = remote.reads.load(Ordering::Relaxed);
+        assert!(
+            fetches <= packs.len() as u64 + 2,
+            "whole frames after the one read come along: {fetches} fetches"
+        );
+        for (id, data) in &chunks {
+            assert_eq!(&store.get(id).expect("cached"), data);
+        }
+        assert_eq!(remote.reads.load(Ordering::Relaxed), fetches, "now cached");
+    }
+
+    #[test]
+    fn a_damaged_or_missing_object_is_an_error_never_wrong_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, remote, chunks) = tiered_store(dir.path(), 3);
+        let pack = store.cached_packs()[0].id;
+        store.evict(pack).expect("evict");
+        for bytes in remote.packs.lock().values_mut() {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+        }
+        let (last_id, _) = chunks.last().expect("a chunk");
+        assert!(matches!(
+            store.get(last_id),
+            Err(ChunkStoreError::Corrupt { .. })
+        ));
+        remote.packs.lock().clear();
+        store.evict(pack).expect("evict");
+        assert!(matches!(
+            store.get(&chunks[0].0),
+            Err(ChunkStoreError::Unavailable { .. })
+        ));
+    }
+
+    #[test]
+    fn only_whole_frames_are_taken_from_a_fetched_range() {
+        let frame = |id: u8, len: u32| {
+            let header = FrameHeader {
+                codec: Codec::Raw,
+                raw_len: len,
+                stored_len: len,
+                chunk_id: ChunkId([id; 32]),
+            };
+            let mut bytes = header.encode().to_vec();
+            bytes.extend(std::iter::repeat_n(id, len as usize));
+            bytes
+        };
+        let mut bytes = frame(1, 100);
+        let first = bytes.len() as u64;
+        bytes.extend(frame(2, 50));
+        let two = bytes.len();
+        bytes.extend(&frame(3, 80)[..60]);
+        assert_eq!(whole_frames(&bytes, first), two);
+        assert_eq!(whole_frames(&bytes[..10], first), 10, "never past the end");
+        assert!(frame_is_present(
+            &ChunkId([1; 32]),
+            &bytes[..first as usize]
+        ));
+        assert!(!frame_is_present(
+            &ChunkId([2; 32]),
+            &bytes[..first as usize]
+        ));
+        assert!(!frame_is_present(
+            &ChunkId([1; 32]),
+            &vec![0u8; first as usize]
         ));
     }
 }

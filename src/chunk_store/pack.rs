@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use parking_lot::RwLock;
+
 use crate::format::pack::{self as format, FrameHeader, PACK_HEADER_LEN};
 use crate::id::PackId;
 use crate::storage::durable;
@@ -22,7 +24,7 @@ const READ_AHEAD: u64 = 2 << 20;
 const READ_AHEAD_FRAMES: u64 = 16;
 /// A pack is closed once it would grow past this size: large enough that a store of a few TiB
 /// has a few thousand packs, small enough that compacting one is a short job.
-const PACK_CAPACITY: u64 = 256 << 20;
+pub const PACK_CAPACITY: u64 = 256 << 20;
 
 pub fn pack_path(dir: &Path, id: PackId) -> PathBuf {
     dir.join(format!("{id}.pack"))
@@ -52,6 +54,16 @@ pub struct PackFile {
     in_flight: AtomicU32,
     /// Frames were written since the last sync.
     unsynced: AtomicBool,
+    /// Taken shared by every read of a frame, exclusively while the pack's cached bytes change
+    /// under it (evicted, or filled from the object store): a reader never sees a frame half
+    /// written or vanishing between its check and its use.
+    pub(super) residence: RwLock<()>,
+    /// Held while frames of this pack are fetched from the object store, so that readers
+    /// missing the same frames fetch them once.
+    pub(super) filling: parking_lot::Mutex<()>,
+    /// When the pack was last read from, in the chunk store's read ticks (least recently used
+    /// packs are evicted first).
+    pub(super) last_used: AtomicU64,
 }
 
 impl PackFile {
@@ -72,7 +84,10 @@ impl PackFile {
             .map_err(|e| e.to_string())
             .and_then(|()| format::decode_pack_header(&header).map_err(|e| e.to_string()))
         {
-            tracing::error!(pack = %id, "pack header is damaged: {err}");
+            // All zeros: a pack of a tiered store whose bytes are in the object store only.
+            if header != [0u8; PACK_HEADER_LEN] {
+                tracing::error!(pack = %id, "pack header is damaged: {err}");
+            }
         }
         let len = actual.min(committed_len);
         let map = MappedFile::map(&file, len)?;
@@ -85,7 +100,23 @@ impl PackFile {
             read_from: AtomicBool::new(false),
             in_flight: AtomicU32::new(0),
             unsynced: AtomicBool::new(false),
+            residence: RwLock::new(()),
+            filling: parking_lot::Mutex::new(()),
+            last_used: AtomicU64::new(0),
         })
+    }
+
+    /// Creates the file of a pack whose bytes are all in the object store (a store attached
+    /// from a checkpoint): `len` bytes long, every one of them a hole until read.
+    pub fn create_uncached(dir: &Path, id: PackId, len: u64) -> io::Result<()> {
+        let path = pack_path(dir, id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.set_len(len)?;
+        file.sync_all()
     }
 
     fn create(path: &Path, id: PackId) -> io::Result<Self> {
@@ -110,6 +141,9 @@ impl PackFile {
             read_from: AtomicBool::new(false),
             in_flight: AtomicU32::new(0),
             unsynced: AtomicBool::new(false),
+            residence: RwLock::new(()),
+            filling: parking_lot::Mutex::new(()),
+            last_used: AtomicU64::new(0),
         })
     }
 
@@ -176,12 +210,53 @@ impl PackFile {
     pub fn is_active(&self) -> bool {
         self.active
     }
+
+    /// Bytes of the local disk the pack takes (less than its length once evicted).
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file.metadata()?.blocks() * 512)
+    }
+
+    /// The first `len` bytes of the pack, read from the file (what an upload sends).
+    pub fn read_prefix(&self, len: u64) -> io::Result<Vec<u8>> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("pack too large"))?;
+        let mut out = vec![0u8; len];
+        self.file.read_exact_at(&mut out, 0)?;
+        Ok(out)
+    }
+
+    /// Gives the local disk space of the pack back (its bytes stay in the object store): the
+    /// whole file becomes a hole, which reads as zeros, so no frame in it passes the presence
+    /// check until it is filled again. The caller holds `residence` exclusively.
+    pub(super) fn punch_out(&self) -> io::Result<()> {
+        use nix::fcntl::{FallocateFlags, fallocate};
+        let len = self.file.metadata()?.len();
+        if len == 0 {
+            return Ok(());
+        }
+        fallocate(
+            &self.file,
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            0,
+            i64::try_from(len).map_err(|_| io::Error::other("pack too large"))?,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Writes whole frames fetched from the object store back where they belong. The caller
+    /// holds `residence` exclusively. Not synced: a crash loses them from the cache only.
+    pub(super) fn fill(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(bytes, offset)
+    }
 }
 
 /// Hands out space in the active pack, starting a new pack when it is full. Only the
 /// reservation is done under the caller's lock; the frame itself is written afterwards.
 pub struct PackWriter {
     dir: PathBuf,
+    /// Size past which a pack is closed ([`PACK_CAPACITY`], less for a tiered store, whose
+    /// sealed packs are what it uploads).
+    capacity: u64,
     next_id: PackId,
     current: Option<Arc<PackFile>>,
     /// Every pack this mount has written to; each commit syncs them.
@@ -192,6 +267,7 @@ impl PackWriter {
     pub fn new(dir: PathBuf, next_id: PackId) -> Self {
         PackWriter {
             dir,
+            capacity: PACK_CAPACITY,
             next_id,
             current: None,
             written: Vec::new(),
@@ -204,7 +280,7 @@ impl PackWriter {
         let fits = self
             .current
             .as_ref()
-            .is_some_and(|pack| pack.written_len() + len <= PACK_CAPACITY);
+            .is_some_and(|pack| pack.written_len() + len <= self.capacity);
         if !fits {
             let id = self.next_id;
             let pack = Arc::new(PackFile::create(&pack_path(&self.dir, id), id)?);
@@ -233,6 +309,17 @@ impl PackWriter {
 
     pub fn is_current(&self, id: PackId) -> bool {
         self.current.as_ref().is_some_and(|pack| pack.id == id)
+    }
+
+    pub fn set_capacity(&mut self, bytes: u64) {
+        self.capacity = bytes.clamp(1 << 20, PACK_CAPACITY);
+    }
+
+    /// Numbers the next pack above `id` (so that no number ever given out is used again).
+    pub fn skip_past(&mut self, id: PackId) {
+        if self.next_id.0 <= id.0 {
+            self.next_id = PackId(id.0 + 1);
+        }
     }
 
     pub fn forget(&mut self, id: PackId) {

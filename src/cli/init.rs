@@ -1,12 +1,39 @@
-//! `snapfs init STORE`: create an empty store.
+//! `snapfs init STORE [--tier LOCATION]`: create an empty store, on local disk only or tiered
+//! to an object store.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::format::store_config::DEFAULT_BLOCK_SIZE;
+use crate::format::store_config::{DEFAULT_BLOCK_SIZE, TierConfig};
 use crate::store::Store;
+
+/// How a tiered store uses its local disk and when it checkpoints (for `init` and `attach`).
+#[derive(Args, Debug, Clone)]
+pub struct TierCacheArgs {
+    /// Local disk the tiered store's data may take once uploaded (suffixes K, M, G).
+    #[arg(long, default_value = "10G", value_parser = super::parse_size)]
+    pub cache_size: u64,
+    /// Also evict uploaded data while the local file system has less than this percentage free.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=90))]
+    pub min_free_percent: u8,
+    /// Seconds between checkpoints of the namespace while there are changes (a checkpoint
+    /// also follows each snapshot): what the loss of the local disk can lose at most.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkpoint_interval: u64,
+}
+
+impl TierCacheArgs {
+    pub fn config(&self, location: &crate::blob::BlobLocation) -> TierConfig {
+        TierConfig {
+            location: location.to_string(),
+            cache_size: self.cache_size,
+            min_free_percent: self.min_free_percent,
+            checkpoint_interval_secs: self.checkpoint_interval,
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct InitArgs {
@@ -15,6 +42,12 @@ pub struct InitArgs {
     /// Size of the blocks file data is cut into: a power of two from 4K to 1M.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE as u64, value_parser = super::parse_size)]
     pub block_size: u64,
+    /// Tier the store to an object store (`s3://bucket/prefix`, or a directory on another
+    /// disk): it then holds the share, and the local disk is a cache of it.
+    #[arg(long, value_name = "LOCATION")]
+    pub tier: Option<String>,
+    #[command(flatten)]
+    pub cache: TierCacheArgs,
 }
 
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
@@ -23,13 +56,39 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         nix::unistd::geteuid().as_raw(),
         nix::unistd::getegid().as_raw(),
     );
-    let config = Store::init(&args.store, block_size, uid, gid)
+    let tier = match &args.tier {
+        Some(text) => {
+            let location = crate::blob::BlobLocation::parse(text)?;
+            let tier = args.cache.config(&location);
+            // Reached before anything is created: a wrong location or key leaves nothing.
+            crate::tier::probe(&tier).with_context(|| format!("cannot reach {location}"))?;
+            Some(tier)
+        }
+        None => None,
+    };
+    let config = Store::init_tiered(&args.store, block_size, uid, gid, tier.clone())
         .with_context(|| format!("cannot create a store in {}", args.store.display()))?;
+    if let Some(tier) = &tier {
+        let share = config.share_id.clone().unwrap_or_default();
+        if let Err(err) = crate::tier::claim_location(tier, &share, config.block_size) {
+            // The store was just made, empty: taking it away again leaves nothing behind.
+            let _ = std::fs::remove_dir_all(&args.store);
+            return Err(err).context("cannot tier the new store");
+        }
+    }
     println!(
-        "created snapfs store {} (format {}, block size {} KiB)",
+        "created snapfs store {} (format {}, block size {} KiB{})",
         args.store.display(),
         config.format_version,
-        config.block_size / 1024
+        config.block_size / 1024,
+        match &tier {
+            Some(tier) => format!(
+                ", tiered to {}, cache {}",
+                tier.location,
+                super::human_bytes(tier.cache_size)
+            ),
+            None => String::new(),
+        }
     );
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod restore;
 pub mod snapshot;
 pub mod status;
 mod target;
+pub mod tier;
 pub mod umount;
 pub mod vault;
 pub mod vault_mount;
@@ -77,6 +78,11 @@ pub enum Command {
     Backup(backup::BackupCommand),
     /// Backup vaults: create, list, restore.
     Vault(vault::VaultArgs),
+    /// A tiered store's cache, uploads and checkpoints.
+    Tier(tier::TierArgs),
+    /// Disaster recovery: make a new store from a tiered share's newest checkpoint (the
+    /// namespace first; data is fetched as it is read).
+    Attach(tier::AttachArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(completions::CompletionsArgs),
     /// Print the manual page, or write every page (one per subcommand) into a directory.
@@ -104,6 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Destroy(args) => destroy::run(args),
         Command::Backup(args) => backup::run(args, on_failure),
         Command::Vault(args) => vault::run(args, on_failure),
+        Command::Tier(args) => tier::run(args, on_failure),
+        Command::Attach(args) => tier::attach(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Install(args) => install::run(args),

@@ -168,7 +168,7 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
     let snapshots =
         Arc::new(Snapshots::open(live.clone(), clock).context("cannot load the snapshot catalog")?);
     let service = Service::open(
-        snapshots,
+        snapshots.clone(),
         ServiceOptions {
             mountpoint: Some(mountpoint.clone()),
             on_failure: args.on_failure.clone(),
@@ -176,6 +176,17 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         },
     )
     .context("cannot load the store's settings")?;
+    if let Some(tier) = live.tier() {
+        let (commits, catalog) = (Arc::downgrade(&live), Arc::downgrade(&snapshots));
+        tier.start(
+            Arc::new(crate::service::copy_store_tables),
+            Box::new(move || crate::tier::Generation {
+                commits: commits.upgrade().map_or(0, |live| live.changing_commits()),
+                catalog: catalog.upgrade().map_or(0, |s| s.generation()),
+            }),
+        )
+        .context("cannot start tiering")?;
+    }
     // Before mounting: an address in use fails the mount with nothing mounted.
     let metrics = match &args.metrics {
         Some(addr) => Some(MetricsEndpoint::start(addr, Arc::downgrade(&service))?),
@@ -253,6 +264,9 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
     // second call after `destroy`'s finds nothing to do).
     if let Err(err) = live.shutdown() {
         tracing::error!("final commit at unmount failed: {err}");
+    }
+    if let Some(tier) = live.tier() {
+        tier.stop();
     }
     served?;
     tracing::info!("unmounted; store closed");

@@ -17,6 +17,11 @@
 //! directory above it), see `meta::namespace`. A version-3 build would commit without keeping
 //! them. A version-3 store gets them when it is next opened, in one transaction guided by a
 //! marker inside the database (`meta::namespace::ensure_tables`), its `frozen` table emptied.
+//! 5 may tier the store to an object store (`tier`, see `crate::tier`): its packs may then be
+//! holes that only the object store fills, and its database gains the `tier_packs` table. A
+//! version-4 build would read those holes as damage and delete packs the object store's
+//! checkpoints still name. A version-4 store is upgraded by rewriting this file; it stays
+//! untiered.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +34,7 @@ fn new_share_id() -> Result<ShareId, StoreConfigError> {
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 4;
+pub const STORE_FORMAT_VERSION: u32 = 5;
 /// The oldest version this build still opens (and upgrades).
 pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
@@ -47,6 +52,23 @@ pub struct StoreConfig {
     /// The share's identity, 32 hex digits; present from version 2 on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share_id: Option<String>,
+    /// Where the store is tiered to, from version 5 on; absent for a store on local disk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<TierConfig>,
+}
+
+/// A tiered store's settings: the object store is the authority, the local disk a bounded
+/// cache of it (see `crate::tier`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierConfig {
+    /// `s3://bucket/prefix`, or a local directory (another disk).
+    pub location: String,
+    /// Local disk space the packs may take, in bytes, once what is over it is uploaded.
+    pub cache_size: u64,
+    /// Evict also while the local file system has less than this percentage free.
+    pub min_free_percent: u8,
+    /// Seconds between checkpoints while there are changes.
+    pub checkpoint_interval_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +94,7 @@ impl StoreConfig {
             format_version: STORE_FORMAT_VERSION,
             block_size,
             share_id: Some(new_share_id()?.to_hex()),
+            tier: None,
         };
         config.validate()?;
         Ok(config)
@@ -112,6 +135,14 @@ impl StoreConfig {
             || (self.share_id.is_some() && self.share_id().is_none())
         {
             return Err(StoreConfigError::Malformed("share_id".into()));
+        }
+        if self.tier.is_some() && self.format_version < 5 {
+            return Err(StoreConfigError::Malformed("tier before version 5".into()));
+        }
+        if let Some(tier) = &self.tier
+            && (tier.min_free_percent > 90 || tier.checkpoint_interval_secs == 0)
+        {
+            return Err(StoreConfigError::Malformed("tier settings".into()));
         }
         if !self.block_size.is_power_of_two()
             || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
@@ -195,6 +226,30 @@ mod tests {
         let upgraded = config.upgraded().expect("upgrade");
         assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
         assert_eq!(upgraded.share_id, config.share_id);
+    }
+
+    #[test]
+    fn a_version_4_config_upgrades_untiered_and_a_tier_round_trips() {
+        let v4 = br#"{"magic":"snapfs-store","format_version":4,"block_size":131072,"share_id":"773caed32d162fb0fbbbbd763f0239d3"}"#;
+        let upgraded = StoreConfig::decode(v4)
+            .expect("v4")
+            .upgraded()
+            .expect("upgrade");
+        assert_eq!(upgraded.format_version, 5);
+        assert_eq!(upgraded.tier, None);
+        let mut tiered = upgraded.clone();
+        tiered.tier = Some(TierConfig {
+            location: "s3://bucket/share".into(),
+            cache_size: 1 << 30,
+            min_free_percent: 10,
+            checkpoint_interval_secs: 60,
+        });
+        assert_eq!(
+            StoreConfig::decode(&tiered.encode()).expect("decodes"),
+            tiered
+        );
+        let tier_in_v4 = br#"{"magic":"snapfs-store","format_version":4,"block_size":131072,"share_id":"773caed32d162fb0fbbbbd763f0239d3","tier":{"location":"x","cache_size":1,"min_free_percent":10,"checkpoint_interval_secs":60}}"#;
+        assert!(StoreConfig::decode(tier_in_v4).is_err());
     }
 
     #[test]

@@ -259,6 +259,10 @@ impl LiveFs {
         self.store.sync()?;
         txn.commit().map_err(meta_err)?;
         self.store.committed(&staged.ids);
+        if !batch.is_empty() || !staged.ids.is_empty() {
+            self.changing_commits
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         Ok(())
     }
 }

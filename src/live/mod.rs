@@ -30,7 +30,7 @@ mod workers;
 mod xattr;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -132,6 +132,8 @@ struct Changed {
 
 pub struct LiveFs {
     store: Arc<ChunkStore>,
+    /// The object store of a tiered store (see `crate::tier`).
+    tier: Option<Arc<crate::tier::Tier>>,
     meta: MetaStore,
     block_size: u32,
     tree: RwLock<Namespace>,
@@ -171,6 +173,8 @@ pub struct LiveFs {
     forget_later: std::sync::OnceLock<ForgetQueue>,
     /// What the share counts for monitoring (`metrics.rs`).
     metrics: ShareMetrics,
+    /// Commits that changed something (what the tier watches to checkpoint).
+    changing_commits: AtomicU64,
     _lock: StoreLock,
 }
 
@@ -182,12 +186,14 @@ impl LiveFs {
             config,
             meta,
             chunks,
+            tier,
             lock,
         } = store;
         let (namespace, orphans) =
             Namespace::open(meta.clone(), evict::max_inodes(options.metadata_cache))?;
         let fs = Arc::new(LiveFs {
             store: chunks,
+            tier,
             meta,
             block_size: config.block_size,
             share_id: config.share_id(),
@@ -209,6 +215,7 @@ impl LiveFs {
             kernel: std::sync::OnceLock::new(),
             forget_later: std::sync::OnceLock::new(),
             metrics: ShareMetrics::default(),
+            changing_commits: AtomicU64::new(0),
         });
         if !orphans.is_empty() {
             tracing::info!(
@@ -311,6 +318,17 @@ impl LiveFs {
     }
 
     /// What the share counts for monitoring.
+    /// The tier of a tiered store.
+    pub fn tier(&self) -> Option<&Arc<crate::tier::Tier>> {
+        self.tier.as_ref()
+    }
+
+    /// How many commits changed the share since it was served.
+    pub fn changing_commits(&self) -> u64 {
+        self.changing_commits
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub fn metrics(&self) -> &ShareMetrics {
         &self.metrics
     }

@@ -61,6 +61,20 @@ const KEY_SNAPSHOT: &str = "snapshot";
 const KEY_DELETED: &str = "deleted";
 const KEY_STORED: &str = "stored";
 
+pub(super) fn copy_tables(
+    from: &redb::ReadTransaction,
+    to: &WriteTransaction,
+) -> Result<(), redb::Error> {
+    use crate::storage::table_copy::copy_table;
+    copy_table(from, to, CHUNKS)?;
+    copy_table(from, to, LIVE_REFS)?;
+    copy_table(from, to, BIRTHS)?;
+    copy_table(from, to, SNAPSHOTS)?;
+    copy_table(from, to, UNIQUE)?;
+    copy_table(from, to, NEWEST)?;
+    copy_table(from, to, TOTALS)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AccountingError {
     #[error("accounting tables: {0}")]

@@ -54,6 +54,20 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const FROZEN: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("frozen");
 const NEXT_INODE: &str = "next_inode";
 
+/// Copies every table of the metadata (namespace, block maps, frozen objects, accounting) from
+/// `from` into `to`: the metadata part of a checkpoint.
+pub fn copy_tables(from: &redb::ReadTransaction, to: &WriteTransaction) -> Result<(), redb::Error> {
+    use crate::storage::table_copy::copy_table;
+    copy_table(from, to, INODES)?;
+    copy_table(from, to, DIRENTS)?;
+    copy_table(from, to, BLOCKS)?;
+    copy_table(from, to, XATTRS)?;
+    copy_table(from, to, COUNTERS)?;
+    copy_table(from, to, FROZEN)?;
+    namespace::copy_tables(from, to)?;
+    accounting::copy_tables(from, to)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     // Not a `#[source]`: the text is already in this message, and error chains would print it

@@ -30,6 +30,14 @@ pub(super) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orpha
 /// Present (value 1) once `names` and `orphans` are complete.
 pub(super) const NAMESPACE_TABLES: &str = "namespace_tables";
 
+pub(super) fn copy_tables(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), redb::Error> {
+    crate::storage::table_copy::copy_table(from, to, NAMES)?;
+    crate::storage::table_copy::copy_table(from, to, ORPHANS)
+}
+
 /// What a mount needs before the first request: no more than a few records and the orphans.
 pub struct MountState {
     pub next_inode: u64,

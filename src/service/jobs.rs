@@ -15,6 +15,14 @@ use crate::metrics::JobCounts;
 use crate::schedule::calendar::format_rfc3339;
 
 const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+
+/// Copies the job log's table (for a checkpoint).
+pub fn copy_tables(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), redb::Error> {
+    crate::storage::table_copy::copy_table(from, to, JOBS)
+}
 /// Records kept; older ones are dropped as new ones come.
 pub const KEEP_JOBS: u64 = 1000;
 

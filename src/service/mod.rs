@@ -248,6 +248,12 @@ impl Service {
             }
             Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
+            Request::TierStatus => match self.snapshots.live().tier() {
+                Some(tier) => to_value(tier.status()),
+                None => Err(ServiceError::invalid(
+                    "this store is not tiered (see `snapfs init --tier`)",
+                )),
+            },
             Request::Clock(args) => {
                 let clock =
                     self.options.manual_clock.as_ref().ok_or_else(|| {
@@ -689,6 +695,19 @@ impl Service {
             let _ = thread.join();
         }
     }
+}
+
+/// Copies every table of a store's metadata database that a mount needs (for a tier's
+/// checkpoint): the one list of them, since each layer keeps its own tables private.
+pub fn copy_store_tables(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), redb::Error> {
+    crate::meta::copy_tables(from, to)?;
+    crate::chunk_store::index::copy_tables(from, to)?;
+    crate::snapshot::catalog::copy_tables(from, to)?;
+    jobs::copy_tables(from, to)?;
+    settings::copy_tables(from, to)
 }
 
 /// `2026-11-21T013500Z`: a time for a snapshot name (no ':' in file names).

@@ -56,6 +56,7 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
         | Request::Policy { .. }
         | Request::Status(_)
         | Request::Job(_)
+        | Request::TierStatus
         | Request::Clock(_) => None,
     }
 }

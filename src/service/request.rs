@@ -66,6 +66,8 @@ pub enum Request {
     Status(StatusArgs),
     /// How far a background job of the daemon got, or its outcome once it ended.
     Job(JobArgs),
+    /// A tiered store's cache use, uploads and checkpoints.
+    TierStatus,
     /// Set the daemon's clock (only when it runs with an injected test clock) and run the
     /// scheduler at the new time.
     #[command(hide = true)]

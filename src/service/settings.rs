@@ -24,6 +24,14 @@ const BACKUP_POLICY: &str = "backup_policy";
 const LAST_BACKUP_SLOT: &str = "last_backup_slot";
 const BACKUP_STATUS: &str = "backup_status";
 
+/// Copies the settings table (for a checkpoint).
+pub fn copy_tables(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), redb::Error> {
+    crate::storage::table_copy::copy_table(from, to, SETTINGS)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("settings: {0}")]

@@ -18,6 +18,17 @@ const DELETED: TableDefinition<u64, (&str, &[u8])> = TableDefinition::new("delet
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("snapshot_counters");
 const NEXT_NUMBER: &str = "next_number";
 
+/// Copies the catalog's tables (for a checkpoint).
+pub fn copy_tables(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+) -> Result<(), redb::Error> {
+    use crate::storage::table_copy::copy_table;
+    copy_table(from, to, SNAPSHOTS)?;
+    copy_table(from, to, DELETED)?;
+    copy_table(from, to, COUNTERS)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("snapshot catalog: {0}")]

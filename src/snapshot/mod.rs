@@ -14,7 +14,7 @@
 //! (`clone`).
 
 pub mod accounting;
-mod catalog;
+pub mod catalog;
 mod clone;
 pub mod history_view;
 mod restore;
@@ -100,6 +100,8 @@ pub struct Snapshots {
     catalog: RwLock<Catalog>,
     /// Serialises catalog changes; also guards the next number.
     changing: Mutex<u64>,
+    /// Counts catalog changes (what the tier watches to checkpoint after each snapshot).
+    generation: std::sync::atomic::AtomicU64,
     /// Snapshots in use by long readers, with their count of users.
     pins: Mutex<HashMap<String, usize>>,
 }
@@ -142,6 +144,7 @@ impl Snapshots {
                 deleted: loaded.deleted,
             }),
             changing: Mutex::new(loaded.next_number),
+            generation: std::sync::atomic::AtomicU64::new(0),
             pins: Mutex::new(HashMap::new()),
         };
         snapshots.ensure_accounting()?;
@@ -167,6 +170,27 @@ impl Snapshots {
             "space accounting rebuilt"
         );
         Ok(true)
+    }
+
+    /// How many times the catalog changed since it was opened.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Changes the catalog in the database (see [`catalog::apply`]) and counts the change.
+    fn apply_catalog(
+        &self,
+        db: &redb::Database,
+        changes: &[Change<'_>],
+        next_number: u64,
+        account: impl FnOnce(
+            &mut crate::meta::accounting::Ledger<'_>,
+        ) -> Result<(), crate::meta::accounting::AccountingError>,
+    ) -> Result<(), catalog::CatalogError> {
+        catalog::apply(db, changes, next_number, account)?;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
     }
 
     pub fn live(&self) -> &Arc<LiveFs> {
@@ -329,7 +353,7 @@ impl Snapshots {
             hold: Hold::None,
             deleted: None,
         };
-        catalog::apply(
+        self.apply_catalog(
             &self.live.database(),
             &[Change::Put(name, &record)],
             *next + 1,
@@ -376,9 +400,11 @@ impl Snapshots {
         let mut record = self.deletable(name)?;
         let db = self.live.database();
         match mode {
-            DeleteMode::Now => catalog::apply(&db, &[Change::Remove(name)], *next, |ledger| {
-                ledger.state_changed(record.number, None)
-            })?,
+            DeleteMode::Now => {
+                self.apply_catalog(&db, &[Change::Remove(name)], *next, |ledger| {
+                    ledger.state_changed(record.number, None)
+                })?
+            }
             DeleteMode::Soft { retain_secs } => {
                 let now = self.clock.now();
                 record.hold = Hold::None;
@@ -386,7 +412,7 @@ impl Snapshots {
                     deleted_at: now,
                     purge_at: now.saturating_add_unsigned(retain_secs),
                 });
-                catalog::apply(
+                self.apply_catalog(
                     &db,
                     &[Change::Remove(name), Change::PutDeleted(name, &record)],
                     *next,
@@ -429,7 +455,7 @@ impl Snapshots {
         }
         let mut record = self.catalog.read().deleted[&number].1.clone();
         record.deleted = None;
-        catalog::apply(
+        self.apply_catalog(
             &self.live.database(),
             &[Change::RemoveDeleted(number), Change::Put(name, &record)],
             *next,
@@ -480,7 +506,7 @@ impl Snapshots {
             .iter()
             .map(|(number, _)| Change::RemoveDeleted(*number))
             .collect();
-        catalog::apply(&self.live.database(), &changes, *next, |ledger| {
+        self.apply_catalog(&self.live.database(), &changes, *next, |ledger| {
             for (number, _) in &picked {
                 ledger.state_changed(*number, None)?;
             }
@@ -501,7 +527,7 @@ impl Snapshots {
             .get(name)
             .ok_or_else(|| SnapshotError::NotFound(name.to_owned()))?;
         record.hold = hold;
-        catalog::apply(
+        self.apply_catalog(
             &self.live.database(),
             &[Change::Put(name, &record)],
             *next,

@@ -4,3 +4,4 @@
 pub mod durable;
 pub mod lock;
 pub mod mmap;
+pub mod table_copy;

@@ -182,7 +182,11 @@ impl Mounted {
         std::fs::create_dir(&mnt).expect("mountpoint");
         let mut args = vec!["init", store.to_str().expect("utf-8 path")];
         args.extend_from_slice(init_args);
-        let out = snapfs(&args);
+        let out = Command::new(SNAPFS)
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("running snapfs init");
         assert!(
             out.status.success(),
             "init failed: {}",
@@ -209,6 +213,11 @@ impl Mounted {
 
     /// Mounts an existing store (a restored one, say) on a mountpoint of its own.
     pub fn open(store: PathBuf) -> Self {
+        Self::open_with_env(store, &[])
+    }
+
+    /// The same, with `env` added to the daemon's environment.
+    pub fn open_with_env(store: PathBuf, env: &[(&str, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("snapfs-test-")
             .tempdir_in(test_root())
@@ -220,7 +229,10 @@ impl Mounted {
             store,
             mnt,
             extra_args: Vec::new(),
-            extra_env: Vec::new(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             daemon: None,
         };
         mounted.mount();

@@ -1,0 +1,110 @@
+//! `snapfs tier status` and `snapfs attach`: a tiered store's cache and uploads, and disaster
+//! recovery on a new host.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::human_bytes;
+use super::init::TierCacheArgs;
+use super::target::TargetArgs;
+use crate::schedule::calendar::format_rfc3339;
+use crate::service::Request;
+use crate::tier::TierStatus;
+
+#[derive(Args, Debug)]
+pub struct TierArgs {
+    #[command(subcommand)]
+    pub action: TierAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TierAction {
+    /// Cache use, bytes not yet uploaded, the oldest change not in a checkpoint, the last
+    /// checkpoint.
+    Status {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Where the tiered share is (`s3://bucket/prefix`, or a directory).
+    pub location: String,
+    /// A new store directory (created if missing; must be empty). Mount it as any store.
+    pub store: PathBuf,
+    #[command(flatten)]
+    pub cache: TierCacheArgs,
+}
+
+pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
+    match args.action {
+        TierAction::Status { target, json } => {
+            let status: TierStatus = target.resolve(on_failure)?.execute(Request::TierStatus)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+                return Ok(());
+            }
+            println!("tiered to:        {}", status.location);
+            println!(
+                "cache:            {} of {} (evicting below {}% free disk too)",
+                human_bytes(status.cache_used),
+                human_bytes(status.cache_size),
+                status.min_free_percent
+            );
+            println!(
+                "packs:            {} ({} uploaded)",
+                status.packs, status.packs_uploaded
+            );
+            println!(
+                "not uploaded:     {}",
+                human_bytes(status.pending_upload_bytes)
+            );
+            println!(
+                "oldest change not in a checkpoint: {}",
+                status
+                    .oldest_pending_change
+                    .map_or("none".to_owned(), format_rfc3339)
+            );
+            match &status.last_checkpoint {
+                Some(last) => println!(
+                    "last checkpoint:  #{} at {} ({})",
+                    last.sequence,
+                    format_rfc3339(last.time),
+                    human_bytes(last.bytes)
+                ),
+                None => println!("last checkpoint:  none yet from this mount"),
+            }
+            println!("fetched:          {}", human_bytes(status.fetched_bytes));
+            if let Some(error) = &status.last_error {
+                println!("object store:     FAILING: {error}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
+    let location = crate::blob::BlobLocation::parse(&args.location)?;
+    let started = std::time::Instant::now();
+    let report = crate::tier::attach(args.cache.config(&location), &args.store)
+        .with_context(|| format!("cannot attach {location}"))?;
+    println!(
+        "attached share {} from checkpoint #{} ({}) into {} in {:.1} s: {} packs, {} left in \
+         the object store until read; mount it with `snapfs mount {} MOUNTPOINT`",
+        report.share_id,
+        report.checkpoint,
+        human_bytes(report.checkpoint_bytes),
+        args.store.display(),
+        started.elapsed().as_secs_f64(),
+        report.packs,
+        human_bytes(report.tiered_bytes),
+        args.store.display()
+    );
+    Ok(())
+}

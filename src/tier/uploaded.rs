@@ -1,0 +1,84 @@
+//! What the tier knows of itself, in the metadata database:
+//! - `tier_packs`: pack number → (length uploaded, epoch of the writer that uploaded it). A pack
+//!   listed here is safe in the object store and may be evicted from the local disk.
+//! - `tier_state`: `epoch` → this store's writer epoch (see `layout`).
+//!
+//! A checkpoint carries `tier_packs` for exactly the packs it names (all uploaded before it was
+//! published) and no `tier_state`: an attached store draws its own epoch.
+
+use std::collections::HashMap;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::id::PackId;
+
+const PACKS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_packs");
+const STATE: TableDefinition<&str, u64> = TableDefinition::new("tier_state");
+const EPOCH: &str = "epoch";
+
+/// An uploaded pack: how many bytes the object holds, and under which epoch's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uploaded {
+    pub len: u64,
+    pub epoch: u64,
+}
+
+/// Every pack recorded as uploaded in `txn`'s view.
+pub fn read(txn: &ReadTransaction) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
+    let table = match txn.open_table(PACKS) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = HashMap::new();
+    for row in table.iter()? {
+        let (id, value) = row?;
+        let (len, epoch) = value.value();
+        out.insert(PackId(id.value()), Uploaded { len, epoch });
+    }
+    Ok(out)
+}
+
+pub fn all(db: &Database) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
+    read(&db.begin_read()?)
+}
+
+/// Records packs as uploaded, durably.
+pub fn record(db: &Database, packs: &[(PackId, Uploaded)]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    record_in(&txn, packs)?;
+    txn.commit()?;
+    Ok(())
+}
+
+pub fn record_in(
+    txn: &redb::WriteTransaction,
+    packs: &[(PackId, Uploaded)],
+) -> Result<(), redb::Error> {
+    let mut table = txn.open_table(PACKS)?;
+    for (id, up) in packs {
+        table.insert(id.0, (up.len, up.epoch))?;
+    }
+    Ok(())
+}
+
+/// This store's writer epoch, drawn the first time it is asked for.
+pub fn epoch(db: &Database) -> Result<u64, redb::Error> {
+    if let Ok(table) = db.begin_read()?.open_table(STATE)
+        && let Some(epoch) = table.get(EPOCH)?
+    {
+        return Ok(epoch.value());
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
+    set_epoch(db, u64::from_le_bytes(bytes))
+}
+
+/// Sets a new writer epoch (an attached store draws its own), durably; returns it.
+pub fn set_epoch(db: &Database, epoch: u64) -> Result<u64, redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(STATE)?.insert(EPOCH, epoch)?;
+    txn.commit()?;
+    Ok(epoch)
+}

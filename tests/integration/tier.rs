@@ -1,0 +1,247 @@
+//! Cloud tiering against a real S3 server (SeaweedFS): eviction under a small cache with
+//! byte-exact reads back, attach on a "new host" with every snapshot intact, the object store
+//! going away and coming back, `kill -9` before the upload, and bad input.
+
+use std::path::Path;
+
+use crate::harness::{Mounted, noise, wait_for};
+use crate::s3_server::S3Server;
+use crate::vault::{ok_env, populate, snapfs_env, tree_state};
+
+/// The share's tier status, as `snapfs tier status --json` reports it.
+fn tier_status(m: &Mounted, env: &[(&str, String)]) -> serde_json::Value {
+    let mnt = m.mnt.to_str().expect("utf-8");
+    let out = ok_env(&["tier", "status", "--mount", mnt, "--json"], env);
+    serde_json::from_str(&out).expect("status JSON")
+}
+
+/// Waits until everything the share holds is uploaded and in a checkpoint newer than `after`.
+fn wait_until_checkpointed(m: &Mounted, env: &[(&str, String)], after: u64) -> u64 {
+    let mut seq = 0;
+    wait_for("everything uploaded and checkpointed", 60, || {
+        let status = tier_status(m, env);
+        seq = status["last_checkpoint"]["sequence"].as_u64().unwrap_or(0);
+        status["pending_upload_bytes"] == 0
+            && status["oldest_pending_change"].is_null()
+            && seq > after
+    });
+    seq
+}
+
+fn attach(location: &str, to: &Path, env: &[(&str, String)]) -> String {
+    ok_env(
+        &[
+            "attach",
+            location,
+            to.to_str().expect("utf-8"),
+            "--cache-size",
+            "64M",
+        ],
+        env,
+    )
+}
+
+fn drop_caches() {
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
+}
+
+#[test]
+fn a_tiered_share_evicts_under_a_small_cache_and_attaches_whole_on_a_new_host() {
+    let server = S3Server::start();
+    let env = server.env();
+    let location = server.url("tiers/share1");
+    let mut m = Mounted::new_with_env(
+        &[
+            "--tier",
+            &location,
+            "--cache-size",
+            "8M",
+            "--checkpoint-interval",
+            "1",
+        ],
+        &[],
+        &env,
+    );
+    populate(&m);
+    let big = noise(48 << 20, 7);
+    std::fs::write(m.path("big"), &big).expect("write big");
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    ok_env(&["snapshot", "create", "first", "--mount", &mnt], &env);
+    std::fs::write(m.path("big"), b"small now").expect("rewrite big");
+    std::fs::write(m.path("changed-after-first"), b"second").expect("write");
+    ok_env(&["snapshot", "create", "second", "--mount", &mnt], &env);
+    std::fs::write(m.path("live-only"), b"after the snapshots").expect("write");
+    wait_until_checkpointed(&m, &env, 0);
+
+    // The packs are evicted down to the cache size once uploaded...
+    wait_for("the cache within its size", 30, || {
+        tier_status(&m, &env)["cache_used"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            <= 8 << 20
+    });
+    // ...and read back byte for byte from the object store.
+    drop_caches();
+    assert!(std::fs::read(m.path(".snapshots/first/big")).expect("read") == big);
+    let fetched = tier_status(&m, &env)["fetched_bytes"]
+        .as_u64()
+        .expect("fetched");
+    assert!(
+        fetched >= 40 << 20,
+        "the evicted file came from S3: {fetched}"
+    );
+    let live = tree_state(&m.mnt);
+    let first = tree_state(&m.path(".snapshots/first"));
+    let second = tree_state(&m.path(".snapshots/second"));
+    m.unmount();
+
+    // A new host: the old store is gone, the object store has the share.
+    std::fs::remove_dir_all(&m.store).expect("lose the old store");
+    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = new_host.path().join("store");
+    let attached = attach(&location, &store, &env);
+    assert!(attached.contains("attached share"), "{attached}");
+    let m2 = Mounted::open_with_env(store, &env);
+    assert_eq!(tree_state(&m2.mnt), live, "the live share, whole");
+    assert_eq!(tree_state(&m2.path(".snapshots/first")), first);
+    assert_eq!(tree_state(&m2.path(".snapshots/second")), second);
+    // The attached store writes on, into packs of its own.
+    std::fs::write(m2.path("on-the-new-host"), b"new").expect("write");
+    let mnt2 = m2.mnt.to_str().expect("utf-8").to_owned();
+    ok_env(&["snapshot", "create", "third", "--mount", &mnt2], &env);
+    assert_eq!(
+        std::fs::read(m2.path(".snapshots/third/on-the-new-host")).expect("read"),
+        b"new"
+    );
+}
+
+#[test]
+fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
+    let mut server = S3Server::start();
+    let mut env = server.env();
+    env.push(("SNAPFS_S3_RETRY_TIMEOUT", "1".into()));
+    let location = server.url("tiers/outage");
+    let mut m = Mounted::new_with_env(
+        &["--tier", &location, "--checkpoint-interval", "1"],
+        &[],
+        &env,
+    );
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    std::fs::write(m.path("before"), noise(3 << 20, 1)).expect("write");
+    let seq = wait_until_checkpointed(&m, &env, 0);
+
+    server.stop();
+    let during = noise(5 << 20, 2);
+    std::fs::write(m.path("during"), &during).expect("writes go on without the object store");
+    ok_env(
+        &["snapshot", "create", "in-the-outage", "--mount", &mnt],
+        &env,
+    );
+    wait_for("the outage reported", 30, || {
+        !tier_status(&m, &env)["last_error"].is_null()
+    });
+    assert!(std::fs::read(m.path("during")).expect("read") == during);
+
+    server.restart();
+    wait_until_checkpointed(&m, &env, seq);
+    assert!(tier_status(&m, &env)["last_error"].is_null());
+    m.unmount();
+    std::fs::remove_dir_all(&m.store).expect("lose the old store");
+    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = new_host.path().join("store");
+    attach(&location, &store, &env);
+    let m2 = Mounted::open_with_env(store, &env);
+    assert!(std::fs::read(m2.path("during")).expect("read") == during);
+    assert!(std::fs::read(m2.path(".snapshots/in-the-outage/during")).expect("read") == during);
+}
+
+#[test]
+fn kill_9_before_the_upload_loses_nothing_that_was_synced() {
+    let server = S3Server::start();
+    let env = server.env();
+    let location = server.url("tiers/crash");
+    let mut m = Mounted::new_with_env(
+        &["--tier", &location, "--checkpoint-interval", "1"],
+        &[],
+        &env,
+    );
+    let data = noise(20 << 20, 3);
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(m.path("synced")).expect("create");
+        file.write_all(&data).expect("write");
+        file.sync_all().expect("fsync");
+    }
+    m.kill9();
+    m.mount();
+    wait_until_checkpointed(&m, &env, 0);
+    m.unmount();
+    std::fs::remove_dir_all(&m.store).expect("lose the old store");
+    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = new_host.path().join("store");
+    attach(&location, &store, &env);
+    let m2 = Mounted::open_with_env(store, &env);
+    assert!(std::fs::read(m2.path("synced")).expect("read") == data);
+}
+
+#[test]
+fn bad_tier_input_gets_a_clear_error_and_leaves_nothing() {
+    let server = S3Server::start();
+    let env = server.env();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| tmp.path().join(name).to_str().expect("utf-8").to_owned();
+
+    let out = snapfs_env(&["attach", &server.url("tiers/nothing"), &path("a")], &env);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no tiered snapfs share"), "{err}");
+    assert!(!tmp.path().join("a").exists());
+
+    let taken = server.url("tiers/taken");
+    ok_env(&["init", &path("first"), "--tier", &taken], &env);
+    let out = snapfs_env(&["init", &path("second"), "--tier", &taken], &env);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds share"), "{err}");
+    assert!(
+        !tmp.path().join("second").exists(),
+        "nothing is left behind"
+    );
+
+    let out = snapfs_env(&["attach", &taken, &path("early")], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no checkpoint yet"), "{err}");
+
+    std::fs::create_dir(tmp.path().join("full")).expect("mkdir");
+    std::fs::write(tmp.path().join("full/file"), b"x").expect("write");
+    let m = Mounted::new_with_env(&["--tier", &taken.replace("taken", "other")], &[], &env);
+    wait_until_checkpointed(&m, &env, 0);
+    let out = snapfs_env(
+        &["attach", &taken.replace("taken", "other"), &path("full")],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not empty"), "{err}");
+
+    let mut unreachable = env.clone();
+    unreachable.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    unreachable.push(("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()));
+    unreachable.push(("SNAPFS_S3_RETRY_TIMEOUT", "1".into()));
+    let out = snapfs_env(&["init", &path("nowhere"), "--tier", &taken], &unreachable);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(!tmp.path().join("nowhere").exists());
+
+    let out = snapfs_env(
+        &[
+            "tier",
+            "status",
+            "--mount",
+            Mounted::new().mnt.to_str().expect("utf-8"),
+        ],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not tiered"), "{err}");
+}
