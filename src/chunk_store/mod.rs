@@ -30,7 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
 use crate::format::location::ChunkLocation;
-use crate::format::pack::{Codec, FrameHeader};
+use crate::format::pack::{Codec, FRAME_HEADER_LEN, FrameHeader};
 use crate::id::{ChunkId, PackId};
 use pack::PackWriter;
 
@@ -48,6 +48,11 @@ pub trait RemotePacks: Send + Sync {
 /// the ones after it up to this size (whole frames only), since a file's data lies together in
 /// a pack and a reader of one block is likely to want the next.
 const FILL_WINDOW: u64 = 4 << 20;
+
+/// After a read fetched a window, the windows after it are fetched ahead on a thread of their
+/// own, up to this many, so that a sequential reader finds them cached rather than waiting for
+/// the object store at every window.
+const PREFETCH_WINDOWS: u32 = 3;
 
 /// A pack as the tier sees it for caching decisions.
 #[derive(Clone, Debug)]
@@ -402,9 +407,10 @@ impl ChunkStore {
                     })?;
                 let remote = self.remote.get();
                 if remote.is_none() || filled || frame_is_present(id, frame) {
-                    if remote.is_some() {
+                    if let Some(remote) = remote {
                         let tick = self.read_ticks.fetch_add(1, Ordering::Relaxed);
                         pack.last_used.store(tick, Ordering::Relaxed);
+                        continue_prefetch(&pack, remote, location.offset);
                     }
                     let result = verify(frame);
                     self.note_read(location.frame_len);
@@ -421,7 +427,7 @@ impl ChunkStore {
     fn fill_from_remote(
         &self,
         id: &ChunkId,
-        pack: &PackFile,
+        pack: &Arc<PackFile>,
         location: &ChunkLocation,
     ) -> Result<(), ChunkStoreError> {
         let Some(remote) = self.remote.get() else {
@@ -447,9 +453,18 @@ impl ChunkStore {
             .read(pack.id, location.offset..end)
             .map_err(|err| unavailable(format!("pack {}: {err}", pack.id)))?;
         let whole = whole_frames(&bytes, u64::from(location.frame_len));
-        let _exclusive = pack.residence.write();
-        pack.fill(location.offset, &bytes[..whole])
-            .map_err(|err| unavailable(format!("writing pack {} into the cache: {err}", pack.id)))
+        {
+            let _exclusive = pack.residence.write();
+            pack.fill(location.offset, &bytes[..whole]).map_err(|err| {
+                unavailable(format!("writing pack {} into the cache: {err}", pack.id))
+            })?;
+        }
+        drop(_filling);
+        let next = location.offset + whole as u64;
+        if next < pack.written_len() {
+            prefetch(pack.clone(), remote.clone(), next);
+        }
+        Ok(())
     }
 
     /// Every [`RELEASE_MAPPED_EVERY`] bytes read, drops the mapped pages of every pack read
@@ -662,6 +677,70 @@ impl ChunkStore {
         StoreUsage {
             pack_bytes: self.packs.read().values().map(|p| p.written_len()).sum(),
         }
+    }
+}
+
+/// Fetches up to [`PREFETCH_WINDOWS`] windows of whole frames of `pack` from `start` (a frame
+/// boundary) on, on a thread of its own, stopping at the end of the pack, at a frame already
+/// cached, or at the first failure (a reader then fetches what it needs itself). Readers missing
+/// a frame meanwhile wait on the pack's `filling` lock, then find it cached.
+fn prefetch(pack: Arc<PackFile>, remote: Arc<dyn RemotePacks>, mut start: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("snapfs-prefetch".into())
+        .spawn(move || {
+            let _filling = pack.filling.lock();
+            for _ in 0..PREFETCH_WINDOWS {
+                let len = pack.written_len();
+                if start >= len {
+                    return;
+                }
+                {
+                    let _resident = pack.residence.read();
+                    let cached = pack
+                        .frame(start, FRAME_HEADER_LEN as u32)
+                        .is_some_and(|header| FrameHeader::decode(header).is_ok());
+                    if cached {
+                        return;
+                    }
+                }
+                let Ok(bytes) = remote.read(pack.id, start..(start + FILL_WINDOW).min(len)) else {
+                    return;
+                };
+                let Ok(first) = FrameHeader::decode(&bytes) else {
+                    return;
+                };
+                if first.frame_len() > bytes.len() as u64 {
+                    return;
+                }
+                let whole = whole_frames(&bytes, first.frame_len());
+                {
+                    let _exclusive = pack.residence.write();
+                    if pack.fill(start, &bytes[..whole]).is_err() {
+                        return;
+                    }
+                }
+                start += whole as u64;
+            }
+            pack.prefetched_to.store(start, Ordering::Release);
+        });
+    if let Err(err) = spawned {
+        tracing::debug!("no prefetch thread: {err}");
+    }
+}
+
+/// Starts the next prefetch of `pack` when a reader at `offset` comes within two windows of
+/// where the last one stopped (once: the mark is taken before the thread starts).
+fn continue_prefetch(pack: &Arc<PackFile>, remote: &Arc<dyn RemotePacks>, offset: u64) {
+    let ahead = pack.prefetched_to.load(Ordering::Relaxed);
+    if ahead == 0 || offset + 2 * FILL_WINDOW < ahead || ahead >= pack.written_len() {
+        return;
+    }
+    if pack
+        .prefetched_to
+        .compare_exchange(ahead, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        prefetch(pack.clone(), remote.clone(), ahead);
     }
 }
 

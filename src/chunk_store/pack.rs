@@ -61,6 +61,10 @@ pub struct PackFile {
     /// Held while frames of this pack are fetched from the object store, so that readers
     /// missing the same frames fetch them once.
     pub(super) filling: parking_lot::Mutex<()>,
+    /// Where the last prefetch of this pack stopped (0: none going on or to continue): a
+    /// reader coming near it starts the next one, so a sequential reader keeps a few windows
+    /// ahead of it on their way.
+    pub(super) prefetched_to: AtomicU64,
     /// When the pack was last read from, in the chunk store's read ticks (least recently used
     /// packs are evicted first).
     pub(super) last_used: AtomicU64,
@@ -102,6 +106,7 @@ impl PackFile {
             unsynced: AtomicBool::new(false),
             residence: RwLock::new(()),
             filling: parking_lot::Mutex::new(()),
+            prefetched_to: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
         })
     }
@@ -143,6 +148,7 @@ impl PackFile {
             unsynced: AtomicBool::new(false),
             residence: RwLock::new(()),
             filling: parking_lot::Mutex::new(()),
+            prefetched_to: AtomicU64::new(0),
             last_used: AtomicU64::new(0),
         })
     }

