@@ -377,6 +377,8 @@ pub(super) fn backup_change(
         hourly,
         daily_at,
         key_file,
+        // One zone per store: `--timezone` sets the snapshot and the backup schedules alike.
+        timezone: super::parse_zone(args)?,
     })
 }
 
