@@ -167,16 +167,6 @@ pub fn format_rfc3339_in(secs: i64, zone: &Zone) -> String {
     }
 }
 
-/// A time for people: [`format_rfc3339_in`], followed by the zone's name unless it is UTC
-/// (`2026-03-29T03:30:00+02:00 (Europe/Berlin)`), so the offset can be read as a place.
-pub fn format_for_people(secs: i64, zone: &Zone) -> String {
-    if zone.is_utc() {
-        format_rfc3339(secs)
-    } else {
-        format!("{} ({zone})", format_rfc3339_in(secs, zone))
-    }
-}
-
 fn out_of_range(secs: i64) -> String {
     format!("unix time {secs}s (outside about the years -9999 to 9999)")
 }
@@ -442,14 +432,6 @@ mod tests {
         );
         assert_eq!(
             format_rfc3339_in(summer, &Zone::utc()),
-            "2026-07-15T12:00:00Z"
-        );
-        assert_eq!(
-            format_for_people(summer, &berlin),
-            "2026-07-15T14:00:00+02:00 (Europe/Berlin)"
-        );
-        assert_eq!(
-            format_for_people(summer, &Zone::utc()),
             "2026-07-15T12:00:00Z"
         );
         // What is written with an offset reads back as the same instant.

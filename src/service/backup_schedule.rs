@@ -31,7 +31,7 @@ use super::scheduler::TickReport;
 use super::{Service, ServiceError, settings};
 use crate::format::catalog::Origin;
 use crate::schedule::backup_policy::{BackupPolicy, BackupPolicyChange};
-use crate::schedule::calendar::{format_rfc3339, parse_time_of_day};
+use crate::schedule::calendar::{format_rfc3339, format_rfc3339_in, parse_time_of_day};
 use crate::schedule::slots;
 use crate::vault::{Secret, Vault};
 
@@ -290,14 +290,21 @@ impl Service {
         }
     }
 
-    /// Each vault of the backup schedule: last success, last failure if newer, next slot.
+    /// Each vault of the backup schedule: last success, last failure if newer, next slot; the
+    /// times in the schedule's zone (RFC 3339 with its offset; `Z` in UTC).
     pub(super) fn vault_statuses(&self) -> Vec<super::replies::VaultStatus> {
         let settings = self.settings.lock();
+        let zone = &settings.backup_policy.timezone;
         let next = settings
             .backup_policy
             .schedule()
             .and_then(|schedule| slots::next_of(&schedule, self.now()))
-            .map(format_rfc3339);
+            .map(|t| format_rfc3339_in(t, zone));
+        // The stored marks carry UTC text; the report shows them in the zone.
+        let in_zone = |mark: BackupMark| BackupMark {
+            time: format_rfc3339_in(mark.secs, zone),
+            ..mark
+        };
         settings
             .backup_policy
             .vaults
@@ -313,8 +320,9 @@ impl Service {
                     vault: vault.clone(),
                     last_failure: state
                         .last_failure
-                        .filter(|failure| success_secs.is_none_or(|ok| failure.secs >= ok)),
-                    last_success: state.last_success,
+                        .filter(|failure| success_secs.is_none_or(|ok| failure.secs >= ok))
+                        .map(in_zone),
+                    last_success: state.last_success.map(in_zone),
                     next: next.clone(),
                 }
             })

@@ -35,6 +35,7 @@ mod snapshot_cli;
 mod snapshots;
 mod stress;
 mod systemd_unit;
+mod timezones;
 mod vault;
 mod vault_min_retention;
 mod vault_mount;
