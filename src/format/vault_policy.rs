@@ -34,7 +34,7 @@ const VERSION_2: u8 = 2;
 const VERSION_1: u8 = 1;
 
 /// How many backups of each share to keep: the newest `last`, and the newest of each of the
-/// last `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years (UTC) that
+/// last `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years that
 /// have a backup, by the calendar of `timezone` (UTC if `None`). All counts zero keeps
 /// everything.
 ///

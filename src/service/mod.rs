@@ -264,7 +264,8 @@ impl Service {
         }
     }
 
-    /// A time as a user gives it: absolute (UTC) or a duration from now.
+    /// A time as a user gives it: absolute (RFC 3339 with `Z` or an offset, or a date at
+    /// midnight UTC) or a duration from now.
     fn parse_time(&self, text: &str) -> Result<i64, ServiceError> {
         parse_instant(text, self.now()).map_err(|e| ServiceError::invalid(e.to_string()))
     }

@@ -335,7 +335,8 @@ pub struct StatusArgs {
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ClockArgs {
-    /// The new time: unix seconds, or a UTC time such as `2026-11-21T03:00:00Z`.
+    /// The new time: unix seconds, or an RFC 3339 time such as `2026-11-21T03:00:00Z` or
+    /// `2026-11-21T04:00:00+01:00`.
     pub now: String,
 }
 
