@@ -161,3 +161,83 @@ fn a_daily_slot_follows_berlins_clock_across_both_daylight_saving_changes() {
         ])
     );
 }
+
+/// The names of the backups a `vault prune --dry-run --json` would remove.
+fn prune_plan(vault: &str) -> BTreeSet<String> {
+    let plan: serde_json::Value = serde_json::from_str(&snapfs_ok(&[
+        "vault",
+        "prune",
+        vault,
+        "--dry-run",
+        "--json",
+    ]))
+    .expect("json");
+    plan["prune"]["removed"]
+        .as_array()
+        .expect("removed")
+        .iter()
+        .map(|entry| {
+            let backup = entry["backup"].as_str().expect("backup");
+            backup.split_once('/').expect("SHARE/NAME").1.to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn vault_retention_days_are_the_policys_zone_and_an_unknown_zone_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = dir.path().join("vault");
+    let vault = vault.to_str().expect("utf-8");
+    snapfs_ok(&["vault", "init", vault]);
+    let m = Mounted::new_with(
+        &[],
+        &["--test-clock", &at("2026-07-10T21:00:00Z").to_string()],
+    );
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    // 23:00 and 01:30 (the next day) in Berlin; both 10 July in UTC.
+    for (name, time) in [
+        ("evening", "2026-07-10T21:00:00Z"),
+        ("night", "2026-07-10T23:30:00Z"),
+        ("noon", "2026-07-11T12:00:00Z"),
+    ] {
+        set_clock(&m, time);
+        fs::write(m.path("a.txt"), name).expect("write");
+        snapfs_ok(&["snapshot", "create", name, "--mount", &mnt]);
+        snapfs_ok(&["backup", name, "--to", vault, "--mount", &mnt]);
+    }
+
+    snapfs_ok(&["vault", "policy", "set", vault, "--keep-daily", "2"]);
+    assert_eq!(prune_plan(vault), names(&["evening"]));
+
+    let set = snapfs_ok(&[
+        "vault",
+        "policy",
+        "set",
+        vault,
+        "--keep-daily",
+        "2",
+        "--timezone",
+        "Europe/Berlin",
+    ]);
+    assert!(set.contains("buckets in Europe/Berlin"), "{set}");
+    assert_eq!(prune_plan(vault), names(&["night"]));
+
+    let err = snapfs_err(&[
+        "vault",
+        "policy",
+        "set",
+        vault,
+        "--keep-daily",
+        "9",
+        "--timezone",
+        "Europe/Atlantis",
+    ]);
+    assert!(err.contains("Europe/Atlantis"), "{err}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&snapfs_ok(&["vault", "policy", "show", vault, "--json"]))
+            .expect("json");
+    assert_eq!(shown["timezone"], "Europe/Berlin");
+    assert_eq!(shown["daily"], 2, "the refused change stored nothing");
+    let text = snapfs_ok(&["vault", "policy", "show", vault]);
+    assert!(text.contains("time zone: Europe/Berlin"), "{text}");
+}
