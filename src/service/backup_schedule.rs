@@ -393,6 +393,7 @@ pub(super) fn backup_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::calendar::Zone;
     use crate::service::request::PolicySetArgs;
 
     fn change(args: PolicySetArgs) -> Result<BackupPolicyChange, ServiceError> {
@@ -415,6 +416,29 @@ mod tests {
         assert_eq!(set.daily_at, Some(Some(120)));
         assert_eq!(set.key_file, Some(Some("/etc/snapfs/vault.key".into())));
         assert_eq!(set.hourly, None, "left as it is");
+        assert_eq!(set.timezone, None, "left as it is");
+
+        // One `--timezone` sets the zone of both schedules; an unknown one fails both.
+        let zoned = PolicySetArgs {
+            timezone: Some("America/New_York".into()),
+            ..PolicySetArgs::default()
+        };
+        let new_york = Zone::parse("America/New_York").expect("known");
+        assert_eq!(
+            change(zoned.clone()).expect("valid").timezone,
+            Some(new_york.clone())
+        );
+        assert_eq!(
+            super::super::policy_change(&zoned).expect("valid").timezone,
+            Some(new_york)
+        );
+        let unknown = PolicySetArgs {
+            timezone: Some("America/Atlantis".into()),
+            ..PolicySetArgs::default()
+        };
+        let err = change(unknown.clone()).expect_err("unknown zone");
+        assert!(err.message.contains("America/Atlantis"), "{}", err.message);
+        assert!(super::super::policy_change(&unknown).is_err());
 
         let off = change(PolicySetArgs {
             backup_to: vec!["none".into()],
