@@ -67,10 +67,12 @@ pub fn run(args: PolicyArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.description);
-        if let Some(next) = report.next_snapshot {
+        if let Some(next) = &report.next_snapshot {
+            let next = super::status::in_zone(next, &report.policy.timezone);
             println!("next automatic snapshot: {next}");
         }
-        if let Some(next) = report.next_backup {
+        if let Some(next) = &report.next_backup {
+            let next = super::status::in_zone(next, &report.backup.timezone);
             println!("next scheduled backup: {next}");
         }
     }

@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::human_bytes;
 use super::target::TargetArgs;
-use crate::schedule::calendar::format_rfc3339;
+use crate::schedule::calendar::{Zone, format_rfc3339};
 use crate::service::replies::StatusReport;
 use crate::service::request::StatusArgs as StatusRequest;
 use crate::service::{Job, Request};
@@ -68,7 +68,14 @@ pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> 
     );
     println!(
         "next automatic snapshot: {}",
-        report.policy.next_snapshot.as_deref().unwrap_or("none")
+        report
+            .policy
+            .next_snapshot
+            .as_deref()
+            .map_or("none".to_owned(), |next| in_zone(
+                next,
+                &report.policy.policy.timezone
+            ))
     );
     let space = &report.space;
     println!("space (stored bytes):");
@@ -82,6 +89,7 @@ pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> 
         println!("  {what:<18} {:>12}", human_bytes(bytes));
     }
     if !report.backups.is_empty() {
+        let backup_zone = &report.policy.backup.timezone;
         println!("scheduled backups:");
         for vault in &report.backups {
             println!("  {}", vault.vault);
@@ -99,7 +107,10 @@ pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> 
             }
             println!(
                 "    next backup:  {}",
-                vault.next.as_deref().unwrap_or("none")
+                vault
+                    .next
+                    .as_deref()
+                    .map_or("none".to_owned(), |next| in_zone(next, backup_zone))
             );
         }
     }
@@ -120,4 +131,14 @@ pub fn run(args: StatusCommand, on_failure: Option<&str>) -> anyhow::Result<()> 
             .for_each(|job| println!("{}", job_line(job)));
     }
     Ok(())
+}
+
+/// A time from a report (RFC 3339, with the zone's offset) for people: followed by the zone's
+/// name unless it is UTC, so that `+01:00` reads as a place.
+pub(super) fn in_zone(time: &str, zone: &Zone) -> String {
+    if zone.is_utc() {
+        time.to_owned()
+    } else {
+        format!("{time} ({zone})")
+    }
 }

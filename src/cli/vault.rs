@@ -72,7 +72,8 @@ pub struct PolicySetArgs {
     /// Keep the newest N backups of each share.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_last: u32,
-    /// Keep the newest backup of each of the last N days (UTC) that have one.
+    /// Keep the newest backup of each of the last N days (of the policy's time zone) that have
+    /// one.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub keep_daily: u32,
     /// ... of each of the last N ISO weeks.
@@ -88,6 +89,10 @@ pub struct PolicySetArgs {
     /// It can only be raised later; without it, the current minimum retention stays.
     #[arg(long, value_name = "DURATION")]
     pub min_retention: Option<String>,
+    /// The IANA time zone (`Europe/Berlin`) whose days, weeks, months and years the keep
+    /// counts follow; without it, the current zone stays (UTC at first).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
 }
@@ -416,6 +421,12 @@ pub fn run(args: VaultArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
 fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
     match command {
         PolicyCommand::Set(args) => {
+            // Checked before the vault is opened: an unknown zone changes nothing.
+            let timezone = args
+                .timezone
+                .as_deref()
+                .map(crate::schedule::calendar::Zone::parse)
+                .transpose()?;
             let vault = open_for_verify(&args.vault, &args.key)?;
             let counts = VaultPolicy {
                 last: args.keep_last,
@@ -424,15 +435,16 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                 monthly: args.keep_monthly,
                 yearly: args.keep_yearly,
                 min_retention_secs: 0,
+                timezone: None,
             };
             let min_retention = args
                 .min_retention
                 .as_deref()
                 .map(crate::schedule::calendar::parse_duration)
                 .transpose()?;
-            let policy = prune::set_policy(&vault, &counts, min_retention)?;
+            let policy = prune::set_policy(&vault, &counts, min_retention, timezone.as_ref())?;
             println!(
-                "set the retention policy of {}{}",
+                "set the retention policy of {}{}{}",
                 args.vault,
                 match policy.min_retention_secs {
                     0 => String::new(),
@@ -440,6 +452,10 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                         " (minimum retention {})",
                         crate::schedule::calendar::format_duration(secs)
                     ),
+                },
+                match &policy.timezone {
+                    None => String::new(),
+                    Some(zone) => format!(" (buckets in {zone})"),
                 }
             );
         }
@@ -456,6 +472,10 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                     println!(
                         "keep per share: last {}, daily {}, weekly {}, monthly {}, yearly {}",
                         p.last, p.daily, p.weekly, p.monthly, p.yearly
+                    );
+                    println!(
+                        "time zone: {} (days, weeks, months and years are its own)",
+                        p.timezone.as_deref().unwrap_or("UTC")
                     );
                     if p.min_retention_secs > 0 {
                         println!(

@@ -7,25 +7,32 @@
 //!
 //! Compact JSON, one object, every field present and no others:
 //! ```text
-//! {"version":1,"vaults":["/srv/vault","s3://bucket/prefix"],"hourly":false,"daily_at":120,
-//!  "key_file":"/etc/snapfs/vault.key"}
+//! {"version":2,"vaults":["/srv/vault","s3://bucket/prefix"],"hourly":false,"daily_at":120,
+//!  "key_file":"/etc/snapfs/vault.key","timezone":"Europe/Berlin"}
 //! ```
 //! - `vaults`: vault locations as `snapfs backup --to` takes them (local paths absolute).
-//! - `hourly`, `daily_at`: the slots, as in the snapshot policy (UTC; minutes after midnight).
+//! - `hourly`, `daily_at`: the slots, as in the snapshot policy (minutes after midnight on the
+//!   clock of `timezone`).
 //! - `key_file`: a path, or `null` for unencrypted vaults. The daemon reads the file at each
 //!   backup, so the secret itself is never stored in the store (the admin keeps it in a file
 //!   only root can read, as `restic --password-file` or a kopia config does).
 //!
-//! Unknown fields and versions are refused, as for the snapshot policy: a field this build
-//! does not understand could change where data goes.
+//! - `timezone`: the IANA name of the zone the slots follow (`"UTC"` by default); one this
+//!   machine does not know is refused, not read as UTC.
+//!
+//! Version 1 (before zones) had every field but `timezone` and still decodes, in UTC; this
+//! build writes version 2. Unknown fields and versions are refused, as for the snapshot
+//! policy: a field this build does not understand could change where data goes.
 
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{MINUTES_PER_DAY, format_time_of_day};
+use super::calendar::{MINUTES_PER_DAY, Zone, format_time_of_day};
 use super::slots::Schedule;
 
-/// The stored format this build reads and writes.
-pub const BACKUP_POLICY_VERSION: u32 = 1;
+/// The stored format this build writes.
+pub const BACKUP_POLICY_VERSION: u32 = 2;
+/// The format before time zones, still read (as UTC).
+const BACKUP_POLICY_VERSION_1: u32 = 1;
 /// At most this many vaults: every one is backed up in turn at each slot.
 pub const MAX_VAULTS: usize = 16;
 
@@ -39,6 +46,8 @@ pub struct BackupPolicy {
     pub hourly: bool,
     pub daily_at: Option<u32>,
     pub key_file: Option<String>,
+    /// The zone whose clock the slots follow (UTC unless set).
+    pub timezone: Zone,
 }
 
 /// A change, as `policy set` gathers it: `None` leaves a setting as it is.
@@ -51,6 +60,7 @@ pub struct BackupPolicyChange {
     pub daily_at: Option<Option<u32>>,
     /// `Some(None)` forgets the key file.
     pub key_file: Option<Option<String>>,
+    pub timezone: Option<Zone>,
 }
 
 /// Why a backup policy breaks one of its invariants.
@@ -72,9 +82,13 @@ pub enum BackupPolicyDecodeError {
     #[error("not a snapfs backup policy: {0}")]
     Malformed(String),
     #[error(
-        "backup policy format version {found} is not supported by this snapfs (it reads version {BACKUP_POLICY_VERSION})"
+        "backup policy format version {found} is not supported by this snapfs (it reads versions {BACKUP_POLICY_VERSION_1} and {BACKUP_POLICY_VERSION})"
     )]
     UnsupportedVersion { found: u64 },
+    #[error(
+        "the stored backup policy's time zone {0:?} is not in this machine's time zone database (update its tzdata)"
+    )]
+    UnknownZone(String),
     #[error("stored backup policy is invalid: {0}")]
     Invalid(#[from] InvalidBackupPolicy),
 }
@@ -82,7 +96,20 @@ pub enum BackupPolicyDecodeError {
 /// The stored form, apart from [`BackupPolicy`] so that it cannot change by accident.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct StoredV2 {
+    version: u32,
+    vaults: Vec<String>,
+    hourly: bool,
+    daily_at: Option<u32>,
+    key_file: Option<String>,
+    timezone: String,
+}
+
+/// Version 1, before time zones: read only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoredV1 {
+    #[allow(dead_code, reason = "checked by the probe; present in the record")]
     version: u32,
     vaults: Vec<String>,
     hourly: bool,
@@ -93,9 +120,10 @@ struct StoredV1 {
 impl BackupPolicy {
     /// The backup slots, if scheduled backups are on: at least one vault and a schedule.
     pub fn schedule(&self) -> Option<Schedule> {
-        (!self.vaults.is_empty() && (self.hourly || self.daily_at.is_some())).then_some(Schedule {
+        (!self.vaults.is_empty() && (self.hourly || self.daily_at.is_some())).then(|| Schedule {
             hourly: self.hourly,
             daily_at: self.daily_at,
+            zone: self.timezone.clone(),
         })
     }
 
@@ -133,18 +161,23 @@ impl BackupPolicy {
                 .key_file
                 .clone()
                 .unwrap_or_else(|| self.key_file.clone()),
+            timezone: change
+                .timezone
+                .clone()
+                .unwrap_or_else(|| self.timezone.clone()),
         };
         policy.validate()?;
         Ok(policy)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let stored = StoredV1 {
+        let stored = StoredV2 {
             version: BACKUP_POLICY_VERSION,
             vaults: self.vaults.clone(),
             hourly: self.hourly,
             daily_at: self.daily_at,
             key_file: self.key_file.clone(),
+            timezone: self.timezone.name().to_owned(),
         };
         serde_json::to_vec(&stored).expect("a struct of plain fields serialises")
     }
@@ -157,17 +190,29 @@ impl BackupPolicy {
         let malformed =
             |err: serde_json::Error| BackupPolicyDecodeError::Malformed(err.to_string());
         let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
-        if probe.version != u64::from(BACKUP_POLICY_VERSION) {
+        let policy = if probe.version == u64::from(BACKUP_POLICY_VERSION) {
+            let stored: StoredV2 = serde_json::from_slice(bytes).map_err(malformed)?;
+            BackupPolicy {
+                vaults: stored.vaults,
+                hourly: stored.hourly,
+                daily_at: stored.daily_at,
+                key_file: stored.key_file,
+                timezone: Zone::parse(&stored.timezone)
+                    .map_err(|_| BackupPolicyDecodeError::UnknownZone(stored.timezone))?,
+            }
+        } else if probe.version == u64::from(BACKUP_POLICY_VERSION_1) {
+            let stored: StoredV1 = serde_json::from_slice(bytes).map_err(malformed)?;
+            BackupPolicy {
+                vaults: stored.vaults,
+                hourly: stored.hourly,
+                daily_at: stored.daily_at,
+                key_file: stored.key_file,
+                timezone: Zone::utc(),
+            }
+        } else {
             return Err(BackupPolicyDecodeError::UnsupportedVersion {
                 found: probe.version,
             });
-        }
-        let stored: StoredV1 = serde_json::from_slice(bytes).map_err(malformed)?;
-        let policy = BackupPolicy {
-            vaults: stored.vaults,
-            hourly: stored.hourly,
-            daily_at: stored.daily_at,
-            key_file: stored.key_file,
         };
         policy.validate()?;
         Ok(policy)
@@ -180,14 +225,15 @@ impl BackupPolicy {
         } else {
             self.vaults.join(", ")
         };
+        let zone = &self.timezone;
         let daily = self
             .daily_at
-            .map(|minute| format!("every day at {} UTC", format_time_of_day(minute)));
+            .map(|minute| format!("every day at {} {zone}", format_time_of_day(minute)));
         let schedule = match (self.hourly, daily) {
             (false, None) => "none".to_owned(),
-            (true, None) => "every hour at hh:00 UTC".to_owned(),
+            (true, None) => format!("every hour at hh:00 {zone}"),
             (false, Some(daily)) => daily,
-            (true, Some(daily)) => format!("every hour at hh:00 UTC, and {daily}"),
+            (true, Some(daily)) => format!("every hour at hh:00 {zone}, and {daily}"),
         };
         let key = self.key_file.as_deref().unwrap_or("none");
         let state = match (self.vaults.is_empty(), self.schedule().is_some()) {
@@ -214,25 +260,50 @@ mod tests {
             hourly: false,
             daily_at: Some(120),
             key_file: Some("/etc/snapfs/vault.key".into()),
+            timezone: Zone::utc(),
         }
     }
 
     #[test]
     fn stored_form_is_fixed() {
-        let golden = br#"{"version":1,"vaults":["/srv/vault","s3://bucket/p"],"hourly":false,"daily_at":120,"key_file":"/etc/snapfs/vault.key"}"#;
-        assert_eq!(example().encode(), golden);
-        assert_eq!(BackupPolicy::decode(golden), Ok(example()));
+        let in_new_york = BackupPolicy {
+            timezone: Zone::parse("America/New_York").expect("known"),
+            ..example()
+        };
+        let golden = br#"{"version":2,"vaults":["/srv/vault","s3://bucket/p"],"hourly":false,"daily_at":120,"key_file":"/etc/snapfs/vault.key","timezone":"America/New_York"}"#;
+        assert_eq!(in_new_york.encode(), golden);
+        assert_eq!(BackupPolicy::decode(golden), Ok(in_new_york.clone()));
+        assert!(
+            in_new_york
+                .describe()
+                .contains("backup schedule: every day at 02:00 America/New_York\n")
+        );
         assert_eq!(
             BackupPolicy::decode(&BackupPolicy::default().encode()),
             Ok(BackupPolicy::default())
         );
     }
 
+    /// A version-1 backup policy, as the build before time zones wrote it
+    /// (`tests/fixtures/backup-policy-v1.json`), still reads, in UTC.
+    #[test]
+    fn reads_version_1_as_utc() {
+        let v1 = include_bytes!("../../tests/fixtures/backup-policy-v1.json");
+        let policy = BackupPolicy::decode(v1.trim_ascii_end()).expect("version 1 decodes");
+        assert_eq!(policy, example());
+        assert!(policy.encode().starts_with(br#"{"version":2,"#));
+        let unknown = br#"{"version":2,"vaults":[],"hourly":false,"daily_at":null,"key_file":null,"timezone":"Nowhere/Land"}"#;
+        assert_eq!(
+            BackupPolicy::decode(unknown),
+            Err(BackupPolicyDecodeError::UnknownZone("Nowhere/Land".into()))
+        );
+    }
+
     #[test]
     fn decode_refuses_what_it_does_not_understand() {
         assert_eq!(
-            BackupPolicy::decode(br#"{"version":2}"#),
-            Err(BackupPolicyDecodeError::UnsupportedVersion { found: 2 })
+            BackupPolicy::decode(br#"{"version":3}"#),
+            Err(BackupPolicyDecodeError::UnsupportedVersion { found: 3 })
         );
         for bad in [
             &br#"{"version":1,"vaults":[],"hourly":false,"daily_at":null,"key_file":null,"x":1}"#[..],
@@ -265,7 +336,8 @@ mod tests {
             policy.schedule(),
             Some(Schedule {
                 hourly: false,
-                daily_at: Some(120)
+                daily_at: Some(120),
+                zone: Zone::utc(),
             })
         );
         let cleared = policy

@@ -4,10 +4,14 @@
 //!
 //! # Scheduling
 //!
-//! All times are UTC unix seconds; the machine's time zone and daylight saving never move a
-//! snapshot. A [`Policy`] defines *slots*, the instants at which an automatic snapshot is due:
-//! - `hourly`: every hh:00:00;
-//! - `daily_at = Some(m)`: every day at `m` minutes after midnight;
+//! All instants are unix seconds (UTC). A [`Policy`] names a time zone (`timezone`, UTC unless
+//! set); its slots and retention buckets follow that zone's clock and calendar, daylight saving
+//! included, and the machine's own zone never matters. A policy defines *slots*, the instants
+//! at which an automatic snapshot is due:
+//! - `hourly`: every hh:00:00 on the zone's clock (one per elapsed hour, also across a
+//!   daylight-saving change);
+//! - `daily_at = Some(m)`: every local day at `m` minutes after midnight, exactly once even
+//!   when that time is skipped or repeated that day (see [`slots`]);
 //! - both: the union of the two, one slot per instant (a daily time on the hour adds nothing
 //!   to an hourly schedule).
 //!
@@ -36,8 +40,9 @@
 //!
 //! 1. Order the candidates newest first by `created`; equal times are ordered by name,
 //!    descending, so the outcome does not depend on the order of the input.
-//! 2. There are five buckets, each counting one kind of calendar period (all UTC): `hourly`
-//!    (a clock hour), `daily` (a calendar day), `weekly` (an ISO 8601 week, Monday to Sunday),
+//! 2. There are five buckets, each counting one kind of calendar period of the policy's zone:
+//!    `hourly` (a clock hour; the hour a fall-back repeats counts twice), `daily` (a calendar
+//!    day), `weekly` (an ISO 8601 week, Monday to Sunday),
 //!    `monthly` (a calendar month) and `yearly` (a calendar year). For a bucket with count
 //!    `n > 0`: among the periods of its kind that contain at least one candidate, take the `n`
 //!    most recent, and keep the newest candidate (first in the order of rule 1) of each.
@@ -58,8 +63,8 @@
 //! # Modules
 //!
 //! - [`backup_policy`]: the backup schedule (vaults, slots, key file) the daemon follows.
-//! - [`calendar`]: UTC civil dates, ISO weeks, and parsing/formatting of times, durations and
-//!   times of day.
+//! - [`calendar`]: the time [`calendar::Zone`] of a policy, and parsing/formatting of times,
+//!   durations and times of day (the calendar itself is `jiff`'s).
 //! - [`clock`]: the injectable clock.
 //! - [`policy`]: the stored policy and its changes.
 //! - [`slots`]: scheduled instants and the catch-up rule.

@@ -6,15 +6,23 @@
 //!
 //! Compact JSON, one object, with every field present and no others:
 //! ```text
-//! {"version":1,"hourly":true,"daily_at":180,
+//! {"version":2,"hourly":true,"daily_at":180,
 //!  "keep":{"hourly":24,"daily":7,"weekly":4,"monthly":12,"yearly":3},
-//!  "soft_delete_secs":1209600}
+//!  "soft_delete_secs":1209600,"timezone":"Europe/Berlin"}
 //! ```
-//! - `version`: 1. Read first, so that a policy written by a newer snapfs is reported as a
+//! - `version`: 2. Read first, so that a policy written by a newer snapfs is reported as a
 //!   version this build does not know rather than as garbage; bumped on any change of fields
 //!   or meaning.
-//! - `hourly`: bool. `daily_at`: minutes after midnight UTC, 0–1439, or `null`.
+//! - `hourly`: bool. `daily_at`: minutes after midnight on the zone's clock, 0–1439, or
+//!   `null`.
 //! - `keep.*`: u32 counts. `soft_delete_secs`: u64 > 0, or `null` (off).
+//! - `timezone`: the IANA name of the zone whose clock the slots and retention buckets follow
+//!   (`"UTC"` by default). A name this machine's time zone database does not know is refused
+//!   ([`PolicyDecodeError::UnknownZone`]) rather than read as UTC: it would move every slot.
+//!
+//! Version 1 (before zones) had every field but `timezone`; it still decodes, as a policy in
+//! UTC, which is what it meant. This build writes version 2 only; a build that reads only
+//! version 1 refuses a version-2 policy rather than running it in the wrong zone.
 //!
 //! JSON rather than a binary record because the policy is tiny, read once per mount and
 //! changed by hand-run commands, and being able to read it in a hex dump of the metadata
@@ -23,10 +31,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::calendar::{MINUTES_PER_DAY, format_duration, format_time_of_day};
+use super::calendar::{MINUTES_PER_DAY, Zone, format_duration, format_time_of_day};
 
-/// The stored format this build reads and writes.
-pub const POLICY_VERSION: u32 = 1;
+/// The stored format this build writes.
+pub const POLICY_VERSION: u32 = 2;
+/// The format before time zones, still read (as UTC).
+const POLICY_VERSION_1: u32 = 1;
 
 /// When automatic snapshots are taken and which are kept. The default schedules nothing,
 /// keeps nothing by count and deletes at once: automatic snapshots are off.
@@ -38,15 +48,18 @@ pub const POLICY_VERSION: u32 = 1;
 /// [`Policy::encode`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
-    /// A snapshot at the start of every hour (hh:00:00 UTC).
+    /// A snapshot at the start of every hour (hh:00:00 on the zone's clock).
     pub hourly: bool,
-    /// And/or once a day at this minute after midnight UTC.
+    /// And/or once a day at this minute after midnight on the zone's clock.
     pub daily_at: Option<u32>,
     /// Retention counts for automatic snapshots.
     pub keep: Keep,
     /// `None`: deleting a snapshot frees its space at once. `Some(d)`: a deleted snapshot stays
     /// recoverable for `d` seconds.
     pub soft_delete_secs: Option<u64>,
+    /// The zone whose clock the slots and retention buckets follow, and in which times are
+    /// shown (UTC unless set).
+    pub timezone: Zone,
 }
 
 /// How many automatic snapshots each retention bucket keeps; the rules are in the
@@ -83,6 +96,7 @@ pub struct PolicyChange {
     pub keep_yearly: Option<u32>,
     /// `Some(None)` turns soft delete off.
     pub soft_delete_secs: Option<Option<u64>>,
+    pub timezone: Option<Zone>,
 }
 
 /// Why a policy breaks one of its invariants.
@@ -102,9 +116,13 @@ pub enum PolicyDecodeError {
     #[error("not a snapfs policy record: {0}")]
     Malformed(String),
     #[error(
-        "policy format version {found} is not supported by this snapfs (it reads version {POLICY_VERSION})"
+        "policy format version {found} is not supported by this snapfs (it reads versions {POLICY_VERSION_1} and {POLICY_VERSION})"
     )]
     UnsupportedVersion { found: u64 },
+    #[error(
+        "the stored policy's time zone {0:?} is not in this machine's time zone database (update its tzdata)"
+    )]
+    UnknownZone(String),
     #[error("stored policy is invalid: {0}")]
     Invalid(#[from] InvalidPolicy),
 }
@@ -113,7 +131,20 @@ pub enum PolicyDecodeError {
 /// place and cannot change by accident when the in-memory type does.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct StoredV2 {
+    version: u32,
+    hourly: bool,
+    daily_at: Option<u32>,
+    keep: Keep,
+    soft_delete_secs: Option<u64>,
+    timezone: String,
+}
+
+/// Version 1, before time zones: read only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StoredV1 {
+    #[allow(dead_code, reason = "checked by the probe; present in the record")]
     version: u32,
     hourly: bool,
     daily_at: Option<u32>,
@@ -158,18 +189,23 @@ impl Policy {
                 yearly: change.keep_yearly.unwrap_or(self.keep.yearly),
             },
             soft_delete_secs: change.soft_delete_secs.unwrap_or(self.soft_delete_secs),
+            timezone: change
+                .timezone
+                .clone()
+                .unwrap_or_else(|| self.timezone.clone()),
         };
         policy.validate()?;
         Ok(policy)
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let stored = StoredV1 {
+        let stored = StoredV2 {
             version: POLICY_VERSION,
             hourly: self.hourly,
             daily_at: self.daily_at,
             keep: self.keep,
             soft_delete_secs: self.soft_delete_secs,
+            timezone: self.timezone.name().to_owned(),
         };
         serde_json::to_vec(&stored).expect("a struct of plain fields serialises")
     }
@@ -181,17 +217,29 @@ impl Policy {
         }
         let malformed = |err: serde_json::Error| PolicyDecodeError::Malformed(err.to_string());
         let probe: Probe = serde_json::from_slice(bytes).map_err(malformed)?;
-        if probe.version != u64::from(POLICY_VERSION) {
+        let policy = if probe.version == u64::from(POLICY_VERSION) {
+            let stored: StoredV2 = serde_json::from_slice(bytes).map_err(malformed)?;
+            Policy {
+                hourly: stored.hourly,
+                daily_at: stored.daily_at,
+                keep: stored.keep,
+                soft_delete_secs: stored.soft_delete_secs,
+                timezone: Zone::parse(&stored.timezone)
+                    .map_err(|_| PolicyDecodeError::UnknownZone(stored.timezone))?,
+            }
+        } else if probe.version == u64::from(POLICY_VERSION_1) {
+            let stored: StoredV1 = serde_json::from_slice(bytes).map_err(malformed)?;
+            Policy {
+                hourly: stored.hourly,
+                daily_at: stored.daily_at,
+                keep: stored.keep,
+                soft_delete_secs: stored.soft_delete_secs,
+                timezone: Zone::utc(),
+            }
+        } else {
             return Err(PolicyDecodeError::UnsupportedVersion {
                 found: probe.version,
             });
-        }
-        let stored: StoredV1 = serde_json::from_slice(bytes).map_err(malformed)?;
-        let policy = Policy {
-            hourly: stored.hourly,
-            daily_at: stored.daily_at,
-            keep: stored.keep,
-            soft_delete_secs: stored.soft_delete_secs,
         };
         policy.validate()?;
         Ok(policy)
@@ -199,14 +247,15 @@ impl Policy {
 
     /// The policy for people, as `snapfs policy show` prints it: one setting per line.
     pub fn describe(&self) -> String {
+        let zone = &self.timezone;
         let daily = self
             .daily_at
-            .map(|minute| format!("every day at {} UTC", format_time_of_day(minute)));
+            .map(|minute| format!("every day at {} {zone}", format_time_of_day(minute)));
         let schedule = match (self.hourly, daily) {
             (false, None) => "none".to_owned(),
-            (true, None) => "every hour at hh:00 UTC".to_owned(),
+            (true, None) => format!("every hour at hh:00 {zone}"),
             (false, Some(daily)) => daily,
-            (true, Some(daily)) => format!("every hour at hh:00 UTC, and {daily}"),
+            (true, Some(daily)) => format!("every hour at hh:00 {zone}, and {daily}"),
         };
         let Keep {
             hourly,
@@ -258,7 +307,12 @@ mod tests {
                 yearly: 3,
             },
             soft_delete_secs: Some(14 * 86_400),
+            timezone: Zone::utc(),
         }
+    }
+
+    fn berlin() -> Zone {
+        Zone::parse("Europe/Berlin").expect("a known zone")
     }
 
     #[test]
@@ -291,6 +345,7 @@ mod tests {
                 daily_at,
                 keep,
                 soft_delete_secs: None,
+                timezone: Zone::utc(),
             };
             assert_eq!(policy.automatic_enabled(), enabled, "{policy:?}");
         }
@@ -298,20 +353,51 @@ mod tests {
 
     #[test]
     fn stored_form_is_fixed() {
-        let golden = br#"{"version":1,"hourly":true,"daily_at":180,"keep":{"hourly":24,"daily":7,"weekly":4,"monthly":12,"yearly":3},"soft_delete_secs":1209600}"#;
-        assert_eq!(example().encode(), golden);
-        assert_eq!(Policy::decode(golden), Ok(example()));
-        let default = br#"{"version":1,"hourly":false,"daily_at":null,"keep":{"hourly":0,"daily":0,"weekly":0,"monthly":0,"yearly":0},"soft_delete_secs":null}"#;
+        let in_berlin = Policy {
+            timezone: berlin(),
+            ..example()
+        };
+        let golden = br#"{"version":2,"hourly":true,"daily_at":180,"keep":{"hourly":24,"daily":7,"weekly":4,"monthly":12,"yearly":3},"soft_delete_secs":1209600,"timezone":"Europe/Berlin"}"#;
+        assert_eq!(in_berlin.encode(), golden);
+        assert_eq!(Policy::decode(golden), Ok(in_berlin));
+        let default = br#"{"version":2,"hourly":false,"daily_at":null,"keep":{"hourly":0,"daily":0,"weekly":0,"monthly":0,"yearly":0},"soft_delete_secs":null,"timezone":"UTC"}"#;
         assert_eq!(Policy::default().encode(), default);
         assert_eq!(Policy::decode(default), Ok(Policy::default()));
     }
 
+    /// A version-1 policy, as the build before time zones wrote it
+    /// (`tests/fixtures/policy-v1.json`), still reads: in UTC, which is what it meant. Written
+    /// again, it becomes version 2.
+    #[test]
+    fn reads_version_1_as_utc() {
+        let v1 = include_bytes!("../../tests/fixtures/policy-v1.json");
+        let policy = Policy::decode(v1.trim_ascii_end()).expect("version 1 decodes");
+        assert_eq!(policy, example());
+        assert!(policy.timezone.is_utc());
+        assert!(policy.encode().starts_with(br#"{"version":2,"#));
+        // A version-1 record with a zone is damage, not a policy.
+        let with_zone = br#"{"version":1,"hourly":false,"daily_at":null,"keep":{"hourly":0,"daily":0,"weekly":0,"monthly":0,"yearly":0},"soft_delete_secs":null,"timezone":"UTC"}"#;
+        assert!(matches!(
+            Policy::decode(with_zone),
+            Err(PolicyDecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_stored_zone_is_refused() {
+        let mars = br#"{"version":2,"hourly":false,"daily_at":null,"keep":{"hourly":0,"daily":0,"weekly":0,"monthly":0,"yearly":0},"soft_delete_secs":null,"timezone":"Mars/Olympus_Mons"}"#;
+        assert_eq!(
+            Policy::decode(mars),
+            Err(PolicyDecodeError::UnknownZone("Mars/Olympus_Mons".into()))
+        );
+    }
+
     #[test]
     fn decode_refuses_what_it_does_not_understand() {
-        let newer = br#"{"version":2,"hourly":true,"every_minute":true}"#;
+        let newer = br#"{"version":3,"hourly":true,"every_minute":true}"#;
         assert_eq!(
             Policy::decode(newer),
-            Err(PolicyDecodeError::UnsupportedVersion { found: 2 })
+            Err(PolicyDecodeError::UnsupportedVersion { found: 3 })
         );
         let refused = [
             &br#"{"hourly":true}"#[..],
@@ -360,6 +446,7 @@ mod tests {
                     ..policy.keep
                 },
                 soft_delete_secs: None,
+                timezone: Zone::utc(),
             }
         );
         let every_field = PolicyChange {
@@ -371,6 +458,7 @@ mod tests {
             keep_monthly: Some(4),
             keep_yearly: Some(5),
             soft_delete_secs: Some(Some(60)),
+            timezone: Some(berlin()),
         };
         assert_eq!(
             Policy::default().apply(&every_field),
@@ -385,6 +473,7 @@ mod tests {
                     yearly: 5,
                 },
                 soft_delete_secs: Some(60),
+                timezone: berlin(),
             })
         );
         assert_eq!(
@@ -459,6 +548,13 @@ mod tests {
                 .describe()
                 .starts_with("schedule: every day at 23:05 UTC\n")
         );
+        let in_berlin = Policy {
+            timezone: berlin(),
+            ..example()
+        };
+        assert!(in_berlin.describe().starts_with(
+            "schedule: every hour at hh:00 Europe/Berlin, and every day at 03:00 Europe/Berlin\n"
+        ));
     }
 
     fn valid_policy() -> impl Strategy<Value = Policy> {
@@ -467,8 +563,9 @@ mod tests {
             proptest::option::of(0..MINUTES_PER_DAY),
             any::<[u32; 5]>(),
             proptest::option::of(1..=u64::MAX),
+            proptest::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York"]),
         )
-            .prop_map(|(hourly, daily_at, keep, soft_delete_secs)| Policy {
+            .prop_map(|(hourly, daily_at, keep, soft_delete_secs, zone)| Policy {
                 hourly,
                 daily_at,
                 keep: Keep {
@@ -479,6 +576,7 @@ mod tests {
                     yearly: keep[4],
                 },
                 soft_delete_secs,
+                timezone: Zone::parse(zone).expect("a known zone"),
             })
     }
 

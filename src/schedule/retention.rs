@@ -4,10 +4,16 @@
 //! [`select`] only plans: it reads a list of candidates and returns the decision with a reason
 //! for every snapshot kept, so a dry run costs nothing and the daemon deletes exactly what
 //! was shown. It sorts once and then walks the candidates once per bucket: O(n log n).
+//!
+//! Buckets are periods of the policy's [`Zone`]'s calendar: a snapshot taken at 23:30 UTC on
+//! a summer day belongs to the next day in Europe/Berlin. An hour is an hour of elapsed time
+//! that starts at hh:00 on the zone's clock, so the hour a fall-back repeats is two hours,
+//! as it is two hourly slots; a day, ISO week, month or year is the zone's local one, whatever
+//! its length in seconds.
 
 use serde::Serialize;
 
-use super::calendar::{Civil, SECS_PER_DAY, SECS_PER_HOUR, iso_weekday};
+use super::calendar::Zone;
 use super::policy::Keep;
 
 /// An automatic snapshot that retention may expire. Manual snapshots never expire and are
@@ -62,28 +68,44 @@ fn counts(keep: &Keep) -> [u32; 5] {
     ]
 }
 
-/// The hour, day, week, month and year that `created` falls in, each numbered so that the
-/// number grows with time: walking candidates newest first, a new number is a new period.
-fn periods(created: i64) -> [i64; 5] {
-    let date = Civil::from_unix(created);
-    let day = created.div_euclid(SECS_PER_DAY);
+/// The hour, day, week, month and year of `zone` that `created` falls in, each numbered so
+/// that the number grows with time: walking candidates newest first, a new number is a new
+/// period. (Local dates never run backwards in the zones snapfs is tested with; a zone whose
+/// clock fell back across midnight would split that day's bucket in two, never merge two.)
+/// An instant outside jiff's years counts as the first or last one it represents.
+fn periods(created: i64, zone: &Zone) -> [i64; 5] {
+    let local = zone.at_clamped(created);
+    let date = local.date();
+    let iso = date.iso_week_date();
+    // The hour is numbered by the instant it starts: hh:00 on the clock with the offset in
+    // force at `created`, so the two hours a fall-back repeats stay apart.
+    let hour_start = local
+        .timestamp()
+        .as_second()
+        .saturating_sub(i64::from(local.minute()) * 60 + i64::from(local.second()));
+    let day =
+        i64::from(date.year()) * 10_000 + i64::from(date.month()) * 100 + i64::from(date.day());
     [
-        created.div_euclid(SECS_PER_HOUR),
+        hour_start,
         day,
-        // An ISO 8601 week (Monday to Sunday) is numbered by the day of its Monday.
-        day - i64::from(iso_weekday(created) - 1),
-        date.year * 12 + i64::from(date.month),
-        date.year,
+        // An ISO 8601 week (Monday to Sunday) belongs to the year of its Thursday.
+        i64::from(iso.year()) * 100 + i64::from(iso.week()),
+        i64::from(date.year()) * 12 + i64::from(date.month()),
+        i64::from(date.year()),
     ]
 }
 
-/// Decides which candidates to keep under `keep` and which to expire.
-pub fn select(candidates: &[Candidate], keep: &Keep) -> Selection {
+/// Decides which candidates to keep under `keep` and which to expire, with buckets in the
+/// calendar of `zone`.
+pub fn select(candidates: &[Candidate], keep: &Keep, zone: &Zone) -> Selection {
     let mut newest_first: Vec<&Candidate> = candidates.iter().collect();
     // Equal times are ordered by name, descending, so that the outcome never depends on the
     // order of the input.
     newest_first.sort_unstable_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
-    let periods: Vec<[i64; 5]> = newest_first.iter().map(|c| periods(c.created)).collect();
+    let periods: Vec<[i64; 5]> = newest_first
+        .iter()
+        .map(|c| periods(c.created, zone))
+        .collect();
 
     let mut reasons = vec![Vec::new(); newest_first.len()];
     for (bucket, (reason, count)) in BUCKETS.into_iter().zip(counts(keep)).enumerate() {
@@ -121,13 +143,151 @@ pub fn select(candidates: &[Candidate], keep: &Keep) -> Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::calendar::{iso_week, parse_instant};
+    use crate::schedule::calendar::{SECS_PER_DAY, SECS_PER_HOUR, parse_instant};
     use crate::schedule::slots::auto_snapshot_name;
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet, HashSet};
 
     fn at(text: &str) -> i64 {
         parse_instant(text, 0).expect("a valid time")
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::parse(name).expect("a known zone")
+    }
+
+    /// [`super::select`] in UTC, the zone of the tests written before zones.
+    fn select(candidates: &[Candidate], keep: &Keep) -> Selection {
+        super::select(candidates, keep, &Zone::utc())
+    }
+
+    /// A snapshot at 23:30 UTC on a summer day is the next day in Berlin: the buckets follow
+    /// the policy's zone, not UTC.
+    #[test]
+    fn days_are_the_zones_days() {
+        let list = candidates(&[
+            "2026-07-10T21:00Z",
+            "2026-07-10T23:30Z",
+            "2026-07-11T12:00Z",
+        ]);
+        let keep = Keep {
+            daily: 2,
+            ..Keep::default()
+        };
+        assert_eq!(
+            select(&list, &keep),
+            Selection {
+                keep: kept(&[
+                    ("2026-07-11T12:00Z", &[Reason::Daily]),
+                    ("2026-07-10T23:30Z", &[Reason::Daily]),
+                ]),
+                expire: names(&["2026-07-10T21:00Z"]),
+            }
+        );
+        assert_eq!(
+            super::select(&list, &keep, &zone("Europe/Berlin")),
+            Selection {
+                keep: kept(&[
+                    ("2026-07-11T12:00Z", &[Reason::Daily]),
+                    ("2026-07-10T21:00Z", &[Reason::Daily]),
+                ]),
+                expire: names(&["2026-07-10T23:30Z"]),
+            }
+        );
+    }
+
+    /// Berlin falls back on 2026-10-25: its clock reads 02:10 at 00:10 UTC and again at 01:10
+    /// UTC. Those are two hours (as they are two hourly slots), not one.
+    #[test]
+    fn a_repeated_hour_is_two_hours() {
+        let list = candidates(&[
+            "2026-10-25T00:10Z",
+            "2026-10-25T00:50Z",
+            "2026-10-25T01:10Z",
+        ]);
+        let keep = Keep {
+            hourly: 2,
+            ..Keep::default()
+        };
+        for name in ["Europe/Berlin", "UTC"] {
+            assert_eq!(
+                super::select(&list, &keep, &zone(name)),
+                Selection {
+                    keep: kept(&[
+                        ("2026-10-25T01:10Z", &[Reason::Hourly]),
+                        ("2026-10-25T00:50Z", &[Reason::Hourly]),
+                    ]),
+                    expire: names(&["2026-10-25T00:10Z"]),
+                },
+                "{name}"
+            );
+        }
+        // The day itself is one day of 25 hours.
+        let daily = Keep {
+            daily: 5,
+            ..Keep::default()
+        };
+        let day = candidates(&["2026-10-24T22:30Z", "2026-10-25T22:50Z"]);
+        assert_eq!(
+            super::select(&day, &daily, &zone("Europe/Berlin")).expire,
+            names(&["2026-10-24T22:30Z"])
+        );
+    }
+
+    /// New York springs forward on 2026-03-08, a day of 23 hours: 00:30 EST and 23:30 EDT are
+    /// the same day, 00:30 EDT the next. And 22:00 EST on New Year's Eve is still the old
+    /// year, month and ISO week there, though it is the new one in UTC.
+    #[test]
+    fn new_york_days_weeks_months_and_years() {
+        let new_york = zone("America/New_York");
+        let list = candidates(&[
+            "2026-03-08T05:30Z",
+            "2026-03-09T03:30Z",
+            "2026-03-09T04:30Z",
+        ]);
+        let daily = Keep {
+            daily: 2,
+            ..Keep::default()
+        };
+        assert_eq!(
+            super::select(&list, &daily, &new_york),
+            Selection {
+                keep: kept(&[
+                    ("2026-03-09T04:30Z", &[Reason::Daily]),
+                    ("2026-03-09T03:30Z", &[Reason::Daily]),
+                ]),
+                expire: names(&["2026-03-08T05:30Z"]),
+            }
+        );
+        // 2027-01-01T03:00Z is Thursday 2026-12-31 22:00 in New York: 2026-W53, December,
+        // 2026. 2026-12-31T12:00Z is the same day there.
+        let eve = candidates(&["2026-12-31T12:00Z", "2027-01-01T03:00Z"]);
+        for keep in [
+            Keep {
+                weekly: 2,
+                ..Keep::default()
+            },
+            Keep {
+                monthly: 2,
+                ..Keep::default()
+            },
+            Keep {
+                yearly: 2,
+                ..Keep::default()
+            },
+        ] {
+            assert_eq!(
+                super::select(&eve, &keep, &new_york).expire,
+                names(&["2026-12-31T12:00Z"]),
+                "{keep:?}"
+            );
+        }
+        // In UTC they are different years and months (but the same ISO week, 2026-W53).
+        let yearly = Keep {
+            yearly: 2,
+            ..Keep::default()
+        };
+        assert!(select(&eve, &yearly).expire.is_empty());
     }
 
     /// Candidates named by their time, as the daemon names them.
@@ -492,36 +652,41 @@ mod tests {
         );
     }
 
-    /// The rules, implemented the obvious way: group by calendar period, keep the newest of
-    /// each of the n most recent periods.
-    fn model(candidates: &[Candidate], keep: &Keep) -> BTreeMap<String, Vec<Reason>> {
-        type PeriodOf = fn(i64) -> (i64, u32, u32, u32);
+    /// The rules, implemented the obvious way: group by the zone's calendar periods, keep the
+    /// newest of each of the n most recent periods. A local hour is told apart from its
+    /// repetition by its offset, which is larger the first time (hence its negation, so that
+    /// keys order chronologically).
+    fn model(candidates: &[Candidate], keep: &Keep, zone: &Zone) -> BTreeMap<String, Vec<Reason>> {
+        type Period = (i16, i8, i8, i8, i32);
+        type PeriodOf = fn(&jiff::ZonedDateTime) -> Period;
         let buckets: [(Reason, u32, PeriodOf); 5] = [
             (Reason::Hourly, keep.hourly, |t| {
-                let c = Civil::from_unix(t);
-                (c.year, c.month, c.day, c.hour)
+                (
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    -t.offset().seconds(),
+                )
             }),
             (Reason::Daily, keep.daily, |t| {
-                let c = Civil::from_unix(t);
-                (c.year, c.month, c.day, 0)
+                (t.year(), t.month(), t.day(), 0, 0)
             }),
             (Reason::Weekly, keep.weekly, |t| {
-                let w = iso_week(t);
-                (w.year, w.week, 0, 0)
+                let w = t.iso_week_date();
+                (w.year(), w.week(), 0, 0, 0)
             }),
             (Reason::Monthly, keep.monthly, |t| {
-                let c = Civil::from_unix(t);
-                (c.year, c.month, 0, 0)
+                (t.year(), t.month(), 0, 0, 0)
             }),
-            (Reason::Yearly, keep.yearly, |t| {
-                (Civil::from_unix(t).year, 0, 0, 0)
-            }),
+            (Reason::Yearly, keep.yearly, |t| (t.year(), 0, 0, 0, 0)),
         ];
         let mut reasons: BTreeMap<String, Vec<Reason>> = BTreeMap::new();
         for (reason, count, period_of) in buckets {
             let mut newest = BTreeMap::new();
             for c in candidates {
-                let entry = newest.entry(period_of(c.created)).or_insert(c);
+                let local = zone.at(c.created).expect("in range");
+                let entry = newest.entry(period_of(&local)).or_insert(c);
                 if (c.created, &c.name) > (entry.created, &entry.name) {
                     *entry = c;
                 }
@@ -543,6 +708,16 @@ mod tests {
         reasons
     }
 
+    fn any_zone() -> impl Strategy<Value = Zone> {
+        proptest::sample::select(vec![
+            "UTC",
+            "Europe/Berlin",
+            "America/New_York",
+            "Asia/Kolkata",
+        ])
+        .prop_map(zone)
+    }
+
     fn any_keep() -> impl Strategy<Value = Keep> {
         [0u32..4, 0..4, 0..4, 0..4, 0..4].prop_map(|[hourly, daily, weekly, monthly, yearly]| {
             Keep {
@@ -555,17 +730,22 @@ mod tests {
         })
     }
 
-    /// Snapshots from 2024 on, each list drawn in one of three ways: over three years (sparse
+    /// Snapshots from 2024 on, each list drawn in one of four ways: over three years (sparse
     /// periods, gaps), over two weeks at whole hours (crowded periods, many equal times, to
-    /// exercise the name order), or mixing both.
+    /// exercise the name order), mixing both, or every quarter hour across the autumn
+    /// daylight-saving changes.
     fn any_candidates() -> impl Strategy<Value = Vec<Candidate>> {
         let base = at("2024-01-01");
         let sparse = || 0..3 * 365 * SECS_PER_DAY;
         let crowded = || (0..14 * 24i64).prop_map(|hour| hour * SECS_PER_HOUR);
+        // Quarter hours over the two weeks from 2024-10-27, when Berlin and then New York
+        // fall back.
+        let autumn = || (0..14 * 24 * 4i64).prop_map(|quarter| 300 * SECS_PER_DAY + quarter * 900);
         let offsets = prop_oneof![
             proptest::collection::vec(sparse(), 0..40),
             proptest::collection::vec(crowded(), 0..40),
             proptest::collection::vec(prop_oneof![sparse(), crowded()], 0..40),
+            proptest::collection::vec(autumn(), 0..40),
         ];
         offsets
             .prop_flat_map(|offsets| {
@@ -588,10 +768,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_the_model(list in any_candidates(), keep in any_keep()) {
-            let selection = select(&list, &keep);
+        fn matches_the_model(list in any_candidates(), keep in any_keep(), zone in any_zone()) {
+            let selection = super::select(&list, &keep, &zone);
             let kept: BTreeMap<String, Vec<Reason>> = selection.keep.iter().cloned().collect();
-            prop_assert_eq!(&kept, &model(&list, &keep));
+            prop_assert_eq!(&kept, &model(&list, &keep, &zone));
             let mut all: Vec<&String> =
                 selection.keep.iter().map(|(name, _)| name).chain(&selection.expire).collect();
             all.sort();

@@ -31,7 +31,7 @@ use super::scheduler::TickReport;
 use super::{Service, ServiceError, settings};
 use crate::format::catalog::Origin;
 use crate::schedule::backup_policy::{BackupPolicy, BackupPolicyChange};
-use crate::schedule::calendar::{format_rfc3339, parse_time_of_day};
+use crate::schedule::calendar::{format_rfc3339, format_rfc3339_in, parse_time_of_day};
 use crate::schedule::slots;
 use crate::vault::{Secret, Vault};
 
@@ -290,14 +290,21 @@ impl Service {
         }
     }
 
-    /// Each vault of the backup schedule: last success, last failure if newer, next slot.
+    /// Each vault of the backup schedule: last success, last failure if newer, next slot; the
+    /// times in the schedule's zone (RFC 3339 with its offset; `Z` in UTC).
     pub(super) fn vault_statuses(&self) -> Vec<super::replies::VaultStatus> {
         let settings = self.settings.lock();
+        let zone = &settings.backup_policy.timezone;
         let next = settings
             .backup_policy
             .schedule()
             .and_then(|schedule| slots::next_of(&schedule, self.now()))
-            .map(format_rfc3339);
+            .map(|t| format_rfc3339_in(t, zone));
+        // The stored marks carry UTC text; the report shows them in the zone.
+        let in_zone = |mark: BackupMark| BackupMark {
+            time: format_rfc3339_in(mark.secs, zone),
+            ..mark
+        };
         settings
             .backup_policy
             .vaults
@@ -313,8 +320,9 @@ impl Service {
                     vault: vault.clone(),
                     last_failure: state
                         .last_failure
-                        .filter(|failure| success_secs.is_none_or(|ok| failure.secs >= ok)),
-                    last_success: state.last_success,
+                        .filter(|failure| success_secs.is_none_or(|ok| failure.secs >= ok))
+                        .map(in_zone),
+                    last_success: state.last_success.map(in_zone),
                     next: next.clone(),
                 }
             })
@@ -377,12 +385,15 @@ pub(super) fn backup_change(
         hourly,
         daily_at,
         key_file,
+        // One zone per store: `--timezone` sets the snapshot and the backup schedules alike.
+        timezone: super::parse_zone(args)?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::calendar::Zone;
     use crate::service::request::PolicySetArgs;
 
     fn change(args: PolicySetArgs) -> Result<BackupPolicyChange, ServiceError> {
@@ -405,6 +416,29 @@ mod tests {
         assert_eq!(set.daily_at, Some(Some(120)));
         assert_eq!(set.key_file, Some(Some("/etc/snapfs/vault.key".into())));
         assert_eq!(set.hourly, None, "left as it is");
+        assert_eq!(set.timezone, None, "left as it is");
+
+        // One `--timezone` sets the zone of both schedules; an unknown one fails both.
+        let zoned = PolicySetArgs {
+            timezone: Some("America/New_York".into()),
+            ..PolicySetArgs::default()
+        };
+        let new_york = Zone::parse("America/New_York").expect("known");
+        assert_eq!(
+            change(zoned.clone()).expect("valid").timezone,
+            Some(new_york.clone())
+        );
+        assert_eq!(
+            super::super::policy_change(&zoned).expect("valid").timezone,
+            Some(new_york)
+        );
+        let unknown = PolicySetArgs {
+            timezone: Some("America/Atlantis".into()),
+            ..PolicySetArgs::default()
+        };
+        let err = change(unknown.clone()).expect_err("unknown zone");
+        assert!(err.message.contains("America/Atlantis"), "{}", err.message);
+        assert!(super::super::policy_change(&unknown).is_err());
 
         let off = change(PolicySetArgs {
             backup_to: vec!["none".into()],

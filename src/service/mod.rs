@@ -40,7 +40,9 @@ use settings::Settings;
 use crate::access::Requester;
 use crate::format::catalog::{Hold, LIVE, Origin};
 use crate::history;
-use crate::schedule::calendar::{format_rfc3339, parse_duration, parse_instant, parse_time_of_day};
+use crate::schedule::calendar::{
+    Zone, format_rfc3339, format_rfc3339_in, parse_duration, parse_instant, parse_time_of_day,
+};
 use crate::schedule::clock::ManualClock;
 use crate::schedule::policy::PolicyChange;
 use crate::schedule::slots;
@@ -268,7 +270,8 @@ impl Service {
         }
     }
 
-    /// A time as a user gives it: absolute (UTC) or a duration from now.
+    /// A time as a user gives it: absolute (RFC 3339 with `Z` or an offset, or a date at
+    /// midnight UTC) or a duration from now.
     fn parse_time(&self, text: &str) -> Result<i64, ServiceError> {
         parse_instant(text, self.now()).map_err(|e| ServiceError::invalid(e.to_string()))
     }
@@ -629,11 +632,12 @@ impl Service {
         let now = self.now();
         PolicyReport {
             description: format!("{}{}", policy.describe(), backup.describe()),
-            next_snapshot: slots::next_slot_after(&policy, now).map(format_rfc3339),
+            next_snapshot: slots::next_slot_after(&policy, now)
+                .map(|t| format_rfc3339_in(t, &policy.timezone)),
             next_backup: backup
                 .schedule()
                 .and_then(|schedule| slots::next_of(&schedule, now))
-                .map(format_rfc3339),
+                .map(|t| format_rfc3339_in(t, &backup.timezone)),
             backup,
             policy,
         }
@@ -757,7 +761,17 @@ fn policy_change(args: &PolicySetArgs) -> Result<PolicyChange, ServiceError> {
         keep_monthly: args.keep_monthly,
         keep_yearly: args.keep_yearly,
         soft_delete_secs: off_or(&args.soft_delete, |v| parse_duration(v).map_err(invalid))?,
+        timezone: parse_zone(args)?,
     })
+}
+
+/// The `--timezone` of a `policy set`, checked against the time zone database: an unknown
+/// zone fails the whole change before anything is stored.
+fn parse_zone(args: &PolicySetArgs) -> Result<Option<Zone>, ServiceError> {
+    args.timezone
+        .as_deref()
+        .map(|name| Zone::parse(name).map_err(|e| ServiceError::invalid(e.to_string())))
+        .transpose()
 }
 
 /// Opens a vault with what the command sent: its location, its secret, its S3 settings (else

@@ -259,10 +259,11 @@ pub enum PolicyAction {
 /// A policy change, as given: the values are checked where the request is carried out.
 #[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicySetArgs {
-    /// Take a snapshot at the start of every hour (UTC): `on` or `off`.
+    /// Take a snapshot at the start of every hour (hh:00 in the policy's time zone): `on` or
+    /// `off`.
     #[arg(long)]
     pub hourly: Option<String>,
-    /// Take a snapshot every day at this time (HH:MM, UTC), or `off`.
+    /// Take a snapshot every day at this time (HH:MM in the policy's time zone), or `off`.
     #[arg(long)]
     pub daily_at: Option<String>,
     /// Automatic snapshots to keep: the newest of each of the last N hours.
@@ -289,11 +290,11 @@ pub struct PolicySetArgs {
     #[arg(long, value_name = "VAULT")]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backup_to: Vec<String>,
-    /// Back up at the start of every hour (UTC): `on` or `off`.
+    /// Back up at the start of every hour (hh:00 in the policy's time zone): `on` or `off`.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_hourly: Option<String>,
-    /// Back up every day at this time (HH:MM, UTC), or `off`.
+    /// Back up every day at this time (HH:MM in the policy's time zone), or `off`.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_daily_at: Option<String>,
@@ -303,6 +304,12 @@ pub struct PolicySetArgs {
     #[arg(long, value_name = "FILE")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_key_file: Option<String>,
+    /// The IANA time zone (`Europe/Berlin`, `America/New_York`, `UTC`) whose clock the
+    /// snapshot and backup schedules and the retention buckets follow, across daylight-saving
+    /// changes, and in which their times are shown. UTC until set.
+    #[arg(long, value_name = "ZONE")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 impl PolicySetArgs {
@@ -330,7 +337,8 @@ pub struct StatusArgs {
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ClockArgs {
-    /// The new time: unix seconds, or a UTC time such as `2026-11-21T03:00:00Z`.
+    /// The new time: unix seconds, or an RFC 3339 time such as `2026-11-21T03:00:00Z` or
+    /// `2026-11-21T04:00:00+01:00`.
     pub now: String,
 }
 

@@ -77,7 +77,10 @@ impl Service {
     }
 
     fn expire(&self, report: &mut TickReport) {
-        let keep = self.settings.lock().policy.keep;
+        let (keep, zone) = {
+            let settings = self.settings.lock();
+            (settings.policy.keep, settings.policy.timezone.clone())
+        };
         let now = self.now();
         let candidates: Vec<Candidate> = self
             .snapshots
@@ -90,7 +93,7 @@ impl Service {
                 name,
             })
             .collect();
-        for name in select(&candidates, &keep).expire {
+        for name in select(&candidates, &keep, &zone).expire {
             match self.delete(&name, "expire", true) {
                 Ok(_) => report.expired.push(name),
                 Err(err) => report.errors.push(err.message),

@@ -7,8 +7,8 @@
 //! Prune is a plan computed first and executed second, so `--dry-run` shows exactly what a
 //! real run deletes. For each share on its own, the backups are ranked newest first by the
 //! time their snapshot was taken: the newest `last` are kept, and the newest backup of each of
-//! the last `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years (UTC) that
-//! have one (the bucket rules of snapshot retention, [`crate::schedule::retention`]). A held
+//! the last `daily` days, `weekly` ISO weeks, `monthly` months and `yearly` years (of the
+//! policy's time zone, UTC unless `policy set --timezone` named one) that have one (the bucket rules of snapshot retention, [`crate::schedule::retention`]). A held
 //! backup is always kept. The rest are deleted as `vault delete` deletes: under the exclusive
 //! lock, records and their holds only; `vault gc` (or `--gc`) frees their data afterwards.
 //! A crash part way leaves some backups deleted and the others listed, each whole: running
@@ -26,7 +26,7 @@ use super::{Vault, VaultError, backup_key, hold_key, key, unix_now};
 use crate::blob::BlobError;
 use crate::format::vault_policy::VaultPolicy;
 use crate::id::{BackupId, ShareId};
-use crate::schedule::calendar::format_duration;
+use crate::schedule::calendar::{Zone, format_duration};
 use crate::schedule::policy::Keep;
 use crate::schedule::retention::{self, Candidate, Reason};
 
@@ -34,7 +34,8 @@ use crate::schedule::retention::{self, Candidate, Reason};
 const POLICY_KEY: &str = "policy";
 
 /// Stores `counts` as the vault's retention policy, replacing any earlier one, with the
-/// minimum retention `min_retention_secs` if given, else the one already stored. The minimum
+/// minimum retention `min_retention_secs` and the time zone `timezone` if given, else the
+/// ones already stored (UTC when there are none). The minimum
 /// retention can only be raised: a lower one is refused ([`VaultError::Refused`]), since a
 /// lock that whoever holds the key can lift protects nothing against them. Returns what was
 /// stored.
@@ -45,8 +46,15 @@ pub fn set_policy(
     vault: &Vault,
     counts: &VaultPolicy,
     min_retention_secs: Option<u64>,
+    timezone: Option<&Zone>,
 ) -> Result<VaultPolicy, VaultError> {
-    let current = policy(vault)?.map_or(0, |p| p.min_retention_secs);
+    let stored = policy(vault)?;
+    let current = stored.as_ref().map_or(0, |p| p.min_retention_secs);
+    let timezone = match timezone {
+        Some(zone) if zone.is_utc() => None,
+        Some(zone) => Some(zone.name().to_owned()),
+        None => stored.and_then(|p| p.timezone),
+    };
     let min_retention_secs = min_retention_secs.unwrap_or(current);
     if min_retention_secs < current {
         return Err(VaultError::Refused(format!(
@@ -59,7 +67,8 @@ pub fn set_policy(
     }
     let policy = VaultPolicy {
         min_retention_secs,
-        ..*counts
+        timezone,
+        ..counts.clone()
     };
     let sealed = vault.seal(&policy.encode(), &|| "sealing the policy".to_owned())?;
     vault.backend.put(&key(POLICY_KEY), &sealed)?;
@@ -87,6 +96,21 @@ pub fn policy(vault: &Vault) -> Result<Option<VaultPolicy>, VaultError> {
             what: what(),
             source,
         })
+}
+
+/// The zone whose calendar `policy`'s buckets follow. A zone this machine's time zone database
+/// does not know refuses the prune rather than bucket by another calendar.
+pub fn zone_of(vault: &Vault, policy: &VaultPolicy) -> Result<Zone, VaultError> {
+    match &policy.timezone {
+        None => Ok(Zone::utc()),
+        Some(name) => Zone::parse(name).map_err(|_| {
+            VaultError::Refused(format!(
+                "{}: the retention policy's time zone {name:?} is not in this machine's time \
+                 zone database (update its tzdata, or set the policy again with --timezone)",
+                vault.describe()
+            ))
+        }),
+    }
 }
 
 /// One backup in a prune plan.
@@ -138,7 +162,13 @@ struct Listed {
 }
 
 /// The plan for one share's backups.
-fn plan_share(share: ShareId, backups: &[Listed], policy: &VaultPolicy, report: &mut PruneReport) {
+fn plan_share(
+    share: ShareId,
+    backups: &[Listed],
+    policy: &VaultPolicy,
+    zone: &Zone,
+    report: &mut PruneReport,
+) {
     // Candidates are named by backup id: names must be unique, and one share's backups are.
     let candidates: Vec<Candidate> = backups
         .iter()
@@ -159,7 +189,7 @@ fn plan_share(share: ShareId, backups: &[Listed], policy: &VaultPolicy, report: 
     let selection = if keep.is_off() {
         None
     } else {
-        Some(retention::select(&candidates, &keep))
+        Some(retention::select(&candidates, &keep, zone))
     };
     let mut newest_first: Vec<_> = backups.iter().collect();
     newest_first.sort_by(|a, b| (b.created, b.nanos, &b.id.0).cmp(&(a.created, a.nanos, &a.id.0)));
@@ -209,6 +239,7 @@ pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
             vault.describe()
         )));
     }
+    let zone = zone_of(vault, &policy)?;
     // The plan is made under the lock too: a backup made after it is not in it, and a hold
     // set between plan and delete is seen.
     let _lock = if dry_run {
@@ -232,11 +263,11 @@ pub fn prune(vault: &Vault, dry_run: bool) -> Result<PruneReport, VaultError> {
     }
     let mut report = PruneReport {
         dry_run,
-        policy,
+        policy: policy.clone(),
         ..PruneReport::default()
     };
     for (share, backups) in &shares {
-        plan_share(*share, backups, &policy, &mut report);
+        plan_share(*share, backups, &policy, &zone, &mut report);
     }
     if dry_run {
         return Ok(report);
@@ -325,6 +356,7 @@ mod tests {
                 ..VaultPolicy::default()
             },
             None,
+            None,
         )
         .expect("policy");
 
@@ -369,7 +401,7 @@ mod tests {
         let vault = fixture.vault();
         assert_eq!(policy(&vault).expect("read"), None);
         assert!(prune(&vault, true).is_err());
-        set_policy(&vault, &VaultPolicy::default(), None).expect("set");
+        set_policy(&vault, &VaultPolicy::default(), None, None).expect("set");
         assert!(
             prune(&vault, true).is_err(),
             "an all-zero policy prunes nothing"
@@ -378,8 +410,71 @@ mod tests {
             weekly: 4,
             ..VaultPolicy::default()
         };
-        set_policy(&vault, &policy_set, None).expect("set");
-        assert_eq!(policy(&vault).expect("read"), Some(policy_set));
+        set_policy(&vault, &policy_set, None, None).expect("set");
+        assert_eq!(policy(&vault).expect("read"), Some(policy_set.clone()));
+        // A zone, once set, stays when the counts change without one; UTC is stored as none.
+        let berlin = Zone::parse("Europe/Berlin").expect("known");
+        let zoned = set_policy(&vault, &policy_set, None, Some(&berlin)).expect("set");
+        assert_eq!(zoned.timezone.as_deref(), Some("Europe/Berlin"));
+        let kept = set_policy(
+            &vault,
+            &VaultPolicy {
+                daily: 1,
+                ..VaultPolicy::default()
+            },
+            None,
+            None,
+        )
+        .expect("set");
+        assert_eq!(kept.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(policy(&vault).expect("read"), Some(kept));
+        let utc = set_policy(&vault, &policy_set, None, Some(&Zone::utc())).expect("set");
+        assert_eq!(utc.timezone, None);
+    }
+
+    /// Daily buckets are the days of the policy's zone: 21:00 and 23:30 UTC on a summer day
+    /// are two days in Berlin (the second is 01:30 the next morning), one day in UTC.
+    #[test]
+    fn prune_buckets_follow_the_policys_zone() {
+        let fixture = Fixture::in_memory();
+        let vault = fixture.vault();
+        for (name, time) in [
+            ("evening", "2025-07-10T21:00:00Z"),
+            ("night", "2025-07-10T23:30:00Z"),
+            ("noon", "2025-07-11T12:00:00Z"),
+        ] {
+            record_at(&vault, 5, name, time);
+        }
+        let daily = VaultPolicy {
+            daily: 2,
+            ..VaultPolicy::default()
+        };
+        set_policy(&vault, &daily, None, None).expect("utc");
+        let plan = prune(&vault, true).expect("plan");
+        let in_utc = names(&plan.removed);
+        assert!(
+            in_utc.contains(&"evening") && !in_utc.contains(&"night"),
+            "{in_utc:?}"
+        );
+        let berlin = Zone::parse("Europe/Berlin").expect("known");
+        set_policy(&vault, &daily, None, Some(&berlin)).expect("berlin");
+        let plan = prune(&vault, true).expect("plan");
+        let in_berlin = names(&plan.removed);
+        assert!(
+            in_berlin.contains(&"night") && !in_berlin.contains(&"evening"),
+            "{in_berlin:?}"
+        );
+        // A zone this machine does not know refuses the prune rather than guess.
+        let unknown = VaultPolicy {
+            timezone: Some("Nowhere/Land".into()),
+            ..daily
+        };
+        let sealed = vault
+            .seal(&unknown.encode(), &|| "policy".into())
+            .expect("seal");
+        vault.backend.put(&key(POLICY_KEY), &sealed).expect("put");
+        let err = prune(&vault, true).expect_err("unknown zone");
+        assert!(err.to_string().contains("\"Nowhere/Land\""), "{err}");
     }
 
     #[test]
@@ -394,7 +489,7 @@ mod tests {
             last: 1,
             ..VaultPolicy::default()
         };
-        let stored = set_policy(&vault, &counts, Some(30 * 86_400)).expect("lock");
+        let stored = set_policy(&vault, &counts, Some(30 * 86_400), None).expect("lock");
         assert_eq!(stored.min_retention_secs, 30 * 86_400);
 
         // Delete: refused inside the window, naming the backup and when it may go.
@@ -439,17 +534,17 @@ mod tests {
         }
 
         // Lowering is refused, leaving it as it was; leaving it out keeps it; raising works.
-        let err = set_policy(&vault, &counts, Some(86_400)).expect_err("lowering");
+        let err = set_policy(&vault, &counts, Some(86_400), None).expect_err("lowering");
         assert!(err.to_string().contains("only be raised"), "{err}");
-        let kept = set_policy(&vault, &counts, None).expect("counts only");
+        let kept = set_policy(&vault, &counts, None, None).expect("counts only");
         assert_eq!(kept.min_retention_secs, 30 * 86_400);
         assert_eq!(
             policy(&vault).expect("read").map(|p| p.min_retention_secs),
             Some(30 * 86_400)
         );
-        let raised = set_policy(&vault, &counts, Some(60 * 86_400)).expect("raising");
+        let raised = set_policy(&vault, &counts, Some(60 * 86_400), None).expect("raising");
         assert_eq!(raised.min_retention_secs, 60 * 86_400);
-        assert!(set_policy(&vault, &counts, Some(30 * 86_400)).is_err());
+        assert!(set_policy(&vault, &counts, Some(30 * 86_400), None).is_err());
 
         // gc frees nothing a locked backup needs: both still restore after it. (The records
         // written by hand name trees that do not exist, which gc would rightly refuse.)

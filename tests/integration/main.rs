@@ -36,6 +36,7 @@ mod snapshots;
 mod stress;
 mod systemd_unit;
 mod tier;
+mod timezones;
 mod vault;
 mod vault_min_retention;
 mod vault_mount;
