@@ -30,7 +30,7 @@ use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, WriteTransaction};
 
 use crate::format::location::ChunkLocation;
-use crate::format::pack::{Codec, FRAME_HEADER_LEN, FrameHeader};
+use crate::format::pack::{Codec, FRAME_HEADER_LEN, FrameHeader, PACK_HEADER_LEN};
 use crate::id::{ChunkId, PackId};
 use pack::PackWriter;
 
@@ -410,7 +410,7 @@ impl ChunkStore {
                     if let Some(remote) = remote {
                         let tick = self.read_ticks.fetch_add(1, Ordering::Relaxed);
                         pack.last_used.store(tick, Ordering::Relaxed);
-                        continue_prefetch(&pack, remote, location.offset);
+                        self.continue_prefetch(&pack, remote, location.offset);
                     }
                     let result = verify(frame);
                     self.note_read(location.frame_len);
@@ -463,8 +463,34 @@ impl ChunkStore {
         let next = location.offset + whole as u64;
         if next < pack.written_len() {
             prefetch(pack.clone(), remote.clone(), next);
+        } else {
+            // The rest of the pack came along: the next read near its end prefetches the
+            // next pack.
+            pack.prefetched_to.store(next, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Starts the next prefetch of `pack` when a reader at `offset` comes within two windows of
+    /// where the last one stopped (once: the mark is taken before the thread starts). At the
+    /// end of the pack it goes on with the next pack, where data written after it lies.
+    fn continue_prefetch(&self, pack: &Arc<PackFile>, remote: &Arc<dyn RemotePacks>, offset: u64) {
+        let ahead = pack.prefetched_to.load(Ordering::Relaxed);
+        if ahead == 0 || offset + 2 * FILL_WINDOW < ahead {
+            return;
+        }
+        if pack
+            .prefetched_to
+            .compare_exchange(ahead, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if ahead < pack.written_len() {
+            prefetch(pack.clone(), remote.clone(), ahead);
+        } else if let Some(next) = self.pack(PackId(pack.id.0 + 1)) {
+            prefetch(next, remote.clone(), PACK_HEADER_LEN as u64);
+        }
     }
 
     /// Every [`RELEASE_MAPPED_EVERY`] bytes read, drops the mapped pages of every pack read
@@ -725,22 +751,6 @@ fn prefetch(pack: Arc<PackFile>, remote: Arc<dyn RemotePacks>, mut start: u64) {
         });
     if let Err(err) = spawned {
         tracing::debug!("no prefetch thread: {err}");
-    }
-}
-
-/// Starts the next prefetch of `pack` when a reader at `offset` comes within two windows of
-/// where the last one stopped (once: the mark is taken before the thread starts).
-fn continue_prefetch(pack: &Arc<PackFile>, remote: &Arc<dyn RemotePacks>, offset: u64) {
-    let ahead = pack.prefetched_to.load(Ordering::Relaxed);
-    if ahead == 0 || offset + 2 * FILL_WINDOW < ahead || ahead >= pack.written_len() {
-        return;
-    }
-    if pack
-        .prefetched_to
-        .compare_exchange(ahead, 0, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
-    {
-        prefetch(pack.clone(), remote.clone(), ahead);
     }
 }
 

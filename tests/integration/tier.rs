@@ -41,6 +41,23 @@ fn attach(location: &str, to: &Path, env: &[(&str, String)]) -> String {
     )
 }
 
+/// Unmounts `m`, deletes its store (the old host is lost), attaches the share into a new store
+/// and mounts it.
+fn move_to_a_new_host(
+    mut m: Mounted,
+    location: &str,
+    env: &[(&str, String)],
+) -> (tempfile::TempDir, Mounted) {
+    m.unmount();
+    std::fs::remove_dir_all(&m.store).expect("lose the old store");
+    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = new_host.path().join("store");
+    let attached = attach(location, &store, env);
+    assert!(attached.contains("attached share"), "{attached}");
+    let mounted = Mounted::open_with_env(store, env);
+    (new_host, mounted)
+}
+
 fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
 }
@@ -50,7 +67,7 @@ fn a_tiered_share_evicts_under_a_small_cache_and_attaches_whole_on_a_new_host() 
     let server = S3Server::start();
     let env = server.env();
     let location = server.url("tiers/share1");
-    let mut m = Mounted::new_with_env(
+    let m = Mounted::new_with_env(
         &[
             "--tier",
             &location,
@@ -93,15 +110,9 @@ fn a_tiered_share_evicts_under_a_small_cache_and_attaches_whole_on_a_new_host() 
     let live = tree_state(&m.mnt);
     let first = tree_state(&m.path(".snapshots/first"));
     let second = tree_state(&m.path(".snapshots/second"));
-    m.unmount();
 
     // A new host: the old store is gone, the object store has the share.
-    std::fs::remove_dir_all(&m.store).expect("lose the old store");
-    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let store = new_host.path().join("store");
-    let attached = attach(&location, &store, &env);
-    assert!(attached.contains("attached share"), "{attached}");
-    let m2 = Mounted::open_with_env(store, &env);
+    let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
     assert_eq!(tree_state(&m2.mnt), live, "the live share, whole");
     assert_eq!(tree_state(&m2.path(".snapshots/first")), first);
     assert_eq!(tree_state(&m2.path(".snapshots/second")), second);
@@ -121,7 +132,7 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     let mut env = server.env();
     env.push(("SNAPFS_S3_RETRY_TIMEOUT", "1".into()));
     let location = server.url("tiers/outage");
-    let mut m = Mounted::new_with_env(
+    let m = Mounted::new_with_env(
         &["--tier", &location, "--checkpoint-interval", "1"],
         &[],
         &env,
@@ -145,12 +156,7 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     server.restart();
     wait_until_checkpointed(&m, &env, seq);
     assert!(tier_status(&m, &env)["last_error"].is_null());
-    m.unmount();
-    std::fs::remove_dir_all(&m.store).expect("lose the old store");
-    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let store = new_host.path().join("store");
-    attach(&location, &store, &env);
-    let m2 = Mounted::open_with_env(store, &env);
+    let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
     assert!(std::fs::read(m2.path("during")).expect("read") == during);
     assert!(std::fs::read(m2.path(".snapshots/in-the-outage/during")).expect("read") == during);
 }
@@ -175,12 +181,7 @@ fn kill_9_before_the_upload_loses_nothing_that_was_synced() {
     m.kill9();
     m.mount();
     wait_until_checkpointed(&m, &env, 0);
-    m.unmount();
-    std::fs::remove_dir_all(&m.store).expect("lose the old store");
-    let new_host = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let store = new_host.path().join("store");
-    attach(&location, &store, &env);
-    let m2 = Mounted::open_with_env(store, &env);
+    let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
     assert!(std::fs::read(m2.path("synced")).expect("read") == data);
 }
 
