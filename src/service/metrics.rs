@@ -163,10 +163,64 @@ impl Service {
             last_failure,
         );
 
+        if let Some(tier) = live.tier() {
+            register_tier(&mut registry, &tier.status(), now);
+        }
+
         let mut text = String::new();
         encode(&mut text, &registry).map_err(|err| ServiceError::io(std::io::Error::other(err)))?;
         Ok(text)
     }
+}
+
+/// A tiered store's cache and upload lag: how much would be lost with the local disk.
+fn register_tier(registry: &mut Registry, status: &crate::tier::TierStatus, now: i64) {
+    let bytes = [
+        (
+            "tier_cache_used",
+            "Local disk the packs take",
+            status.cache_used,
+        ),
+        (
+            "tier_cache_size",
+            "Local disk the packs may take once uploaded",
+            status.cache_size,
+        ),
+        (
+            "tier_pending_upload",
+            "Data not yet in the object store",
+            status.pending_upload_bytes,
+        ),
+        (
+            "tier_fetched",
+            "Data read from the object store into the cache since the mount",
+            status.fetched_bytes,
+        ),
+    ];
+    for (name, help, value) in bytes {
+        registry.register_with_unit(name, help, Unit::Bytes, gauge(value));
+    }
+    let lag = status
+        .oldest_pending_change
+        .map_or(0, |since| now.saturating_sub(since).max(0) as u64);
+    registry.register_with_unit(
+        "tier_upload_lag",
+        "Age of the oldest change not yet in a checkpoint in the object store (0: none)",
+        Unit::Seconds,
+        gauge(lag),
+    );
+    if let Some(last) = &status.last_checkpoint {
+        registry.register(
+            "tier_last_checkpoint_timestamp_seconds",
+            "When the newest checkpoint was published (unix seconds)",
+            gauge(last.time.max(0) as u64),
+        );
+    }
+    registry.register(
+        "tier_object_store_up",
+        "1 while the object store answers, 0 after a failure until it does again",
+        gauge(u64::from(status.last_error.is_none())),
+    );
 }
 
 /// The HTTP listener of `--metrics`; [`MetricsEndpoint::stop`] ends it.

@@ -12,7 +12,7 @@ use std::process::Command;
 use crate::harness::{Mounted, snapfs};
 
 /// A port nobody listens on just now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` over HTTP/1.0: the status line and the body.
-fn get(port: u16, path: &str) -> (String, String) {
+pub(crate) fn get(port: u16, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
     let mut response = String::new();
@@ -34,7 +34,7 @@ fn get(port: u16, path: &str) -> (String, String) {
 
 /// Parses `text` with Prometheus's OpenMetrics parser and prints `name{labels} value` per
 /// sample, sorted, for the test to look up (the parser fails on anything malformed).
-fn parse(text: &str) -> Vec<String> {
+pub(crate) fn parse(text: &str) -> Vec<String> {
     let script = r#"
 import sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -69,7 +69,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 }
 
 /// The value of the sample `name{labels}` (labels sorted, as `parse` prints them).
-fn value(samples: &[String], sample: &str) -> f64 {
+pub(crate) fn value(samples: &[String], sample: &str) -> f64 {
     samples
         .iter()
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())

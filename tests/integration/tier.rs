@@ -132,11 +132,17 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     let mut env = server.env();
     env.push(("SNAPFS_S3_RETRY_TIMEOUT", "1".into()));
     let location = server.url("tiers/outage");
+    let port = crate::metrics::free_port();
+    let address = format!("127.0.0.1:{port}");
     let m = Mounted::new_with_env(
         &["--tier", &location, "--checkpoint-interval", "1"],
-        &[],
+        &["--metrics", &address],
         &env,
     );
+    let tier_metric = |sample: &str| {
+        let (_, body) = crate::metrics::get(port, "/metrics");
+        crate::metrics::value(&crate::metrics::parse(&body), sample)
+    };
     let mnt = m.mnt.to_str().expect("utf-8").to_owned();
     std::fs::write(m.path("before"), noise(3 << 20, 1)).expect("write");
     let seq = wait_until_checkpointed(&m, &env, 0);
@@ -151,11 +157,18 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     wait_for("the outage reported", 30, || {
         !tier_status(&m, &env)["last_error"].is_null()
     });
+    assert_eq!(tier_metric("snapfs_tier_object_store_up{}"), 0.0);
+    wait_for("the upload lag growing", 30, || {
+        tier_metric("snapfs_tier_upload_lag_seconds{}") >= 2.0
+    });
     assert!(std::fs::read(m.path("during")).expect("read") == during);
 
     server.restart();
     wait_until_checkpointed(&m, &env, seq);
     assert!(tier_status(&m, &env)["last_error"].is_null());
+    assert_eq!(tier_metric("snapfs_tier_object_store_up{}"), 1.0);
+    assert_eq!(tier_metric("snapfs_tier_upload_lag_seconds{}"), 0.0);
+    assert_eq!(tier_metric("snapfs_tier_pending_upload_bytes{}"), 0.0);
     let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
     assert!(std::fs::read(m2.path("during")).expect("read") == during);
     assert!(std::fs::read(m2.path(".snapshots/in-the-outage/during")).expect("read") == during);
