@@ -104,14 +104,7 @@ pub fn record_pack_lengths(
 }
 
 pub fn committed_pack_lengths(db: &Database) -> Result<HashMap<PackId, u64>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(PACKS)?;
-    let mut out = HashMap::new();
-    for entry in table.iter()? {
-        let (id, len) = entry?;
-        out.insert(PackId(id.value()), len.value());
-    }
-    Ok(out)
+    Ok(pack_lengths(&db.begin_read()?)?.into_iter().collect())
 }
 
 pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {

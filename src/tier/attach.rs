@@ -36,7 +36,7 @@ pub fn attach(config: TierConfig, dir: &Path) -> Result<AttachReport, TierError>
         }
         Err(err) => return Err(err.into()),
     };
-    let seq = checkpoint::latest(&*backend)?.ok_or_else(|| {
+    let seq = checkpoint::all(&*backend)?.last().copied().ok_or_else(|| {
         TierError::Invalid(format!(
             "{} holds no checkpoint yet (the share's first one is published within a second \
              of its first mount)",
@@ -66,12 +66,7 @@ pub fn attach(config: TierConfig, dir: &Path) -> Result<AttachReport, TierError>
         let named = crate::chunk_store::index::pack_lengths(&view)?;
         let recorded = uploaded::read(&view)?;
         drop(view);
-        let epoch = {
-            let mut bytes = [0u8; 8];
-            getrandom::getrandom(&mut bytes).map_err(|err| TierError::Invalid(err.to_string()))?;
-            u64::from_le_bytes(bytes)
-        };
-        uploaded::set_epoch(&db, epoch)?;
+        uploaded::set_epoch(&db, uploaded::new_epoch()?)?;
         durable::create_dir(&dir.join(PACK_DIR))?;
         for (id, len) in &named {
             if !recorded.contains_key(id) {

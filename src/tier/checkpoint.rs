@@ -54,15 +54,6 @@ pub fn build(
     result
 }
 
-/// The newest checkpoint's sequence number, if there is one.
-pub fn latest(backend: &dyn BlobBackend) -> Result<Option<u64>, TierError> {
-    Ok(backend
-        .list(layout::CHECKPOINTS)?
-        .iter()
-        .filter_map(|meta| layout::parse_checkpoint_key(meta.key.as_str()))
-        .max())
-}
-
 /// Every checkpoint's sequence number, oldest first.
 pub fn all(backend: &dyn BlobBackend) -> Result<Vec<u64>, TierError> {
     let mut seqs: Vec<u64> = backend

@@ -375,7 +375,8 @@ impl Tier {
         };
         let bytes = checkpoint::build(&view, copy, &packs, &self.store_dir.join("checkpoint.tmp"))?;
         drop(view);
-        let seq = checkpoint::latest(&*self.backend)?.map_or(1, |s| s + 1);
+        let published = checkpoint::all(&*self.backend)?;
+        let seq = published.last().map_or(1, |s| s + 1);
         match self
             .backend
             .put_if_absent(&layout::checkpoint_key(seq), &bytes)
@@ -402,8 +403,9 @@ impl Tier {
             state.checkpointed = Some(generation);
             state.oldest_pending = None;
         }
-        let all = checkpoint::all(&*self.backend)?;
-        for old in all.iter().take(all.len().saturating_sub(KEEP_CHECKPOINTS)) {
+        // The new one is the newest of `published` plus it: keep it and KEEP - 1 of those.
+        let stale = (published.len() + 1).saturating_sub(KEEP_CHECKPOINTS);
+        for old in published.iter().take(stale) {
             self.backend.delete(&layout::checkpoint_key(*old))?;
         }
         Ok(())

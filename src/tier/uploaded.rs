@@ -69,10 +69,15 @@ pub fn epoch(db: &Database) -> Result<u64, redb::Error> {
     {
         return Ok(epoch.value());
     }
+    set_epoch(db, new_epoch()?)
+}
+
+/// A new random writer epoch.
+pub fn new_epoch() -> Result<u64, redb::Error> {
     let mut bytes = [0u8; 8];
     getrandom::getrandom(&mut bytes)
         .map_err(|e| redb::Error::Io(std::io::Error::other(e.to_string())))?;
-    set_epoch(db, u64::from_le_bytes(bytes))
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// Sets a new writer epoch (an attached store draws its own), durably; returns it.
