@@ -183,8 +183,13 @@ impl BlobBackend for LocalDir {
                 else {
                     continue; // not a file this backend wrote
                 };
-                let size = entry.metadata().map_err(|err| io_error(prefix, err))?.len();
-                out.push(BlobMeta { key, size });
+                let meta = entry.metadata().map_err(|err| io_error(prefix, err))?;
+                let modified = meta.modified().map_err(|err| io_error(prefix, err))?;
+                out.push(BlobMeta {
+                    key,
+                    size: meta.len(),
+                    modified,
+                });
             }
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));

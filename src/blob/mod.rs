@@ -38,11 +38,14 @@ pub enum BlobError {
     Other { key: String, message: String },
 }
 
-/// An object in a listing: its key (relative to the backend's root) and size in bytes.
+/// An object in a listing: its key (relative to the backend's root), size in bytes, and when
+/// it was last written by the server's clock (what a lease's age is measured against, so that
+/// hosts whose clocks disagree still agree on it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobMeta {
     pub key: BlobKey,
     pub size: u64,
+    pub modified: std::time::SystemTime,
 }
 
 /// Where a vault's bytes are kept. Synchronous: each call returns when the operation is done

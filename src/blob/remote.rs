@@ -264,6 +264,7 @@ impl BlobBackend for RemoteStore {
                 Some(BlobMeta {
                     key: BlobKey::new(relative)?,
                     size: meta.size,
+                    modified: meta.last_modified.into(),
                 })
             })
             .collect();

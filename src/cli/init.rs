@@ -22,6 +22,15 @@ pub struct TierCacheArgs {
     /// also follows each snapshot): what the loss of the local disk can lose at most.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub checkpoint_interval: u64,
+    /// Seconds without renewal after which this host's writer lease on the share is free for
+    /// another host (renewed every quarter of it while mounted).
+    #[arg(long, default_value_t = crate::tier::DEFAULT_LEASE_TIMEOUT_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub lease_timeout: u64,
+    /// Accept an object store that ignores conditional writes (If-None-Match), where the lease
+    /// cannot keep a second writer out: you promise that only this host writes the share.
+    #[arg(long)]
+    pub single_host: bool,
 }
 
 impl TierCacheArgs {
@@ -31,6 +40,8 @@ impl TierCacheArgs {
             cache_size: self.cache_size,
             min_free_percent: self.min_free_percent,
             checkpoint_interval_secs: self.checkpoint_interval,
+            lease_timeout_secs: self.lease_timeout,
+            single_host: self.single_host,
         }
     }
 }
@@ -60,8 +71,9 @@ pub fn run(args: InitArgs) -> anyhow::Result<()> {
         Some(text) => {
             let location = crate::blob::BlobLocation::parse(text)?;
             let tier = args.cache.config(&location);
-            // Reached before anything is created: a wrong location or key leaves nothing.
-            crate::tier::probe(&tier).with_context(|| format!("cannot reach {location}"))?;
+            // Reached before anything is created: a wrong location or key, or a server that
+            // cannot keep a second writer out, leaves nothing.
+            crate::tier::probe(&tier).with_context(|| format!("cannot tier to {location}"))?;
             Some(tier)
         }
         None => None,

@@ -40,6 +40,10 @@ pub struct AttachArgs {
     pub store: PathBuf,
     #[command(flatten)]
     pub cache: TierCacheArgs,
+    /// Take the share's writer lease even while another host holds it: that host is fenced
+    /// (nothing it publishes afterwards is part of the share).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
@@ -71,6 +75,11 @@ pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
                     .oldest_pending_change
                     .map_or("none".to_owned(), format_rfc3339)
             );
+            match (&status.fenced, status.lease) {
+                (Some(reason), _) => println!("writer lease:     LOST: {reason}"),
+                (None, Some(lease)) => println!("writer lease:     held (generation {lease})"),
+                (None, None) => println!("writer lease:     not taken yet"),
+            }
             match &status.last_checkpoint {
                 Some(last) => println!(
                     "last checkpoint:  #{} at {} ({})",
@@ -92,16 +101,18 @@ pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
     let location = crate::blob::BlobLocation::parse(&args.location)?;
     let started = std::time::Instant::now();
-    let report = crate::tier::attach(args.cache.config(&location), &args.store)
+    let report = crate::tier::attach(args.cache.config(&location), &args.store, args.force)
         .with_context(|| format!("cannot attach {location}"))?;
     println!(
-        "attached share {} from checkpoint #{} ({}) into {} in {:.1} s: {} packs, {} left in \
-         the object store until read; mount it with `snapfs mount {} MOUNTPOINT`",
+        "attached share {} from checkpoint #{} ({}) into {} in {:.1} s, holding its writer lease \
+         {}: {} packs, {} left in the object store until read; mount it with `snapfs mount {} \
+         MOUNTPOINT`",
         report.share_id,
         report.checkpoint,
         human_bytes(report.checkpoint_bytes),
         args.store.display(),
         started.elapsed().as_secs_f64(),
+        report.lease,
         report.packs,
         human_bytes(report.tiered_bytes),
         args.store.display()

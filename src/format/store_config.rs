@@ -34,7 +34,7 @@ fn new_share_id() -> Result<ShareId, StoreConfigError> {
 /// The file name inside the store directory.
 pub const STORE_CONFIG_FILE: &str = "snapfs-store.json";
 /// The store layout this build reads and writes. Bumped on any incompatible change.
-pub const STORE_FORMAT_VERSION: u32 = 5;
+pub const STORE_FORMAT_VERSION: u32 = 6;
 /// The oldest version this build still opens (and upgrades).
 pub const OLDEST_STORE_FORMAT_VERSION: u32 = 1;
 pub const MIN_BLOCK_SIZE: u32 = 4096;
@@ -69,6 +69,18 @@ pub struct TierConfig {
     pub min_free_percent: u8,
     /// Seconds between checkpoints while there are changes.
     pub checkpoint_interval_secs: u64,
+    /// Seconds without renewal after which this store's writer lease is free for another
+    /// host (from version 6 on; version 5 stores read the default).
+    #[serde(default = "default_lease_timeout")]
+    pub lease_timeout_secs: u64,
+    /// The admin vouches that only this host writes the share: allowed on an object store
+    /// that does not enforce conditional writes, where the lease cannot (from version 6 on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_host: bool,
+}
+
+fn default_lease_timeout() -> u64 {
+    crate::tier::DEFAULT_LEASE_TIMEOUT_SECS
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +152,9 @@ impl StoreConfig {
             return Err(StoreConfigError::Malformed("tier before version 5".into()));
         }
         if let Some(tier) = &self.tier
-            && (tier.min_free_percent > 90 || tier.checkpoint_interval_secs == 0)
+            && (tier.min_free_percent > 90
+                || tier.checkpoint_interval_secs == 0
+                || tier.lease_timeout_secs == 0)
         {
             return Err(StoreConfigError::Malformed("tier settings".into()));
         }
@@ -235,7 +249,7 @@ mod tests {
             .expect("v4")
             .upgraded()
             .expect("upgrade");
-        assert_eq!(upgraded.format_version, 5);
+        assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
         assert_eq!(upgraded.tier, None);
         let mut tiered = upgraded.clone();
         tiered.tier = Some(TierConfig {
@@ -243,6 +257,8 @@ mod tests {
             cache_size: 1 << 30,
             min_free_percent: 10,
             checkpoint_interval_secs: 60,
+            lease_timeout_secs: 60,
+            single_host: false,
         });
         assert_eq!(
             StoreConfig::decode(&tiered.encode()).expect("decodes"),
@@ -250,6 +266,30 @@ mod tests {
         );
         let tier_in_v4 = br#"{"magic":"snapfs-store","format_version":4,"block_size":131072,"share_id":"773caed32d162fb0fbbbbd763f0239d3","tier":{"location":"x","cache_size":1,"min_free_percent":10,"checkpoint_interval_secs":60}}"#;
         assert!(StoreConfig::decode(tier_in_v4).is_err());
+    }
+
+    /// `tests/fixtures/store-v5-tiered`'s config, written by the version-5 release: its tier
+    /// settings read with the lease defaults (timeout 60 s, not single-host).
+    #[test]
+    fn a_version_5_tiered_config_upgrades_with_lease_defaults() {
+        let v5 = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/store-v5-tiered/snapfs-store.json"
+        ))
+        .expect("fixture");
+        let config = StoreConfig::decode(&v5).expect("version 5 still opens");
+        assert_eq!(config.format_version, 5);
+        let upgraded = config.upgraded().expect("upgrade");
+        assert_eq!(upgraded.format_version, STORE_FORMAT_VERSION);
+        let tier = upgraded.tier.expect("still tiered");
+        assert_eq!(
+            (
+                tier.lease_timeout_secs,
+                tier.single_host,
+                tier.checkpoint_interval_secs
+            ),
+            (crate::tier::DEFAULT_LEASE_TIMEOUT_SECS, false, 60)
+        );
     }
 
     #[test]

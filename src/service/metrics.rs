@@ -221,6 +221,12 @@ fn register_tier(registry: &mut Registry, status: &crate::tier::TierStatus, now:
         "1 while the object store answers, 0 after a failure until it does again",
         gauge(u64::from(status.last_error.is_none())),
     );
+    registry.register(
+        "tier_writer_lease_held",
+        "1 while this store holds the share's writer lease, 0 before it took it or once \
+         another host took the share over",
+        gauge(u64::from(status.lease.is_some() && status.fenced.is_none())),
+    );
 }
 
 /// The HTTP listener of `--metrics`; [`MetricsEndpoint::stop`] ends it.

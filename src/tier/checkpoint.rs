@@ -13,7 +13,7 @@ use std::path::Path;
 use redb::{Database, ReadTransaction, WriteTransaction};
 
 use super::TierError;
-use super::layout;
+use super::layout::{self, CheckpointId};
 use super::uploaded::Uploaded;
 use crate::blob::BlobBackend;
 use crate::id::PackId;
@@ -54,20 +54,25 @@ pub fn build(
     result
 }
 
-/// Every checkpoint's sequence number, oldest first.
-pub fn all(backend: &dyn BlobBackend) -> Result<Vec<u64>, TierError> {
-    let mut seqs: Vec<u64> = backend
+/// Every published checkpoint, oldest first (see `layout::CheckpointId` for the order).
+pub fn all(backend: &dyn BlobBackend) -> Result<Vec<CheckpointId>, TierError> {
+    let mut ids: Vec<CheckpointId> = backend
         .list(layout::CHECKPOINTS)?
         .iter()
         .filter_map(|meta| layout::parse_checkpoint_key(meta.key.as_str()))
         .collect();
-    seqs.sort_unstable();
-    Ok(seqs)
+    ids.sort_unstable();
+    Ok(ids)
 }
 
-/// Downloads checkpoint `seq` into a new database file at `to`, made durable.
-pub fn download(backend: &dyn BlobBackend, seq: u64, to: &Path) -> Result<(), TierError> {
-    let compressed = backend.get(&layout::checkpoint_key(seq))?;
+/// Downloads checkpoint `id` into a new database file at `to`, made durable; returns the
+/// compressed bytes as published.
+pub fn download(
+    backend: &dyn BlobBackend,
+    id: CheckpointId,
+    to: &Path,
+) -> Result<Vec<u8>, TierError> {
+    let compressed = backend.get(&layout::checkpoint_key(id))?;
     let mut decoder = zstd::Decoder::new(&compressed[..])?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -82,7 +87,7 @@ pub fn download(backend: &dyn BlobBackend, seq: u64, to: &Path) -> Result<(), Ti
         file.write_all(&buffer[..n])?;
     }
     file.sync_all()?;
-    Ok(())
+    Ok(compressed)
 }
 
 #[cfg(test)]

@@ -21,11 +21,15 @@
 //! - a checkpoint is published only after every pack its chunk index may name is uploaded, so
 //!   an attached store can read everything it lists;
 //! - pack objects live under the writer's epoch, and checkpoints are created, never replaced,
-//!   so a second writer can neither overwrite the first one's packs nor its checkpoints.
+//!   so a second writer can neither overwrite the first one's packs nor its checkpoints;
+//! - one writer at a time: a store publishes checkpoints only under the share's writer lease
+//!   it holds (`lease`), and checkpoints are named by lease, so once another host took the
+//!   lease over, nothing this store publishes is ever read (fencing).
 
 mod attach;
 mod checkpoint;
 mod layout;
+mod lease;
 mod remote_packs;
 mod uploaded;
 
@@ -40,12 +44,13 @@ use serde::{Deserialize, Serialize};
 
 pub use attach::{AttachReport, attach};
 pub use checkpoint::CopyTables;
+pub use lease::DEFAULT_TIMEOUT_SECS as DEFAULT_LEASE_TIMEOUT_SECS;
 
 use crate::blob::{BlobBackend, BlobError, BlobLocation};
 use crate::chunk_store::{ChunkStore, RemotePacks};
 use crate::format::store_config::TierConfig;
 use crate::id::PackId;
-use layout::ShareMarker;
+use layout::{CheckpointId, ShareMarker};
 use uploaded::Uploaded;
 
 /// Packs of a tiered store are closed at this size: the unit of upload and eviction.
@@ -66,6 +71,12 @@ pub enum TierError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Invalid(String),
+    /// Another host holds the share's writer lease.
+    #[error("{0}")]
+    LeaseHeld(String),
+    /// Another host took the share's writer lease over from this store.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 macro_rules! redb_errors {
@@ -99,15 +110,25 @@ pub struct TierStatus {
     pub pending_upload_bytes: u64,
     /// When the oldest change not yet in a checkpoint was seen (unix seconds), if any.
     pub oldest_pending_change: Option<i64>,
+    /// Whether the newest checkpoint holds every commit made so far: the loss of the local
+    /// disk now would lose nothing that was synced.
+    pub up_to_date: bool,
     pub last_checkpoint: Option<CheckpointInfo>,
     /// Bytes read from the object store into the cache since the mount.
     pub fetched_bytes: u64,
     /// The last failure talking to the object store, while it lasts.
     pub last_error: Option<String>,
+    /// The generation of the share's writer lease this store holds (`None`: not taken yet,
+    /// the object store having been unreachable since the mount).
+    pub lease: Option<u64>,
+    /// Why this store no longer publishes to the share, if another host took it over.
+    pub fenced: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckpointInfo {
+    /// The lease generation it was published under, and its number.
+    pub lease: u64,
     pub sequence: u64,
     /// When it was published (unix seconds).
     pub time: i64,
@@ -132,8 +153,11 @@ struct State {
     checkpointed: Option<Generation>,
     oldest_pending: Option<i64>,
     last_error: Option<String>,
-    /// Another writer published a checkpoint this one meant to: it stops publishing.
-    fenced: bool,
+    /// The writer lease this store holds, and when it last renewed it.
+    lease: Option<u64>,
+    renewed: Option<Instant>,
+    /// Another host took the share over: this store stops publishing, and says why.
+    fenced: Option<String>,
     stopping: bool,
 }
 
@@ -166,10 +190,12 @@ pub fn open_backend(config: &TierConfig) -> Result<Arc<dyn BlobBackend>, TierErr
     Ok(Arc::from(crate::blob::open(&location)?))
 }
 
-/// Checks that the object store a tier config names answers (a listing of its checkpoints).
+/// Checks that the object store a tier config names answers, and that it enforces the
+/// conditional writes the writer lease needs (or that the config says single host).
 pub fn probe(config: &TierConfig) -> Result<(), TierError> {
-    open_backend(config)?.list(layout::CHECKPOINTS)?;
-    Ok(())
+    let backend = open_backend(config)?;
+    backend.list(layout::CHECKPOINTS)?;
+    lease::check_server(&*backend, config.single_host)
 }
 
 /// Prepares an object store location for a new tiered share (`snapfs init --tier`): writes its
@@ -236,7 +262,9 @@ impl Tier {
                 checkpointed: None,
                 oldest_pending: None,
                 last_error: None,
-                fenced: false,
+                lease: None,
+                renewed: None,
+                fenced: None,
                 stopping: false,
             }),
             wake: Condvar::new(),
@@ -246,11 +274,24 @@ impl Tier {
 
     /// Starts the background work of a mounted store: uploads, checkpoints, eviction. `copy`
     /// copies every table a checkpoint holds; `generation` tells how far the share changed.
+    ///
+    /// Takes or renews the share's writer lease first, and fails (so the mount does) when
+    /// another host holds it, took it over from this store, or the server cannot enforce it.
+    /// An unreachable object store does not fail it: the share serves from its cache, and the
+    /// lease is taken before anything is published.
     pub fn start(
         self: &Arc<Self>,
         copy: CopyTables,
         generation: GenerationSource,
     ) -> Result<(), TierError> {
+        match self.hold_lease() {
+            Ok(()) => {}
+            Err(TierError::Blob(err)) => {
+                tracing::warn!("the object store is unreachable at mount: {err}");
+                self.note(Err(TierError::Blob(err)));
+            }
+            Err(err) => return Err(err),
+        }
         if self.background.set((copy, generation)).is_err() {
             return Err(TierError::Invalid("the tier is already running".into()));
         }
@@ -273,11 +314,87 @@ impl Tier {
         let _ = thread.join();
         if let Err(err) = self.checkpoint() {
             tracing::error!("last checkpoint at unmount failed: {err}");
+            return;
         }
+        // Everything is published: another host may take the share over at once.
+        let lease = self.state.lock().lease;
+        if let Some(generation) = lease
+            && let Err(err) = lease::release(&*self.backend, generation)
+        {
+            tracing::warn!("could not release the share's lease: {err}");
+        }
+    }
+
+    /// Takes the share's writer lease if this store holds none, or renews the one it holds;
+    /// on a server that does not enforce conditional writes, only with `single_host`. Also
+    /// rewrites a marker of an older format once the lease is held.
+    fn hold_lease(&self) -> Result<(), TierError> {
+        if let Some(reason) = self.state.lock().fenced.clone() {
+            return Err(TierError::Fenced(reason));
+        }
+        let backend = &*self.backend;
+        let held = self.state.lock().lease;
+        let result = (|| {
+            let generation =
+                match held.map_or_else(|| uploaded::lease(&self.db), |g| Ok(Some(g)))? {
+                    Some(generation) => {
+                        lease::renew(backend, generation)?;
+                        generation
+                    }
+                    None => {
+                        lease::check_server(backend, self.config.single_host)?;
+                        let holder =
+                            lease::Holder::this_process(self.epoch, self.config.lease_timeout_secs);
+                        let generation = lease::take(backend, &holder, false)?;
+                        uploaded::set_lease(&self.db, generation)?;
+                        tracing::info!(generation, "took the share's writer lease");
+                        generation
+                    }
+                };
+            if held.is_none() {
+                let marker = ShareMarker::decode(&backend.get(&layout::marker_key())?)
+                    .map_err(TierError::Invalid)?;
+                if marker.is_outdated() {
+                    backend.put(&layout::marker_key(), &marker.upgraded().encode())?;
+                }
+            }
+            Ok(generation)
+        })();
+        let mut state = self.state.lock();
+        match result {
+            Ok(generation) => {
+                state.lease = Some(generation);
+                state.renewed = Some(Instant::now());
+                Ok(())
+            }
+            Err(TierError::Fenced(reason)) => {
+                state.fenced = Some(reason.clone());
+                Err(TierError::Fenced(reason))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Renews the lease when a quarter of its timeout has passed (or takes it, if the object
+    /// store was unreachable at mount).
+    fn keep_lease(&self) -> Result<(), TierError> {
+        let due = {
+            let state = self.state.lock();
+            let quarter = Duration::from_secs(self.config.lease_timeout_secs) / 4;
+            state.fenced.is_none()
+                && state
+                    .renewed
+                    .is_none_or(|renewed| renewed.elapsed() >= quarter)
+        };
+        if due {
+            self.hold_lease()?;
+        }
+        Ok(())
     }
 
     pub fn status(&self) -> TierStatus {
         let packs = self.chunks.cached_packs();
+        let generation = self.background.get().map(|(_, generation)| generation());
         let state = self.state.lock();
         let uploaded = state.uploaded.lock();
         TierStatus {
@@ -296,9 +413,14 @@ impl Tier {
                 .map(|p| p.len)
                 .sum(),
             oldest_pending_change: state.oldest_pending,
+            up_to_date: state.fenced.is_none()
+                && generation.is_some()
+                && state.checkpointed == generation,
             last_checkpoint: state.last_checkpoint.clone(),
             fetched_bytes: self.remote.fetched_bytes(),
             last_error: state.last_error.clone(),
+            lease: state.lease,
+            fenced: state.fenced.clone(),
         }
     }
 
@@ -342,9 +464,19 @@ impl Tier {
         let Some((copy, generation)) = self.background.get() else {
             return Ok(());
         };
-        if self.state.lock().fenced {
-            return Ok(());
-        }
+        let lease = {
+            let state = self.state.lock();
+            if state.fenced.is_some() {
+                return Ok(());
+            }
+            state.lease.ok_or_else(|| {
+                TierError::Invalid(
+                    "no checkpoint yet: the share's writer lease is not taken (the object \
+                     store was unreachable since the mount)"
+                        .into(),
+                )
+            })?
+        };
         let generation = generation();
         let view = self.db.begin_read()?;
         let named = crate::chunk_store::index::pack_lengths(&view)?;
@@ -375,28 +507,33 @@ impl Tier {
         };
         let bytes = checkpoint::build(&view, copy, &packs, &self.store_dir.join("checkpoint.tmp"))?;
         drop(view);
+        // Still ours? (Also renews it.) A takeover after this point is fenced by the name.
+        self.hold_lease()?;
         let published = checkpoint::all(&*self.backend)?;
-        let seq = published.last().map_or(1, |s| s + 1);
+        let id = CheckpointId {
+            lease,
+            seq: published.iter().map(|id| id.seq).max().unwrap_or(0) + 1,
+        };
         match self
             .backend
-            .put_if_absent(&layout::checkpoint_key(seq), &bytes)
+            .put_if_absent(&layout::checkpoint_key(id), &bytes)
         {
             Ok(()) => {}
             Err(BlobError::AlreadyExists(_)) => {
-                self.state.lock().fenced = true;
                 return Err(TierError::Invalid(format!(
-                    "checkpoint {seq} was published by another writer of this share; this \
-                     store stops publishing checkpoints (its changes stay on its local disk)"
+                    "checkpoint {id} exists already: another store publishes under this \
+                     store's lease"
                 )));
             }
             Err(err) => return Err(err.into()),
         }
         let info = CheckpointInfo {
-            sequence: seq,
+            lease,
+            sequence: id.seq,
             time: unix_now(),
             bytes: bytes.len() as u64,
         };
-        tracing::info!(sequence = seq, bytes = info.bytes, "checkpoint published");
+        tracing::info!(%id, bytes = info.bytes, "checkpoint published");
         {
             let mut state = self.state.lock();
             state.last_checkpoint = Some(info);
@@ -417,7 +554,7 @@ impl Tier {
         };
         let generation = generation();
         let mut state = self.state.lock();
-        if state.fenced {
+        if state.fenced.is_some() {
             return false;
         }
         let Some(last) = state.checkpointed else {
@@ -489,7 +626,15 @@ fn run(weak: std::sync::Weak<Tier>) {
                 return;
             }
         }
-        let result = tier.upload_sealed(true);
+        let result = tier.keep_lease();
+        let fenced = tier.state.lock().fenced.is_some();
+        let result = result.and_then(|()| {
+            if fenced {
+                Ok(())
+            } else {
+                tier.upload_sealed(true)
+            }
+        });
         let result = result.and_then(|()| {
             if tier.checkpoint_due(unix_now()) {
                 tier.checkpoint()

@@ -1,7 +1,8 @@
 //! What the tier knows of itself, in the metadata database:
 //! - `tier_packs`: pack number → (length uploaded, epoch of the writer that uploaded it). A pack
 //!   listed here is safe in the object store and may be evicted from the local disk.
-//! - `tier_state`: `epoch` → this store's writer epoch (see `layout`).
+//! - `tier_state`: `epoch` → this store's writer epoch (see `layout`); `lease` → the generation
+//!   of the share's writer lease this store took (see `lease`), absent until it took one.
 //!
 //! A checkpoint carries `tier_packs` for exactly the packs it names (all uploaded before it was
 //! published) and no `tier_state`: an attached store draws its own epoch.
@@ -15,6 +16,7 @@ use crate::id::PackId;
 const PACKS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_packs");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("tier_state");
 const EPOCH: &str = "epoch";
+const LEASE: &str = "lease";
 
 /// An uploaded pack: how many bytes the object holds, and under which epoch's prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,14 +64,37 @@ pub fn record_in(
     Ok(())
 }
 
+fn state(db: &Database, name: &str) -> Result<Option<u64>, redb::Error> {
+    match db.begin_read()?.open_table(STATE) {
+        Ok(table) => Ok(table.get(name)?.map(|value| value.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn set_state(db: &Database, name: &str, value: u64) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(STATE)?.insert(name, value)?;
+    txn.commit()?;
+    Ok(())
+}
+
 /// This store's writer epoch, drawn the first time it is asked for.
 pub fn epoch(db: &Database) -> Result<u64, redb::Error> {
-    if let Ok(table) = db.begin_read()?.open_table(STATE)
-        && let Some(epoch) = table.get(EPOCH)?
-    {
-        return Ok(epoch.value());
+    match state(db, EPOCH)? {
+        Some(epoch) => Ok(epoch),
+        None => set_epoch(db, new_epoch()?),
     }
-    set_epoch(db, new_epoch()?)
+}
+
+/// The lease generation this store took, if it took one.
+pub fn lease(db: &Database) -> Result<Option<u64>, redb::Error> {
+    state(db, LEASE)
+}
+
+/// Records the lease generation this store took, durably.
+pub fn set_lease(db: &Database, generation: u64) -> Result<(), redb::Error> {
+    set_state(db, LEASE, generation)
 }
 
 /// A new random writer epoch.
@@ -82,8 +107,6 @@ pub fn new_epoch() -> Result<u64, redb::Error> {
 
 /// Sets a new writer epoch (an attached store draws its own), durably; returns it.
 pub fn set_epoch(db: &Database, epoch: u64) -> Result<u64, redb::Error> {
-    let txn = db.begin_write()?;
-    txn.open_table(STATE)?.insert(EPOCH, epoch)?;
-    txn.commit()?;
+    set_state(db, EPOCH, epoch)?;
     Ok(epoch)
 }

@@ -36,6 +36,7 @@ mod snapshots;
 mod stress;
 mod systemd_unit;
 mod tier;
+mod tier_lease;
 mod timezones;
 mod vault;
 mod vault_min_retention;

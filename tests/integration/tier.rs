@@ -9,26 +9,25 @@ use crate::s3_server::S3Server;
 use crate::vault::{ok_env, populate, snapfs_env, tree_state};
 
 /// The share's tier status, as `snapfs tier status --json` reports it.
-fn tier_status(m: &Mounted, env: &[(&str, String)]) -> serde_json::Value {
+pub(crate) fn tier_status(m: &Mounted, env: &[(&str, String)]) -> serde_json::Value {
     let mnt = m.mnt.to_str().expect("utf-8");
     let out = ok_env(&["tier", "status", "--mount", mnt, "--json"], env);
     serde_json::from_str(&out).expect("status JSON")
 }
 
-/// Waits until everything the share holds is uploaded and in a checkpoint newer than `after`.
-fn wait_until_checkpointed(m: &Mounted, env: &[(&str, String)], after: u64) -> u64 {
+/// Waits until everything the share committed is uploaded and in a checkpoint newer than
+/// `after` (a write not yet committed may not be: sync it first).
+pub(crate) fn wait_until_checkpointed(m: &Mounted, env: &[(&str, String)], after: u64) -> u64 {
     let mut seq = 0;
     wait_for("everything uploaded and checkpointed", 60, || {
         let status = tier_status(m, env);
         seq = status["last_checkpoint"]["sequence"].as_u64().unwrap_or(0);
-        status["pending_upload_bytes"] == 0
-            && status["oldest_pending_change"].is_null()
-            && seq > after
+        status["pending_upload_bytes"] == 0 && status["up_to_date"] == true && seq > after
     });
     seq
 }
 
-fn attach(location: &str, to: &Path, env: &[(&str, String)]) -> String {
+pub(crate) fn attach(location: &str, to: &Path, env: &[(&str, String)]) -> String {
     ok_env(
         &[
             "attach",
@@ -167,6 +166,7 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     wait_until_checkpointed(&m, &env, seq);
     assert!(tier_status(&m, &env)["last_error"].is_null());
     assert_eq!(tier_metric("snapfs_tier_object_store_up{}"), 1.0);
+    assert_eq!(tier_metric("snapfs_tier_writer_lease_held{}"), 1.0);
     assert_eq!(tier_metric("snapfs_tier_upload_lag_seconds{}"), 0.0);
     assert_eq!(tier_metric("snapfs_tier_pending_upload_bytes{}"), 0.0);
     let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
@@ -244,7 +244,7 @@ fn bad_tier_input_gets_a_clear_error_and_leaves_nothing() {
     let out = snapfs_env(&["init", &path("nowhere"), "--tier", &taken], &unreachable);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot reach"), "{err}");
+    assert!(err.contains("cannot tier to"), "{err}");
     assert!(!tmp.path().join("nowhere").exists());
 
     let out = snapfs_env(
