@@ -55,13 +55,26 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 /// Rewrites an older store's identity file at the current version (a version-1 store gets its
-/// share id), atomically: a new file beside it, fsynced, renamed over it, directory fsynced. A
-/// crash leaves the old file or the new one; a stray temporary file is replaced next time.
+/// share id).
 fn upgrade(config_path: &Path, old: &StoreConfig) -> Result<StoreConfig, StoreError> {
     let new = old.upgraded().map_err(|source| StoreError::Config {
         path: config_path.to_owned(),
         source,
     })?;
+    rewrite_config(config_path, &new)?;
+    tracing::info!(
+        store = %config_path.display(),
+        from = old.format_version,
+        to = new.format_version,
+        "upgraded the store format"
+    );
+    Ok(new)
+}
+
+/// Replaces a store's identity file atomically: a new file beside it, fsynced, renamed over
+/// it, directory fsynced. A crash leaves the old file or the new one; a stray temporary file
+/// is replaced next time.
+fn rewrite_config(config_path: &Path, new: &StoreConfig) -> Result<(), StoreError> {
     let tmp = config_path.with_extension("json.upgrade");
     match std::fs::remove_file(&tmp) {
         Ok(()) => {}
@@ -70,14 +83,7 @@ fn upgrade(config_path: &Path, old: &StoreConfig) -> Result<StoreConfig, StoreEr
     }
     durable::write_new_file(&tmp, &new.encode()).map_err(io_at(&tmp))?;
     std::fs::rename(&tmp, config_path).map_err(io_at(config_path))?;
-    durable::sync_parent(config_path).map_err(io_at(config_path))?;
-    tracing::info!(
-        store = %config_path.display(),
-        from = old.format_version,
-        to = new.format_version,
-        "upgraded the store format"
-    );
-    Ok(new)
+    durable::sync_parent(config_path).map_err(io_at(config_path))
 }
 
 /// An open store: locked for this process until dropped.
@@ -145,14 +151,21 @@ impl Store {
     /// Opens and locks an existing store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let dir = std::path::absolute(dir).map_err(io_at(dir))?;
+        let (config, lock) = Self::lock_config(&dir)?;
+        Self::opened(dir, config, lock)
+    }
+
+    /// Reads the identity file of the store in `dir` (absolute), locks the store, and upgrades
+    /// the file if it is of an older format.
+    fn lock_config(dir: &Path) -> Result<(StoreConfig, StoreLock), StoreError> {
         let config_path = dir.join(STORE_CONFIG_FILE);
         let bytes = match std::fs::read(&config_path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 return Err(if dir.is_dir() {
-                    StoreError::NotAStore(dir)
+                    StoreError::NotAStore(dir.to_owned())
                 } else {
-                    io_at(&dir)(err)
+                    io_at(dir)(err)
                 });
             }
             Err(err) => return Err(io_at(&config_path)(err)),
@@ -161,12 +174,46 @@ impl Store {
             path: config_path.clone(),
             source,
         })?;
-        let lock = StoreLock::acquire(&dir)?;
+        let lock = StoreLock::acquire(dir)?;
         let config = if config.format_version < STORE_FORMAT_VERSION {
             upgrade(&config_path, &config)?
         } else {
             config
         };
+        Ok((config, lock))
+    }
+
+    /// Tiers an existing store to an object store (`snapfs tier enable`): claims the location
+    /// for the share, then rewrites the identity file with the tier settings. The store must
+    /// not be open (mounted): its next mount uploads what it holds, in the background.
+    pub fn enable_tier(
+        dir: &Path,
+        tier: crate::format::store_config::TierConfig,
+    ) -> Result<StoreConfig, StoreError> {
+        let dir = std::path::absolute(dir).map_err(io_at(dir))?;
+        let (config, _lock) = Self::lock_config(&dir)?;
+        if let Some(existing) = &config.tier {
+            return Err(StoreError::Tier(crate::tier::TierError::Invalid(format!(
+                "{} is tiered already, to {}",
+                dir.display(),
+                existing.location
+            ))));
+        }
+        let share = config.share_id.clone().unwrap_or_default();
+        crate::tier::probe(&tier)?;
+        crate::tier::claim_location(&tier, &share, config.block_size)?;
+        let tiered = StoreConfig {
+            tier: Some(tier),
+            ..config
+        };
+        rewrite_config(&dir.join(STORE_CONFIG_FILE), &tiered)?;
+        Ok(tiered)
+    }
+}
+
+impl Store {
+    /// Opened with `dir` absolute.
+    fn opened(dir: PathBuf, config: StoreConfig, lock: StoreLock) -> Result<Self, StoreError> {
         let meta = MetaStore::open(&dir)?;
         if crate::meta::namespace::ensure_tables(&meta.database())? {
             tracing::info!(store = %dir.display(), "built the namespace lookup tables");

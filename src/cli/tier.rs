@@ -1,5 +1,5 @@
-//! `snapfs tier status` and `snapfs attach`: a tiered store's cache and uploads, and disaster
-//! recovery on a new host.
+//! `snapfs tier status|enable` and `snapfs attach`: a tiered store's cache and uploads, tiering
+//! an existing store, and disaster recovery on a new host.
 
 use std::path::PathBuf;
 
@@ -30,6 +30,20 @@ pub enum TierAction {
         #[arg(long)]
         json: bool,
     },
+    /// Tier an existing store: its next mount uploads what it holds, in the background, and
+    /// from then on the local disk is a cache of the object store.
+    Enable(EnableArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EnableArgs {
+    /// The store to tier (not mounted).
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Where the share is to be kept (`s3://bucket/prefix`, or a directory on another disk).
+    pub location: String,
+    #[command(flatten)]
+    pub cache: TierCacheArgs,
 }
 
 #[derive(Args, Debug)]
@@ -48,6 +62,21 @@ pub struct AttachArgs {
 
 pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.action {
+        TierAction::Enable(args) => {
+            let location = crate::blob::BlobLocation::parse(&args.location)?;
+            let config =
+                crate::store::Store::enable_tier(&args.store, args.cache.config(&location))
+                    .with_context(|| {
+                        format!("cannot tier {} to {location}", args.store.display())
+                    })?;
+            println!(
+                "tiered {} to {} (cache {}); its next mount uploads what it holds",
+                args.store.display(),
+                location,
+                human_bytes(config.tier.map_or(0, |tier| tier.cache_size))
+            );
+            Ok(())
+        }
         TierAction::Status { target, json } => {
             let status: TierStatus = target.resolve(on_failure)?.execute(Request::TierStatus)?;
             if json {

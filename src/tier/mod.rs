@@ -198,8 +198,13 @@ pub fn probe(config: &TierConfig) -> Result<(), TierError> {
     lease::check_server(&*backend, config.single_host)
 }
 
-/// Prepares an object store location for a new tiered share (`snapfs init --tier`): writes its
-/// marker, refusing a location that holds another share.
+fn has_checkpoints(backend: &dyn BlobBackend) -> Result<bool, TierError> {
+    Ok(!checkpoint::all(backend)?.is_empty())
+}
+
+/// Prepares an object store location for a new tiered share (`snapfs init --tier`, `snapfs
+/// tier enable`): writes its marker, refusing a location that holds another share, or this
+/// one already published (a store made by `attach` from it is its place).
 pub fn claim_location(
     config: &TierConfig,
     share_id: &str,
@@ -212,6 +217,10 @@ pub fn claim_location(
         Err(BlobError::AlreadyExists(_)) => {
             let existing = ShareMarker::decode(&backend.get(&layout::marker_key())?)
                 .map_err(TierError::Invalid)?;
+            if existing.share_id == share_id && !has_checkpoints(&*backend)? {
+                // This share's own claim, from an attempt that stopped before it finished.
+                return Ok(());
+            }
             Err(TierError::Invalid(format!(
                 "{} already holds share {}; attach to it with `snapfs attach`, or choose another prefix",
                 backend.describe(),

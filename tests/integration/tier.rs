@@ -259,3 +259,57 @@ fn bad_tier_input_gets_a_clear_error_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not tiered"), "{err}");
 }
+
+#[test]
+fn an_existing_store_is_tiered_and_uploads_what_it_held() {
+    let server = S3Server::start();
+    let env = server.env();
+    let location = server.url("tiers/enabled");
+    let mut m = Mounted::new();
+    populate(&m);
+    let held = noise(6 << 20, 11);
+    std::fs::write(m.path("held-before"), &held).expect("write");
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    ok_env(&["snapshot", "create", "untiered", "--mount", &mnt], &env);
+    let store = m.store.to_str().expect("utf-8").to_owned();
+
+    // Not while it is mounted: the daemon has it open.
+    let out = snapfs_env(&["tier", "enable", "--store", &store, &location], &env);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use"), "{err}");
+
+    m.unmount();
+    let out = ok_env(
+        &[
+            "tier",
+            "enable",
+            "--store",
+            &store,
+            &location,
+            "--cache-size",
+            "1M",
+        ],
+        &env,
+    );
+    assert!(out.contains("its next mount uploads"), "{out}");
+    let out = snapfs_env(&["tier", "enable", "--store", &store, &location], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tiered already"), "{err}");
+
+    let m = Mounted::open_with_env(m.store.clone(), &env);
+    let live = tree_state(&m.mnt);
+    let snapshot = tree_state(&m.path(".snapshots/untiered"));
+    wait_until_checkpointed(&m, &env, 0);
+    // Uploaded, the old data is evicted down to the small cache like any other.
+    wait_for("the cache within its size", 30, || {
+        tier_status(&m, &env)["cache_used"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            <= 1 << 20
+    });
+    let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
+    assert_eq!(tree_state(&m2.mnt), live);
+    assert_eq!(tree_state(&m2.path(".snapshots/untiered")), snapshot);
+    assert!(std::fs::read(m2.path("held-before")).expect("read") == held);
+}
