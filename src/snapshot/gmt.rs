@@ -54,8 +54,18 @@ pub fn parse_alias(name: &[u8]) -> Option<i64> {
         }
         digits.parse().ok()
     };
-    let punctuation = [(0, "@GMT-"), (9, "."), (12, "."), (15, "-"), (18, "."), (21, ".")];
-    if punctuation.iter().any(|(at, p)| !name[*at..].starts_with(p)) {
+    let punctuation = [
+        (0, "@GMT-"),
+        (9, "."),
+        (12, "."),
+        (15, "-"),
+        (18, "."),
+        (21, "."),
+    ];
+    if punctuation
+        .iter()
+        .any(|(at, p)| !name[*at..].starts_with(p))
+    {
         return None;
     }
     let (year, month, day) = (field(5, 4)?, field(10, 2)?, field(13, 2)?);
@@ -174,7 +184,12 @@ mod tests {
     /// order the catalog lists them in; deleting it hands the alias to the other.
     #[test]
     fn the_first_snapshot_of_a_second_owns_its_alias() {
-        let list = vec![record(7, T), record(3, T - 60), record(5, T), record(9, T + 1)];
+        let list = vec![
+            record(7, T),
+            record(3, T - 60),
+            record(5, T),
+            record(9, T + 1),
+        ];
         let names: Vec<(String, u64)> = aliases(&list)
             .into_iter()
             .map(|(alias, (_, r))| (alias, r.number))

@@ -56,7 +56,10 @@ pub enum SnapshotError {
     Held { name: String, until: String },
     #[error("snapshot {0:?} is in use by a running restore or clone")]
     Busy(String),
-    #[error("this store has used all {} snapshot numbers its inode numbers have room for", view::SNAPSHOT_NUMBER_LIMIT)]
+    #[error(
+        "this store has used all {} snapshot numbers its inode numbers have room for",
+        view::SNAPSHOT_NUMBER_LIMIT
+    )]
     NumbersExhausted,
     #[error("cannot freeze the share: {0}")]
     Freeze(#[from] FsError),
@@ -447,7 +450,8 @@ impl Snapshots {
     /// which may now name another snapshot or none. Harmless when the mount has no aliases.
     fn forget_alias_later(&self, created: i64) {
         if let Some(alias) = gmt::alias_name(created) {
-            self.live.forget_entry_later(view::GMT_DIR, alias.as_bytes());
+            self.live
+                .forget_entry_later(view::GMT_DIR, alias.as_bytes());
         }
     }
 

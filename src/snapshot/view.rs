@@ -80,7 +80,9 @@ pub enum Area {
     /// `.snapshots/.gmt`.
     GmtDir,
     /// Inside snapshot `number`, through its name or its GMT alias.
-    Snapshot { number: u64 },
+    Snapshot {
+        number: u64,
+    },
 }
 
 pub fn area(ino: InodeNo) -> Area {
@@ -501,7 +503,10 @@ mod tests {
         assert_eq!(alias_root.parent, GMT_DIR);
         assert!(is_alias(alias_root.ino) && !is_alias(own_root.ino));
         assert_eq!(area(alias_root.ino), area(own_root.ino));
-        assert_eq!(view.inode(alias_root.ino).expect("alias root").ino, alias_root.ino);
+        assert_eq!(
+            view.inode(alias_root.ino).expect("alias root").ino,
+            alias_root.ino
+        );
 
         let own_d = view.lookup(own_root.ino, b"d").expect("d");
         let alias_d = view.lookup(alias_root.ino, b"d").expect("alias d");
