@@ -17,9 +17,10 @@ use nix::unistd::Pid;
 
 use crate::harness::Mounted;
 
-/// The share section of `smb.conf`, as the README gives it (`{path}`: the mountpoint).
+/// The share section of `smb.conf`, as the README gives it (`{name}`, `{path}`: the share's
+/// name and directory, the mountpoint or a directory below it).
 const SHARE_SECTION: &str = "\
-[share]
+[{name}]
     path = {path}
     read only = no
     guest ok = yes
@@ -32,7 +33,8 @@ const SHARE_SECTION: &str = "\
 ";
 
 /// A running `smbd` on 127.0.0.1 with a configuration, state and logs of its own in a temporary
-/// directory, serving one share, `share`, to guests. Stopped (its whole process group, since
+/// directory, serving to guests the mountpoint as `share` and its directory `projects` as
+/// `projects` (a share below the mountpoint: `shadow:snapdir` is relative to the mountpoint). Stopped (its whole process group, since
 /// it forks helpers and one process per client) when dropped.
 struct Smbd {
     child: Option<Child>,
@@ -120,9 +122,15 @@ impl Smbd {
     disable spoolss = yes
 "
         );
-        let share = SHARE_SECTION.replace("{path}", &path.display().to_string());
+        let section = |name: &str, path: &Path| {
+            SHARE_SECTION
+                .replace("{name}", name)
+                .replace("{path}", &path.display().to_string())
+        };
+        let share = section("share", path);
+        let projects = section("projects", &path.join("projects"));
         let config = dir.join("smb.conf");
-        fs::write(&config, format!("{global}\n{share}")).expect("write smb.conf");
+        fs::write(&config, format!("{global}\n{share}\n{projects}")).expect("write smb.conf");
         config
     }
 
@@ -132,8 +140,13 @@ impl Smbd {
 
     /// Runs `smbclient //127.0.0.1/share` as a guest with the commands `commands`.
     fn client(&self, commands: &str) -> Output {
+        self.client_of("share", commands)
+    }
+
+    /// Runs `smbclient //127.0.0.1/SHARE` as a guest with the commands `commands`.
+    fn client_of(&self, share: &str, commands: &str) -> Output {
         Command::new("smbclient")
-            .arg("//127.0.0.1/share")
+            .arg(format!("//127.0.0.1/{share}"))
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--no-pass")
@@ -149,7 +162,12 @@ impl Smbd {
 
     /// [`Self::client`], which must succeed; its standard output.
     fn client_ok(&self, commands: &str) -> String {
-        let out = self.client(commands);
+        self.client_of_ok("share", commands)
+    }
+
+    /// [`Self::client_of`], which must succeed; its standard output.
+    fn client_of_ok(&self, share: &str, commands: &str) -> String {
+        let out = self.client_of(share, commands);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -238,16 +256,21 @@ fn aliases(m: &Mounted) -> Vec<String> {
     names
 }
 
-/// The `@GMT-` versions `smbclient allinfo` shows of `file`.
-fn versions(smbd: &Smbd, file: &str) -> Vec<String> {
+/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the share `share`.
+fn versions_in(smbd: &Smbd, share: &str, file: &str) -> Vec<String> {
     let mut found: Vec<String> = smbd
-        .client_ok(&format!("allinfo {file}"))
+        .client_of_ok(share, &format!("allinfo {file}"))
         .lines()
         .filter(|line| line.starts_with("@GMT-"))
         .map(|line| line.trim().to_owned())
         .collect();
     found.sort();
     found
+}
+
+/// The `@GMT-` versions `smbclient allinfo` shows of `file` in `share`.
+fn versions(smbd: &Smbd, file: &str) -> Vec<String> {
+    versions_in(smbd, "share", file)
 }
 
 /// An admin's setup end to end: a share mounted with `--gmt-names` and served by smbd with
@@ -263,11 +286,14 @@ fn samba_shows_each_snapshot_as_a_previous_version_and_reads_its_bytes() {
     fs::set_permissions(m.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
     let doc = m.path("report.txt");
     fs::write(&doc, b"first draft\n").expect("write");
+    fs::create_dir(m.path("projects")).expect("mkdir");
+    fs::write(m.path("projects/plan.txt"), b"plan A\n").expect("write");
     fs::create_dir(m.path(".snapshots/monday")).expect("snapshot 1");
     let monday = created(&m, "monday");
     let first = gmt_of(&monday);
     wait_past(&monday);
     fs::write(&doc, b"second draft, longer\n").expect("write");
+    fs::write(m.path("projects/plan.txt"), b"plan B\n").expect("write");
     fs::create_dir(m.path(".snapshots/tuesday")).expect("snapshot 2");
     let tuesday = created(&m, "tuesday");
     let second = gmt_of(&tuesday);
@@ -289,11 +315,12 @@ fn samba_shows_each_snapshot_as_a_previous_version_and_reads_its_bytes() {
     let alias_file = m.path(&format!(".snapshots/.gmt/{first}/report.txt"));
     let alias_ino = fs::metadata(&alias_file).expect("stat").ino();
     assert!(alias_ino != live_ino && alias_ino != own_ino);
-    let listed: Vec<u64> = fs::read_dir(m.path(&format!(".snapshots/.gmt/{first}")))
+    let listed = fs::read_dir(m.path(&format!(".snapshots/.gmt/{first}")))
         .expect("list alias")
-        .map(|e| e.expect("entry").ino())
-        .collect();
-    assert_eq!(listed, [alias_ino]);
+        .map(|e| e.expect("entry"))
+        .find(|e| e.file_name() == "report.txt")
+        .expect("listed");
+    assert_eq!(listed.ino(), alias_ino, "readdir and lookup agree");
     assert_eq!(fs::read(&alias_file).expect("read"), b"first draft\n");
     // `.gmt` is hidden: a plain listing of `.snapshots` shows the snapshots only.
     let ls = Command::new("ls")
@@ -321,6 +348,16 @@ fn samba_shows_each_snapshot_as_a_previous_version_and_reads_its_bytes() {
     assert_eq!(fs::read(&out).expect("got"), b"second draft, longer\n");
     smbd.client_ok(&format!("get report.txt \"{}\"", out.display()));
     assert_eq!(fs::read(&out).expect("got"), b"final\n");
+    // A share of a directory below the mountpoint finds the same versions.
+    assert_eq!(
+        versions_in(&smbd, "projects", "plan.txt"),
+        [first.clone(), second.clone()]
+    );
+    smbd.client_of_ok(
+        "projects",
+        &format!("get \"{first}\\plan.txt\" \"{}\"", out.display()),
+    );
+    assert_eq!(fs::read(&out).expect("got"), b"plan A\n");
 
     // Deleting a snapshot takes its version away, on the share and through Samba.
     fs::remove_dir(m.path(".snapshots/monday")).expect("delete snapshot 1");
