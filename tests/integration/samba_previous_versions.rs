@@ -361,9 +361,9 @@ fn samba_shows_each_snapshot_as_a_previous_version_and_reads_its_bytes() {
 
     // Deleting a snapshot takes its version away, on the share and through Samba.
     fs::remove_dir(m.path(".snapshots/monday")).expect("delete snapshot 1");
-    assert_eq!(aliases(&m), [second.clone()]);
+    assert_eq!(aliases(&m), std::slice::from_ref(&second));
     assert!(!m.path(&format!(".snapshots/.gmt/{first}")).exists());
-    assert_eq!(versions(&smbd, "report.txt"), [second.clone()]);
+    assert_eq!(versions(&smbd, "report.txt"), std::slice::from_ref(&second));
     let gone = smbd.client(&format!(
         "get \"{first}\\report.txt\" \"{}\"",
         out.display()
