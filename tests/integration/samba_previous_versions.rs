@@ -34,8 +34,9 @@ const SHARE_SECTION: &str = "\
 
 /// A running `smbd` on 127.0.0.1 with a configuration, state and logs of its own in a temporary
 /// directory, serving to guests the mountpoint as `share` and its directory `projects` as
-/// `projects` (a share below the mountpoint: `shadow:snapdir` is relative to the mountpoint). Stopped (its whole process group, since
-/// it forks helpers and one process per client) when dropped.
+/// `projects` (a share below the mountpoint: `shadow:snapdir` is relative to the mountpoint).
+/// Stopped when dropped: its whole process group, since it forks helpers and one process per
+/// client.
 struct Smbd {
     child: Option<Child>,
     port: u16,
@@ -256,7 +257,7 @@ fn aliases(m: &Mounted) -> Vec<String> {
     names
 }
 
-/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the share `share`.
+/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the share named `share`.
 fn versions_in(smbd: &Smbd, share: &str, file: &str) -> Vec<String> {
     let mut found: Vec<String> = smbd
         .client_of_ok(share, &format!("allinfo {file}"))
@@ -268,7 +269,7 @@ fn versions_in(smbd: &Smbd, share: &str, file: &str) -> Vec<String> {
     found
 }
 
-/// The `@GMT-` versions `smbclient allinfo` shows of `file` in `share`.
+/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the share `share`.
 fn versions(smbd: &Smbd, file: &str) -> Vec<String> {
     versions_in(smbd, "share", file)
 }
