@@ -269,7 +269,7 @@ fn versions_in(smbd: &Smbd, share: &str, file: &str) -> Vec<String> {
     found
 }
 
-/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the share `share`.
+/// The `@GMT-` versions `smbclient allinfo` shows of `file` in the mountpoint's share.
 fn versions(smbd: &Smbd, file: &str) -> Vec<String> {
     versions_in(smbd, "share", file)
 }
