@@ -2,13 +2,16 @@
 # Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, the shells
 # and formatters that check the generated completions and manual pages, and the
 # POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
-# SeaweedFS, the S3 server the vault tests start, and Prometheus's parser for the metrics test.
+# SeaweedFS, the S3 server the vault tests start, Prometheus's parser for the metrics test, and
+# Samba (smbd, smbclient) for the Windows Previous Versions test.
 set -euo pipefail
 
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
-# manual pages with groff, and checks the unit with systemd-analyze (from systemd).
+# manual pages with groff, and checks the unit with systemd-analyze (from systemd); the
+# Previous Versions test serves a share with a real smbd and asks it with smbclient.
 missing=()
-for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd; do
+for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd \
+    /usr/sbin/smbd:samba smbclient:smbclient; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then

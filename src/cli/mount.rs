@@ -53,6 +53,11 @@ pub struct MountArgs {
     /// so that `cp -a`, `rsync`, `du` and `find` over the share skip history).
     #[arg(long, value_enum, default_value_t = SnapdirVisibility::Hidden)]
     pub snapdir: SnapdirVisibility,
+    /// Also show every snapshot as `.snapshots/.gmt/@GMT-YYYY.MM.DD-HH.MM.SS` (its creation
+    /// time in UTC), where Samba's `vfs_shadow_copy2` finds it for Windows' Previous Versions
+    /// (`shadow:snapdir = .snapshots/.gmt`). Two snapshots of one second: the first created.
+    #[arg(long)]
+    pub gmt_names: bool,
     /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "256M", value_parser = super::parse_size)]
     pub dirty_limit: u64,
@@ -157,6 +162,7 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         ttl: Duration::from_secs_f64(args.cache_ttl),
         writeback_cache: args.writeback_cache,
         snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
+        gmt_names: args.gmt_names,
     };
     let manual_clock = args
         .test_clock

@@ -294,11 +294,12 @@ mod tests {
             "-o",
             "snapdir=visible,nonempty,dirty_limit=64M,log_file=/var/log/snapfs.log",
             "-o",
-            "on_failure=/usr/local/bin/page-me",
+            "on_failure=/usr/local/bin/page-me,gmt_names",
         ])
         .expect("valid");
         assert!(args.daemon, "the helper always goes into the background");
         assert!(args.allow_other && args.allow_non_empty && !args.writeback_cache);
+        assert!(args.gmt_names);
         assert_eq!(args.threads, 8);
         assert_eq!(args.cache_ttl, 5.0);
         assert_eq!(args.dirty_limit, 64 << 20);

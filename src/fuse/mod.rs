@@ -48,6 +48,8 @@ pub struct CacheOptions {
     pub writeback_cache: bool,
     /// List `.snapshots` in the root directory (it is always reachable by name).
     pub snapdir_visible: bool,
+    /// Serve `.snapshots/.gmt`: every snapshot under a GMT-stamped alias, for Samba.
+    pub gmt_names: bool,
 }
 
 /// The kernel's caches of a mount: told to forget what the share changed on its own (errors
@@ -119,7 +121,7 @@ fn time_of(time: TimeOrNow) -> Timestamp {
 impl SnapFuse {
     pub fn new(live: Arc<LiveFs>, service: Arc<Service>, cache: CacheOptions) -> Self {
         SnapFuse {
-            side: SnapshotSide::new(live.clone(), service),
+            side: SnapshotSide::new(live.clone(), service, cache.gmt_names),
             live,
             cache,
         }
@@ -494,7 +496,7 @@ impl Filesystem for SnapFuse {
                     Err(err) => reply.error(err),
                 }
             }
-            Area::SnapshotsDir => reply.error(Errno::EISDIR),
+            Area::SnapshotsDir | Area::GmtDir => reply.error(Errno::EISDIR),
         }
     }
 

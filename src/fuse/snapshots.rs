@@ -1,5 +1,7 @@
 //! The `.snapshots` side of the mount: the directory of snapshots, the control file, the
-//! read-only contents of every snapshot, and their history by path (`.snapshots/.history`).
+//! read-only contents of every snapshot, their history by path (`.snapshots/.history`), and,
+//! with `--gmt-names`, every snapshot under a GMT-stamped alias for Samba (`.snapshots/.gmt`,
+//! see `snapshot::gmt`).
 //! Everything here either reads or acts on the snapshot catalog; any other change is refused
 //! with `EROFS` by the router in `fuse/mod.rs`.
 
@@ -22,10 +24,11 @@ use crate::schedule::calendar::format_rfc3339;
 use crate::service::control::ControlStream;
 use crate::service::{Service, ServiceError};
 use crate::snapshot::Snapshots;
+use crate::snapshot::gmt;
 use crate::snapshot::history_view::{HistoryInode, HistoryView};
 use crate::snapshot::view::{
-    Area, CONTROL_FILE, CONTROL_FILE_NAME, HISTORY_DIR, HISTORY_DIR_NAME, SNAPSHOTS_DIR, SnapInode,
-    SnapshotView, ViewError, area,
+    Area, CONTROL_FILE, CONTROL_FILE_NAME, GMT_DIR, GMT_DIR_NAME, HISTORY_DIR, HISTORY_DIR_NAME,
+    SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError, area,
 };
 
 /// File handles of this side have the top bit set, so they never meet the live share's.
@@ -38,6 +41,8 @@ pub struct SnapshotSide {
     service: Arc<Service>,
     view: Arc<SnapshotView>,
     history: HistoryView,
+    /// Whether `.snapshots/.gmt` exists (`--gmt-names`).
+    gmt_names: bool,
     /// The outcome of the last command anyone gave.
     last_outcome: Mutex<String>,
     /// Every open control-file handle: its unfinished line, and the outcome of the last
@@ -97,10 +102,11 @@ fn status_text(last_outcome: &str, snapshots: &[(String, SnapshotRecord)]) -> Ve
 }
 
 impl SnapshotSide {
-    pub fn new(live: Arc<LiveFs>, service: Arc<Service>) -> Self {
+    pub fn new(live: Arc<LiveFs>, service: Arc<Service>, gmt_names: bool) -> Self {
         SnapshotSide {
             live,
             history: HistoryView::new(service.snapshots().clone()),
+            gmt_names,
             view: service.view().clone(),
             service,
             last_outcome: Mutex::new("none".into()),
@@ -176,10 +182,15 @@ impl SnapshotSide {
     pub fn getattr(&self, ino: InodeNo, from: Sender) -> Result<Attr, Errno> {
         match area(ino) {
             Area::SnapshotsDir => {
-                // `.`, `..`, `.history` and every snapshot.
-                let count = self.snapshots().list().len() as u32;
+                // `.`, `..`, `.history`, `.gmt` if shown, and every snapshot.
+                let count = self.snapshots().list().len() as u32 + u32::from(self.gmt_names);
                 Ok(self.synthetic(SNAPSHOTS_DIR, InodeKind::Directory, 0o755, 3 + count))
             }
+            Area::GmtDir if self.gmt_names => {
+                let count = gmt::aliases(&self.snapshots().list()).len() as u32;
+                Ok(self.synthetic(GMT_DIR, InodeKind::Directory, 0o555, 2 + count))
+            }
+            Area::GmtDir => Err(Errno::ENOENT),
             Area::History => self.history_attr(self.history.inode(ino, &from.requester())),
             Area::ControlFile => Ok(self.synthetic(CONTROL_FILE, InodeKind::File, 0o600, 1)),
             Area::Snapshot { .. } => self
@@ -195,6 +206,7 @@ impl SnapshotSide {
         match area(parent) {
             Area::SnapshotsDir if name == CONTROL_FILE_NAME => self.getattr(CONTROL_FILE, from),
             Area::SnapshotsDir if name == HISTORY_DIR_NAME => self.getattr(HISTORY_DIR, from),
+            Area::SnapshotsDir if name == GMT_DIR_NAME => self.getattr(GMT_DIR, from),
             Area::SnapshotsDir => {
                 let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
                 let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
@@ -209,6 +221,13 @@ impl SnapshotSide {
                 let who = from.requester();
                 self.history_attr(self.history.lookup(&self.view, parent, name, &who))
             }
+            Area::GmtDir if self.gmt_names => {
+                let secs = gmt::parse_alias(name).ok_or(Errno::ENOENT)?;
+                let snapshots = self.snapshots().list();
+                let (_, record) = gmt::owner_of(&snapshots, secs).ok_or(Errno::ENOENT)?;
+                Ok(Self::snap_attr(&self.view.alias_root_inode(record)))
+            }
+            Area::GmtDir => Err(Errno::ENOENT),
             Area::ControlFile => Err(Errno::ENOTDIR),
             Area::Live => self.getattr(SNAPSHOTS_DIR, from),
         }
@@ -230,11 +249,25 @@ impl SnapshotSide {
                     (CONTROL_FILE_NAME.to_vec(), CONTROL_FILE, InodeKind::File),
                     (HISTORY_DIR_NAME.to_vec(), HISTORY_DIR, InodeKind::Directory),
                 ];
+                if self.gmt_names {
+                    entries.push((GMT_DIR_NAME.to_vec(), GMT_DIR, InodeKind::Directory));
+                }
                 for (name, record) in self.snapshots().list() {
                     let root = self.view.root_inode(&record);
                     entries.push((name.into_bytes(), root.ino, InodeKind::Directory));
                 }
                 (InodeNo::ROOT, entries)
+            }
+            Area::GmtDir if self.gmt_names => {
+                let snapshots = self.snapshots().list();
+                let entries = gmt::aliases(&snapshots)
+                    .into_iter()
+                    .map(|(alias, (_, record))| {
+                        let root = self.view.alias_root_inode(record);
+                        (alias.into_bytes(), root.ino, InodeKind::Directory)
+                    })
+                    .collect();
+                (SNAPSHOTS_DIR, entries)
             }
             Area::Snapshot { .. } => {
                 let parent = self.view.inode(ino).map_err(view_errno)?.parent;
@@ -450,7 +483,7 @@ impl SnapshotSide {
     /// `rmdir .snapshots/NAME`: delete a snapshot. `.history` is part of the mount, not a
     /// snapshot: read-only, like everything on this side.
     pub fn rmdir(&self, uid: u32, name: &[u8]) -> Result<(), Errno> {
-        if name == HISTORY_DIR_NAME || name == CONTROL_FILE_NAME {
+        if name == HISTORY_DIR_NAME || name == CONTROL_FILE_NAME || name == GMT_DIR_NAME {
             return Err(Errno::EROFS);
         }
         self.check_owner(uid)?;

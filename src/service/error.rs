@@ -56,6 +56,7 @@ fn snapshot_errno(err: &SnapshotError) -> i32 {
         SnapshotError::NotFound(_) | SnapshotError::NotDeleted(_) => libc::ENOENT,
         SnapshotError::Held { .. } => libc::EPERM,
         SnapshotError::Busy(_) => libc::EBUSY,
+        SnapshotError::NumbersExhausted => libc::ENOSPC,
         SnapshotError::Freeze(err) => fs_errno(err),
         SnapshotError::Catalog(_) | SnapshotError::Accounting(_) => libc::EIO,
     }

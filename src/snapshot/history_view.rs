@@ -51,7 +51,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::Snapshots;
-use super::view::{Entries, HISTORY_DIR, SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError};
+use super::view::{
+    Entries, GMT_DIR, HISTORY_DIR, SNAPSHOTS_DIR, SnapInode, SnapshotView, ViewError,
+};
 use crate::access::Requester;
 use crate::format::catalog::SnapshotRecord;
 use crate::format::inode::{InodeKind, Timestamp};
@@ -125,8 +127,8 @@ struct Nodes {
     versions_dirs: HashMap<InodeNo, InodeNo>,
     /// (versions directory, first snapshot) → version.
     versions: HashMap<(InodeNo, u64), InodeNo>,
-    /// The next free number. Counting up from 2^62 + 3 cannot reach the snapshot inodes at
-    /// 2^63 within the life of a mount.
+    /// The next free number. Counting up from 2^62 + 4 (after `.snapshots/.gmt`) cannot reach
+    /// the snapshot inodes at 2^63 within the life of a mount.
     next: u64,
 }
 
@@ -177,7 +179,7 @@ impl HistoryView {
                 dirs: HashMap::new(),
                 versions_dirs: HashMap::new(),
                 versions: HashMap::new(),
-                next: HISTORY_DIR.0 + 1,
+                next: GMT_DIR.0 + 1,
             }),
         }
     }

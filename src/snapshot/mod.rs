@@ -16,6 +16,7 @@
 pub mod accounting;
 pub mod catalog;
 mod clone;
+pub mod gmt;
 pub mod history_view;
 mod restore;
 mod rollback;
@@ -55,6 +56,11 @@ pub enum SnapshotError {
     Held { name: String, until: String },
     #[error("snapshot {0:?} is in use by a running restore or clone")]
     Busy(String),
+    #[error(
+        "this store has used all {} snapshot numbers its inode numbers have room for",
+        view::SNAPSHOT_NUMBER_LIMIT
+    )]
+    NumbersExhausted,
     #[error("cannot freeze the share: {0}")]
     Freeze(#[from] FsError),
     #[error(transparent)]
@@ -320,6 +326,10 @@ impl Snapshots {
         if self.catalog.read().active.contains_key(name) {
             return Err(SnapshotError::Exists(name.to_owned()));
         }
+        // A larger number would reach the bit that marks GMT aliases (see `view`).
+        if *next >= view::SNAPSHOT_NUMBER_LIMIT {
+            return Err(SnapshotError::NumbersExhausted);
+        }
         let frozen = self.live.freeze(&self.objects)?;
         phases.lap("freeze");
         // The objects are chunks like file data: a live commit makes them durable before the
@@ -398,6 +408,7 @@ impl Snapshots {
     pub fn delete(&self, name: &str, mode: DeleteMode) -> Result<(), SnapshotError> {
         let next = self.changing.lock();
         let mut record = self.deletable(name)?;
+        let created = record.created.secs;
         let db = self.live.database();
         match mode {
             DeleteMode::Now => {
@@ -430,8 +441,18 @@ impl Snapshots {
         drop(catalog);
         self.live
             .forget_entry_later(view::SNAPSHOTS_DIR, name.as_bytes());
+        self.forget_alias_later(created);
         tracing::info!(snapshot = name, ?mode, "snapshot deleted");
         Ok(())
+    }
+
+    /// Has the kernel forget the GMT alias of the second `created` (`.snapshots/.gmt/@GMT-...`),
+    /// which may now name another snapshot or none. Harmless when the mount has no aliases.
+    fn forget_alias_later(&self, created: i64) {
+        if let Some(alias) = gmt::alias_name(created) {
+            self.live
+                .forget_entry_later(view::GMT_DIR, alias.as_bytes());
+        }
     }
 
     /// The number of the most recently deleted snapshot named `name`.
@@ -464,6 +485,9 @@ impl Snapshots {
         let mut catalog = self.catalog.write();
         catalog.deleted.remove(&number);
         catalog.insert(name, record.clone());
+        drop(catalog);
+        // It may take back its second's alias from a later snapshot of that second.
+        self.forget_alias_later(record.created.secs);
         tracing::info!(snapshot = name, "snapshot undeleted");
         Ok(record)
     }

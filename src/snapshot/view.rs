@@ -5,9 +5,17 @@
 //! - live share: below 2^40 (allocated from a counter);
 //! - `.snapshots` and its control file: [`SNAPSHOTS_DIR`], [`CONTROL_FILE`];
 //! - `.snapshots/.history` ([`HISTORY_DIR`]) and every inode below it that is not a snapshot
-//!   inode: from [`HISTORY_DIR`] up to 2^63, allocated by `history_view` as they are found;
+//!   inode: from [`HISTORY_DIR`] up to 2^63, allocated by `history_view` as they are found
+//!   (but [`GMT_DIR`], `.snapshots/.gmt`);
 //! - inside snapshot number `n`: `2^63 | n << 40 | link_id`, where `link_id` is the live inode
-//!   number the entry had when frozen, so hard links inside one snapshot share an inode.
+//!   number the entry had when frozen, so hard links inside one snapshot share an inode;
+//! - the same inode reached through a GMT alias (`.snapshots/.gmt/@GMT-...`, see `gmt`): the
+//!   same number with [`ALIAS_BIT`] (2^62) set. The kernel allows a directory one name (dentry)
+//!   at a time: had the alias the snapshot's own numbers, each lookup through the other path
+//!   would move the directory's dentry there, or fail with `ESTALE` when it cannot. The two
+//!   numbers are one inode of this view (one held entry, one cache), told apart only at its
+//!   edge: an alias inode is unaliased on the way in and aliased on the way out. Snapshot
+//!   numbers stay below [`SNAPSHOT_NUMBER_LIMIT`] (2^22) so that they never reach that bit.
 //!
 //! Numbers are derived, not allocated, so nothing need be remembered to keep them stable; what
 //! the view remembers is what an inode stands for (its record, object, parent), which cannot be
@@ -40,11 +48,19 @@ pub const SNAPSHOTS_DIR: InodeNo = InodeNo(1 << 62);
 pub const CONTROL_FILE: InodeNo = InodeNo((1 << 62) + 1);
 /// `.snapshots/.history`, the first of the history inodes (which end below [`SNAPSHOT_BIT`]).
 pub const HISTORY_DIR: InodeNo = InodeNo((1 << 62) + 2);
+/// `.snapshots/.gmt`, the directory of GMT aliases (see `gmt`), with `--gmt-names`.
+pub const GMT_DIR: InodeNo = InodeNo((1 << 62) + 3);
+pub const GMT_DIR_NAME: &[u8] = b".gmt";
 pub const SNAPSHOTS_DIR_NAME: &[u8] = b".snapshots";
 pub const CONTROL_FILE_NAME: &[u8] = b".control";
 pub const HISTORY_DIR_NAME: &[u8] = b".history";
 const SNAPSHOT_BIT: u64 = 1 << 63;
+/// Set, with [`SNAPSHOT_BIT`], in an inode reached through a GMT alias.
+const ALIAS_BIT: u64 = 1 << 62;
 const LINK_BITS: u32 = 40;
+/// Snapshot numbers are below this: above `LINK_BITS`, the bits left under [`ALIAS_BIT`].
+/// 4,194,304 snapshots in a store's life: one a minute for eight years.
+pub const SNAPSHOT_NUMBER_LIMIT: u64 = ALIAS_BIT >> LINK_BITS;
 /// The most memory decoded objects may take (as [`resident_bytes`] estimates it). A `find`
 /// needs the directories on its path and their siblings being read; a sequential read needs one
 /// segment map at a time (about 35 KiB for 1024 blocks). 16 MiB holds a directory of about
@@ -61,7 +77,12 @@ pub enum Area {
     SnapshotsDir,
     ControlFile,
     History,
-    Snapshot { number: u64 },
+    /// `.snapshots/.gmt`.
+    GmtDir,
+    /// Inside snapshot `number`, through its name or its GMT alias.
+    Snapshot {
+        number: u64,
+    },
 }
 
 pub fn area(ino: InodeNo) -> Area {
@@ -69,9 +90,11 @@ pub fn area(ino: InodeNo) -> Area {
         Area::SnapshotsDir
     } else if ino == CONTROL_FILE {
         Area::ControlFile
+    } else if ino == GMT_DIR {
+        Area::GmtDir
     } else if ino.0 & SNAPSHOT_BIT != 0 {
         Area::Snapshot {
-            number: (ino.0 & !SNAPSHOT_BIT) >> LINK_BITS,
+            number: (ino.0 & !(SNAPSHOT_BIT | ALIAS_BIT)) >> LINK_BITS,
         }
     } else if ino >= HISTORY_DIR {
         Area::History
@@ -82,6 +105,32 @@ pub fn area(ino: InodeNo) -> Area {
 
 pub fn snapshot_ino(number: u64, link_id: u64) -> InodeNo {
     InodeNo(SNAPSHOT_BIT | (number << LINK_BITS) | (link_id & ((1 << LINK_BITS) - 1)))
+}
+
+/// Whether `ino` is a snapshot inode reached through a GMT alias.
+pub fn is_alias(ino: InodeNo) -> bool {
+    ino.0 & SNAPSHOT_BIT != 0 && ino.0 & ALIAS_BIT != 0
+}
+
+/// The snapshot's own number of an inode reached through a GMT alias.
+fn unaliased(ino: InodeNo) -> InodeNo {
+    if is_alias(ino) {
+        InodeNo(ino.0 & !ALIAS_BIT)
+    } else {
+        ino
+    }
+}
+
+/// A snapshot inode as seen through its snapshot's GMT alias: a snapshot root's parent is the
+/// alias directory.
+fn aliased(mut inode: SnapInode) -> SnapInode {
+    inode.ino = InodeNo(inode.ino.0 | ALIAS_BIT);
+    inode.parent = if inode.parent.0 & SNAPSHOT_BIT != 0 {
+        InodeNo(inode.parent.0 | ALIAS_BIT)
+    } else {
+        GMT_DIR
+    };
+    inode
 }
 
 /// The entries of a directory: name, inode, kind.
@@ -200,6 +249,12 @@ impl SnapshotView {
         }
     }
 
+    /// The root of a snapshot as its GMT alias (`.snapshots/.gmt/@GMT-...`) shows it: the same
+    /// directory under its alias number.
+    pub fn alias_root_inode(&self, record: &SnapshotRecord) -> SnapInode {
+        aliased(self.root_inode(record))
+    }
+
     fn object(&self, id: &ObjectId) -> Result<Arc<Object>, ViewError> {
         if let Some(object) = self.objects.lock().get(id) {
             return Ok(object);
@@ -222,6 +277,14 @@ impl SnapshotView {
     }
 
     pub fn inode(&self, ino: InodeNo) -> Result<SnapInode, ViewError> {
+        if is_alias(ino) {
+            return self.own_inode(unaliased(ino)).map(aliased);
+        }
+        self.own_inode(ino)
+    }
+
+    /// [`Self::inode`] of an inode under its snapshot's own number.
+    fn own_inode(&self, ino: InodeNo) -> Result<SnapInode, ViewError> {
         let Area::Snapshot { number } = area(ino) else {
             return Err(ViewError::NotFound);
         };
@@ -244,7 +307,14 @@ impl SnapshotView {
     /// Looks `name` up in the snapshot directory `parent`: one reference the kernel now holds,
     /// until [`Self::forget`] gives it back.
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> Result<SnapInode, ViewError> {
-        let dir = self.inode(parent)?;
+        if is_alias(parent) {
+            return self.own_lookup(unaliased(parent), name).map(aliased);
+        }
+        self.own_lookup(parent, name)
+    }
+
+    fn own_lookup(&self, parent: InodeNo, name: &[u8]) -> Result<SnapInode, ViewError> {
+        let dir = self.own_inode(parent)?;
         let object = self.directory(&dir)?;
         let Object::Directory(DirectoryObject { entries }) = &*object else {
             return Err(ViewError::NotDirectory);
@@ -267,7 +337,7 @@ impl SnapshotView {
     /// it stood for is forgotten. Inodes outside snapshots are not this view's and are ignored.
     pub fn forget(&self, ino: InodeNo, count: u64) {
         if let Area::Snapshot { .. } = area(ino) {
-            self.inodes.write().forget(ino, count);
+            self.inodes.write().forget(unaliased(ino), count);
         }
     }
 
@@ -286,7 +356,9 @@ impl SnapshotView {
 
     /// The entries of a snapshot directory.
     pub fn list(&self, ino: InodeNo) -> Result<Entries, ViewError> {
-        let dir = self.inode(ino)?;
+        let alias = if is_alias(ino) { ALIAS_BIT } else { 0 };
+        let ino = unaliased(ino);
+        let dir = self.own_inode(ino)?;
         let object = self.directory(&dir)?;
         let Object::Directory(DirectoryObject { entries }) = &*object else {
             return Err(ViewError::NotDirectory);
@@ -299,7 +371,7 @@ impl SnapshotView {
             .map(|e| {
                 (
                     e.name.clone(),
-                    snapshot_ino(number, e.link_id),
+                    InodeNo(snapshot_ino(number, e.link_id).0 | alias),
                     e.record.kind,
                 )
             })
@@ -314,7 +386,7 @@ impl SnapshotView {
         len: u32,
         block_size: u32,
     ) -> Result<Vec<u8>, ViewError> {
-        let inode = self.inode(ino)?;
+        let inode = self.inode(unaliased(ino))?;
         let id = inode.object.ok_or(ViewError::NotFound)?;
         let object = self.object(&id)?;
         let Object::File(file) = &*object else {
@@ -409,6 +481,61 @@ mod tests {
         assert_eq!(area(InodeNo(SNAPSHOT_BIT - 1)), Area::History);
         assert_eq!(area(snapshot_ino(7, 123)), Area::Snapshot { number: 7 });
         assert_ne!(snapshot_ino(7, 123), snapshot_ino(8, 123));
+    }
+
+    /// A snapshot seen through its GMT alias is the same view under numbers of its own: the
+    /// same entries, attributes and bytes, numbers that differ from the snapshot's own and from
+    /// the live share's, parents that lead back to `.snapshots/.gmt`, and one held inode per
+    /// entry whichever way the kernel holds it.
+    #[test]
+    fn an_alias_is_the_same_view_under_numbers_of_its_own() {
+        use crate::history::fixture::Fixture;
+
+        let f = Fixture::new();
+        f.mkdir("/d");
+        f.write("/d/f", b"old");
+        let record = f.snapshot("s1");
+        let view = SnapshotView::new(f.snapshots.clone());
+
+        let own_root = view.root_inode(&record);
+        let alias_root = view.alias_root_inode(&record);
+        assert_ne!(own_root.ino, alias_root.ino);
+        assert_eq!(alias_root.parent, GMT_DIR);
+        assert!(is_alias(alias_root.ino) && !is_alias(own_root.ino));
+        assert_eq!(area(alias_root.ino), area(own_root.ino));
+        assert_eq!(
+            view.inode(alias_root.ino).expect("alias root").ino,
+            alias_root.ino
+        );
+
+        let own_d = view.lookup(own_root.ino, b"d").expect("d");
+        let alias_d = view.lookup(alias_root.ino, b"d").expect("alias d");
+        assert_eq!(alias_d.ino, InodeNo(own_d.ino.0 | ALIAS_BIT));
+        assert_eq!(alias_d.parent, alias_root.ino);
+        assert_eq!(alias_d.record.kind, own_d.record.kind);
+        let own_list = view.list(own_d.ino).expect("list");
+        let alias_list = view.list(alias_d.ino).expect("alias list");
+        assert_eq!(alias_list.len(), own_list.len());
+        for ((name, ino, kind), (alias_name, alias_ino, alias_kind)) in
+            own_list.iter().zip(&alias_list)
+        {
+            assert_eq!((name, kind), (alias_name, alias_kind));
+            assert_eq!(*alias_ino, InodeNo(ino.0 | ALIAS_BIT));
+            assert!(area(*alias_ino) != Area::Live && *alias_ino != *ino);
+        }
+        let alias_f = view.lookup(alias_d.ino, b"f").expect("alias f");
+        assert_eq!(alias_list[0].1, alias_f.ino, "a listing and a lookup agree");
+        assert_eq!(view.read(alias_f.ino, 0, 100, 4096).expect("read"), b"old");
+        assert_eq!(view.inode(alias_f.ino).expect("held").parent, alias_d.ino);
+
+        // d and alias d are one held inode with two references; f one with one.
+        assert_eq!(view.usage().inodes, 2);
+        view.forget(alias_d.ino, 1);
+        assert_eq!(view.inode(own_d.ino).expect("still held").ino, own_d.ino);
+        view.forget(own_d.ino, 1);
+        view.forget(alias_f.ino, 1);
+        assert_eq!(view.usage().inodes, 0);
+        assert!(matches!(view.inode(alias_f.ino), Err(ViewError::NotFound)));
     }
 
     /// Browses a snapshot of many directories and files as `find` and `cat` would (every

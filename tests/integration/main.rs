@@ -30,6 +30,7 @@ mod posix_ops;
 mod privilege;
 mod restore;
 mod s3_server;
+mod samba_previous_versions;
 mod shutdown;
 mod snapshot_cli;
 mod snapshots;
