@@ -327,6 +327,25 @@ impl ChunkStore {
         })
     }
 
+    /// Makes chunk `id` present in a tiered store's local cache, verified: an evicted frame
+    /// is fetched (with the whole frames after it, as any read does). Returns the pack it
+    /// lies in, and its frame's length if it had to be fetched.
+    pub fn recall(&self, id: &ChunkId) -> Result<(PackId, Option<u32>), ChunkStoreError> {
+        let location = self.locate(id)?.ok_or(ChunkStoreError::Missing(*id))?;
+        let present = self.packs.read().get(&location.pack).is_some_and(|pack| {
+            let _resident = pack.residence.read();
+            pack.frame(location.offset, location.frame_len)
+                .is_some_and(|frame| frame_is_present(id, frame))
+        });
+        self.with_chunk_at(id, &location, |_| ())?;
+        Ok((location.pack, (!present).then_some(location.frame_len)))
+    }
+
+    /// The pack chunk `id` lies in, if the store has it.
+    pub fn pack_of(&self, id: &ChunkId) -> Result<Option<PackId>, ChunkStoreError> {
+        Ok(self.locate(id)?.map(|location| location.pack))
+    }
+
     /// Checks that a chunk is indexed and that its frame lies inside a pack that exists,
     /// without reading it.
     pub fn check_present(&self, id: &ChunkId) -> Result<(), ChunkStoreError> {

@@ -184,13 +184,27 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
     .context("cannot load the store's settings")?;
     if let Some(tier) = live.tier() {
         let (commits, catalog) = (Arc::downgrade(&live), Arc::downgrade(&snapshots));
-        tier.start(
-            Arc::new(crate::service::copy_store_tables),
-            Box::new(move || crate::tier::Generation {
+        let share = Arc::downgrade(&live);
+        tier.start(crate::tier::Background {
+            copy: Arc::new(crate::service::copy_store_tables),
+            generation: Box::new(move || crate::tier::Generation {
                 commits: commits.upgrade().map_or(0, |live| live.changing_commits()),
                 catalog: catalog.upgrade().map_or(0, |s| s.generation()),
             }),
-        )
+            tree_chunks: Box::new(move |ino, each| {
+                let Some(live) = share.upgrade() else {
+                    return Ok(true);
+                };
+                match live.each_file_chunks(ino, |_, chunks| {
+                    each(&chunks);
+                    Ok::<(), crate::live::FsError>(())
+                }) {
+                    Ok(()) => Ok(true),
+                    Err(crate::live::FsError::NotFound) => Ok(false),
+                    Err(err) => Err(err.to_string()),
+                }
+            }),
+        })
         .context("cannot start tiering")?;
     }
     // Before mounting: an address in use fails the mount with nothing mounted.

@@ -11,7 +11,8 @@ use super::init::TierCacheArgs;
 use super::target::TargetArgs;
 use crate::schedule::calendar::format_rfc3339;
 use crate::service::Request;
-use crate::tier::TierStatus;
+use crate::service::request::{BytePath, CacheAction};
+use crate::tier::{RecallReport, TierStatus};
 
 #[derive(Args, Debug)]
 pub struct TierArgs {
@@ -33,6 +34,83 @@ pub enum TierAction {
     /// Tier an existing store: its next mount uploads what it holds, in the background, and
     /// from then on the local disk is a cache of the object store.
     Enable(EnableArgs),
+    /// Fetch a file or tree of a mounted tiered share into the local cache now.
+    Recall {
+        /// A path on the mounted share.
+        path: PathBuf,
+    },
+    /// Keep a file or tree of a mounted tiered share in the local cache (fetched now, never
+    /// evicted, even over the cache size), following it through renames.
+    Pin {
+        /// A path on the mounted share.
+        path: PathBuf,
+    },
+    /// Let a pinned file or tree be evicted again.
+    Unpin {
+        /// A path on the mounted share.
+        path: PathBuf,
+    },
+}
+
+/// The mountpoint of the snapfs share `path` lies on, and `path` relative to its root.
+fn on_a_mounted_share(path: &std::path::Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot find {}", path.display()))?;
+    for mountpoint in path.ancestors() {
+        if super::umount::store_of_mount(mountpoint)?.is_some() {
+            let relative = path.strip_prefix(mountpoint).unwrap_or(&path);
+            if relative.starts_with(".snapshots") {
+                anyhow::bail!(
+                    "{} is in a snapshot: snapshots share the live share's data, so recall or \
+                     pin the live path (or restore it)",
+                    path.display()
+                );
+            }
+            return Ok((
+                mountpoint.to_owned(),
+                relative.as_os_str().as_bytes().to_vec(),
+            ));
+        }
+    }
+    anyhow::bail!("{} is not on a mounted snapfs share", path.display())
+}
+
+fn tier_cache(action: CacheAction, path: &std::path::Path) -> anyhow::Result<()> {
+    let (mount, relative) = on_a_mounted_share(path)?;
+    let target = TargetArgs {
+        mount: Some(mount),
+        store: None,
+    };
+    let started = std::time::Instant::now();
+    let report: RecallReport = target.resolve(None)?.execute(Request::TierCache(
+        crate::service::request::TierCacheRequest {
+            action,
+            path: BytePath(relative),
+        },
+    ))?;
+    let what = match action {
+        CacheAction::Unpin => {
+            println!("unpinned {}: it may be evicted again", path.display());
+            return Ok(());
+        }
+        CacheAction::Pin => "pinned",
+        CacheAction::Recall => "recalled",
+    };
+    println!(
+        "{what} {}: {} files, {} chunks, {} fetched from the object store in {:.1} s{}",
+        path.display(),
+        report.files,
+        report.chunks,
+        human_bytes(report.fetched_bytes),
+        started.elapsed().as_secs_f64(),
+        if report.pinned {
+            "; kept in the cache from now on"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +140,9 @@ pub struct AttachArgs {
 
 pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.action {
+        TierAction::Recall { path } => tier_cache(CacheAction::Recall, &path),
+        TierAction::Pin { path } => tier_cache(CacheAction::Pin, &path),
+        TierAction::Unpin { path } => tier_cache(CacheAction::Unpin, &path),
         TierAction::Enable(args) => {
             let location = crate::blob::BlobLocation::parse(&args.location)?;
             let config =
@@ -119,6 +200,9 @@ pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
                 None => println!("last checkpoint:  none yet from this mount"),
             }
             println!("fetched:          {}", human_bytes(status.fetched_bytes));
+            if !status.pins.is_empty() {
+                println!("pinned:           {}", status.pins.join(", "));
+            }
             if let Some(error) = &status.last_error {
                 println!("object store:     FAILING: {error}");
             }

@@ -1,9 +1,11 @@
-//! Walking the live share by path, for tools that report on files (`verify`).
+//! Walking the live share by path, for tools that report on files (`verify`) or act on a tree's
+//! data (`tier recall`, `tier pin`).
 
 use std::collections::BTreeMap;
 
 use super::LiveFs;
-use super::error::FsResult;
+use super::error::{FsError, FsResult};
+use crate::format::inode::InodeKind;
 use crate::id::{ChunkId, InodeNo};
 use crate::path_tree::{PathId, PathTree};
 
@@ -38,6 +40,56 @@ impl LiveFs {
             }
         }
         Ok(out)
+    }
+
+    /// The inode at `path` (relative to the share's root, `/`-separated; empty for the root).
+    pub fn resolve(&self, path: &[u8]) -> FsResult<InodeNo> {
+        let mut ino = InodeNo::ROOT;
+        for name in path.split(|&b| b == b'/').filter(|name| !name.is_empty()) {
+            if name == b"." || name == b".." {
+                return Err(FsError::InvalidArgument);
+            }
+            ino = self.lookup(ino, name)?.ino;
+        }
+        Ok(ino)
+    }
+
+    /// Hands `each` the chunks of every regular file at or under `top`, file by file. One
+    /// directory is listed at a time and the share is held only while it is (as a `readdir`
+    /// would), so the walk never holds the share for the size of the tree; a file or directory
+    /// removed meanwhile is skipped. Depth first without recursion.
+    pub fn each_file_chunks<E: From<FsError>>(
+        &self,
+        top: InodeNo,
+        mut each: impl FnMut(InodeNo, Vec<ChunkId>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self.getattr(top)?.record.kind {
+            InodeKind::Directory => {}
+            InodeKind::File => return each(top, self.file_chunks(top)?),
+            _ => return Ok(()),
+        }
+        let mut pending = vec![top];
+        while let Some(dir) = pending.pop() {
+            let fh = match self.opendir(dir) {
+                Ok(fh) => fh,
+                Err(FsError::NotFound) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let entries = self.readdir(fh, 2);
+            self.releasedir(fh);
+            for (_, entry) in entries? {
+                match entry.kind {
+                    InodeKind::Directory => pending.push(entry.ino),
+                    InodeKind::File => match self.file_chunks(entry.ino) {
+                        Ok(chunks) => each(entry.ino, chunks)?,
+                        Err(FsError::NotFound) => {}
+                        Err(err) => return Err(err.into()),
+                    },
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The chunks a file's content uses now, block by block (holes have none).

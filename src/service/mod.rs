@@ -250,12 +250,8 @@ impl Service {
             }
             Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
-            Request::TierStatus => match self.snapshots.live().tier() {
-                Some(tier) => to_value(tier.status()),
-                None => Err(ServiceError::invalid(
-                    "this store is not tiered (see `snapfs init --tier`)",
-                )),
-            },
+            Request::TierStatus => to_value(self.tier()?.status()),
+            Request::TierCache(args) => to_value(self.tier_cache(&args)?),
             Request::Clock(args) => {
                 let clock =
                     self.options.manual_clock.as_ref().ok_or_else(|| {
@@ -268,6 +264,53 @@ impl Service {
                 to_value(self.tick())
             }
         }
+    }
+
+    fn tier(&self) -> Result<&Arc<crate::tier::Tier>, ServiceError> {
+        self.snapshots.live().tier().ok_or_else(|| {
+            ServiceError::invalid("this store is not tiered (see `snapfs tier enable`)")
+        })
+    }
+
+    /// `tier recall|pin|unpin PATH`. The walk lists one directory at a time and fetches what
+    /// is missing as reads do: the share is never held for the size of the tree.
+    fn tier_cache(
+        &self,
+        args: &request::TierCacheRequest,
+    ) -> Result<crate::tier::RecallReport, ServiceError> {
+        use request::CacheAction;
+        let tier = self.tier()?;
+        let live = self.snapshots.live();
+        let ino = live.resolve(&args.path.0)?;
+        let tier_error = |err: crate::tier::TierError| ServiceError::io(err);
+        let mut report = crate::tier::RecallReport {
+            path: args.path.to_string(),
+            ..Default::default()
+        };
+        match args.action {
+            CacheAction::Unpin => {
+                if !tier.unpin(ino).map_err(tier_error)? {
+                    return Err(ServiceError::invalid(format!(
+                        "{} is not pinned",
+                        args.path
+                    )));
+                }
+                return Ok(report);
+            }
+            CacheAction::Pin => {
+                tier.pin(ino, &args.path.0).map_err(tier_error)?;
+                report.pinned = true;
+            }
+            CacheAction::Recall => {}
+        }
+        live.each_file_chunks(ino, |_, chunks| {
+            report.files += 1;
+            for id in &chunks {
+                tier.recall(id, &mut report).map_err(tier_error)?;
+            }
+            Ok::<(), ServiceError>(())
+        })?;
+        Ok(report)
     }
 
     /// A time as a user gives it: absolute (RFC 3339 with `Z` or an offset, or a date at

@@ -57,6 +57,7 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
         | Request::Status(_)
         | Request::Job(_)
         | Request::TierStatus
+        | Request::TierCache(_)
         | Request::Clock(_) => None,
     }
 }

@@ -68,6 +68,9 @@ pub enum Request {
     Job(JobArgs),
     /// A tiered store's cache use, uploads and checkpoints.
     TierStatus,
+    /// Fetch a tree of the live share into a tiered store's cache now (recall), keep it there
+    /// (pin), or let it be evicted again (unpin).
+    TierCache(TierCacheRequest),
     /// Set the daemon's clock (only when it runs with an injected test clock) and run the
     /// scheduler at the new time.
     #[command(hide = true)]
@@ -88,6 +91,23 @@ impl Request {
             _ => None,
         }
     }
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TierCacheRequest {
+    #[arg(value_enum)]
+    pub action: CacheAction,
+    /// The file or directory, relative to the share's root.
+    pub path: BytePath,
+}
+
+/// What `TierCache` does to a tree.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheAction {
+    Recall,
+    Pin,
+    Unpin,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,9 @@
 //!   commit is uploaded, after every pack it names;
 //! - **eviction**: while the packs take more than the cache size (or the local file system has
 //!   less free space than asked), the least recently read uploaded packs are punched out of
-//!   their files; a read of an evicted frame fetches it, and the whole frames after it up to a
-//!   window, from the object store (`ChunkStore`'s [`RemotePacks`]), verified as every read is.
+//!   their files, except those holding data of pinned trees (`pins`); a read of an evicted
+//!   frame fetches it, and the whole frames after it up to a window, from the object store
+//!   (`ChunkStore`'s [`RemotePacks`]), verified as every read is.
 //!
 //! What survives the loss of the local disk: everything up to the last checkpoint (`tier
 //! status` says how old it is). `fsync` still means durable on the local disk only.
@@ -30,10 +31,11 @@ mod attach;
 mod checkpoint;
 mod layout;
 mod lease;
+mod pins;
 mod remote_packs;
 mod uploaded;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +51,7 @@ pub use lease::DEFAULT_TIMEOUT_SECS as DEFAULT_LEASE_TIMEOUT_SECS;
 use crate::blob::{BlobBackend, BlobError, BlobLocation};
 use crate::chunk_store::{ChunkStore, RemotePacks};
 use crate::format::store_config::TierConfig;
-use crate::id::PackId;
+use crate::id::{ChunkId, InodeNo, PackId};
 use layout::{CheckpointId, ShareMarker};
 use uploaded::Uploaded;
 
@@ -67,6 +69,8 @@ pub enum TierError {
     Blob(#[from] BlobError),
     #[error("metadata database: {0}")]
     Meta(#[from] redb::Error),
+    #[error("{0}")]
+    Chunks(#[from] crate::chunk_store::ChunkStoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -123,6 +127,9 @@ pub struct TierStatus {
     pub lease: Option<u64>,
     /// Why this store no longer publishes to the share, if another host took it over.
     pub fenced: Option<String>,
+    /// The trees kept in the cache (`tier pin`), by the paths they were pinned by.
+    #[serde(default)]
+    pub pins: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,6 +152,41 @@ pub struct Generation {
 
 /// Tells the tier how far the share has changed.
 pub type GenerationSource = Box<dyn Fn() -> Generation + Send + Sync>;
+
+/// Hands the chunks of every file at or under an inode of the live share to a callback, file
+/// by file; `Ok(false)` if there is no such inode. How the tier finds the data of pinned trees
+/// (given by the daemon, which has the share).
+pub type TreeChunks =
+    Box<dyn Fn(InodeNo, &mut dyn FnMut(&[ChunkId])) -> Result<bool, String> + Send + Sync>;
+
+/// What the daemon gives the tier when it starts its background work.
+pub struct Background {
+    /// Copies every table a checkpoint holds.
+    pub copy: CopyTables,
+    /// How far the share changed.
+    pub generation: GenerationSource,
+    /// What pinned trees hold.
+    pub tree_chunks: TreeChunks,
+}
+
+/// What `snapfs tier recall|pin` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RecallReport {
+    pub path: String,
+    pub files: u64,
+    pub chunks: u64,
+    /// Stored (compressed) bytes fetched from the object store: what was not in the cache.
+    pub fetched_bytes: u64,
+    /// Whether the tree is pinned now.
+    pub pinned: bool,
+}
+
+/// The packs pinned trees use, as of a generation of the share and a set of pins.
+struct PinnedPacks {
+    generation: Generation,
+    pins: Vec<InodeNo>,
+    packs: HashSet<PackId>,
+}
 
 struct State {
     uploaded: Arc<Mutex<HashMap<PackId, Uploaded>>>,
@@ -170,7 +212,9 @@ pub struct Tier {
     config: TierConfig,
     epoch: u64,
     /// Set when the background work starts (in the daemon only).
-    background: std::sync::OnceLock<(CopyTables, GenerationSource)>,
+    background: std::sync::OnceLock<Background>,
+    /// The last computation of what pinned trees hold (the eviction pass's own).
+    pinned: Mutex<Option<PinnedPacks>>,
     remote: Arc<remote_packs::BlobPacks>,
     state: Mutex<State>,
     wake: Condvar,
@@ -245,7 +289,12 @@ impl Tier {
         let backend = open_backend(&config)?;
         let epoch = uploaded::epoch(&db)?;
         let known = uploaded::all(&db)?;
-        let highest = known.keys().copied().max();
+        // A retired pack's object may still be there: its number is not used again before.
+        let highest = known
+            .keys()
+            .chain(uploaded::retired(&db)?.keys())
+            .copied()
+            .max();
         let shared = Arc::new(Mutex::new(known));
         let remote = Arc::new(remote_packs::BlobPacks::new(
             backend.clone(),
@@ -264,6 +313,7 @@ impl Tier {
             config,
             epoch,
             background: std::sync::OnceLock::new(),
+            pinned: Mutex::new(None),
             remote,
             state: Mutex::new(State {
                 uploaded: shared,
@@ -281,18 +331,13 @@ impl Tier {
         }))
     }
 
-    /// Starts the background work of a mounted store: uploads, checkpoints, eviction. `copy`
-    /// copies every table a checkpoint holds; `generation` tells how far the share changed.
+    /// Starts the background work of a mounted store: uploads, checkpoints, eviction.
     ///
     /// Takes or renews the share's writer lease first, and fails (so the mount does) when
     /// another host holds it, took it over from this store, or the server cannot enforce it.
     /// An unreachable object store does not fail it: the share serves from its cache, and the
     /// lease is taken before anything is published.
-    pub fn start(
-        self: &Arc<Self>,
-        copy: CopyTables,
-        generation: GenerationSource,
-    ) -> Result<(), TierError> {
+    pub fn start(self: &Arc<Self>, background: Background) -> Result<(), TierError> {
         match self.hold_lease() {
             Ok(()) => {}
             Err(TierError::Blob(err)) => {
@@ -301,7 +346,7 @@ impl Tier {
             }
             Err(err) => return Err(err),
         }
-        if self.background.set((copy, generation)).is_err() {
+        if self.background.set(background).is_err() {
             return Err(TierError::Invalid("the tier is already running".into()));
         }
         let weak = Arc::downgrade(self);
@@ -403,7 +448,14 @@ impl Tier {
 
     pub fn status(&self) -> TierStatus {
         let packs = self.chunks.cached_packs();
-        let generation = self.background.get().map(|(_, generation)| generation());
+        let generation = self.background.get().map(|b| (b.generation)());
+        let pins = pins::all(&self.db)
+            .map(|pins| {
+                pins.into_iter()
+                    .map(|(_, path)| String::from_utf8_lossy(&path).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let state = self.state.lock();
         let uploaded = state.uploaded.lock();
         TierStatus {
@@ -430,6 +482,7 @@ impl Tier {
             last_error: state.last_error.clone(),
             lease: state.lease,
             fenced: state.fenced.clone(),
+            pins,
         }
     }
 
@@ -470,7 +523,10 @@ impl Tier {
 
     /// Uploads every pack the committed state names, then a checkpoint of that state.
     fn checkpoint(&self) -> Result<(), TierError> {
-        let Some((copy, generation)) = self.background.get() else {
+        let Some(Background {
+            copy, generation, ..
+        }) = self.background.get()
+        else {
             return Ok(());
         };
         let lease = {
@@ -554,14 +610,60 @@ impl Tier {
         for old in published.iter().take(stale) {
             self.backend.delete(&layout::checkpoint_key(*old))?;
         }
+        let oldest_kept = published[stale.min(published.len())..]
+            .iter()
+            .map(|kept| kept.seq)
+            .chain([id.seq])
+            .min()
+            .unwrap_or(id.seq);
+        self.retire_dropped(&named, id.seq, oldest_kept)
+    }
+
+    /// Packs gc dropped: retired as of checkpoint `published` (the first not to name them),
+    /// and their objects deleted once the oldest checkpoint kept (`oldest_kept`) is no older
+    /// than that, so no checkpoint anyone may attach from names them.
+    fn retire_dropped(
+        &self,
+        named: &[(PackId, u64)],
+        published: u64,
+        oldest_kept: u64,
+    ) -> Result<(), TierError> {
+        let named: HashSet<PackId> = named.iter().map(|(id, _)| *id).collect();
+        let uploaded = self.state.lock().uploaded.clone();
+        let dropped: Vec<(PackId, uploaded::Retired)> = uploaded
+            .lock()
+            .iter()
+            .filter(|(id, _)| !named.contains(id) && self.chunks.pack(**id).is_none())
+            .map(|(id, up)| {
+                let retired = uploaded::Retired {
+                    epoch: up.epoch,
+                    since: published,
+                };
+                (*id, retired)
+            })
+            .collect();
+        if !dropped.is_empty() {
+            uploaded::retire(&self.db, &dropped)?;
+            let mut uploaded = uploaded.lock();
+            for (id, _) in &dropped {
+                uploaded.remove(id);
+            }
+        }
+        for (id, retired) in uploaded::retired(&self.db)? {
+            if retired.since <= oldest_kept {
+                self.backend.delete(&layout::pack_key(retired.epoch, id))?;
+                uploaded::forget_retired(&self.db, id)?;
+                tracing::debug!(pack = %id, "deleted from the object store after gc");
+            }
+        }
         Ok(())
     }
 
     fn checkpoint_due(&self, now: i64) -> bool {
-        let Some((_, generation)) = self.background.get() else {
+        let Some(background) = self.background.get() else {
             return false;
         };
-        let generation = generation();
+        let generation = (background.generation)();
         let mut state = self.state.lock();
         if state.fenced.is_some() {
             return false;
@@ -595,7 +697,13 @@ impl Tier {
             return Ok(());
         }
         let uploaded = self.state.lock().uploaded.clone();
-        packs.retain(|p| p.sealed && p.allocated > 0 && uploaded.lock().contains_key(&p.id));
+        let pinned = self.pinned_packs()?;
+        packs.retain(|p| {
+            p.sealed
+                && p.allocated > 0
+                && uploaded.lock().contains_key(&p.id)
+                && !pinned.contains(&p.id)
+        });
         packs.sort_by_key(|p| p.last_used);
         for pack in packs {
             if used <= self.config.cache_size && !short_of_space() {
@@ -605,6 +713,66 @@ impl Tier {
             used = used.saturating_sub(freed);
             tracing::debug!(pack = %pack.id, freed, "evicted");
         }
+        Ok(())
+    }
+
+    /// The packs that hold data of pinned trees, found again when the share or the pins
+    /// changed since the last time (a walk of the pinned trees, on the tier thread).
+    fn pinned_packs(&self) -> Result<HashSet<PackId>, TierError> {
+        let pins: Vec<InodeNo> = pins::all(&self.db)?.into_iter().map(|(ino, _)| ino).collect();
+        let Some(background) = self.background.get() else {
+            return Ok(HashSet::new());
+        };
+        if pins.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let generation = (background.generation)();
+        let mut cached = self.pinned.lock();
+        if let Some(known) = &*cached
+            && known.generation == generation
+            && known.pins == pins
+        {
+            return Ok(known.packs.clone());
+        }
+        let mut packs = HashSet::new();
+        for &ino in &pins {
+            let exists = (background.tree_chunks)(ino, &mut |chunks| {
+                for id in chunks {
+                    if let Ok(Some(pack)) = self.chunks.pack_of(id) {
+                        packs.insert(pack);
+                    }
+                }
+            })
+            .map_err(TierError::Invalid)?;
+            if !exists {
+                pins::remove(&self.db, ino)?;
+                tracing::info!(inode = ino.0, "a pinned tree was deleted: its pin is dropped");
+            }
+        }
+        *cached = Some(PinnedPacks {
+            generation,
+            pins,
+            packs: packs.clone(),
+        });
+        Ok(packs)
+    }
+
+    /// Pins the tree at `ino` (pinned by `path`): its data is never evicted.
+    pub fn pin(&self, ino: InodeNo, path: &[u8]) -> Result<(), TierError> {
+        pins::add(&self.db, ino, path)?;
+        Ok(())
+    }
+
+    /// Unpins the tree at `ino`; whether it was pinned.
+    pub fn unpin(&self, ino: InodeNo) -> Result<bool, TierError> {
+        Ok(pins::remove(&self.db, ino)?)
+    }
+
+    /// Makes chunk `id` present in the cache (fetched if it was evicted), verified.
+    pub fn recall(&self, id: &ChunkId, report: &mut RecallReport) -> Result<(), TierError> {
+        let (_, fetched) = self.chunks.recall(id)?;
+        report.chunks += 1;
+        report.fetched_bytes += fetched.map_or(0, u64::from);
         Ok(())
     }
 

@@ -3,6 +3,9 @@
 //!   listed here is safe in the object store and may be evicted from the local disk.
 //! - `tier_state`: `epoch` → this store's writer epoch (see `layout`); `lease` → the generation
 //!   of the share's writer lease this store took (see `lease`), absent until it took one.
+//! - `tier_retired`: pack number → (epoch, sequence of the first checkpoint that does not name
+//!   it): an uploaded pack gc dropped, whose object is deleted once no kept checkpoint names it.
+//!   Its number stays taken until then, so no new pack replaces the object meanwhile.
 //!
 //! A checkpoint carries `tier_packs` for exactly the packs it names (all uploaded before it was
 //! published) and no `tier_state`: an attached store draws its own epoch.
@@ -14,6 +17,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefi
 use crate::id::PackId;
 
 const PACKS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_packs");
+const RETIRED: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_retired");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("tier_state");
 const EPOCH: &str = "epoch";
 const LEASE: &str = "lease";
@@ -43,6 +47,54 @@ pub fn read(txn: &ReadTransaction) -> Result<HashMap<PackId, Uploaded>, redb::Er
 
 pub fn all(db: &Database) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
     read(&db.begin_read()?)
+}
+
+/// A pack gc dropped: under which epoch its object is, and the sequence number of the first
+/// checkpoint that no longer names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retired {
+    pub epoch: u64,
+    pub since: u64,
+}
+
+/// Every retired pack whose object is not deleted yet.
+pub fn retired(db: &Database) -> Result<HashMap<PackId, Retired>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(RETIRED) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = HashMap::new();
+    for row in table.iter()? {
+        let (id, value) = row?;
+        let (epoch, since) = value.value();
+        out.insert(PackId(id.value()), Retired { epoch, since });
+    }
+    Ok(out)
+}
+
+/// Moves packs from the uploaded to the retired ones, in one durable transaction.
+pub fn retire(db: &Database, packs: &[(PackId, Retired)]) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut uploaded = txn.open_table(PACKS)?;
+        let mut retired = txn.open_table(RETIRED)?;
+        for (id, pack) in packs {
+            uploaded.remove(id.0)?;
+            retired.insert(id.0, (pack.epoch, pack.since))?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Forgets a retired pack whose object was deleted, durably.
+pub fn forget_retired(db: &Database, id: PackId) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(RETIRED)?.remove(id.0)?;
+    txn.commit()?;
+    Ok(())
 }
 
 /// Records packs as uploaded, durably.

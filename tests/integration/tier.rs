@@ -313,3 +313,130 @@ fn an_existing_store_is_tiered_and_uploads_what_it_held() {
     assert_eq!(tree_state(&m2.path(".snapshots/untiered")), snapshot);
     assert!(std::fs::read(m2.path("held-before")).expect("read") == held);
 }
+
+fn fetched(m: &Mounted, env: &[(&str, String)]) -> u64 {
+    tier_status(m, env)["fetched_bytes"].as_u64().expect("fetched")
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("create");
+    file.write_all(bytes).expect("write");
+    file.sync_all().expect("fsync");
+}
+
+#[test]
+fn recall_fetches_a_tree_and_a_pinned_tree_stays_in_the_cache() {
+    let server = S3Server::start();
+    let env = server.env();
+    let location = server.url("tiers/pinned");
+    let m = Mounted::new_with_env(
+        &[
+            "--tier",
+            &location,
+            "--cache-size",
+            "4M",
+            "--checkpoint-interval",
+            "1",
+        ],
+        &[],
+        &env,
+    );
+    std::fs::create_dir_all(m.path("project/sub")).expect("mkdir");
+    let a = noise(12 << 20, 21);
+    let b = noise(6 << 20, 22);
+    write_synced(&m.path("project/a"), &a);
+    write_synced(&m.path("project/sub/b"), &b);
+    write_synced(&m.path("other"), &noise(40 << 20, 23));
+    wait_until_checkpointed(&m, &env, 0);
+    let evicted = || tier_status(&m, &env)["cache_used"].as_u64().unwrap_or(u64::MAX) <= 4 << 20;
+    wait_for("the cache within its size", 30, evicted);
+
+    // Recall fetches the whole tree now, verified.
+    let project = m.path("project");
+    let out = ok_env(&["tier", "recall", project.to_str().expect("utf-8")], &env);
+    assert!(out.contains("recalled") && out.contains("2 files"), "{out}");
+
+    // Pinned, it stays: reads after many eviction passes fetch nothing.
+    let out = ok_env(&["tier", "pin", project.to_str().expect("utf-8")], &env);
+    assert!(out.contains("kept in the cache"), "{out}");
+    assert_eq!(tier_status(&m, &env)["pins"][0], "project");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop_caches();
+    let before = fetched(&m, &env);
+    assert!(std::fs::read(m.path("project/a")).expect("read") == a);
+    assert!(std::fs::read(m.path("project/sub/b")).expect("read") == b);
+    assert_eq!(fetched(&m, &env), before, "a pinned tree is read from the cache");
+
+    // The pin follows the tree through a rename.
+    std::fs::rename(m.path("project"), m.path("renamed")).expect("rename");
+    write_synced(&m.path("renamed/new"), &noise(3 << 20, 24));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    drop_caches();
+    let before = fetched(&m, &env);
+    assert!(std::fs::read(m.path("renamed/sub/b")).expect("read") == b);
+    assert_eq!(fetched(&m, &env), before);
+
+    // Unpinned, it is evicted again like anything else.
+    let renamed = m.path("renamed");
+    let out = ok_env(&["tier", "unpin", renamed.to_str().expect("utf-8")], &env);
+    assert!(out.contains("unpinned"), "{out}");
+    wait_for("the cache within its size again", 30, evicted);
+    assert!(tier_status(&m, &env)["pins"].as_array().expect("pins").is_empty());
+
+    // Bad input: a path in a snapshot, a path off any share, a tree that is not pinned.
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    ok_env(&["snapshot", "create", "s", "--mount", &mnt], &env);
+    let snap = m.path(".snapshots/s/renamed");
+    let out = snapfs_env(&["tier", "pin", snap.to_str().expect("utf-8")], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in a snapshot"), "{err}");
+    let out = snapfs_env(&["tier", "recall", "/tmp"], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on a mounted snapfs share"), "{err}");
+    let out = snapfs_env(&["tier", "unpin", renamed.to_str().expect("utf-8")], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not pinned"), "{err}");
+}
+
+/// Bytes of pack objects in a share tiered to a directory.
+fn remote_pack_bytes(share: &Path) -> u64 {
+    let mut total = 0;
+    for epoch in std::fs::read_dir(share.join("packs")).expect("packs") {
+        for pack in std::fs::read_dir(epoch.expect("epoch").path()).expect("epoch dir") {
+            total += pack.expect("pack").metadata().expect("stat").len();
+        }
+    }
+    total
+}
+
+#[test]
+fn gc_frees_the_object_store_once_no_kept_checkpoint_names_a_pack() {
+    // A directory on "another disk" is a tier location like a bucket.
+    let remote = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let share = remote.path().join("share");
+    let location = share.to_str().expect("utf-8").to_owned();
+    let m = Mounted::new_with(&["--tier", &location, "--checkpoint-interval", "1"], &[]);
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    write_synced(&m.path("big"), &noise(40 << 20, 31));
+    write_synced(&m.path("small"), b"kept");
+    let mut seq = wait_until_checkpointed(&m, &[], 0);
+    let before = remote_pack_bytes(&share);
+    assert!(before >= 40 << 20, "{before}");
+
+    std::fs::remove_file(m.path("big")).expect("rm");
+    ok_env(&["gc", "--mount", &mnt], &[]);
+    // The dropped packs' objects stay while a kept checkpoint (the newest three) names them.
+    seq = wait_until_checkpointed(&m, &[], seq);
+    assert_eq!(remote_pack_bytes(&share), before);
+    for i in 0..3 {
+        ok_env(&["snapshot", "create", &format!("after-gc-{i}"), "--mount", &mnt], &[]);
+        seq = wait_until_checkpointed(&m, &[], seq);
+    }
+    let after = remote_pack_bytes(&share);
+    assert!(after + (30 << 20) < before, "{before} -> {after}");
+
+    let (_new_host, m2) = move_to_a_new_host(m, &location, &[]);
+    assert_eq!(std::fs::read(m2.path("small")).expect("read"), b"kept");
+    assert!(!m2.path("big").exists());
+}
