@@ -55,8 +55,8 @@ pub enum TierAction {
 /// The mountpoint of the snapfs share `path` lies on, and `path` relative to its root.
 fn on_a_mounted_share(path: &std::path::Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
     use std::os::unix::ffi::OsStrExt;
-    let path = std::fs::canonicalize(path)
-        .with_context(|| format!("cannot find {}", path.display()))?;
+    let path =
+        std::fs::canonicalize(path).with_context(|| format!("cannot find {}", path.display()))?;
     for mountpoint in path.ancestors() {
         if super::umount::store_of_mount(mountpoint)?.is_some() {
             let relative = path.strip_prefix(mountpoint).unwrap_or(&path);

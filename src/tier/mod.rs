@@ -719,7 +719,10 @@ impl Tier {
     /// The packs that hold data of pinned trees, found again when the share or the pins
     /// changed since the last time (a walk of the pinned trees, on the tier thread).
     fn pinned_packs(&self) -> Result<HashSet<PackId>, TierError> {
-        let pins: Vec<InodeNo> = pins::all(&self.db)?.into_iter().map(|(ino, _)| ino).collect();
+        let pins: Vec<InodeNo> = pins::all(&self.db)?
+            .into_iter()
+            .map(|(ino, _)| ino)
+            .collect();
         let Some(background) = self.background.get() else {
             return Ok(HashSet::new());
         };
@@ -746,7 +749,10 @@ impl Tier {
             .map_err(TierError::Invalid)?;
             if !exists {
                 pins::remove(&self.db, ino)?;
-                tracing::info!(inode = ino.0, "a pinned tree was deleted: its pin is dropped");
+                tracing::info!(
+                    inode = ino.0,
+                    "a pinned tree was deleted: its pin is dropped"
+                );
             }
         }
         *cached = Some(PinnedPacks {
