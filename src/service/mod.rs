@@ -272,8 +272,9 @@ impl Service {
         })
     }
 
-    /// `tier recall|pin|unpin PATH`. The walk lists one directory at a time and fetches what
-    /// is missing as reads do: the share is never held for the size of the tree.
+    /// `tier recall|pin|unpin PATH`, a background job. The walk lists one directory at a time
+    /// and fetches what is missing as reads do: the share is never held for the size of the
+    /// tree.
     fn tier_cache(
         &self,
         args: &request::TierCacheRequest,
@@ -287,30 +288,33 @@ impl Service {
             path: args.path.to_string(),
             ..Default::default()
         };
-        match args.action {
-            CacheAction::Unpin => {
-                if !tier.unpin(ino).map_err(tier_error)? {
-                    return Err(ServiceError::invalid(format!(
-                        "{} is not pinned",
-                        args.path
-                    )));
+        self.job(args.action.job_kind(), &report.path.clone(), false, || {
+            match args.action {
+                CacheAction::Unpin => {
+                    if !tier.unpin(ino).map_err(tier_error)? {
+                        return Err(ServiceError::invalid(format!(
+                            "{} is not pinned",
+                            args.path
+                        )));
+                    }
+                    return Ok((report, 0));
                 }
-                return Ok(report);
+                CacheAction::Pin => {
+                    tier.pin(ino, &args.path.0).map_err(tier_error)?;
+                    report.pinned = true;
+                }
+                CacheAction::Recall => {}
             }
-            CacheAction::Pin => {
-                tier.pin(ino, &args.path.0).map_err(tier_error)?;
-                report.pinned = true;
-            }
-            CacheAction::Recall => {}
-        }
-        live.each_file_chunks(ino, |_, chunks| {
-            report.files += 1;
-            for id in &chunks {
-                tier.recall(id, &mut report).map_err(tier_error)?;
-            }
-            Ok::<(), ServiceError>(())
-        })?;
-        Ok(report)
+            live.each_file_chunks(ino, |_, chunks| {
+                report.files += 1;
+                for id in &chunks {
+                    tier.recall(id, &mut report).map_err(tier_error)?;
+                }
+                Ok::<(), ServiceError>(())
+            })?;
+            let fetched = report.fetched_bytes;
+            Ok((report, fetched))
+        })
     }
 
     /// A time as a user gives it: absolute (RFC 3339 with `Z` or an offset, or a date at

@@ -88,6 +88,7 @@ impl Request {
             Request::Clone(_) => Some("clone"),
             Request::Backup(_) => Some("backup"),
             Request::VaultRestore(_) => Some("vault-restore"),
+            Request::TierCache(args) => Some(args.action.job_kind()),
             _ => None,
         }
     }
@@ -108,6 +109,17 @@ pub enum CacheAction {
     Recall,
     Pin,
     Unpin,
+}
+
+impl CacheAction {
+    /// Its kind as a job (a recall walks and fetches a whole tree: it runs in the background).
+    pub fn job_kind(self) -> &'static str {
+        match self {
+            CacheAction::Recall => "tier-recall",
+            CacheAction::Pin => "tier-pin",
+            CacheAction::Unpin => "tier-unpin",
+        }
+    }
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -61,6 +61,10 @@ pub const TIERED_PACK_SIZE: u64 = 32 << 20;
 const KEEP_CHECKPOINTS: usize = 3;
 /// How often the tier thread looks for work when nothing wakes it.
 const TICK: Duration = Duration::from_secs(1);
+/// How long a mount waits for the object store to answer about the writer lease before it
+/// serves from the cache and leaves the lease to the tier thread (an outage must not hold a
+/// mount for the backend's whole retry timeout).
+const LEASE_WAIT_AT_MOUNT: Duration = Duration::from_secs(10);
 
 /// Why the tier could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +219,9 @@ pub struct Tier {
     background: std::sync::OnceLock<Background>,
     /// The last computation of what pinned trees hold (the eviction pass's own).
     pinned: Mutex<Option<PinnedPacks>>,
+    /// Held while the lease is taken or renewed: the mount's attempt and the tier thread's
+    /// never run at once (they could take two generations).
+    lease_op: Mutex<()>,
     remote: Arc<remote_packs::BlobPacks>,
     state: Mutex<State>,
     wake: Condvar,
@@ -314,6 +321,7 @@ impl Tier {
             epoch,
             background: std::sync::OnceLock::new(),
             pinned: Mutex::new(None),
+            lease_op: Mutex::new(()),
             remote,
             state: Mutex::new(State {
                 uploaded: shared,
@@ -338,13 +346,25 @@ impl Tier {
     /// An unreachable object store does not fail it: the share serves from its cache, and the
     /// lease is taken before anything is published.
     pub fn start(self: &Arc<Self>, background: Background) -> Result<(), TierError> {
-        match self.hold_lease() {
-            Ok(()) => {}
-            Err(TierError::Blob(err)) => {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let this = self.clone();
+        std::thread::Builder::new()
+            .name("snapfs-lease".into())
+            .spawn(move || {
+                let _ = answer.send(this.hold_lease());
+            })?;
+        match answered.recv_timeout(LEASE_WAIT_AT_MOUNT) {
+            Ok(Ok(())) => {}
+            Ok(Err(TierError::Blob(err))) => {
                 tracing::warn!("the object store is unreachable at mount: {err}");
                 self.note(Err(TierError::Blob(err)));
             }
-            Err(err) => return Err(err),
+            Ok(Err(err)) => return Err(err),
+            Err(_) => tracing::warn!(
+                "the object store did not answer within {} s: serving from the cache; the \
+                 writer lease is taken before anything is published",
+                LEASE_WAIT_AT_MOUNT.as_secs()
+            ),
         }
         if self.background.set(background).is_err() {
             return Err(TierError::Invalid("the tier is already running".into()));
@@ -383,6 +403,7 @@ impl Tier {
     /// on a server that does not enforce conditional writes, only with `single_host`. Also
     /// rewrites a marker of an older format once the lease is held.
     fn hold_lease(&self) -> Result<(), TierError> {
+        let _one_at_a_time = self.lease_op.lock();
         if let Some(reason) = self.state.lock().fenced.clone() {
             return Err(TierError::Fenced(reason));
         }

@@ -21,6 +21,7 @@ mod history;
 mod history_cli;
 mod hostile;
 mod install;
+mod json_fields;
 mod lazy_namespace;
 mod lifecycle;
 mod metrics;

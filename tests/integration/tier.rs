@@ -133,7 +133,7 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
     let location = server.url("tiers/outage");
     let port = crate::metrics::free_port();
     let address = format!("127.0.0.1:{port}");
-    let m = Mounted::new_with_env(
+    let mut m = Mounted::new_with_env(
         &["--tier", &location, "--checkpoint-interval", "1"],
         &["--metrics", &address],
         &env,
@@ -161,6 +161,10 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
         tier_metric("snapfs_tier_upload_lag_seconds{}") >= 2.0
     });
     assert!(std::fs::read(m.path("during")).expect("read") == during);
+    // It mounts again while the object store is down: from the cache, the lease renewed later.
+    m.remount();
+    assert!(std::fs::read(m.path("during")).expect("read") == during);
+    assert_eq!(tier_metric("snapfs_tier_writer_lease_held{}"), 0.0);
 
     server.restart();
     wait_until_checkpointed(&m, &env, seq);
