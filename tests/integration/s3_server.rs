@@ -201,3 +201,69 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// `rclone serve s3` over a directory (rclone from PyPI, installed by `scripts/setup.sh`): a
+/// real S3 server that, unlike SeaweedFS, accepts `If-None-Match` on PUT and ignores it, as
+/// some S3-compatible servers do. Stopped (killed and reaped) on drop.
+pub struct IgnoringS3Server {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl IgnoringS3Server {
+    /// Starts a server with one bucket, [`BUCKET`], and waits until it answers.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("data").join(BUCKET)).expect("bucket");
+        let port = (30_000..40_000)
+            .map(|offset| offset + (std::process::id() % 500) as u16 * 17 % 9_000)
+            .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+            .expect("a free port");
+        let child = Command::new("rclone")
+            .args(["serve", "s3", "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--auth-key")
+            .arg(format!("{ACCESS_KEY},{SECRET_KEY}"))
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone (scripts/setup.sh installs it)");
+        let server = IgnoringS3Server {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rclone serve s3 did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The environment an S3 client needs to reach this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+        ]
+    }
+
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{BUCKET}/{prefix}")
+    }
+}
+
+impl Drop for IgnoringS3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

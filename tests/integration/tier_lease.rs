@@ -248,3 +248,71 @@ fn a_share_tiered_before_leases_upgrades_and_attaches() {
         b"new"
     );
 }
+
+/// On a real server that accepts conditional writes and ignores them (`rclone serve s3`), the
+/// lease cannot keep a second writer out: `init --tier` and `attach` refuse, saying why and
+/// leaving nothing, unless the admin vouches for a single host. So does `vault init`.
+#[test]
+fn a_server_that_ignores_conditional_writes_is_refused_without_single_host() {
+    let server = crate::s3_server::IgnoringS3Server::start();
+    let env = server.env();
+    let location = server.url("unfenced");
+    let tmp = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().expect("utf-8");
+
+    let out = snapfs_env(&["init", store_arg, "--tier", &location], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "init was accepted");
+    assert!(
+        err.contains("does not enforce conditional writes") && err.contains("--single-host"),
+        "{err}"
+    );
+    assert!(!store.exists(), "a refused init leaves nothing");
+
+    let m = Mounted::new_with_env(
+        &[
+            "--tier",
+            &location,
+            "--single-host",
+            "--checkpoint-interval",
+            "1",
+        ],
+        &[],
+        &env,
+    );
+    write_synced(&m.path("kept"), b"on a single host");
+    wait_until_checkpointed(&m, &env, 0);
+    drop(m);
+
+    let host = tmp.path().join("new-host");
+    let err = attach_err(&location, &host, &env);
+    assert!(err.contains("--single-host"), "{err}");
+    assert!(!host.exists());
+    ok_env(
+        &[
+            "attach",
+            &location,
+            host.to_str().expect("utf-8"),
+            "--single-host",
+        ],
+        &env,
+    );
+    let m = Mounted::open_with_env(host, &env);
+    assert_eq!(
+        std::fs::read(m.path("kept")).expect("read"),
+        b"on a single host"
+    );
+
+    let vault = server.url("vault");
+    let out = snapfs_env(&["vault", "init", &vault, "--no-encrypt"], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--single-host"),
+        "{err}"
+    );
+    ok_env(
+        &["vault", "init", &vault, "--no-encrypt", "--single-host"],
+        &env,
+    );
+}
