@@ -50,9 +50,10 @@ pub trait RemotePacks: Send + Sync {
 const FILL_WINDOW: u64 = 4 << 20;
 
 /// After a read fetched a window, the windows after it are fetched ahead on a thread of their
-/// own, up to this many, so that a sequential reader finds them cached rather than waiting for
-/// the object store at every window.
-const PREFETCH_WINDOWS: u32 = 3;
+/// own, up to this many, all at once (one ranged GET each), so that a sequential reader finds
+/// them cached rather than waiting for the object store at every window, and the object store
+/// serves several requests at a time rather than one.
+const PREFETCH_WINDOWS: u64 = 3;
 
 /// A pack as the tier sees it for caching decisions.
 #[derive(Clone, Debug)]
@@ -725,48 +726,66 @@ impl ChunkStore {
     }
 }
 
-/// Fetches up to [`PREFETCH_WINDOWS`] windows of whole frames of `pack` from `start` (a frame
-/// boundary) on, on a thread of its own, stopping at the end of the pack, at a frame already
-/// cached, or at the first failure (a reader then fetches what it needs itself). Readers missing
-/// a frame meanwhile wait on the pack's `filling` lock, then find it cached.
-fn prefetch(pack: Arc<PackFile>, remote: Arc<dyn RemotePacks>, mut start: u64) {
+/// Fetches up to [`PREFETCH_WINDOWS`] windows of `pack` from `start` (a frame boundary) on, on
+/// a thread of its own, the windows in parallel, and caches the whole frames they hold together;
+/// it stops short at the end of the pack or at a frame already cached, and gives up at the first
+/// failure (a reader then fetches what it needs itself). Readers missing a frame meanwhile wait
+/// on the pack's `filling` lock, then find it cached.
+fn prefetch(pack: Arc<PackFile>, remote: Arc<dyn RemotePacks>, start: u64) {
     let spawned = std::thread::Builder::new()
         .name("snapfs-prefetch".into())
         .spawn(move || {
             let _filling = pack.filling.lock();
-            for _ in 0..PREFETCH_WINDOWS {
-                let len = pack.written_len();
-                if start >= len {
-                    return;
-                }
-                {
-                    let _resident = pack.residence.read();
-                    let cached = pack
-                        .frame(start, FRAME_HEADER_LEN as u32)
-                        .is_some_and(|header| FrameHeader::decode(header).is_ok());
-                    if cached {
-                        return;
-                    }
-                }
-                let Ok(bytes) = remote.read(pack.id, start..(start + FILL_WINDOW).min(len)) else {
-                    return;
-                };
-                let Ok(first) = FrameHeader::decode(&bytes) else {
-                    return;
-                };
-                if first.frame_len() > bytes.len() as u64 {
-                    return;
-                }
-                let whole = whole_frames(&bytes, first.frame_len());
-                {
-                    let _exclusive = pack.residence.write();
-                    if pack.fill(start, &bytes[..whole]).is_err() {
-                        return;
-                    }
-                }
-                start += whole as u64;
+            let len = pack.written_len();
+            if start >= len {
+                return;
             }
-            pack.prefetched_to.store(start, Ordering::Release);
+            {
+                let _resident = pack.residence.read();
+                let cached = pack
+                    .frame(start, FRAME_HEADER_LEN as u32)
+                    .is_some_and(|header| FrameHeader::decode(header).is_ok());
+                if cached {
+                    return;
+                }
+            }
+            let end = (start + PREFETCH_WINDOWS * FILL_WINDOW).min(len);
+            let windows: Vec<Range<u64>> = (start..end)
+                .step_by(FILL_WINDOW as usize)
+                .map(|from| from..(from + FILL_WINDOW).min(end))
+                .collect();
+            let fetched: Vec<Result<Vec<u8>, String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = windows
+                    .iter()
+                    .map(|range| scope.spawn(|| remote.read(pack.id, range.clone())))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| handle.join().unwrap_or_else(|_| Err("panicked".into())))
+                    .collect()
+            });
+            let mut bytes = Vec::with_capacity((end - start) as usize);
+            for window in fetched {
+                match window {
+                    Ok(window) => bytes.extend_from_slice(&window),
+                    Err(_) => break,
+                }
+            }
+            let Ok(first) = FrameHeader::decode(&bytes) else {
+                return;
+            };
+            if first.frame_len() > bytes.len() as u64 {
+                return;
+            }
+            let whole = whole_frames(&bytes, first.frame_len());
+            {
+                let _exclusive = pack.residence.write();
+                if pack.fill(start, &bytes[..whole]).is_err() {
+                    return;
+                }
+            }
+            pack.prefetched_to
+                .store(start + whole as u64, Ordering::Release);
         });
     if let Err(err) = spawned {
         tracing::debug!("no prefetch thread: {err}");
