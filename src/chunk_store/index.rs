@@ -26,10 +26,8 @@ pub fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<(), 
 
 /// Every pack the committed state of `txn` names, with its committed length.
 pub fn pack_lengths(txn: &ReadTransaction) -> Result<Vec<(PackId, u64)>, redb::Error> {
-    let table = match txn.open_table(PACKS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
+    let Some(table) = crate::storage::open_if_exists(txn, PACKS)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for entry in table.iter()? {

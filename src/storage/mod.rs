@@ -1,7 +1,21 @@
 //! Plain file I/O the layers above share: the one module that maps files (and so holds the only
-//! `unsafe` code), durable file creation, and the lock that keeps a store mounted once.
+//! `unsafe` code), durable file creation, the lock that keeps a store mounted once, and the two
+//! ways every module reads its redb tables alike (copied whole, or opened if they exist).
 
 pub mod durable;
 pub mod lock;
 pub mod mmap;
 pub mod table_copy;
+
+/// Opens a table for reading, or `None` if no transaction ever created it (a store made before
+/// the table existed, or one that never needed it): how readers of optional tables start.
+pub fn open_if_exists<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<K, V>,
+) -> Result<Option<redb::ReadOnlyTable<K, V>>, redb::TableError> {
+    match txn.open_table(table) {
+        Ok(table) => Ok(Some(table)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(err) => Err(err),
+    }
+}

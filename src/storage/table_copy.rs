@@ -5,9 +5,7 @@
 //! redb has no untyped row access, so each module that owns tables copies its own with
 //! [`copy_table`]; the checkpoint's test checks that every table the database holds was copied.
 
-use redb::{
-    Key, ReadTransaction, ReadableTable, TableDefinition, TableError, Value, WriteTransaction,
-};
+use redb::{Key, ReadTransaction, ReadableTable, TableDefinition, Value, WriteTransaction};
 
 /// Copies every row of `table` (if `from` has it) into `to`, in key order.
 pub fn copy_table<K: Key + 'static, V: Value + 'static>(
@@ -15,10 +13,8 @@ pub fn copy_table<K: Key + 'static, V: Value + 'static>(
     to: &WriteTransaction,
     table: TableDefinition<K, V>,
 ) -> Result<(), redb::Error> {
-    let source = match from.open_table(table) {
-        Ok(source) => source,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(err) => return Err(err.into()),
+    let Some(source) = super::open_if_exists(from, table)? else {
+        return Ok(());
     };
     let mut target = to.open_table(table)?;
     for row in source.iter()? {

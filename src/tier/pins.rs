@@ -7,16 +7,14 @@
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::id::InodeNo;
+use crate::storage::open_if_exists;
 
 const PINS: TableDefinition<u64, &[u8]> = TableDefinition::new("tier_pins");
 
 /// Every pin: its inode and the path it was pinned by, by inode.
 pub fn all(db: &Database) -> Result<Vec<(InodeNo, Vec<u8>)>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(PINS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(err) => return Err(err.into()),
+    let Some(table) = open_if_exists(&db.begin_read()?, PINS)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     for row in table.iter()? {

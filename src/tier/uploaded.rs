@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::id::PackId;
+use crate::storage::open_if_exists;
 
 const PACKS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_packs");
 const RETIRED: TableDefinition<u32, (u64, u64)> = TableDefinition::new("tier_retired");
@@ -31,10 +32,8 @@ pub struct Uploaded {
 
 /// Every pack recorded as uploaded in `txn`'s view.
 pub fn read(txn: &ReadTransaction) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
-    let table = match txn.open_table(PACKS) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-        Err(err) => return Err(err.into()),
+    let Some(table) = open_if_exists(txn, PACKS)? else {
+        return Ok(HashMap::new());
     };
     let mut out = HashMap::new();
     for row in table.iter()? {
@@ -59,11 +58,8 @@ pub struct Retired {
 
 /// Every retired pack whose object is not deleted yet.
 pub fn retired(db: &Database) -> Result<HashMap<PackId, Retired>, redb::Error> {
-    let txn = db.begin_read()?;
-    let table = match txn.open_table(RETIRED) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-        Err(err) => return Err(err.into()),
+    let Some(table) = open_if_exists(&db.begin_read()?, RETIRED)? else {
+        return Ok(HashMap::new());
     };
     let mut out = HashMap::new();
     for row in table.iter()? {
@@ -117,10 +113,9 @@ pub fn record_in(
 }
 
 fn state(db: &Database, name: &str) -> Result<Option<u64>, redb::Error> {
-    match db.begin_read()?.open_table(STATE) {
-        Ok(table) => Ok(table.get(name)?.map(|value| value.value())),
-        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(err) => Err(err.into()),
+    match open_if_exists(&db.begin_read()?, STATE)? {
+        Some(table) => Ok(table.get(name)?.map(|value| value.value())),
+        None => Ok(None),
     }
 }
 

@@ -324,7 +324,8 @@ fn fetched(m: &Mounted, env: &[(&str, String)]) -> u64 {
         .expect("fetched")
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) {
+/// Writes a file and syncs it: committed, so the next checkpoint holds it.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) {
     use std::io::Write;
     let mut file = std::fs::File::create(path).expect("create");
     file.write_all(bytes).expect("write");

@@ -7,16 +7,8 @@ use std::path::Path;
 
 use crate::harness::{Mounted, wait_for};
 use crate::s3_server::S3Server;
-use crate::tier::{attach, tier_status, wait_until_checkpointed};
+use crate::tier::{attach, tier_status, wait_until_checkpointed, write_synced};
 use crate::vault::{ok_env, snapfs_env};
-
-/// Writes a file and syncs it: committed, so the next checkpoint holds it.
-fn write_synced(path: &Path, bytes: &[u8]) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).expect("create");
-    file.write_all(bytes).expect("write");
-    file.sync_all().expect("fsync");
-}
 
 /// `snapfs attach` into `to`, which must fail; returns its error output.
 fn attach_err(location: &str, to: &Path, env: &[(&str, String)]) -> String {
