@@ -30,18 +30,28 @@ pub struct Uploaded {
     pub epoch: u64,
 }
 
-/// Every pack recorded as uploaded in `txn`'s view.
-pub fn read(txn: &ReadTransaction) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
-    let Some(table) = open_if_exists(txn, PACKS)? else {
+/// Every row of `table` (one of the pack-keyed tables of pairs here) in `txn`'s view, each pair
+/// made into a `T`.
+fn read_packs<T>(
+    txn: &ReadTransaction,
+    table: TableDefinition<u32, (u64, u64)>,
+    make: impl Fn(u64, u64) -> T,
+) -> Result<HashMap<PackId, T>, redb::Error> {
+    let Some(table) = open_if_exists(txn, table)? else {
         return Ok(HashMap::new());
     };
     let mut out = HashMap::new();
     for row in table.iter()? {
         let (id, value) = row?;
-        let (len, epoch) = value.value();
-        out.insert(PackId(id.value()), Uploaded { len, epoch });
+        let (a, b) = value.value();
+        out.insert(PackId(id.value()), make(a, b));
     }
     Ok(out)
+}
+
+/// Every pack recorded as uploaded in `txn`'s view.
+pub fn read(txn: &ReadTransaction) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
+    read_packs(txn, PACKS, |len, epoch| Uploaded { len, epoch })
 }
 
 pub fn all(db: &Database) -> Result<HashMap<PackId, Uploaded>, redb::Error> {
@@ -58,16 +68,10 @@ pub struct Retired {
 
 /// Every retired pack whose object is not deleted yet.
 pub fn retired(db: &Database) -> Result<HashMap<PackId, Retired>, redb::Error> {
-    let Some(table) = open_if_exists(&db.begin_read()?, RETIRED)? else {
-        return Ok(HashMap::new());
-    };
-    let mut out = HashMap::new();
-    for row in table.iter()? {
-        let (id, value) = row?;
-        let (epoch, since) = value.value();
-        out.insert(PackId(id.value()), Retired { epoch, since });
-    }
-    Ok(out)
+    read_packs(&db.begin_read()?, RETIRED, |epoch, since| Retired {
+        epoch,
+        since,
+    })
 }
 
 /// Moves packs from the uploaded to the retired ones, in one durable transaction.
