@@ -245,6 +245,12 @@ mod tests {
 
     /// Copies the store committed under `tests/fixtures/<fixture>` (its `files`) to `to` (git
     /// keeps no empty directory: `packs/` is made here).
+    /// The store config in `dir` as its file holds it now.
+    fn config_on_disk(dir: &Path) -> StoreConfig {
+        StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
+            .expect("the store config decodes")
+    }
+
     fn copy_fixture(fixture: &str, files: &[&str], to: &Path) {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
@@ -272,9 +278,7 @@ mod tests {
         assert_eq!(store.config.format_version, STORE_FORMAT_VERSION);
         let share = store.config.share_id().expect("a share id");
         drop(store);
-        let on_disk =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("decodes");
+        let on_disk = config_on_disk(&dir);
         assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
         assert_eq!(on_disk.share_id(), Some(share), "written durably");
         let again = Store::open(&dir).expect("reopens");
@@ -295,9 +299,7 @@ mod tests {
             &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
             &dir,
         );
-        let before =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("v2");
+        let before = config_on_disk(&dir);
         assert_eq!(before.format_version, 2);
 
         let live = crate::testing::open(&dir);
@@ -326,9 +328,7 @@ mod tests {
         drop((objects, snapshots));
         crate::testing::close(live);
 
-        let on_disk =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("decodes");
+        let on_disk = config_on_disk(&dir);
         assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
         let live = crate::testing::open(&dir);
         let objects = crate::tree_objects::TreeObjects::new(live.chunk_store());
@@ -358,9 +358,7 @@ mod tests {
             &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
             &dir,
         );
-        let before =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("v3");
+        let before = config_on_disk(&dir);
         assert_eq!(before.format_version, 3);
 
         let store = Store::open(&dir).expect("opens and upgrades");
@@ -402,9 +400,7 @@ mod tests {
         drop((objects, snapshots));
         crate::testing::close(live);
 
-        let on_disk =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("decodes");
+        let on_disk = config_on_disk(&dir);
         assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
         let live = crate::testing::open(&dir);
         assert_eq!(lookup(&live, "d/hard2").expect("hard2").record.nlink, 2);
@@ -428,9 +424,7 @@ mod tests {
             &[STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"],
             &dir,
         );
-        let before =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("v4");
+        let before = config_on_disk(&dir);
         assert_eq!(before.format_version, 4);
         let live = crate::testing::open(&dir);
         assert_eq!(live.share_id(), before.share_id());
@@ -452,9 +446,7 @@ mod tests {
         live.commit_now().expect("commit");
         drop((objects, snapshots));
         crate::testing::close(live);
-        let on_disk =
-            StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
-                .expect("decodes");
+        let on_disk = config_on_disk(&dir);
         assert_eq!(on_disk.format_version, STORE_FORMAT_VERSION);
         assert_eq!(on_disk.tier, None);
     }
