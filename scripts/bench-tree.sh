@@ -1,9 +1,21 @@
-# Helpers shared by the snapshot and diff benchmarks (sourced, not run).
+# Helpers shared by the benchmarks (sourced, not run).
 
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", b - a }'; }
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# parse_mib_files ARGS...: sets `mib` and `files` (the caller sets their defaults first) from
+# `--mib N` and `--files N`, or prints the usage and exits.
+parse_mib_files() {
+    while (($#)); do
+        case $1 in
+        --mib) mib=$2; shift 2 ;;
+        --files) files=$2; shift 2 ;;
+        *) echo "usage: $0 [--mib N] [--files N]" >&2; exit 2 ;;
+        esac
+    done
+}
 
 # make_tree DIR N: N files of 1-4 KiB of random bytes, 100 per directory (dNNNNN/fNNN).
 make_tree() {

@@ -14,15 +14,10 @@
 #   scripts/bench-vault.sh [--mib N] [--files N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-tree.sh
 mib=1024
 files=10000
-while (($#)); do
-    case $1 in
-    --mib) mib=$2; shift 2 ;;
-    --files) files=$2; shift 2 ;;
-    *) echo "usage: $0 [--mib N] [--files N]" >&2; exit 2 ;;
-    esac
-done
+parse_mib_files "$@"
 if ! command -v restic >/dev/null; then
     apt-get update -qq && apt-get install -y -qq restic >/dev/null
 fi
@@ -43,7 +38,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-source scripts/bench-tree.sh
 wait_mounted() { for _ in $(seq 600); do mountpoint -q "$1" && return 0; sleep 0.05; done; return 1; }
 timed() { # timed VAR COMMAND...: runs COMMAND with cold caches, sets VAR to its seconds
     local var=$1; shift
