@@ -82,23 +82,7 @@ pub enum MetaError {
     Accounting(accounting::AccountingError),
 }
 
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for MetaError {
-            fn from(err: $t) -> Self {
-                MetaError::Db(err.into())
-            }
-        }
-    )*};
-}
-db_err!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+crate::storage::from_redb_errors!(MetaError, MetaError::Db);
 
 /// The block-map changes of one file since the last commit.
 #[derive(Debug, Default)]

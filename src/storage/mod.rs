@@ -7,6 +7,35 @@ pub mod lock;
 pub mod mmap;
 pub mod table_copy;
 
+/// Implements `From` for the error type `$error` from `redb::Error` and from each error type
+/// redb's calls return, all into its variant `$variant(redb::Error)`, so that `?` works on every
+/// redb call in a module whose errors wrap the database's.
+macro_rules! from_redb_errors {
+    ($error:ty, $variant:path) => {
+        impl From<redb::Error> for $error {
+            fn from(err: redb::Error) -> Self {
+                $variant(err)
+            }
+        }
+        $crate::storage::from_redb_errors!(
+            @through_redb $error,
+            redb::DatabaseError,
+            redb::TransactionError,
+            redb::TableError,
+            redb::StorageError,
+            redb::CommitError
+        );
+    };
+    (@through_redb $error:ty, $($t:ty),*) => {$(
+        impl From<$t> for $error {
+            fn from(err: $t) -> Self {
+                <$error>::from(redb::Error::from(err))
+            }
+        }
+    )*};
+}
+pub(crate) use from_redb_errors;
+
 /// Opens a table for reading, or `None` if no transaction ever created it (a store made before
 /// the table existed, or one that never needed it): how readers of optional tables start.
 pub fn open_if_exists<K: redb::Key + 'static, V: redb::Value + 'static>(

@@ -72,7 +72,7 @@ pub enum TierError {
     #[error("object store: {0}")]
     Blob(#[from] BlobError),
     #[error("metadata database: {0}")]
-    Meta(#[from] redb::Error),
+    Meta(#[source] redb::Error),
     #[error("{0}")]
     Chunks(#[from] crate::chunk_store::ChunkStoreError),
     #[error("{0}")]
@@ -87,22 +87,7 @@ pub enum TierError {
     Fenced(String),
 }
 
-macro_rules! redb_errors {
-    ($($t:ty),*) => {$(
-        impl From<$t> for TierError {
-            fn from(err: $t) -> Self {
-                TierError::Meta(err.into())
-            }
-        }
-    )*};
-}
-redb_errors!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+crate::storage::from_redb_errors!(TierError, TierError::Meta);
 
 /// What `snapfs tier status` shows.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
