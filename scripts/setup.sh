@@ -2,8 +2,9 @@
 # Installs what snapfs and its tests need on a fresh Debian machine: the FUSE tools, the shells
 # and formatters that check the generated completions and manual pages, and the
 # POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
-# SeaweedFS, the S3 server the vault tests start, Prometheus's parser for the metrics test, and
-# Samba (smbd, smbclient) for the Windows Previous Versions test.
+# SeaweedFS, the S3 server the vault tests start, rclone, whose S3 server ignores conditional
+# writes (for the tiering tests), Prometheus's parser for the metrics test, and Samba (smbd,
+# smbclient) for the Windows Previous Versions test.
 set -euo pipefail
 
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
