@@ -219,11 +219,17 @@ pub fn take(backend: &dyn BlobBackend, holder: &Holder, force: bool) -> Result<u
         Err(err) => return Err(err.into()),
     }
     write_alive(backend, generation, false)?;
-    // The generation before stays for the messages of a fenced writer; older ones go.
+    // The generation before stays for the messages of a fenced writer; older ones go (those
+    // listed: the ones before them went at earlier takes).
     if let Some(lease) = newest {
-        for old in 1..lease.generation {
-            backend.delete(&layout::lease_key(old))?;
-            backend.delete(&layout::lease_alive_key(old))?;
+        for meta in backend.list(layout::LEASES)? {
+            let older = match layout::parse_lease_key(meta.key.as_str()) {
+                Some(LeaseObject::Record(old) | LeaseObject::Alive(old)) => old < lease.generation,
+                None => false,
+            };
+            if older {
+                backend.delete(&meta.key)?;
+            }
         }
     }
     Ok(generation)
