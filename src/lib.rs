@@ -4,6 +4,7 @@
 //! - [`format`]: every persisted byte layout, pure encode/decode.
 //! - `cache`, `held_inodes`: in-memory helpers with no knowledge of the layers (a byte-bounded
 //!   LRU; the table of inodes the kernel holds, counted by lookups and given back by `forget`).
+//! - [`progress`]: how far a long job has got, shared between the work and whoever shows it.
 //! - [`access`]: who sent a request, and what permission bits grant them.
 //! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
@@ -46,6 +47,7 @@ pub mod meta;
 pub mod metrics;
 pub(crate) mod path_tree;
 pub mod phases;
+pub mod progress;
 pub mod schedule;
 pub mod service;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use crate::chunk_store::ChunkStoreError;
 use crate::format::object::{Object, ObjectId};
 use crate::id::ChunkId;
 use crate::path_tree::{PathId, PathTree};
+use crate::progress::{Progress, Unit};
 use crate::snapshot::Snapshots;
 
 /// What to check.
@@ -113,13 +114,17 @@ fn walk_snapshot(snapshots: &Snapshots, name: &str, root: ObjectId, uses: &mut U
     }
 }
 
-/// Runs a verification. `progress` is called with the number of chunks checked so far.
+/// Runs a verification, reporting the stored bytes checked (chunks, with `quick`) to
+/// `progress`.
 pub fn verify(
     snapshots: &Snapshots,
     options: &VerifyOptions,
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &Progress,
 ) -> Result<VerifyReport, ChunkStoreError> {
     let live = snapshots.live();
+    // The index then lists every chunk a write that returned put (the sizes come from it).
+    live.commit_now()
+        .map_err(|err| ChunkStoreError::Io(std::io::Error::other(err.to_string())))?;
     let chunks = live.chunk_store();
     let mut uses = Uses::default();
     match &options.snapshot {
@@ -155,10 +160,24 @@ pub fn verify(
         }
     }
     let by_chunk = std::mem::take(&mut uses.by_chunk);
-    let total = by_chunk.len() as u64;
+    // A full check reads every frame: its progress is in stored bytes, from the index (a
+    // chunk missing from it counts nothing, and is reported damaged below).
+    let frame_len: HashMap<ChunkId, u64> = if options.quick {
+        progress.stage("checking chunks", Unit::Items, Some(by_chunk.len() as u64));
+        HashMap::new()
+    } else {
+        let sizes: HashMap<ChunkId, u64> = chunks
+            .committed_chunks()?
+            .into_iter()
+            .filter(|(id, _)| by_chunk.contains_key(id))
+            .map(|(id, location)| (id, u64::from(location.frame_len)))
+            .collect();
+        progress.stage("reading chunks", Unit::Bytes, Some(sizes.values().sum()));
+        sizes
+    };
     let mut report = VerifyReport::default();
     let mut damaged: BTreeMap<String, Damage> = BTreeMap::new();
-    for (checked, (id, places)) in by_chunk.into_iter().enumerate() {
+    for (id, places) in by_chunk {
         let problem = if options.quick {
             chunks.check_present(&id).err().map(|err| err.to_string())
         } else {
@@ -179,11 +198,11 @@ pub fn verify(
             );
         }
         report.chunks_checked += 1;
-        if checked % 256 == 0 {
-            progress(checked as u64, total);
-        }
+        progress.add(match options.quick {
+            true => 1,
+            false => frame_len.get(&id).copied().unwrap_or(0),
+        });
     }
-    progress(total, total);
     report.damaged = damaged.into_values().collect();
     Ok(report)
 }
@@ -213,7 +232,7 @@ mod tests {
     }
 
     fn run(snapshots: &Snapshots) -> VerifyReport {
-        on_small_stack(|| verify(snapshots, &VerifyOptions::default(), &mut |_, _| {}))
+        on_small_stack(|| verify(snapshots, &VerifyOptions::default(), &Progress::new()))
             .expect("verify")
     }
 

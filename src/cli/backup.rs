@@ -5,6 +5,7 @@
 
 use clap::Args;
 
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use super::vault::KeyArgs;
 use crate::service::Request;
@@ -22,6 +23,8 @@ pub struct BackupCommand {
     pub key: KeyArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(command: BackupCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
@@ -35,8 +38,13 @@ pub fn run(command: BackupCommand, on_failure: Option<&str>) -> anyhow::Result<(
         to,
         access: command.key.access()?,
     });
-    let report: BackupReport = command.target.resolve(on_failure)?.execute(request)?;
-    if report.already_there {
+    let target = command.target.resolve(on_failure)?;
+    let report: BackupReport = with_progress("backup", command.progress.json, |progress| {
+        target.execute_with_progress(request, progress)
+    })?;
+    if command.progress.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.already_there {
         println!("{} is already in the vault", report.name);
     } else {
         println!(

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::human_bytes;
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use crate::gc::GcReport;
 use crate::service::Request;
@@ -11,10 +12,19 @@ use crate::service::Request;
 pub struct GcArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(args: GcArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
-    let report: GcReport = args.target.resolve(on_failure)?.execute(Request::Gc)?;
+    let target = args.target.resolve(on_failure)?;
+    let report: GcReport = with_progress("gc", args.progress.json, |progress| {
+        target.execute_with_progress(Request::Gc, progress)
+    })?;
+    if args.progress.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "gc: removed {} unused chunks, rewrote {} packs, freed {} ({} bytes)",
         report.chunks_removed,

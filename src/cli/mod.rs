@@ -14,6 +14,7 @@ pub mod man;
 pub mod mount;
 pub mod mount_helper;
 pub mod policy;
+pub mod progress;
 pub mod restore;
 pub mod snapshot;
 pub mod status;

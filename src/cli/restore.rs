@@ -4,6 +4,7 @@
 use clap::Args;
 
 use super::human_bytes;
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use crate::service::Request;
 use crate::service::request::{CloneArgs, RestoreArgs, Snapshot};
@@ -15,6 +16,8 @@ pub struct RestoreCommand {
     pub args: RestoreArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 #[derive(Args, Debug)]
@@ -23,6 +26,8 @@ pub struct RollbackCommand {
     pub args: Snapshot,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 #[derive(Args, Debug)]
@@ -31,6 +36,8 @@ pub struct CloneCommand {
     pub args: CloneArgs,
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 fn counts(counts: &TreeCounts) -> String {
@@ -43,13 +50,35 @@ fn counts(counts: &TreeCounts) -> String {
     )
 }
 
+/// Carries out `request` on the target, showing its progress as `command`.
+fn run<T: serde::de::DeserializeOwned>(
+    command: &str,
+    target: &TargetArgs,
+    json: bool,
+    on_failure: Option<&str>,
+    request: Request,
+) -> anyhow::Result<T> {
+    let target = target.resolve(on_failure)?;
+    with_progress(command, json, |progress| {
+        target.execute_with_progress(request, progress)
+    })
+}
+
 pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let (snapshot, path) = (command.args.snapshot.clone(), command.args.path.clone());
     let to = command.args.to.clone().unwrap_or_else(|| path.clone());
-    let report: RestoreReport = command
-        .target
-        .resolve(on_failure)?
-        .execute(Request::Restore(command.args))?;
+    let json = command.progress.json;
+    let report: RestoreReport = run(
+        "restore",
+        &command.target,
+        json,
+        on_failure,
+        Request::Restore(command.args),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "restored {path} from {snapshot} to {to}: {} (stored {})",
         counts(&report.restored),
@@ -60,10 +89,18 @@ pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Res
 
 pub fn rollback(command: RollbackCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let snapshot = command.args.snapshot.clone();
-    let report: RollbackReport = command
-        .target
-        .resolve(on_failure)?
-        .execute(Request::Rollback(command.args))?;
+    let json = command.progress.json;
+    let report: RollbackReport = run(
+        "rollback",
+        &command.target,
+        json,
+        on_failure,
+        Request::Rollback(command.args),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "rolled the share back to {snapshot}: {}; the state before is snapshot {}",
         counts(&report.restored),
@@ -80,10 +117,18 @@ pub fn clone(command: CloneCommand, on_failure: Option<&str>) -> anyhow::Result<
     let mut args = command.args;
     // The daemon may run elsewhere than here: it gets an absolute path.
     args.new_store = std::path::absolute(&args.new_store)?;
-    let report: CloneReport = command
-        .target
-        .resolve(on_failure)?
-        .execute(Request::Clone(args))?;
+    let json = command.progress.json;
+    let report: CloneReport = run(
+        "clone",
+        &command.target,
+        json,
+        on_failure,
+        Request::Clone(args),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "cloned {snapshot} into a new store at {}: {}, {} chunks copied",
         new_store.display(),

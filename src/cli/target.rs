@@ -13,10 +13,11 @@ use serde::de::DeserializeOwned;
 use super::umount::store_of_mount;
 use crate::access::Requester;
 use crate::live::{LiveFs, LiveOptions};
+use crate::progress::Progress;
 use crate::schedule::clock::SystemClock;
 use crate::service::background::JobState;
 use crate::service::request::{JobArgs, to_line};
-use crate::service::{Progress, Request, Service, ServiceOptions};
+use crate::service::{Request, Service, ServiceOptions};
 use crate::snapshot::Snapshots;
 use crate::store::Store;
 
@@ -107,13 +108,15 @@ impl TargetArgs {
 impl Target {
     /// Carries out `request` and decodes its reply.
     pub fn execute<T: DeserializeOwned>(&self, request: Request) -> anyhow::Result<T> {
-        self.execute_with_progress(request, &mut |_, _| {})
+        self.execute_with_progress(request, &Progress::new())
     }
 
+    /// Carries out `request`, following its progress in `progress` (a daemon's job is asked
+    /// for it as it runs).
     pub fn execute_with_progress<T: DeserializeOwned>(
         &self,
         request: Request,
-        progress: Progress<'_>,
+        progress: &Progress,
     ) -> anyhow::Result<T> {
         let reply = match self {
             Target::Mounted { control } => {
@@ -144,11 +147,7 @@ impl Target {
 /// Waits for a daemon's background job to end, showing its progress; returns its reply, or its
 /// error as this command's. Each question is a short request of its own, so the control file
 /// is never held while the job runs.
-fn follow_job(
-    control: &Path,
-    job: u64,
-    progress: Progress<'_>,
-) -> anyhow::Result<serde_json::Value> {
+fn follow_job(control: &Path, job: u64, progress: &Progress) -> anyhow::Result<serde_json::Value> {
     let ask = to_line(&Request::Job(JobArgs { job }));
     // Short pauses: a job's end is seen at most 50 ms late (a command waiting up to a quarter
     // of a second after a 0.1 s backup took three times as long as the backup). A question
@@ -158,11 +157,9 @@ fn follow_job(
         let text = send(control, &ask)?;
         let state: JobState =
             serde_json::from_str(&text).context("unexpected reply from the daemon")?;
+        progress.follow(&state.progress);
         match state.state.as_str() {
             "running" => {
-                if state.total > 0 {
-                    progress(state.done, state.total);
-                }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(50));
             }

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::human_bytes;
 use super::init::TierCacheArgs;
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use crate::schedule::calendar::format_rfc3339;
 use crate::service::Request;
@@ -38,12 +39,16 @@ pub enum TierAction {
     Recall {
         /// A path on the mounted share.
         path: PathBuf,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
     /// Keep a file or tree of a mounted tiered share in the local cache (fetched now, never
     /// evicted, even over the cache size), following it through renames.
     Pin {
         /// A path on the mounted share.
         path: PathBuf,
+        #[command(flatten)]
+        progress: ProgressArgs,
     },
     /// Let a pinned file or tree be evicted again.
     Unpin {
@@ -76,19 +81,33 @@ fn on_a_mounted_share(path: &std::path::Path) -> anyhow::Result<(PathBuf, Vec<u8
     anyhow::bail!("{} is not on a mounted snapfs share", path.display())
 }
 
-fn tier_cache(action: CacheAction, path: &std::path::Path) -> anyhow::Result<()> {
+fn tier_cache(
+    action: CacheAction,
+    path: &std::path::Path,
+    shown: ProgressArgs,
+) -> anyhow::Result<()> {
     let (mount, relative) = on_a_mounted_share(path)?;
     let target = TargetArgs {
         mount: Some(mount),
         store: None,
-    };
+    }
+    .resolve(None)?;
     let started = std::time::Instant::now();
-    let report: RecallReport = target.resolve(None)?.execute(Request::TierCache(
-        crate::service::request::TierCacheRequest {
-            action,
-            path: BytePath(relative),
-        },
-    ))?;
+    let request = Request::TierCache(crate::service::request::TierCacheRequest {
+        action,
+        path: BytePath(relative),
+    });
+    let command = match action {
+        CacheAction::Pin => "tier pin",
+        _ => "tier recall",
+    };
+    let report: RecallReport = with_progress(command, shown.json, |progress| {
+        target.execute_with_progress(request, progress)
+    })?;
+    if shown.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let what = match action {
         CacheAction::Unpin => {
             println!("unpinned {}: it may be evicted again", path.display());
@@ -136,13 +155,17 @@ pub struct AttachArgs {
     /// (nothing it publishes afterwards is part of the share).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
     match args.action {
-        TierAction::Recall { path } => tier_cache(CacheAction::Recall, &path),
-        TierAction::Pin { path } => tier_cache(CacheAction::Pin, &path),
-        TierAction::Unpin { path } => tier_cache(CacheAction::Unpin, &path),
+        TierAction::Recall { path, progress } => tier_cache(CacheAction::Recall, &path, progress),
+        TierAction::Pin { path, progress } => tier_cache(CacheAction::Pin, &path, progress),
+        TierAction::Unpin { path } => {
+            tier_cache(CacheAction::Unpin, &path, ProgressArgs::default())
+        }
         TierAction::Enable(args) => {
             let location = crate::blob::BlobLocation::parse(&args.location)?;
             let config =
@@ -214,8 +237,19 @@ pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
 pub fn attach(args: AttachArgs) -> anyhow::Result<()> {
     let location = crate::blob::BlobLocation::parse(&args.location)?;
     let started = std::time::Instant::now();
-    let report = crate::tier::attach(args.cache.config(&location), &args.store, args.force)
-        .with_context(|| format!("cannot attach {location}"))?;
+    let report = with_progress("attach", args.progress.json, |progress| {
+        crate::tier::attach(
+            args.cache.config(&location),
+            &args.store,
+            args.force,
+            progress,
+        )
+        .with_context(|| format!("cannot attach {location}"))
+    })?;
+    if args.progress.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "attached share {} from checkpoint #{} ({}) into {} in {:.1} s, holding its writer lease \
          {}: {} packs, {} left in the object store until read; mount it with `snapfs mount {} \

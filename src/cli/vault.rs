@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use crate::blob::{self, BlobLocation};
 use crate::format::vault_config::KdfParams;
@@ -279,6 +280,8 @@ pub struct RestoreArgs {
     pub store: Option<PathBuf>,
     #[command(flatten)]
     pub key: KeyArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 #[derive(Args, Debug)]
@@ -590,7 +593,9 @@ fn key_command(command: KeyCommand) -> anyhow::Result<()> {
 
 fn verify_vault(args: VerifyArgs) -> anyhow::Result<()> {
     let mut vault = open_for_verify(&args.vault, &args.key)?;
-    let report = verify::verify(&mut vault, args.read_data)?;
+    let report = with_progress("vault verify", args.json, |progress| {
+        Ok(verify::verify(&mut vault, args.read_data, progress)?)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -654,7 +659,9 @@ fn copy_vault(args: CopyArgs) -> anyhow::Result<()> {
     let mut source = open(&args.vault, &args.key)?;
     let mut dest = Vault::open(&location(&args.other_vault)?, &args.dest_secret()?)
         .with_context(|| format!("the destination vault {}", args.other_vault))?;
-    let report = copy::copy(&mut source, &mut dest, &args.backups)?;
+    let report = with_progress("vault copy", args.json, |progress| {
+        Ok(copy::copy(&mut source, &mut dest, &args.backups, progress)?)
+    })?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
@@ -740,6 +747,7 @@ fn restore_vault(args: RestoreArgs, on_failure: Option<&str>) -> anyhow::Result<
                 store: args.store,
             },
             on_failure,
+            args.progress.json,
         );
     }
     let Some(new_store) = args.new_store else {
@@ -747,7 +755,18 @@ fn restore_vault(args: RestoreArgs, on_failure: Option<&str>) -> anyhow::Result<
     };
     let vault = open(&args.vault, &args.key)?;
     let new_store = std::path::absolute(&new_store)?;
-    let report = restore::restore(&vault, &args.backup, &new_store)?;
+    let report = with_progress("vault restore", args.progress.json, |progress| {
+        Ok(restore::restore(
+            &vault,
+            &args.backup,
+            &new_store,
+            progress,
+        )?)
+    })?;
+    if args.progress.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "restored {} into a new store at {}: {} files, {} directories, {} fetched",
         args.backup,
@@ -774,12 +793,18 @@ fn restore_into_share(
     request: VaultRestoreArgs,
     target: TargetArgs,
     on_failure: Option<&str>,
+    json: bool,
 ) -> anyhow::Result<()> {
     let (backup, path) = (request.backup.clone(), request.path.clone());
     let to = request.to.clone().unwrap_or_else(|| path.clone());
-    let report: restore::VaultPathReport = target
-        .resolve(on_failure)?
-        .execute(Request::VaultRestore(request))?;
+    let target = target.resolve(on_failure)?;
+    let report: restore::VaultPathReport = with_progress("vault restore", json, |progress| {
+        target.execute_with_progress(Request::VaultRestore(request), progress)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     println!(
         "restored {path} from backup {backup} to {to}: {} files, {} directories, {} others, {} fetched",
         report.restored.files,

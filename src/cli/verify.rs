@@ -1,10 +1,9 @@
 //! `snapfs verify`: check the store and report which files damaged chunks affect.
 
-use std::io::{IsTerminal, Write};
-
 use anyhow::bail;
 use clap::Args;
 
+use super::progress::{ProgressArgs, with_progress};
 use super::target::TargetArgs;
 use crate::service::Request;
 use crate::service::request::VerifyArgs as VerifyRequest;
@@ -16,21 +15,25 @@ pub struct VerifyCommand {
     pub target: TargetArgs,
     #[command(flatten)]
     pub request: VerifyRequest,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(args: VerifyCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
-    let terminal = std::io::stderr().is_terminal();
     let target = args.target.resolve(on_failure)?;
-    // Progress shows when the check runs here; a daemon reports only at the end.
-    let report: VerifyReport =
-        target.execute_with_progress(Request::Verify(args.request), &mut |done, total| {
-            if terminal {
-                eprint!("\rverify: {done}/{total} chunks");
-                let _ = std::io::stderr().flush();
-            }
-        })?;
-    if terminal {
-        eprintln!();
+    let report: VerifyReport = with_progress("verify", args.progress.json, |progress| {
+        target.execute_with_progress(Request::Verify(args.request), progress)
+    })?;
+    if args.progress.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        if !report.is_clean() {
+            bail!(
+                "{} of {} chunks damaged",
+                report.damaged.len(),
+                report.chunks_checked
+            );
+        }
+        return Ok(());
     }
     for damage in &report.damaged {
         println!("damaged chunk {}: {}", damage.chunk, damage.problem);

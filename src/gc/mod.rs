@@ -29,6 +29,7 @@ use crate::chunk_store::ChunkStoreError;
 use crate::id::{ChunkId, PackId};
 use crate::live::FsError;
 use crate::meta::accounting::{AccountingError, Ledger};
+use crate::progress::{Progress, Unit};
 use crate::snapshot::Snapshots;
 pub use crate::tree_objects::walk_tree;
 
@@ -61,7 +62,7 @@ pub struct GcReport {
 
 /// Every chunk in use by the live share or a snapshot. Call with the chunk store recording
 /// reuse (`LiveFs::begin_gc`).
-pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
+pub fn mark(snapshots: &Snapshots, progress: &Progress) -> Result<HashSet<ChunkId>, GcError> {
     let live = snapshots.live();
     live.commit_now()?;
     let mut marked = HashSet::new();
@@ -73,17 +74,24 @@ pub fn mark(snapshots: &Snapshots) -> Result<HashSet<ChunkId>, GcError> {
         marked.insert(chunk);
     }
     // After the snapshots: what the live share froze to last is mostly their objects.
-    for root in snapshots.roots_in_use().into_iter().chain(
-        live.frozen_objects()
-            .map_err(|err| GcError::Meta(err.to_string()))?,
-    ) {
+    let roots: Vec<_> = snapshots
+        .roots_in_use()
+        .into_iter()
+        .chain(
+            live.frozen_objects()
+                .map_err(|err| GcError::Meta(err.to_string()))?,
+        )
+        .collect();
+    progress.stage("marking trees", Unit::Items, Some(roots.len() as u64));
+    for root in roots {
         walk_tree(snapshots.objects(), root, &mut |id| marked.insert(id))?;
+        progress.add(1);
     }
     Ok(marked)
 }
 
 /// Runs a whole collection.
-pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
+pub fn collect(snapshots: &Snapshots, progress: &Progress) -> Result<GcReport, GcError> {
     let catalog = snapshots.hold_catalog();
     // A deleted newest snapshot's tree, kept for the accounting's next diff, goes now, so
     // that this collection reclaims what only it held.
@@ -103,7 +111,7 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
     chunks.seal_active_pack();
     let result = (|| -> Result<GcReport, GcError> {
         let candidates = chunks.committed_chunks()?;
-        let marked = mark(snapshots)?;
+        let marked = mark(snapshots, progress)?;
         drop(no_freeze);
         let garbage: Vec<ChunkId> = candidates
             .iter()
@@ -140,13 +148,19 @@ pub fn collect(snapshots: &Snapshots) -> Result<GcReport, GcError> {
                 .or_default()
                 .push((id, location));
         }
+        let mut compact = Vec::new();
         for (pack, size) in sealed {
             let frames = live_frames.remove(&pack).unwrap_or_default();
             let live_bytes: u64 = frames.iter().map(|(_, l)| u64::from(l.frame_len)).sum();
-            if size == 0 || live_bytes as f64 >= size as f64 * COMPACT_BELOW {
-                continue;
+            if size > 0 && (live_bytes as f64) < size as f64 * COMPACT_BELOW {
+                compact.push((pack, frames, live_bytes));
             }
+        }
+        let moving = compact.iter().map(|(_, _, live_bytes)| live_bytes).sum();
+        progress.stage("compacting packs", Unit::Bytes, Some(moving));
+        for (pack, frames, live_bytes) in compact {
             let damaged = chunks.relocate(&frames)?;
+            progress.add(live_bytes);
             if !damaged.is_empty() {
                 // Keep the pack: its damaged chunks are still referenced from it.
                 report.damaged.extend(damaged.iter().map(|id| id.to_hex()));
@@ -193,7 +207,7 @@ mod tests {
         on_small_stack(|| snapshots.create("s2", Origin::Manual)).expect("snapshot");
         snapshots.delete("s1", DeleteMode::Now).expect("delete");
 
-        let report = on_small_stack(|| collect(&snapshots)).expect("gc");
+        let report = on_small_stack(|| collect(&snapshots, &Progress::new())).expect("gc");
         assert!(report.chunks_marked > DEEP as u64, "{report:?}");
         assert!(
             report.chunks_removed >= DEEP as u64,
@@ -214,7 +228,7 @@ mod tests {
         );
         let bottom = chain_bottom(&live, InodeNo::ROOT, b"dir", DEEP);
         assert_eq!(read_in(&live, bottom, b"leaf"), b"second");
-        let report = on_small_stack(|| collect(&snapshots)).expect("gc again");
+        let report = on_small_stack(|| collect(&snapshots, &Progress::new())).expect("gc again");
         assert_eq!(report.chunks_removed, 0, "{report:?}");
     }
 }

@@ -265,7 +265,7 @@ mod tests {
                 format!("purge {name}")
             }
             13 => {
-                crate::gc::collect(snapshots).expect("gc");
+                crate::gc::collect(snapshots, &crate::progress::Progress::new()).expect("gc");
                 "gc".into()
             }
             14 => {
@@ -274,7 +274,13 @@ mod tests {
                     return "nothing".into();
                 }
                 let (name, _) = &list[rng.below(list.len() as u64) as usize];
-                match snapshots.restore(name, file(n).as_bytes(), None, true) {
+                match snapshots.restore(
+                    name,
+                    file(n).as_bytes(),
+                    None,
+                    true,
+                    &crate::progress::Progress::new(),
+                ) {
                     Ok(_) => format!("restore {} from {name}", file(n)),
                     Err(_) => "nothing".into(),
                 }
@@ -388,7 +394,7 @@ mod tests {
             before.reclaimable_bytes >= 4 * u64::from(BLOCK_SIZE),
             "{before:?}"
         );
-        crate::gc::collect(&snapshots).expect("gc");
+        crate::gc::collect(&snapshots, &crate::progress::Progress::new()).expect("gc");
         let after = usage(&snapshots).expect("usage");
         assert_eq!(after.reclaimable_bytes, 0, "{after:?}");
         assert_eq!(after, full_walk(&snapshots).expect("walk"));

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ServiceError;
+use crate::progress::{Progress, ProgressState};
 
 /// Ended jobs whose outcome can still be read.
 const KEEP_ENDED: usize = 100;
@@ -36,9 +37,9 @@ pub struct JobState {
     pub kind: String,
     /// `running`, `done` or `failed`.
     pub state: String,
-    /// Progress, in the job's own units (chunks for verify); 0 of 0 when it reports none.
-    pub done: u64,
-    pub total: u64,
+    /// How far it got: its stage, unit, done and total (see [`crate::progress`]).
+    #[serde(flatten)]
+    pub progress: ProgressState,
     /// The reply, once done (what the request would have answered in the foreground).
     pub result: Option<Value>,
     /// Why it failed, once failed.
@@ -49,8 +50,7 @@ pub struct JobState {
 
 struct Entry {
     kind: String,
-    done: AtomicU64,
-    total: AtomicU64,
+    progress: Arc<Progress>,
     outcome: Mutex<Option<Result<Value, ServiceError>>>,
 }
 
@@ -66,8 +66,7 @@ impl Entry {
             job,
             kind: self.kind.clone(),
             state: state.into(),
-            done: self.done.load(Ordering::Relaxed),
-            total: self.total.load(Ordering::Relaxed),
+            progress: self.progress.state(),
             result,
             error,
             errno,
@@ -84,28 +83,17 @@ pub struct BackgroundJobs {
     ended: Condvar,
 }
 
-/// Progress reporting handed to a job's work.
-pub struct JobProgress(Arc<Entry>);
-
-impl JobProgress {
-    pub fn report(&self, done: u64, total: u64) {
-        self.0.done.store(done, Ordering::Relaxed);
-        self.0.total.store(total, Ordering::Relaxed);
-    }
-}
-
 impl BackgroundJobs {
     /// Starts `work` on a thread of its own; returns its job number.
     pub fn start(
         self: &Arc<Self>,
         kind: &str,
-        work: impl FnOnce(&JobProgress) -> Result<Value, ServiceError> + Send + 'static,
+        work: impl FnOnce(&Progress) -> Result<Value, ServiceError> + Send + 'static,
     ) -> Result<u64, ServiceError> {
         let job = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(Entry {
             kind: kind.to_owned(),
-            done: AtomicU64::new(0),
-            total: AtomicU64::new(0),
+            progress: Arc::new(Progress::new()),
             outcome: Mutex::new(None),
         });
         {
@@ -126,8 +114,7 @@ impl BackgroundJobs {
         let spawned = std::thread::Builder::new()
             .name(format!("snapfs-job-{job}"))
             .spawn(move || {
-                let progress = JobProgress(entry.clone());
-                let outcome = work(&progress);
+                let outcome = work(&entry.progress);
                 *entry.outcome.lock() = Some(outcome);
                 let mut running = this.running.lock();
                 *running -= 1;
@@ -198,19 +185,24 @@ mod tests {
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let job = jobs
             .start("verify", move |progress| {
-                progress.report(3, 10);
+                progress.stage("checking chunks", crate::progress::Unit::Items, Some(10));
+                progress.set(3);
                 wait.recv().expect("go");
                 Ok(serde_json::json!({"checked": 10}))
             })
             .expect("start");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while jobs.state(job).expect("state").done != 3 && Instant::now() < deadline {
+        while jobs.state(job).expect("state").progress.done != 3 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         let running = jobs.state(job).expect("state");
         assert_eq!(
-            (running.state.as_str(), running.done, running.total),
-            ("running", 3, 10)
+            (
+                running.state.as_str(),
+                running.progress.done,
+                running.progress.total
+            ),
+            ("running", 3, Some(10))
         );
         go.send(()).expect("go");
         let ended = wait_done(&jobs, job);

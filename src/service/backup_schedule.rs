@@ -30,6 +30,7 @@ use super::replies::{BackupMark, VaultBackupState};
 use super::scheduler::TickReport;
 use super::{Service, ServiceError, settings};
 use crate::format::catalog::Origin;
+use crate::progress::Progress;
 use crate::schedule::backup_policy::{BackupPolicy, BackupPolicyChange};
 use crate::schedule::calendar::{format_rfc3339, format_rfc3339_in, parse_time_of_day};
 use crate::schedule::slots;
@@ -111,8 +112,8 @@ impl Service {
             self.backup_running.store(false, Ordering::Release);
             return;
         };
-        let started = self.background.start(SCHEDULED_BACKUP, move |_progress| {
-            let outcome = this.run_scheduled_backup(&name, &policy);
+        let started = self.background.start(SCHEDULED_BACKUP, move |progress| {
+            let outcome = this.run_scheduled_backup(&name, &policy, progress);
             this.backup_running.store(false, Ordering::Release);
             serde_json::to_value(outcome).map_err(ServiceError::io)
         });
@@ -127,14 +128,19 @@ impl Service {
 
     /// Backs `name` up into every vault of `policy`, then prunes each vault that has a
     /// retention policy; every step is a recorded job.
-    fn run_scheduled_backup(&self, name: &str, policy: &BackupPolicy) -> ScheduledBackupReport {
+    fn run_scheduled_backup(
+        &self,
+        name: &str,
+        policy: &BackupPolicy,
+        progress: &Progress,
+    ) -> ScheduledBackupReport {
         let mut report = ScheduledBackupReport {
             snapshot: name.to_owned(),
             vaults: Vec::new(),
         };
         for vault in &policy.vaults {
             let started = self.now();
-            let result = self.backup_one(vault, name, policy.key_file.as_deref());
+            let result = self.backup_one(vault, name, policy.key_file.as_deref(), progress);
             let mut outcome = VaultOutcome {
                 vault: vault.clone(),
                 ..VaultOutcome::default()
@@ -168,6 +174,7 @@ impl Service {
         vault: &str,
         name: &str,
         key_file: Option<&str>,
+        progress: &Progress,
     ) -> Result<(Vault, u64), String> {
         let secret = match key_file {
             None => Secret::None,
@@ -192,8 +199,9 @@ impl Service {
             ));
         }
         let mut opened = super::open_vault_with(vault, None, &secret).map_err(|e| e.message)?;
-        let report = crate::vault::backup::backup(&mut opened, &self.snapshots, name, share)
-            .map_err(|e| ServiceError::from(e).message)?;
+        let report =
+            crate::vault::backup::backup(&mut opened, &self.snapshots, name, share, progress)
+                .map_err(|e| ServiceError::from(e).message)?;
         Ok((opened, report.bytes_added))
     }
 

@@ -40,6 +40,7 @@ use settings::Settings;
 use crate::access::Requester;
 use crate::format::catalog::{Hold, LIVE, Origin};
 use crate::history;
+use crate::progress::{Progress, Unit};
 use crate::schedule::calendar::{
     Zone, format_rfc3339, format_rfc3339_in, parse_duration, parse_instant, parse_time_of_day,
 };
@@ -88,9 +89,6 @@ pub struct Service {
     /// so that `status` can report what it holds.
     view: Arc<SnapshotView>,
 }
-
-/// Progress of a long job: (done, total).
-pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 fn to_value<T: Serialize>(value: T) -> Result<Value, ServiceError> {
     serde_json::to_value(value).map_err(ServiceError::io)
@@ -151,9 +149,7 @@ impl Service {
         let this = self.clone();
         let who = who.clone();
         let job = self.background.start(kind, move |progress| {
-            this.execute_with_progress(request, &who, &mut |done, total| {
-                progress.report(done, total)
-            })
+            this.execute_with_progress(request, &who, progress)
         })?;
         to_value(serde_json::json!({ "job": job, "kind": kind, "state": "running" }))
     }
@@ -179,7 +175,7 @@ impl Service {
     }
 
     pub fn execute(&self, request: Request, who: &Requester) -> Result<Value, ServiceError> {
-        self.execute_with_progress(request, who, &mut |_, _| {})
+        self.execute_with_progress(request, who, &Progress::new())
     }
 
     /// Carries out one request for `who`, if the privilege rule lets it (`privilege.rs`); the
@@ -188,7 +184,7 @@ impl Service {
         &self,
         request: Request,
         who: &Requester,
-        progress: Progress<'_>,
+        progress: &Progress,
     ) -> Result<Value, ServiceError> {
         privilege::authorize(&request, who, nix::unistd::geteuid().as_raw())?;
         match request {
@@ -217,14 +213,14 @@ impl Service {
                 let record = self.snapshots.set_hold(&args.name, Hold::None)?;
                 to_value(SnapshotInfo::new(&args.name, &record, None))
             }
-            Request::Gc => to_value(self.gc()?),
+            Request::Gc => to_value(self.gc(progress)?),
             Request::Usage => to_value(crate::gc::usage::usage(&self.snapshots)?),
             Request::Verify(args) => to_value(self.verify(args, progress)?),
-            Request::Restore(args) => to_value(self.restore(&args)?),
-            Request::Rollback(args) => to_value(self.rollback(&args.snapshot)?),
-            Request::Clone(args) => to_value(self.clone_snapshot(&args)?),
-            Request::Backup(args) => to_value(self.backup(&args)?),
-            Request::VaultRestore(args) => to_value(self.vault_restore(&args)?),
+            Request::Restore(args) => to_value(self.restore(&args, progress)?),
+            Request::Rollback(args) => to_value(self.rollback(&args.snapshot, progress)?),
+            Request::Clone(args) => to_value(self.clone_snapshot(&args, progress)?),
+            Request::Backup(args) => to_value(self.backup(&args, progress)?),
+            Request::VaultRestore(args) => to_value(self.vault_restore(&args, progress)?),
             Request::Diff(args) => {
                 let (old, new) = (self.tree(&args.from)?, self.tree(&args.to)?);
                 let path = args.path.as_ref().map(BytePath::as_bytes);
@@ -251,7 +247,7 @@ impl Service {
             Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
             Request::TierStatus => to_value(self.tier()?.status()),
-            Request::TierCache(args) => to_value(self.tier_cache(&args)?),
+            Request::TierCache(args) => to_value(self.tier_cache(&args, progress)?),
             Request::Clock(args) => {
                 let clock =
                     self.options.manual_clock.as_ref().ok_or_else(|| {
@@ -278,6 +274,7 @@ impl Service {
     fn tier_cache(
         &self,
         args: &request::TierCacheRequest,
+        progress: &Progress,
     ) -> Result<crate::tier::RecallReport, ServiceError> {
         use request::CacheAction;
         let tier = self.tier()?;
@@ -305,11 +302,13 @@ impl Service {
                 }
                 CacheAction::Recall => {}
             }
+            progress.stage("fetching from the object store", Unit::Bytes, None);
             live.each_file_chunks(ino, |_, chunks| {
                 report.files += 1;
                 for id in &chunks {
                     tier.recall(id, &mut report).map_err(tier_error)?;
                 }
+                progress.set(report.fetched_bytes);
                 Ok::<(), ServiceError>(())
             })?;
             let fetched = report.fetched_bytes;
@@ -379,7 +378,7 @@ impl Service {
     fn verify(
         &self,
         args: VerifyArgs,
-        progress: Progress<'_>,
+        progress: &Progress,
     ) -> Result<crate::verify::VerifyReport, ServiceError> {
         let target = args.snapshot.clone().unwrap_or_default();
         let options = crate::verify::VerifyOptions {
@@ -407,27 +406,40 @@ impl Service {
         report.map_err(|e| ServiceError::io(e.to_string()))
     }
 
-    fn restore(&self, args: &RestoreArgs) -> Result<RestoreReport, ServiceError> {
+    fn restore(
+        &self,
+        args: &RestoreArgs,
+        progress: &Progress,
+    ) -> Result<RestoreReport, ServiceError> {
         self.job("restore", &args.path.to_string(), false, || {
             let report = self.snapshots.restore(
                 &args.snapshot,
                 args.path.as_bytes(),
                 args.to.as_ref().map(BytePath::as_bytes),
                 args.overwrite,
+                progress,
             )?;
             let bytes = report.restored.bytes;
             Ok((report, bytes))
         })
     }
 
-    fn rollback(&self, snapshot: &str) -> Result<RollbackReport, ServiceError> {
+    fn rollback(
+        &self,
+        snapshot: &str,
+        progress: &Progress,
+    ) -> Result<RollbackReport, ServiceError> {
         self.job("rollback", snapshot, false, || {
             let safety = self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
-            Ok((self.snapshots.rollback(snapshot, &safety)?, 0))
+            Ok((self.snapshots.rollback(snapshot, &safety, progress)?, 0))
         })
     }
 
-    fn clone_snapshot(&self, args: &CloneArgs) -> Result<CloneReport, ServiceError> {
+    fn clone_snapshot(
+        &self,
+        args: &CloneArgs,
+        progress: &Progress,
+    ) -> Result<CloneReport, ServiceError> {
         if !args.new_store.is_absolute() {
             return Err(ServiceError::invalid(
                 "the new store's directory must be an absolute path",
@@ -442,7 +454,8 @@ impl Service {
             )));
         }
         self.job("clone", &args.snapshot, false, || {
-            let report = clone_snapshot(&self.snapshots, &args.snapshot, &args.new_store)?;
+            let report =
+                clone_snapshot(&self.snapshots, &args.snapshot, &args.new_store, progress)?;
             let bytes = report.chunk_bytes;
             Ok((report, bytes))
         })
@@ -453,6 +466,7 @@ impl Service {
     fn backup(
         &self,
         args: &request::BackupArgs,
+        progress: &Progress,
     ) -> Result<crate::vault::backup::BackupReport, ServiceError> {
         let name = match &args.snapshot {
             Some(name) => name.clone(),
@@ -473,7 +487,8 @@ impl Service {
             let opening = std::time::Instant::now();
             let mut vault = open_vault(&args.to, &args.access)?;
             tracing::debug!(took = ?opening.elapsed(), "vault opened for the backup");
-            let report = crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share)?;
+            let report =
+                crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share, progress)?;
             let bytes = report.bytes_added;
             Ok((report, bytes))
         });
@@ -493,6 +508,7 @@ impl Service {
     fn vault_restore(
         &self,
         args: &request::VaultRestoreArgs,
+        progress: &Progress,
     ) -> Result<crate::vault::restore::VaultPathReport, ServiceError> {
         let target = format!("{} {} <- {}", args.backup, args.path, args.vault);
         self.job("vault-restore", &target, false, || {
@@ -504,6 +520,7 @@ impl Service {
                 args.path.as_bytes(),
                 args.to.as_ref().map(BytePath::as_bytes),
                 args.overwrite,
+                progress,
             )?;
             let bytes = report.bytes_fetched;
             Ok((report, bytes))
@@ -585,10 +602,10 @@ impl Service {
             .collect())
     }
 
-    fn gc(&self) -> Result<crate::gc::GcReport, ServiceError> {
+    fn gc(&self, progress: &Progress) -> Result<crate::gc::GcReport, ServiceError> {
         self.purge_expired(false);
         self.job("gc", "", false, || {
-            let report = crate::gc::collect(&self.snapshots)?;
+            let report = crate::gc::collect(&self.snapshots, progress)?;
             let freed = report.bytes_freed;
             Ok((report, freed))
         })

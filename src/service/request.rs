@@ -85,6 +85,7 @@ impl Request {
             Request::Gc => Some("gc"),
             Request::Verify(_) => Some("verify"),
             Request::Restore(_) => Some("restore"),
+            Request::Rollback(_) => Some("rollback"),
             Request::Clone(_) => Some("clone"),
             Request::Backup(_) => Some("backup"),
             Request::VaultRestore(_) => Some("vault-restore"),

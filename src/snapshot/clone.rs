@@ -19,6 +19,7 @@ use crate::chunk_store::ChunkStore;
 use crate::format::catalog::SnapshotRecord;
 use crate::id::ChunkId;
 use crate::live::{GraftPoint, LiveFs, LiveOptions};
+use crate::progress::{Progress, Unit};
 use crate::store::{Store, StoreError};
 use crate::tree_objects::TreeObjects;
 
@@ -38,13 +39,14 @@ pub fn clone_snapshot(
     snapshots: &Snapshots,
     name: &str,
     new_store: &Path,
+    progress: &Progress,
 ) -> Result<CloneReport, RestoreError> {
     check_destination(snapshots.live().store_dir(), new_store)?;
     let pin = snapshots.pin(name)?;
     let block_size = snapshots.live().block_size();
     let (uid, gid) = (pin.record.root_uid, pin.record.root_gid);
     new_store_with(new_store, block_size, uid, gid, |live| {
-        fill(snapshots, &pin, live)
+        fill(snapshots, &pin, live, progress)
     })
 }
 
@@ -163,22 +165,30 @@ where
 pub(crate) fn graft_stored_tree(
     live: &LiveFs,
     record: &SnapshotRecord,
+    progress: &Progress,
 ) -> Result<TreeCounts, RestoreError> {
     let objects = TreeObjects::new(live.chunk_store());
-    let tree = TreeReader::new(&objects, live.block_size()).root(record)?;
+    let tree = TreeReader::new(&objects, live.block_size(), progress).root(record)?;
     live.graft(tree.subtree, GraftPoint::Root)
         .map_err(|err| RestoreError::of_graft(err, "/"))?;
     Ok(tree.counts)
 }
 
 /// Copies the snapshot's data into the new, empty store and grafts its tree there.
-fn fill(snapshots: &Snapshots, pin: &Pin<'_>, live: &LiveFs) -> Result<CloneReport, RestoreError> {
+fn fill(
+    snapshots: &Snapshots,
+    pin: &Pin<'_>,
+    live: &LiveFs,
+    progress: &Progress,
+) -> Result<CloneReport, RestoreError> {
     let source = snapshots.live();
-    let mut tree = TreeReader::new(snapshots.objects(), source.block_size()).root(&pin.record)?;
+    let mut tree =
+        TreeReader::new(snapshots.objects(), source.block_size(), progress).root(&pin.record)?;
     let (chunks_copied, chunk_bytes) = copy_chunks(
         &source.chunk_store(),
         &live.chunk_store(),
         &tree.subtree.chunks(),
+        progress,
     )?;
     // The snapshot's objects are not in the new store: its next snapshot encodes anew.
     tree.subtree.forget_objects();
@@ -199,12 +209,15 @@ fn copy_chunks(
     source: &ChunkStore,
     target: &ChunkStore,
     chunks: &[ChunkId],
+    progress: &Progress,
 ) -> Result<(u64, u64), RestoreError> {
+    progress.stage("copying chunks", Unit::Items, Some(chunks.len() as u64));
     let mut bytes = 0;
     for id in chunks {
         let data = source.get(id)?;
         target.put(&data)?;
         bytes += data.len() as u64;
+        progress.add(1);
     }
     Ok((chunks.len() as u64, bytes))
 }
@@ -270,7 +283,7 @@ mod tests {
         write_file(&live, "later", b"not in the snapshot");
         let clone = tmp.path().join("clone");
 
-        let report = clone_snapshot(&snapshots, "s", &clone).expect("clone");
+        let report = clone_snapshot(&snapshots, "s", &clone, &Progress::new()).expect("clone");
 
         assert_eq!((report.cloned.files, report.cloned.dirs), (2, 1));
         assert_eq!(report.chunks_copied, 3, "equal blocks are copied once");
@@ -279,7 +292,7 @@ mod tests {
             .delete("s", crate::snapshot::DeleteMode::Now)
             .expect("delete");
         write_file(&live, "d/a", b"changed");
-        crate::gc::collect(&snapshots).expect("gc");
+        crate::gc::collect(&snapshots, &crate::progress::Progress::new()).expect("gc");
         let cloned = open(&clone);
         assert_eq!(read_file(&cloned, "d/a"), data());
         assert_eq!(read_file(&cloned, "d/same"), data());
@@ -293,8 +306,12 @@ mod tests {
         clone_snapshots
             .create("first", Origin::Manual)
             .expect("the clone takes its own snapshots");
-        let verified = crate::verify::verify(&clone_snapshots, &Default::default(), &mut |_, _| {})
-            .expect("verify");
+        let verified = crate::verify::verify(
+            &clone_snapshots,
+            &Default::default(),
+            &crate::progress::Progress::new(),
+        )
+        .expect("verify");
         assert!(verified.is_clean(), "{verified:?}");
         drop(clone_snapshots);
         close(cloned);
@@ -319,7 +336,8 @@ mod tests {
             tmp.path().join("elsewhere/../store/inner"),
             packs.join("../inner"),
         ] {
-            let err = clone_snapshot(&snapshots, "s", &inside).expect_err("refused");
+            let err =
+                clone_snapshot(&snapshots, "s", &inside, &Progress::new()).expect_err("refused");
             assert_eq!(crate::service::restore_errno(&err), libc::EINVAL, "{err}");
             assert!(
                 !inside.exists() || inside == store,
@@ -337,9 +355,16 @@ mod tests {
         };
         assert!(!listed(&store).iter().any(|n| n == "inner"));
         assert!(!listed(&packs).iter().any(|n| n == "x"));
-        let err = clone_snapshot(&snapshots, "s", Path::new("relative")).expect_err("refused");
+        let err = clone_snapshot(&snapshots, "s", Path::new("relative"), &Progress::new())
+            .expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::EINVAL, "{err}");
-        clone_snapshot(&snapshots, "s", &tmp.path().join("beside")).expect("beside is fine");
+        clone_snapshot(
+            &snapshots,
+            "s",
+            &tmp.path().join("beside"),
+            &Progress::new(),
+        )
+        .expect("beside is fine");
     }
 
     #[test]
@@ -352,11 +377,13 @@ mod tests {
         let occupied = tmp.path().join("occupied");
         std::fs::create_dir(&occupied).expect("mkdir");
         std::fs::write(occupied.join("mine"), "mine").expect("write");
-        let err = clone_snapshot(&snapshots, "s", &occupied).expect_err("refused");
+        let err =
+            clone_snapshot(&snapshots, "s", &occupied, &Progress::new()).expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::EEXIST, "{err}");
         assert!(occupied.join("mine").exists());
         let fresh = tmp.path().join("fresh");
-        let err = clone_snapshot(&snapshots, "missing", &fresh).expect_err("refused");
+        let err =
+            clone_snapshot(&snapshots, "missing", &fresh, &Progress::new()).expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::ENOENT, "{err}");
         assert!(!fresh.exists());
 
@@ -379,7 +406,7 @@ mod tests {
         drop(file);
         let live = open(&store);
         let snapshots = snapshots_of(&live);
-        let err = clone_snapshot(&snapshots, "s", &fresh).expect_err("damaged");
+        let err = clone_snapshot(&snapshots, "s", &fresh, &Progress::new()).expect_err("damaged");
         assert_eq!(crate::service::restore_errno(&err), libc::EIO, "{err}");
         assert!(
             !fresh.exists(),
@@ -387,7 +414,7 @@ mod tests {
         );
         let empty = tmp.path().join("empty");
         std::fs::create_dir(&empty).expect("mkdir");
-        clone_snapshot(&snapshots, "s", &empty).expect_err("damaged");
+        clone_snapshot(&snapshots, "s", &empty, &Progress::new()).expect_err("damaged");
         assert_eq!(std::fs::read_dir(&empty).expect("empty").count(), 0);
     }
 
@@ -402,7 +429,8 @@ mod tests {
         snapshots.create("s", Origin::Manual).expect("snapshot");
         let clone = tmp.path().join("clone");
 
-        let report = on_small_stack(|| clone_snapshot(&snapshots, "s", &clone)).expect("clone");
+        let report = on_small_stack(|| clone_snapshot(&snapshots, "s", &clone, &Progress::new()))
+            .expect("clone");
 
         assert_eq!((report.cloned.files, report.cloned.dirs), (1, DEEP as u64));
         let cloned = open(&clone);

@@ -608,7 +608,8 @@ mod tests {
                 snapshots.changing.try_lock().is_none(),
                 "the catalog is held while the freeze encodes"
             );
-            let gc = scope.spawn(|| crate::gc::collect(&snapshots));
+            let gc =
+                scope.spawn(|| crate::gc::collect(&snapshots, &crate::progress::Progress::new()));
             go.send(()).expect("resume");
             create.join().expect("create thread").expect("create");
             gc.join().expect("gc thread").expect("gc");
@@ -619,7 +620,8 @@ mod tests {
             root.get("f") == Some(&Some(data)),
             "the snapshot holds f whole"
         );
-        let report = crate::gc::collect(&snapshots).expect("gc again");
+        let report =
+            crate::gc::collect(&snapshots, &crate::progress::Progress::new()).expect("gc again");
         assert_eq!(report.chunks_removed, 0, "{report:?}");
         drop(snapshots);
         close(live);

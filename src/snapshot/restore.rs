@@ -16,6 +16,7 @@ use crate::chunk_store::ChunkStoreError;
 use crate::format::catalog::SnapshotRecord;
 use crate::history::path::escape_path;
 use crate::live::{FsError, GraftPoint, split_path};
+use crate::progress::Progress;
 use crate::store::StoreError;
 
 /// Why a restore, rollback or clone failed (its errno is chosen in `service::error`).
@@ -143,10 +144,11 @@ impl Snapshots {
         path: &[u8],
         dest: Option<&[u8]>,
         overwrite: bool,
+        progress: &Progress,
     ) -> Result<RestoreReport, RestoreError> {
         restore_paths(path, dest)?;
         let pin = self.pin(snapshot)?;
-        let report = self.restore_tree(&pin.record, snapshot, path, dest, overwrite)?;
+        let report = self.restore_tree(&pin.record, snapshot, path, dest, overwrite, progress)?;
         drop(pin);
         Ok(report)
     }
@@ -163,6 +165,7 @@ impl Snapshots {
         path: &[u8],
         dest: Option<&[u8]>,
         overwrite: bool,
+        progress: &Progress,
     ) -> Result<RestoreReport, RestoreError> {
         let names = restore_paths(path, dest)?;
         let dest = dest.unwrap_or(path);
@@ -170,7 +173,7 @@ impl Snapshots {
         let (shown_path, shown_dest) = (escape_path(path), escape_path(dest));
         let live = self.live();
         let packs_before = live.chunk_store().usage().pack_bytes;
-        let tree = TreeReader::new(self.objects(), live.block_size()).entry(
+        let tree = TreeReader::new(self.objects(), live.block_size(), progress).entry(
             record,
             &names,
             source,
@@ -264,7 +267,7 @@ mod tests {
         let packs = live.chunk_store().usage().pack_bytes;
 
         let report = snapshots
-            .restore("s", b"etc", None, false)
+            .restore("s", b"etc", None, false, &crate::progress::Progress::new())
             .expect("restore");
 
         assert_eq!(report.bytes_stored, 0);
@@ -311,13 +314,19 @@ mod tests {
         write_file(&live, "f", b"overwritten");
 
         snapshots
-            .restore("s", b"f", Some(b"restored".as_slice()), false)
+            .restore(
+                "s",
+                b"f",
+                Some(b"restored".as_slice()),
+                false,
+                &crate::progress::Progress::new(),
+            )
             .expect("restore");
         snapshots.create("after", Origin::Manual).expect("snapshot");
         snapshots
             .delete("s", crate::snapshot::DeleteMode::Now)
             .expect("delete");
-        crate::gc::collect(&snapshots).expect("gc");
+        crate::gc::collect(&snapshots, &crate::progress::Progress::new()).expect("gc");
 
         assert_eq!(read_file(&live, "restored"), content);
         assert_eq!(read_file(&live, "f"), b"overwritten");
@@ -326,8 +335,12 @@ mod tests {
         let live = open(&store);
         assert_eq!(read_file(&live, "restored"), content);
         let snapshots = snapshots_of(&live);
-        let report =
-            crate::verify::verify(&snapshots, &Default::default(), &mut |_, _| {}).expect("verify");
+        let report = crate::verify::verify(
+            &snapshots,
+            &Default::default(),
+            &crate::progress::Progress::new(),
+        )
+        .expect("verify");
         assert!(report.is_clean(), "{report:?}");
     }
 
@@ -342,7 +355,7 @@ mod tests {
         write_file(&live, "d/f", b"after");
         write_file(&live, "d/new", b"new");
 
-        let refused = snapshots.restore("s", b"d", None, false);
+        let refused = snapshots.restore("s", b"d", None, false, &crate::progress::Progress::new());
         assert!(
             matches!(&refused, Err(RestoreError::Exists(path)) if path == "d"),
             "{refused:?}"
@@ -353,7 +366,9 @@ mod tests {
         );
         assert_eq!(read_file(&live, "d/f"), b"after");
 
-        snapshots.restore("s", b"d", None, true).expect("restore");
+        snapshots
+            .restore("s", b"d", None, true, &crate::progress::Progress::new())
+            .expect("restore");
         assert_eq!(read_file(&live, "d/f"), b"before");
         assert!(lookup(&live, "d/new").is_err());
         live.assert_consistent();
@@ -380,7 +395,13 @@ mod tests {
             ("s", "file", None, libc::EEXIST),
         ] {
             let err = snapshots
-                .restore(snapshot, path.as_bytes(), dest.map(str::as_bytes), false)
+                .restore(
+                    snapshot,
+                    path.as_bytes(),
+                    dest.map(str::as_bytes),
+                    false,
+                    &crate::progress::Progress::new(),
+                )
                 .expect_err("refused");
             assert_eq!(
                 crate::service::restore_errno(&err),
@@ -423,12 +444,21 @@ mod tests {
         snapshots.create("s", Origin::Manual).expect("snapshot");
         write_in(&live, bottom, b"leaf", b"changed");
 
-        let copy =
-            on_small_stack(|| snapshots.restore("s", b"top", Some(b"copy".as_slice()), false))
-                .expect("restore a copy");
+        let copy = on_small_stack(|| {
+            snapshots.restore(
+                "s",
+                b"top",
+                Some(b"copy".as_slice()),
+                false,
+                &crate::progress::Progress::new(),
+            )
+        })
+        .expect("restore a copy");
         assert_eq!(copy.restored.dirs, DEEP as u64 + 1);
-        on_small_stack(|| snapshots.restore("s", b"top", None, true))
-            .expect("restore over the deep tree");
+        on_small_stack(|| {
+            snapshots.restore("s", b"top", None, true, &crate::progress::Progress::new())
+        })
+        .expect("restore over the deep tree");
         for name in ["top", "copy"] {
             let top = lookup(&live, name).expect("restored").ino;
             let bottom = chain_bottom(&live, top, b"dir", DEEP);

@@ -8,6 +8,7 @@ use super::subtree::TreeReader;
 use super::{SnapshotError, Snapshots};
 use crate::format::catalog::Origin;
 use crate::live::GraftPoint;
+use crate::progress::Progress;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollbackReport {
@@ -27,6 +28,7 @@ impl Snapshots {
         &self,
         snapshot: &str,
         safety_name: &str,
+        progress: &Progress,
     ) -> Result<RollbackReport, RestoreError> {
         // Checked first, so that a mistyped name leaves no safety snapshot behind.
         if self.get(snapshot).is_none() {
@@ -36,7 +38,8 @@ impl Snapshots {
         let pin = self.pin(snapshot)?;
         let live = self.live();
         let packs_before = live.chunk_store().usage().pack_bytes;
-        let tree = TreeReader::new(self.objects(), live.block_size()).root(&pin.record)?;
+        let tree =
+            TreeReader::new(self.objects(), live.block_size(), progress).root(&pin.record)?;
         live.graft(tree.subtree, GraftPoint::Root)
             .map_err(|err| RestoreError::of_graft(err, "/"))?;
         drop(pin);
@@ -94,7 +97,7 @@ mod tests {
         .expect("chmod");
 
         let report = snapshots
-            .rollback("good", "before-rollback")
+            .rollback("good", "before-rollback", &crate::progress::Progress::new())
             .expect("rollback");
 
         assert_eq!(report.safety_snapshot, "before-rollback");
@@ -110,11 +113,15 @@ mod tests {
         };
         check(&live);
         // The safety snapshot holds the state before: rolling back to it undoes the rollback.
-        snapshots.rollback("before-rollback", "undo").expect("undo");
+        snapshots
+            .rollback("before-rollback", "undo", &crate::progress::Progress::new())
+            .expect("undo");
         assert_eq!(read_file(&live, "d/f"), b"version 2");
         assert_eq!(read_file(&live, "junk"), b"junk");
         assert_eq!(live.getattr(InodeNo::ROOT).expect("root").record.uid, 42);
-        snapshots.rollback("good", "again").expect("rollback");
+        snapshots
+            .rollback("good", "again", &crate::progress::Progress::new())
+            .expect("rollback");
         drop(snapshots);
         close(live);
         check(&open(&store));
@@ -126,12 +133,14 @@ mod tests {
         let (_store, live) = new_store(tmp.path(), "store");
         let snapshots = snapshots_of(&live);
         let err = snapshots
-            .rollback("missing", "safety")
+            .rollback("missing", "safety", &crate::progress::Progress::new())
             .expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::ENOENT);
         assert!(snapshots.list().is_empty());
         snapshots.create("s", Origin::Manual).expect("snapshot");
-        let err = snapshots.rollback("s", "s").expect_err("refused");
+        let err = snapshots
+            .rollback("s", "s", &crate::progress::Progress::new())
+            .expect_err("refused");
         assert_eq!(crate::service::restore_errno(&err), libc::EEXIST, "{err}");
     }
 
@@ -146,7 +155,9 @@ mod tests {
         snapshots.create("s", Origin::Manual).expect("snapshot");
         write_in(&live, bottom, b"leaf", b"new");
 
-        let report = on_small_stack(|| snapshots.rollback("s", "safety")).expect("rollback");
+        let report =
+            on_small_stack(|| snapshots.rollback("s", "safety", &crate::progress::Progress::new()))
+                .expect("rollback");
         assert_eq!(report.restored.dirs, DEEP as u64);
         let leaf = || {
             read_in(
@@ -156,7 +167,10 @@ mod tests {
             )
         };
         assert_eq!(leaf(), b"old");
-        on_small_stack(|| snapshots.rollback("safety", "safety-2")).expect("rollback again");
+        on_small_stack(|| {
+            snapshots.rollback("safety", "safety-2", &crate::progress::Progress::new())
+        })
+        .expect("rollback again");
         assert_eq!(leaf(), b"new");
         live.assert_consistent();
     }

@@ -12,6 +12,7 @@ use crate::format::inode::{InodeKind, InodeRecord};
 use crate::format::object::{DirEntryObject, DirectoryObject, Object, ObjectId, SEGMENT_BLOCKS};
 use crate::id::ChunkId;
 use crate::live::{MAX_FILE_SIZE, NAME_MAX, Subtree, SubtreeNode};
+use crate::progress::{Progress, Unit};
 use crate::tree_objects::TreeObjects;
 
 /// A tree read from a snapshot, and what it holds (its top counts unless it is the root).
@@ -20,10 +21,11 @@ pub(super) struct ReadTree {
     pub counts: TreeCounts,
 }
 
-/// Reads trees of one store's snapshots.
+/// Reads trees of one store's snapshots, counting the entries read into `progress`.
 pub(super) struct TreeReader<'a> {
     objects: &'a TreeObjects,
     block_size: u32,
+    progress: &'a Progress,
 }
 
 fn damaged(id: ObjectId, reason: &str) -> RestoreError {
@@ -41,10 +43,12 @@ fn object_of(entry: &DirEntryObject, dir: ObjectId) -> Result<ObjectId, RestoreE
 }
 
 impl<'a> TreeReader<'a> {
-    pub fn new(objects: &'a TreeObjects, block_size: u32) -> Self {
+    /// A reader that starts a stage of `progress` for each tree it reads.
+    pub fn new(objects: &'a TreeObjects, block_size: u32, progress: &'a Progress) -> Self {
         TreeReader {
             objects,
             block_size,
+            progress,
         }
     }
 
@@ -113,8 +117,10 @@ impl<'a> TreeReader<'a> {
         // others link to it.
         let mut linked: HashMap<u64, usize> = HashMap::new();
         let mut pending = vec![(0, id)];
+        self.progress.stage("reading the tree", Unit::Items, None);
         while let Some((dir, id)) = pending.pop() {
             for entry in self.directory(&id)?.entries {
+                self.progress.add(1);
                 if entry.name.len() > NAME_MAX {
                     return Err(damaged(id, "an entry name longer than NAME_MAX"));
                 }

@@ -15,6 +15,7 @@ use super::layout::CheckpointId;
 use super::{TierError, checkpoint, layout, lease, uploaded};
 use crate::chunk_store::{PACK_DIR, PackFile};
 use crate::format::store_config::{STORE_CONFIG_FILE, StoreConfig, TierConfig};
+use crate::progress::{Progress, Unit};
 use crate::storage::durable;
 
 /// What `attach` made.
@@ -34,7 +35,12 @@ pub struct AttachReport {
 /// Makes a new store in `dir` (missing or empty) from the newest checkpoint of the tiered
 /// share at `config.location`. The store gets an epoch of its own and the share's writer
 /// lease; `force` takes the lease from a host that still holds it.
-pub fn attach(config: TierConfig, dir: &Path, force: bool) -> Result<AttachReport, TierError> {
+pub fn attach(
+    config: TierConfig,
+    dir: &Path,
+    force: bool,
+    progress: &Progress,
+) -> Result<AttachReport, TierError> {
     let backend = super::open_backend(&config)?;
     let marker = match backend.get(&layout::marker_key()) {
         Ok(bytes) => layout::ShareMarker::decode(&bytes).map_err(TierError::Invalid)?,
@@ -77,7 +83,7 @@ pub fn attach(config: TierConfig, dir: &Path, force: bool) -> Result<AttachRepor
         let _ = lease::release(&*backend, generation);
         return Err(err.into());
     }
-    let made = populate(&*backend, &marker, config, dir, epoch, generation);
+    let made = populate(&*backend, &marker, config, dir, epoch, generation, progress);
     if made.is_err() {
         // Nothing was attached: the directory is empty again, and the share free at once
         // rather than after the lease's timeout.
@@ -105,13 +111,14 @@ fn populate(
     dir: &Path,
     epoch: u64,
     generation: u64,
+    progress: &Progress,
 ) -> Result<AttachReport, TierError> {
     let published = checkpoint::all(backend)?;
     let newest = *published
         .last()
         .ok_or_else(|| TierError::Invalid("the share's checkpoints vanished".into()))?;
     let meta = dir.join("meta.redb");
-    let bytes = checkpoint::download(backend, newest, &meta)?;
+    let bytes = checkpoint::download(backend, newest, &meta, progress)?;
     let fence = CheckpointId {
         lease: generation,
         seq: published.iter().map(|id| id.seq).max().unwrap_or(0) + 1,
@@ -125,7 +132,9 @@ fn populate(
         uploaded::set_epoch(&db, epoch)?;
         uploaded::set_lease(&db, generation)?;
         durable::create_dir(&dir.join(PACK_DIR))?;
+        progress.stage("making the packs", Unit::Items, Some(named.len() as u64));
         for (id, len) in &named {
+            progress.add(1);
             if !recorded.contains_key(id) {
                 return Err(TierError::Invalid(format!(
                     "checkpoint {newest} names pack {id}, which it does not record as uploaded"

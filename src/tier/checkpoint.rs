@@ -17,6 +17,7 @@ use super::layout::{self, CheckpointId};
 use super::uploaded::Uploaded;
 use crate::blob::BlobBackend;
 use crate::id::PackId;
+use crate::progress::{Progress, Unit};
 
 /// Copies every table a mount needs from one view of the metadata database into another
 /// database (given by the layer that knows all of them: see `service::copy_store_tables`).
@@ -66,14 +67,26 @@ pub fn all(backend: &dyn BlobBackend) -> Result<Vec<CheckpointId>, TierError> {
 }
 
 /// Downloads checkpoint `id` into a new database file at `to`, made durable; returns the
-/// compressed bytes as published.
+/// compressed bytes as published. `progress` follows the download, then the compressed bytes
+/// unpacked.
 pub fn download(
     backend: &dyn BlobBackend,
     id: CheckpointId,
     to: &Path,
+    progress: &Progress,
 ) -> Result<Vec<u8>, TierError> {
+    progress.stage("downloading the checkpoint", Unit::Bytes, None);
     let compressed = backend.get(&layout::checkpoint_key(id))?;
-    let mut decoder = zstd::Decoder::new(&compressed[..])?;
+    progress.set(compressed.len() as u64);
+    progress.stage(
+        "unpacking the checkpoint",
+        Unit::Bytes,
+        Some(compressed.len() as u64),
+    );
+    let mut decoder = zstd::Decoder::new(Counted {
+        bytes: &compressed[..],
+        progress,
+    })?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -88,6 +101,20 @@ pub fn download(
     }
     file.sync_all()?;
     Ok(compressed)
+}
+
+/// A reader that counts what is read from it into a [`Progress`].
+struct Counted<'a> {
+    bytes: &'a [u8],
+    progress: &'a Progress,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes.read(buf)?;
+        self.progress.add(n as u64);
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

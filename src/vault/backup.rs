@@ -26,6 +26,7 @@ use crate::format::backup_record::BackupRecord;
 use crate::format::object::{Object, ObjectId};
 use crate::id::{BackupId, ChunkId, ShareId};
 use crate::live::DataWorkers;
+use crate::progress::{Progress, Unit};
 use crate::snapshot::Snapshots;
 use crate::tree_objects::TreeObjects;
 
@@ -60,6 +61,7 @@ pub fn backup(
     snapshots: &Snapshots,
     name: &str,
     share: ShareId,
+    progress: &Progress,
 ) -> Result<BackupReport, VaultError> {
     // Pinned: the snapshot cannot be deleted (nor its chunks collected) while it is read.
     let pin = snapshots.pin(name)?;
@@ -89,12 +91,14 @@ pub fn backup(
     }
     let objects = snapshots.objects();
     let mut writer = PackWriter::new()?;
+    progress.stage("sending to the vault", Unit::Bytes, None);
     send_tree(
         vault,
         objects,
         snapshots.live().workers(),
         &mut writer,
         pin.record.root,
+        progress,
     )?;
     phases.lap("send");
     writer.flush(vault)?;
@@ -178,6 +182,7 @@ fn send_tree(
     workers: &DataWorkers,
     writer: &mut PackWriter,
     root: ObjectId,
+    progress: &Progress,
 ) -> Result<(), VaultError> {
     // Tree objects already expanded in this run (a subtree may appear many times in a tree).
     let mut expanded: HashSet<ObjectId> = HashSet::new();
@@ -221,11 +226,11 @@ fn send_tree(
             }
         }
         if batch.len() >= SEAL_BATCH {
-            send_batch(vault, objects, workers, writer, &mut batch)?;
+            send_batch(vault, objects, workers, writer, &mut batch, progress)?;
             queued.clear();
         }
     }
-    send_batch(vault, objects, workers, writer, &mut batch)
+    send_batch(vault, objects, workers, writer, &mut batch, progress)
 }
 
 /// Seals the batch on the workers and appends it to the packs, in order.
@@ -235,6 +240,7 @@ fn send_batch(
     workers: &DataWorkers,
     writer: &mut PackWriter,
     batch: &mut Vec<Outgoing>,
+    progress: &Progress,
 ) -> Result<(), VaultError> {
     let chunks = objects.chunks();
     let sealer = &vault.sealer;
@@ -245,7 +251,9 @@ fn send_batch(
         Outgoing::Object(id) => pack_writer::seal_object(sealer, id, &chunks.get(&id)?),
     });
     for (item, sealed) in batch.drain(..).zip(sealed) {
-        writer.add_sealed(vault, item.id(), &sealed?)?;
+        let sealed = sealed?;
+        writer.add_sealed(vault, item.id(), &sealed)?;
+        progress.add(sealed.len() as u64);
     }
     Ok(())
 }

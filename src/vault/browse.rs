@@ -627,7 +627,14 @@ mod tests {
         init::init(&source, &Secret::None, TEST_KDF).expect("init");
         let open = || Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
         let share = live.share_id().expect("share id");
-        backup::backup(&mut open(), &snapshots, "one", share).expect("backup");
+        backup::backup(
+            &mut open(),
+            &snapshots,
+            "one",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
 
         let mut browser = VaultBrowser::new(open(), 1 << 20, (0, 0)).expect("browser");
         browser.refresh_after = Duration::ZERO;
@@ -644,7 +651,14 @@ mod tests {
         snapshots
             .create("two", crate::format::catalog::Origin::Manual)
             .expect("snapshot");
-        backup::backup(&mut open(), &snapshots, "two", share).expect("backup");
+        backup::backup(
+            &mut open(),
+            &snapshots,
+            "two",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
         // Looked up before any listing: a name not known is looked for again.
         let two = browser.lookup(share_dir.ino, b"two").expect("two");
         let f = browser.lookup(two.ino, b"f").expect("f in two");
@@ -690,7 +704,14 @@ mod tests {
         let mut writer =
             Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
         let share = live.share_id().expect("share id");
-        backup::backup(&mut writer, &snapshots, "s", share).expect("backup");
+        backup::backup(
+            &mut writer,
+            &snapshots,
+            "s",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
         drop(snapshots);
         close(live);
         let packs: u64 = source

@@ -23,6 +23,7 @@ use crate::blob::BlobError;
 use crate::format::backup_record::BackupRecord;
 use crate::format::catalog::Hold;
 use crate::id::{BackupId, ChunkId};
+use crate::progress::{Progress, Unit};
 
 /// What a copy did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -50,6 +51,7 @@ pub fn copy(
     source: &mut Vault,
     dest: &mut Vault,
     names: &[String],
+    progress: &Progress,
 ) -> Result<CopyReport, VaultError> {
     let _source_lock = VaultLock::acquire(source, LockKind::Shared, "copy (source)")?;
     let _dest_lock = VaultLock::acquire(dest, LockKind::Shared, "copy")?;
@@ -71,6 +73,7 @@ pub fn copy(
     let mut report = CopyReport::default();
     let mut writer = PackWriter::new()?;
     let mut expanded: HashSet<ChunkId> = HashSet::new();
+    progress.stage("copying to the vault", Unit::Bytes, None);
     for (id, record) in backups {
         let same = there
             .values()
@@ -83,7 +86,14 @@ pub fn copy(
             return Err(VaultError::NameTaken(record.name));
         }
         let before = writer.uploaded;
-        send_tree(source, dest, &mut writer, &mut expanded, record.root)?;
+        send_tree(
+            source,
+            dest,
+            &mut writer,
+            &mut expanded,
+            record.root,
+            progress,
+        )?;
         writer.flush(dest)?;
         let copied = BackupRecord {
             bytes_added: writer.uploaded - before,
@@ -120,6 +130,7 @@ fn send_tree(
     writer: &mut PackWriter,
     expanded: &mut HashSet<ChunkId>,
     root: ChunkId,
+    progress: &Progress,
 ) -> Result<(), VaultError> {
     let mut stack = vec![Step::Tree(root)];
     while let Some(step) = stack.pop() {
@@ -130,8 +141,12 @@ fn send_tree(
                 }
                 let bytes = source.read_object(&id)?;
                 writer.add(dest, id, &bytes)?;
+                progress.add(bytes.len() as u64);
             }
-            Step::Emit(id, bytes) => writer.add(dest, id, &bytes)?,
+            Step::Emit(id, bytes) => {
+                writer.add(dest, id, &bytes)?;
+                progress.add(bytes.len() as u64);
+            }
             Step::Tree(id) => {
                 if dest.contains(&id) || writer.holds(&id) || !expanded.insert(id) {
                     continue;
@@ -140,6 +155,7 @@ fn send_tree(
                 // A multipart object's parts are leaves, stored before the object.
                 for (part, bytes) in &node.parts {
                     writer.add(dest, *part, bytes)?;
+                    progress.add(bytes.len() as u64);
                 }
                 let children = super::tree::children(&node.object)
                     .into_iter()
@@ -175,17 +191,23 @@ mod tests {
         init::init(&other, &key, TEST_KDF).expect("init");
         let mut dest = Vault::open_backend(Box::new(other.clone()), &key).expect("open");
 
-        let first = copy(&mut source, &mut dest, &["new".to_owned()]).expect("copy new");
+        let first = copy(
+            &mut source,
+            &mut dest,
+            &["new".to_owned()],
+            &Progress::new(),
+        )
+        .expect("copy new");
         assert_eq!(first.copied, ["new"]);
         assert!(first.bytes_added > 2_000_000, "{first:?}");
-        let all = copy(&mut source, &mut dest, &[]).expect("copy all");
+        let all = copy(&mut source, &mut dest, &[], &Progress::new()).expect("copy all");
         assert_eq!(all.copied, ["old"]);
         assert_eq!(all.skipped, ["new"]);
         assert!(
             all.bytes_added < 2_300_000,
             "old shares common with new: {all:?}"
         );
-        let again = copy(&mut source, &mut dest, &[]).expect("copy again");
+        let again = copy(&mut source, &mut dest, &[], &Progress::new()).expect("copy again");
         assert_eq!(again.copied.len(), 0);
         assert_eq!(again.bytes_added, 0);
         assert_eq!(again.objects_sent, 0);
@@ -202,13 +224,13 @@ mod tests {
         );
         fixture.check_restores(&dest, "new");
         fixture.check_restores(&dest, "old");
-        let report = verify(&mut dest, true).expect("verify");
+        let report = verify(&mut dest, true, &crate::progress::Progress::new()).expect("verify");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
 
         // And back, into a vault that lost one backup: only that one is sent.
         crate::vault::retention::delete(&source, &["old".to_owned()]).expect("delete");
         crate::vault::gc::gc(&mut source, false).expect("gc");
-        let back = copy(&mut dest, &mut source, &[]).expect("copy back");
+        let back = copy(&mut dest, &mut source, &[], &Progress::new()).expect("copy back");
         assert_eq!(back.copied, ["old"]);
         fixture.check_restores(&source, "old");
         assert!(!other.list("backups").expect("list").is_empty());

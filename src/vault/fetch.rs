@@ -11,6 +11,7 @@ use crate::chunk_store::ChunkStore;
 use crate::format::vault_index::PackSlice;
 use crate::id::{ChunkId, VaultPackId};
 use crate::live::DataWorkers;
+use crate::progress::Progress;
 
 /// The longest ranged read: long enough that a pack's worth of data costs a handful of
 /// requests, short enough to start the next worker's read soon.
@@ -38,12 +39,13 @@ impl Located {
 }
 
 /// Fetches the objects `ids` (each once; an id listed twice is fetched once) into `chunks`;
-/// returns their bytes, uncompressed.
+/// returns their bytes, uncompressed, and counts them into `progress` as they arrive.
 pub(super) fn fetch_into(
     vault: &Vault,
     chunks: &ChunkStore,
     workers: &DataWorkers,
     ids: &[ChunkId],
+    progress: &Progress,
 ) -> Result<u64, VaultError> {
     let mut located = ids
         .iter()
@@ -60,7 +62,11 @@ pub(super) fn fetch_into(
     located.dedup_by_key(|entry| entry.id);
     let reads = plan_reads(&located);
     workers
-        .map(&reads, |read| fetch_read(vault, chunks, read))
+        .map(&reads, |read| {
+            let raw = fetch_read(vault, chunks, read)?;
+            progress.add(raw);
+            Ok(raw)
+        })
         .into_iter()
         .sum()
 }

@@ -407,7 +407,7 @@ mod tests {
 
         let mut vault = fixture.vault();
         fixture.check_restores(&vault, "new");
-        let report = verify(&mut vault, true).expect("verify");
+        let report = verify(&mut vault, true, &crate::progress::Progress::new()).expect("verify");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert!(report.notes.is_empty(), "{:?}", report.notes);
         let again = gc(&mut vault, false).expect("gc again");
@@ -458,7 +458,8 @@ mod tests {
                 fixture.set_backend(copy.clone());
                 let mut vault = fixture.vault();
                 fixture.check_restores(&vault, "new");
-                let report = verify(&mut vault, true).expect("verify");
+                let report =
+                    verify(&mut vault, true, &crate::progress::Progress::new()).expect("verify");
                 assert!(
                     report.problems.is_empty(),
                     "after {allowed}: {:?}",
@@ -470,7 +471,8 @@ mod tests {
                 let mut vault = fixture.vault();
                 gc(&mut vault, false).expect("the next gc");
                 assert!(copy.list(GC).expect("list").is_empty());
-                let report = verify(&mut vault, true).expect("verify");
+                let report =
+                    verify(&mut vault, true, &crate::progress::Progress::new()).expect("verify");
                 assert!(
                     report.problems.is_empty(),
                     "after {allowed}: {:?}",

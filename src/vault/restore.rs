@@ -31,6 +31,7 @@ use crate::format::object::{DirEntryObject, Object, ObjectId};
 use crate::history::path::escape_path;
 use crate::id::{ChunkId, InodeNo};
 use crate::live::{DataWorkers, LiveFs};
+use crate::progress::{Progress, Unit};
 use crate::snapshot::{
     RestoreError, Snapshots, TreeCounts, graft_stored_tree, new_store_with, restore_paths,
 };
@@ -49,6 +50,7 @@ pub fn restore(
     vault: &Vault,
     name: &str,
     new_store: &Path,
+    progress: &Progress,
 ) -> Result<VaultRestoreReport, VaultError> {
     // No gc while the objects are fetched.
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "restore")?;
@@ -60,10 +62,15 @@ pub fn restore(
         backup.root_uid,
         backup.root_gid,
         |live: &LiveFs| -> Result<VaultRestoreReport, VaultError> {
-            let (fetched, bytes_fetched) =
-                fetch_tree(vault, &live.chunk_store(), live.workers(), backup.root)?;
+            let (fetched, bytes_fetched) = fetch_tree(
+                vault,
+                &live.chunk_store(),
+                live.workers(),
+                backup.root,
+                progress,
+            )?;
             let objects_fetched = fetched.len() as u64;
-            let restored = graft_stored_tree(live, &record)?;
+            let restored = graft_stored_tree(live, &record, progress)?;
             Ok(VaultRestoreReport {
                 restored,
                 objects_fetched,
@@ -97,7 +104,8 @@ const TREE_BATCH: usize = 1024;
 const DATA_BATCH: usize = 64 * 1024;
 
 /// Copies every object of the tree at `root` from the vault into the chunk store; returns
-/// the ids stored (tree objects, their parts, file data) and their bytes.
+/// the ids stored (tree objects, their parts, file data) and their bytes, counted into
+/// `progress` (a stage of its own) as they arrive.
 ///
 /// The tree is walked a level at a time (no recursion, however deep), each level's objects
 /// read on the data workers; the file data is gathered and fetched by [`fetch::fetch_into`],
@@ -107,7 +115,9 @@ fn fetch_tree(
     chunks: &ChunkStore,
     workers: &DataWorkers,
     root: ObjectId,
+    progress: &Progress,
 ) -> Result<(HashSet<ObjectId>, u64), VaultError> {
+    progress.stage("fetching from the vault", Unit::Bytes, None);
     let mut fetched: HashSet<ObjectId> = HashSet::from([root]);
     let mut bytes = 0u64;
     let mut level = vec![root];
@@ -125,12 +135,14 @@ fn fetch_tree(
             });
             for node in nodes {
                 let node = node?;
+                let before = bytes;
                 bytes += node.bytes.len() as u64;
                 for (part, part_bytes) in &node.parts {
                     if fetched.insert(*part) {
                         bytes += part_bytes.len() as u64;
                     }
                 }
+                progress.add(bytes - before);
                 for child in tree::children(&node.object) {
                     match child {
                         tree::Child::Tree(id, _) | tree::Child::Segment(id) => {
@@ -146,14 +158,14 @@ fn fetch_tree(
                     }
                 }
                 if data.len() >= DATA_BATCH {
-                    bytes += fetch::fetch_into(vault, chunks, workers, &data)?;
+                    bytes += fetch::fetch_into(vault, chunks, workers, &data, progress)?;
                     data.clear();
                 }
             }
         }
         level = next;
     }
-    bytes += fetch::fetch_into(vault, chunks, workers, &data)?;
+    bytes += fetch::fetch_into(vault, chunks, workers, &data, progress)?;
     Ok((fetched, bytes))
 }
 
@@ -176,6 +188,7 @@ pub fn restore_path(
     path: &[u8],
     dest: Option<&[u8]>,
     overwrite: bool,
+    progress: &Progress,
 ) -> Result<VaultPathReport, VaultError> {
     let names = restore_paths(path, dest).map_err(VaultError::Restore)?;
     let shown_path = escape_path(path);
@@ -233,7 +246,7 @@ pub fn restore_path(
         }
     }
     if let Some(object) = entry.object {
-        let (below, bytes) = fetch_tree(vault, &chunks, live.workers(), object)?;
+        let (below, bytes) = fetch_tree(vault, &chunks, live.workers(), object, progress)?;
         fetched.extend(below);
         bytes_fetched += bytes;
     }
@@ -248,7 +261,7 @@ pub fn restore_path(
         for id in &swept {
             chunks.put(&vault.read_object(id)?)?;
         }
-        snapshots.restore_tree(&as_snapshot(&backup), name, path, dest, overwrite)?
+        snapshots.restore_tree(&as_snapshot(&backup), name, path, dest, overwrite, progress)?
     };
     let report = VaultPathReport {
         restored: report.restored,

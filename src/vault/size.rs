@@ -294,7 +294,14 @@ mod tests {
         snapshots.create("s0", Origin::Manual).expect("snapshot");
         let share = live.share_id().expect("share id");
         let mut vault = vault;
-        backup::backup(&mut vault, &snapshots, "s0", share).expect("backup");
+        backup::backup(
+            &mut vault,
+            &snapshots,
+            "s0",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
         let mut previous = "s0".to_owned();
         for (n, (what, by_diff, change)) in changes.iter().enumerate() {
             change(&live);
@@ -310,7 +317,14 @@ mod tests {
                 true => assert_eq!(diffed, Some(whole), "{what}"),
                 false => assert_eq!(diffed, None, "{what}: a hard link ends the diff"),
             }
-            let report = backup::backup(&mut vault, &snapshots, &name, share).expect("backup");
+            let report = backup::backup(
+                &mut vault,
+                &snapshots,
+                &name,
+                share,
+                &crate::progress::Progress::new(),
+            )
+            .expect("backup");
             assert_eq!(report.size, whole, "{what}: the backup's size");
             previous = name;
         }
@@ -329,13 +343,20 @@ mod tests {
         write_file(&live, "top", &[2; 3_000]);
         snapshots.create("old", Origin::Manual).expect("snapshot");
         let share = live.share_id().expect("share id");
-        let old = backup::backup(&mut vault, &snapshots, "old", share).expect("backup");
+        let old = backup::backup(
+            &mut vault,
+            &snapshots,
+            "old",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
         let old_root = root(&snapshots, "old");
         write_file(&live, "d/f", &[3; 20_000]);
         write_file(&live, "d/g", &[4; 5_000]);
         snapshots.create("new", Origin::Manual).expect("snapshot");
         snapshots.delete("old", DeleteMode::Now).expect("delete");
-        crate::gc::collect(&snapshots).expect("gc");
+        crate::gc::collect(&snapshots, &crate::progress::Progress::new()).expect("gc");
         assert!(
             objects.get(&old_root).is_err(),
             "the old tree left the share"

@@ -94,10 +94,24 @@ fn a_backup_restores_into_a_new_store_after_the_original_is_gone() {
     let mut vault = Vault::open(&location, &Secret::None).expect("open");
     assert!(!vault.is_encrypted());
 
-    let report = backup::backup(&mut vault, &snapshots, "s1", share(&live)).expect("backup");
+    let report = backup::backup(
+        &mut vault,
+        &snapshots,
+        "s1",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("backup");
     assert!(!report.already_there);
     assert_eq!(report.size, 50_000 + 20_000 + 8192 * 2);
-    let again = backup::backup(&mut vault, &snapshots, "s1", share(&live)).expect("again");
+    let again = backup::backup(
+        &mut vault,
+        &snapshots,
+        "s1",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("again");
     assert!(
         again.already_there,
         "a second backup of one snapshot is a no-op"
@@ -113,11 +127,17 @@ fn a_backup_restores_into_a_new_store_after_the_original_is_gone() {
     assert_eq!(listed[0].name, "s1");
     assert_eq!(listed[0].bytes_added, report.bytes_added);
     let restored = tmp.path().join("restored");
-    let report = restore::restore(&vault, "s1", &restored).expect("restore");
+    let report = restore::restore(&vault, "s1", &restored, &crate::progress::Progress::new())
+        .expect("restore");
     assert_eq!(report.restored.files, 5);
     check_restored(&restored);
     assert!(matches!(
-        restore::restore(&vault, "nope", &tmp.path().join("x")),
+        restore::restore(
+            &vault,
+            "nope",
+            &tmp.path().join("x"),
+            &crate::progress::Progress::new()
+        ),
         Err(VaultError::NoBackup(_))
     ));
     assert!(
@@ -138,12 +158,26 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
     let memory = Shared(Arc::new(RemoteStore::in_memory()));
     init::init(&memory, &Secret::None, TEST_KDF).expect("init");
     let mut vault = Vault::open_backend(Box::new(memory.clone()), &Secret::None).expect("open");
-    let full = backup::backup(&mut vault, &snapshots, "full", share(&live)).expect("backup");
+    let full = backup::backup(
+        &mut vault,
+        &snapshots,
+        "full",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("backup");
     assert!(full.bytes_added > 2_000_000, "{full:?}");
 
     write_file(&live, "f3", &noise(100_000, 99));
     snapshots.create("next", Origin::Manual).expect("snapshot");
-    let next = backup::backup(&mut vault, &snapshots, "next", share(&live)).expect("backup");
+    let next = backup::backup(
+        &mut vault,
+        &snapshots,
+        "next",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("backup");
     assert!(
         next.bytes_added < 130_000,
         "one changed file of 100 kB, not the share: {next:?}"
@@ -162,7 +196,14 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
         counts: "index/",
     };
     let mut broken = Vault::open_backend(Box::new(failing), &Secret::None).expect("open");
-    let err = backup::backup(&mut broken, &snapshots, "big", share(&live)).expect_err("fails");
+    let err = backup::backup(
+        &mut broken,
+        &snapshots,
+        "big",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect_err("fails");
     assert!(
         matches!(err, VaultError::Blob(BlobError::Unreachable { .. })),
         "{err}"
@@ -173,13 +214,20 @@ fn an_incremental_backup_sends_what_changed_and_a_failed_one_resumes() {
         2,
         "the failed backup is not listed"
     );
-    let resumed = backup::backup(&mut vault, &snapshots, "big", share(&live)).expect("resume");
+    let resumed = backup::backup(
+        &mut vault,
+        &snapshots,
+        "big",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("resume");
     assert!(
         resumed.bytes_added < 24_000_000 - 12_000_000,
         "the pack that arrived is not sent again: {resumed:?}"
     );
     let restored = tmp.path().join("restored");
-    restore::restore(&vault, "big", &restored).expect("restore");
+    restore::restore(&vault, "big", &restored, &crate::progress::Progress::new()).expect("restore");
     let back = open(&restored);
     assert_eq!(read_file(&back, "g17"), noise(600_000, 1017));
     assert_eq!(read_file(&back, "f3"), noise(100_000, 99));
@@ -215,7 +263,14 @@ fn an_encrypted_vault_hides_chunk_ids_and_refuses_wrong_keys_and_tampering() {
 
     let mut vault = Vault::open(&location, &passphrase).expect("open");
     assert!(vault.is_encrypted());
-    backup::backup(&mut vault, &snapshots, "s", share(&live)).expect("backup");
+    backup::backup(
+        &mut vault,
+        &snapshots,
+        "s",
+        share(&live),
+        &crate::progress::Progress::new(),
+    )
+    .expect("backup");
 
     // What the provider sees: no chunk id, no plaintext, no snapshot name, in any object or key.
     let chunk_id = crate::id::ChunkId::of(&data[..4096]);
@@ -238,7 +293,13 @@ fn an_encrypted_vault_hides_chunk_ids_and_refuses_wrong_keys_and_tampering() {
     bytes[last] ^= 1;
     backend.put(&pack.key, &bytes).expect("tamper");
     let vault = Vault::open(&location, &passphrase).expect("open");
-    let err = restore::restore(&vault, "s", &tmp.path().join("r")).expect_err("tampered");
+    let err = restore::restore(
+        &vault,
+        "s",
+        &tmp.path().join("r"),
+        &crate::progress::Progress::new(),
+    )
+    .expect_err("tampered");
     assert!(err.to_string().contains("failed authentication"), "{err}");
     assert!(!tmp.path().join("r").exists());
     drop(snapshots);
@@ -318,14 +379,20 @@ impl Fixture {
     pub fn backup(&self, name: &str) -> Result<backup::BackupReport, VaultError> {
         let live = self.live.as_ref().expect("live");
         let snapshots = self.snapshots.as_ref().expect("snapshots");
-        backup::backup(&mut self.vault(), snapshots, name, share(live))
+        backup::backup(
+            &mut self.vault(),
+            snapshots,
+            name,
+            share(live),
+            &crate::progress::Progress::new(),
+        )
     }
 
     /// Restores `name` from `vault` into a new store and checks every file.
     pub fn check_restores(&self, vault: &Vault, name: &str) {
         let n = self.restores.fetch_add(1, Ordering::SeqCst);
         let dir = self.tmp.path().join(format!("restored-{n}"));
-        restore::restore(vault, name, &dir).expect("restore");
+        restore::restore(vault, name, &dir, &crate::progress::Progress::new()).expect("restore");
         let back = open(&dir);
         assert_eq!(read_file(&back, "big"), big_of(name), "{name}");
         assert_eq!(read_file(&back, "common"), noise(self.common_len, 10));

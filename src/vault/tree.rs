@@ -124,7 +124,14 @@ mod tests {
         init::init(&source, &Secret::None, TEST_KDF).expect("init");
         let mut vault = Vault::open_backend(Box::new(source.clone()), &Secret::None).expect("open");
         let share = live.share_id().expect("share id");
-        backup::backup(&mut vault, &snapshots, "s", share).expect("backup");
+        backup::backup(
+            &mut vault,
+            &snapshots,
+            "s",
+            share,
+            &crate::progress::Progress::new(),
+        )
+        .expect("backup");
         drop(snapshots);
         close(live);
 
@@ -141,18 +148,27 @@ mod tests {
             node.parts.len()
         );
 
-        let report = verify::verify(&mut vault, true).expect("verify");
+        let report =
+            verify::verify(&mut vault, true, &crate::progress::Progress::new()).expect("verify");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let other = Shared(Arc::new(RemoteStore::in_memory()));
         init::init(&other, &Secret::None, TEST_KDF).expect("init");
         let mut dest = Vault::open_backend(Box::new(other.clone()), &Secret::None).expect("open");
-        copy::copy(&mut vault, &mut dest, &[]).expect("copy");
-        let report = verify::verify(&mut dest, true).expect("verify the copy");
+        copy::copy(
+            &mut vault,
+            &mut dest,
+            &[],
+            &crate::progress::Progress::new(),
+        )
+        .expect("copy");
+        let report = verify::verify(&mut dest, true, &crate::progress::Progress::new())
+            .expect("verify the copy");
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let gc = gc::gc(&mut dest, false).expect("gc");
         assert_eq!(gc.packs_deleted + gc.packs_rewritten, 0, "{gc:?}");
         let restored = tmp.path().join("restored");
-        restore::restore(&dest, "s", &restored).expect("restore");
+        restore::restore(&dest, "s", &restored, &crate::progress::Progress::new())
+            .expect("restore");
         let back = open(&restored);
         assert_eq!(
             read_file(&back, "many/a-rather-long-file-name-04321"),

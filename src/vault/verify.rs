@@ -28,6 +28,7 @@ use super::{
 use crate::format::vault_hold::HoldRecord;
 use crate::format::vault_pack::{self, EntryCodec, PACK_HEADER_LEN};
 use crate::id::{BackupId, ChunkId, VaultPackId};
+use crate::progress::{Progress, Unit};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -53,7 +54,11 @@ struct Step {
     path: Arc<str>,
 }
 
-pub fn verify(vault: &mut Vault, read_data: bool) -> Result<VerifyReport, VaultError> {
+pub fn verify(
+    vault: &mut Vault,
+    read_data: bool,
+    progress: &Progress,
+) -> Result<VerifyReport, VaultError> {
     let _lock = VaultLock::acquire(vault, LockKind::Shared, "verify")?;
     let mut report = VerifyReport::default();
 
@@ -154,7 +159,9 @@ pub fn verify(vault: &mut Vault, read_data: bool) -> Result<VerifyReport, VaultE
     // Reachability: every backup's tree, each object once across all of them. `needed_by`
     // remembers the first backup that reached each object, for the data check's messages.
     let mut needed_by: HashMap<ChunkId, usize> = HashMap::new();
+    progress.stage("walking backups", Unit::Items, Some(records.len() as u64));
     for (number, (id, record)) in records.iter().enumerate() {
+        progress.set(number as u64);
         let backup = format!("backup {} (share {}, {id})", record.name, record.share);
         let mut stack = vec![Step {
             id: record.root,
@@ -227,8 +234,16 @@ pub fn verify(vault: &mut Vault, read_data: bool) -> Result<VerifyReport, VaultE
     report.objects = needed_by.len() as u64;
 
     if read_data {
+        let readable = |pack: &VaultPackId| !broken_packs.contains_key(pack);
+        let total = visible
+            .files
+            .keys()
+            .filter(|pack| readable(pack))
+            .filter_map(|pack| pack_sizes.get(pack))
+            .sum();
+        progress.stage("reading packs", Unit::Bytes, Some(total));
         for (pack, entries) in &visible.files {
-            if broken_packs.contains_key(pack) || !pack_sizes.contains_key(pack) {
+            if !readable(pack) || !pack_sizes.contains_key(pack) {
                 continue;
             }
             let bytes = match vault.backend.get(&pack_key(*pack)) {
@@ -239,6 +254,7 @@ pub fn verify(vault: &mut Vault, read_data: bool) -> Result<VerifyReport, VaultE
                 }
             };
             report.pack_bytes_read += bytes.len() as u64;
+            progress.add(pack_sizes.get(pack).copied().unwrap_or_default());
             match vault_pack::decode_header(&bytes) {
                 Ok(named) if named == *pack => {}
                 Ok(named) => report
@@ -302,7 +318,9 @@ mod tests {
 
     fn problems(fixture: &Fixture, read_data: bool) -> Vec<String> {
         let mut vault = Vault::unlock(Box::new(fixture.backend()), &fixture.secret).expect("open");
-        verify(&mut vault, read_data).expect("verify").problems
+        verify(&mut vault, read_data, &crate::progress::Progress::new())
+            .expect("verify")
+            .problems
     }
 
     #[test]
@@ -310,7 +328,7 @@ mod tests {
         let fixture = Fixture::in_memory();
         let original = fixture.backend();
         let mut vault = fixture.vault();
-        let clean = verify(&mut vault, true).expect("verify");
+        let clean = verify(&mut vault, true, &crate::progress::Progress::new()).expect("verify");
         assert!(clean.problems.is_empty(), "{:?}", clean.problems);
         assert!(clean.notes.is_empty(), "{:?}", clean.notes);
         assert_eq!(clean.backups, 2);

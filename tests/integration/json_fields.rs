@@ -11,7 +11,7 @@ use crate::harness::Mounted;
 use crate::vault::ok_env;
 
 /// The documented field paths of each section of `docs/JSON.md`, by its heading.
-fn documented() -> BTreeMap<String, BTreeSet<String>> {
+pub(crate) fn documented() -> BTreeMap<String, BTreeSet<String>> {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/JSON.md"))
         .expect("docs/JSON.md");
     let mut sections: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -81,7 +81,7 @@ fn paths(value: &Value) -> BTreeSet<String> {
 }
 
 /// Checks one command's output against its section.
-fn check(sections: &BTreeMap<String, BTreeSet<String>>, heading: &str, output: &str) {
+pub(crate) fn check(sections: &BTreeMap<String, BTreeSet<String>>, heading: &str, output: &str) {
     let documented = sections
         .get(heading)
         .unwrap_or_else(|| panic!("docs/JSON.md has no section {heading}"));
