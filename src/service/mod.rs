@@ -15,9 +15,11 @@ mod jobs;
 pub mod metrics;
 mod privilege;
 pub mod replies;
+mod report;
 pub mod request;
 mod scheduler;
 mod settings;
+mod space_history;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -197,12 +199,14 @@ impl Service {
             Request::List(args) => to_value(self.list(args.deleted, args.full_walk)?),
             Request::Undelete(args) => {
                 let record = self.snapshots.undelete(&args.name)?;
+                self.sample_space();
                 to_value(SnapshotInfo::new(&args.name, &record, None))
             }
             Request::Purge(args) => {
                 let purged = self.job("purge", &args.name, false, || {
                     Ok((self.snapshots.purge(&args.name)?, 0))
                 })?;
+                self.sample_space();
                 to_value(serde_json::json!({ "purged": purged }))
             }
             Request::Hold(args) => {
@@ -249,6 +253,7 @@ impl Service {
                 to_value(self.policy_report())
             }
             Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
+            Request::Report(args) => to_value(self.report(args.jobs)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
             Request::TierStatus => to_value(self.tier()?.status()),
             Request::TierCache(args) => to_value(self.tier_cache(&args)?),
@@ -344,6 +349,22 @@ impl Service {
         automatic: bool,
         work: impl FnOnce() -> Result<(T, u64), ServiceError>,
     ) -> Result<T, ServiceError> {
+        let job = Job {
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            automatic,
+            ..Job::default()
+        };
+        self.job_as(job, work)
+    }
+
+    /// Runs `work` as a recorded job whose record starts as `job` (its kind, target and the
+    /// fields of its kind); the times, outcome and bytes are filled in.
+    fn job_as<T>(
+        &self,
+        job: Job,
+        work: impl FnOnce() -> Result<(T, u64), ServiceError>,
+    ) -> Result<T, ServiceError> {
         let started = self.now();
         let result = work();
         let (ok, error, bytes) = match &result {
@@ -352,17 +373,47 @@ impl Service {
         };
         self.jobs.record(Job {
             id: 0,
-            kind: kind.to_owned(),
-            target: target.to_owned(),
             started,
             ended: self.now(),
             ok,
             error,
             bytes,
-            automatic,
-            ..Job::default()
+            ..job
         });
         result.map(|(value, _)| value)
+    }
+
+    /// Adds the space figures now to the space history (`space_history.rs`): after every
+    /// change of the snapshots and every gc. Cheap (the figures kept up to date; nothing while
+    /// they are being rebuilt). A sample that cannot be taken or written is logged: it never
+    /// fails the request that changed the space.
+    fn sample_space(&self) {
+        let usage = match crate::gc::usage::kept(&self.snapshots) {
+            Ok(Some(usage)) => usage,
+            Ok(None) => {
+                tracing::debug!("space accounting is stale: no space history sample");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!("cannot read the space figures for the space history: {err}");
+                return;
+            }
+        };
+        let db = self.snapshots.live().database();
+        let sample = space_history::sample_of(&usage);
+        if let Err(err) = space_history::record(&db, self.now(), &sample) {
+            tracing::warn!("cannot record a space history sample: {err}");
+        }
+    }
+
+    /// A sample, if the newest is [`space_history::TICK_INTERVAL`] old or older (or there is
+    /// none): the scheduler's, so the curve follows writes between snapshots.
+    fn sample_space_if_due(&self, now: i64) {
+        match space_history::newest(&self.snapshots.live().database()) {
+            Ok(Some(newest)) if now.saturating_sub(newest) < space_history::TICK_INTERVAL => {}
+            Ok(_) => self.sample_space(),
+            Err(err) => tracing::warn!("cannot read the space history: {err}"),
+        }
     }
 
     /// `base`, or `base-2`, `base-3`... whichever names no snapshot yet.
@@ -421,10 +472,12 @@ impl Service {
     }
 
     fn rollback(&self, snapshot: &str) -> Result<RollbackReport, ServiceError> {
-        self.job("rollback", snapshot, false, || {
+        let report = self.job("rollback", snapshot, false, || {
             let safety = self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
             Ok((self.snapshots.rollback(snapshot, &safety)?, 0))
-        })
+        })?;
+        self.sample_space();
+        Ok(report)
     }
 
     fn clone_snapshot(&self, args: &CloneArgs) -> Result<CloneReport, ServiceError> {
@@ -469,7 +522,14 @@ impl Service {
             .live()
             .share_id()
             .ok_or_else(|| ServiceError::io("the store has no share id"))?;
-        let result = self.job("backup", &format!("{name} -> {}", args.to), false, || {
+        let job = Job {
+            kind: "backup".into(),
+            target: format!("{name} -> {}", args.to),
+            vault: Some(args.to.clone()),
+            backup: Some(name.clone()),
+            ..Job::default()
+        };
+        let result = self.job_as(job, || {
             let opening = std::time::Instant::now();
             let mut vault = open_vault(&args.to, &args.access)?;
             tracing::debug!(took = ?opening.elapsed(), "vault opened for the backup");
@@ -521,7 +581,7 @@ impl Service {
         } else {
             "create"
         };
-        self.job(kind, name, automatic, || {
+        let info = self.job(kind, name, automatic, || {
             let chunks = self.snapshots.live().chunk_store();
             let before = chunks.usage().pack_bytes;
             let started = std::time::Instant::now();
@@ -529,7 +589,9 @@ impl Service {
             self.snapshots.live().metrics().snapshot_done(started);
             let grown = chunks.usage().pack_bytes.saturating_sub(before);
             Ok((SnapshotInfo::new(name, &record, None), grown))
-        })
+        })?;
+        self.sample_space();
+        Ok(info)
     }
 
     /// Deletes (or with soft delete on, hides) a snapshot, as `kind` (`delete` or `expire`).
@@ -538,7 +600,7 @@ impl Service {
             Some(retain_secs) => DeleteMode::Soft { retain_secs },
             None => DeleteMode::Now,
         };
-        self.job(kind, name, automatic, || {
+        let reply = self.job(kind, name, automatic, || {
             self.snapshots.delete(name, mode)?;
             Ok((
                 serde_json::json!({
@@ -552,7 +614,9 @@ impl Service {
                 }),
                 0,
             ))
-        })
+        })?;
+        self.sample_space();
+        Ok(reply)
     }
 
     /// The space figures: kept up to date (costs the number of snapshots), or walked.
@@ -587,11 +651,13 @@ impl Service {
 
     fn gc(&self) -> Result<crate::gc::GcReport, ServiceError> {
         self.purge_expired(false);
-        self.job("gc", "", false, || {
+        let report = self.job("gc", "", false, || {
             let report = crate::gc::collect(&self.snapshots)?;
             let freed = report.bytes_freed;
             Ok((report, freed))
-        })
+        })?;
+        self.sample_space();
+        Ok(report)
     }
 
     /// Purges soft-deleted snapshots whose recovery period is over.
@@ -609,6 +675,9 @@ impl Service {
                         automatic,
                         ..Job::default()
                     });
+                }
+                if !names.is_empty() {
+                    self.sample_space();
                 }
                 names
             }
@@ -758,6 +827,7 @@ pub fn copy_store_tables(
     crate::chunk_store::index::copy_tables(from, to)?;
     crate::snapshot::catalog::copy_tables(from, to)?;
     jobs::copy_tables(from, to)?;
+    space_history::copy_tables(from, to)?;
     settings::copy_tables(from, to)
 }
 
