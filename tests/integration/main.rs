@@ -29,6 +29,7 @@ mod mount_helper;
 mod permissions;
 mod posix_ops;
 mod privilege;
+mod report;
 mod restore;
 mod s3_server;
 mod samba_previous_versions;
