@@ -22,7 +22,8 @@ h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
 p.meta { color: #555; margin-top: 0; }
 table { border-collapse: collapse; font-size: 13px; }
 th, td { padding: 3px 10px; text-align: left; border-bottom: 1px solid #eee; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.t { white-space: nowrap; }
 tr.failed td { background: #fde2e1; }
 td.failed { color: #b00020; font-weight: bold; }
 span.swatch { display: inline-block; width: 12px; height: 12px; margin-right: 6px;
@@ -172,7 +173,7 @@ fn snapshots(out: &mut String, report: &SpaceReport, span: &TimeSpan) {
         };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"t\">{}</td>{cells}<td>{}</td></tr>",
             escape(&snapshot.name),
             format_rfc3339(snapshot.created),
             if snapshot.deleted { "soft-deleted" } else { "" },
@@ -217,7 +218,7 @@ fn vaults(out: &mut String, vaults: &[VaultBackups], now: i64) {
         };
         let _ = writeln!(
             out,
-            "<tr{}><td>{}</td><td>{latest}</td><td>{latest_age}</td>{}\
+            "<tr{}><td>{}</td><td>{latest}</td><td class=\"t\">{latest_age}</td>{}\
              <td class=\"n\">{}</td><td class=\"n\">{}</td>{failure}</tr>",
             if vault.last_failure.is_some() {
                 " class=\"failed\""
@@ -255,7 +256,7 @@ fn jobs(out: &mut String, jobs: &[Job]) {
         };
         let _ = writeln!(
             out,
-            "<tr{}><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td>\
+            "<tr{}><td class=\"n\">{}</td><td class=\"t\">{}</td><td>{}</td><td>{}</td>\
              <td class=\"n\">{}</td><td>{}</td><td{}>{outcome}</td></tr>",
             if job.ok { "" } else { " class=\"failed\"" },
             job.id,
