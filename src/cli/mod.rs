@@ -15,6 +15,7 @@ pub mod mount;
 pub mod mount_helper;
 pub mod policy;
 pub mod progress;
+pub mod report;
 pub mod restore;
 pub mod snapshot;
 pub mod status;
@@ -69,6 +70,9 @@ pub enum Command {
     Policy(policy::PolicyArgs),
     /// The share, its policy, the next snapshot, recent jobs and failures, space use.
     Status(status::StatusCommand),
+    /// A picture of where the space went: stored bytes over time, what each snapshot alone
+    /// holds, backups per vault, recent jobs; one self-contained HTML file (or JSON).
+    Report(report::ReportCommand),
     /// Reclaim the space no snapshot and not the live share uses.
     Gc(gc::GcArgs),
     /// Check every chunk in use; report the files damaged chunks affect (exit 1 if any).
@@ -106,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log(args) => history::log(args, on_failure),
         Command::Policy(args) => policy::run(args, on_failure),
         Command::Status(args) => status::run(args, on_failure),
+        Command::Report(args) => report::run(args, on_failure),
         Command::Gc(args) => gc::run(args, on_failure),
         Command::Verify(args) => verify::run(args, on_failure),
         Command::Destroy(args) => destroy::run(args),

@@ -10,6 +10,7 @@ pub mod inode;
 pub mod location;
 pub mod object;
 pub mod pack;
+pub mod space_sample;
 pub mod store_config;
 pub mod usage;
 pub mod vault_config;

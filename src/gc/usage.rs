@@ -34,6 +34,15 @@ pub struct Usage {
 /// The figures from the accounting tables, after a commit (so that they cover every write
 /// that returned); from [`full_walk`] while the tables are stale.
 pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
+    match kept(snapshots)? {
+        Some(usage) => Ok(usage),
+        None => full_walk(snapshots),
+    }
+}
+
+/// The figures from the accounting tables, after a commit; `None` while the tables are stale
+/// (never a walk: what a caller that must stay cheap, such as the space history, reads).
+pub fn kept(snapshots: &Snapshots) -> Result<Option<Usage>, GcError> {
     snapshots.live().commit_now()?;
     // Names come from the catalog in memory, numbers' figures from the tables: read until the
     // catalog is the same before and after the tables (a catalog change commits its table
@@ -46,7 +55,7 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
         let before = snapshots.list();
         let read = crate::meta::accounting::read(&snapshots.live().database())?;
         let Some(totals) = read else {
-            return full_walk(snapshots);
+            return Ok(None);
         };
         let after = snapshots.list();
         if numbers(&before) == numbers(&after) {
@@ -54,7 +63,7 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
         }
     };
     let used = totals.live + totals.snapshot + totals.deleted;
-    Ok(Usage {
+    Ok(Some(Usage {
         live_bytes: totals.live,
         unique_bytes: list
             .into_iter()
@@ -67,7 +76,7 @@ pub fn usage(snapshots: &Snapshots) -> Result<Usage, GcError> {
         deleted_snapshot_bytes: totals.deleted,
         stored_bytes: totals.stored,
         reclaimable_bytes: totals.stored.saturating_sub(used),
-    })
+    }))
 }
 
 /// The figures computed by walking every snapshot tree and every block map: costs the data

@@ -15,9 +15,11 @@ mod jobs;
 pub mod metrics;
 mod privilege;
 pub mod replies;
+mod report;
 pub mod request;
 mod scheduler;
 mod settings;
+mod space_history;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -193,12 +195,14 @@ impl Service {
             Request::List(args) => to_value(self.list(args.deleted, args.full_walk)?),
             Request::Undelete(args) => {
                 let record = self.snapshots.undelete(&args.name)?;
+                self.sample_space();
                 to_value(SnapshotInfo::new(&args.name, &record, None))
             }
             Request::Purge(args) => {
                 let purged = self.job("purge", &args.name, false, || {
                     Ok((self.snapshots.purge(&args.name)?, 0))
                 })?;
+                self.sample_space();
                 to_value(serde_json::json!({ "purged": purged }))
             }
             Request::Hold(args) => {
@@ -245,6 +249,7 @@ impl Service {
                 to_value(self.policy_report())
             }
             Request::Status(args) => to_value(self.status(args.jobs, args.full_walk)?),
+            Request::Report(args) => to_value(self.report(args.jobs)?),
             Request::Job(args) => to_value(self.background.state(args.job)?),
             Request::TierStatus => to_value(self.tier()?.status()),
             Request::TierCache(args) => to_value(self.tier_cache(&args, progress)?),
@@ -343,6 +348,22 @@ impl Service {
         automatic: bool,
         work: impl FnOnce() -> Result<(T, u64), ServiceError>,
     ) -> Result<T, ServiceError> {
+        let job = Job {
+            kind: kind.to_owned(),
+            target: target.to_owned(),
+            automatic,
+            ..Job::default()
+        };
+        self.job_as(job, work)
+    }
+
+    /// Runs `work` as a recorded job whose record starts as `job` (its kind, target and the
+    /// fields of its kind); the times, outcome and bytes are filled in.
+    fn job_as<T>(
+        &self,
+        job: Job,
+        work: impl FnOnce() -> Result<(T, u64), ServiceError>,
+    ) -> Result<T, ServiceError> {
         let started = self.now();
         let result = work();
         let (ok, error, bytes) = match &result {
@@ -351,17 +372,47 @@ impl Service {
         };
         self.jobs.record(Job {
             id: 0,
-            kind: kind.to_owned(),
-            target: target.to_owned(),
             started,
             ended: self.now(),
             ok,
             error,
             bytes,
-            automatic,
-            ..Job::default()
+            ..job
         });
         result.map(|(value, _)| value)
+    }
+
+    /// Adds the space figures now to the space history (`space_history.rs`): after every
+    /// change of the snapshots and every gc. Cheap (the figures kept up to date; nothing while
+    /// they are being rebuilt). A sample that cannot be taken or written is logged: it never
+    /// fails the request that changed the space.
+    fn sample_space(&self) {
+        let usage = match crate::gc::usage::kept(&self.snapshots) {
+            Ok(Some(usage)) => usage,
+            Ok(None) => {
+                tracing::debug!("space accounting is stale: no space history sample");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!("cannot read the space figures for the space history: {err}");
+                return;
+            }
+        };
+        let db = self.snapshots.live().database();
+        let sample = space_history::sample_of(&usage);
+        if let Err(err) = space_history::record(&db, self.now(), &sample) {
+            tracing::warn!("cannot record a space history sample: {err}");
+        }
+    }
+
+    /// A sample, if the newest is [`space_history::TICK_INTERVAL`] old or older (or there is
+    /// none): the scheduler's, so the curve follows writes between snapshots.
+    fn sample_space_if_due(&self, now: i64) {
+        match space_history::newest(&self.snapshots.live().database()) {
+            Ok(Some(newest)) if now.saturating_sub(newest) < space_history::TICK_INTERVAL => {}
+            Ok(_) => self.sample_space(),
+            Err(err) => tracing::warn!("cannot read the space history: {err}"),
+        }
     }
 
     /// `base`, or `base-2`, `base-3`... whichever names no snapshot yet.
@@ -429,10 +480,12 @@ impl Service {
         snapshot: &str,
         progress: &Progress,
     ) -> Result<RollbackReport, ServiceError> {
-        self.job("rollback", snapshot, false, || {
+        let report = self.job("rollback", snapshot, false, || {
             let safety = self.free_name(&format!("before-rollback-{}", compact_time(self.now())));
             Ok((self.snapshots.rollback(snapshot, &safety, progress)?, 0))
-        })
+        })?;
+        self.sample_space();
+        Ok(report)
     }
 
     fn clone_snapshot(
@@ -483,7 +536,14 @@ impl Service {
             .live()
             .share_id()
             .ok_or_else(|| ServiceError::io("the store has no share id"))?;
-        let result = self.job("backup", &format!("{name} -> {}", args.to), false, || {
+        let job = Job {
+            kind: "backup".into(),
+            target: format!("{name} -> {}", args.to),
+            vault: Some(args.to.clone()),
+            backup: Some(name.clone()),
+            ..Job::default()
+        };
+        let result = self.job_as(job, || {
             let opening = std::time::Instant::now();
             let mut vault = open_vault(&args.to, &args.access)?;
             tracing::debug!(took = ?opening.elapsed(), "vault opened for the backup");
@@ -538,7 +598,7 @@ impl Service {
         } else {
             "create"
         };
-        self.job(kind, name, automatic, || {
+        let info = self.job(kind, name, automatic, || {
             let chunks = self.snapshots.live().chunk_store();
             let before = chunks.usage().pack_bytes;
             let started = std::time::Instant::now();
@@ -546,7 +606,9 @@ impl Service {
             self.snapshots.live().metrics().snapshot_done(started);
             let grown = chunks.usage().pack_bytes.saturating_sub(before);
             Ok((SnapshotInfo::new(name, &record, None), grown))
-        })
+        })?;
+        self.sample_space();
+        Ok(info)
     }
 
     /// Deletes (or with soft delete on, hides) a snapshot, as `kind` (`delete` or `expire`).
@@ -555,7 +617,7 @@ impl Service {
             Some(retain_secs) => DeleteMode::Soft { retain_secs },
             None => DeleteMode::Now,
         };
-        self.job(kind, name, automatic, || {
+        let reply = self.job(kind, name, automatic, || {
             self.snapshots.delete(name, mode)?;
             Ok((
                 serde_json::json!({
@@ -569,7 +631,9 @@ impl Service {
                 }),
                 0,
             ))
-        })
+        })?;
+        self.sample_space();
+        Ok(reply)
     }
 
     /// The space figures: kept up to date (costs the number of snapshots), or walked.
@@ -604,11 +668,13 @@ impl Service {
 
     fn gc(&self, progress: &Progress) -> Result<crate::gc::GcReport, ServiceError> {
         self.purge_expired(false);
-        self.job("gc", "", false, || {
+        let report = self.job("gc", "", false, || {
             let report = crate::gc::collect(&self.snapshots, progress)?;
             let freed = report.bytes_freed;
             Ok((report, freed))
-        })
+        })?;
+        self.sample_space();
+        Ok(report)
     }
 
     /// Purges soft-deleted snapshots whose recovery period is over.
@@ -626,6 +692,9 @@ impl Service {
                         automatic,
                         ..Job::default()
                     });
+                }
+                if !names.is_empty() {
+                    self.sample_space();
                 }
                 names
             }
@@ -775,6 +844,7 @@ pub fn copy_store_tables(
     crate::chunk_store::index::copy_tables(from, to)?;
     crate::snapshot::catalog::copy_tables(from, to)?;
     jobs::copy_tables(from, to)?;
+    space_history::copy_tables(from, to)?;
     settings::copy_tables(from, to)
 }
 

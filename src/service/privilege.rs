@@ -55,6 +55,7 @@ fn outside_the_share(request: &Request) -> Option<&'static str> {
         | Request::Log(_)
         | Request::Policy { .. }
         | Request::Status(_)
+        | Request::Report(_)
         | Request::Job(_)
         | Request::TierStatus
         | Request::TierCache(_)

@@ -162,3 +162,59 @@ pub struct StatusReport {
     #[serde(default)]
     pub backups: Vec<VaultStatus>,
 }
+
+/// `report`: what `snapfs report` draws, the space over time and what holds it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SpaceReport {
+    pub store: String,
+    /// Unix seconds: when the report was made.
+    pub now: i64,
+    /// The space figures now.
+    pub space: Space,
+    /// The space history (`service::space_history`), oldest first.
+    pub history: Vec<SpacePoint>,
+    /// Every snapshot, listed and soft-deleted, oldest first.
+    pub snapshots: Vec<ReportSnapshot>,
+    /// The backups the job log records, per vault.
+    pub vaults: Vec<VaultBackups>,
+    /// The newest jobs, newest first.
+    pub jobs: Vec<Job>,
+}
+
+/// One sample of the space history.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SpacePoint {
+    /// Unix seconds.
+    pub secs: i64,
+    pub space: Space,
+}
+
+/// One snapshot, as the report places it on the time line.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ReportSnapshot {
+    pub name: String,
+    pub number: u64,
+    /// Unix seconds.
+    pub created: i64,
+    /// Stored bytes only this snapshot holds; `None` for a soft-deleted one (what those hold
+    /// is counted together, in `Space::deleted_snapshot_bytes`).
+    pub unique_bytes: Option<u64>,
+    /// Soft-deleted (recoverable until purged).
+    pub deleted: bool,
+}
+
+/// The backups into one vault that the job log records (its newest 1,000 jobs).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct VaultBackups {
+    pub vault: String,
+    /// Backups that succeeded.
+    pub backups: u64,
+    /// Stored bytes they added to the vault, together.
+    pub bytes_added: u64,
+    /// The newest that succeeded.
+    pub latest: Option<BackupMark>,
+    /// Backups that failed.
+    pub failures: u64,
+    /// The newest failure, only when it is newer than the newest success.
+    pub last_failure: Option<BackupMark>,
+}

@@ -64,6 +64,9 @@ pub enum Request {
     },
     /// The share, its policy, next scheduled snapshot, recent jobs and space use.
     Status(StatusArgs),
+    /// The space over time (live share, snapshots, soft-deleted snapshots), each snapshot's
+    /// unique bytes, backups per vault and recent jobs: what `snapfs report` draws.
+    Report(ReportArgs),
     /// How far a background job of the daemon got, or its outcome once it ended.
     Job(JobArgs),
     /// A tiered store's cache use, uploads and checkpoints.
@@ -366,6 +369,14 @@ pub struct StatusArgs {
     #[arg(long, hide = true)]
     #[serde(default)]
     pub full_walk: bool,
+}
+
+#[derive(Args, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportArgs {
+    /// How many recent jobs to show.
+    #[arg(long, default_value_t = 20)]
+    #[serde(default)]
+    pub jobs: usize,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //!    that was down across many scheduled times catches up with one, not a burst);
 //! 3. if a backup slot has passed since the last one handled, start ONE scheduled backup
 //!    (`backup_schedule.rs`), reusing the snapshot of step 2 when it is for the same slot;
-//! 4. expire the automatic snapshots retention no longer keeps (held ones stay).
+//! 4. expire the automatic snapshots retention no longer keeps (held ones stay);
+//! 5. add a sample to the space history if the newest is an hour old (`space_history.rs`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -73,6 +74,7 @@ impl Service {
         let created = report.created.clone();
         self.backup_tick(now, created.as_deref(), &mut report);
         self.expire(&mut report);
+        self.sample_space_if_due(now);
         report
     }
 

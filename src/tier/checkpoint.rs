@@ -136,9 +136,12 @@ mod tests {
         snapshots
             .create("one", crate::format::catalog::Origin::Manual)
             .expect("snapshot");
-        // The service's tables (settings, jobs) too.
+        // The service's tables (settings, jobs, space history) too.
         let service =
             crate::service::Service::open(snapshots.clone(), Default::default()).expect("service");
+        service
+            .create("two", crate::format::catalog::Origin::Manual, false)
+            .expect("snapshot through the service");
         live.commit_now().expect("commit");
         let db = live.database();
         let copy: CopyTables = std::sync::Arc::new(crate::service::copy_store_tables);

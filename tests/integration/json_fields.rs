@@ -164,6 +164,11 @@ fn every_json_field_is_documented_and_every_documented_one_printed() {
     );
     check(
         &sections,
+        "`snapfs report --json`",
+        &json(&["report", "--mount", &mnt, "--json"]),
+    );
+    check(
+        &sections,
         "`snapfs policy show --json` (and `policy set --json`)",
         &json(&["policy", "show", "--mount", &mnt, "--json"]),
     );

@@ -30,6 +30,7 @@ mod permissions;
 mod posix_ops;
 mod privilege;
 mod progress;
+mod report;
 mod restore;
 mod s3_server;
 mod samba_previous_versions;
