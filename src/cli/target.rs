@@ -149,10 +149,10 @@ impl Target {
 /// is never held while the job runs.
 fn follow_job(control: &Path, job: u64, progress: &Progress) -> anyhow::Result<serde_json::Value> {
     let ask = to_line(&Request::Job(JobArgs { job }));
-    // Short pauses: a job's end is seen at most 50 ms late (a command waiting up to a quarter
-    // of a second after a 0.1 s backup took three times as long as the backup). A question
-    // costs the daemon a few microseconds.
-    let mut pause = std::time::Duration::from_millis(2);
+    // Asked again after a sixteenth of the time the job has run so far (1 to 50 ms): a job's
+    // end is seen at most about 6% late, and never more than 50 ms late. A question costs the
+    // daemon a few microseconds; a fixed doubling pause made a 65 ms backup wait for 112 ms.
+    let started = std::time::Instant::now();
     loop {
         let text = send(control, &ask)?;
         let state: JobState =
@@ -160,8 +160,11 @@ fn follow_job(control: &Path, job: u64, progress: &Progress) -> anyhow::Result<s
         progress.follow(&state.progress);
         match state.state.as_str() {
             "running" => {
+                let pause = (started.elapsed() / 16).clamp(
+                    std::time::Duration::from_millis(1),
+                    std::time::Duration::from_millis(50),
+                );
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(50));
             }
             "done" => return Ok(state.result.unwrap_or_default()),
             _ => bail!(

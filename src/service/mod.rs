@@ -13,6 +13,7 @@ pub(crate) mod control;
 mod error;
 mod jobs;
 pub mod metrics;
+mod open_vaults;
 mod privilege;
 pub mod replies;
 mod report;
@@ -90,6 +91,8 @@ pub struct Service {
     /// The read-only view of the snapshots that a mount serves under `.snapshots/`: owned here
     /// so that `status` can report what it holds.
     view: Arc<SnapshotView>,
+    /// Vaults kept open for the next backup or restore into them.
+    open_vaults: open_vaults::OpenVaults,
 }
 
 fn to_value<T: Serialize>(value: T) -> Result<Value, ServiceError> {
@@ -123,6 +126,7 @@ impl Service {
             stopped: Mutex::new(false),
             scheduler: Mutex::new(None),
             view: Arc::new(SnapshotView::new(snapshots.clone())),
+            open_vaults: open_vaults::OpenVaults::new(),
             snapshots,
         }))
     }
@@ -545,10 +549,13 @@ impl Service {
         };
         let result = self.job_as(job, || {
             let opening = std::time::Instant::now();
-            let mut vault = open_vault(&args.to, &args.access)?;
+            let (kept, mut vault) = self.open_vaults.take(&args.to, &args.access, || {
+                open_vault(&args.to, &args.access)
+            })?;
             tracing::debug!(took = ?opening.elapsed(), "vault opened for the backup");
             let report =
                 crate::vault::backup::backup(&mut vault, &self.snapshots, &name, share, progress)?;
+            self.open_vaults.keep(kept, vault);
             let bytes = report.bytes_added;
             Ok((report, bytes))
         });
@@ -572,7 +579,9 @@ impl Service {
     ) -> Result<crate::vault::restore::VaultPathReport, ServiceError> {
         let target = format!("{} {} <- {}", args.backup, args.path, args.vault);
         self.job("vault-restore", &target, false, || {
-            let mut vault = open_vault(&args.vault, &args.access)?;
+            let (kept, mut vault) = self.open_vaults.take(&args.vault, &args.access, || {
+                open_vault(&args.vault, &args.access)
+            })?;
             let report = crate::vault::restore::restore_path(
                 &mut vault,
                 &self.snapshots,
@@ -582,6 +591,7 @@ impl Service {
                 args.overwrite,
                 progress,
             )?;
+            self.open_vaults.keep(kept, vault);
             let bytes = report.bytes_fetched;
             Ok((report, bytes))
         })

@@ -290,6 +290,18 @@ impl Vault {
         })
     }
 
+    /// Whether this handle may serve another operation: the vault's config is as it was when
+    /// the handle was opened. A key slot removed or re-wrapped (`vault key remove|passwd`)
+    /// changes it, and then the secret must be checked anew (it may no longer open the vault).
+    pub fn config_unchanged(&self) -> Result<bool, VaultError> {
+        let bytes = match self.backend.get(&key(CONFIG_KEY)) {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(VaultConfig::decode(&bytes).is_ok_and(|config| config == self.config))
+    }
+
     /// Reads the vault's index again: an operation that took a lock reloads it, so that it
     /// sees every change made before the lock was granted. Index files read before and
     /// unchanged since are not read again.

@@ -387,6 +387,16 @@ fn vault_keys_can_be_added_changed_and_removed_without_touching_the_backups() {
     ok_env(&["vault", "key", "remove", vault, "0"], &second);
     let err = err_env(&["vault", "list", vault], &first);
     assert!(err.contains("wrong passphrase"), "{err}");
+    // The daemon kept the vault open after the backups with `first`: the removed passphrase
+    // stops working there too.
+    let mnt = m.mnt.to_str().expect("utf-8");
+    let err = err_env(&["backup", "two", "--to", vault, "--mount", mnt], &first);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let again = json(&ok_env(
+        &["backup", "two", "--to", vault, "--mount", mnt, "--json"],
+        &second,
+    ));
+    assert_eq!(again["already_there"], true, "{again}");
     let err = err_env(&["vault", "key", "remove", vault, "0"], &second);
     assert!(
         err.contains("unlock with another"),
