@@ -50,35 +50,39 @@ fn counts(counts: &TreeCounts) -> String {
     )
 }
 
-/// Carries out `request` on the target, showing its progress as `command`.
-fn run<T: serde::de::DeserializeOwned>(
+/// Carries out `request` on the target, showing its progress as `command`. With `--json` the
+/// reply is printed as it is and `None` returned; otherwise the caller prints its summary.
+fn run<T: serde::de::DeserializeOwned + serde::Serialize>(
     command: &str,
     target: &TargetArgs,
-    json: bool,
+    shown: ProgressArgs,
     on_failure: Option<&str>,
     request: Request,
-) -> anyhow::Result<T> {
+) -> anyhow::Result<Option<T>> {
     let target = target.resolve(on_failure)?;
-    with_progress(command, json, |progress| {
+    let reply: T = with_progress(command, shown.json, |progress| {
         target.execute_with_progress(request, progress)
-    })
+    })?;
+    if shown.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(None);
+    }
+    Ok(Some(reply))
 }
 
 pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let (snapshot, path) = (command.args.snapshot.clone(), command.args.path.clone());
     let to = command.args.to.clone().unwrap_or_else(|| path.clone());
-    let json = command.progress.json;
-    let report: RestoreReport = run(
+    let Some(report) = run::<RestoreReport>(
         "restore",
         &command.target,
-        json,
+        command.progress,
         on_failure,
         Request::Restore(command.args),
-    )?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    )?
+    else {
         return Ok(());
-    }
+    };
     println!(
         "restored {path} from {snapshot} to {to}: {} (stored {})",
         counts(&report.restored),
@@ -89,18 +93,16 @@ pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Res
 
 pub fn rollback(command: RollbackCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let snapshot = command.args.snapshot.clone();
-    let json = command.progress.json;
-    let report: RollbackReport = run(
+    let Some(report) = run::<RollbackReport>(
         "rollback",
         &command.target,
-        json,
+        command.progress,
         on_failure,
         Request::Rollback(command.args),
-    )?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    )?
+    else {
         return Ok(());
-    }
+    };
     println!(
         "rolled the share back to {snapshot}: {}; the state before is snapshot {}",
         counts(&report.restored),
@@ -117,18 +119,16 @@ pub fn clone(command: CloneCommand, on_failure: Option<&str>) -> anyhow::Result<
     let mut args = command.args;
     // The daemon may run elsewhere than here: it gets an absolute path.
     args.new_store = std::path::absolute(&args.new_store)?;
-    let json = command.progress.json;
-    let report: CloneReport = run(
+    let Some(report) = run::<CloneReport>(
         "clone",
         &command.target,
-        json,
+        command.progress,
         on_failure,
         Request::Clone(args),
-    )?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    )?
+    else {
         return Ok(());
-    }
+    };
     println!(
         "cloned {snapshot} into a new store at {}: {}, {} chunks copied",
         new_store.display(),
