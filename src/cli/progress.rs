@@ -73,8 +73,9 @@ fn show(command: &str, mode: Mode, progress: &Progress, stop: &(Mutex<bool>, Con
     // The stage and time of the last JSON event.
     let mut written: Option<(String, Instant)> = None;
     loop {
-        let state = progress.state();
+        // Read in this order, the reading after the stop is the work's final one.
         let stopping = *stop.0.lock();
+        let state = progress.state();
         match mode {
             Mode::Json => {
                 let due = match &written {

@@ -278,7 +278,18 @@ impl Mounted {
 
     /// A clean unmount through `snapfs umount`, which waits for the daemon's last commit.
     pub fn unmount(&mut self) {
-        let out = snapfs(&["umount", self.mnt.to_str().expect("utf-8 path")]);
+        let mut out = snapfs(&["umount", self.mnt.to_str().expect("utf-8 path")]);
+        // A process another test thread is starting holds copies of this process's files
+        // until its exec closes them: rarely, one of them is open in this mount for that
+        // moment. Busy for longer than a few seconds is a real failure.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("it is busy")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            out = snapfs(&["umount", self.mnt.to_str().expect("utf-8 path")]);
+        }
         assert!(
             out.status.success(),
             "umount failed: {}",
