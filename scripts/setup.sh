@@ -9,10 +9,11 @@ set -euo pipefail
 
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
 # manual pages with groff, and checks the unit with systemd-analyze (from systemd); the
-# Previous Versions test serves a share with a real smbd and asks it with smbclient.
+# Previous Versions test serves a share with a real smbd and asks it with smbclient; the
+# progress test gives a command a real terminal with util-linux's `script` (bsdutils).
 missing=()
 for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd \
-    /usr/sbin/smbd:samba smbclient:smbclient; do
+    /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
