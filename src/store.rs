@@ -243,14 +243,14 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// Copies the store committed under `tests/fixtures/<fixture>` (its `files`) to `to` (git
-    /// keeps no empty directory: `packs/` is made here).
     /// The store config in `dir` as its file holds it now.
     fn config_on_disk(dir: &Path) -> StoreConfig {
         StoreConfig::decode(&std::fs::read(dir.join(STORE_CONFIG_FILE)).expect("read"))
             .expect("the store config decodes")
     }
 
+    /// Copies the store committed under `tests/fixtures/<fixture>` (its `files`) to `to` (git
+    /// keeps no empty directory: `packs/` is made here).
     fn copy_fixture(fixture: &str, files: &[&str], to: &Path) {
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
