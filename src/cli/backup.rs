@@ -5,7 +5,7 @@
 
 use clap::Args;
 
-use super::progress::{ProgressArgs, with_progress};
+use super::progress::ProgressArgs;
 use super::target::TargetArgs;
 use super::vault::KeyArgs;
 use crate::service::Request;
@@ -38,13 +38,14 @@ pub fn run(command: BackupCommand, on_failure: Option<&str>) -> anyhow::Result<(
         to,
         access: command.key.access()?,
     });
-    let target = command.target.resolve(on_failure)?;
-    let report: BackupReport = with_progress("backup", command.progress.json, |progress| {
-        target.execute_with_progress(request, progress)
-    })?;
-    if command.progress.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if report.already_there {
+    let Some(report) = command
+        .target
+        .resolve(on_failure)?
+        .execute_shown::<BackupReport>("backup", command.progress, request)?
+    else {
+        return Ok(());
+    };
+    if report.already_there {
         println!("{} is already in the vault", report.name);
     } else {
         println!(

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::human_bytes;
-use super::progress::{ProgressArgs, with_progress};
+use super::progress::ProgressArgs;
 use super::target::TargetArgs;
 use crate::gc::GcReport;
 use crate::service::Request;
@@ -17,14 +17,14 @@ pub struct GcArgs {
 }
 
 pub fn run(args: GcArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
-    let target = args.target.resolve(on_failure)?;
-    let report: GcReport = with_progress("gc", args.progress.json, |progress| {
-        target.execute_with_progress(Request::Gc, progress)
-    })?;
-    if args.progress.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let Some(report) = args.target.resolve(on_failure)?.execute_shown::<GcReport>(
+        "gc",
+        args.progress,
+        Request::Gc,
+    )?
+    else {
         return Ok(());
-    }
+    };
     println!(
         "gc: removed {} unused chunks, rewrote {} packs, freed {} ({} bytes)",
         report.chunks_removed,

@@ -7,7 +7,6 @@
 //! the work never waits on the terminal.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -49,21 +48,18 @@ pub fn with_progress<T>(
     } else {
         return work(&Progress::new());
     };
-    let progress = Arc::new(Progress::new());
-    let stop = Arc::new((Mutex::new(false), Condvar::new()));
-    let shown = {
-        let (progress, stop, command) = (progress.clone(), stop.clone(), command.to_owned());
-        std::thread::Builder::new()
+    let progress = Progress::new();
+    let stop = (Mutex::new(false), Condvar::new());
+    std::thread::scope(|scope| {
+        // Without a display thread the work runs undisplayed.
+        let _shown = std::thread::Builder::new()
             .name("snapfs-progress".into())
-            .spawn(move || show(&command, mode, &progress, &stop))
-    };
-    let outcome = work(&progress);
-    *stop.0.lock() = true;
-    stop.1.notify_all();
-    if let Ok(thread) = shown {
-        let _ = thread.join();
-    }
-    outcome
+            .spawn_scoped(scope, || show(command, mode, &progress, &stop));
+        let outcome = work(&progress);
+        *stop.0.lock() = true;
+        stop.1.notify_all();
+        outcome
+    })
 }
 
 /// The display's loop: draws until `stop`, then once more (the final reading).

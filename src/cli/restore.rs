@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::human_bytes;
-use super::progress::{ProgressArgs, with_progress};
+use super::progress::ProgressArgs;
 use super::target::TargetArgs;
 use crate::service::Request;
 use crate::service::request::{CloneArgs, RestoreArgs, Snapshot};
@@ -50,36 +50,17 @@ fn counts(counts: &TreeCounts) -> String {
     )
 }
 
-/// Carries out `request` on the target, showing its progress as `command`. With `--json` the
-/// reply is printed as it is and `None` returned; otherwise the caller prints its summary.
-fn run<T: serde::de::DeserializeOwned + serde::Serialize>(
-    command: &str,
-    target: &TargetArgs,
-    shown: ProgressArgs,
-    on_failure: Option<&str>,
-    request: Request,
-) -> anyhow::Result<Option<T>> {
-    let target = target.resolve(on_failure)?;
-    let reply: T = with_progress(command, shown.json, |progress| {
-        target.execute_with_progress(request, progress)
-    })?;
-    if shown.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
-        return Ok(None);
-    }
-    Ok(Some(reply))
-}
-
 pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let (snapshot, path) = (command.args.snapshot.clone(), command.args.path.clone());
     let to = command.args.to.clone().unwrap_or_else(|| path.clone());
-    let Some(report) = run::<RestoreReport>(
-        "restore",
-        &command.target,
-        command.progress,
-        on_failure,
-        Request::Restore(command.args),
-    )?
+    let Some(report) = command
+        .target
+        .resolve(on_failure)?
+        .execute_shown::<RestoreReport>(
+            "restore",
+            command.progress,
+            Request::Restore(command.args),
+        )?
     else {
         return Ok(());
     };
@@ -93,13 +74,14 @@ pub fn restore(command: RestoreCommand, on_failure: Option<&str>) -> anyhow::Res
 
 pub fn rollback(command: RollbackCommand, on_failure: Option<&str>) -> anyhow::Result<()> {
     let snapshot = command.args.snapshot.clone();
-    let Some(report) = run::<RollbackReport>(
-        "rollback",
-        &command.target,
-        command.progress,
-        on_failure,
-        Request::Rollback(command.args),
-    )?
+    let Some(report) = command
+        .target
+        .resolve(on_failure)?
+        .execute_shown::<RollbackReport>(
+            "rollback",
+            command.progress,
+            Request::Rollback(command.args),
+        )?
     else {
         return Ok(());
     };
@@ -119,13 +101,10 @@ pub fn clone(command: CloneCommand, on_failure: Option<&str>) -> anyhow::Result<
     let mut args = command.args;
     // The daemon may run elsewhere than here: it gets an absolute path.
     args.new_store = std::path::absolute(&args.new_store)?;
-    let Some(report) = run::<CloneReport>(
-        "clone",
-        &command.target,
-        command.progress,
-        on_failure,
-        Request::Clone(args),
-    )?
+    let Some(report) = command
+        .target
+        .resolve(on_failure)?
+        .execute_shown::<CloneReport>("clone", command.progress, Request::Clone(args))?
     else {
         return Ok(());
     };

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::de::DeserializeOwned;
 
+use super::progress::{ProgressArgs, with_progress};
 use super::umount::store_of_mount;
 use crate::access::Requester;
 use crate::live::{LiveFs, LiveOptions};
@@ -109,6 +110,25 @@ impl Target {
     /// Carries out `request` and decodes its reply.
     pub fn execute<T: DeserializeOwned>(&self, request: Request) -> anyhow::Result<T> {
         self.execute_with_progress(request, &Progress::new())
+    }
+
+    /// Carries out the long request `request`, showing its progress as `command`
+    /// (`cli::progress`). With `--json` the reply is printed as it is and `None` returned;
+    /// otherwise the caller prints its summary of it.
+    pub fn execute_shown<T: DeserializeOwned + serde::Serialize>(
+        &self,
+        command: &str,
+        shown: ProgressArgs,
+        request: Request,
+    ) -> anyhow::Result<Option<T>> {
+        let reply: T = with_progress(command, shown.json, |progress| {
+            self.execute_with_progress(request, progress)
+        })?;
+        if shown.json {
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            return Ok(None);
+        }
+        Ok(Some(reply))
     }
 
     /// Carries out `request`, following its progress in `progress` (a daemon's job is asked

@@ -101,13 +101,9 @@ fn tier_cache(
         CacheAction::Pin => "tier pin",
         _ => "tier recall",
     };
-    let report: RecallReport = with_progress(command, shown.json, |progress| {
-        target.execute_with_progress(request, progress)
-    })?;
-    if shown.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let Some(report) = target.execute_shown::<RecallReport>(command, shown, request)? else {
         return Ok(());
-    }
+    };
     let what = match action {
         CacheAction::Unpin => {
             println!("unpinned {}: it may be evicted again", path.display());

@@ -747,7 +747,7 @@ fn restore_vault(args: RestoreArgs, on_failure: Option<&str>) -> anyhow::Result<
                 store: args.store,
             },
             on_failure,
-            args.progress.json,
+            args.progress,
         );
     }
     let Some(new_store) = args.new_store else {
@@ -793,18 +793,20 @@ fn restore_into_share(
     request: VaultRestoreArgs,
     target: TargetArgs,
     on_failure: Option<&str>,
-    json: bool,
+    shown: ProgressArgs,
 ) -> anyhow::Result<()> {
     let (backup, path) = (request.backup.clone(), request.path.clone());
     let to = request.to.clone().unwrap_or_else(|| path.clone());
-    let target = target.resolve(on_failure)?;
-    let report: restore::VaultPathReport = with_progress("vault restore", json, |progress| {
-        target.execute_with_progress(Request::VaultRestore(request), progress)
-    })?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let Some(report) = target
+        .resolve(on_failure)?
+        .execute_shown::<restore::VaultPathReport>(
+            "vault restore",
+            shown,
+            Request::VaultRestore(request),
+        )?
+    else {
         return Ok(());
-    }
+    };
     println!(
         "restored {path} from backup {backup} to {to}: {} files, {} directories, {} others, {} fetched",
         report.restored.files,
