@@ -155,6 +155,15 @@ impl Store {
         Self::opened(dir, config, lock)
     }
 
+    /// Opens a follower's copy of a checkpoint (`tier::follow`): a directory without an
+    /// identity file, so that no command but the follower that made it opens it (a copy must
+    /// never take the share's writer lease), with `config` given by that follower.
+    pub fn open_follower_copy(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+        let dir = std::path::absolute(dir).map_err(io_at(dir))?;
+        let lock = StoreLock::acquire(&dir)?;
+        Self::opened(dir, config, lock)
+    }
+
     /// Reads the identity file of the store in `dir` (absolute), locks the store, and upgrades
     /// the file if it is of an older format.
     fn lock_config(dir: &Path) -> Result<(StoreConfig, StoreLock), StoreError> {

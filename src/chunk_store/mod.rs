@@ -35,7 +35,7 @@ use crate::id::{ChunkId, PackId};
 use pack::PackWriter;
 
 pub use codec::{StoredChunk, VerifiedChunk, verify_stored};
-pub use pack::{PACK_DIR, PackFile};
+pub use pack::{PACK_DIR, PackFile, pack_path};
 
 /// Where a tiered store's sealed packs are kept whole: the object store, seen by the chunk store
 /// as byte ranges of packs (implemented by the tier layer, which knows the bucket).

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod completions;
 pub mod daemon;
 pub mod destroy;
+mod follow;
 pub mod gc;
 pub mod history;
 pub mod init;

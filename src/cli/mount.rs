@@ -30,7 +30,8 @@ const JOB_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
-    /// The store directory (made by `snapfs init`).
+    /// The store directory (made by `snapfs init`); with --follow, the object store location
+    /// of a tiered share (`s3://bucket/prefix`, or a directory).
     pub store: PathBuf,
     /// An existing, empty directory to mount the share on.
     pub mountpoint: PathBuf,
@@ -87,6 +88,21 @@ pub struct MountArgs {
     /// Mount over a directory that holds files (they are hidden until the share is unmounted).
     #[arg(long)]
     pub allow_non_empty: bool,
+    /// Serve the tiered share at STORE read-only, from any host and alongside its writer:
+    /// its newest checkpoint with every snapshot, moving to each newer checkpoint as it is
+    /// published. Files open meanwhile go on reading what they opened.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: the directory that caches what is read [default:
+    /// /var/cache/snapfs/follow/<a hash of STORE and MOUNTPOINT>].
+    #[arg(long, value_name = "DIR", requires = "follow")]
+    pub cache_dir: Option<PathBuf>,
+    /// With --follow: local disk space the cached data may take, in bytes (suffixes K, M, G).
+    #[arg(long, default_value = "10G", value_parser = super::parse_size)]
+    pub cache_size: u64,
+    /// With --follow: seconds between looks for a newer checkpoint.
+    #[arg(long, default_value_t = 5.0)]
+    pub refresh_interval: f64,
     /// Tests only: start the daemon's clock at this time (unix seconds) and move it only when
     /// told to through the control file (`clock TIME`), instead of following the system clock.
     #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
@@ -101,7 +117,12 @@ pub enum SnapdirVisibility {
 
 pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     // Absolute before going into the background, where the working directory is `/`.
-    args.store = std::path::absolute(&args.store)?;
+    if !(args.follow && args.store.to_string_lossy().contains("://")) {
+        args.store = std::path::absolute(&args.store)?;
+    }
+    if let Some(dir) = &args.cache_dir {
+        args.cache_dir = Some(std::path::absolute(dir)?);
+    }
     args.mountpoint = std::path::absolute(&args.mountpoint)?;
     let readiness = if args.daemon {
         let log_file = args
@@ -113,23 +134,28 @@ pub fn run(mut args: MountArgs) -> anyhow::Result<()> {
     } else {
         Readiness::foreground()
     };
-    let served = serve(args, &readiness);
+    let served = if args.follow {
+        super::follow::serve(args, &readiness)
+    } else {
+        serve(args, &readiness)
+    };
     if let Err(err) = &served {
         readiness.failed(&format!("{err:#}"));
     }
     served
 }
 
-/// Mounts and serves until unmounted; reports through `readiness` once the share serves.
-fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
-    let mountpoint = args.mountpoint.clone();
-    match std::fs::metadata(&mountpoint) {
+/// Refuses a mountpoint that is not an empty directory (unless told to mount over files), and
+/// options out of range.
+pub(crate) fn check_mount_args(args: &MountArgs) -> anyhow::Result<()> {
+    let mountpoint = &args.mountpoint;
+    match std::fs::metadata(mountpoint) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => bail!("mountpoint {} is not a directory", mountpoint.display()),
         Err(err) => bail!("mountpoint {}: {err}", mountpoint.display()),
     }
     if !args.allow_non_empty
-        && std::fs::read_dir(&mountpoint)
+        && std::fs::read_dir(mountpoint)
             .with_context(|| format!("mountpoint {}", mountpoint.display()))?
             .next()
             .is_some()
@@ -143,6 +169,13 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
     if args.threads == 0 || args.cache_ttl < 0.0 || args.commit_interval <= 0.0 {
         bail!("--threads and --commit-interval must be positive, --cache-ttl not negative");
     }
+    Ok(())
+}
+
+/// Mounts and serves until unmounted; reports through `readiness` once the share serves.
+fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
+    let mountpoint = args.mountpoint.clone();
+    check_mount_args(&args)?;
     if args.writeback_cache && args.threads < 2 {
         // A snapshot waits on one thread for the kernel's writes, which another must serve.
         bail!("--writeback-cache on needs --threads 2 or more");
@@ -163,6 +196,7 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         writeback_cache: args.writeback_cache,
         snapdir_visible: args.snapdir == SnapdirVisibility::Visible,
         gmt_names: args.gmt_names,
+        changes_elsewhere: false,
     };
     let manual_clock = args
         .test_clock
@@ -297,7 +331,7 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
 /// kernel to this daemon's FUSE threads, has been answered, and the mount table shows this
 /// store mounted there. Run on a thread of its own, since the session's threads start only
 /// when the calling thread enters the session loop.
-fn spawn_readiness_probe(
+pub(crate) fn spawn_readiness_probe(
     mountpoint: PathBuf,
     store: PathBuf,
     readiness: Readiness,

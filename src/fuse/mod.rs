@@ -5,6 +5,7 @@
 
 mod attr;
 mod errno;
+mod generations;
 mod requester;
 mod snapshots;
 mod vault_mount;
@@ -33,6 +34,7 @@ use crate::service::Service;
 use crate::snapshot::view::{Area, SNAPSHOTS_DIR, SNAPSHOTS_DIR_NAME, area};
 pub use attr::file_attr;
 use errno::errno;
+use generations::Generations;
 use requester::Sender;
 use snapshots::{HANDLE_BIT, SnapshotSide};
 pub use vault_mount::VaultFuse;
@@ -41,7 +43,8 @@ pub use vault_mount::VaultFuse;
 #[derive(Clone, Copy, Debug)]
 pub struct CacheOptions {
     /// How long the kernel may cache names and attributes. Every change goes through this
-    /// mount (the store is locked), so a long timeout is safe.
+    /// mount (the store is locked), so a long timeout is safe; a follower's share changes
+    /// under it, and this is how late its kernel may see a change.
     pub ttl: Duration,
     /// Let the kernel buffer writes in its page cache and send them in large batches. A
     /// snapshot collects what it holds first (`LiveFs::collect_kernel_writes`).
@@ -50,6 +53,9 @@ pub struct CacheOptions {
     pub snapdir_visible: bool,
     /// Serve `.snapshots/.gmt`: every snapshot under a GMT-stamped alias, for Samba.
     pub gmt_names: bool,
+    /// The share changes other than through this mount (a follower's): the kernel must not
+    /// keep a file's cached pages from one open to the next.
+    pub changes_elsewhere: bool,
 }
 
 /// The kernel's caches of a mount: told to forget what the share changed on its own (errors
@@ -87,9 +93,33 @@ impl crate::live::KernelCache for KernelNotifier {
 }
 
 pub struct SnapFuse {
-    live: Arc<LiveFs>,
-    side: SnapshotSide,
+    generations: Arc<Generations>,
+    side: Arc<SnapshotSide>,
     cache: CacheOptions,
+    /// The share's block size, which no replacement of its live share changes.
+    block_size: u32,
+}
+
+/// Replaces the share a mount serves by a newer state of it (see `generations`): how a
+/// follower moves to a new checkpoint while files stay open and the kernel keeps its inodes.
+#[derive(Clone)]
+pub struct ShareSwitch {
+    generations: Arc<Generations>,
+    side: Arc<SnapshotSide>,
+}
+
+impl ShareSwitch {
+    /// Serves `live` and `service` from now on: new requests go to them, files already open go
+    /// on reading the share they were opened on until they are closed.
+    pub fn switch_to(&self, live: Arc<LiveFs>, service: Arc<Service>) {
+        self.side.switch_to(live.clone(), service);
+        self.generations.replace(live);
+    }
+
+    /// Closes replaced shares whose files were all closed meanwhile.
+    pub fn reap(&self) {
+        self.generations.reap();
+    }
 }
 
 /// Snapshot contents never change, so the kernel may cache them for long.
@@ -121,9 +151,27 @@ fn time_of(time: TimeOrNow) -> Timestamp {
 impl SnapFuse {
     pub fn new(live: Arc<LiveFs>, service: Arc<Service>, cache: CacheOptions) -> Self {
         SnapFuse {
-            side: SnapshotSide::new(live.clone(), service, cache.gmt_names),
-            live,
+            side: Arc::new(SnapshotSide::new(live.clone(), service, cache.gmt_names)),
+            block_size: live.block_size(),
+            generations: Arc::new(Generations::new(live)),
             cache,
+        }
+    }
+
+    /// What replaces the share this mount serves (a follower's).
+    pub fn switch(&self) -> ShareSwitch {
+        ShareSwitch {
+            generations: self.generations.clone(),
+            side: self.side.clone(),
+        }
+    }
+
+    /// How `open` lets the kernel treat cached pages of a live file.
+    fn open_flags(&self) -> FopenFlags {
+        if self.cache.changes_elsewhere {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
         }
     }
 
@@ -141,7 +189,7 @@ impl SnapFuse {
         match result {
             Ok(attr) => reply.entry(
                 &self.ttl_of(&attr),
-                &file_attr(&attr, self.live.block_size()),
+                &file_attr(&attr, self.block_size),
                 Generation(0),
             ),
             Err(err) => reply.error(err),
@@ -152,7 +200,7 @@ impl SnapFuse {
         match result {
             Ok(attr) => reply.entry(
                 &self.cache.ttl,
-                &file_attr(&attr, self.live.block_size()),
+                &file_attr(&attr, self.block_size),
                 Generation(0),
             ),
             Err(err) => reply.error(errno(&err)),
@@ -161,7 +209,7 @@ impl SnapFuse {
 
     fn reply_attr(&self, reply: ReplyAttr, result: Result<Attr, FsError>) {
         match result {
-            Ok(attr) => reply.attr(&self.cache.ttl, &file_attr(&attr, self.live.block_size())),
+            Ok(attr) => reply.attr(&self.cache.ttl, &file_attr(&attr, self.block_size)),
             Err(err) => reply.error(errno(&err)),
         }
     }
@@ -212,15 +260,18 @@ impl Filesystem for SnapFuse {
     }
 
     fn destroy(&mut self) {
-        if let Err(err) = self.live.shutdown() {
-            tracing::error!("final commit at unmount failed: {err}");
+        for live in self.generations.all() {
+            if let Err(err) = live.shutdown() {
+                tracing::error!("final commit at unmount failed: {err}");
+            }
         }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _request = self.live.metrics().request(Op::Lookup);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Lookup);
         if is_live(parent) && !is_snapshots_entry(parent, name) {
-            self.reply_entry(reply, self.live.lookup(ino(parent), name.as_bytes()));
+            self.reply_entry(reply, g.live.lookup(ino(parent), name.as_bytes()));
         } else {
             let found = self
                 .side
@@ -240,15 +291,13 @@ impl Filesystem for SnapFuse {
     }
 
     fn getattr(&self, req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _request = self.live.metrics().request(Op::Getattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Getattr);
         if is_live(i) {
-            self.reply_attr(reply, self.live.getattr(ino(i)));
+            self.reply_attr(reply, g.live.getattr(ino(i)));
         } else {
             match self.side.getattr(ino(i), Sender::of(req)) {
-                Ok(attr) => reply.attr(
-                    &self.ttl_of(&attr),
-                    &file_attr(&attr, self.live.block_size()),
-                ),
+                Ok(attr) => reply.attr(&self.ttl_of(&attr), &file_attr(&attr, self.block_size)),
                 Err(err) => reply.error(err),
             }
         }
@@ -272,7 +321,8 @@ impl Filesystem for SnapFuse {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let _request = self.live.metrics().request(Op::Setattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Setattr);
         if !is_live(i) {
             // `echo create x > .control` truncates before it writes: a no-op for the control
             // file. Everything else on this side is read-only.
@@ -290,13 +340,14 @@ impl Filesystem for SnapFuse {
             atime: atime.map(time_of),
             mtime: mtime.map(time_of),
         };
-        self.reply_attr(reply, self.live.setattr(ino(i), change));
+        self.reply_attr(reply, g.live.setattr(ino(i), change));
     }
 
     fn readlink(&self, req: &Request, i: INodeNo, reply: ReplyData) {
-        let _request = self.live.metrics().request(Op::Readlink);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Readlink);
         let result = if is_live(i) {
-            self.live.readlink(ino(i)).map_err(|e| errno(&e))
+            g.live.readlink(ino(i)).map_err(|e| errno(&e))
         } else {
             self.side.readlink(ino(i), Sender::of(req))
         };
@@ -316,7 +367,8 @@ impl Filesystem for SnapFuse {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _request = self.live.metrics().request(Op::Mknod);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Mknod);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
         }
@@ -340,7 +392,7 @@ impl Filesystem for SnapFuse {
             },
             _ => return reply.error(Errno::EINVAL),
         };
-        let result = self.live.make(
+        let result = g.live.make(
             ino(parent),
             name.as_bytes(),
             new,
@@ -359,14 +411,15 @@ impl Filesystem for SnapFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _request = self.live.metrics().request(Op::Mkdir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Mkdir);
         if area(ino(parent)) == Area::SnapshotsDir {
             return self.reply_side_entry(reply, self.side.mkdir(req.uid(), name.as_bytes()));
         }
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
         }
-        let result = self.live.make(
+        let result = g.live.make(
             ino(parent),
             name.as_bytes(),
             NewInode::Directory,
@@ -377,15 +430,17 @@ impl Filesystem for SnapFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _request = self.live.metrics().request(Op::Unlink);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Unlink);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(Errno::EROFS);
         }
-        reply_empty(reply, self.live.unlink(ino(parent), name.as_bytes()));
+        reply_empty(reply, g.live.unlink(ino(parent), name.as_bytes()));
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _request = self.live.metrics().request(Op::Rmdir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Rmdir);
         if area(ino(parent)) == Area::SnapshotsDir {
             return match self.side.rmdir(req.uid(), name.as_bytes()) {
                 Ok(()) => reply.ok(),
@@ -395,7 +450,7 @@ impl Filesystem for SnapFuse {
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(Errno::EROFS);
         }
-        reply_empty(reply, self.live.rmdir(ino(parent), name.as_bytes()));
+        reply_empty(reply, g.live.rmdir(ino(parent), name.as_bytes()));
     }
 
     fn symlink(
@@ -406,11 +461,12 @@ impl Filesystem for SnapFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _request = self.live.metrics().request(Op::Symlink);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Symlink);
         if !is_live(parent) || is_snapshots_entry(parent, link_name) {
             return reply.error(read_only_or_exists(parent, link_name));
         }
-        let result = self.live.make(
+        let result = g.live.make(
             ino(parent),
             link_name.as_bytes(),
             NewInode::Symlink(target.as_os_str().as_bytes()),
@@ -430,7 +486,8 @@ impl Filesystem for SnapFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Rename);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Rename);
         if !is_live(parent)
             || !is_live(new_parent)
             || is_snapshots_entry(parent, name)
@@ -447,7 +504,7 @@ impl Filesystem for SnapFuse {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        let result = self.live.rename(
+        let result = g.live.rename(
             ino(parent),
             name.as_bytes(),
             ino(new_parent),
@@ -465,23 +522,23 @@ impl Filesystem for SnapFuse {
         new_name: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _request = self.live.metrics().request(Op::Link);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Link);
         if !is_live(i) || !is_live(new_parent) || is_snapshots_entry(new_parent, new_name) {
             return reply.error(read_only_or_exists(new_parent, new_name));
         }
-        let result = self.live.link(ino(i), ino(new_parent), new_name.as_bytes());
+        let result = g.live.link(ino(i), ino(new_parent), new_name.as_bytes());
         self.reply_entry(reply, result);
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let _request = self.live.metrics().request(Op::Open);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Open);
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
         match area(ino(i)) {
-            Area::Live => match self.live.open(ino(i), writable, truncate) {
-                // Every change reaches the store through this mount, so cached pages of a file
-                // are always current: keep them across opens.
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Area::Live => match g.live.open(ino(i), writable, truncate) {
+                Ok(fh) => reply.opened(FileHandle(Generations::tagged(&g, fh)), self.open_flags()),
                 Err(err) => reply.error(errno(&err)),
             },
             // The control file answers each read afresh, and each write is a command.
@@ -511,15 +568,19 @@ impl Filesystem for SnapFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _request = self.live.metrics().request(Op::Read);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Read);
         let result = if is_live(i) {
-            self.live.read(fh.0, offset, size).map_err(|e| errno(&e))
+            self.generations
+                .for_read(fh.0, ino(i))
+                .ok_or(Errno::EBADF)
+                .and_then(|(opener, fh)| opener.live.read(fh, offset, size).map_err(|e| errno(&e)))
         } else {
             self.side.read(ino(i), fh.0, offset, size)
         };
         match result {
             Ok(data) => {
-                self.live.metrics().read(data.len());
+                g.live.metrics().read(data.len());
                 reply.data(&data)
             }
             Err(err) => reply.error(err),
@@ -538,9 +599,16 @@ impl Filesystem for SnapFuse {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let _request = self.live.metrics().request(Op::Write);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Write);
         let result = match area(ino(i)) {
-            Area::Live => self.live.write(fh.0, offset, data).map_err(|e| errno(&e)),
+            Area::Live => self
+                .generations
+                .of_handle(fh.0)
+                .ok_or(Errno::EBADF)
+                .and_then(|(opener, fh)| {
+                    opener.live.write(fh, offset, data).map_err(|e| errno(&e))
+                }),
             Area::ControlFile => {
                 let writer = lock_owner.map(|owner| owner.0);
                 self.side.write_control(Sender::of(req), writer, fh.0, data)
@@ -549,7 +617,7 @@ impl Filesystem for SnapFuse {
         };
         match result {
             Ok(n) => {
-                self.live.metrics().written(n);
+                g.live.metrics().written(n);
                 reply.written(n as u32)
             }
             Err(err) => reply.error(err),
@@ -564,9 +632,13 @@ impl Filesystem for SnapFuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Flush);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Flush);
         match area(ino(i)) {
-            Area::Live => reply_empty(reply, self.live.flush(fh.0)),
+            Area::Live => match self.generations.of_handle(fh.0) {
+                Some((opener, fh)) => reply_empty(reply, opener.live.flush(fh)),
+                None => reply.error(Errno::EBADF),
+            },
             // Its writer's close ends what was written: an unterminated last request runs now.
             Area::ControlFile => match self.side.flush_control(Sender::of(req), lock_owner.0, fh.0)
             {
@@ -587,28 +659,45 @@ impl Filesystem for SnapFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Release);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Release);
         if !is_live(i) {
             self.side.release(fh.0);
             return reply.ok();
         }
-        reply_empty(reply, self.live.release(fh.0));
+        let Some((opener, own)) = self.generations.of_handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        reply_empty(reply, opener.live.release(own));
+        if matches!(opener, generations::Served::Replaced(_)) {
+            drop(opener);
+            self.generations.released(fh.0);
+            self.generations.reap();
+        }
     }
 
     fn fsync(&self, req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let _request = self.live.metrics().request(Op::Fsync);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Fsync);
         // The daemon's own fsync collects the kernel's held writes for a snapshot, which
         // commits them itself: the kernel has written back and waited by now.
         if !is_live(i) || writeback::from_this_process(req.pid()) {
             return reply.ok();
         }
-        reply_empty(reply, self.live.fsync(fh.0));
+        match self.generations.of_handle(fh.0) {
+            Some((opener, fh)) => reply_empty(reply, opener.live.fsync(fh)),
+            None => reply.error(Errno::EBADF),
+        }
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        let _request = self.live.metrics().request(Op::Opendir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Opendir);
         let result = if is_live(i) {
-            self.live.opendir(ino(i)).map_err(|e| errno(&e))
+            g.live
+                .opendir(ino(i))
+                .map(|fh| Generations::tagged(&g, fh))
+                .map_err(|e| errno(&e))
         } else {
             self.side.opendir(ino(i), Sender::of(req))
         };
@@ -626,7 +715,8 @@ impl Filesystem for SnapFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _request = self.live.metrics().request(Op::Readdir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Readdir);
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, kind) in entries {
@@ -649,12 +739,13 @@ impl Filesystem for SnapFuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _request = self.live.metrics().request(Op::Readdir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Readdir);
         match self.listing(i, fh, offset) {
             Ok(entries) => {
                 for (next, name, entry_ino, _) in entries {
                     let attr = if is_live(INodeNo(entry_ino.0)) {
-                        self.live.getattr(entry_ino).map_err(|e| errno(&e))
+                        g.live.getattr(entry_ino).map_err(|e| errno(&e))
                     } else {
                         self.side
                             .entry_attr(ino(i), &name, entry_ino, Sender::of(req))
@@ -662,7 +753,7 @@ impl Filesystem for SnapFuse {
                     // An entry removed since opendir is skipped rather than failing the listing.
                     let Ok(attr) = attr else { continue };
                     let ttl = self.ttl_of(&attr);
-                    let attr = file_attr(&attr, self.live.block_size());
+                    let attr = file_attr(&attr, self.block_size);
                     let counted = !is_live(INodeNo(entry_ino.0)) && name != b"." && name != b"..";
                     let name = OsStr::from_bytes(&name);
                     if reply.add(INodeNo(entry_ino.0), next, name, &ttl, &attr, Generation(0)) {
@@ -689,9 +780,16 @@ impl Filesystem for SnapFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Releasedir);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Releasedir);
         if is_live(i) {
-            self.live.releasedir(fh.0);
+            if let Some((opener, fh)) = self.generations.of_handle(fh.0) {
+                opener.live.releasedir(fh);
+                if matches!(opener, generations::Served::Replaced(_)) {
+                    drop(opener);
+                    self.generations.reap();
+                }
+            }
         } else {
             self.side.releasedir(fh.0);
         }
@@ -706,13 +804,15 @@ impl Filesystem for SnapFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Fsyncdir);
-        reply_empty(reply, self.live.sync_all());
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Fsyncdir);
+        reply_empty(reply, g.live.sync_all());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let _request = self.live.metrics().request(Op::Statfs);
-        match self.live.statfs() {
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Statfs);
+        match g.live.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks,
                 s.blocks_free,
@@ -737,7 +837,8 @@ impl Filesystem for SnapFuse {
         position: u32,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Setxattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Setxattr);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
@@ -752,14 +853,15 @@ impl Filesystem for SnapFuse {
         };
         reply_empty(
             reply,
-            self.live.setxattr(ino(i), name.as_bytes(), value, flags),
+            g.live.setxattr(ino(i), name.as_bytes(), value, flags),
         );
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let _request = self.live.metrics().request(Op::Getxattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Getxattr);
         if is_live(i) {
-            return reply_xattr(reply, self.live.getxattr(ino(i), name.as_bytes(), size));
+            return reply_xattr(reply, g.live.getxattr(ino(i), name.as_bytes(), size));
         }
         let value = self
             .side
@@ -775,9 +877,10 @@ impl Filesystem for SnapFuse {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
-        let _request = self.live.metrics().request(Op::Listxattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Listxattr);
         if is_live(i) {
-            return reply_xattr(reply, self.live.listxattr(ino(i), size));
+            return reply_xattr(reply, g.live.listxattr(ino(i), size));
         }
         let names = self.side.xattrs(ino(i), Sender::of(req)).map(|xattrs| {
             let mut out = Vec::new();
@@ -791,15 +894,17 @@ impl Filesystem for SnapFuse {
     }
 
     fn removexattr(&self, _req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let _request = self.live.metrics().request(Op::Removexattr);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Removexattr);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
-        reply_empty(reply, self.live.removexattr(ino(i), name.as_bytes()));
+        reply_empty(reply, g.live.removexattr(ino(i), name.as_bytes()));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        let _request = self.live.metrics().request(Op::Access);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Access);
         // Permissions are checked by the kernel (default_permissions).
         reply.ok();
     }
@@ -814,35 +919,36 @@ impl Filesystem for SnapFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let _request = self.live.metrics().request(Op::Create);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Create);
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
         }
         let perm = masked(mode, umask);
-        let result = match self
+        let result = match g
             .live
             .create(ino(parent), name.as_bytes(), perm, caller(req))
         {
             // Another opener created the name since the kernel looked: without O_EXCL, open it.
-            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => self
+            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => g
                 .live
                 .lookup(ino(parent), name.as_bytes())
                 .and_then(|attr| {
                     let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
-                    let fh = self
+                    let fh = g
                         .live
                         .open(attr.ino, writable, flags & libc::O_TRUNC != 0)?;
-                    Ok((self.live.getattr(attr.ino)?, fh))
+                    Ok((g.live.getattr(attr.ino)?, fh))
                 }),
             other => other,
         };
         match result {
             Ok((attr, fh)) => reply.created(
                 &self.cache.ttl,
-                &file_attr(&attr, self.live.block_size()),
+                &file_attr(&attr, self.block_size),
                 Generation(0),
-                FileHandle(fh),
-                FopenFlags::FOPEN_KEEP_CACHE,
+                FileHandle(Generations::tagged(&g, fh)),
+                self.open_flags(),
             ),
             Err(err) => reply.error(errno(&err)),
         }
@@ -858,11 +964,17 @@ impl Filesystem for SnapFuse {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let _request = self.live.metrics().request(Op::Fallocate);
+        let g = self.generations.current();
+        let _request = g.live.metrics().request(Op::Fallocate);
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
-        reply_empty(reply, self.live.fallocate(fh.0, offset, length, mode));
+        match self.generations.of_handle(fh.0) {
+            Some((opener, fh)) => {
+                reply_empty(reply, opener.live.fallocate(fh, offset, length, mode))
+            }
+            None => reply.error(Errno::EBADF),
+        }
     }
 }
 
@@ -901,14 +1013,15 @@ impl SnapFuse {
                 .map(|(n, (name, ino, kind))| (n as u64 + 1, name.clone(), *ino, *kind))
                 .collect());
         }
-        let mut entries: Vec<ListedEntry> = self
+        let (opener, fh) = self.generations.of_handle(fh.0).ok_or(Errno::EBADF)?;
+        let mut entries: Vec<ListedEntry> = opener
             .live
-            .readdir(fh.0, offset)
+            .readdir(fh, offset)
             .map_err(|e| errno(&e))?
             .map(|(next, e)| (next, e.name, e.ino, e.kind))
             .collect();
         if self.cache.snapdir_visible && ino(i) == Ino::ROOT {
-            let end = self.live.readdir(fh.0, 0).map_err(|e| errno(&e))?.count() as u64;
+            let end = opener.live.readdir(fh, 0).map_err(|e| errno(&e))?.count() as u64;
             if offset <= end {
                 entries.push((
                     end + 1,

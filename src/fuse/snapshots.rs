@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use fuser::Errno;
 use parking_lot::Mutex;
 
@@ -37,8 +38,10 @@ pub const HANDLE_BIT: u64 = 1 << 63;
 pub type Listing = Vec<(Vec<u8>, InodeNo, InodeKind)>;
 
 pub struct SnapshotSide {
-    live: Arc<LiveFs>,
-    service: Arc<Service>,
+    /// The live share and its service: replaced together by a follower as checkpoints arrive
+    /// (see [`SnapshotSide::switch_to`]).
+    live: ArcSwap<LiveFs>,
+    service: ArcSwap<Service>,
     view: Arc<SnapshotView>,
     history: HistoryView,
     /// Whether `.snapshots/.gmt` exists (`--gmt-names`).
@@ -104,11 +107,11 @@ fn status_text(last_outcome: &str, snapshots: &[(String, SnapshotRecord)]) -> Ve
 impl SnapshotSide {
     pub fn new(live: Arc<LiveFs>, service: Arc<Service>, gmt_names: bool) -> Self {
         SnapshotSide {
-            live,
+            live: ArcSwap::new(live),
             history: HistoryView::new(service.snapshots().clone()),
             gmt_names,
             view: service.view().clone(),
-            service,
+            service: ArcSwap::new(service),
             last_outcome: Mutex::new("none".into()),
             control_handles: Mutex::new(HashMap::new()),
             commanding: Mutex::new(()),
@@ -117,12 +120,24 @@ impl SnapshotSide {
         }
     }
 
-    fn snapshots(&self) -> &Arc<Snapshots> {
+    /// Serves a newer state of the share from now on. The views keep the inodes the kernel
+    /// holds: what a snapshot inode stands for (its record and objects) is the same in every
+    /// state of the share that still has the snapshot, and reads as `ENOENT` in one that lost
+    /// it.
+    pub fn switch_to(&self, live: Arc<LiveFs>, service: Arc<Service>) {
+        let snapshots = service.snapshots().clone();
+        self.view.switch_to(snapshots.clone());
+        self.history.switch_to(snapshots);
+        self.live.store(live);
+        self.service.store(service);
+    }
+
+    fn snapshots(&self) -> Arc<Snapshots> {
         self.view.snapshots()
     }
 
     fn synthetic(&self, ino: InodeNo, kind: InodeKind, perm: u16, nlink: u32) -> Attr {
-        let (uid, gid) = self.live.owner();
+        let (uid, gid) = self.live.load().owner();
         let created = self
             .snapshots()
             .list()
@@ -314,7 +329,7 @@ impl SnapshotSide {
         if name == b"." || name == b".." {
             return self
                 .getattr(ino, from)
-                .or_else(|_| self.live.getattr(ino).map_err(|_| Errno::ENOENT));
+                .or_else(|_| self.live.load().getattr(ino).map_err(|_| Errno::ENOENT));
         }
         self.lookup(dir, name, from)
     }
@@ -365,11 +380,11 @@ impl SnapshotSide {
             }
             Area::Snapshot { .. } => self
                 .view
-                .read(ino, offset, len, self.live.block_size())
+                .read(ino, offset, len, self.live.load().block_size())
                 .map_err(view_errno),
             Area::History => self
                 .history
-                .read(&self.view, ino, offset, len, self.live.block_size())
+                .read(&self.view, ino, offset, len, self.live.load().block_size())
                 .map_err(view_errno),
             _ => Err(Errno::EISDIR),
         }
@@ -431,7 +446,7 @@ impl SnapshotSide {
         };
         let mut outcome = None;
         let result = feed(&mut stream, &mut |request| {
-            let reply = self.service.submit(request, who)?;
+            let reply = self.service.load().submit(request, who)?;
             let ok = format!("ok: {reply}");
             *self.last_outcome.lock() = ok.clone();
             outcome = Some(ok);
@@ -458,7 +473,7 @@ impl SnapshotSide {
     }
 
     fn check_owner(&self, uid: u32) -> Result<(), Errno> {
-        if uid == 0 || uid == self.live.owner().0 {
+        if uid == 0 || uid == self.live.load().owner().0 {
             Ok(())
         } else {
             Err(Errno::EACCES)
@@ -470,7 +485,7 @@ impl SnapshotSide {
         self.check_owner(uid)?;
         let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
-        match self.service.create(name, Origin::Manual, false) {
+        match self.service.load().create(name, Origin::Manual, false) {
             Ok(created) => {
                 *self.last_outcome.lock() = format!("ok: created {name} ({})", created.root);
                 let record = self.snapshots().get(name).ok_or(Errno::ENOENT)?;
@@ -489,7 +504,7 @@ impl SnapshotSide {
         self.check_owner(uid)?;
         let _one_at_a_time = self.commanding.lock();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
-        match self.service.delete(name, "delete", false) {
+        match self.service.load().delete(name, "delete", false) {
             Ok(_) => {
                 *self.last_outcome.lock() = format!("ok: deleted {name}");
                 Ok(())

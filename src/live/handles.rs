@@ -79,4 +79,9 @@ impl Handles {
     pub fn close_dir(&self, fh: u64) {
         self.dirs.lock().remove(&fh);
     }
+
+    /// How many files and directories are open.
+    pub fn count(&self) -> usize {
+        self.files.read().len() + self.dirs.lock().len()
+    }
 }

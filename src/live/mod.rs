@@ -317,6 +317,11 @@ impl LiveFs {
         self.block_size
     }
 
+    /// How many files and directories the kernel holds open on the share.
+    pub fn open_handles(&self) -> usize {
+        self.handles.count()
+    }
+
     /// What the share counts for monitoring.
     /// The tier of a tiered store.
     pub fn tier(&self) -> Option<&Arc<crate::tier::Tier>> {

@@ -48,6 +48,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::Snapshots;
@@ -160,7 +161,8 @@ impl Nodes {
 
 /// The history view of every path.
 pub struct HistoryView {
-    snapshots: Arc<Snapshots>,
+    /// Replaced by a follower as checkpoints arrive (`switch_to`).
+    snapshots: ArcSwap<Snapshots>,
     directories: DirCache,
     nodes: Mutex<Nodes>,
 }
@@ -172,7 +174,7 @@ impl HistoryView {
             name: Vec::new(),
         };
         HistoryView {
-            snapshots,
+            snapshots: ArcSwap::new(snapshots),
             directories: DirCache::default(),
             nodes: Mutex::new(Nodes {
                 by_ino: HashMap::from([(HISTORY_DIR, root)]),
@@ -182,6 +184,13 @@ impl HistoryView {
                 next: GMT_DIR.0 + 1,
             }),
         }
+    }
+
+    /// Shows a newer state of the same share's snapshots from now on (a follower's next
+    /// checkpoint). The numbers handed out stay: a path's history is the same path's, and a
+    /// version of a snapshot that is gone reads as `ENOENT`.
+    pub fn switch_to(&self, snapshots: Arc<Snapshots>) {
+        self.snapshots.store(snapshots);
     }
 
     /// The node `ino` stands for.
@@ -196,7 +205,7 @@ impl HistoryView {
         // Snapshots are deleted by commands and by retention alike: a version first found in a
         // deleted one is forgotten when it is next asked for.
         if let Node::Version { number, .. } = node
-            && self.snapshots.by_number(number).is_none()
+            && self.snapshots.load().by_number(number).is_none()
         {
             self.forget_snapshot(number);
             return Err(ViewError::NotFound);
@@ -212,6 +221,7 @@ impl HistoryView {
         if let Node::Version { number, dir, .. } = &node {
             let (_, record) = self
                 .snapshots
+                .load()
                 .by_number(*number)
                 .ok_or(ViewError::NotFound)?;
             let Node::Versions { dir } = self.node(*dir)? else {
@@ -233,7 +243,8 @@ impl HistoryView {
     ) -> Result<bool, ViewError> {
         let names = components(path)?;
         let tree = Tree::of_snapshot(record);
-        let objects = self.snapshots.objects();
+        let snapshots = self.snapshots.load();
+        let objects = snapshots.objects();
         let may_search = |dir: &_| who.may_search(dir);
         Ok(resolve_where(objects, &self.directories, &tree, &names, &may_search)?.is_some())
     }
@@ -265,7 +276,7 @@ impl HistoryView {
             }
             Node::Versions { dir } => {
                 let path = self.path(dir)?;
-                let snapshots = self.snapshots.list();
+                let snapshots = self.snapshots.load().list();
                 let number = snapshots
                     .iter()
                     .find(|(snapshot, _)| snapshot.as_bytes() == name)
@@ -282,7 +293,10 @@ impl HistoryView {
                 HistoryName::Versions => Ok(HistoryInode::Dir(self.versions_dir(parent))),
                 HistoryName::Child(child) => {
                     let path = join(&self.path(parent)?, child);
-                    if self.runs(&self.snapshots.list(), &path, who)?.is_empty() {
+                    if self
+                        .runs(&self.snapshots.load().list(), &path, who)?
+                        .is_empty()
+                    {
                         return Err(ViewError::NotFound);
                     }
                     Ok(HistoryInode::Dir(self.history_dir(parent, child)))
@@ -308,7 +322,7 @@ impl HistoryView {
             }
             Node::Versions { dir } => {
                 let path = self.path(dir)?;
-                let snapshots = self.snapshots.list();
+                let snapshots = self.snapshots.load().list();
                 let entries = self
                     .runs(&snapshots, &path, who)?
                     .into_iter()
@@ -358,7 +372,8 @@ impl HistoryView {
         who: &Requester,
     ) -> Result<Vec<Run>, ViewError> {
         let names = components(path)?;
-        let objects = self.snapshots.objects();
+        let current = self.snapshots.load();
+        let objects = current.objects();
         let may_search = |dir: &_| who.may_search(dir);
         Ok(runs_where(
             objects,

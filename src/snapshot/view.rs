@@ -29,6 +29,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 
 use super::Snapshots;
@@ -206,7 +207,8 @@ pub struct ViewUsage {
 
 /// The read-only view of every snapshot.
 pub struct SnapshotView {
-    snapshots: Arc<Snapshots>,
+    /// Replaced by a follower as checkpoints arrive (`switch_to`).
+    snapshots: ArcSwap<Snapshots>,
     inodes: RwLock<HeldInodes<SnapInode>>,
     objects: Mutex<LruCache<ObjectId, Object>>,
 }
@@ -219,7 +221,7 @@ impl SnapshotView {
     /// A view whose decoded objects take at most `cache_bytes`.
     pub fn with_cache(snapshots: Arc<Snapshots>, cache_bytes: u64) -> Self {
         SnapshotView {
-            snapshots,
+            snapshots: ArcSwap::new(snapshots),
             inodes: RwLock::new(HeldInodes::default()),
             objects: Mutex::new(LruCache::new(cache_bytes)),
         }
@@ -233,8 +235,15 @@ impl SnapshotView {
         }
     }
 
-    pub fn snapshots(&self) -> &Arc<Snapshots> {
-        &self.snapshots
+    pub fn snapshots(&self) -> Arc<Snapshots> {
+        self.snapshots.load_full()
+    }
+
+    /// Shows a newer state of the same share's snapshots from now on (a follower's next
+    /// checkpoint). The inodes the kernel holds stay: their records and objects are the same
+    /// in every state that has their snapshot.
+    pub fn switch_to(&self, snapshots: Arc<Snapshots>) {
+        self.snapshots.store(snapshots);
     }
 
     /// The root directory of a snapshot, as `.snapshots/NAME` shows it: its mtime and ctime are
@@ -261,7 +270,7 @@ impl SnapshotView {
         }
         // Read and decoded outside the lock: other reads go on meanwhile (two may decode one
         // object; objects are immutable, so either copy is right).
-        let object = Arc::new(self.snapshots.objects().get(id)?);
+        let object = Arc::new(self.snapshots.load().objects().get(id)?);
         let weight = resident_bytes(&object);
         self.objects.lock().insert(*id, object.clone(), weight);
         Ok(object)
@@ -290,7 +299,7 @@ impl SnapshotView {
         };
         // Snapshots are deleted by commands and by retention alike: what was looked up in a
         // deleted one is forgotten when it is next asked for.
-        let Some((_, record)) = self.snapshots.by_number(number) else {
+        let Some((_, record)) = self.snapshots.load().by_number(number) else {
             self.forget_snapshot(number);
             return Err(ViewError::NotFound);
         };
@@ -392,7 +401,8 @@ impl SnapshotView {
         let Object::File(file) = &*object else {
             return Err(ViewError::NotFound);
         };
-        let chunks = self.snapshots.objects().chunks();
+        let snapshots = self.snapshots.load();
+        let chunks = snapshots.objects().chunks();
         read_file(
             file,
             offset,

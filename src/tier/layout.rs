@@ -7,6 +7,7 @@
 //!                                           the metadata database at one commit, compressed
 //! leases/LLLLLLLLLLLLLLLL.json               who took the writer's lease `L` (see `lease`)
 //! leases/LLLLLLLLLLLLLLLL.alive              rewritten by that writer while it holds it
+//! readers/RRRRRRRRRRRRRRRR.json              a follower's lease: the oldest checkpoint it serves
 //! ```
 //!
 //! `E` is the writer's epoch: a random number each store that writes to the share draws when it
@@ -17,7 +18,10 @@
 //! of the newest lease's holder, and a fenced writer's late checkpoints are never chosen.
 //!
 //! Format history: version 1 had no leases and named checkpoints `SSSSSSSSSSSSSSSS.redb.zst`;
-//! those read as lease 0, and a version-2 writer rewrites the marker when it takes its lease.
+//! those read as lease 0. Version 3 added readers' leases, which the writer's gc honours (see
+//! `readers`): an older writer would delete packs under a follower, so followers need version 3,
+//! and a marker at version 3 keeps older writers out (they refuse a newer format). A writer
+//! rewrites an older marker as the current version when it takes its lease.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +33,10 @@ pub const CHECKPOINTS: &str = "checkpoints";
 const MARKER_MAGIC: &str = "snapfs-tier";
 pub const LEASES: &str = "leases";
 const OLDEST_MARKER_VERSION: u32 = 1;
-const MARKER_VERSION: u32 = 2;
+const MARKER_VERSION: u32 = 3;
+/// The first version whose writers honour readers' leases.
+pub const FOLLOWABLE_VERSION: u32 = 3;
+pub const READERS: &str = "readers";
 
 /// The share a bucket prefix holds, so that `attach` knows what it attaches and `init --tier`
 /// refuses a prefix that holds another share.
@@ -151,6 +158,26 @@ pub fn lease_clock_key() -> BlobKey {
     BlobKey::new(&format!("{LEASES}/clock")).expect("a valid key")
 }
 
+/// The lease of follower `reader` (a random number it draws at mount).
+pub fn reader_key(reader: u64) -> BlobKey {
+    BlobKey::new(&format!("{READERS}/{reader:016x}.json")).expect("a valid key")
+}
+
+/// Rewritten by whoever reads the readers' leases, so that the listing carries the server's
+/// "now".
+pub fn readers_clock_key() -> BlobKey {
+    BlobKey::new(&format!("{READERS}/clock")).expect("a valid key")
+}
+
+/// The follower a key under `readers/` is the lease of.
+pub fn parse_reader_key(key: &str) -> Option<u64> {
+    let name = key.strip_prefix(READERS)?.strip_prefix('/')?;
+    let stem = name.strip_suffix(".json")?;
+    (stem.len() == 16)
+        .then(|| u64::from_str_radix(stem, 16).ok())
+        .flatten()
+}
+
 /// What a key under `leases/` is: a lease record or a liveness object, of which generation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaseObject {
@@ -205,6 +232,9 @@ mod tests {
         );
         assert_eq!(parse_lease_key(lease_clock_key().as_str()), None);
         assert_eq!(parse_lease_key("leases/5.json"), None);
+        assert_eq!(parse_reader_key(reader_key(0xab).as_str()), Some(0xab));
+        assert_eq!(parse_reader_key(readers_clock_key().as_str()), None);
+        assert_eq!(parse_reader_key("readers/ab.json"), None);
     }
 
     #[test]
@@ -223,9 +253,21 @@ mod tests {
         assert!(old.is_outdated());
         assert_eq!(old.upgraded().version, MARKER_VERSION);
         assert_eq!(old.upgraded().share_id, old.share_id);
+        // Version 2 (writer leases, no readers' leases): read, and upgraded by its next writer
+        // before anyone may follow it.
+        let v2 = ShareMarker::decode(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tier-v2/snapfs-tier.json"
+            ))
+            .expect("the format-2 fixture"),
+        )
+        .expect("format 2 is read");
+        assert!(v2.is_outdated() && v2.version < FOLLOWABLE_VERSION);
+        assert!(v2.upgraded().version >= FOLLOWABLE_VERSION);
         assert!(
             ShareMarker::decode(
-                br#"{"magic":"snapfs-tier","version":3,"share_id":"","block_size":1}"#
+                br#"{"magic":"snapfs-tier","version":4,"share_id":"","block_size":1}"#
             )
             .is_err()
         );

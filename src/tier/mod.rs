@@ -29,9 +29,11 @@
 
 mod attach;
 mod checkpoint;
+mod follow;
 mod layout;
 mod lease;
 mod pins;
+mod readers;
 mod remote_packs;
 mod uploaded;
 
@@ -46,13 +48,15 @@ use serde::{Deserialize, Serialize};
 
 pub use attach::{AttachReport, attach};
 pub use checkpoint::CopyTables;
+pub use follow::{Follower, default_cache_dir};
+pub use layout::CheckpointId;
 pub use lease::DEFAULT_TIMEOUT_SECS as DEFAULT_LEASE_TIMEOUT_SECS;
 
 use crate::blob::{BlobBackend, BlobError, BlobLocation};
 use crate::chunk_store::{ChunkStore, RemotePacks};
 use crate::format::store_config::TierConfig;
 use crate::id::{ChunkId, InodeNo, PackId};
-use layout::{CheckpointId, ShareMarker};
+use layout::ShareMarker;
 use uploaded::Uploaded;
 
 /// Packs of a tiered store are closed at this size: the unit of upload and eviction.
@@ -626,8 +630,9 @@ impl Tier {
     }
 
     /// Packs gc dropped: retired as of checkpoint `published` (the first not to name them),
-    /// and their objects deleted once the oldest checkpoint kept (`oldest_kept`) is no older
-    /// than that, so no checkpoint anyone may attach from names them.
+    /// and their objects deleted once the oldest checkpoint kept or served by a follower
+    /// (`oldest_kept`) is no older than that, so no checkpoint anyone may attach from or read
+    /// names them.
     fn retire_dropped(
         &self,
         named: &[(PackId, u64)],
@@ -655,7 +660,17 @@ impl Tier {
                 uploaded.remove(id);
             }
         }
-        for (id, retired) in uploaded::retired(&self.db)? {
+        let due: Vec<(PackId, uploaded::Retired)> = uploaded::retired(&self.db)?
+            .into_iter()
+            .filter(|(_, retired)| retired.since <= oldest_kept)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        // Followers keep what the checkpoints they serve name (see `readers`).
+        let oldest_kept = readers::oldest_served(&*self.backend)?
+            .map_or(oldest_kept, |served| served.min(oldest_kept));
+        for (id, retired) in due {
             if retired.since <= oldest_kept {
                 self.backend.delete(&layout::pack_key(retired.epoch, id))?;
                 uploaded::forget_retired(&self.db, id)?;
@@ -688,7 +703,7 @@ impl Tier {
 
     /// Evicts uploaded packs, least recently read first, while the cache is over its size or
     /// the file system is short of free space.
-    fn evict(&self) -> Result<(), TierError> {
+    pub fn evict(&self) -> Result<(), TierError> {
         let mut packs = self.chunks.cached_packs();
         let mut used: u64 = packs.iter().map(|p| p.allocated).sum();
         let short_of_space = || {

@@ -239,6 +239,42 @@ impl Mounted {
         mounted
     }
 
+    /// A follower of the tiered share at `location` (`snapfs mount --follow`), with its cache
+    /// in the test's directory (`cache`), looking for new checkpoints twice a second.
+    pub fn follow(location: &str, env: &[(&str, String)], extra_args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("snapfs-test-")
+            .tempdir_in(test_root())
+            .expect("tempdir");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mountpoint");
+        let cache = dir.path().join("cache");
+        let mut args: Vec<String> = [
+            "--follow",
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+            "--refresh-interval",
+            "0.5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut mounted = Mounted {
+            dir,
+            store: PathBuf::from(location),
+            mnt,
+            extra_args: args,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            daemon: None,
+        };
+        mounted.mount();
+        mounted
+    }
+
     pub fn path(&self, relative: &str) -> PathBuf {
         self.mnt.join(relative)
     }

@@ -40,6 +40,7 @@ mod snapshots;
 mod stress;
 mod systemd_unit;
 mod tier;
+mod tier_follow;
 mod tier_lease;
 mod timezones;
 mod vault;

@@ -57,7 +57,7 @@ fn move_to_a_new_host(
     (new_host, mounted)
 }
 
-fn drop_caches() {
+pub(crate) fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
 }
 
@@ -424,7 +424,7 @@ fn recall_fetches_a_tree_and_a_pinned_tree_stays_in_the_cache() {
 }
 
 /// Bytes of pack objects in a share tiered to a directory.
-fn remote_pack_bytes(share: &Path) -> u64 {
+pub(crate) fn remote_pack_bytes(share: &Path) -> u64 {
     let mut total = 0;
     for epoch in std::fs::read_dir(share.join("packs")).expect("packs") {
         for pack in std::fs::read_dir(epoch.expect("epoch").path()).expect("epoch dir") {

@@ -218,7 +218,7 @@ fn a_share_tiered_before_leases_upgrades_and_attaches() {
     m.unmount();
 
     // The old store, mounted by this release, upgrades and takes the lease back (the early
-    // attach released it at unmount); the share's marker is rewritten as format 2.
+    // attach released it at unmount); the share's marker is rewritten as format 3.
     let mut m = Mounted::open(store.clone());
     expect(&m);
     std::fs::write(m.path("docs/after-upgrade"), b"new").expect("write");
@@ -229,7 +229,14 @@ fn a_share_tiered_before_leases_upgrades_and_attaches() {
     let marker: serde_json::Value =
         serde_json::from_slice(&std::fs::read(remote.join("snapfs-tier.json")).expect("marker"))
             .expect("json");
-    assert_eq!(marker["version"], 2);
+    assert_eq!(marker["version"], 3);
+    // Upgraded, the share can be followed.
+    let follower = Mounted::follow(remote.to_str().expect("utf-8"), &[], &[]);
+    assert_eq!(
+        std::fs::read(follower.path("docs/after-upgrade")).expect("read"),
+        b"new"
+    );
+    drop(follower);
 
     let late = tmp.path().join("late");
     attach(remote.to_str().expect("utf-8"), &late, &[]);
