@@ -142,6 +142,8 @@ pub struct ChunkStore {
     remote: OnceLock<Arc<dyn RemotePacks>>,
     /// Counts frame reads, to order packs by last use.
     read_ticks: AtomicU64,
+    /// Bytes of frames appended since the store was opened (see [`ChunkStore::appended_bytes`]).
+    appended: AtomicU64,
 }
 
 /// Bytes read between two releases of mapped pack pages: the bound on the mapped part of the
@@ -190,6 +192,7 @@ impl ChunkStore {
             sweep_lock: RwLock::new(()),
             reused_during_gc: Mutex::new(None),
             remote: OnceLock::new(),
+            appended: AtomicU64::new(0),
             read_ticks: AtomicU64::new(0),
         })
     }
@@ -283,6 +286,8 @@ impl ChunkStore {
         }
         let written = pack.write_frame(offset, &header, payload);
         if written.is_ok() {
+            self.appended
+                .fetch_add(u64::from(header.frame_len() as u32), Ordering::Relaxed);
             let location = ChunkLocation {
                 pack: pack.id,
                 offset,
@@ -613,6 +618,12 @@ impl ChunkStore {
     }
 
     /// Stops appending to the current pack, so a collection can compact it too.
+    /// Bytes of frames appended to packs since the store was opened: how a tiered store tells,
+    /// between two looks at its packs, how much was written that is not uploaded yet.
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
+    }
+
     pub fn seal_active_pack(&self) {
         self.writer.lock().seal_current();
     }

@@ -198,6 +198,13 @@ pub fn run(args: TierArgs, on_failure: Option<&str>) -> anyhow::Result<()> {
                 "not uploaded:     {}",
                 human_bytes(status.pending_upload_bytes)
             );
+            if status.cache_full {
+                println!(
+                    "CACHE FULL:       the data not yet uploaded takes the whole cache; writes \
+                     wait for uploads and fail with ENOSPC after {} s",
+                    crate::tier::CACHE_FULL_WAIT.as_secs()
+                );
+            }
             println!(
                 "oldest change not in a checkpoint: {}",
                 status

@@ -61,6 +61,13 @@ impl LiveFs {
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
         self.check_writable()?;
+        // Before any lock: a tiered store whose cache is full of data not yet uploaded makes
+        // the writer wait for uploads (and fail with ENOSPC if none make room in time).
+        if let Some(tier) = &self.tier
+            && !tier.wait_for_room()
+        {
+            return Err(FsError::NoSpace);
+        }
         let file = self.handles.file(fh)?;
         if !file.writable {
             return Err(FsError::BadHandle);

@@ -11,7 +11,10 @@
 //!   less free space than asked), the least recently read uploaded packs are punched out of
 //!   their files, except those holding data of pinned trees (`pins`); a read of an evicted
 //!   frame fetches it, and the whole frames after it up to a window, from the object store
-//!   (`ChunkStore`'s [`RemotePacks`]), verified as every read is.
+//!   (`ChunkStore`'s [`RemotePacks`]), verified as every read is;
+//! - **a full cache**: while the data not yet uploaded takes the whole cache size (the object
+//!   store unreachable, or writes faster than uploads), new writes wait for uploads to make
+//!   room, at most [`CACHE_FULL_WAIT`], then fail with `ENOSPC` ([`Tier::wait_for_room`]).
 //!
 //! What survives the loss of the local disk: everything up to the last checkpoint (`tier
 //! status` says how old it is). `fsync` still means durable on the local disk only.
@@ -40,6 +43,7 @@ mod uploaded;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -69,6 +73,10 @@ const TICK: Duration = Duration::from_secs(1);
 /// serves from the cache and leaves the lease to the tier thread (an outage must not hold a
 /// mount for the backend's whole retry timeout).
 const LEASE_WAIT_AT_MOUNT: Duration = Duration::from_secs(10);
+/// How long a write waits for room while the cache is full of data not yet uploaded, before it
+/// fails with `ENOSPC`: long enough to ride out writes that outpace uploads for a moment, short
+/// enough that an outage gives the writing program an answer.
+pub const CACHE_FULL_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the tier could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +131,10 @@ pub struct TierStatus {
     /// The trees kept in the cache (`tier pin`), by the paths they were pinned by.
     #[serde(default)]
     pub pins: Vec<String>,
+    /// The data not yet uploaded takes the whole cache: new writes wait for uploads, and fail
+    /// with `ENOSPC` if none make room in time.
+    #[serde(default)]
+    pub cache_full: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -214,6 +226,13 @@ pub struct Tier {
     remote: Arc<remote_packs::BlobPacks>,
     state: Mutex<State>,
     wake: Condvar,
+    /// The bytes not yet uploaded when the tier thread last looked, and how many bytes the
+    /// chunk store had appended by then: a write adds what was appended since (see
+    /// [`Tier::backlog`]), two relaxed loads and no lock.
+    pending_seen: std::sync::atomic::AtomicU64,
+    appended_seen: std::sync::atomic::AtomicU64,
+    /// Signalled (with `state`) each time the tier thread looked again.
+    room: Condvar,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -301,7 +320,7 @@ impl Tier {
             TIERED_PACK_SIZE,
             highest,
         );
-        Ok(Arc::new(Tier {
+        let tier = Arc::new(Tier {
             backend,
             chunks,
             db,
@@ -324,8 +343,14 @@ impl Tier {
                 stopping: false,
             }),
             wake: Condvar::new(),
+            pending_seen: std::sync::atomic::AtomicU64::new(0),
+            appended_seen: std::sync::atomic::AtomicU64::new(0),
+            room: Condvar::new(),
             thread: Mutex::new(None),
-        }))
+        });
+        // What the store holds that is not uploaded, before the first write asks.
+        tier.check_room();
+        Ok(tier)
     }
 
     /// Starts the background work of a mounted store: uploads, checkpoints, eviction.
@@ -371,6 +396,7 @@ impl Tier {
     pub fn stop(&self) {
         self.state.lock().stopping = true;
         self.wake.notify_all();
+        self.room.notify_all();
         let Some(thread) = self.thread.lock().take() else {
             return;
         };
@@ -493,7 +519,74 @@ impl Tier {
             lease: state.lease,
             fenced: state.fenced.clone(),
             pins,
+            cache_full: self.backlog() >= self.config.cache_size,
         }
+    }
+
+    /// Bytes of packs not yet uploaded: as the tier thread last counted them, plus every byte
+    /// appended since (some of it may have gone up meanwhile: an estimate that errs high, for
+    /// at most the time until the thread looks again).
+    fn backlog(&self) -> u64 {
+        let appended = self.chunks.appended_bytes();
+        self.pending_seen.load(Ordering::Relaxed)
+            + appended.saturating_sub(self.appended_seen.load(Ordering::Relaxed))
+    }
+
+    /// Waits, at most [`CACHE_FULL_WAIT`], while the data not yet uploaded takes the whole
+    /// cache; `false` if it still does (the write is to fail with `ENOSPC`). Called by writes
+    /// before they take any lock of the share, so that waiting holds up nothing but the writer.
+    pub fn wait_for_room(&self) -> bool {
+        if self.backlog() < self.config.cache_size {
+            return true;
+        }
+        // The tier thread counts again now, and seals the active pack for upload.
+        self.wake.notify_all();
+        let deadline = Instant::now() + CACHE_FULL_WAIT;
+        let mut state = self.state.lock();
+        loop {
+            if self.backlog() < self.config.cache_size {
+                return true;
+            }
+            if state.stopping || self.room.wait_until(&mut state, deadline).timed_out() {
+                return self.backlog() < self.config.cache_size;
+            }
+        }
+    }
+
+    /// Counts the bytes not yet uploaded (for writes to tell whether the cache is full); while
+    /// they fill the cache, seals the active pack so that what it holds can go up once
+    /// committed. Wakes the writers waiting for room, to look again.
+    fn check_room(&self) {
+        let was_full = self.backlog() >= self.config.cache_size;
+        // Read before the count: what is appended meanwhile is counted twice, never missed.
+        let appended = self.chunks.appended_bytes();
+        let uploaded = self.state.lock().uploaded.clone();
+        let pending: u64 = self
+            .chunks
+            .cached_packs()
+            .iter()
+            .filter(|p| !uploaded.lock().contains_key(&p.id))
+            .map(|p| p.len)
+            .sum();
+        self.pending_seen.store(pending, Ordering::Relaxed);
+        self.appended_seen.store(appended, Ordering::Relaxed);
+        let full = pending >= self.config.cache_size;
+        if full {
+            self.chunks.seal_active_pack();
+        }
+        if full && !was_full {
+            tracing::warn!(
+                pending,
+                cache_size = self.config.cache_size,
+                "the cache is full of data not yet uploaded: writes wait for uploads, and \
+                 fail with ENOSPC after {} s",
+                CACHE_FULL_WAIT.as_secs()
+            );
+        } else if was_full && !full {
+            tracing::info!("uploads made room in the cache: writes go on");
+        }
+        let _state = self.state.lock();
+        self.room.notify_all();
     }
 
     /// Uploads every sealed pack not yet uploaded (`committed_only`: whose every frame is
@@ -830,6 +923,7 @@ fn run(weak: std::sync::Weak<Tier>) {
                 return;
             }
         }
+        tier.check_room();
         let result = tier.keep_lease();
         let fenced = tier.state.lock().fenced.is_some();
         let result = result.and_then(|()| {
@@ -847,6 +941,7 @@ fn run(weak: std::sync::Weak<Tier>) {
             }
         });
         let evicted = tier.evict();
+        tier.check_room();
         tier.note(result.and(evicted));
     }
 }

@@ -179,6 +179,66 @@ fn the_share_keeps_working_while_the_object_store_is_down_and_catches_up() {
 }
 
 #[test]
+fn writes_fail_with_enospc_only_when_the_cache_is_full_of_data_not_yet_uploaded() {
+    use std::io::Write;
+    let mut server = S3Server::start();
+    let mut env = server.env();
+    env.push(("SNAPFS_S3_RETRY_TIMEOUT", "1".into()));
+    let location = server.url("tiers/full");
+    let m = Mounted::new_with_env(
+        &[
+            "--tier",
+            &location,
+            "--cache-size",
+            "8M",
+            "--checkpoint-interval",
+            "1",
+        ],
+        // Every write(2) reaches snapfs before it returns: the error is the write's.
+        &["--writeback-cache", "off"],
+        &env,
+    );
+    write_synced(&m.path("before"), &noise(6 << 20, 11));
+    let seq = wait_until_checkpointed(&m, &env, 0);
+
+    server.stop();
+    // Less than the cache: written to the cache alone, while the object store is away.
+    let small = noise(3 << 20, 12);
+    write_synced(&m.path("small"), &small);
+    // More than the cache: once what is not uploaded fills it, writes wait, then fail.
+    let big = noise(32 << 20, 13);
+    let mut file = std::fs::File::create(m.path("big")).expect("create");
+    let mut written = 0;
+    let refused = loop {
+        assert!(written < big.len(), "the cache never filled up");
+        match file.write(&big[written..written + (1 << 20)]) {
+            Ok(n) => written += n,
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(refused.raw_os_error(), Some(libc::ENOSPC), "{refused}");
+    let status = tier_status(&m, &env);
+    assert_eq!(status["cache_full"], true, "{status}");
+    assert!(status["pending_upload_bytes"].as_u64().expect("pending") >= 8 << 20);
+    // Reads, and everything written, are there meanwhile.
+    assert!(std::fs::read(m.path("small")).expect("read") == small);
+
+    // The object store back: uploads make room, and the writes go on where they stopped.
+    server.restart();
+    wait_for("room in the cache", 60, || {
+        tier_status(&m, &env)["cache_full"] == false
+    });
+    file.write_all(&big[written..])
+        .expect("the rest of the file");
+    file.sync_all().expect("fsync");
+    drop(file);
+    wait_until_checkpointed(&m, &env, seq);
+    drop_caches();
+    assert!(std::fs::read(m.path("big")).expect("read") == big);
+    assert!(std::fs::read(m.path("small")).expect("read") == small);
+}
+
+#[test]
 fn kill_9_before_the_upload_loses_nothing_that_was_synced() {
     let server = S3Server::start();
     let env = server.env();
