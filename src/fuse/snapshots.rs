@@ -378,10 +378,21 @@ impl SnapshotSide {
                 let end = (start + len as usize).min(text.len());
                 Ok(text[start..end].to_vec())
             }
-            Area::Snapshot { .. } => self
+            Area::Snapshot { number } => self
                 .view
                 .read(ino, offset, len, self.live.load().block_size())
-                .map_err(view_errno),
+                .map_err(|err| {
+                    if let ViewError::Damaged(_) = err {
+                        // The caller sees EIO only: the log says which snapshot's file it was.
+                        let name = self.snapshots().by_number(number).map(|(name, _)| name);
+                        tracing::error!(
+                            inode = ino.0,
+                            "reading a file of snapshot {} failed",
+                            name.unwrap_or_default()
+                        );
+                    }
+                    view_errno(err)
+                }),
             Area::History => self
                 .history
                 .read(&self.view, ino, offset, len, self.live.load().block_size())

@@ -364,11 +364,7 @@ impl ContentState {
         for (id, in_block, at, n) in fetch {
             // A chunk shorter than the block holds what were the file's last bytes when it was
             // sealed; the rest reads as zero (`out` starts zeroed).
-            ctx.store
-                .read_into(&id, in_block, &mut out[at..at + n])
-                .inspect_err(|err| {
-                    tracing::error!(ino = %ino, chunk = %id, "read failed: {err}");
-                })?;
+            ctx.store.read_into(&id, in_block, &mut out[at..at + n])?;
         }
         Ok(out)
     }

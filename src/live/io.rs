@@ -56,7 +56,17 @@ impl LiveFs {
     pub fn read(&self, fh: u64, offset: u64, len: u32) -> FsResult<Vec<u8>> {
         let file = self.handles.file(fh)?;
         let guard = file.content.lock();
-        ContentState::read(guard, file.ino, &self.data_context(), offset, len)
+        let read = ContentState::read(guard, file.ino, &self.data_context(), offset, len);
+        if let Err(FsError::Damaged(err)) = &read {
+            // The caller sees EIO only: the log names the file (a path through its first link).
+            let path = self.tree.write().path_of(file.ino).unwrap_or_default();
+            tracing::error!(
+                inode = file.ino.0,
+                "reading /{} failed: {err}",
+                String::from_utf8_lossy(&path)
+            );
+        }
+        read
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<usize> {

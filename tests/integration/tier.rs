@@ -483,6 +483,69 @@ fn recall_fetches_a_tree_and_a_pinned_tree_stays_in_the_cache() {
     assert!(err.contains("is not pinned"), "{err}");
 }
 
+#[test]
+fn an_object_lost_from_the_bucket_gives_eio_naming_the_file_and_verify_names_every_path() {
+    let remote = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let share = remote.path().join("share");
+    let location = share.to_str().expect("utf-8").to_owned();
+    let m = Mounted::new_with(
+        &[
+            "--tier",
+            &location,
+            "--cache-size",
+            "4M",
+            "--checkpoint-interval",
+            "1",
+        ],
+        &[],
+    );
+    let mnt = m.mnt.to_str().expect("utf-8").to_owned();
+    std::fs::create_dir(m.path("dir")).expect("mkdir");
+    write_synced(&m.path("dir/big"), &noise(40 << 20, 51));
+    write_synced(&m.path("small"), b"not in the lost packs");
+    ok_env(&["snapshot", "create", "s1", "--mount", &mnt], &[]);
+    wait_until_checkpointed(&m, &[], 0);
+    wait_for("the packs evicted", 30, || {
+        tier_status(&m, &[])["cache_used"].as_u64().unwrap_or(u64::MAX) <= 4 << 20
+    });
+    // One pack object deleted, another damaged, in the bucket.
+    let mut packs: Vec<std::path::PathBuf> = std::fs::read_dir(share.join("packs"))
+        .expect("packs")
+        .flat_map(|epoch| std::fs::read_dir(epoch.expect("epoch").path()).expect("epoch dir"))
+        .map(|pack| pack.expect("pack").path())
+        .filter(|pack| pack.metadata().expect("stat").len() > 1 << 20)
+        .collect();
+    packs.sort();
+    assert!(packs.len() >= 2, "{packs:?}");
+    std::fs::remove_file(&packs[0]).expect("delete an object");
+    let mut bytes = std::fs::read(&packs[1]).expect("read");
+    for byte in &mut bytes[4096..8192] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&packs[1], bytes).expect("damage an object");
+
+    drop_caches();
+    let err = std::fs::read(m.path("dir/big")).expect_err("EIO, never wrong bytes");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(m.log().contains("reading /dir/big failed"), "{}", m.log());
+    let err = std::fs::read(m.path(".snapshots/s1/dir/big")).expect_err("EIO");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(m.log().contains("reading a file of snapshot s1 failed"), "{}", m.log());
+    assert_eq!(
+        std::fs::read(m.path("small")).expect("the rest reads"),
+        b"not in the lost packs"
+    );
+
+    let out = snapfs_env(&["verify", "--mount", &mnt], &[]);
+    assert!(!out.status.success(), "verify finds the damage");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    for named in ["live:/dir/big", "snapshot s1:/dir/big", "no such object"] {
+        assert!(report.contains(named), "{named}: {report}");
+    }
+    assert!(!report.contains("/small"), "{report}");
+}
+
 /// Bytes of pack objects in a share tiered to a directory.
 pub(crate) fn remote_pack_bytes(share: &Path) -> u64 {
     let mut total = 0;
