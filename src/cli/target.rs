@@ -199,11 +199,26 @@ fn follow_job(control: &Path, job: u64, progress: &Progress) -> anyhow::Result<s
 /// same open file, which gives this request's outcome even while others use the file.
 fn send(control: &Path, line: &str) -> anyhow::Result<String> {
     use std::io::{Read, Seek, Write};
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(control)
-        .with_context(|| format!("cannot open {}", control.display()))?;
+        .open(control);
+    let mut file = match file {
+        Ok(file) => file,
+        // Only a follower's mount is read-only.
+        Err(err) if err.raw_os_error() == Some(libc::EROFS) => bail!(
+            "{} is a read-only follower of a tiered share (snapfs mount --follow): give \
+             commands to the share's writer",
+            control
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(control)
+                .display()
+        ),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot open {}", control.display()));
+        }
+    };
     let written = file.write_all(format!("{line}\n").as_bytes());
     let mut status = String::new();
     file.rewind()?;

@@ -109,8 +109,9 @@ pub struct ShareSwitch {
 }
 
 impl ShareSwitch {
-    /// Serves `live` and `service` from now on: new requests go to them, files already open go
-    /// on reading the share they were opened on until they are closed.
+    /// Serves `live` and `service` from now on: new requests go to them; a file already open
+    /// reads on in `live` if it still has the file, else in the share it was opened on until
+    /// it is closed (see `generations`).
     pub fn switch_to(&self, live: Arc<LiveFs>, service: Arc<Service>) {
         self.side.switch_to(live.clone(), service);
         self.generations.replace(live);

@@ -506,7 +506,10 @@ fn an_object_lost_from_the_bucket_gives_eio_naming_the_file_and_verify_names_eve
     ok_env(&["snapshot", "create", "s1", "--mount", &mnt], &[]);
     wait_until_checkpointed(&m, &[], 0);
     wait_for("the packs evicted", 30, || {
-        tier_status(&m, &[])["cache_used"].as_u64().unwrap_or(u64::MAX) <= 4 << 20
+        tier_status(&m, &[])["cache_used"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            <= 4 << 20
     });
     // One pack object deleted, another damaged, in the bucket.
     let mut packs: Vec<std::path::PathBuf> = std::fs::read_dir(share.join("packs"))
@@ -530,7 +533,11 @@ fn an_object_lost_from_the_bucket_gives_eio_naming_the_file_and_verify_names_eve
     assert!(m.log().contains("reading /dir/big failed"), "{}", m.log());
     let err = std::fs::read(m.path(".snapshots/s1/dir/big")).expect_err("EIO");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert!(m.log().contains("reading a file of snapshot s1 failed"), "{}", m.log());
+    assert!(
+        m.log().contains("reading a file of snapshot s1 failed"),
+        "{}",
+        m.log()
+    );
     assert_eq!(
         std::fs::read(m.path("small")).expect("the rest reads"),
         b"not in the lost packs"
@@ -538,8 +545,8 @@ fn an_object_lost_from_the_bucket_gives_eio_naming_the_file_and_verify_names_eve
 
     let out = snapfs_env(&["verify", "--mount", &mnt], &[]);
     assert!(!out.status.success(), "verify finds the damage");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     for named in ["live:/dir/big", "snapshot s1:/dir/big", "no such object"] {
         assert!(report.contains(named), "{named}: {report}");
     }

@@ -50,6 +50,21 @@ fn followers_serve_the_share_read_only_and_follow_its_checkpoints() {
     assert_eq!(refused.raw_os_error(), Some(libc::EROFS), "{refused}");
     let refused = std::fs::remove_file(f1.path("doc")).expect_err("no deletes");
     assert_eq!(refused.raw_os_error(), Some(libc::EROFS), "{refused}");
+    let out = snapfs_env(
+        &[
+            "snapshot",
+            "create",
+            "mine",
+            "--mount",
+            f1.mnt.to_str().expect("utf-8"),
+        ],
+        &env,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("read-only follower"),
+        "{err}"
+    );
 
     // A file open on the follower while the writer changes it in place...
     let mut open = std::fs::File::open(f1.path("doc")).expect("open on the follower");
