@@ -83,7 +83,7 @@ fn a_corrupted_chunk_reads_as_eio_never_wrong_bytes() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
     assert_eq!(fs::read(m.path("bystander")).unwrap(), bystander);
     assert!(
-        m.log().contains("read failed"),
+        m.log().contains("reading /victim failed"),
         "the damage is logged: {}",
         m.log()
     );
