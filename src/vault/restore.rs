@@ -62,6 +62,7 @@ pub fn restore(
         backup.root_uid,
         backup.root_gid,
         |live: &LiveFs| -> Result<VaultRestoreReport, VaultError> {
+            let started = std::time::Instant::now();
             let (fetched, bytes_fetched) = fetch_tree(
                 vault,
                 &live.chunk_store(),
@@ -70,7 +71,9 @@ pub fn restore(
                 progress,
             )?;
             let objects_fetched = fetched.len() as u64;
+            tracing::debug!(elapsed = ?started.elapsed(), "restore: every object fetched");
             let restored = graft_stored_tree(live, &record, progress)?;
+            tracing::debug!(elapsed = ?started.elapsed(), "restore: the tree grafted");
             Ok(VaultRestoreReport {
                 restored,
                 objects_fetched,
