@@ -80,7 +80,9 @@ pub enum HelperError {
     NoValueExpected(String),
     #[error("mount option {0:?} needs a value ({0}=...)")]
     ValueNeeded(String),
-    #[error("snapfs has no read-only mount (option \"ro\"); browse .snapshots for read-only views")]
+    #[error(
+        "a store is mounted read-write (option \"ro\" is for followers of a tiered share, with \"follow\"); browse .snapshots for read-only views"
+    )]
     ReadOnly,
     #[error("mounting in another namespace (-N) is not supported")]
     Namespace,
@@ -153,7 +155,15 @@ pub fn plan(argv: impl IntoIterator<Item = OsString>) -> Result<HelperPlan, Help
     if args.namespace.is_some() {
         return Err(HelperError::Namespace);
     }
-    if already_mounted(&args.source, &args.mountpoint) {
+    let options: Vec<&str> = args
+        .options
+        .iter()
+        .flat_map(|list| list.split(','))
+        .filter(|option| !option.is_empty())
+        .collect();
+    // A follower (`follow`) is read-only: `ro` says so, and is all it can be.
+    let follow = options.contains(&"follow");
+    if already_mounted(&args.source, &args.mountpoint, &options) {
         eprintln!(
             "mount.fuse.snapfs: {} is already mounted on {}",
             args.source.display(),
@@ -164,8 +174,10 @@ pub fn plan(argv: impl IntoIterator<Item = OsString>) -> Result<HelperPlan, Help
     let mut command: Vec<OsString> = vec!["snapfs".into(), "mount".into(), "--daemon".into()];
     command.push(args.source.into_os_string());
     command.push(args.mountpoint.into_os_string());
-    let options = args.options.iter().flat_map(|list| list.split(','));
-    for option in options.filter(|option| !option.is_empty()) {
+    for option in options {
+        if follow && option == "ro" {
+            continue;
+        }
         match flag_for(option) {
             Ok(Some(flag)) => command.push(flag.into()),
             Ok(None) => {}
@@ -189,14 +201,26 @@ pub fn plan(argv: impl IntoIterator<Item = OsString>) -> Result<HelperPlan, Help
     Ok(HelperPlan::Mount(Box::new(cli)))
 }
 
-/// Whether `store` is what is mounted on `mountpoint` now.
-fn already_mounted(store: &Path, mountpoint: &Path) -> bool {
+/// Whether `source` is what is mounted on `mountpoint` now: the store, or for a follower
+/// (option `follow`) its cache directory, which its mount names.
+fn already_mounted(source: &Path, mountpoint: &Path, options: &[&str]) -> bool {
     let Ok(mountpoint) = std::path::absolute(mountpoint) else {
         return false;
     };
+    let expected = if options.contains(&"follow") {
+        options
+            .iter()
+            .find_map(|option| option.strip_prefix("cache_dir="))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                crate::tier::default_cache_dir(&source.to_string_lossy(), &mountpoint)
+            })
+    } else {
+        source.to_owned()
+    };
     match super::umount::store_of_mount(&mountpoint) {
         Ok(Some(mounted)) => {
-            std::fs::canonicalize(mounted).ok() == std::fs::canonicalize(store).ok()
+            std::fs::canonicalize(mounted).ok() == std::fs::canonicalize(expected).ok()
         }
         _ => false,
     }
@@ -352,6 +376,22 @@ mod tests {
         ])
         .expect("sloppy");
         assert_eq!(sloppy.threads, 3);
+        // A follower: `ro` is what it is.
+        let follower = mount_args(&[
+            "mount.fuse.snapfs",
+            "s3://bucket/share",
+            "/m",
+            "-o",
+            "follow,ro,cache_dir=/var/cache/f,cache_size=2G",
+        ])
+        .expect("a follower");
+        assert!(follower.follow);
+        assert_eq!(follower.store.to_str(), Some("s3://bucket/share"));
+        assert_eq!(
+            follower.cache_dir.as_deref(),
+            Some(std::path::Path::new("/var/cache/f"))
+        );
+        assert_eq!(follower.cache_size, 2 << 30);
     }
 
     #[test]

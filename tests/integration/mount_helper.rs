@@ -202,3 +202,49 @@ fn an_fstab_line_mounts_with_mount_mountpoint() {
     let logged = std::fs::read_to_string(&log).expect("log_file= was honoured");
     assert!(logged.contains("unmounted; store closed"), "{logged}");
 }
+
+#[test]
+fn an_fstab_line_mounts_a_follower_read_only() {
+    become_subreaper();
+    let _helper = HelperInstalled::new();
+    // The writer, tiered to a directory.
+    let remote = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let location = remote.path().join("share");
+    let location = location.to_str().expect("utf-8");
+    let writer = crate::harness::Mounted::new_with(
+        &["--tier", location, "--checkpoint-interval", "1"],
+        &[],
+    );
+    crate::tier::write_synced(&writer.path("f"), b"from the writer");
+    crate::tier::wait_until_checkpointed(&writer, &[], 0);
+
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let mnt = dir.path().join("ro");
+    std::fs::create_dir(&mnt).expect("mountpoint");
+    let fstab = dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "{location} {} fuse.snapfs follow,ro,cache_dir={},_netdev,nofail 0 0\n",
+            mnt.display(),
+            dir.path().join("cache").display()
+        ),
+    )
+    .expect("fstab");
+    assert_ok(&run(Command::new("mount").arg("-T").arg(&fstab).arg(&mnt)));
+    let mut daemon = BackgroundDaemon::find(&mnt);
+    assert_eq!(
+        std::fs::read(mnt.join("f")).expect("read"),
+        b"from the writer"
+    );
+    // `mount -a` again leaves the follower alone.
+    assert_ok(&run(Command::new("mount").arg("-a").arg("-T").arg(&fstab)));
+    assert_eq!(
+        crate::background::processes_with_arg(&mnt),
+        vec![daemon.pid()],
+        "no second follower"
+    );
+    assert_ok(&run(Command::new("umount").arg(&mnt)));
+    daemon.assert_exits_cleanly();
+    assert!(!is_mounted(&mnt));
+}
