@@ -30,7 +30,7 @@ use redb::ReadableDatabase;
 
 use super::layout::{self, CheckpointId, ShareMarker};
 use super::readers::{self, ReaderLease};
-use super::uploaded::{self, Uploaded};
+use super::uploaded;
 use super::{TierError, checkpoint};
 use crate::blob::{BlobBackend, BlobError};
 use crate::chunk_store::{PACK_DIR, PackFile};
@@ -86,7 +86,10 @@ impl Follower {
         let lock = StoreLock::acquire(cache_dir).map_err(|err| {
             TierError::Invalid(format!("cache directory {}: {err}", cache_dir.display()))
         })?;
-        let reader = uploaded::new_epoch()?;
+        let mut reader = [0u8; 8];
+        getrandom::getrandom(&mut reader)
+            .map_err(|err| TierError::Invalid(format!("no random numbers: {err}")))?;
+        let reader = u64::from_le_bytes(reader);
         Ok(Follower {
             backend,
             config,
@@ -153,19 +156,19 @@ impl Follower {
                     "checkpoint {id} names pack {pack}, which it does not record as uploaded"
                 )));
             };
-            let cached = self.cached_pack(pack, up)?;
+            let cached = self.cached_pack(pack, up.epoch, len)?;
             std::fs::hard_link(&cached, crate::chunk_store::pack_path(&packs, pack))?;
-            debug_assert_eq!(len, up.len);
         }
         Ok(())
     }
 
-    /// The cache's file of a pack object, made (all holes) if it is not there yet.
-    fn cached_pack(&self, id: PackId, up: &Uploaded) -> Result<PathBuf, TierError> {
+    /// The cache's file of pack `id` of writer `epoch`, `len` bytes long, made (all holes) if
+    /// it is not there yet.
+    fn cached_pack(&self, id: PackId, epoch: u64, len: u64) -> Result<PathBuf, TierError> {
         let dir = self.cache_dir.join(PACK_DIR);
-        let path = dir.join(format!("{:016x}-{id}.pack", up.epoch));
+        let path = dir.join(format!("{epoch:016x}-{id}.pack"));
         match std::fs::metadata(&path) {
-            Ok(meta) if meta.len() == up.len => return Ok(path),
+            Ok(meta) if meta.len() == len => return Ok(path),
             Ok(_) => std::fs::remove_file(&path)?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => return Err(err.into()),
@@ -174,7 +177,7 @@ impl Follower {
         let scratch = dir.join("new");
         std::fs::create_dir_all(&scratch)?;
         let _ = std::fs::remove_file(crate::chunk_store::pack_path(&scratch, id));
-        PackFile::create_uncached(&scratch, id, up.len)?;
+        PackFile::create_uncached(&scratch, id, len)?;
         std::fs::rename(crate::chunk_store::pack_path(&scratch, id), &path)?;
         Ok(path)
     }

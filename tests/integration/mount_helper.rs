@@ -211,10 +211,8 @@ fn an_fstab_line_mounts_a_follower_read_only() {
     let remote = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let location = remote.path().join("share");
     let location = location.to_str().expect("utf-8");
-    let writer = crate::harness::Mounted::new_with(
-        &["--tier", location, "--checkpoint-interval", "1"],
-        &[],
-    );
+    let writer =
+        crate::harness::Mounted::new_with(&["--tier", location, "--checkpoint-interval", "1"], &[]);
     crate::tier::write_synced(&writer.path("f"), b"from the writer");
     crate::tier::wait_until_checkpointed(&writer, &[], 0);
 
