@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::Session;
 
 use super::daemon::Readiness;
 use super::mount::{
     MOUNT_SOURCE_PREFIX, MountArgs, SnapdirVisibility, block_termination_signals, check_mount_args,
-    spawn_readiness_probe,
+    session_config, spawn_readiness_probe, spawn_signal_thread,
 };
 use crate::blob::BlobLocation;
 use crate::format::store_config::TierConfig;
@@ -89,21 +89,11 @@ pub fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         gmt_names: args.gmt_names,
         changes_elsewhere: true,
     };
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(format!("{MOUNT_SOURCE_PREFIX}{}", cache_dir.display())),
-        MountOption::Subtype("snapfs".into()),
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-        MountOption::RO,
-    ];
-    config.acl = if args.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    config.n_threads = Some(args.threads);
-    config.clone_fd = true;
+    let config = session_config(
+        &args,
+        format!("{MOUNT_SOURCE_PREFIX}{}", cache_dir.display()),
+        true,
+    );
     let fs = SnapFuse::new(first.live.clone(), first.service.clone(), cache);
     let switch = fs.switch();
     let mut session = Session::new(fs, &mountpoint, &config)
@@ -113,25 +103,20 @@ pub fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         notifier: notifier.clone(),
         writeback_mount: None,
     }))?;
-    let mut unmounter = session.unmount_callable();
     let stopping = Arc::new(AtomicBool::new(false));
-    let (signal_stopping, signal_readiness, signal_mount) =
-        (stopping.clone(), readiness.clone(), mountpoint.clone());
-    let signal_thread = std::thread::Builder::new()
-        .name("snapfs-signals".into())
-        .spawn(move || {
-            if let Ok(signal) = signals.wait() {
-                signal_stopping.store(true, Ordering::SeqCst);
-                signal_readiness.stopping();
-                tracing::info!("{signal}: unmounting");
-                if let Err(err) = unmounter.unmount() {
-                    // Read-only: nothing is left to save before the mount is taken away.
-                    tracing::warn!("unmount after {signal} failed ({err}): detaching the mount");
-                    let _ = nix::mount::umount2(&signal_mount, nix::mount::MntFlags::MNT_FORCE);
-                    let _ = nix::mount::umount2(&signal_mount, nix::mount::MntFlags::MNT_DETACH);
-                }
-            }
-        })?;
+    let signal_mount = mountpoint.clone();
+    let signal_thread = spawn_signal_thread(
+        signals,
+        session.unmount_callable(),
+        readiness.clone(),
+        stopping.clone(),
+        move |signal, err| {
+            // Read-only: nothing is left to save before the mount is taken away.
+            tracing::warn!("unmount after {signal} failed ({err}): detaching the mount");
+            let _ = nix::mount::umount2(&signal_mount, nix::mount::MntFlags::MNT_FORCE);
+            let _ = nix::mount::umount2(&signal_mount, nix::mount::MntFlags::MNT_DETACH);
+        },
+    )?;
     tracing::info!(
         mountpoint = %mountpoint.display(),
         checkpoint = %newest,

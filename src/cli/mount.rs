@@ -246,20 +246,7 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         Some(addr) => Some(MetricsEndpoint::start(addr, Arc::downgrade(&service))?),
         None => None,
     };
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(source),
-        MountOption::Subtype("snapfs".into()),
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-    ];
-    config.acl = if args.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    config.n_threads = Some(args.threads);
-    config.clone_fd = true;
+    let config = session_config(&args, source, false);
     let mut session = Session::new(
         SnapFuse::new(live.clone(), service.clone(), cache),
         &mountpoint,
@@ -270,36 +257,27 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         notifier: session.notifier(),
         writeback_mount: args.writeback_cache.then(|| mountpoint.clone()),
     }))?;
-    let mut unmounter = session.unmount_callable();
-    // Weak: this thread outlives the session when the mount ends otherwise (it waits for a
-    // signal that never comes), and a strong reference would keep the share, and with it the
+    // Weak: the signal thread outlives the session when the mount ends otherwise (it waits for
+    // a signal that never comes), and a strong reference would keep the share, and with it the
     // metadata database, open at exit: redb would then check the whole database at the next
     // mount, which would take time in proportion to the share.
     let (signal_live, signal_mount) = (Arc::downgrade(&live), mountpoint.clone());
-    // Set before the signal thread unmounts: a session that ends after it was set may have
-    // ended by the forced unmount's abort, before that thread detached the mount, so the main
-    // thread waits for it (else the process could exit leaving a dead mount attached).
     let stopping = Arc::new(AtomicBool::new(false));
-    let signal_stopping = stopping.clone();
-    let signal_readiness = readiness.clone();
-    let signal_thread = std::thread::Builder::new()
-        .name("snapfs-signals".into())
-        .spawn(move || {
-            if let Ok(signal) = signals.wait() {
-                signal_stopping.store(true, Ordering::SeqCst);
-                signal_readiness.stopping();
-                tracing::info!("{signal}: unmounting");
-                if let Err(err) = unmounter.unmount() {
-                    tracing::warn!(
-                        "unmount after {signal} failed ({err}): files are open on the share; \
-                         saving what the kernel holds, then detaching the mount"
-                    );
-                    if let Some(live) = signal_live.upgrade() {
-                        force_unmount(&live, &signal_mount);
-                    }
-                }
+    let signal_thread = spawn_signal_thread(
+        signals,
+        session.unmount_callable(),
+        readiness.clone(),
+        stopping.clone(),
+        move |signal, err| {
+            tracing::warn!(
+                "unmount after {signal} failed ({err}): files are open on the share; saving \
+                 what the kernel holds, then detaching the mount"
+            );
+            if let Some(live) = signal_live.upgrade() {
+                force_unmount(&live, &signal_mount);
             }
-        })?;
+        },
+    )?;
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
     // Started once mounted: a snapshot caught up on start is then taken while the share serves.
     service.start_scheduler()?;
@@ -325,6 +303,55 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
     served?;
     tracing::info!("unmounted; store closed");
     Ok(())
+}
+
+/// Starts the thread that turns the first termination signal into an unmount, setting
+/// `stopping` first: a session that ends after it was set may have ended by a forced unmount's
+/// abort, before that thread detached the mount, so the main thread is to wait for it (else
+/// the process could exit leaving a dead mount attached). When the unmount fails (files are
+/// open on the share), `busy` is given the signal and the error, and must take the mount away.
+pub(crate) fn spawn_signal_thread(
+    signals: SigSet,
+    mut unmounter: fuser::SessionUnmounter,
+    readiness: Readiness,
+    stopping: Arc<AtomicBool>,
+    busy: impl FnOnce(Signal, std::io::Error) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("snapfs-signals".into())
+        .spawn(move || {
+            if let Ok(signal) = signals.wait() {
+                stopping.store(true, Ordering::SeqCst);
+                readiness.stopping();
+                tracing::info!("{signal}: unmounting");
+                if let Err(err) = unmounter.unmount() {
+                    busy(signal, err);
+                }
+            }
+        })
+}
+
+/// The FUSE session's settings for a mount of `source` (`snapfs:DIR`, which `snapfs umount`
+/// reads back); `read_only` for a follower's.
+pub(crate) fn session_config(args: &MountArgs, source: String, read_only: bool) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(source),
+        MountOption::Subtype("snapfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoDev,
+    ];
+    if read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    config.acl = if args.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(args.threads);
+    config.clone_fd = true;
+    config
 }
 
 /// Reports the share ready once it serves: once a `stat` of its root, which goes through the

@@ -42,16 +42,7 @@ pub fn attach(
     progress: &Progress,
 ) -> Result<AttachReport, TierError> {
     let backend = super::open_backend(&config)?;
-    let marker = match backend.get(&layout::marker_key()) {
-        Ok(bytes) => layout::ShareMarker::decode(&bytes).map_err(TierError::Invalid)?,
-        Err(crate::blob::BlobError::NotFound(_)) => {
-            return Err(TierError::Invalid(format!(
-                "{} holds no tiered snapfs share",
-                backend.describe()
-            )));
-        }
-        Err(err) => return Err(err.into()),
-    };
+    let marker = super::read_marker(&*backend)?;
     if checkpoint::all(&*backend)?.is_empty() {
         return Err(TierError::Invalid(format!(
             "{} holds no checkpoint yet (the share's first one is published within a second \

@@ -32,7 +32,7 @@ use super::layout::{self, CheckpointId, ShareMarker};
 use super::readers::{self, ReaderLease};
 use super::uploaded;
 use super::{TierError, checkpoint};
-use crate::blob::{BlobBackend, BlobError};
+use crate::blob::BlobBackend;
 use crate::chunk_store::{PACK_DIR, PackFile};
 use crate::format::store_config::{StoreConfig, TierConfig};
 use crate::id::PackId;
@@ -64,16 +64,7 @@ impl Follower {
         mountpoint: &Path,
     ) -> Result<Self, TierError> {
         let backend = super::open_backend(&config)?;
-        let marker = match backend.get(&layout::marker_key()) {
-            Ok(bytes) => ShareMarker::decode(&bytes).map_err(TierError::Invalid)?,
-            Err(BlobError::NotFound(_)) => {
-                return Err(TierError::Invalid(format!(
-                    "{} holds no tiered snapfs share",
-                    backend.describe()
-                )));
-            }
-            Err(err) => return Err(err.into()),
-        };
+        let marker = super::read_marker(&*backend)?;
         if marker.version < layout::FOLLOWABLE_VERSION {
             return Err(TierError::Invalid(format!(
                 "{} was last written by an older snapfs, whose gc does not keep what followers \

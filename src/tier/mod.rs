@@ -257,6 +257,18 @@ pub fn probe(config: &TierConfig) -> Result<(), TierError> {
     lease::check_server(&*backend, config.single_host)
 }
 
+/// The share a location holds, from its marker; a clear error if it holds none.
+fn read_marker(backend: &dyn BlobBackend) -> Result<ShareMarker, TierError> {
+    match backend.get(&layout::marker_key()) {
+        Ok(bytes) => ShareMarker::decode(&bytes).map_err(TierError::Invalid),
+        Err(BlobError::NotFound(_)) => Err(TierError::Invalid(format!(
+            "{} holds no tiered snapfs share",
+            backend.describe()
+        ))),
+        Err(err) => Err(err.into()),
+    }
+}
+
 fn has_checkpoints(backend: &dyn BlobBackend) -> Result<bool, TierError> {
     Ok(!checkpoint::all(backend)?.is_empty())
 }

@@ -218,13 +218,21 @@ impl Mounted {
 
     /// The same, with `env` added to the daemon's environment.
     pub fn open_with_env(store: PathBuf, env: &[(&str, String)]) -> Self {
+        let mut mounted = Self::unmounted(store, env);
+        mounted.mount();
+        mounted
+    }
+
+    /// `store` (or a follower's location), not mounted yet, on a mountpoint in a new directory
+    /// of its own.
+    fn unmounted(store: PathBuf, env: &[(&str, String)]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("snapfs-test-")
             .tempdir_in(test_root())
             .expect("tempdir");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mountpoint");
-        let mut mounted = Mounted {
+        Mounted {
             dir,
             store,
             mnt,
@@ -234,22 +242,15 @@ impl Mounted {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
             daemon: None,
-        };
-        mounted.mount();
-        mounted
+        }
     }
 
     /// A follower of the tiered share at `location` (`snapfs mount --follow`), with its cache
     /// in the test's directory (`cache`), looking for new checkpoints twice a second.
     pub fn follow(location: &str, env: &[(&str, String)], extra_args: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("snapfs-test-")
-            .tempdir_in(test_root())
-            .expect("tempdir");
-        let mnt = dir.path().join("mnt");
-        std::fs::create_dir(&mnt).expect("mountpoint");
-        let cache = dir.path().join("cache");
-        let mut args: Vec<String> = [
+        let mut mounted = Self::unmounted(PathBuf::from(location), env);
+        let cache = mounted.dir.path().join("cache");
+        mounted.extra_args = [
             "--follow",
             "--cache-dir",
             cache.to_str().expect("utf-8"),
@@ -257,20 +258,9 @@ impl Mounted {
             "0.5",
         ]
         .iter()
+        .chain(extra_args)
         .map(|s| s.to_string())
         .collect();
-        args.extend(extra_args.iter().map(|s| s.to_string()));
-        let mut mounted = Mounted {
-            dir,
-            store: PathBuf::from(location),
-            mnt,
-            extra_args: args,
-            extra_env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            daemon: None,
-        };
         mounted.mount();
         mounted
     }
