@@ -105,7 +105,9 @@ impl Follower {
         id: CheckpointId,
         progress: &Progress,
     ) -> Result<(PathBuf, StoreConfig), TierError> {
-        let oldest = self.sweep().into_iter().chain([id.seq]).min();
+        // Copies only: the packs left by a copy no longer served (a follower that stopped, say)
+        // are linked into the new copy first, and what they cached is kept.
+        let oldest = self.sweep_copies().into_iter().chain([id.seq]).min();
         self.renew(oldest.unwrap_or(id.seq))?;
         // Listed after the lease was written: the writer deletes the packs of a checkpoint only
         // after it deletes the checkpoint, and reads the readers' leases in between.
@@ -125,6 +127,7 @@ impl Follower {
         if made.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
         }
+        self.sweep_packs();
         made.map(|()| (dir, self.store_config()))
     }
 
@@ -218,9 +221,18 @@ impl Follower {
         }
     }
 
-    /// Deletes the copies no share serves any more (their store lock is free) and the cached
-    /// packs no copy links to; returns the checkpoint sequences of the copies still served.
+    /// Deletes the copies no share serves any more (their store lock is free) and then the
+    /// cached packs no copy links to; returns the checkpoint sequences of the copies still
+    /// served.
     pub fn sweep(&self) -> Vec<u64> {
+        let served = self.sweep_copies();
+        self.sweep_packs();
+        served
+    }
+
+    /// Deletes the copies no share serves any more; returns the checkpoint sequences of the
+    /// copies still served.
+    fn sweep_copies(&self) -> Vec<u64> {
         let mut served = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.cache_dir) else {
             return served;
@@ -244,6 +256,11 @@ impl Follower {
                 Err(_) => served.push(seq),
             }
         }
+        served
+    }
+
+    /// Deletes the cached packs no copy links to.
+    fn sweep_packs(&self) {
         let unlinked = |meta: &std::fs::Metadata| {
             std::os::unix::fs::MetadataExt::nlink(meta) == 1 && meta.is_file()
         };
@@ -254,7 +271,6 @@ impl Follower {
                 }
             }
         }
-        served
     }
 
     /// Where the share is, for messages.

@@ -110,6 +110,24 @@ fn followers_serve_the_share_read_only_and_follow_its_checkpoints() {
     );
     drop(open);
 
+    // What a follower cached survives its restart: the cache directory is kept.
+    let mut f1 = f1;
+    let packs = f1.dir.path().join("cache/packs");
+    let cached = || -> u64 {
+        std::fs::read_dir(&packs)
+            .expect("cached packs")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|meta| meta.is_file())
+            .map(|meta| std::os::unix::fs::MetadataExt::blocks(&meta) * 512)
+            .sum()
+    };
+    let before = cached();
+    assert!(before >= 2 << 20, "what was read is cached: {before}");
+    f1.unmount();
+    f1.mount();
+    assert!(cached() >= before, "kept across a restart");
+    assert!(std::fs::read(f1.path("doc")).expect("read") == new);
+
     // A follower with `--snapdir visible` lists `.snapshots`, and nothing the writer does not.
     let listed: Vec<String> = std::fs::read_dir(&f2.mnt)
         .expect("ls")
