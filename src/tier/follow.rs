@@ -203,7 +203,7 @@ impl Follower {
 
     fn renew(&self, checkpoint: u64) -> Result<(), TierError> {
         let lease = ReaderLease {
-            host: super::lease::Holder::this_process(0, 0).host,
+            host: super::lease::hostname(),
             pid: std::process::id(),
             mountpoint: self.mountpoint.display().to_string(),
             checkpoint,

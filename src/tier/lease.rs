@@ -44,17 +44,21 @@ pub struct Holder {
 impl Holder {
     /// This process, for the store whose writer epoch is `epoch`.
     pub fn this_process(epoch: u64, timeout_secs: u64) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|name| name.trim().to_owned())
-            .unwrap_or_else(|_| "unknown host".into());
         Holder {
-            host,
+            host: hostname(),
             pid: std::process::id(),
             store: format!("{epoch:016x}"),
             taken: super::unix_now(),
             timeout_secs,
         }
     }
+}
+
+/// This host's name, as leases (the writer's and followers') name who holds them.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown host".into())
 }
 
 /// The content of `leases/G.alive`.
