@@ -8,7 +8,9 @@
 # and, when btrfs can be loop-mounted here, `btrfs subvolume snapshot -r` after the same
 # 10 changes, for comparison. Then the scale run: a 10,000-file share with --many snapshots
 # (default 1,000, one file changed before each): `ls -l .snapshots`, `find` in the oldest
-# snapshot, and a 256 MiB write and cold read on the live share, before and after.
+# snapshot, `verify --quick`, `verify` and `gc` (which walk every snapshot: their time should
+# follow the distinct data, not the number of snapshots), and a 256 MiB write and cold read on
+# the live share, before and after.
 #
 #   scripts/bench-snapshots.sh [--sizes "1000 10000 100000"] [--many N] [--no-btrfs]
 set -euo pipefail
@@ -120,6 +122,15 @@ io_times() { # write then cold-read 256 MiB on the live share; prints "write rea
     echo "$(elapsed "$t0" "$t1") $(elapsed "$t1" "$t2")"
 }
 read -r w0 r0 <<<"$(io_times)"
+walks() { # verify --quick, verify and gc, cold; prints "quick full gc" in seconds
+    local t0 t1 t2 t3
+    drop_caches; t0=$(now); "$snapfs" verify --quick --mount "$mnt" >/dev/null
+    drop_caches; t1=$(now); "$snapfs" verify --mount "$mnt" >/dev/null
+    drop_caches; t2=$(now); "$snapfs" gc --mount "$mnt" >/dev/null; t3=$(now)
+    echo "$(elapsed "$t0" "$t1") $(elapsed "$t1" "$t2") $(elapsed "$t2" "$t3")"
+}
+echo "create m0" >"$mnt/.snapshots/.control"
+read -r q0 v0 g0 <<<"$(walks)"
 t0=$(now)
 for i in $(seq "$many"); do
     echo "$i" >>"$mnt/d00000/f000"
@@ -127,11 +138,15 @@ for i in $(seq "$many"); do
 done
 t1=$(now)
 read -r w1 r1 <<<"$(io_times)"
+read -r q1 v1 g1 <<<"$(walks)"
 drop_caches; t2=$(now); ls -l "$mnt/.snapshots" >/dev/null; t3=$(now)
 drop_caches; t4=$(now); find "$mnt/.snapshots/m1" >/dev/null; t5=$(now)
 printf '\nscale: %d files, %d snapshots taken in %ss\n' "$n" "$many" "$(elapsed "$t0" "$t1")"
 printf '  ls -l .snapshots            %ss\n' "$(elapsed "$t2" "$t3")"
 printf '  find in the oldest snapshot %ss\n' "$(elapsed "$t4" "$t5")"
+printf '  verify --quick              %ss with one snapshot, %ss with all\n' "$q0" "$q1"
+printf '  verify                      %ss with one snapshot, %ss with all\n' "$v0" "$v1"
+printf '  gc                          %ss with one snapshot, %ss with all\n' "$g0" "$g1"
 printf '  live 256 MiB write + fsync  %ss before, %ss after\n' "$w0" "$w1"
 printf '  live 256 MiB cold read      %ss before, %ss after\n' "$r0" "$r1"
 printf '  store: %s\n' "$(du -sh "$store" | cut -f1)"

@@ -131,6 +131,8 @@ pub struct ChunkStore {
     /// Chunks written to packs but not yet in the committed index.
     pending: Mutex<HashMap<ChunkId, ChunkLocation>>,
     read_since_release: AtomicU64,
+    /// Frames read and verified since the store was opened (see [`ChunkStore::frames_read`]).
+    frames_read: AtomicU64,
     /// Keeps new data from taking the last of the disk (see [`space::SpaceGuard`]).
     space: space::SpaceGuard,
     /// Taken shared by every dedup check, exclusively while a sweep removes chunks.
@@ -188,6 +190,7 @@ impl ChunkStore {
             packs: RwLock::new(packs),
             pending: Mutex::new(HashMap::new()),
             read_since_release: AtomicU64::new(0),
+            frames_read: AtomicU64::new(0),
             space: space::SpaceGuard::default(),
             sweep_lock: RwLock::new(()),
             reused_during_gc: Mutex::new(None),
@@ -521,6 +524,7 @@ impl ChunkStore {
     /// Every [`RELEASE_MAPPED_EVERY`] bytes read, drops the mapped pages of every pack read
     /// from, which bounds the daemon's resident set however much data streams through.
     fn note_read(&self, len: u32) {
+        self.frames_read.fetch_add(1, Ordering::Relaxed);
         let before = self
             .read_since_release
             .fetch_add(u64::from(len), Ordering::Relaxed);
@@ -530,6 +534,11 @@ impl ChunkStore {
                 pack.release_pages();
             }
         }
+    }
+
+    /// How many frames were read and verified since the store was opened: what a walk cost.
+    pub fn frames_read(&self) -> u64 {
+        self.frames_read.load(Ordering::Relaxed)
     }
 
     /// Makes every frame written so far durable.

@@ -1,8 +1,6 @@
 //! Walking the live share by path, for tools that report on files (`verify`) or act on a tree's
 //! data (`tier recall`, `tier pin`).
 
-use std::collections::BTreeMap;
-
 use super::LiveFs;
 use super::error::{FsError, FsResult};
 use crate::format::inode::InodeKind;
@@ -10,38 +8,6 @@ use crate::id::{ChunkId, InodeNo};
 use crate::path_tree::{PathId, PathTree};
 
 impl LiveFs {
-    /// Every regular file's paths (a hard-linked file has several), by inode, recorded in
-    /// `paths` below `root`. Depth first without recursion, and each path recorded as a link
-    /// to its directory's, so that the walk costs the size of the share however deep it is.
-    /// Lists every directory on the way (under the write lock, which the walk holds).
-    pub(crate) fn file_paths(
-        &self,
-        paths: &mut PathTree,
-        root: PathId,
-    ) -> FsResult<BTreeMap<InodeNo, Vec<PathId>>> {
-        let mut tree = self.tree.write();
-        let mut out: BTreeMap<InodeNo, Vec<PathId>> = BTreeMap::new();
-        let mut pending = vec![(InodeNo::ROOT, root)];
-        while let Some((dir, dir_path)) = pending.pop() {
-            tree.list(dir)?;
-            let Ok(entries) = tree.dir(dir) else { continue };
-            for (name, child) in entries {
-                match tree.nodes.get(child) {
-                    Some(node) if node.is_dir() => {
-                        pending.push((*child, paths.child(dir_path, name)));
-                    }
-                    Some(node) if node.content.is_some() => {
-                        out.entry(*child)
-                            .or_default()
-                            .push(paths.child(dir_path, name));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(out)
-    }
-
     /// The inode at `path` (relative to the share's root, `/`-separated; empty for the root).
     pub fn resolve(&self, path: &[u8]) -> FsResult<InodeNo> {
         let mut ino = InodeNo::ROOT;
@@ -63,13 +29,44 @@ impl LiveFs {
         top: InodeNo,
         mut each: impl FnMut(InodeNo, Vec<ChunkId>) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.walk_files(top, (), |_, _| (), |_, _, ino, chunks| each(ino, chunks))
+    }
+
+    /// [`Self::each_file_chunks`] from the root, with where each file is: the path of its
+    /// directory, recorded in `paths` below `root` (directories only, so that the walk costs
+    /// the number of directories however deep they are), and its name in it. A hard-linked
+    /// file comes once per link.
+    pub(crate) fn each_named_file_chunks<E: From<FsError>>(
+        &self,
+        paths: &mut PathTree,
+        root: PathId,
+        each: impl FnMut(PathId, &[u8], InodeNo, Vec<ChunkId>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut each = each;
+        self.walk_files(
+            InodeNo::ROOT,
+            root,
+            |dir, name| paths.child(*dir, name),
+            |dir, name, ino, chunks| each(*dir, name, ino, chunks),
+        )
+    }
+
+    /// The walk of both of the above: `label` gives a directory's label from its parent's and
+    /// its name; `each` gets a file's directory's label and its name (empty for `top` itself).
+    fn walk_files<L, E: From<FsError>>(
+        &self,
+        top: InodeNo,
+        top_label: L,
+        mut label: impl FnMut(&L, &[u8]) -> L,
+        mut each: impl FnMut(&L, &[u8], InodeNo, Vec<ChunkId>) -> Result<(), E>,
+    ) -> Result<(), E> {
         match self.getattr(top)?.record.kind {
             InodeKind::Directory => {}
-            InodeKind::File => return each(top, self.file_chunks(top)?),
+            InodeKind::File => return each(&top_label, b"", top, self.file_chunks(top)?),
             _ => return Ok(()),
         }
-        let mut pending = vec![top];
-        while let Some(dir) = pending.pop() {
+        let mut pending = vec![(top, top_label)];
+        while let Some((dir, dir_label)) = pending.pop() {
             let fh = match self.opendir(dir) {
                 Ok(fh) => fh,
                 Err(FsError::NotFound) => continue,
@@ -79,9 +76,11 @@ impl LiveFs {
             self.releasedir(fh);
             for (_, entry) in entries? {
                 match entry.kind {
-                    InodeKind::Directory => pending.push(entry.ino),
+                    InodeKind::Directory => {
+                        pending.push((entry.ino, label(&dir_label, &entry.name)));
+                    }
                     InodeKind::File => match self.file_chunks(entry.ino) {
-                        Ok(chunks) => each(entry.ino, chunks)?,
+                        Ok(chunks) => each(&dir_label, &entry.name, entry.ino, chunks)?,
                         Err(FsError::NotFound) => {}
                         Err(err) => return Err(err.into()),
                     },
