@@ -71,13 +71,25 @@ impl<T> HeldInodes<T> {
             held.lookups = held.lookups.saturating_sub(count);
             if held.lookups == 0 && !held.pinned {
                 self.held.remove(&ino);
+                self.shrink_if_sparse();
             }
+        }
+    }
+
+    /// A `HashMap` never shrinks by itself: once the kernel has forgotten most of what a large
+    /// walk held, the table's room goes back too. Halving only below a quarter full keeps the
+    /// rehashing amortised over the removals.
+    fn shrink_if_sparse(&mut self) {
+        const SMALL: usize = 1024;
+        if self.held.capacity() > SMALL && self.held.len() < self.held.capacity() / 4 {
+            self.held.shrink_to((self.held.len() * 2).max(SMALL));
         }
     }
 
     /// Keeps only the inodes for which `keep` is true (those of a deleted snapshot go).
     pub fn retain(&mut self, mut keep: impl FnMut(InodeNo) -> bool) {
         self.held.retain(|ino, _| keep(*ino));
+        self.shrink_if_sparse();
     }
 
     /// How many inodes are remembered.
@@ -121,5 +133,20 @@ mod tests {
         assert_eq!(table.get(InodeNo(1)), Some(&1));
         table.retain(|ino| ino != InodeNo(1));
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn the_table_gives_its_room_back_once_most_is_forgotten() {
+        let mut table = HeldInodes::default();
+        for n in 0..100_000 {
+            table.look_up(InodeNo(n), || n);
+        }
+        let full = table.held.capacity();
+        for n in 0..99_990 {
+            table.forget(InodeNo(n), 1);
+        }
+        assert_eq!(table.len(), 10);
+        assert!(table.held.capacity() < full / 16, "{} of {full}", table.held.capacity());
+        assert_eq!(table.get(InodeNo(99_995)), Some(&99_995));
     }
 }

@@ -2,11 +2,12 @@
 //!
 //! Layers, each depending only on those above it in this list:
 //! - [`format`]: every persisted byte layout, pure encode/decode.
-//! - `cache`, `held_inodes`: in-memory helpers with no knowledge of the layers (a byte-bounded
-//!   LRU; the table of inodes the kernel holds, counted by lookups and given back by `forget`).
+//! - `cache`, `held_inodes`, `heap`: in-memory helpers with no knowledge of the layers (a
+//!   byte-bounded LRU; the table of inodes the kernel holds, counted by lookups and given back
+//!   by `forget`; freed heap memory handed back to the system after large work).
 //! - [`progress`]: how far a long job has got, shared between the work and whoever shows it.
 //! - [`access`]: who sent a request, and what permission bits grant them.
-//! - [`storage`]: file I/O primitives (the only `unsafe`: memory maps), the store lock.
+//! - [`storage`]: file I/O primitives (memory maps), the store lock.
 //! - [`chunk_store`]: blocks stored once under their blake3 hash, compressed, in pack files.
 //! - [`meta`]: the metadata database (redb) and its schema.
 //! - [`tree_objects`]: snapshot objects (trees) stored in the chunk store.
@@ -39,6 +40,7 @@ pub mod cli;
 pub mod format;
 pub mod fuse;
 pub mod gc;
+pub(crate) mod heap;
 pub(crate) mod held_inodes;
 pub mod history;
 pub mod id;

@@ -102,21 +102,25 @@ pub fn verify(
         progress.add(1);
     }
     found.check_data(&live.chunk_store(), options.quick, progress)?;
+    // What the walk took (a set of every chunk in use) goes back to the system.
+    let damaged = std::mem::take(&mut found.damaged);
+    let checked = found.checked;
+    drop(found);
+    crate::heap::give_back_freed();
 
     let mut report = VerifyReport {
-        chunks_checked: found.checked,
+        chunks_checked: checked,
         damaged: Vec::new(),
     };
-    if found.damaged.is_empty() {
+    if damaged.is_empty() {
         return Ok(report);
     }
     let mut places = Places::default();
     if with_live {
-        places.in_live(snapshots, &found.damaged)?;
+        places.in_live(snapshots, &damaged)?;
     }
-    places.in_trees(snapshots.objects(), &trees, &found.damaged);
-    report.damaged = found
-        .damaged
+    places.in_trees(snapshots.objects(), &trees, &damaged);
+    report.damaged = damaged
         .into_iter()
         .map(|(id, problem)| {
             let mut affected: Vec<String> = places

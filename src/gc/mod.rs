@@ -174,6 +174,8 @@ pub fn collect(snapshots: &Snapshots, progress: &Progress) -> Result<GcReport, G
         Ok(report)
     })();
     chunks.end_gc();
+    // What the marking took (a set of every chunk in use) goes back to the system.
+    crate::heap::give_back_freed();
     let report = result?;
     tracing::info!(
         removed = report.chunks_removed,

@@ -149,6 +149,7 @@ impl LiveFs {
         let result = self.write_batch(&batch);
         if result.is_ok() {
             self.metrics.commit_done(started);
+            self.drop_committed_block_maps(&batch);
         }
         if let Err(err) = &result {
             tracing::error!("commit failed, refusing further changes until remount: {err}");
@@ -248,6 +249,22 @@ impl LiveFs {
         batch
     }
 
+    /// Drops the block maps this commit wrote of the files nobody has open: they load again
+    /// from the database when needed, so a share's written files do not each keep a map in
+    /// memory until their inode is evicted. Still under `committing`, so no later commit holds
+    /// changes of theirs yet; a file written again since is dirty and keeps its map.
+    fn drop_committed_block_maps(&self, batch: &CommitBatch) {
+        let tree = self.tree.read();
+        for (ino, _) in &batch.blocks {
+            if let Some(node) = tree.nodes.get(ino)
+                && node.open_handles.load(std::sync::atomic::Ordering::Acquire) == 0
+                && let Some(content) = &node.content
+            {
+                content.lock().evict();
+            }
+        }
+    }
+
     fn write_batch(&self, batch: &CommitBatch) -> FsResult<()> {
         let db = self.meta.database();
         let mut txn = db.begin_write().map_err(meta_err)?;
@@ -300,7 +317,42 @@ fn meta_err(err: impl Into<redb::Error>) -> FsError {
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{close, new_store, read_file, write_file};
+    use crate::format::catalog::Origin;
+    use crate::id::InodeNo;
+    use crate::testing::{ROOT_USER, close, new_store, read_file, snapshots_of, write_file};
+
+    /// Whether the file `ino` has its block map in memory.
+    fn map_loaded(live: &super::LiveFs, ino: InodeNo) -> bool {
+        let tree = live.tree.read();
+        let content = tree.nodes[&ino].content.as_ref().expect("a file");
+        content.lock().has_block_map()
+    }
+
+    #[test]
+    fn committed_files_nobody_has_open_keep_no_block_map() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let closed = write_file(&live, "closed", &[1; 3 * 4096]);
+        let (attr, fh) = live
+            .create(InodeNo::ROOT, b"open", 0o644, ROOT_USER)
+            .expect("create");
+        live.write(fh, 0, &[2; 3 * 4096]).expect("write");
+        assert!(map_loaded(&live, closed), "written, not yet committed");
+        live.commit_now().expect("commit");
+        assert!(!map_loaded(&live, closed), "in the database now");
+        assert!(map_loaded(&live, attr.ino), "still open");
+        assert!(read_file(&live, "closed") == [1; 3 * 4096]);
+        // A freeze reads the maps it needs without keeping them.
+        write_file(&live, "closed", &[3; 3 * 4096]);
+        live.commit_now().expect("commit");
+        snapshots_of(&live)
+            .create("s", Origin::Manual)
+            .expect("snapshot");
+        assert!(!map_loaded(&live, closed));
+        live.release(fh).expect("release");
+        assert!(read_file(&live, "closed") == [3; 3 * 4096]);
+        close(live);
+    }
 
     /// A file closed while a commit is between taking its changes and committing them keeps
     /// its block map: loaded again from the database then, it would be the old one.

@@ -285,6 +285,11 @@ impl ContentState {
         }
     }
 
+    #[cfg(test)]
+    pub fn has_block_map(&self) -> bool {
+        self.blocks.is_some()
+    }
+
     pub fn has_buffers(&self) -> bool {
         !self.buffers.is_empty()
     }
@@ -403,7 +408,7 @@ impl ContentState {
             if let Some(chunk) = stored.get(index) {
                 // A whole block straight from the request, already stored: a newer write
                 // replaces whatever was buffered for it.
-                if self.buffers.remove(&index).is_some() {
+                if self.unbuffer(index).is_some() {
                     ctx.budget.add(-i64::from(ctx.block_size));
                 }
                 self.size = self.size.max(pos + bs);
@@ -479,9 +484,19 @@ impl ContentState {
         Ok(buffer)
     }
 
+    /// Takes block `index`'s buffer out. The last one out frees the map's node too: an empty
+    /// `BTreeMap` keeps its root node, and every file written once would keep one.
+    fn unbuffer(&mut self, index: u64) -> Option<BlockBuffer> {
+        let buffer = self.buffers.remove(&index);
+        if self.buffers.is_empty() {
+            self.buffers = BTreeMap::new();
+        }
+        buffer
+    }
+
     /// Moves one buffered block into the chunk store (or makes it a hole if it is all zero).
     fn seal(&mut self, ino: InodeNo, ctx: &DataContext<'_>, index: u64) -> FsResult<()> {
-        let Some(buffer) = self.buffers.remove(&index) else {
+        let Some(buffer) = self.unbuffer(index) else {
             return Ok(());
         };
         ctx.budget.add(-i64::from(ctx.block_size));
@@ -532,7 +547,12 @@ impl ContentState {
     /// freeze lets writers go, and handed back with [`ContentState::adopt_sealed`] so that
     /// the file does not hash and compress the same bytes again.
     pub fn capture(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<CapturedContent> {
-        let blocks = self.blocks(ino, ctx)?.clone();
+        // A map not in memory is read for the capture alone: a freeze of many files must not
+        // leave all their maps loaded.
+        let blocks = match &self.blocks {
+            Some(blocks) => blocks.clone(),
+            None => ctx.meta.load_blocks(ino)?,
+        };
         let bs = u64::from(ctx.block_size);
         let buffered = self
             .buffers
@@ -572,7 +592,7 @@ impl ContentState {
         if self.buffers.get(&index).is_none_or(|b| b.stamp != stamp) {
             return Ok(false);
         }
-        self.buffers.remove(&index);
+        self.unbuffer(index);
         ctx.budget.add(-i64::from(ctx.block_size));
         self.set_block(ino, ctx, index, chunk)?;
         Ok(true)
@@ -597,6 +617,9 @@ impl ContentState {
             let blocks = self.blocks(ino, ctx)?;
             blocks.retain(|index, _| *index < first_gone);
             let dropped = self.buffers.split_off(&first_gone);
+            if self.buffers.is_empty() {
+                self.buffers = BTreeMap::new();
+            }
             ctx.budget
                 .add(-(dropped.len() as i64) * i64::from(ctx.block_size));
             self.changed.retain(|index, _| *index < first_gone);
@@ -651,7 +674,7 @@ impl ContentState {
                     .map(|(index, _)| *index)
                     .collect();
                 for index in &unbuffered {
-                    self.buffers.remove(index);
+                    self.unbuffer(*index);
                     ctx.budget.add(-i64::from(ctx.block_size));
                 }
                 for index in holes {

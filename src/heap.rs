@@ -1,0 +1,18 @@
+//! Giving freed heap memory back to the system after work whose allocations grew with the
+//! share (the first freeze of a large share, a verify, a gc's marking).
+//!
+//! glibc's allocator keeps what such work freed in its arenas, so the daemon's resident set
+//! would stay at the work's peak long after it ended: at 100,000 files the first snapshot left
+//! about 75 MiB resident that nothing used. `malloc_trim` hands the free pages back. It walks
+//! the arenas (milliseconds), so it runs only after work that allocated a lot, and never under
+//! a lock of the share.
+
+/// Returns the heap's free pages to the system (glibc only; elsewhere a no-op).
+pub fn give_back_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only inspects and releases the allocator's own free memory; it is
+    // safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
