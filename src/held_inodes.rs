@@ -146,7 +146,11 @@ mod tests {
             table.forget(InodeNo(n), 1);
         }
         assert_eq!(table.len(), 10);
-        assert!(table.held.capacity() < full / 16, "{} of {full}", table.held.capacity());
+        assert!(
+            table.held.capacity() < full / 16,
+            "{} of {full}",
+            table.held.capacity()
+        );
         assert_eq!(table.get(InodeNo(99_995)), Some(&99_995));
     }
 }

@@ -488,7 +488,11 @@ mod tests {
         for dir in 0..40 {
             mkdir(&live, &format!("/d{dir}"));
             for file in 0..4 {
-                write_file(&live, &format!("/d{dir}/f{file}"), &noise(1000, dir * 4 + file));
+                write_file(
+                    &live,
+                    &format!("/d{dir}/f{file}"),
+                    &noise(1000, dir * 4 + file),
+                );
             }
         }
         let snapshots = snapshots_of(&live);
@@ -504,12 +508,17 @@ mod tests {
         const MORE: u64 = 30;
         for n in 1..=MORE {
             write_file(&live, "/changing", &noise(100, 1000 + n));
-            snapshots.create(&format!("s{n}"), Origin::Manual).expect("snapshot");
+            snapshots
+                .create(&format!("s{n}"), Origin::Manual)
+                .expect("snapshot");
         }
         // Each later snapshot adds a root, a file, its segment and its block: the 40 shared
         // directories are read once, not once per snapshot.
         let all = reads_of(&snapshots);
-        assert!(all <= one + MORE * 4, "{all} reads for {MORE} more snapshots, {one} for one");
+        assert!(
+            all <= one + MORE * 4,
+            "{all} reads for {MORE} more snapshots, {one} for one"
+        );
     }
 
     #[test]
@@ -529,7 +538,9 @@ mod tests {
             .expect("rename");
         let file = lookup(&live, "/c/b/file").expect("file").ino;
         live.link(file, root, b"link").expect("link");
-        snapshots.create("second", Origin::Manual).expect("snapshot");
+        snapshots
+            .create("second", Origin::Manual)
+            .expect("snapshot");
 
         drop(snapshots);
         close(live);

@@ -341,6 +341,13 @@ mod tests {
         live.commit_now().expect("commit");
         assert!(!map_loaded(&live, closed), "in the database now");
         assert!(map_loaded(&live, attr.ino), "still open");
+        // Walks over the share (verify, tier recall) read the maps they need, keeping none.
+        assert_eq!(
+            live.file_chunks(closed).expect("chunks").len(),
+            3,
+            "a block each"
+        );
+        assert!(!map_loaded(&live, closed));
         assert!(read_file(&live, "closed") == [1; 3 * 4096]);
         // A freeze reads the maps it needs without keeping them.
         write_file(&live, "closed", &[3; 3 * 4096]);

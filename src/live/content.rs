@@ -269,13 +269,14 @@ impl ContentState {
         Ok(self.blocks.as_mut().expect("loaded above"))
     }
 
-    /// The current block map (after [`ContentState::seal_all`], the whole content).
-    pub fn block_map(
-        &mut self,
-        ino: InodeNo,
-        ctx: &DataContext<'_>,
-    ) -> FsResult<&BTreeMap<u64, ChunkId>> {
-        Ok(self.blocks(ino, ctx)?)
+    /// The chunks of the current block map (after [`ContentState::seal_all`], the whole
+    /// content), block by block. A map not in memory is read without being kept: a walk over
+    /// the whole share must not leave every file's map loaded.
+    pub fn block_chunks(&self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<Vec<ChunkId>> {
+        Ok(match &self.blocks {
+            Some(blocks) => blocks.values().copied().collect(),
+            None => ctx.meta.load_blocks(ino)?.into_values().collect(),
+        })
     }
 
     /// Adds the chunks of the block map to `marked`, if it is in memory.

@@ -40,9 +40,8 @@ impl LiveFs {
         &self,
         paths: &mut PathTree,
         root: PathId,
-        each: impl FnMut(PathId, &[u8], InodeNo, Vec<ChunkId>) -> Result<(), E>,
+        mut each: impl FnMut(PathId, &[u8], InodeNo, Vec<ChunkId>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut each = each;
         self.walk_files(
             InodeNo::ROOT,
             root,
@@ -97,11 +96,7 @@ impl LiveFs {
         let Some(content) = content else {
             return Ok(Vec::new());
         };
-        let mut state = content.lock();
-        Ok(state
-            .block_map(ino, &self.data_context())?
-            .values()
-            .copied()
-            .collect())
+        let state = content.lock();
+        state.block_chunks(ino, &self.data_context())
     }
 }
