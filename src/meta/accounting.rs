@@ -13,8 +13,10 @@
 //! Tables:
 //! - `usage_chunks`: chunk id → [`ChunkUsage`] bytes.
 //! - `usage_live_refs`: chunk id → how many committed block-map entries name it (absent = 0).
-//! - `usage_births`: (birth, chunk id) → (): one row per interval, to find by a range scan the
-//!   chunks whose class a catalog change can alter.
+//! - `usage_births`: (birth, chunk id) → (): one row per interval of each chunk no block map
+//!   names, to find by a range scan the chunks whose class a catalog change can alter. A chunk
+//!   the live share names is `Live` whatever the catalog says, so it has no rows: a snapshot
+//!   of a large share that changed little then scans what is no longer live, not the share.
 //! - `usage_snapshots`: snapshot number → 1 listed, 2 soft-deleted (absent: gone).
 //! - `usage_unique`: listed snapshot number → bytes of the chunks of class `Unique` for it.
 //! - `usage_newest`: at most one row, number → root of the newest created snapshot (kept after
@@ -45,7 +47,8 @@ pub use crate::format::usage::{ChunkUsage, Class, OPEN};
 use crate::id::ChunkId;
 
 /// The accounting layout this build keeps; a store without it (or with another) is rebuilt.
-pub const VERSION: u64 = 1;
+/// Version 1 kept birth rows for live chunks too.
+pub const VERSION: u64 = 2;
 
 const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("usage_chunks");
 const LIVE_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("usage_live_refs");
@@ -392,6 +395,7 @@ impl<'t> Ledger<'t> {
             }
             match self.record(id)? {
                 Some(mut usage) => {
+                    self.set_births(id, &usage.intervals, new == 0)?;
                     self.reclassify(id, &mut usage)?;
                     self.put_record(id, &usage)?;
                 }
@@ -404,7 +408,26 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
-    /// Reclassifies every chunk with an interval born in `from..=to` (see [`States`]).
+    /// Adds (`present`) or removes the birth rows of `intervals`: a chunk has them exactly
+    /// while no block map names it.
+    fn set_births(
+        &mut self,
+        id: &ChunkId,
+        intervals: &[(u64, u64)],
+        present: bool,
+    ) -> Result<(), AccountingError> {
+        for (birth, _) in intervals {
+            if present {
+                self.births.insert((*birth, &id.0), ())?;
+            } else {
+                self.births.remove((*birth, &id.0))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reclassifies every chunk not in the live share with an interval born in `from..=to`
+    /// (see [`States`]): the others are `Live` whatever the catalog says.
     fn reclassify_born_in(&mut self, from: u64, to: u64) -> Result<(), AccountingError> {
         if from > to {
             return Ok(());
@@ -452,17 +475,15 @@ impl<'t> Ledger<'t> {
             if delta == 0 {
                 continue;
             }
+            let live = self.live_refs(id)? > 0;
             let mut usage = match self.record(id)? {
                 Some(usage) => usage,
-                None => {
-                    let live = self.live_refs(id)? > 0;
-                    ChunkUsage {
-                        size: self.indexed_size(id)?,
-                        newest_refs: 0,
-                        class: if live { Class::Live } else { Class::Free },
-                        intervals: Vec::new(),
-                    }
-                }
+                None => ChunkUsage {
+                    size: self.indexed_size(id)?,
+                    newest_refs: 0,
+                    class: if live { Class::Live } else { Class::Free },
+                    intervals: Vec::new(),
+                },
             };
             let old = usage.newest_refs;
             let Some(new) = old.checked_add_signed(delta) else {
@@ -472,7 +493,9 @@ impl<'t> Ledger<'t> {
             usage.newest_refs = new;
             if old == 0 && new > 0 {
                 usage.intervals.push((number, OPEN));
-                self.births.insert((number, &id.0), ())?;
+                if !live {
+                    self.births.insert((number, &id.0), ())?;
+                }
             } else if old > 0 && new == 0 {
                 match usage.intervals.last_mut() {
                     Some(last) if last.1 == OPEN => last.1 = number,
@@ -679,8 +702,10 @@ pub fn replace(txn: &WriteTransaction, rebuilt: Rebuilt) -> Result<(), Accountin
                 Class::Shared => snapshot += size,
                 Class::Deleted => deleted += size,
             }
-            for (birth, _) in &usage.intervals {
-                births.insert((*birth, &id.0), ())?;
+            if !is_live {
+                for (birth, _) in &usage.intervals {
+                    births.insert((*birth, &id.0), ())?;
+                }
             }
             chunks.insert(&id.0, usage.encode().as_slice())?;
         }
