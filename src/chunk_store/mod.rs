@@ -314,6 +314,44 @@ impl ChunkStore {
         index::lookup(&txn, id)
     }
 
+    /// Asks the kernel to start reading the frames of `ids`, in as few ranges as their places
+    /// allow, so that a reader going through many chunks at once (a backup) finds the next ones
+    /// in the page cache instead of waiting for each in turn. Only a hint: unknown chunks are
+    /// skipped, and an evicted frame of a tiered store is fetched when it is read, as always.
+    pub fn prefetch(&self, ids: &[ChunkId]) -> Result<(), ChunkStoreError> {
+        /// Frames closer than this are read in one range.
+        const GAP: u64 = 256 << 10;
+        let mut frames = Vec::with_capacity(ids.len());
+        {
+            let pending = self.pending.lock();
+            let txn = self.db.begin_read().map_err(redb::Error::from)?;
+            for id in ids {
+                let location = match pending.get(id) {
+                    Some(location) => Some(*location),
+                    None => index::lookup(&txn, id)?,
+                };
+                if let Some(location) = location {
+                    let start = location.offset;
+                    frames.push((location.pack, start, start + u64::from(location.frame_len)));
+                }
+            }
+        }
+        frames.sort_unstable();
+        let mut ranges: Vec<(PackId, u64, u64)> = Vec::new();
+        for (pack, start, end) in frames {
+            match ranges.last_mut() {
+                Some(last) if last.0 == pack && start <= last.2 + GAP => last.2 = last.2.max(end),
+                _ => ranges.push((pack, start, end)),
+            }
+        }
+        for (pack, start, end) in ranges {
+            if let Some(pack) = self.pack(pack) {
+                pack.will_need(start, end);
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and verifies a chunk.
     pub fn get(&self, id: &ChunkId) -> Result<Vec<u8>, ChunkStoreError> {
         self.with_chunk(id, |data| data.to_vec())
@@ -973,6 +1011,25 @@ mod tests {
                 .insert(pack.id, file.read_prefix(pack.len).expect("read"));
         }
         (store, remote, chunks)
+    }
+
+    /// A prefetch is a hint to the kernel only: it skips unknown chunks, asks nothing of the
+    /// object store for evicted frames, and the reads after it verify as always.
+    #[test]
+    fn a_prefetch_reads_only_local_packs_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, remote, chunks) = tiered_store(dir.path(), 60);
+        let evicted = store.cached_packs()[0].id;
+        store.evict(evicted).expect("evict");
+        let mut ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        ids.push(ChunkId::of(b"never stored"));
+        ids.reverse();
+        store.prefetch(&ids).expect("prefetch");
+        assert_eq!(remote.reads.load(Ordering::Relaxed), 0, "no fetch");
+        for (id, data) in &chunks {
+            assert_eq!(&store.get(id).expect("read"), data);
+        }
+        assert!(remote.reads.load(Ordering::Relaxed) > 0, "the evicted pack");
     }
 
     #[test]

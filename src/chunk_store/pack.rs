@@ -181,6 +181,14 @@ impl PackFile {
         self.map.get_prefetched(offset, len as usize, prefetch)
     }
 
+    /// Asks the kernel to start reading the written bytes in `offset..end`.
+    pub fn will_need(&self, offset: u64, end: u64) {
+        let end = end.min(self.reserved.load(Ordering::Acquire));
+        if offset < end {
+            self.map.will_need(offset, end - offset);
+        }
+    }
+
     /// Drops this pack's mapped pages if it was read from since the last call.
     pub fn release_pages(&self) {
         if self.read_from.swap(false, Ordering::Relaxed) {

@@ -47,6 +47,24 @@ impl MappedFile {
         Some(bytes)
     }
 
+    /// Asks the kernel to start reading `offset..offset + len` (clipped to the mapping), without
+    /// waiting for it.
+    pub fn will_need(&self, offset: u64, len: u64) {
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        let end = usize::try_from(offset.saturating_add(len))
+            .unwrap_or(usize::MAX)
+            .min(self.map.len());
+        let page_start = start / PAGE * PAGE;
+        if page_start < end {
+            // Only a hint, as in `get_prefetched`.
+            let _ = self
+                .map
+                .advise_range(memmap2::Advice::WillNeed, page_start, end - page_start);
+        }
+    }
+
     /// Drops the whole mapping from this process's page tables (the data stays in the kernel's
     /// page cache), so that streaming through a large store does not grow the daemon's
     /// resident set. The chunk store calls it in batches: it costs a TLB shootdown.

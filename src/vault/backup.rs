@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::lock::{LockKind, VaultLock};
 use super::pack_writer::{self, PackWriter};
 use super::{Vault, VaultError, backup_key, size};
+use crate::chunk_store::ChunkStore;
 use crate::format::backup_record::BackupRecord;
 use crate::format::object::{Object, ObjectId};
 use crate::id::{BackupId, ChunkId, ShareId};
@@ -153,6 +154,9 @@ pub fn backup(
 /// Objects sealed at once on the data workers: enough to keep every core busy, few enough
 /// that their bytes (at most this many blocks) stay small.
 const SEAL_BATCH: usize = 32;
+/// Batches handed to the sealing thread and not yet appended: while the workers seal one, the
+/// walk gathers the next and the packs take the one before.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// An object on its way into a pack.
 #[derive(Clone, Copy)]
@@ -171,11 +175,16 @@ impl Outgoing {
     }
 }
 
+/// A batch as the sealing thread hands it back, in the order it was given.
+type Sealed = Vec<(ChunkId, Result<Vec<u8>, VaultError>)>;
+
 /// Sends every object of the tree at `root` that the vault lacks, children first.
 ///
-/// The walk queues what must be sent in the order it finds it; each batch is read, verified
-/// and sealed on the data workers and appended to the packs in that same order, so a tree
-/// object never lands in an earlier pack than what lies below it.
+/// Three stages overlap: this thread walks and queues what must be sent in the order it finds
+/// it; a sealing thread has each batch read, verified and sealed on the data workers; this
+/// thread appends sealed batches to the packs in that same order (so a tree object never
+/// lands in an earlier pack than what lies below it), and the pack writer's threads store
+/// full packs.
 fn send_tree(
     vault: &mut Vault,
     objects: &TreeObjects,
@@ -184,16 +193,117 @@ fn send_tree(
     root: ObjectId,
     progress: &Progress,
 ) -> Result<(), VaultError> {
+    let chunks = objects.chunks();
+    let sealer = vault.sealer.clone();
+    std::thread::scope(|scope| {
+        let (to_seal, batches) = std::sync::mpsc::channel::<Vec<Outgoing>>();
+        let (to_append, sealed) = std::sync::mpsc::channel::<Sealed>();
+        std::thread::Builder::new()
+            .name("vault-seal".into())
+            .spawn_scoped(scope, move || {
+                for batch in batches {
+                    let out = workers.map(&batch, |item| {
+                        let sealed = match *item {
+                            Outgoing::Stored(id) => chunks
+                                .with_stored(&id, |stored| {
+                                    pack_writer::seal_stored(&sealer, id, stored)
+                                })
+                                .map_err(VaultError::from)
+                                .and_then(|sealed| sealed),
+                            Outgoing::Object(id) => chunks
+                                .get(&id)
+                                .map_err(VaultError::from)
+                                .and_then(|raw| pack_writer::seal_object(&sealer, id, &raw)),
+                        };
+                        (item.id(), sealed)
+                    });
+                    if to_append.send(out).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|err| VaultError::Io(format!("starting the sealing thread: {err}")))?;
+        let mut pipeline = Pipeline {
+            to_seal,
+            sealed,
+            in_flight: 0,
+            queued: HashSet::new(),
+        };
+        walk(vault, objects, writer, root, progress, &mut pipeline)?;
+        pipeline.drain(vault, writer, progress, 0)
+    })
+}
+
+/// The walk's side of the sealing thread: what it was handed and has not given back.
+struct Pipeline {
+    to_seal: std::sync::mpsc::Sender<Vec<Outgoing>>,
+    sealed: std::sync::mpsc::Receiver<Sealed>,
+    in_flight: usize,
+    /// Chunks handed over and not yet appended (the writer holds them from then on).
+    queued: HashSet<ChunkId>,
+}
+
+impl Pipeline {
+    fn send(&mut self, chunks: &ChunkStore, batch: Vec<Outgoing>) -> Result<(), VaultError> {
+        // The chunks are read while the batches before are sealed.
+        let stored: Vec<ChunkId> = batch
+            .iter()
+            .filter_map(|item| match item {
+                Outgoing::Stored(id) => Some(*id),
+                Outgoing::Object(_) => None,
+            })
+            .collect();
+        chunks.prefetch(&stored)?;
+        self.to_seal
+            .send(batch)
+            .map_err(|_| VaultError::Io("the sealing thread stopped".into()))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Appends sealed batches, in order, until at most `keep` are in flight.
+    fn drain(
+        &mut self,
+        vault: &mut Vault,
+        writer: &mut PackWriter,
+        progress: &Progress,
+        keep: usize,
+    ) -> Result<(), VaultError> {
+        while self.in_flight > keep {
+            let batch = self
+                .sealed
+                .recv()
+                .map_err(|_| VaultError::Io("the sealing thread stopped".into()))?;
+            self.in_flight -= 1;
+            for (id, sealed) in batch {
+                let sealed = sealed?;
+                writer.add_sealed(vault, id, &sealed)?;
+                self.queued.remove(&id);
+                progress.add(sealed.len() as u64);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The walk itself: queues in `pipeline` every object of the tree at `root` that neither the
+/// vault nor the writer holds, children before their parent.
+fn walk(
+    vault: &mut Vault,
+    objects: &TreeObjects,
+    writer: &mut PackWriter,
+    root: ObjectId,
+    progress: &Progress,
+    pipeline: &mut Pipeline,
+) -> Result<(), VaultError> {
     // Tree objects already expanded in this run (a subtree may appear many times in a tree).
     let mut expanded: HashSet<ObjectId> = HashSet::new();
-    // Chunks in the batch not yet handed to the writer.
-    let mut queued: HashSet<ChunkId> = HashSet::new();
     let mut batch: Vec<Outgoing> = Vec::with_capacity(SEAL_BATCH);
     let mut stack = vec![Step::Tree(root)];
     while let Some(step) = stack.pop() {
         match step {
             Step::Data(id) => {
-                if !vault.contains(&id) && !writer.holds(&id) && queued.insert(id) {
+                if !vault.contains(&id) && !writer.holds(&id) && pipeline.queued.insert(id) {
                     batch.push(Outgoing::Stored(id));
                 }
             }
@@ -226,34 +336,15 @@ fn send_tree(
             }
         }
         if batch.len() >= SEAL_BATCH {
-            send_batch(vault, objects, workers, writer, &mut batch, progress)?;
-            queued.clear();
+            pipeline.send(
+                objects.chunks(),
+                std::mem::replace(&mut batch, Vec::with_capacity(SEAL_BATCH)),
+            )?;
+            pipeline.drain(vault, writer, progress, BATCHES_IN_FLIGHT)?;
         }
     }
-    send_batch(vault, objects, workers, writer, &mut batch, progress)
-}
-
-/// Seals the batch on the workers and appends it to the packs, in order.
-fn send_batch(
-    vault: &mut Vault,
-    objects: &TreeObjects,
-    workers: &DataWorkers,
-    writer: &mut PackWriter,
-    batch: &mut Vec<Outgoing>,
-    progress: &Progress,
-) -> Result<(), VaultError> {
-    let chunks = objects.chunks();
-    let sealer = &vault.sealer;
-    let sealed = workers.map(batch, |item| match *item {
-        Outgoing::Stored(id) => {
-            chunks.with_stored(&id, |stored| pack_writer::seal_stored(sealer, id, stored))?
-        }
-        Outgoing::Object(id) => pack_writer::seal_object(sealer, id, &chunks.get(&id)?),
-    });
-    for (item, sealed) in batch.drain(..).zip(sealed) {
-        let sealed = sealed?;
-        writer.add_sealed(vault, item.id(), &sealed)?;
-        progress.add(sealed.len() as u64);
+    if !batch.is_empty() {
+        pipeline.send(objects.chunks(), batch)?;
     }
     Ok(())
 }
