@@ -10,6 +10,14 @@
 //! interval never changes when a snapshot is deleted; only the class of the chunks whose
 //! intervals contain that snapshot can.
 //!
+//! An *open* chunk is one no block map names whose only interval is still open (`[b, OPEN)`:
+//! it has been in every snapshot since `b`, the newest included), typically a tree object of an
+//! unchanged directory. Its class depends on `b` and the snapshot states alone, so open chunks
+//! are counted together by birth (`usage_open`) and classed when the figures are read; each
+//! new snapshot changes the class of all those born since the second-newest listed one (from
+//! unique to the previous snapshot to shared), and counting them one by one made the second
+//! snapshot of a share cost every directory and file object of the first.
+//!
 //! Tables:
 //! - `usage_chunks`: chunk id → [`ChunkUsage`] bytes.
 //! - `usage_live_refs`: chunk id → how many committed block-map entries name it (absent = 0).
@@ -21,15 +29,20 @@
 //! - `usage_unique`: listed snapshot number → bytes of the chunks of class `Unique` for it.
 //! - `usage_newest`: at most one row, number → root of the newest created snapshot (kept after
 //!   that snapshot is deleted: the next create diffs against it, and gc keeps its tree).
+//! - `usage_open`: birth → Σ size of the open chunks born then (absent = 0).
 //! - `usage_totals`: `version` (present and equal to [`VERSION`] exactly when every table is
-//!   exact), `live`, `snapshot`, `deleted`, `stored` bytes.
+//!   exact), `live`, `snapshot`, `deleted`, `stored` bytes (open chunks not included).
 //!
 //! Invariants (while `version` is present):
 //! 1. `live` = Σ size of `Live` chunks, `snapshot` = Σ of `Unique` and `Shared`, `deleted` = Σ
-//!    of `Deleted`, `usage_unique[s]` = Σ of `Unique(s)`, `stored` = Σ frame lengths in the
-//!    chunk index. Reclaimable = stored − live − snapshot − deleted.
-//! 2. A chunk's class is [`classify`] of its live references, its intervals and the snapshot
-//!    states, for every chunk, after every transaction.
+//!    of `Deleted`, `usage_unique[s]` = Σ of `Unique(s)`, each over the chunks that are not
+//!    open; `usage_open[b]` = Σ size of the open chunks born at `b`; `stored` = Σ frame lengths
+//!    in the chunk index. What [`read`] returns adds the open chunks, each birth classed as its
+//!    chunks are. Reclaimable = stored − live − snapshot − deleted.
+//! 2. A chunk that is not open has the class [`classify`] gives its live references, its
+//!    intervals and the snapshot states, and `usage_births` rows exactly when no block map
+//!    names it; an open chunk has class `Free` and no rows. For every chunk, after every
+//!    transaction.
 //! 3. Each update is made in the transaction of the change it accounts for (a block-map commit,
 //!    a catalog change, a sweep), so a crash keeps both or neither.
 //!
@@ -47,8 +60,8 @@ pub use crate::format::usage::{ChunkUsage, Class, OPEN};
 use crate::id::ChunkId;
 
 /// The accounting layout this build keeps; a store without it (or with another) is rebuilt.
-/// Version 1 kept birth rows for live chunks too.
-pub const VERSION: u64 = 2;
+/// Version 1 kept birth rows for live chunks too; version 2 counted open chunks one by one.
+pub const VERSION: u64 = 3;
 
 const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("usage_chunks");
 const LIVE_REFS: TableDefinition<&[u8; 32], u64> = TableDefinition::new("usage_live_refs");
@@ -56,6 +69,7 @@ const BIRTHS: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("usag
 const SNAPSHOTS: TableDefinition<u64, u8> = TableDefinition::new("usage_snapshots");
 const UNIQUE: TableDefinition<u64, u64> = TableDefinition::new("usage_unique");
 const NEWEST: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("usage_newest");
+const OPEN_BYTES: TableDefinition<u64, u64> = TableDefinition::new("usage_open");
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("usage_totals");
 
 const KEY_VERSION: &str = "version";
@@ -75,6 +89,7 @@ pub(super) fn copy_tables(
     copy_table(from, to, SNAPSHOTS)?;
     copy_table(from, to, UNIQUE)?;
     copy_table(from, to, NEWEST)?;
+    copy_table(from, to, OPEN_BYTES)?;
     copy_table(from, to, TOTALS)
 }
 
@@ -104,6 +119,14 @@ impl SnapshotState {
         match self {
             SnapshotState::Listed => 1,
             SnapshotState::Deleted => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(SnapshotState::Listed),
+            2 => Some(SnapshotState::Deleted),
+            _ => None,
         }
     }
 }
@@ -173,6 +196,37 @@ pub fn classify(live: bool, intervals: &[(u64, u64)], states: &States) -> Class 
     }
 }
 
+/// Where a chunk's bytes are counted: in the counter of its class, or with the open chunks of
+/// its birth (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    Counted(Class),
+    Open(u64),
+}
+
+impl Placement {
+    /// Where a chunk belongs now.
+    fn of(live: bool, intervals: &[(u64, u64)], states: &States) -> Self {
+        match intervals {
+            [(birth, OPEN)] if !live => Placement::Open(*birth),
+            _ => Placement::Counted(classify(live, intervals, states)),
+        }
+    }
+
+    /// Where a record was counted (invariant 2: its stored class, unless it is open).
+    fn stored(live: bool, usage: &ChunkUsage) -> Self {
+        match usage.intervals[..] {
+            [(birth, OPEN)] if !live => Placement::Open(birth),
+            _ => Placement::Counted(usage.class),
+        }
+    }
+
+    /// Whether a chunk counted here has `usage_births` rows.
+    fn has_births(self) -> bool {
+        matches!(self, Placement::Counted(class) if class != Class::Live)
+    }
+}
+
 /// Creates the tables of a new, empty store: everything zero, and exact.
 pub fn create_tables(txn: &WriteTransaction) -> Result<(), AccountingError> {
     txn.open_table(CHUNKS)?;
@@ -181,6 +235,7 @@ pub fn create_tables(txn: &WriteTransaction) -> Result<(), AccountingError> {
     txn.open_table(SNAPSHOTS)?;
     txn.open_table(UNIQUE)?;
     txn.open_table(NEWEST)?;
+    txn.open_table(OPEN_BYTES)?;
     let mut totals = txn.open_table(TOTALS)?;
     for key in [KEY_LIVE, KEY_SNAPSHOT, KEY_DELETED, KEY_STORED] {
         totals.insert(key, 0)?;
@@ -231,6 +286,24 @@ pub fn read(db: &redb::Database) -> Result<Option<Totals>, AccountingError> {
         let (number, bytes) = entry?;
         out.unique.insert(number.value(), bytes.value());
     }
+    let mut states = States::default();
+    for entry in txn.open_table(SNAPSHOTS)?.iter()? {
+        let (number, code) = entry?;
+        states.set(number.value(), SnapshotState::from_code(code.value()));
+    }
+    for entry in txn.open_table(OPEN_BYTES)?.iter()? {
+        let (birth, bytes) = entry?;
+        let bytes = bytes.value();
+        match classify(false, &[(birth.value(), OPEN)], &states) {
+            Class::Free | Class::Live => {}
+            Class::Unique(number) => {
+                out.snapshot += bytes;
+                *out.unique.entry(number).or_default() += bytes;
+            }
+            Class::Shared => out.snapshot += bytes,
+            Class::Deleted => out.deleted += bytes,
+        }
+    }
     Ok(Some(out))
 }
 
@@ -262,6 +335,8 @@ pub struct Ledger<'t> {
     deleted: i128,
     stored: i128,
     unique: HashMap<u64, i128>,
+    /// Changes to `usage_open`, by birth.
+    open: HashMap<u64, i128>,
     /// Why the tables turned out inconsistent, if they did.
     broken: Option<String>,
 }
@@ -285,6 +360,7 @@ impl<'t> Ledger<'t> {
             deleted: 0,
             stored: 0,
             unique: HashMap::new(),
+            open: HashMap::new(),
             broken: None,
         }))
     }
@@ -294,12 +370,7 @@ impl<'t> Ledger<'t> {
             let mut states = States::default();
             for entry in self.txn.open_table(SNAPSHOTS)?.iter()? {
                 let (number, code) = entry?;
-                let state = match code.value() {
-                    1 => Some(SnapshotState::Listed),
-                    2 => Some(SnapshotState::Deleted),
-                    _ => None,
-                };
-                states.set(number.value(), state);
+                states.set(number.value(), SnapshotState::from_code(code.value()));
             }
             self.states = Some(states);
         }
@@ -349,14 +420,51 @@ impl<'t> Ledger<'t> {
         }
     }
 
-    /// Puts `usage` in the class it belongs in now, moving its bytes between the counters.
-    fn reclassify(&mut self, id: &ChunkId, usage: &mut ChunkUsage) -> Result<(), AccountingError> {
-        let live = self.live_refs(id)? > 0;
-        let class = classify(live, &usage.intervals, self.states()?);
-        if class != usage.class {
-            self.count(usage.class, usage.size, -1);
-            self.count(class, usage.size, 1);
-            usage.class = class;
+    fn count_placement(&mut self, placement: Placement, size: u32, sign: i128) {
+        match placement {
+            Placement::Counted(class) => self.count(class, size, sign),
+            Placement::Open(birth) => {
+                *self.open.entry(birth).or_default() += i128::from(size) * sign;
+            }
+        }
+    }
+
+    /// Puts `usage` where it belongs now (`live`: whether a block map names it), given where it
+    /// was counted `before` with the intervals `before_intervals`: moves its bytes and its
+    /// births rows accordingly.
+    fn settle(
+        &mut self,
+        id: &ChunkId,
+        usage: &mut ChunkUsage,
+        before: Placement,
+        before_intervals: &[(u64, u64)],
+        live: bool,
+    ) -> Result<(), AccountingError> {
+        let after = Placement::of(live, &usage.intervals, self.states()?);
+        if after != before {
+            self.count_placement(before, usage.size, -1);
+            self.count_placement(after, usage.size, 1);
+        }
+        usage.class = match after {
+            Placement::Counted(class) => class,
+            Placement::Open(_) => Class::Free,
+        };
+        let births = |placement: Placement, intervals: &[(u64, u64)]| -> Vec<u64> {
+            if placement.has_births() {
+                intervals.iter().map(|(birth, _)| *birth).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        let (old, new) = (
+            births(before, before_intervals),
+            births(after, &usage.intervals),
+        );
+        for birth in old.iter().filter(|birth| !new.contains(birth)) {
+            self.births.remove((*birth, &id.0))?;
+        }
+        for birth in new.iter().filter(|birth| !old.contains(birth)) {
+            self.births.insert((*birth, &id.0), ())?;
         }
         Ok(())
     }
@@ -395,8 +503,9 @@ impl<'t> Ledger<'t> {
             }
             match self.record(id)? {
                 Some(mut usage) => {
-                    self.set_births(id, &usage.intervals, new == 0)?;
-                    self.reclassify(id, &mut usage)?;
+                    let before = Placement::stored(old > 0, &usage);
+                    let intervals = usage.intervals.clone();
+                    self.settle(id, &mut usage, before, &intervals, new > 0)?;
                     self.put_record(id, &usage)?;
                 }
                 None => {
@@ -408,26 +517,8 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
-    /// Adds (`present`) or removes the birth rows of `intervals`: a chunk has them exactly
-    /// while no block map names it.
-    fn set_births(
-        &mut self,
-        id: &ChunkId,
-        intervals: &[(u64, u64)],
-        present: bool,
-    ) -> Result<(), AccountingError> {
-        for (birth, _) in intervals {
-            if present {
-                self.births.insert((*birth, &id.0), ())?;
-            } else {
-                self.births.remove((*birth, &id.0))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reclassifies every chunk not in the live share with an interval born in `from..=to`
-    /// (see [`States`]): the others are `Live` whatever the catalog says.
+    /// Reclassifies every chunk with births rows born in `from..=to` (see [`States`]): the
+    /// others are `Live` whatever the catalog says, or open (classed when read).
     fn reclassify_born_in(&mut self, from: u64, to: u64) -> Result<(), AccountingError> {
         if from > to {
             return Ok(());
@@ -445,9 +536,11 @@ impl<'t> Ledger<'t> {
                 continue;
             }
             if let Some(mut usage) = self.record(&id)? {
-                let before = usage.class;
-                self.reclassify(&id, &mut usage)?;
-                if usage.class != before {
+                let live = self.live_refs(&id)? > 0;
+                let (before, class) = (Placement::stored(live, &usage), usage.class);
+                let intervals = usage.intervals.clone();
+                self.settle(&id, &mut usage, before, &intervals, live)?;
+                if usage.class != class {
                     self.put_record(&id, &usage)?;
                 }
             }
@@ -485,6 +578,8 @@ impl<'t> Ledger<'t> {
                     intervals: Vec::new(),
                 },
             };
+            let before = Placement::stored(live, &usage);
+            let intervals = usage.intervals.clone();
             let old = usage.newest_refs;
             let Some(new) = old.checked_add_signed(delta) else {
                 self.broken = Some(format!("references of {id} in the newest snapshot below 0"));
@@ -493,16 +588,13 @@ impl<'t> Ledger<'t> {
             usage.newest_refs = new;
             if old == 0 && new > 0 {
                 usage.intervals.push((number, OPEN));
-                if !live {
-                    self.births.insert((number, &id.0), ())?;
-                }
             } else if old > 0 && new == 0 {
                 match usage.intervals.last_mut() {
                     Some(last) if last.1 == OPEN => last.1 = number,
                     _ => self.broken = Some(format!("{id} was named but had no open interval")),
                 }
             }
-            self.reclassify(id, &mut usage)?;
+            self.settle(id, &mut usage, before, &intervals, live)?;
             self.put_record(id, &usage)?;
         }
         // Chunks that stay in the newest tree are now in `number` too: those that were in at
@@ -529,6 +621,9 @@ impl<'t> Ledger<'t> {
                 self.broken = Some(format!("{id} of the newest tree has no record"));
                 continue;
             };
+            let live = self.live_refs(id)? > 0;
+            let before = Placement::stored(live, &usage);
+            let intervals = usage.intervals.clone();
             match usage.newest_refs.checked_add_signed(delta) {
                 Some(0) => match usage.intervals.last_mut() {
                     Some(last) if last.1 == OPEN => last.1 = number + 1,
@@ -537,6 +632,8 @@ impl<'t> Ledger<'t> {
                 _ => self.broken = Some(format!("{id} is left in no tree with references")),
             }
             usage.newest_refs = 0;
+            // Leaving the newest tree changes no class, but an open chunk is counted apart.
+            self.settle(id, &mut usage, before, &intervals, live)?;
             self.put_record(id, &usage)?;
         }
         self.txn.open_table(NEWEST)?.retain(|_, _| false)?;
@@ -608,6 +705,7 @@ impl<'t> Ledger<'t> {
             deleted,
             stored,
             unique,
+            open,
             mut broken,
         } = self;
         drop((chunks, live_refs, births, index));
@@ -630,6 +728,20 @@ impl<'t> Ledger<'t> {
             }
         }
         drop(totals);
+        let mut table = txn.open_table(OPEN_BYTES)?;
+        for (birth, delta) in open {
+            let old = i128::from(table.get(birth)?.map(|v| v.value()).unwrap_or(0));
+            match u64::try_from(old + delta) {
+                Ok(0) => {
+                    table.remove(birth)?;
+                }
+                Ok(new) => {
+                    table.insert(birth, new)?;
+                }
+                Err(_) => broken = Some(format!("open bytes born at {birth} below zero")),
+            }
+        }
+        drop(table);
         let mut table = txn.open_table(UNIQUE)?;
         for (number, delta) in unique {
             let old = i128::from(table.get(number)?.map(|v| v.value()).unwrap_or(0));
@@ -675,6 +787,7 @@ pub fn replace(txn: &WriteTransaction, rebuilt: Rebuilt) -> Result<(), Accountin
     txn.delete_table(SNAPSHOTS)?;
     txn.delete_table(UNIQUE)?;
     txn.delete_table(NEWEST)?;
+    txn.delete_table(OPEN_BYTES)?;
     txn.delete_table(TOTALS)?;
     let Rebuilt {
         mut records,
@@ -686,28 +799,40 @@ pub fn replace(txn: &WriteTransaction, rebuilt: Rebuilt) -> Result<(), Accountin
     } = rebuilt;
     let (mut live, mut snapshot, mut deleted) = (0u64, 0u64, 0u64);
     let mut unique: HashMap<u64, u64> = states.listed.iter().map(|n| (*n, 0)).collect();
+    let mut open: HashMap<u64, u64> = HashMap::new();
     {
         let mut chunks = txn.open_table(CHUNKS)?;
         let mut births = txn.open_table(BIRTHS)?;
         for (id, usage) in &mut records {
             let is_live = live_refs.get(id).is_some_and(|n| *n > 0);
-            usage.class = classify(is_live, &usage.intervals, &states);
+            let placement = Placement::of(is_live, &usage.intervals, &states);
             let size = u64::from(usage.size);
-            match usage.class {
-                Class::Free | Class::Live => {}
-                Class::Unique(number) => {
+            usage.class = match placement {
+                Placement::Open(birth) => {
+                    *open.entry(birth).or_default() += size;
+                    Class::Free
+                }
+                Placement::Counted(class) => class,
+            };
+            match placement {
+                Placement::Counted(Class::Unique(number)) => {
                     snapshot += size;
                     *unique.entry(number).or_default() += size;
                 }
-                Class::Shared => snapshot += size,
-                Class::Deleted => deleted += size,
+                Placement::Counted(Class::Shared) => snapshot += size,
+                Placement::Counted(Class::Deleted) => deleted += size,
+                _ => {}
             }
-            if !is_live {
+            if placement.has_births() {
                 for (birth, _) in &usage.intervals {
                     births.insert((*birth, &id.0), ())?;
                 }
             }
             chunks.insert(&id.0, usage.encode().as_slice())?;
+        }
+        let mut table = txn.open_table(OPEN_BYTES)?;
+        for (birth, bytes) in open {
+            table.insert(birth, bytes)?;
         }
     }
     {
@@ -748,6 +873,14 @@ pub fn replace(txn: &WriteTransaction, rebuilt: Rebuilt) -> Result<(), Accountin
     totals.insert(KEY_STORED, stored)?;
     totals.insert(KEY_VERSION, VERSION)?;
     Ok(())
+}
+
+/// How many `usage_births` rows there are: what a window scan may have to visit.
+#[cfg(test)]
+pub fn births_rows(db: &redb::Database) -> u64 {
+    let txn = db.begin_read().expect("read");
+    let table = txn.open_table(BIRTHS).expect("births");
+    redb::ReadableTableMetadata::len(&table).expect("len")
 }
 
 #[cfg(test)]
