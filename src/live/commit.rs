@@ -84,6 +84,8 @@ impl CommitQueue {
             let mut state = self.state.lock();
             state.stopped = true;
             self.wake.notify_all();
+            // A caller of `commit_now` waiting for the committer commits on its own thread.
+            self.done.notify_all();
         }
         if let Some(thread) = self.thread.lock().take()
             && thread.join().is_err()
@@ -135,6 +137,11 @@ impl LiveFs {
         self.commits.wake.notify_one();
         while state.completed < target && !state.stopped {
             self.commits.done.wait(&mut state);
+        }
+        if state.completed < target {
+            // The committer stopped first (the share is being shut down).
+            drop(state);
+            return self.commit_once();
         }
         drop(state);
         self.check_writable()
@@ -358,6 +365,38 @@ mod tests {
         assert!(!map_loaded(&live, closed));
         live.release(fh).expect("release");
         assert!(read_file(&live, "closed") == [3; 3 * 4096]);
+        close(live);
+    }
+
+    /// A caller of `commit_now` that is waiting for the committer when the committer stops
+    /// (a signal's forced unmount racing the end of the session) commits on its own thread
+    /// instead of waiting for a commit that will never come.
+    #[test]
+    fn a_commit_waiting_when_the_committer_stops_is_made_by_its_caller() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        // The committer has gone, but has not yet said so: a request now waits for it.
+        live.commits.stop();
+        live.commits.state.lock().stopped = false;
+        write_file(&live, "f", &[5; 3 * 4096]);
+        let (done, finished) = std::sync::mpsc::channel();
+        let waiter = {
+            let live = live.clone();
+            std::thread::spawn(move || done.send(live.commit_now()).expect("send"))
+        };
+        while {
+            let state = live.commits.state.lock();
+            state.requested == state.completed
+        } {
+            std::thread::yield_now();
+        }
+        live.commits.stop();
+        let result = finished
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("commit_now returned once the committer stopped");
+        result.expect("committed");
+        waiter.join().expect("waiter");
+        assert!(live.changed.lock().since_commit.is_empty(), "nothing left");
         close(live);
     }
 
