@@ -3,9 +3,9 @@
 # run, both repositories encrypted and on the same local disk:
 #   1. first backup of a share of 10,000 small files and 1 GiB of large ones;
 #   2. incremental backup after 1 MiB changed in one file (snapfs: snapshot + backup), twice
-#      (the first snapshot after a large one also settles the space accounting of every chunk
-#      that one brought, once: the second is the steady state), and after 10 small files changed (the backup issue: "a 100,000-file share with 10 files
-#      changed backs up in well under a second": run with --files 100000);
+#      (the first is the share's second snapshot), and after 10 small files changed (the
+#      backup issue: "a 100,000-file share with 10 files changed backs up in well under a
+#      second": run with --files 100000);
 #   3. restore of everything (snapfs: `vault restore` to a new store; restic: `restore`);
 #   4. `find` over a mounted backup (`snapfs vault mount` / `restic mount`), when both exist.
 # restic reads a plain directory holding the same files (its best case: no FUSE between it
