@@ -212,7 +212,7 @@ impl BlobBackend for RemoteStore {
         let path = self.path(key.as_str())?;
         self.runtime
             .block_on(async { self.store.get(&path).await?.bytes().await })
-            .map(|bytes| bytes.to_vec())
+            .map(Vec::from)
             .map_err(|err| map_error(key.as_str(), err))
     }
 
@@ -246,7 +246,8 @@ impl BlobBackend for RemoteStore {
                 message: format!("range {range:?} past the end of the object"),
             });
         }
-        Ok(bytes.to_vec())
+        // Without a copy when the response was collected into one buffer.
+        Ok(Vec::from(bytes))
     }
 
     fn head(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {

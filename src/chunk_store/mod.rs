@@ -318,7 +318,7 @@ impl ChunkStore {
     /// allow, so that a reader going through many chunks at once (a backup) finds the next ones
     /// in the page cache instead of waiting for each in turn. Only a hint: unknown chunks are
     /// skipped, and an evicted frame of a tiered store is fetched when it is read, as always.
-    pub fn prefetch(&self, ids: &[ChunkId]) -> Result<(), ChunkStoreError> {
+    pub fn read_ahead(&self, ids: &[ChunkId]) -> Result<(), ChunkStoreError> {
         /// Frames closer than this are read in one range.
         const GAP: u64 = 256 << 10;
         let mut frames = Vec::with_capacity(ids.len());
@@ -518,7 +518,7 @@ impl ChunkStore {
         let bytes = remote
             .read(pack.id, location.offset..end)
             .map_err(|err| unavailable(format!("pack {}: {err}", pack.id)))?;
-        let whole = whole_frames(&bytes, u64::from(location.frame_len));
+        let whole = whole_frames(&[&bytes], u64::from(location.frame_len));
         {
             let _exclusive = pack.residence.write();
             pack.fill(location.offset, &bytes[..whole]).map_err(|err| {
@@ -822,24 +822,39 @@ fn prefetch(pack: Arc<PackFile>, remote: Arc<dyn RemotePacks>, start: u64) {
                     .map(|handle| handle.join().unwrap_or_else(|_| Err("panicked".into())))
                     .collect()
             });
-            let mut bytes = Vec::with_capacity((end - start) as usize);
-            for window in fetched {
-                match window {
-                    Ok(window) => bytes.extend_from_slice(&window),
-                    Err(_) => break,
-                }
+            // The windows up to the first that failed, each written where it lies: gathering
+            // them into one buffer first would copy every byte once more.
+            let windows: Vec<Vec<u8>> = fetched.into_iter().map_while(Result::ok).collect();
+            let slices: Vec<&[u8]> = windows.iter().map(Vec::as_slice).collect();
+            let mut header = [0u8; FRAME_HEADER_LEN];
+            if !copy_at(&slices, 0, &mut header) {
+                return;
             }
-            let Ok(first) = FrameHeader::decode(&bytes) else {
+            let Ok(first) = FrameHeader::decode(&header) else {
                 return;
             };
-            if first.frame_len() > bytes.len() as u64 {
+            let fetched_len: usize = slices.iter().map(|window| window.len()).sum();
+            if first.frame_len() > fetched_len as u64 {
                 return;
             }
-            let whole = whole_frames(&bytes, first.frame_len());
+            let whole = whole_frames(&slices, first.frame_len());
             {
                 let _exclusive = pack.residence.write();
-                if pack.fill(start, &bytes[..whole]).is_err() {
-                    return;
+                // Last window first: no frame's header is written before the bytes of it that
+                // lie in a later window (a header is what makes a frame read as present).
+                let mut window_start = fetched_len;
+                for window in slices.iter().rev() {
+                    window_start -= window.len();
+                    if window_start >= whole {
+                        continue;
+                    }
+                    let len = window.len().min(whole - window_start);
+                    if pack
+                        .fill(start + window_start as u64, &window[..len])
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
             pack.prefetched_to
@@ -859,21 +874,43 @@ fn frame_is_present(id: &ChunkId, frame: &[u8]) -> bool {
 /// How many leading bytes of `bytes` (fetched from a frame boundary on) are whole frames: the
 /// first `first_len` bytes always (the frame asked for, verified when read), then each frame
 /// whose header decodes and whose end lies inside `bytes`.
-fn whole_frames(bytes: &[u8], first_len: u64) -> usize {
-    let mut end = first_len.min(bytes.len() as u64) as usize;
-    while let Some(rest) = bytes.get(end..) {
-        let Ok(header) = FrameHeader::decode(rest) else {
+fn whole_frames(windows: &[&[u8]], first_len: u64) -> usize {
+    let total: usize = windows.iter().map(|window| window.len()).sum();
+    let mut end = first_len.min(total as u64) as usize;
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    while copy_at(windows, end, &mut header) {
+        let Ok(header) = FrameHeader::decode(&header) else {
             break;
         };
         let Ok(len) = usize::try_from(header.frame_len()) else {
             break;
         };
-        if len > rest.len() {
+        if len > total - end {
             break;
         }
         end += len;
     }
     end
+}
+
+/// Fills `out` with the bytes at `at` of `windows` taken one after another; false if they end
+/// first.
+fn copy_at(windows: &[&[u8]], mut at: usize, out: &mut [u8]) -> bool {
+    let mut filled = 0;
+    for window in windows {
+        if at >= window.len() {
+            at -= window.len();
+            continue;
+        }
+        let take = (window.len() - at).min(out.len() - filled);
+        out[filled..filled + take].copy_from_slice(&window[at..at + take]);
+        filled += take;
+        at = 0;
+        if filled == out.len() {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -1013,10 +1050,10 @@ mod tests {
         (store, remote, chunks)
     }
 
-    /// A prefetch is a hint to the kernel only: it skips unknown chunks, asks nothing of the
+    /// A read-ahead is a hint to the kernel only: it skips unknown chunks, asks nothing of the
     /// object store for evicted frames, and the reads after it verify as always.
     #[test]
-    fn a_prefetch_reads_only_local_packs_and_changes_nothing() {
+    fn a_read_ahead_reads_only_local_packs_and_changes_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (store, remote, chunks) = tiered_store(dir.path(), 60);
         let evicted = store.cached_packs()[0].id;
@@ -1024,7 +1061,7 @@ mod tests {
         let mut ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
         ids.push(ChunkId::of(b"never stored"));
         ids.reverse();
-        store.prefetch(&ids).expect("prefetch");
+        store.read_ahead(&ids).expect("read ahead");
         assert_eq!(remote.reads.load(Ordering::Relaxed), 0, "no fetch");
         for (id, data) in &chunks {
             assert_eq!(&store.get(id).expect("read"), data);
@@ -1098,8 +1135,30 @@ mod tests {
         bytes.extend(frame(2, 50));
         let two = bytes.len();
         bytes.extend(&frame(3, 80)[..60]);
-        assert_eq!(whole_frames(&bytes, first), two);
-        assert_eq!(whole_frames(&bytes[..10], first), 10, "never past the end");
+        assert_eq!(whole_frames(&[&bytes], first), two);
+        assert_eq!(
+            whole_frames(&[&bytes[..10]], first),
+            10,
+            "never past the end"
+        );
+        // Fetched in windows that cut frames and headers anywhere: the same answer.
+        for cut in [
+            1,
+            20,
+            first as usize,
+            first as usize + 30,
+            two - 5,
+            two + 10,
+        ] {
+            let (a, b) = bytes.split_at(cut);
+            assert_eq!(whole_frames(&[a, b], first), two, "cut at {cut}");
+            let (b, c) = b.split_at(b.len().min(7));
+            assert_eq!(
+                whole_frames(&[a, b, c], first),
+                two,
+                "cut at {cut} and 7 later"
+            );
+        }
         assert!(frame_is_present(
             &ChunkId([1; 32]),
             &bytes[..first as usize]

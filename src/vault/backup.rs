@@ -253,7 +253,7 @@ impl Pipeline {
                 Outgoing::Object(_) => None,
             })
             .collect();
-        chunks.prefetch(&stored)?;
+        chunks.read_ahead(&stored)?;
         self.to_seal
             .send(batch)
             .map_err(|_| VaultError::Io("the sealing thread stopped".into()))?;
