@@ -340,6 +340,25 @@ mod tests {
         }
     }
 
+    /// A copy of the store committed under `tests/fixtures/<name>` (one pack), in a temporary
+    /// directory that lives as long as the returned guard.
+    fn copy_fixture(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = tmp.path().join("store");
+        std::fs::create_dir_all(store.join("packs")).expect("mkdir");
+        for file in [
+            crate::format::store_config::STORE_CONFIG_FILE,
+            "meta.redb",
+            "packs/00000001.pack",
+        ] {
+            std::fs::copy(fixture.join(file), store.join(file)).expect("copy fixture");
+        }
+        (tmp, store)
+    }
+
     /// `tests/fixtures/store-v2` was written by the version-2 release (before accounting): a
     /// share with files, three snapshots (s2 soft-deleted) and a change after the last one.
     /// Opening it upgrades it to the current version and builds the tables, whose figures are
@@ -347,14 +366,7 @@ mod tests {
     #[test]
     fn a_version_2_store_is_given_its_accounting_at_open() {
         use crate::format::store_config::{STORE_CONFIG_FILE, STORE_FORMAT_VERSION, StoreConfig};
-        let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v2");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = tmp.path().join("store");
-        std::fs::create_dir_all(store.join("packs")).expect("mkdir");
-        for name in [STORE_CONFIG_FILE, "meta.redb", "packs/00000001.pack"] {
-            std::fs::copy(fixture.join(name), store.join(name)).expect("copy fixture");
-        }
+        let (_tmp, store) = copy_fixture("store-v2");
         let live = open(&store);
         let snapshots = snapshots_of(&live);
         let config =
@@ -419,23 +431,13 @@ mod tests {
     }
 
     /// `tests/fixtures/store-v4` kept version-1 accounting tables (birth rows for live chunks
-    /// too, open chunks counted one by one). This build does not trust them: it rebuilds them at open, with the figures of a
-    /// full walk, and keeps them exact from then on, through a delete that takes chunks out
-    /// of the live share and snapshot changes that reclassify them.
+    /// too, open chunks counted one by one). This build does not trust them: it rebuilds them
+    /// at open, with the figures of a full walk, and keeps them exact from then on, through a
+    /// delete that takes chunks out of the live share and snapshot changes that reclassify
+    /// them.
     #[test]
     fn older_accounting_tables_are_rebuilt_at_open() {
-        let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-v4");
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = tmp.path().join("store");
-        std::fs::create_dir_all(store.join("packs")).expect("mkdir");
-        for name in [
-            crate::format::store_config::STORE_CONFIG_FILE,
-            "meta.redb",
-            "packs/00000001.pack",
-        ] {
-            std::fs::copy(fixture.join(name), store.join(name)).expect("copy fixture");
-        }
+        let (_tmp, store) = copy_fixture("store-v4");
         {
             let db = redb::Database::open(store.join("meta.redb")).expect("open the fixture");
             assert_eq!(
