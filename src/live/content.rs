@@ -8,6 +8,7 @@
 //!   the file are zero, so growing the file never exposes old data.
 //! - Every chunk id in `blocks` was published by the chunk store before it was inserted.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -273,9 +274,18 @@ impl ContentState {
     /// content), block by block. A map not in memory is read without being kept: a walk over
     /// the whole share must not leave every file's map loaded.
     pub fn block_chunks(&self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<Vec<ChunkId>> {
+        Ok(self.block_map_unkept(ino, ctx)?.values().copied().collect())
+    }
+
+    /// The block map: the one in memory, or else read from the database without keeping it.
+    fn block_map_unkept(
+        &self,
+        ino: InodeNo,
+        ctx: &DataContext<'_>,
+    ) -> FsResult<Cow<'_, BTreeMap<u64, ChunkId>>> {
         Ok(match &self.blocks {
-            Some(blocks) => blocks.values().copied().collect(),
-            None => ctx.meta.load_blocks(ino)?.into_values().collect(),
+            Some(blocks) => Cow::Borrowed(blocks),
+            None => Cow::Owned(ctx.meta.load_blocks(ino)?),
         })
     }
 
@@ -489,10 +499,14 @@ impl ContentState {
     /// `BTreeMap` keeps its root node, and every file written once would keep one.
     fn unbuffer(&mut self, index: u64) -> Option<BlockBuffer> {
         let buffer = self.buffers.remove(&index);
+        self.free_empty_buffers();
+        buffer
+    }
+
+    fn free_empty_buffers(&mut self) {
         if self.buffers.is_empty() {
             self.buffers = BTreeMap::new();
         }
-        buffer
     }
 
     /// Moves one buffered block into the chunk store (or makes it a hole if it is all zero).
@@ -550,10 +564,7 @@ impl ContentState {
     pub fn capture(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<CapturedContent> {
         // A map not in memory is read for the capture alone: a freeze of many files must not
         // leave all their maps loaded.
-        let blocks = match &self.blocks {
-            Some(blocks) => blocks.clone(),
-            None => ctx.meta.load_blocks(ino)?,
-        };
+        let blocks = self.block_map_unkept(ino, ctx)?.into_owned();
         let bs = u64::from(ctx.block_size);
         let buffered = self
             .buffers
@@ -618,9 +629,7 @@ impl ContentState {
             let blocks = self.blocks(ino, ctx)?;
             blocks.retain(|index, _| *index < first_gone);
             let dropped = self.buffers.split_off(&first_gone);
-            if self.buffers.is_empty() {
-                self.buffers = BTreeMap::new();
-            }
+            self.free_empty_buffers();
             ctx.budget
                 .add(-(dropped.len() as i64) * i64::from(ctx.block_size));
             self.changed.retain(|index, _| *index < first_gone);
