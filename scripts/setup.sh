@@ -5,16 +5,17 @@
 # SeaweedFS, the S3 server the vault tests start, rclone, whose S3 server ignores conditional
 # writes (for the tiering tests), Prometheus's parser for the metrics test, and Samba (smbd,
 # smbclient) for the Windows Previous Versions test, and boto3, with which the tests ask the S3
-# server whether it serves.
+# server whether it serves; and, on a machine without one, the Rust toolchain (rustup).
 set -euo pipefail
 
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
 # manual pages with groff, and checks the unit with systemd-analyze (from systemd); the
 # Previous Versions test serves a share with a real smbd and asks it with smbclient; the
-# progress test gives a command a real terminal with util-linux's `script` (bsdutils).
+# progress test gives a command a real terminal with util-linux's `script` (bsdutils); a
+# machine without Rust needs curl for rustup and a C toolchain to link with.
 missing=()
 for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd \
-    /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils; do
+    /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils curl:curl cc:build-essential; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
@@ -51,6 +52,13 @@ if ! python3 -c 'import boto3' >/dev/null 2>&1; then
     pip_install boto3
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
+# A fresh machine may have no Rust at all: rustup's stable toolchain, with the formatter and
+# the linter the suite runs.
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "installing the Rust toolchain (rustup, stable)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal --component rustfmt,clippy >/dev/null
+fi
 for tool in pjdfstest fsx; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "installing $tool from crates.io"
