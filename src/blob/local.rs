@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{BlobBackend, BlobError, BlobKey, BlobMeta};
+use super::{BlobBackend, BlobError, BlobKey, BlobMeta, ObjectAddress};
 
 /// Temporary files live here, under the vault's root, so a rename never crosses file systems.
 const TMP_DIR: &str = "tmp";
@@ -53,13 +53,17 @@ impl LocalDir {
         self.root.join(key.as_str())
     }
 
+    /// A name for a new temporary file.
+    fn temp_path(&self) -> PathBuf {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join(TMP_DIR)
+            .join(format!("{}.{n}.tmp", std::process::id()))
+    }
+
     /// Writes `data` to a new, fsynced temporary file and returns its path.
     fn write_temp(&self, data: &[u8]) -> io::Result<PathBuf> {
-        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join(TMP_DIR)
-            .join(format!("{}.{n}.tmp", std::process::id()));
+        let tmp = self.temp_path();
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -89,10 +93,15 @@ impl LocalDir {
         let target = self.path(key);
         self.make_parent(&target)?;
         let tmp = self.write_temp(data)?;
+        self.place(tmp, &target, create_only)
+    }
+
+    /// Moves the fsynced temporary file `tmp` to `target` (see the module documentation).
+    fn place(&self, tmp: PathBuf, target: &Path, create_only: bool) -> io::Result<()> {
         let placed = if create_only {
-            fs::hard_link(&tmp, &target).and_then(|()| fs::remove_file(&tmp))
+            fs::hard_link(&tmp, target).and_then(|()| fs::remove_file(&tmp))
         } else {
-            fs::rename(&tmp, &target)
+            fs::rename(&tmp, target)
         };
         if let Err(err) = placed {
             let _ = fs::remove_file(&tmp);
@@ -206,6 +215,31 @@ impl BlobBackend for LocalDir {
 
     fn describe(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn address(&self, key: &BlobKey) -> Option<ObjectAddress> {
+        Some(ObjectAddress::File(self.path(key)))
+    }
+
+    /// A copy by `copy_file_range(2)` (what `std::fs::copy` uses): the kernel copies, a file
+    /// system that can shares the blocks, and NFS 4.2 copies on the server.
+    fn copy_in(&self, source: &ObjectAddress, key: &BlobKey) -> Result<bool, BlobError> {
+        let ObjectAddress::File(source) = source else {
+            return Ok(false);
+        };
+        let copy = || -> io::Result<()> {
+            let target = self.path(key);
+            self.make_parent(&target)?;
+            let tmp = self.temp_path();
+            let copied = fs::copy(source, &tmp).and_then(|_| File::open(&tmp)?.sync_all());
+            if let Err(err) = copied {
+                let _ = fs::remove_file(&tmp);
+                return Err(err);
+            }
+            self.place(tmp, &target, false)
+        };
+        copy().map_err(|err| io_error(key.as_str(), err))?;
+        Ok(true)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod probe;
 mod remote;
 
 use std::ops::Range;
+use std::path::PathBuf;
 
 pub use key::BlobKey;
 pub use local::LocalDir;
@@ -48,6 +49,17 @@ pub struct BlobMeta {
     pub modified: std::time::SystemTime,
 }
 
+/// Where an object lies, in terms another backend can use to have it copied without its bytes
+/// passing through this process ([`BlobBackend::copy_in`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectAddress {
+    /// A file of this host's file systems.
+    File(PathBuf),
+    /// An object in a bucket: `server` names the endpoint and the bucket (backends with the
+    /// same one can copy between each other), `path` the object's full name in the bucket.
+    Bucket { server: String, path: String },
+}
+
 /// Where a vault's bytes are kept. Synchronous: each call returns when the operation is done
 /// (for `put`, durable as far as the backend can promise).
 pub trait BlobBackend: Send + Sync {
@@ -69,6 +81,17 @@ pub trait BlobBackend: Send + Sync {
     fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
     /// Where this is, for messages (`s3://bucket/prefix`, a path).
     fn describe(&self) -> String;
+    /// Where the object `key` lies, for another backend's [`BlobBackend::copy_in`]; `None`
+    /// where the backend has no address others could use.
+    fn address(&self, _key: &BlobKey) -> Option<ObjectAddress> {
+        None
+    }
+    /// Stores under `key` a copy of the object at `source`, made where the bytes lie (a copy
+    /// inside the bucket, `copy_file_range(2)` between files), atomically as a `put` is.
+    /// `Ok(false)`, with nothing stored, when this backend cannot reach `source` that way.
+    fn copy_in(&self, _source: &ObjectAddress, _key: &BlobKey) -> Result<bool, BlobError> {
+        Ok(false)
+    }
 }
 
 /// Opens the backend a location names. For S3 the settings come from the standard environment
@@ -137,6 +160,13 @@ pub mod conformance {
         );
         assert_eq!(backend.list("").expect("list all").len(), 3);
         assert!(backend.list("nothing").expect("list").is_empty());
+
+        if let Some(address) = backend.address(&b) {
+            let copy = key("data/cc/copy");
+            assert!(backend.copy_in(&address, &copy).expect("copy"), "copied");
+            assert_eq!(backend.get(&copy).expect("get"), b"new");
+            backend.delete(&copy).expect("delete");
+        }
 
         backend.delete(&a).expect("delete");
         backend.delete(&a).expect("deleting twice is fine");

@@ -13,7 +13,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
-use super::{BlobBackend, BlobError, BlobKey, BlobMeta};
+use super::{BlobBackend, BlobError, BlobKey, BlobMeta, ObjectAddress};
 
 /// How long transient failures are retried before an operation gives up: long enough to ride
 /// out a server restart, short enough that a backup to a vanished server fails in minutes.
@@ -52,6 +52,9 @@ pub struct RemoteStore {
     runtime: tokio::runtime::Runtime,
     describe: String,
     create_only: bool,
+    /// The endpoint and bucket ([`ObjectAddress::Bucket`]): stores with the same one copy
+    /// objects between each other inside the bucket.
+    server: String,
 }
 
 fn map_error(key: &str, err: object_store::Error) -> BlobError {
@@ -89,6 +92,7 @@ impl RemoteStore {
         prefix: &str,
         describe: String,
         create_only: bool,
+        server: String,
     ) -> Result<Self, BlobError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -103,6 +107,7 @@ impl RemoteStore {
             runtime,
             describe,
             create_only,
+            server,
         })
     }
 
@@ -150,19 +155,24 @@ impl RemoteStore {
             key: describe.clone(),
             message: err.to_string(),
         })?;
+        // AWS bucket names are global; elsewhere the endpoint tells servers apart.
+        let server = format!("s3 {} {bucket}", endpoint.as_deref().unwrap_or("aws"));
         // S3 enforces `If-None-Match: *`; some compatible servers accept and ignore it, so
         // whatever relies on it must check the server at open (`vault` does).
-        Self::new(Arc::new(store), prefix, describe, true)
+        Self::new(Arc::new(store), prefix, describe, true, server)
     }
 
     /// The crate's in-memory store, for unit tests of the layers above.
     #[cfg(test)]
     pub fn in_memory() -> Self {
+        static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self::new(
             Arc::new(object_store::memory::InMemory::new()),
             "test/prefix",
             "memory".into(),
             true,
+            format!("memory {n}"),
         )
         .expect("a runtime starts")
     }
@@ -300,6 +310,32 @@ impl BlobBackend for RemoteStore {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+
+    fn address(&self, key: &BlobKey) -> Option<ObjectAddress> {
+        Some(ObjectAddress::Bucket {
+            server: self.server.clone(),
+            path: self.path(key.as_str()).ok()?.to_string(),
+        })
+    }
+
+    /// S3's `CopyObject` when `source` is in the same bucket of the same endpoint.
+    fn copy_in(&self, source: &ObjectAddress, key: &BlobKey) -> Result<bool, BlobError> {
+        let ObjectAddress::Bucket { server, path } = source else {
+            return Ok(false);
+        };
+        if *server != self.server {
+            return Ok(false);
+        }
+        let from = ObjectPath::parse(path).map_err(|err| BlobError::Other {
+            key: path.clone(),
+            message: err.to_string(),
+        })?;
+        let to = self.path(key.as_str())?;
+        self.runtime
+            .block_on(self.store.copy(&from, &to))
+            .map_err(|err| map_error(key.as_str(), err))?;
+        Ok(true)
     }
 }
 

@@ -58,9 +58,14 @@ pub struct VerifiedChunk<'a> {
     pub(super) stored: StoredChunk<'a>,
 }
 
-impl VerifiedChunk<'_> {
+impl<'a> VerifiedChunk<'a> {
     pub fn id(&self) -> ChunkId {
         self.id
+    }
+
+    /// The stored form that was checked.
+    pub fn stored(&self) -> StoredChunk<'a> {
+        self.stored
     }
 }
 
@@ -92,6 +97,18 @@ pub fn verify_stored<T>(
     use_both: impl FnOnce(VerifiedChunk<'_>, &[u8]) -> T,
 ) -> Result<T, ChunkStoreError> {
     decode_verified(id, stored, |data| {
+        use_both(VerifiedChunk { id, stored }, data)
+    })
+}
+
+/// [`verify_stored`] for a whole frame as a pack holds it, read from elsewhere than this
+/// store's packs (a vault keeps copies of a tiered store's packs): its header must name `id`.
+pub fn verify_frame_copy<T>(
+    id: ChunkId,
+    frame: &[u8],
+    use_both: impl FnOnce(VerifiedChunk<'_>, &[u8]) -> T,
+) -> Result<T, ChunkStoreError> {
+    verify_frame(id, frame, |stored, data| {
         use_both(VerifiedChunk { id, stored }, data)
     })
 }

@@ -34,7 +34,7 @@ use crate::format::pack::{Codec, FRAME_HEADER_LEN, FrameHeader, PACK_HEADER_LEN}
 use crate::id::{ChunkId, PackId};
 use pack::PackWriter;
 
-pub use codec::{StoredChunk, VerifiedChunk, verify_stored};
+pub use codec::{StoredChunk, VerifiedChunk, verify_frame_copy, verify_stored};
 pub use pack::{PACK_DIR, PackFile, pack_path};
 
 /// Where a tiered store's sealed packs are kept whole: the object store, seen by the chunk store
@@ -314,6 +314,21 @@ impl ChunkStore {
         index::lookup(&txn, id)
     }
 
+    /// Where each of `ids` lies (`None` for a chunk the store lacks), read in one transaction.
+    pub fn locate_all(
+        &self,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<ChunkLocation>>, ChunkStoreError> {
+        let pending = self.pending.lock();
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        ids.iter()
+            .map(|id| match pending.get(id) {
+                Some(location) => Ok(Some(*location)),
+                None => index::lookup(&txn, id),
+            })
+            .collect()
+    }
+
     /// Asks the kernel to start reading the frames of `ids`, in as few ranges as their places
     /// allow, so that a reader going through many chunks at once (a backup) finds the next ones
     /// in the page cache instead of waiting for each in turn. Only a hint: unknown chunks are
@@ -321,21 +336,12 @@ impl ChunkStore {
     pub fn read_ahead(&self, ids: &[ChunkId]) -> Result<(), ChunkStoreError> {
         /// Frames closer than this are read in one range.
         const GAP: u64 = 256 << 10;
-        let mut frames = Vec::with_capacity(ids.len());
-        {
-            let pending = self.pending.lock();
-            let txn = self.db.begin_read().map_err(redb::Error::from)?;
-            for id in ids {
-                let location = match pending.get(id) {
-                    Some(location) => Some(*location),
-                    None => index::lookup(&txn, id)?,
-                };
-                if let Some(location) = location {
-                    let start = location.offset;
-                    frames.push((location.pack, start, start + u64::from(location.frame_len)));
-                }
-            }
-        }
+        let mut frames: Vec<(PackId, u64, u64)> = self
+            .locate_all(ids)?
+            .into_iter()
+            .flatten()
+            .map(|at| (at.pack, at.offset, at.offset + u64::from(at.frame_len)))
+            .collect();
         frames.sort_unstable();
         let mut ranges: Vec<(PackId, u64, u64)> = Vec::new();
         for (pack, start, end) in frames {

@@ -48,8 +48,17 @@ pub fn run(command: BackupCommand, on_failure: Option<&str>) -> anyhow::Result<(
     if report.already_there {
         println!("{} is already in the vault", report.name);
     } else {
+        let copied = if report.packs_copied > 0 {
+            format!(
+                " ({} of it in {} packs copied by the object store)",
+                super::human_bytes(report.bytes_copied),
+                report.packs_copied
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "backed up {} to {}: {} objects, {} added to the vault",
+            "backed up {} to {}: {} objects, {} added to the vault{copied}",
             report.name,
             command.to,
             report.objects_sent,

@@ -365,6 +365,16 @@ impl Tier {
         Ok(tier)
     }
 
+    /// Where the object store keeps pack `pack`, and its length, if it was uploaded: what a
+    /// vault in the same object store copies without the bytes passing through this host. An
+    /// uploaded pack is sealed, and its object holds its bytes as the local pack does.
+    pub fn uploaded_pack(&self, pack: PackId) -> Option<(crate::blob::ObjectAddress, u64)> {
+        let uploaded = self.state.lock().uploaded.clone();
+        let up = uploaded.lock().get(&pack).copied()?;
+        let address = self.backend.address(&layout::pack_key(up.epoch, pack))?;
+        Some((address, up.len))
+    }
+
     /// Starts the background work of a mounted store: uploads, checkpoints, eviction.
     ///
     /// Takes or renews the share's writer lease first, and fails (so the mount does) when

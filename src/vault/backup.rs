@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lock::{LockKind, VaultLock};
 use super::pack_writer::{self, PackWriter};
-use super::{Vault, VaultError, backup_key, size};
+use super::{Vault, VaultError, backup_key, server_copy, size};
 use crate::chunk_store::ChunkStore;
 use crate::format::backup_record::BackupRecord;
 use crate::format::object::{Object, ObjectId};
@@ -44,10 +44,17 @@ pub struct BackupReport {
     pub size: u64,
     /// The vault already held this backup: nothing was sent.
     pub already_there: bool,
+    /// Packs of the tiered store the object store copied into the vault (see
+    /// `server_copy`), and their bytes (part of `bytes_added`, none of which passed through
+    /// this host).
+    #[serde(default)]
+    pub packs_copied: u64,
+    #[serde(default)]
+    pub bytes_copied: u64,
 }
 
 /// A step of the walk.
-enum Step {
+pub(super) enum Step {
     /// Send this tree object's subtree, then the object itself.
     Tree(ObjectId),
     /// Every child of this tree object is in the vault: send the object.
@@ -93,6 +100,13 @@ pub fn backup(
     let objects = snapshots.objects();
     let mut writer = PackWriter::new()?;
     progress.stage("sending to the vault", Unit::Bytes, None);
+    let copied = match snapshots.live().tier() {
+        Some(tier) => {
+            server_copy::copy_tier_packs(vault, objects, tier, pin.record.root, progress)?
+        }
+        None => server_copy::Copied::default(),
+    };
+    phases.lap("server-side copies");
     send_tree(
         vault,
         objects,
@@ -125,7 +139,7 @@ pub fn backup(
         root_gid: pin.record.root_gid,
         block_size: snapshots.live().block_size(),
         size,
-        bytes_added: writer.uploaded,
+        bytes_added: writer.uploaded + copied.bytes,
         hold: crate::format::catalog::Hold::None,
     };
     let sealed = vault
@@ -141,10 +155,12 @@ pub fn backup(
     let report = BackupReport {
         name: name.to_owned(),
         share: share.to_hex(),
-        objects_sent: writer.objects,
-        bytes_added: writer.uploaded,
+        objects_sent: writer.objects + copied.objects,
+        bytes_added: writer.uploaded + copied.bytes,
         size,
         already_there: false,
+        packs_copied: copied.packs,
+        bytes_copied: copied.bytes,
     };
     tracing::info!(vault = vault.describe(), ?report, "backed up");
     tracing::debug!(phases = %phases, "where the backup's time went");
@@ -286,6 +302,35 @@ impl Pipeline {
     }
 }
 
+/// Pushes what lies under the tree object `id` onto a walk's stack: the parts of a multipart
+/// object as leaves, then the children of the whole.
+pub(super) fn push_children(
+    objects: &TreeObjects,
+    id: ObjectId,
+    stack: &mut Vec<Step>,
+) -> Result<(), VaultError> {
+    for part in objects.object_chunks(&id)?.into_iter().skip(1) {
+        stack.push(Step::Data(part));
+    }
+    match objects.get(&id)? {
+        Object::Directory(dir) => {
+            stack.extend(dir.entries.iter().filter_map(|e| e.object.map(Step::Tree)));
+        }
+        Object::File(file) => {
+            stack.extend(file.segments.iter().map(|(_, seg)| Step::Tree(*seg)));
+        }
+        Object::Segment(segment) => {
+            stack.extend(segment.blocks.iter().map(|(_, chunk)| Step::Data(*chunk)));
+        }
+        Object::Multipart(_) => {
+            return Err(VaultError::Damaged(format!(
+                "object {id}: nested multipart"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The walk itself: queues in `pipeline` every object of the tree at `root` that neither the
 /// vault nor the writer holds, children before their parent.
 fn walk(
@@ -313,26 +358,7 @@ fn walk(
                     continue;
                 }
                 stack.push(Step::Emit(id));
-                // A multipart object's parts are leaves; its children are those of the whole.
-                for part in objects.object_chunks(&id)?.into_iter().skip(1) {
-                    stack.push(Step::Data(part));
-                }
-                match objects.get(&id)? {
-                    Object::Directory(dir) => {
-                        stack.extend(dir.entries.iter().filter_map(|e| e.object.map(Step::Tree)));
-                    }
-                    Object::File(file) => {
-                        stack.extend(file.segments.iter().map(|(_, seg)| Step::Tree(*seg)));
-                    }
-                    Object::Segment(segment) => {
-                        stack.extend(segment.blocks.iter().map(|(_, chunk)| Step::Data(*chunk)));
-                    }
-                    Object::Multipart(_) => {
-                        return Err(VaultError::Damaged(format!(
-                            "object {id}: nested multipart"
-                        )));
-                    }
-                }
+                push_children(objects, id, &mut stack)?;
             }
         }
         if batch.len() >= SEAL_BATCH {

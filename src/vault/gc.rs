@@ -33,13 +33,13 @@ use serde::Serialize;
 
 use super::index::Scan;
 use super::lock::{LockKind, VaultLock};
-use super::pack_writer::PackWriter;
+use super::pack_writer::{self, PackWriter};
 use super::tree::{Child, read_node};
 use super::verify::check_entry;
 use super::{HOLDS, PACKS, Vault, VaultError, gc_key, index_key, listed_id, listed_pack, pack_key};
 use crate::blob::BlobKey;
 use crate::format::vault_gc::Retirement;
-use crate::format::vault_index::{PackIndex, PackSlice};
+use crate::format::vault_index::{PackIndex, PackKind, PackSlice};
 use crate::id::{BackupId, ChunkId, GcPlanId, VaultPackId};
 
 /// What gc will do (or, after [`execute`], did).
@@ -67,8 +67,8 @@ pub struct GcPlan {
     pub report: GcReport,
     /// Live objects to move, by the retired pack they are in.
     moves: BTreeMap<VaultPackId, Vec<(ChunkId, PackSlice)>>,
-    /// Kept packs whose index file is rewritten, with the entries that stay.
-    rewrites: BTreeMap<VaultPackId, Vec<(ChunkId, PackSlice)>>,
+    /// Kept packs' index files, rewritten with the entries that stay.
+    rewrites: Vec<PackIndex>,
     /// Packs removed (index file first, if any, then the pack).
     retired: Vec<VaultPackId>,
     /// Which of them still have a pack file and an index file.
@@ -132,7 +132,7 @@ fn bytes_of(entries: &[(ChunkId, PackSlice)]) -> u64 {
 /// Computes what gc would do. The caller holds a lock (exclusive to execute the plan).
 pub fn plan(vault: &mut Vault) -> Result<GcPlan, VaultError> {
     let visible = Scan::read(vault)?.strict()?;
-    vault.index = visible.locations();
+    vault.use_visible(&visible);
     let mut pack_sizes: BTreeMap<VaultPackId, u64> = BTreeMap::new();
     for meta in vault.backend.list(PACKS)? {
         if let Some(pack) = listed_pack(&meta.key) {
@@ -154,9 +154,16 @@ pub fn plan(vault: &mut Vault) -> Result<GcPlan, VaultError> {
     for (pack, entries) in &visible.packs {
         let live_entries: Vec<_> = entries.iter().filter(|(id, _)| live.contains(id)).collect();
         let live_bytes: u64 = live_entries.iter().map(|(_, s)| u64::from(s.len)).sum();
+        // A pack of copied frames also holds frames no index entry names (what the backup
+        // that copied it did not need): its whole size counts.
+        let size = if visible.frame_packs.contains(pack) {
+            pack_sizes[pack]
+        } else {
+            bytes_of(entries)
+        };
         if live_entries.is_empty() {
             retired.push(*pack);
-        } else if live_bytes * 2 < bytes_of(entries) {
+        } else if live_bytes * 2 < size {
             rewritten.push(*pack);
         } else {
             kept.push(*pack);
@@ -172,7 +179,7 @@ pub fn plan(vault: &mut Vault) -> Result<GcPlan, VaultError> {
             }
         }
     }
-    let mut rewrites = BTreeMap::new();
+    let mut rewrites = Vec::new();
     let mut dropped = Vec::new();
     let mut entries_dropped = 0u64;
     for pack in kept {
@@ -195,7 +202,15 @@ pub fn plan(vault: &mut Vault) -> Result<GcPlan, VaultError> {
                 .collect();
             entries_dropped += gone.len() as u64;
             dropped.push((pack, gone));
-            rewrites.insert(pack, stays);
+            rewrites.push(PackIndex {
+                pack,
+                kind: if visible.frame_packs.contains(&pack) {
+                    PackKind::Frames
+                } else {
+                    PackKind::Sealed
+                },
+                entries: stays,
+            });
         }
     }
     let mut moves = BTreeMap::new();
@@ -290,11 +305,19 @@ pub fn execute(vault: &mut Vault, plan: GcPlan, lock: &VaultLock) -> Result<GcRe
                     vault: describe.clone(),
                     problem: format!("pack {pack} is shorter than its index says"),
                 })?;
-            check_entry(vault, id, sealed).map_err(|reason| VaultError::Unsafe {
+            check_entry(vault, id, *pack, sealed).map_err(|reason| VaultError::Unsafe {
                 vault: describe.clone(),
                 problem: format!("pack {pack}: object {id}: {reason}"),
             })?;
-            writer.add_sealed(vault, *id, sealed)?;
+            if vault.frame_packs.contains(pack) {
+                // A frame moves as an entry like any other, sealed as a backup seals one.
+                let entry = vault.with_verified_entry(id, *pack, sealed, |chunk, _| {
+                    pack_writer::seal_stored(&vault.sealer, *id, chunk.stored())
+                })??;
+                writer.add_sealed(vault, *id, &entry)?;
+            } else {
+                writer.add_sealed(vault, *id, sealed)?;
+            }
         }
     }
     writer.flush(vault)?;
@@ -313,8 +336,8 @@ pub fn execute(vault: &mut Vault, plan: GcPlan, lock: &VaultLock) -> Result<GcRe
     };
 
     // 3. Kept packs' index files without their dropped entries.
-    for (pack, entries) in plan.rewrites {
-        let index = PackIndex { pack, entries };
+    for index in plan.rewrites {
+        let pack = index.pack;
         let sealed = vault.seal(&index.encode(), &|| format!("sealing the index of {pack}"))?;
         vault.backend.put(&index_key(pack), &sealed)?;
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{GC, INDEX, Vault, VaultError, listed_id};
 use crate::blob::BlobKey;
 use crate::format::vault_gc::Retirement;
-use crate::format::vault_index::{PackIndex, PackSlice};
+use crate::format::vault_index::{PackIndex, PackKind, PackSlice};
 use crate::id::{ChunkId, GcPlanId, VaultPackId};
 
 /// Every index file and retirement list of a vault, each read on its own: a damaged one is an
@@ -84,6 +84,8 @@ pub(super) struct Visible {
     pub packs: BTreeMap<VaultPackId, Vec<(ChunkId, PackSlice)>>,
     /// The retirement lists found (an interrupted gc's, to finish).
     pub plans: Vec<(BlobKey, Retirement)>,
+    /// The packs whose index file says they hold chunk-store frames ([`PackKind::Frames`]).
+    pub frame_packs: HashSet<VaultPackId>,
 }
 
 fn read_index(vault: &Vault, key: &BlobKey, pack: VaultPackId) -> Result<PackIndex, VaultError> {
@@ -216,9 +218,13 @@ impl Scan {
             .collect();
         let mut files = BTreeMap::new();
         let mut packs = BTreeMap::new();
+        let mut frame_packs = HashSet::new();
         for (pack, index) in &self.indexes {
             let Ok(index) = index else { continue };
             files.insert(*pack, index.entries.clone());
+            if index.kind == PackKind::Frames {
+                frame_packs.insert(*pack);
+            }
             if retired.contains(pack) {
                 continue;
             }
@@ -234,6 +240,7 @@ impl Scan {
             files,
             packs,
             plans,
+            frame_packs,
         }
     }
 
@@ -295,7 +302,11 @@ mod tests {
         let mut entries: Vec<(ChunkId, PackSlice)> =
             ids[..2].iter().map(|id| (*id, vault.index[id].1)).collect();
         entries.sort_by_key(|(id, _)| *id);
-        let index = PackIndex { pack, entries };
+        let index = PackIndex {
+            pack,
+            kind: PackKind::Sealed,
+            entries,
+        };
         let sealed = vault
             .seal(&index.encode(), &|| "index".into())
             .expect("seal");

@@ -46,13 +46,14 @@ mod pack_writer;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+mod server_copy;
 mod size;
 #[cfg(test)]
 mod tests;
 mod tree;
 pub mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::blob::{self, BlobBackend, BlobError, BlobKey, BlobLocation};
@@ -216,6 +217,7 @@ fn unix_now() -> i64 {
 /// ([`Vault::install_index`]).
 pub(crate) struct LoadedIndex {
     locations: HashMap<ChunkId, (VaultPackId, PackSlice)>,
+    frame_packs: HashSet<VaultPackId>,
     files: index::IndexFiles,
 }
 
@@ -228,6 +230,9 @@ pub struct Vault {
     /// For an encrypted vault: the slot the secret opened, and the master key (to add slots).
     unlocked: Option<(usize, MasterKey)>,
     index: HashMap<ChunkId, (VaultPackId, PackSlice)>,
+    /// The packs of the index that hold chunk-store frames rather than sealed entries (copies
+    /// of a tiered store's packs, `server_copy`); only an unencrypted vault has any.
+    frame_packs: HashSet<VaultPackId>,
     /// The index files that index was built from, kept so that reloading it reads only the
     /// files that are new or changed since ([`index::IndexFiles`]).
     index_files: index::IndexFiles,
@@ -286,6 +291,7 @@ impl Vault {
             sealer: Arc::new(sealer),
             unlocked,
             index: HashMap::new(),
+            frame_packs: HashSet::new(),
             index_files: index::IndexFiles::default(),
         })
     }
@@ -319,8 +325,11 @@ impl Vault {
     pub(crate) fn read_index(&self) -> Result<LoadedIndex, VaultError> {
         let scan = index::Scan::read_reusing(self, &self.index_files)?;
         let files = index::IndexFiles::of(&scan);
+        let visible = scan.strict()?;
+        self.check_frame_packs(&visible)?;
         Ok(LoadedIndex {
-            locations: scan.strict()?.locations(),
+            locations: visible.locations(),
+            frame_packs: visible.frame_packs,
             files,
         })
     }
@@ -328,7 +337,25 @@ impl Vault {
     /// Makes `loaded` this handle's index.
     pub(crate) fn install_index(&mut self, loaded: LoadedIndex) {
         self.index = loaded.locations;
+        self.frame_packs = loaded.frame_packs;
         self.index_files = loaded.files;
+    }
+
+    /// Makes the index `visible` this handle's (gc and verify read it themselves).
+    fn use_visible(&mut self, visible: &index::Visible) {
+        self.index = visible.locations();
+        self.frame_packs = visible.frame_packs.clone();
+    }
+
+    /// An encrypted vault holds sealed entries only: a pack of plain frames in it is damage
+    /// (or tampering), never something this program wrote.
+    fn check_frame_packs(&self, visible: &index::Visible) -> Result<(), VaultError> {
+        match visible.frame_packs.iter().next() {
+            Some(pack) if self.is_encrypted() => Err(VaultError::Damaged(format!(
+                "index of pack {pack}: an encrypted vault cannot hold unsealed frames"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Seals `plain`; `what` names it in errors.
@@ -393,8 +420,9 @@ impl Vault {
         self.with_verified_entry(id, *pack, &sealed, |_, raw| raw.to_vec())
     }
 
-    /// Unseals the entry of object `id` fetched from `pack` and checks it against its id; only
-    /// then hands over its stored form (to be kept as it is) and its bytes.
+    /// Unseals the entry of object `id` fetched from `pack` (or, from a pack of frames, takes
+    /// the frame as it is) and checks it against its id; only then hands over its stored form
+    /// (to be kept as it is) and its bytes.
     pub(crate) fn with_verified_entry<T>(
         &self,
         id: &ChunkId,
@@ -403,6 +431,10 @@ impl Vault {
         use_both: impl FnOnce(VerifiedChunk<'_>, &[u8]) -> T,
     ) -> Result<T, VaultError> {
         let what = || format!("object {id} in pack {pack}");
+        if self.frame_packs.contains(&pack) {
+            return chunk_store::verify_frame_copy(*id, sealed, use_both)
+                .map_err(|_| VaultError::Damaged(what()));
+        }
         let entry = self.open_sealed(sealed, &what)?;
         let (codec, raw_len, payload) =
             vault_pack::decode_entry(&entry).map_err(|source| VaultError::Decode {

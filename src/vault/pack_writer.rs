@@ -25,7 +25,7 @@ use super::{Vault, VaultError, index_key, pack_key};
 use crate::blob::BlobBackend;
 use crate::chunk_store::StoredChunk;
 use crate::format::pack::Codec;
-use crate::format::vault_index::{MAX_PACK_OBJECTS, PackIndex, PackSlice};
+use crate::format::vault_index::{MAX_PACK_OBJECTS, PackIndex, PackKind, PackSlice};
 use crate::format::vault_pack::{self, EntryCodec};
 use crate::id::{ChunkId, VaultPackId};
 
@@ -254,6 +254,7 @@ impl PackWriter {
         entries.sort_by_key(|(id, _)| *id);
         let index = PackIndex {
             pack: self.id,
+            kind: PackKind::Sealed,
             entries,
         };
         let pack = self.id;

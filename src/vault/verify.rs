@@ -19,14 +19,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::index::Scan;
+use super::index::{Scan, Visible};
 use super::lock::{LockKind, VaultLock};
 use super::tree::{Child, read_node};
 use super::{
     BACKUPS, HOLDS, PACKS, Vault, VaultError, backup_key, listed_id, listed_pack, pack_key,
 };
+use crate::format::pack as chunk_pack;
 use crate::format::vault_hold::HoldRecord;
-use crate::format::vault_pack::{self, EntryCodec, PACK_HEADER_LEN};
+use crate::format::vault_pack::{self, EntryCodec};
 use crate::id::{BackupId, ChunkId, VaultPackId};
 use crate::progress::{Progress, Unit};
 
@@ -92,6 +93,9 @@ pub fn verify(
         }
     }
     let visible = scan.visible();
+    if let Err(err) = vault.check_frame_packs(&visible) {
+        report.problems.push(err.to_string());
+    }
     let mut broken_packs: HashMap<VaultPackId, String> = HashMap::new();
     for (pack, entries) in &visible.packs {
         let Some(&size) = pack_sizes.get(pack) else {
@@ -102,10 +106,11 @@ pub fn verify(
             broken_packs.insert(*pack, "missing".into());
             continue;
         };
+        let header_len = pack_header_len(&visible, pack);
         for (id, slice) in entries {
             let start = u64::from(slice.offset);
             let end = start + u64::from(slice.len);
-            if start < PACK_HEADER_LEN as u64 || end > size {
+            if start < header_len || end > size {
                 report.problems.push(format!(
                     "index/{pack}: object {id} at bytes {start}..{end} lies outside pack {pack} \
                      ({size} bytes)"
@@ -122,7 +127,7 @@ pub fn verify(
             ));
         }
     }
-    vault.index = visible.locations();
+    vault.use_visible(&visible);
 
     // Records and holds.
     let mut records = Vec::new();
@@ -255,14 +260,22 @@ pub fn verify(
             };
             report.pack_bytes_read += bytes.len() as u64;
             progress.add(pack_sizes.get(pack).copied().unwrap_or_default());
-            match vault_pack::decode_header(&bytes) {
-                Ok(named) if named == *pack => {}
-                Ok(named) => report
-                    .problems
-                    .push(format!("pack {pack}: its header names pack {named}")),
-                Err(err) => report
-                    .problems
-                    .push(format!("pack {pack}: bad header: {err}")),
+            if visible.frame_packs.contains(pack) {
+                if let Err(err) = chunk_pack::decode_pack_header(&bytes) {
+                    report
+                        .problems
+                        .push(format!("pack {pack}: bad header: {err}"));
+                }
+            } else {
+                match vault_pack::decode_header(&bytes) {
+                    Ok(named) if named == *pack => {}
+                    Ok(named) => report
+                        .problems
+                        .push(format!("pack {pack}: its header names pack {named}")),
+                    Err(err) => report
+                        .problems
+                        .push(format!("pack {pack}: bad header: {err}")),
+                }
             }
             for (id, slice) in entries {
                 let start = slice.offset as usize;
@@ -270,7 +283,7 @@ pub fn verify(
                     continue; // reported above
                 };
                 report.objects_read += 1;
-                if let Err(reason) = check_entry(vault, id, sealed) {
+                if let Err(reason) = check_entry(vault, id, *pack, sealed) {
                     let user = match needed_by.get(id) {
                         Some(&number) => format!(
                             "needed by backup {}",
@@ -293,8 +306,26 @@ pub fn verify(
     Ok(report)
 }
 
-/// Unseals, decompresses and hashes one entry of a pack.
-pub(super) fn check_entry(vault: &Vault, id: &ChunkId, sealed: &[u8]) -> Result<(), String> {
+/// Where the first entry of `pack` may start: after the header of its kind.
+fn pack_header_len(visible: &Visible, pack: &VaultPackId) -> u64 {
+    if visible.frame_packs.contains(pack) {
+        chunk_pack::PACK_HEADER_LEN as u64
+    } else {
+        vault_pack::PACK_HEADER_LEN as u64
+    }
+}
+
+/// Unseals, decompresses and hashes one entry of `pack` (a frame, in a pack of frames).
+pub(super) fn check_entry(
+    vault: &Vault,
+    id: &ChunkId,
+    pack: VaultPackId,
+    sealed: &[u8],
+) -> Result<(), String> {
+    if vault.frame_packs.contains(&pack) {
+        return crate::chunk_store::verify_frame_copy(*id, sealed, |_, _| ())
+            .map_err(|err| err.to_string());
+    }
     let entry = vault.sealer.open(sealed).map_err(|err| err.to_string())?;
     let (codec, raw_len, payload) =
         vault_pack::decode_entry(&entry).map_err(|err| err.to_string())?;

@@ -50,5 +50,6 @@ mod vault_ops;
 mod vault_resilience;
 mod vault_restore_into_share;
 mod vault_schedule;
+mod vault_server_copy;
 mod verify;
 mod writeback;

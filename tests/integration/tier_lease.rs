@@ -155,7 +155,7 @@ fn a_dead_writers_lease_expires_after_its_timeout() {
 }
 
 /// Copies a fixture directory tree.
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     let mut pending = vec![(from.to_path_buf(), to.to_path_buf())];
     while let Some((src, dst)) = pending.pop() {
         std::fs::create_dir_all(&dst).expect("mkdir");
