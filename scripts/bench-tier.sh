@@ -158,7 +158,7 @@ print(total/(time.time()-t)/2**20)" $((mib << 20)))
     attach_fresh backup
     "$snapfs" vault init s3://bench/vault-copied --no-encrypt >/dev/null
     t0=$(now)
-    copied=$("$snapfs" backup bench --to s3://bench/vault-copied --mount "$work/mnt-attached" --json |
+    copied=$("$snapfs" backup bench --to s3://bench/vault-copied --mount "$work/mnt-attached" --json 2>/dev/null |
         python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["packs_copied"], r["bytes_copied"] >> 20)')
     t1=$(now)
     export SNAPFS_PASSPHRASE=bench-passphrase

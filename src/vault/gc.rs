@@ -27,6 +27,7 @@
 //! relying on an object it deletes, and it checks the lock is still its own before steps 2 and
 //! 4.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
@@ -305,19 +306,24 @@ pub fn execute(vault: &mut Vault, plan: GcPlan, lock: &VaultLock) -> Result<GcRe
                     vault: describe.clone(),
                     problem: format!("pack {pack} is shorter than its index says"),
                 })?;
-            check_entry(vault, id, *pack, sealed).map_err(|reason| VaultError::Unsafe {
+            let damaged = |reason: String| VaultError::Unsafe {
                 vault: describe.clone(),
                 problem: format!("pack {pack}: object {id}: {reason}"),
-            })?;
-            if vault.frame_packs.contains(pack) {
+            };
+            let entry = if vault.frame_packs.contains(pack) {
                 // A frame moves as an entry like any other, sealed as a backup seals one.
-                let entry = vault.with_verified_entry(id, *pack, sealed, |chunk, _| {
-                    pack_writer::seal_stored(&vault.sealer, *id, chunk.stored())
-                })??;
-                writer.add_sealed(vault, *id, &entry)?;
+                let sealer = &vault.sealer;
+                let resealed = vault
+                    .with_verified_entry(id, *pack, sealed, |chunk, _| {
+                        pack_writer::seal_stored(sealer, *id, chunk.stored())
+                    })
+                    .map_err(|err| damaged(err.to_string()))??;
+                Cow::Owned(resealed)
             } else {
-                writer.add_sealed(vault, *id, sealed)?;
-            }
+                check_entry(vault, id, *pack, sealed).map_err(damaged)?;
+                Cow::Borrowed(sealed)
+            };
+            writer.add_sealed(vault, *id, &entry)?;
         }
     }
     writer.flush(vault)?;

@@ -76,17 +76,17 @@ pub fn copy_tier_packs(
     };
     // The first copy also finds out whether the vault's backend reaches the tier's objects at
     // all, so that a vault elsewhere costs nothing more.
-    match copy_one(&*vault.backend, first) {
-        Ok(Some(done)) => add(vault, &mut copied, progress, done),
+    match copy_one(&*vault.backend, first, progress) {
+        Ok(Some(done)) => add(vault, &mut copied, done),
         Ok(None) => return Ok(copied),
         Err(err) => {
             tracing::warn!(%err, "server-side copies failed; sending instead");
             return Ok(copied);
         }
     }
-    for result in copy_all(&*vault.backend, rest) {
+    for result in copy_all(&*vault.backend, rest, progress) {
         match result {
-            Ok(Some(done)) => add(vault, &mut copied, progress, done),
+            Ok(Some(done)) => add(vault, &mut copied, done),
             Ok(None) => {}
             // Its chunks are sent the ordinary way.
             Err(err) => tracing::warn!(%err, "a server-side copy failed; sending instead"),
@@ -105,6 +105,7 @@ pub fn copy_tier_packs(
 fn copy_all(
     backend: &dyn BlobBackend,
     candidates: &[Candidate],
+    progress: &Progress,
 ) -> Vec<Result<Option<Done>, VaultError>> {
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -115,7 +116,7 @@ fn copy_all(
                     let mut out = Vec::new();
                     while let Some(candidate) = candidates.get(next.fetch_add(1, Ordering::Relaxed))
                     {
-                        out.push(copy_one(backend, candidate));
+                        out.push(copy_one(backend, candidate, progress));
                     }
                     out
                 })
@@ -139,11 +140,10 @@ struct Done {
     bytes: u64,
 }
 
-fn add(vault: &mut Vault, copied: &mut Copied, progress: &Progress, done: Done) {
+fn add(vault: &mut Vault, copied: &mut Copied, done: Done) {
     copied.packs += 1;
     copied.bytes += done.bytes;
     copied.objects += done.entries.len() as u64;
-    progress.add(done.bytes);
     vault.frame_packs.insert(done.pack);
     for (id, slice) in done.entries {
         vault.index.insert(id, (done.pack, slice));
@@ -151,8 +151,13 @@ fn add(vault: &mut Vault, copied: &mut Copied, progress: &Progress, done: Done) 
 }
 
 /// Has `backend` copy `candidate` in as a new pack, then stores its index (never sealed: only
-/// an unencrypted vault takes copies). `None` if the backend cannot reach the tier's objects.
-fn copy_one(backend: &dyn BlobBackend, candidate: &Candidate) -> Result<Option<Done>, VaultError> {
+/// an unencrypted vault takes copies), and counts its bytes in `progress`. `None` if the
+/// backend cannot reach the tier's objects.
+fn copy_one(
+    backend: &dyn BlobBackend,
+    candidate: &Candidate,
+    progress: &Progress,
+) -> Result<Option<Done>, VaultError> {
     let pack =
         VaultPackId::random().map_err(|err| VaultError::Io(format!("random pack id: {err}")))?;
     let mut entries = Vec::with_capacity(candidate.chunks.len());
@@ -188,6 +193,7 @@ fn copy_one(backend: &dyn BlobBackend, candidate: &Candidate) -> Result<Option<D
     };
     let encoded = index.encode();
     backend.put(&index_key(pack), &encoded)?;
+    progress.add(candidate.len);
     Ok(Some(Done {
         pack,
         entries: index.entries,
