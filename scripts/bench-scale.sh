@@ -13,7 +13,8 @@
 # `status`, and `find` over the share and over a snapshot with the daemon's RSS after each;
 # then the snapshot inodes the daemon holds (`status --json`) and its RSS once the kernel has
 # dropped its caches and forgotten them.
-# Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store.
+# Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store;
+# SNAPFS_BIN (default target/release/snapfs of this repository, built first) is what runs.
 set -euo pipefail
 files=${1:-1000000}
 snaps=${2:-3}
@@ -21,8 +22,10 @@ snaps=${2:-3}
 ((EUID == 0)) || { echo "bench-scale: must run as root" >&2; exit 1; }
 cd "$(dirname "$0")/.."
 source scripts/bench-tree.sh
-cargo build --release --quiet
-snapfs=$PWD/target/release/snapfs
+if [[ -z ${SNAPFS_BIN:-} ]]; then
+    cargo build --release --quiet
+fi
+snapfs=${SNAPFS_BIN:-$PWD/target/release/snapfs}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-scale.XXXXXX")
 store=$work/store mnt=$work/mnt
 mkdir "$mnt"

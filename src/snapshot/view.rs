@@ -18,8 +18,10 @@
 //!   numbers stay below [`SNAPSHOT_NUMBER_LIMIT`] (2^22) so that they never reach that bit.
 //!
 //! Numbers are derived, not allocated, so nothing need be remembered to keep them stable; what
-//! the view remembers is what an inode stands for (its record, object, parent), which cannot be
-//! found again from the number alone. Memory stays bounded however large the snapshots browsed:
+//! the view remembers is where an inode's entry lies (its directory object, its place there,
+//! and the parent it was found under), which cannot be found again from the number alone; the
+//! inode is decoded from the directory again when asked for ([`HeldEntry`]). Memory stays
+//! bounded however large the snapshots browsed:
 //! - an inode inside a snapshot is remembered while the kernel holds it: each reply that hands
 //!   it to the kernel (lookup, readdirplus entry) counts one reference, `forget` gives them back,
 //!   and at zero it goes ([`HeldInodes`]); a snapshot root is never stored (it is rebuilt from
@@ -159,6 +161,23 @@ pub enum ViewError {
     History(#[from] HistoryError),
 }
 
+/// What the view remembers of an inode the kernel holds: where its entry lies, from which the
+/// inode is decoded again when asked for (its directory is in the object cache while it is
+/// browsed). About 50 bytes, where the inode itself (record, object id, extended attributes)
+/// took about 200: a `find` over a snapshot of a million files leaves the kernel holding a
+/// million inodes until it trims its caches.
+#[derive(Clone, Debug)]
+enum HeldEntry {
+    /// Entry `index` of the directory object `dir`, looked up under `parent`.
+    InDirectory {
+        parent: InodeNo,
+        dir: ObjectId,
+        index: u32,
+    },
+    /// An inode the history view found by a walk of its own (pinned, and few).
+    Adopted(Box<SnapInode>),
+}
+
 fn entry_inode(number: u64, parent: InodeNo, entry: &DirEntryObject) -> SnapInode {
     SnapInode {
         ino: snapshot_ino(number, entry.link_id),
@@ -209,7 +228,7 @@ pub struct ViewUsage {
 pub struct SnapshotView {
     /// Replaced by a follower as checkpoints arrive (`switch_to`).
     snapshots: ArcSwap<Snapshots>,
-    inodes: RwLock<HeldInodes<SnapInode>>,
+    inodes: RwLock<HeldInodes<HeldEntry>>,
     objects: Mutex<LruCache<ObjectId, Object>>,
 }
 
@@ -303,8 +322,9 @@ impl SnapshotView {
             self.forget_snapshot(number);
             return Err(ViewError::NotFound);
         };
-        if let Some(inode) = self.inodes.read().get(ino) {
-            return Ok(inode.clone());
+        let held = self.inodes.read().get(ino).cloned();
+        if let Some(held) = held {
+            return self.resolve(number, held);
         }
         if snapshot_ino(number, InodeNo::ROOT.0) == ino {
             Ok(self.root_inode(&record))
@@ -336,10 +356,40 @@ impl SnapshotView {
         };
         let entry = &entries[at];
         let ino = snapshot_ino(number, entry.link_id);
-        let mut inodes = self.inodes.write();
-        Ok(inodes
-            .look_up(ino, || entry_inode(number, parent, entry))
-            .clone())
+        let found = HeldEntry::InDirectory {
+            parent,
+            dir: dir.object.ok_or(ViewError::NotDirectory)?,
+            index: u32::try_from(at).map_err(|_| ViewError::NotFound)?,
+        };
+        let held = self.inodes.write().look_up(ino, || found.clone()).clone();
+        match (&held, &found) {
+            // This entry is what the inode stands for (the usual case): no second decode.
+            (
+                HeldEntry::InDirectory { dir, index, .. },
+                HeldEntry::InDirectory {
+                    dir: here,
+                    index: at,
+                    ..
+                },
+            ) if dir == here && index == at => Ok(entry_inode(number, parent, entry)),
+            // A hard link held under another name keeps what it stood for.
+            _ => self.resolve(number, held),
+        }
+    }
+
+    /// The inode a held entry of snapshot `number` stands for.
+    fn resolve(&self, number: u64, held: HeldEntry) -> Result<SnapInode, ViewError> {
+        match held {
+            HeldEntry::Adopted(inode) => Ok(*inode),
+            HeldEntry::InDirectory { parent, dir, index } => {
+                let object = self.object(&dir)?;
+                let Object::Directory(DirectoryObject { entries }) = &*object else {
+                    return Err(ViewError::NotDirectory);
+                };
+                let entry = entries.get(index as usize).ok_or(ViewError::NotFound)?;
+                Ok(entry_inode(number, parent, entry))
+            }
+        }
     }
 
     /// The kernel gives back `count` references to `ino` (FUSE `forget`); with none left, what
@@ -357,10 +407,16 @@ impl SnapshotView {
     /// and the kernel never holds it under this number, so no `forget` would ever come for it.
     pub fn adopt(&self, number: u64, parent: InodeNo, entry: &DirEntryObject) -> SnapInode {
         let ino = snapshot_ino(number, entry.link_id);
-        self.inodes
+        let held = self
+            .inodes
             .write()
-            .pin(ino, || entry_inode(number, parent, entry))
-            .clone()
+            .pin(ino, || {
+                HeldEntry::Adopted(Box::new(entry_inode(number, parent, entry)))
+            })
+            .clone();
+        // Known before (looked up in the snapshot itself): the same inode either way.
+        self.resolve(number, held)
+            .unwrap_or_else(|_| entry_inode(number, parent, entry))
     }
 
     /// The entries of a snapshot directory.
