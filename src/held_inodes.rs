@@ -20,17 +20,21 @@ struct Held<T> {
     value: T,
     lookups: u64,
     pinned: bool,
+    /// The table's tick at its last lookup: larger is more recent.
+    used: u64,
 }
 
 /// The table: inode number to what it stands for.
 pub struct HeldInodes<T> {
     held: HashMap<InodeNo, Held<T>>,
+    ticks: u64,
 }
 
 impl<T> Default for HeldInodes<T> {
     fn default() -> Self {
         HeldInodes {
             held: HashMap::new(),
+            ticks: 0,
         }
     }
 }
@@ -43,13 +47,44 @@ impl<T> HeldInodes<T> {
     /// One more kernel reference to `ino`: made with `make` if it is new. An inode already
     /// held keeps what it stood for, so its number means one thing while the kernel knows it.
     pub fn look_up(&mut self, ino: InodeNo, make: impl FnOnce() -> T) -> &T {
+        self.ticks += 1;
         let held = self.held.entry(ino).or_insert_with(|| Held {
             value: make(),
             lookups: 0,
             pinned: false,
+            used: 0,
         });
         held.lookups = held.lookups.saturating_add(1);
+        held.used = self.ticks;
         &held.value
+    }
+
+    /// The `count` unpinned inodes looked up least recently, each marked as just used: a
+    /// caller asks the kernel to let go of them, and one the kernel keeps (an open file, a
+    /// working directory) is not asked for again at once.
+    pub fn least_recent(&mut self, count: usize) -> Vec<(InodeNo, T)>
+    where
+        T: Clone,
+    {
+        let mut unpinned: Vec<(u64, InodeNo)> = self
+            .held
+            .iter()
+            .filter(|(_, held)| !held.pinned)
+            .map(|(ino, held)| (held.used, *ino))
+            .collect();
+        if count < unpinned.len() {
+            unpinned.select_nth_unstable(count);
+            unpinned.truncate(count);
+        }
+        unpinned
+            .into_iter()
+            .filter_map(|(_, ino)| {
+                self.ticks += 1;
+                let held = self.held.get_mut(&ino)?;
+                held.used = self.ticks;
+                Some((ino, held.value.clone()))
+            })
+            .collect()
     }
 
     /// Keeps `ino` whatever the kernel forgets (made with `make` if it is new).
@@ -58,6 +93,7 @@ impl<T> HeldInodes<T> {
             value: make(),
             lookups: 0,
             pinned: false,
+            used: 0,
         });
         held.pinned = true;
         &held.value
@@ -133,6 +169,23 @@ mod tests {
         assert_eq!(table.get(InodeNo(1)), Some(&1));
         table.retain(|ino| ino != InodeNo(1));
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn the_least_recent_are_chosen_and_then_count_as_recent() {
+        let mut table = HeldInodes::default();
+        for n in 0..10 {
+            table.look_up(InodeNo(n), || n);
+        }
+        table.pin(InodeNo(0), || 0);
+        table.look_up(InodeNo(1), || 1);
+        let mut oldest: Vec<u64> = table.least_recent(3).iter().map(|(ino, _)| ino.0).collect();
+        oldest.sort_unstable();
+        assert_eq!(oldest, [2, 3, 4], "pinned and recently used ones stay out");
+        let mut next: Vec<u64> = table.least_recent(3).iter().map(|(ino, _)| ino.0).collect();
+        next.sort_unstable();
+        assert_eq!(next, [5, 6, 7], "those chosen before count as just used");
+        assert_eq!(table.least_recent(100).len(), 9);
     }
 
     #[test]

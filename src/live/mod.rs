@@ -134,6 +134,9 @@ pub struct LiveFs {
     store: Arc<ChunkStore>,
     /// The object store of a tiered store (see `crate::tier`).
     tier: Option<Arc<crate::tier::Tier>>,
+    /// `--metadata-cache`: the bytes the namespace may take, and what the snapshot view sizes
+    /// its own table of inodes by.
+    metadata_cache: u64,
     meta: MetaStore,
     block_size: u32,
     tree: RwLock<Namespace>,
@@ -199,6 +202,7 @@ impl LiveFs {
             share_id: config.share_id(),
             _lock: lock,
             tree: RwLock::new(namespace),
+            metadata_cache: options.metadata_cache,
             dirt: Mutex::new(Dirt::default()),
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
@@ -323,6 +327,11 @@ impl LiveFs {
     }
 
     /// What the share counts for monitoring.
+    /// The memory budget of metadata (`--metadata-cache`), in bytes.
+    pub fn metadata_cache(&self) -> u64 {
+        self.metadata_cache
+    }
+
     /// The tier of a tiered store.
     pub fn tier(&self) -> Option<&Arc<crate::tier::Tier>> {
         self.tier.as_ref()

@@ -30,6 +30,7 @@
 //! - decoded objects sit in a least-recently-used cache bounded in bytes ([`OBJECT_CACHE_BYTES`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -224,12 +225,23 @@ pub struct ViewUsage {
     pub cached_object_bytes: u64,
 }
 
+/// Bytes one held inode takes, table and allocator overhead counted: what turns the share's
+/// `--metadata-cache` into the most inodes the view holds (a `HeldEntry` and its table slot
+/// take about 80 bytes; the table grows by doubling).
+const HELD_INODE_BYTES: u64 = 128;
+/// The fewest inodes the view holds however small the budget.
+const MIN_HELD_INODES: usize = 1024;
+
 /// The read-only view of every snapshot.
 pub struct SnapshotView {
     /// Replaced by a follower as checkpoints arrive (`switch_to`).
     snapshots: ArcSwap<Snapshots>,
     inodes: RwLock<HeldInodes<HeldEntry>>,
     objects: Mutex<LruCache<ObjectId, Object>>,
+    /// The most inodes held before the kernel is asked to let go of some ([`Self::let_go`]).
+    max_held: usize,
+    /// Set while a thread sends the kernel the names to let go of.
+    letting_go: Arc<AtomicBool>,
 }
 
 impl SnapshotView {
@@ -237,12 +249,18 @@ impl SnapshotView {
         Self::with_cache(snapshots, OBJECT_CACHE_BYTES)
     }
 
-    /// A view whose decoded objects take at most `cache_bytes`.
+    /// A view whose decoded objects take at most `cache_bytes`, and whose held inodes take
+    /// about the share's `--metadata-cache`.
     pub fn with_cache(snapshots: Arc<Snapshots>, cache_bytes: u64) -> Self {
+        let max_held = usize::try_from(snapshots.live().metadata_cache() / HELD_INODE_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(MIN_HELD_INODES);
         SnapshotView {
             snapshots: ArcSwap::new(snapshots),
             inodes: RwLock::new(HeldInodes::default()),
             objects: Mutex::new(LruCache::new(cache_bytes)),
+            max_held,
+            letting_go: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -361,7 +379,14 @@ impl SnapshotView {
             dir: dir.object.ok_or(ViewError::NotDirectory)?,
             index: u32::try_from(at).map_err(|_| ViewError::NotFound)?,
         };
-        let held = self.inodes.write().look_up(ino, || found.clone()).clone();
+        let held = {
+            let mut inodes = self.inodes.write();
+            let held = inodes.look_up(ino, || found.clone()).clone();
+            if inodes.len() > self.max_held {
+                self.let_go(&mut inodes);
+            }
+            held
+        };
         match (&held, &found) {
             // This entry is what the inode stands for (the usual case): no second decode.
             (
@@ -374,6 +399,31 @@ impl SnapshotView {
             ) if dir == here && index == at => Ok(entry_inode(number, parent, entry)),
             // A hard link held under another name keeps what it stood for.
             _ => self.resolve(number, held),
+        }
+    }
+
+    /// More inodes are held than the budget allows: asks the kernel to forget the names of the
+    /// least recently used, down to three quarters of it, as the kernel trims its own caches
+    /// under memory pressure. The kernel drops what it can (not an open file, nor a working
+    /// directory) and sends `forget` for each inode it drops, which is what takes it out of
+    /// the table. The names are found and sent by a thread of their own (their directories
+    /// may have to be decoded again), one round at a time, never by the request being served.
+    fn let_go(&self, inodes: &mut HeldInodes<HeldEntry>) {
+        if self.letting_go.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let victims = inodes.least_recent(inodes.len() - self.max_held / 4 * 3);
+        let snapshots = self.snapshots.load_full();
+        let letting_go = self.letting_go.clone();
+        let started = std::thread::Builder::new()
+            .name("snapfs-view-trim".into())
+            .spawn(move || {
+                forget_in_kernel(&snapshots, victims);
+                letting_go.store(false, Ordering::Release);
+            });
+        if let Err(err) = started {
+            tracing::warn!("cannot start the thread trimming the snapshot view: {err}");
+            self.letting_go.store(false, Ordering::Release);
         }
     }
 
@@ -481,6 +531,34 @@ impl SnapshotView {
         self.inodes
             .write()
             .retain(|ino| area(ino) != Area::Snapshot { number });
+    }
+}
+
+/// Asks the kernel to forget the names of `victims` (held inodes of the view), each directory
+/// decoded once for all of its entries among them. A name is sent under both numbers its
+/// directory may have in the kernel (its own, and its GMT alias's); a name the kernel does not
+/// have is nothing to it.
+fn forget_in_kernel(snapshots: &Snapshots, victims: Vec<(InodeNo, HeldEntry)>) {
+    let mut by_dir: std::collections::HashMap<ObjectId, Vec<(InodeNo, u32)>> =
+        std::collections::HashMap::new();
+    for (_, held) in victims {
+        if let HeldEntry::InDirectory { parent, dir, index } = held {
+            by_dir.entry(dir).or_default().push((parent, index));
+        }
+    }
+    let live = snapshots.live();
+    for (dir, entries) in by_dir {
+        let Ok(Object::Directory(DirectoryObject { entries: names })) =
+            snapshots.objects().get(&dir)
+        else {
+            continue; // unreadable now: the kernel keeps those names until it trims them
+        };
+        for (parent, index) in entries {
+            if let Some(entry) = names.get(index as usize) {
+                live.forget_entry_later(parent, &entry.name);
+                live.forget_entry_later(InodeNo(parent.0 | ALIAS_BIT), &entry.name);
+            }
+        }
     }
 }
 
