@@ -1,5 +1,5 @@
 //! Giving freed heap memory back to the system after work whose allocations grew with the
-//! share (the first freeze of a large share, a verify, a gc's marking).
+//! share (the first snapshot of a large share, a verify, a gc's marking).
 //!
 //! glibc's allocator keeps what such work freed in its arenas, so the daemon's resident set
 //! would stay at the work's peak long after it ended: at 100,000 files the first snapshot left

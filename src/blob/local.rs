@@ -223,6 +223,10 @@ impl BlobBackend for LocalDir {
 
     /// A copy by `copy_file_range(2)` (what `std::fs::copy` uses): the kernel copies, a file
     /// system that can shares the blocks, and NFS 4.2 copies on the server.
+    fn reaches(&self, source: &ObjectAddress) -> bool {
+        matches!(source, ObjectAddress::File(_))
+    }
+
     fn copy_in(&self, source: &ObjectAddress, key: &BlobKey) -> Result<bool, BlobError> {
         let ObjectAddress::File(source) = source else {
             return Ok(false);

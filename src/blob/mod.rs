@@ -86,9 +86,14 @@ pub trait BlobBackend: Send + Sync {
     fn address(&self, _key: &BlobKey) -> Option<ObjectAddress> {
         None
     }
+    /// Whether [`BlobBackend::copy_in`] can copy from `source`: an object of the same bucket
+    /// of the same endpoint, or a file.
+    fn reaches(&self, _source: &ObjectAddress) -> bool {
+        false
+    }
     /// Stores under `key` a copy of the object at `source`, made where the bytes lie (a copy
     /// inside the bucket, `copy_file_range(2)` between files), atomically as a `put` is.
-    /// `Ok(false)`, with nothing stored, when this backend cannot reach `source` that way.
+    /// `Ok(false)`, with nothing stored, when this backend does not reach `source`.
     fn copy_in(&self, _source: &ObjectAddress, _key: &BlobKey) -> Result<bool, BlobError> {
         Ok(false)
     }
@@ -162,6 +167,10 @@ pub mod conformance {
         assert!(backend.list("nothing").expect("list").is_empty());
 
         if let Some(address) = backend.address(&b) {
+            assert!(
+                backend.reaches(&address),
+                "a backend reaches its own objects"
+            );
             let copy = key("data/cc/copy");
             assert!(backend.copy_in(&address, &copy).expect("copy"), "copied");
             assert_eq!(backend.get(&copy).expect("get"), b"new");

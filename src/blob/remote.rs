@@ -319,12 +319,16 @@ impl BlobBackend for RemoteStore {
         })
     }
 
+    fn reaches(&self, source: &ObjectAddress) -> bool {
+        matches!(source, ObjectAddress::Bucket { server, .. } if *server == self.server)
+    }
+
     /// S3's `CopyObject` when `source` is in the same bucket of the same endpoint.
     fn copy_in(&self, source: &ObjectAddress, key: &BlobKey) -> Result<bool, BlobError> {
-        let ObjectAddress::Bucket { server, path } = source else {
+        let ObjectAddress::Bucket { path, .. } = source else {
             return Ok(false);
         };
-        if *server != self.server {
+        if !self.reaches(source) {
             return Ok(false);
         }
         let from = ObjectPath::parse(path).map_err(|err| BlobError::Other {

@@ -34,10 +34,6 @@ use crate::format::object::{
 use crate::id::{ChunkId, InodeNo};
 use crate::tree_objects::TreeObjects;
 
-/// A freeze that encoded this many inodes (the first of a large share) gives the memory its
-/// capture took back to the system when it ends (see `heap`).
-const GIVE_BACK_AFTER: usize = 10_000;
-
 /// What a freeze produced: the root directory's object and attributes.
 pub struct Frozen {
     pub root: ObjectId,
@@ -143,9 +139,6 @@ impl LiveFs {
         let encoded = inos.into_iter().zip(ids).collect::<Vec<_>>();
         let count = encoded.len();
         self.record(encoded);
-        if count >= GIVE_BACK_AFTER {
-            crate::heap::give_back_freed();
-        }
         Ok(Frozen {
             root: root.0,
             root_record: root.1,

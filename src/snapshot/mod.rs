@@ -98,6 +98,13 @@ impl Catalog {
     }
 }
 
+/// A snapshot that encoded this many inodes (the first of a large share) allocated in
+/// proportion to the share: its capture and encode, the commit of its objects, the accounting
+/// diff. What they freed goes back to the system once the snapshot is made (see `heap`): at
+/// 200,000 files the first snapshot grew the daemon's RSS by 74 MiB, against 133 MiB when the
+/// freeze gave memory back before the commit and the diff.
+const GIVE_BACK_AFTER: usize = 10_000;
+
 /// The snapshots of one store.
 pub struct Snapshots {
     live: Arc<LiveFs>,
@@ -378,6 +385,11 @@ impl Snapshots {
         phases.lap("catalog");
         *next += 1;
         self.catalog.write().insert(name, record.clone());
+        drop(next);
+        if frozen.encoded >= GIVE_BACK_AFTER {
+            // Outside every lock: see the constant.
+            crate::heap::give_back_freed();
+        }
         tracing::info!(
             snapshot = name,
             root = %record.root,

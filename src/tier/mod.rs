@@ -365,6 +365,13 @@ impl Tier {
         Ok(tier)
     }
 
+    /// Where the object store keeps the share's marker: what tells whether a blob backend
+    /// reaches this tier's objects ([`crate::blob::BlobBackend::reaches`]).
+    pub fn address(&self) -> Option<crate::blob::ObjectAddress> {
+        self.backend
+            .address(&crate::blob::BlobKey::new(layout::MARKER)?)
+    }
+
     /// Where the object store keeps pack `pack`, and its length, if it was uploaded: what a
     /// vault in the same object store copies without the bytes passing through this host. An
     /// uploaded pack is sealed, and its object holds its bytes as the local pack does.

@@ -65,17 +65,19 @@ pub fn copy_tier_packs(
     root: ObjectId,
     progress: &Progress,
 ) -> Result<Copied, VaultError> {
-    if vault.is_encrypted() {
-        return Ok(Copied::default());
+    let mut copied = Copied::default();
+    let reached = tier
+        .address()
+        .is_some_and(|tier| vault.backend.reaches(&tier));
+    if vault.is_encrypted() || !reached {
+        return Ok(copied);
     }
     let needed = unsent_data(vault, objects, root)?;
     let candidates = candidates(objects, tier, &needed)?;
-    let mut copied = Copied::default();
     let Some((first, rest)) = candidates.split_first() else {
         return Ok(copied);
     };
-    // The first copy also finds out whether the vault's backend reaches the tier's objects at
-    // all, so that a vault elsewhere costs nothing more.
+    // One copy first: if the server refuses it (permissions, say), the others are not tried.
     match copy_one(&*vault.backend, first, progress) {
         Ok(Some(done)) => add(vault, &mut copied, done),
         Ok(None) => return Ok(copied),
