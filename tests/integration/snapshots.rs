@@ -480,18 +480,35 @@ fn view_inodes(m: &Mounted) -> u64 {
     status["snapshot_view"]["inodes"].as_u64().expect("a count")
 }
 
+/// Fills the share with `dirs` directories `dD` of `files` files `dD/fF` holding "D F\n".
+fn fill(m: &Mounted, dirs: usize, files: usize) {
+    for d in 0..dirs {
+        fs::create_dir(m.path(&format!("d{d}"))).unwrap();
+        for f in 0..files {
+            fs::write(m.path(&format!("d{d}/f{f}")), format!("{d} {f}\n")).unwrap();
+        }
+    }
+}
+
+/// How many lines the files under `dir` hold, read by `find -exec cat`.
+fn lines_in_files(dir: &Path) -> String {
+    let cat = Command::new("sh")
+        .arg("-c")
+        .arg("find \"$1\" -type f -exec cat {} + | wc -l")
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&cat.stdout).trim().to_owned()
+}
+
 /// Browsing a snapshot of thousands of files with `find` and `cat` leaves the daemon
 /// remembering only what the kernel holds: once the kernel drops its caches (and sends
 /// `forget`), the count falls, while a file kept open keeps its inode number and stays readable.
 #[test]
 fn browsing_a_large_snapshot_holds_only_what_the_kernel_holds() {
     let m = Mounted::new();
-    for d in 0..40 {
-        fs::create_dir(m.path(&format!("d{d}"))).unwrap();
-        for f in 0..75 {
-            fs::write(m.path(&format!("d{d}/f{f}")), format!("{d} {f}\n")).unwrap();
-        }
-    }
+    fill(&m, 40, 75);
     control(&m, "create big").unwrap();
     let snap = m.path(".snapshots/big");
     let find = Command::new("find").arg(&snap).output().unwrap();
@@ -500,14 +517,7 @@ fn browsing_a_large_snapshot_holds_only_what_the_kernel_holds() {
         find.stdout.iter().filter(|b| **b == b'\n').count(),
         1 + 40 + 40 * 75
     );
-    let cat = Command::new("sh")
-        .arg("-c")
-        .arg("find \"$1\" -type f -exec cat {} + | wc -l")
-        .arg("sh")
-        .arg(&snap)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&cat.stdout).trim(), "3000");
+    assert_eq!(lines_in_files(&snap), "3000");
     let before = view_inodes(&m);
     assert!(before >= 1000, "the kernel holds what find saw: {before}");
 
@@ -545,12 +555,7 @@ fn browsing_a_large_snapshot_holds_only_what_the_kernel_holds() {
 #[test]
 fn a_walk_over_a_snapshot_larger_than_the_budget_holds_the_budget() {
     let m = Mounted::new_with(&[], &["--metadata-cache", "128K"]);
-    for d in 0..60 {
-        fs::create_dir(m.path(&format!("d{d}"))).unwrap();
-        for f in 0..100 {
-            fs::write(m.path(&format!("d{d}/f{f}")), format!("{d} {f}\n")).unwrap();
-        }
-    }
+    fill(&m, 60, 100);
     control(&m, "create big").unwrap();
     let snap = m.path(".snapshots/big");
     let open = fs::File::open(snap.join("d3/f4")).unwrap();
@@ -563,14 +568,7 @@ fn a_walk_over_a_snapshot_larger_than_the_budget_holds_the_budget() {
     crate::harness::wait_for("the view back within its budget", 20, || {
         view_inodes(&m) <= 1024
     });
-    let cat = Command::new("sh")
-        .arg("-c")
-        .arg("find \"$1\" -type f -exec cat {} + | wc -l")
-        .arg("sh")
-        .arg(&snap)
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&cat.stdout).trim(), "6000");
+    assert_eq!(lines_in_files(&snap), "6000");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut &open, &mut text).unwrap();
     assert_eq!(text, "3 4\n");

@@ -57,6 +57,32 @@ fn move_to_a_new_host(
     (new_host, mounted)
 }
 
+/// A share tiered to `location` with an 8 MiB cache and a checkpoint every second.
+pub(crate) fn mount_with_small_cache(location: &str, env: &[(&str, String)]) -> Mounted {
+    Mounted::new_with_env(
+        &[
+            "--tier",
+            location,
+            "--cache-size",
+            "8M",
+            "--checkpoint-interval",
+            "1",
+        ],
+        &[],
+        env,
+    )
+}
+
+/// Waits until the packs take no more local disk than `bytes` (eviction ran).
+pub(crate) fn wait_for_cache_within(m: &Mounted, env: &[(&str, String)], bytes: u64) {
+    wait_for("the cache within its size", 30, || {
+        tier_status(m, env)["cache_used"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            <= bytes
+    });
+}
+
 pub(crate) fn drop_caches() {
     std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches");
 }
@@ -66,18 +92,7 @@ fn a_tiered_share_evicts_under_a_small_cache_and_attaches_whole_on_a_new_host() 
     let server = S3Server::start();
     let env = server.env();
     let location = server.url("tiers/share1");
-    let m = Mounted::new_with_env(
-        &[
-            "--tier",
-            &location,
-            "--cache-size",
-            "8M",
-            "--checkpoint-interval",
-            "1",
-        ],
-        &[],
-        &env,
-    );
+    let m = mount_with_small_cache(&location, &env);
     populate(&m);
     let big = noise(48 << 20, 7);
     std::fs::write(m.path("big"), &big).expect("write big");
@@ -90,12 +105,7 @@ fn a_tiered_share_evicts_under_a_small_cache_and_attaches_whole_on_a_new_host() 
     wait_until_checkpointed(&m, &env, 0);
 
     // The packs are evicted down to the cache size once uploaded...
-    wait_for("the cache within its size", 30, || {
-        tier_status(&m, &env)["cache_used"]
-            .as_u64()
-            .unwrap_or(u64::MAX)
-            <= 8 << 20
-    });
+    wait_for_cache_within(&m, &env, 8 << 20);
     // ...and read back byte for byte from the object store.
     drop_caches();
     assert!(std::fs::read(m.path(".snapshots/first/big")).expect("read") == big);
@@ -366,12 +376,7 @@ fn an_existing_store_is_tiered_and_uploads_what_it_held() {
     let snapshot = tree_state(&m.path(".snapshots/untiered"));
     wait_until_checkpointed(&m, &env, 0);
     // Uploaded, the old data is evicted down to the small cache like any other.
-    wait_for("the cache within its size", 30, || {
-        tier_status(&m, &env)["cache_used"]
-            .as_u64()
-            .unwrap_or(u64::MAX)
-            <= 1 << 20
-    });
+    wait_for_cache_within(&m, &env, 1 << 20);
     let (_new_host, m2) = move_to_a_new_host(m, &location, &env);
     assert_eq!(tree_state(&m2.mnt), live);
     assert_eq!(tree_state(&m2.path(".snapshots/untiered")), snapshot);

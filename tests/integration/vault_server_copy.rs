@@ -6,9 +6,12 @@
 
 use std::path::Path;
 
-use crate::harness::{Mounted, noise, wait_for};
+use crate::harness::{Mounted, noise};
 use crate::s3_server::S3Server;
-use crate::tier::{drop_caches, tier_status, wait_until_checkpointed};
+use crate::tier::{
+    drop_caches, mount_with_small_cache, tier_status, wait_for_cache_within,
+    wait_until_checkpointed,
+};
 use crate::vault::{ok_env, populate, tree_state};
 
 /// `snapfs backup NAME --to VAULT --json`: the report.
@@ -64,18 +67,7 @@ fn restored_tree(
 fn a_vault_in_the_tiers_bucket_takes_its_packs_by_server_side_copy() {
     let server = S3Server::start();
     let env = server.env();
-    let m = Mounted::new_with_env(
-        &[
-            "--tier",
-            &server.url("tiers/share"),
-            "--cache-size",
-            "8M",
-            "--checkpoint-interval",
-            "1",
-        ],
-        &[],
-        &env,
-    );
+    let m = mount_with_small_cache(&server.url("tiers/share"), &env);
     populate(&m);
     let big = noise(40 << 20, 11);
     std::fs::write(m.path("big"), &big).expect("write big");
@@ -83,12 +75,7 @@ fn a_vault_in_the_tiers_bucket_takes_its_packs_by_server_side_copy() {
     ok_env(&["snapshot", "create", "first", "--mount", &mnt], &env);
     let first = tree_state(&m.mnt);
     wait_until_checkpointed(&m, &env, 0);
-    wait_for("the cache within its size", 30, || {
-        tier_status(&m, &env)["cache_used"]
-            .as_u64()
-            .unwrap_or(u64::MAX)
-            <= 8 << 20
-    });
+    wait_for_cache_within(&m, &env, 8 << 20);
 
     // An unencrypted vault in the same bucket: the evicted data is copied by the server, not
     // fetched and sent again.
