@@ -164,9 +164,9 @@ pub enum ViewError {
 
 /// What the view remembers of an inode the kernel holds: where its entry lies, from which the
 /// inode is decoded again when asked for (its directory is in the object cache while it is
-/// browsed). About 50 bytes, where the inode itself (record, object id, extended attributes)
-/// took about 200: a `find` over a snapshot of a million files leaves the kernel holding a
-/// million inodes until it trims its caches.
+/// browsed). 48 bytes, where the inode itself (record, object id, extended attributes) takes
+/// about 200: a walk over a large snapshot leaves the kernel holding as many inodes as the
+/// view's budget allows.
 #[derive(Clone, Debug)]
 enum HeldEntry {
     /// Entry `index` of the directory object `dir`, looked up under `parent`.

@@ -13,7 +13,9 @@
 //! 3. the record is one atomic put: the backup is listed whole, or not at all.
 //!
 //! The whole backup holds a shared vault lock (`vault::lock`), so no gc deletes what the walk
-//! skipped because the index listed it.
+//! skipped because the index listed it. From a tiered store, the packs the object store can
+//! copy into the vault itself are copied first (`server_copy`), and the walk skips their
+//! chunks as it skips anything the vault holds.
 
 use std::collections::HashSet;
 
