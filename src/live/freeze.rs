@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use super::LiveFs;
 use super::content::{CapturedBlock, CapturedContent, FileContent, store_block_data};
+use super::encode_committed::{EncodedBelow, encode_committed};
 use super::error::{FsError, FsResult};
 use super::namespace::{Namespace, has_object};
 use crate::format::inode::InodeRecord;
@@ -32,6 +33,7 @@ use crate::format::object::{
     DirEntryObject, DirectoryObject, FileObject, ObjectId, SEGMENT_BLOCKS, Segment,
 };
 use crate::id::{ChunkId, InodeNo};
+use crate::meta::namespace::CommittedTree;
 use crate::tree_objects::TreeObjects;
 
 /// What a freeze produced: the root directory's object and attributes.
@@ -48,6 +50,8 @@ pub struct Frozen {
 /// child's object already made.
 struct Capture {
     items: Vec<Captured>,
+    /// The database as the capture saw it, if an item is to be encoded from it.
+    committed: Option<CommittedTree>,
     /// The root's object: the last item, or its frozen object if nothing changed.
     root: ChildObject,
     root_record: InodeRecord,
@@ -65,12 +69,17 @@ enum Captured {
         ino: InodeNo,
         entries: Vec<CapturedEntry>,
     },
+    /// A directory never frozen that was not in memory when the capture listed its parent,
+    /// nor anything below it: encoded from the database (see `encode_committed`).
+    Committed { ino: InodeNo },
 }
 
 impl Captured {
     fn ino(&self) -> InodeNo {
         match self {
-            Captured::File { ino, .. } | Captured::Directory { ino, .. } => *ino,
+            Captured::File { ino, .. }
+            | Captured::Directory { ino, .. }
+            | Captured::Committed { ino } => *ino,
         }
     }
 }
@@ -129,7 +138,7 @@ impl LiveFs {
         #[cfg(test)]
         self.pause_after_capture();
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
-        let (root, ids) = match self.encode(capture, objects) {
+        let Encoded { root, ids, below } = match self.encode(capture, objects) {
             Ok(encoded) => encoded,
             Err(err) => {
                 self.freeze_failed(inos);
@@ -137,8 +146,8 @@ impl LiveFs {
             }
         };
         let encoded = inos.into_iter().zip(ids).collect::<Vec<_>>();
-        let count = encoded.len();
-        self.record(encoded);
+        let count = encoded.len() + below.len();
+        self.record(encoded, below);
         Ok(Frozen {
             root: root.0,
             root_record: root.1,
@@ -161,7 +170,9 @@ impl LiveFs {
 
     /// Step 1: under the write gate and the namespace lock, thaws what changed since the last
     /// capture and copies out what encoding needs. Costs what changed (plus listing the thawed
-    /// directories not in memory), never hashing or storing.
+    /// directories not in memory), never hashing or storing. A directory never frozen that the
+    /// listing of its parent brought into memory is not listed: its subtree, none of it in
+    /// memory, is encoded from the database as this capture sees it.
     fn capture(&self) -> FsResult<Capture> {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -187,6 +198,7 @@ impl LiveFs {
         // Where each captured inode is in `items` (a file with several links is met once per
         // link, and captured the first time).
         let mut positions: HashMap<InodeNo, usize> = HashMap::new();
+        let mut committed = None;
         // Depth first without recursion: users choose how deep the share is, so the walk keeps
         // its own stack (one [`Frame`] per pending inode) on the heap.
         let mut stack = vec![Frame::Enter(InodeNo::ROOT)];
@@ -202,7 +214,16 @@ impl LiveFs {
                     }
                     if node.is_dir() {
                         // Never frozen, or thawed since: its entries are needed to encode it.
-                        tree.list(ino)?;
+                        for child in tree.list_loading(ino)? {
+                            let child_node = tree.node(child)?;
+                            if child_node.is_dir() && child_node.frozen.is_none() {
+                                if committed.is_none() {
+                                    committed = Some(self.meta.read_committed_tree()?);
+                                }
+                                positions.insert(child, items.len());
+                                items.push(Captured::Committed { ino: child });
+                            }
+                        }
                     }
                     let node = tree.node(ino)?;
                     match &node.entries {
@@ -243,6 +264,7 @@ impl LiveFs {
         let root_record = tree.node(InodeNo::ROOT)?.current_record();
         Ok(Capture {
             items,
+            committed,
             root,
             root_record,
         })
@@ -250,20 +272,18 @@ impl LiveFs {
 
     /// Step 2, with nothing locked: stores the copied buffered blocks (spread over the data
     /// workers, and handed back to their files), then puts every captured inode's object in
-    /// capture order, children first. Returns the root's object and attributes, and the
-    /// object of each captured inode in capture order.
-    fn encode(
-        &self,
-        capture: Capture,
-        objects: &TreeObjects,
-    ) -> FsResult<((ObjectId, InodeRecord), Vec<ObjectId>)> {
+    /// capture order, children first.
+    fn encode(&self, capture: Capture, objects: &TreeObjects) -> FsResult<Encoded> {
         let Capture {
             items,
+            committed,
             root,
             root_record,
         } = capture;
         let mut sealed = self.store_captured_blocks(&items)?;
         let mut ids: Vec<ObjectId> = Vec::with_capacity(items.len());
+        let mut below = Vec::new();
+        let mut links = HashMap::new();
         for (position, item) in items.into_iter().enumerate() {
             let id = match item {
                 Captured::File { captured, .. } => {
@@ -299,6 +319,15 @@ impl LiveFs {
                     }
                     objects.put(&DirectoryObject { entries: encoded }.encode())?
                 }
+                Captured::Committed { ino } => {
+                    let Some(tree) = &committed else {
+                        return Err(unfrozen(
+                            ino,
+                            "no database view for a directory not in memory",
+                        ));
+                    };
+                    encode_committed(tree, objects, ino, &mut below, &mut links)?
+                }
             };
             ids.push(id);
         }
@@ -309,7 +338,11 @@ impl LiveFs {
                 .ok_or_else(|| unfrozen(InodeNo::ROOT, "the top of a freeze"))?,
             ChildObject::None => return Err(unfrozen(InodeNo::ROOT, "the top of a freeze")),
         };
-        Ok(((root, root_record), ids))
+        Ok(Encoded {
+            root: (root, root_record),
+            ids,
+            below,
+        })
     }
 
     /// Stores the captured copies of buffered blocks, on the data workers, and hands each one
@@ -321,7 +354,7 @@ impl LiveFs {
             .enumerate()
             .filter_map(|(position, item)| match item {
                 Captured::File { captured, .. } => Some((position, captured)),
-                Captured::Directory { .. } => None,
+                Captured::Directory { .. } | Captured::Committed { .. } => None,
             })
             .flat_map(|(position, captured)| {
                 captured.buffered.iter().map(move |block| (position, block))
@@ -376,7 +409,13 @@ impl LiveFs {
     /// An inode no longer in memory is skipped: purged (its record must not gain a `frozen`
     /// row), or evicted, which it can only be if the database has no frozen object for it
     /// either; loaded again, an inode without one thaws the directories above it.
-    fn record(&self, encoded: Vec<(InodeNo, ObjectId)>) {
+    ///
+    /// The inodes encoded from the database (`below`) were not in memory at the capture. One
+    /// is kept unless it changed since (a change loads it and its directories first, so the
+    /// walk up finds them), or it is not in memory and the directory it was found in changed:
+    /// a purged inode left its last directory changed. One loaded since remembers its object
+    /// in memory too.
+    fn record(&self, encoded: Vec<(InodeNo, ObjectId)>, below: Vec<EncodedBelow>) {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
         let mut changed = self.changed.lock();
@@ -396,6 +435,22 @@ impl LiveFs {
             };
             node.frozen = Some(id);
             changed.newly_frozen.push((ino, id));
+        }
+        for EncodedBelow {
+            ino,
+            object,
+            holder,
+        } in below
+        {
+            // A directory changed since the capture was listed first, and eviction waits for
+            // the record: an inode it held that is not in memory now lost that name.
+            if stale.contains(&ino) || (stale.contains(&holder) && !tree.nodes.contains_key(&ino)) {
+                continue;
+            }
+            if let Some(node) = tree.nodes.get_mut(&ino) {
+                node.frozen = Some(object);
+            }
+            changed.newly_frozen.push((ino, object));
         }
     }
 
@@ -450,6 +505,14 @@ fn changed_and_above(
         }
     }
     stale
+}
+
+/// What an encoding made: the root's object and attributes, the object of each captured inode
+/// in capture order, and those of the inodes encoded from the database.
+struct Encoded {
+    root: (ObjectId, InodeRecord),
+    ids: Vec<ObjectId>,
+    below: Vec<EncodedBelow>,
 }
 
 /// The chunks the captured copies of buffered blocks were stored as (block index, chunk;
@@ -507,7 +570,7 @@ fn capture_entries(
 }
 
 /// Stores a regular file's segments and returns the id of its file object.
-fn encode_file(
+pub(super) fn encode_file(
     objects: &TreeObjects,
     size: u64,
     map: &std::collections::BTreeMap<u64, ChunkId>,
@@ -595,6 +658,125 @@ mod tests {
         assert_eq!(chain_depth(&objects, second.root), (DEEP, 6));
         let unchanged = on_small_stack(|| live.freeze(&objects)).expect("freeze unchanged");
         assert_eq!(unchanged.root, second.root);
+    }
+
+    /// Builds directories `d0`..`d3`, each with `sub/f0`..`f3`, a file `top`, a hard link
+    /// `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`; commits and closes.
+    fn never_frozen_share(path: &std::path::Path) {
+        let live = open(path);
+        for d in 0..4 {
+            mkdir(&live, &format!("d{d}"));
+            mkdir(&live, &format!("d{d}/sub"));
+            for f in 0..4 {
+                write_file(
+                    &live,
+                    &format!("d{d}/sub/f{f}"),
+                    format!("{d}/{f}").as_bytes(),
+                );
+            }
+        }
+        write_file(&live, "top", b"top");
+        let f0 = lookup(&live, "d0/sub/f0").expect("f0").ino;
+        live.link(f0, lookup(&live, "d1").expect("d1").ino, b"linked")
+            .expect("link");
+        live.make(
+            lookup(&live, "d2/sub").expect("sub").ino,
+            b"link",
+            super::super::create::NewInode::Symlink(b"f0"),
+            0o777,
+            ROOT,
+        )
+        .expect("symlink");
+        live.commit_now().expect("commit");
+        close(live);
+    }
+
+    /// After a remount nothing below the root's entries is in memory. The first freeze of a
+    /// share never frozen encodes those directories from the database, loads nothing below
+    /// them, makes the very objects a freeze of the share loaded whole makes, and records every
+    /// object it made: the next freeze after a remount encodes nothing. A file unlinked (its
+    /// last name) while the freeze encodes gains no frozen row.
+    #[test]
+    fn a_share_never_frozen_is_encoded_from_the_database_without_loading_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        close(live);
+        never_frozen_share(&path);
+        let copy = tmp.path().join("copy");
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&path)
+            .arg(&copy)
+            .status()
+            .expect("cp");
+        assert!(copied.success());
+
+        // The same share loaded whole first: every directory listed, nothing to read.
+        let whole = open(&copy);
+        whole
+            .tree
+            .write()
+            .list_subtree(InodeNo::ROOT)
+            .expect("list");
+        let objects = TreeObjects::new(whole.chunk_store());
+        let expected = whole.freeze(&objects).expect("freeze loaded whole");
+        drop(objects);
+        close(whole);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let gone = {
+            let reader = live.meta.read_namespace().expect("reader");
+            let d3 = reader.entries(InodeNo::ROOT).expect("root").into_iter();
+            let d3 = d3
+                .into_iter()
+                .find(|(name, _)| name == b"d3")
+                .expect("d3")
+                .1;
+            let sub = reader.entries(d3).expect("d3")[0].1;
+            reader.entries(sub).expect("sub")[0].1
+        };
+        let frozen = freeze_around(&live, &objects, |live| {
+            let sub = lookup(live, "d3/sub").expect("sub").ino;
+            live.unlink(sub, b"f0").expect("unlink");
+            live.commit_now().expect("commit while the freeze encodes");
+        });
+        // Root, 4 directories with a sub each, 16 files, top; the link and the hard link have
+        // no object of their own.
+        assert_eq!((frozen.encoded, frozen.root), (26, expected.root));
+        assert_eq!(
+            tree_dir(&live, &objects, frozen.root, &["d1"]).get("linked"),
+            Some(&file(b"0/0"))
+        );
+        live.commit_now().expect("commit");
+        let reader = live.meta.read_namespace().expect("reader");
+        assert_eq!(
+            reader.frozen(gone).expect("frozen"),
+            None,
+            "unlinked: no row"
+        );
+        let persisted = live.meta.frozen_ids().expect("frozen ids");
+        for (ino, _) in &persisted {
+            assert!(reader.inode(*ino).expect("inode").is_some(), "{ino} exists");
+        }
+        // Everything but d3/sub and d3, above the unlink, and the root.
+        assert_eq!(persisted.len(), 26 - 1 - 3);
+        drop(reader);
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let again = live.freeze(&objects).expect("freeze after a remount");
+        assert_eq!(again.encoded, 3, "d3/sub, d3 and the root");
+        // d3, not in memory and without a frozen object, was read from the database too.
+        assert_eq!(
+            live.tree.read().nodes.len(),
+            1 + 5,
+            "the root and its entries"
+        );
+        drop(objects);
+        close(live);
     }
 
     /// What each inode froze to outlives a remount: the first freeze after it encodes what
@@ -776,7 +958,9 @@ mod tests {
     /// object persisted, whether a commit ran in between (it removed the persisted objects
     /// above the change, which the record must not put back) or not. After a remount, a
     /// freeze holds the change. Covers a write, a truncate, an unlink, a rename in, and a
-    /// write through a second hard link in another captured directory.
+    /// write through a second hard link in another captured directory. Each also with a share
+    /// never frozen and remounted, whose directories the freeze encodes from the database
+    /// (`encode_committed`) while the change loads and changes them.
     #[test]
     fn a_change_while_a_freeze_encodes_is_in_the_next_snapshot_after_a_remount() {
         type Change = fn(&LiveFs);
@@ -834,10 +1018,12 @@ mod tests {
                 file(b"through the other link"),
             ),
         ];
-        for commit_between in [true, false] {
+        for (commit_between, never_frozen) in
+            [(true, false), (false, false), (true, true), (false, true)]
+        {
             for (what, change, name, expected) in &changes {
                 let tmp = tempfile::tempdir().expect("tempdir");
-                let (path, live) = new_store(tmp.path(), "store");
+                let (path, mut live) = new_store(tmp.path(), "store");
                 mkdir(&live, "top");
                 mkdir(&live, "top/sub");
                 mkdir(&live, "linked");
@@ -845,11 +1031,19 @@ mod tests {
                 live.link(f, lookup(&live, "linked").expect("linked").ino, b"f")
                     .expect("link");
                 write_file(&live, "outside", b"outside");
+                if never_frozen {
+                    write_file(&live, "top/sub/g", b"g");
+                    live.commit_now().expect("commit");
+                    close(live);
+                    live = open(&path);
+                }
                 let objects = TreeObjects::new(live.chunk_store());
-                live.freeze(&objects).expect("freeze");
-                live.commit_now().expect("commit");
-                // A change before the freeze, so that it captures sub, top and the root.
-                write_file(&live, "top/sub/g", b"g");
+                if !never_frozen {
+                    live.freeze(&objects).expect("freeze");
+                    live.commit_now().expect("commit");
+                    // A change before the freeze, so that it captures sub, top and the root.
+                    write_file(&live, "top/sub/g", b"g");
+                }
                 freeze_around(&live, &objects, |live| {
                     change(live);
                     if commit_between {
@@ -867,7 +1061,7 @@ mod tests {
                 assert_eq!(
                     sub.get(*name),
                     expected.is_some().then_some(expected),
-                    "{what}, commit between: {commit_between}"
+                    "{what}, commit between: {commit_between}, never frozen: {never_frozen}"
                 );
                 assert_eq!(sub.get("g"), Some(&file(b"g")), "{what}");
                 drop(objects);
@@ -954,8 +1148,12 @@ mod tests {
         live.write(moved_fh, 0, b"SECOND")
             .expect("write after the capture");
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
-        let ((root, _), ids) = live.encode(capture, &objects).expect("encode");
-        live.record(inos.into_iter().zip(ids).collect());
+        let Encoded {
+            root: (root, _),
+            ids,
+            below,
+        } = live.encode(capture, &objects).expect("encode");
+        live.record(inos.into_iter().zip(ids).collect(), below);
         let snapshot = tree_dir(&live, &objects, root, &[]);
         assert_eq!(snapshot.get("kept"), Some(&file(b"kept as captured")));
         assert_eq!(snapshot.get("moved"), Some(&file(b"first")));

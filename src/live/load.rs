@@ -63,20 +63,31 @@ impl Namespace {
     /// memory yet (and first `dir` itself, by number, if need be). Nothing happens for a listed
     /// directory.
     pub fn list(&mut self, dir: InodeNo) -> FsResult<()> {
+        self.list_loading(dir).map(drop)
+    }
+
+    /// [`Namespace::list`], returning the entries' inodes this listing brought into memory (in
+    /// no particular order): before it, nothing below any of them was in memory either (the
+    /// namespace's invariant), so the database holds each of their subtrees exactly.
+    pub fn list_loading(&mut self, dir: InodeNo) -> FsResult<Vec<InodeNo>> {
         self.load(dir)?;
         if self.is_listed(dir)? {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let reader = self.meta.read_namespace()?;
         let mut entries = BTreeMap::new();
+        let mut loaded = Vec::new();
         for (name, child) in reader.entries(dir)? {
-            if !self.nodes.contains_key(&child) && !self.load_child(&reader, dir, child)? {
-                continue;
+            if !self.nodes.contains_key(&child) {
+                if !self.load_child(&reader, dir, child)? {
+                    continue;
+                }
+                loaded.push(child);
             }
             entries.insert(name, child);
         }
         self.node_mut(dir)?.entries = Some(entries);
-        Ok(())
+        Ok(loaded)
     }
 
     /// Brings `ino` into memory by number if it is not there (with the directories holding it

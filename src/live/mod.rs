@@ -15,6 +15,7 @@ mod commit;
 mod content;
 mod create;
 mod dir;
+mod encode_committed;
 pub mod error;
 mod evict;
 mod freeze;

@@ -54,6 +54,19 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const FROZEN: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("frozen");
 const NEXT_INODE: &str = "next_inode";
 
+/// The block map of file `ino` in `table`.
+fn read_blocks(
+    table: &impl ReadableTable<(u64, u64), &'static [u8; 32]>,
+    ino: InodeNo,
+) -> Result<BTreeMap<u64, ChunkId>, MetaError> {
+    let mut out = BTreeMap::new();
+    for entry in table.range((ino.0, 0)..=(ino.0, u64::MAX))? {
+        let (key, id) = entry?;
+        out.insert(key.value().1, ChunkId(*id.value()));
+    }
+    Ok(out)
+}
+
 /// Copies every table of the metadata (namespace, block maps, frozen objects, accounting) from
 /// `from` into `to`: the metadata part of a checkpoint.
 pub fn copy_tables(from: &redb::ReadTransaction, to: &WriteTransaction) -> Result<(), redb::Error> {
@@ -186,14 +199,7 @@ impl MetaStore {
 
     /// The committed block map of one file.
     pub fn load_blocks(&self, ino: InodeNo) -> Result<BTreeMap<u64, ChunkId>, MetaError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BLOCKS)?;
-        let mut out = BTreeMap::new();
-        for entry in table.range((ino.0, 0)..=(ino.0, u64::MAX))? {
-            let (key, id) = entry?;
-            out.insert(key.value().1, ChunkId(*id.value()));
-        }
-        Ok(out)
+        read_blocks(&self.db.begin_read()?.open_table(BLOCKS)?, ino)
     }
 
     /// How many blocks the committed block map of `ino` holds (holes are absent).

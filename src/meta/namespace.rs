@@ -14,13 +14,16 @@
 //! the `namespace_tables` counter: a crash during it leaves the store as it was, and the next
 //! open does it again.
 
+use std::collections::BTreeMap;
+
 use redb::{
-    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition,
+    Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition,
 };
 
 use super::{
-    COUNTERS, DIRENTS, FROZEN, INODES, MetaError, MetaStore, NEXT_INODE, XATTRS, XattrMap,
+    BLOCKS, COUNTERS, DIRENTS, FROZEN, INODES, MetaError, MetaStore, NEXT_INODE, XATTRS, XattrMap,
+    read_blocks,
 };
 use crate::format::inode::InodeRecord;
 use crate::id::{ChunkId, InodeNo};
@@ -111,21 +114,33 @@ impl NamespaceReader {
     }
 }
 
+/// The namespace tables and the block maps as one transaction saw them: what a freeze needs
+/// to encode a subtree that is not in memory, in its own time, as it was at the freeze's
+/// capture (see `live::freeze`). Holding it keeps the database from reusing the pages it reads.
+pub struct CommittedTree {
+    pub namespace: NamespaceReader,
+    blocks: ReadOnlyTable<(u64, u64), &'static [u8; 32]>,
+}
+
+impl CommittedTree {
+    /// The committed block map of file `ino`.
+    pub fn blocks(&self, ino: InodeNo) -> Result<BTreeMap<u64, ChunkId>, MetaError> {
+        read_blocks(&self.blocks, ino)
+    }
+}
+
 impl MetaStore {
     /// A consistent view of the namespace tables as last committed.
     pub fn read_namespace(&self) -> Result<NamespaceReader, MetaError> {
+        namespace_reader(&self.db.begin_read()?)
+    }
+
+    /// A consistent view of the namespace tables and the block maps as last committed.
+    pub fn read_committed_tree(&self) -> Result<CommittedTree, MetaError> {
         let txn = self.db.begin_read()?;
-        let frozen = match txn.open_table(FROZEN) {
-            Ok(table) => Some(table),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(err) => return Err(err.into()),
-        };
-        Ok(NamespaceReader {
-            inodes: txn.open_table(INODES)?,
-            dirents: txn.open_table(DIRENTS)?,
-            names: txn.open_table(NAMES)?,
-            xattrs: txn.open_table(XATTRS)?,
-            frozen,
+        Ok(CommittedTree {
+            namespace: namespace_reader(&txn)?,
+            blocks: txn.open_table(BLOCKS)?,
         })
     }
 
@@ -165,6 +180,21 @@ impl MetaStore {
         }
         Ok(out)
     }
+}
+
+fn namespace_reader(txn: &ReadTransaction) -> Result<NamespaceReader, MetaError> {
+    let frozen = match txn.open_table(FROZEN) {
+        Ok(table) => Some(table),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(err) => return Err(err.into()),
+    };
+    Ok(NamespaceReader {
+        inodes: txn.open_table(INODES)?,
+        dirents: txn.open_table(DIRENTS)?,
+        names: txn.open_table(NAMES)?,
+        xattrs: txn.open_table(XATTRS)?,
+        frozen,
+    })
 }
 
 /// Gives a store from before format 4 its `names` and `orphans` tables, in one transaction,

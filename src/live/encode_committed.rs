@@ -1,0 +1,141 @@
+//! Encoding a subtree that is not in memory straight from the metadata database, for a freeze.
+//!
+//! A directory that was not in memory when a freeze's capture listed its parent has nothing
+//! below it in memory either (the namespace's invariant: an inode in memory has every directory
+//! above it in memory), so nothing below it has changed since it was committed: the database,
+//! read in a transaction begun during the capture, holds that subtree exactly as the snapshot
+//! must. Such a subtree with no frozen object (the first snapshot of a share, or of a store
+//! upgraded from format 3) is encoded from there, after the locks are released, instead of
+//! being loaded into the namespace under them: the capture stays bounded by what is in memory,
+//! and the namespace by its budget, whatever the size of the share.
+//!
+//! Memory here is the stack of directories being encoded (one level per depth, each with its
+//! entries) and what the walk hands back: the object of every inode it encoded, for the
+//! freeze's record to keep.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{FsError, FsResult};
+use super::freeze::encode_file;
+use crate::format::inode::InodeKind;
+use crate::format::object::{DirEntryObject, DirectoryObject, ObjectId};
+use crate::id::InodeNo;
+use crate::meta::{MetaError, namespace::CommittedTree};
+use crate::tree_objects::TreeObjects;
+
+/// An inode the walk encoded, with the directory it was found in: the record keeps its object
+/// only if that directory did not change since the capture (an entry removed from it may have
+/// been the inode's last name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodedBelow {
+    pub ino: InodeNo,
+    pub object: ObjectId,
+    pub holder: InodeNo,
+}
+
+/// One directory being encoded: the entries done so far, and those still to read.
+struct Level {
+    ino: InodeNo,
+    done: Vec<DirEntryObject>,
+    to_read: std::vec::IntoIter<(Vec<u8>, InodeNo)>,
+}
+
+/// Encodes directory `top` and everything below it as `tree` holds them, children before
+/// their directory, without recursion (users choose how deep the share is). An inode with a
+/// persisted frozen object keeps it; every other file and directory below `top` is encoded
+/// and added to `below`. `links` carries the objects of files with several links across the
+/// walks of one freeze, so each is encoded once. Returns the object of `top`.
+pub(super) fn encode_committed(
+    tree: &CommittedTree,
+    objects: &TreeObjects,
+    top: InodeNo,
+    below: &mut Vec<EncodedBelow>,
+    links: &mut HashMap<InodeNo, ObjectId>,
+) -> FsResult<ObjectId> {
+    let reader = &tree.namespace;
+    // Directories met so far: damage that made one appear twice (a loop) is an error, not a
+    // walk that never ends.
+    let mut seen = HashSet::from([top]);
+    let mut stack = vec![open_level(tree, top)?];
+    loop {
+        let Some(level) = stack.last_mut() else {
+            return Err(damaged(top, "an empty walk"));
+        };
+        let Some((name, child)) = level.to_read.next() else {
+            let Some(done) = stack.pop() else {
+                return Err(damaged(top, "an empty walk"));
+            };
+            let id = objects.put(&DirectoryObject { entries: done.done }.encode())?;
+            let Some(parent) = stack.last_mut() else {
+                return Ok(id);
+            };
+            // The directory's entry was pushed, without its object, when the walk went down.
+            if let Some(entry) = parent.done.last_mut() {
+                entry.object = Some(id);
+            }
+            below.push(EncodedBelow {
+                ino: done.ino,
+                object: id,
+                holder: parent.ino,
+            });
+            continue;
+        };
+        let holder = level.ino;
+        let Some(record) = reader.inode(child)? else {
+            tracing::error!(dir = %holder, %child, "directory entry names a missing inode; skipped");
+            continue;
+        };
+        let kind = record.kind;
+        let persisted = match kind {
+            InodeKind::File | InodeKind::Directory => reader.frozen(child)?,
+            _ => None,
+        };
+        let object = match (kind, persisted) {
+            (_, Some(id)) => Some(id),
+            (InodeKind::File, None) => match links.get(&child) {
+                Some(id) => Some(*id),
+                None => {
+                    let id = encode_file(objects, record.size, &tree.blocks(child)?)?;
+                    if record.nlink > 1 {
+                        links.insert(child, id);
+                    }
+                    // Kept by its first directory alone: removing any other of its names
+                    // changes the file itself (its link count).
+                    below.push(EncodedBelow {
+                        ino: child,
+                        object: id,
+                        holder,
+                    });
+                    Some(id)
+                }
+            },
+            _ => None,
+        };
+        let descend = kind == InodeKind::Directory && object.is_none();
+        level.done.push(DirEntryObject {
+            name,
+            link_id: child.0,
+            record,
+            object,
+            xattrs: reader.xattrs(child)?.into_iter().collect(),
+        });
+        if descend {
+            if !seen.insert(child) {
+                return Err(damaged(child, "a directory is reached twice"));
+            }
+            stack.push(open_level(tree, child)?);
+        }
+    }
+}
+
+fn open_level(tree: &CommittedTree, ino: InodeNo) -> FsResult<Level> {
+    Ok(Level {
+        ino,
+        done: Vec::new(),
+        to_read: tree.namespace.entries(ino)?.into_iter(),
+    })
+}
+
+fn damaged(ino: InodeNo, what: &'static str) -> FsError {
+    MetaError::Inconsistent { ino, what }.into()
+}
