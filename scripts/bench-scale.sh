@@ -12,7 +12,7 @@
 # (a loop writing a small file and timing each write) waited during it, `snapshot list` and
 # `status`, and `find` over the share and over a snapshot with the daemon's RSS after each;
 # then the snapshot inodes the daemon holds (`status --json`) and its RSS once the kernel has
-# dropped its caches and forgotten them.
+# dropped its caches and forgotten them, and the peak RSS of each mount (VmHWM).
 # Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store;
 # SNAPFS_BIN (default target/release/snapfs of this repository, built first) is what runs.
 set -euo pipefail
@@ -49,6 +49,7 @@ mount_store() {
     mount_secs=$(elapsed "$t0" "$(now)")
 }
 rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
+peak_mib() { awk '/^VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
 timed() { local t0; t0=$(now); "$@" >/dev/null; elapsed "$t0" "$(now)"; }
 row() { printf '%-44s %12s   %s\n' "$1" "$2" "${3:-}"; }
 
@@ -85,6 +86,7 @@ for ((s = 1; s <= snaps; s++)); do
     "$snapfs" snapshot create "s$s" --mount "$mnt" >/dev/null
 done
 rss_snapshots=$(rss_mib)
+peak_first_mount=$(peak_mib)
 "$snapfs" umount "$mnt" >/dev/null
 wait "$pid" || true
 
@@ -137,6 +139,7 @@ drop_caches
 sleep 2  # the kernel sends its forgets in its own time
 held_dropped=$(view_inodes)
 rss_dropped=$(rss_mib)
+peak_second_mount=$(peak_mib)
 "$snapfs" umount "$mnt" >/dev/null
 wait "$pid" || true
 
@@ -146,6 +149,7 @@ row "figure" "measured" "before issue 10 (1,000,000 files; 300,000 in brackets)"
 row "create the files (tar -x + sync)" "${create_secs}s" "327 s"
 row "daemon RSS after creating them" "${rss_created} MiB" "1,967 MiB (621)"
 row "daemon RSS after $snaps snapshots" "${rss_snapshots} MiB" "1,581 MiB (511)"
+row "daemon peak RSS: creating, $snaps snapshots" "${peak_first_mount} MiB" ""
 row "mount time (remount)" "${mount_secs}s" "2.1 s"
 row "daemon RSS after the remount" "${rss_mounted} MiB" "874 MiB (289)"
 row "first snapshot after remount, 10 changed" "${snap_after_remount}s" "5.7 s (1.53)"
@@ -160,3 +164,4 @@ row "daemon RSS after it" "${rss_find_snap} MiB" ""
 row "snapshot inodes held after it" "${held_find_snap}" ""
 row "... after drop_caches" "${held_dropped}" ""
 row "daemon RSS after drop_caches" "${rss_dropped} MiB" ""
+row "daemon peak RSS since the remount" "${peak_second_mount} MiB" ""

@@ -644,13 +644,17 @@ mod tests {
     #[test]
     fn a_deep_chain_freezes_without_recursion() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (_store, live) = new_store(tmp.path(), "store");
-        let objects = TreeObjects::new(live.chunk_store());
+        let (path, live) = new_store(tmp.path(), "store");
         let bottom = chain(&live, InodeNo::ROOT, b"d", DEEP);
         write_in(&live, bottom, b"leaf", b"first");
-
+        // Never frozen and not in memory after a remount: encoded from the database.
+        live.commit_now().expect("commit");
+        close(live);
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
         let first = on_small_stack(|| live.freeze(&objects)).expect("freeze");
         assert_eq!(chain_depth(&objects, first.root), (DEEP, 5));
+        assert_eq!(first.encoded, DEEP + 2, "the chain, the leaf and the root");
 
         write_in(&live, bottom, b"leaf", b"second");
         let second = on_small_stack(|| live.freeze(&objects)).expect("freeze again");
