@@ -65,8 +65,8 @@ pub struct MountArgs {
     /// Memory for the share's names and attributes loaded from the metadata database, in
     /// bytes (suffixes K, M, G); past it, the directories used least recently are dropped from
     /// memory and read again when next used, as the kernel's inode and dentry caches do. The
-    /// snapshot inodes the kernel holds get as much again (128 bytes each): past that, the
-    /// kernel is asked to forget those used least recently.
+    /// snapshot inodes the kernel holds get at most half as much (one per 512 bytes): past
+    /// that, the kernel is asked to forget those used least recently.
     #[arg(long, default_value = "64M", value_parser = super::parse_size)]
     pub metadata_cache: u64,
     /// Seconds between commits when nobody calls fsync.

@@ -76,7 +76,15 @@ pub trait KernelCache: Send + Sync {
 }
 
 /// Entries (directory, name) the kernel is to forget, on their way to the notifier thread.
-type ForgetQueue = std::sync::mpsc::Sender<(InodeNo, Vec<u8>)>;
+type ForgetQueue = std::sync::mpsc::Sender<Notice>;
+
+/// What the kernel notifier thread is asked to do, in order.
+enum Notice {
+    /// Have the kernel forget the entry `name` of directory `parent`.
+    Forget(InodeNo, Vec<u8>),
+    /// Every notice queued before this one was sent: say so.
+    Sent(std::sync::mpsc::Sender<()>),
+}
 
 /// Who asks for an operation: the owner of what it creates.
 #[derive(Clone, Copy, Debug)]
@@ -365,12 +373,17 @@ impl LiveFs {
             tracing::warn!("the share is already attached to a mount");
             return Ok(());
         }
-        let (sender, receiver) = std::sync::mpsc::channel::<(InodeNo, Vec<u8>)>();
+        let (sender, receiver) = std::sync::mpsc::channel::<Notice>();
         std::thread::Builder::new()
             .name("snapfs-kernel-notify".into())
             .spawn(move || {
-                for (parent, name) in receiver {
-                    cache.forget_entry(parent, &name);
+                for notice in receiver {
+                    match notice {
+                        Notice::Forget(parent, name) => cache.forget_entry(parent, &name),
+                        Notice::Sent(done) => {
+                            let _ = done.send(());
+                        }
+                    }
                 }
             })?;
         let _ = self.forget_later.set(sender);
@@ -426,9 +439,23 @@ impl LiveFs {
     /// snapshots at once starts no thread per snapshot.
     pub fn forget_entry_later(&self, parent: InodeNo, name: &[u8]) {
         if let Some(sender) = self.forget_later.get()
-            && sender.send((parent, name.to_vec())).is_err()
+            && sender.send(Notice::Forget(parent, name.to_vec())).is_err()
         {
             tracing::warn!("the kernel notifier thread is gone; an entry stays cached");
+        }
+    }
+
+    /// Waits until every notice queued before this call has been sent to the kernel. A caller
+    /// that queues many in rounds waits between them, so that the queue never holds more than
+    /// one round: the snapshot view, whose next round would otherwise queue again the names
+    /// the kernel has not been told of yet, without end while a walk outruns the notifier.
+    pub fn wait_for_forgets(&self) {
+        let Some(sender) = self.forget_later.get() else {
+            return;
+        };
+        let (done, sent) = std::sync::mpsc::channel();
+        if sender.send(Notice::Sent(done)).is_ok() {
+            let _ = sent.recv();
         }
     }
 
