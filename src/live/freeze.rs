@@ -2,8 +2,9 @@
 //! store. Each inode remembers the object it froze to until it changes, and a change thaws the
 //! inode and every directory above it, so a freeze re-encodes only the changed paths: its cost
 //! follows what changed since the previous freeze, not the size of the share. What is not in
-//! memory has not changed since the mount: a directory not listed stands for its subtree by the
-//! frozen object persisted for it, or, if it has none, is listed and encoded.
+//! memory has not changed since it was committed: a directory not listed stands for its subtree
+//! by the frozen object persisted for it, or, if it has none, is listed and encoded, or, if
+//! nothing below it is in memory either, encoded from the database (`encode_committed`).
 //!
 //! A freeze is three steps, so that writers wait only for the first and the last, and never for
 //! hashing, compressing or storing:
