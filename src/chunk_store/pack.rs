@@ -48,8 +48,10 @@ pub struct PackFile {
     reserved: AtomicU64,
     /// Whether this mount appends to the pack.
     active: bool,
-    /// Whether pages were mapped in by reads since the last release.
-    read_from: AtomicBool,
+    /// The bytes read since the last release, `read_start..read_end` (empty when none): what
+    /// may be mapped in.
+    read_start: AtomicU64,
+    read_end: AtomicU64,
     /// Frames reserved but not yet written and published.
     in_flight: AtomicU32,
     /// Frames were written since the last sync.
@@ -101,7 +103,8 @@ impl PackFile {
             map,
             reserved: AtomicU64::new(len),
             active: false,
-            read_from: AtomicBool::new(false),
+            read_start: AtomicU64::new(u64::MAX),
+            read_end: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             unsynced: AtomicBool::new(false),
             residence: RwLock::new(()),
@@ -143,7 +146,8 @@ impl PackFile {
             map,
             reserved: AtomicU64::new(PACK_HEADER_LEN as u64),
             active: true,
-            read_from: AtomicBool::new(false),
+            read_start: AtomicU64::new(u64::MAX),
+            read_end: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             unsynced: AtomicBool::new(false),
             residence: RwLock::new(()),
@@ -174,7 +178,8 @@ impl PackFile {
         if end > written {
             return None;
         }
-        self.read_from.store(true, Ordering::Relaxed);
+        self.read_start.fetch_min(offset, Ordering::Relaxed);
+        self.read_end.fetch_max(end, Ordering::Relaxed);
         let prefetch = (written - end)
             .min(READ_AHEAD)
             .min(u64::from(len) * READ_AHEAD_FRAMES) as usize;
@@ -189,10 +194,14 @@ impl PackFile {
         }
     }
 
-    /// Drops this pack's mapped pages if it was read from since the last call.
+    /// Drops this pack's mapped pages read since the last call. (A read racing with this may
+    /// leave its pages mapped until a later call's range covers them: a matter of memory,
+    /// never of the bytes read.)
     pub fn release_pages(&self) {
-        if self.read_from.swap(false, Ordering::Relaxed) {
-            self.map.release_pages();
+        let start = self.read_start.swap(u64::MAX, Ordering::Relaxed);
+        let end = self.read_end.swap(0, Ordering::Relaxed);
+        if start < end {
+            self.map.release_pages(start, end);
         }
     }
 

@@ -65,16 +65,24 @@ impl MappedFile {
         }
     }
 
-    /// Drops the whole mapping from this process's page tables (the data stays in the kernel's
-    /// page cache), so that streaming through a large store does not grow the daemon's
-    /// resident set. The chunk store calls it in batches: it costs a TLB shootdown.
-    pub fn release_pages(&self) {
+    /// Drops the pages of bytes `offset..end` from this process's page tables (the data stays
+    /// in the kernel's page cache), so that streaming through a large store does not grow the
+    /// daemon's resident set. The chunk store calls it in batches: it costs a TLB shootdown,
+    /// and a walk of the page tables over the range (hence a range, not the whole mapping).
+    pub fn release_pages(&self, offset: u64, end: u64) {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX) / PAGE * PAGE;
+        let end = usize::try_from(end)
+            .unwrap_or(usize::MAX)
+            .min(self.map.len());
+        if start >= end {
+            return;
+        }
         // SAFETY: MADV_DONTNEED on a read-only shared file mapping only discards this
         // process's page-table entries; later reads fault the same bytes back in from the
         // page cache, so no slice handed out ever observes different data.
         let _ = unsafe {
             self.map
-                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
         };
     }
 }
