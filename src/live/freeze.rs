@@ -764,7 +764,7 @@ mod tests {
         for (ino, _) in &persisted {
             assert!(reader.inode(*ino).expect("inode").is_some(), "{ino} exists");
         }
-        // Everything but d3/sub and d3, above the unlink, and the root.
+        // Everything but the file unlinked, and d3/sub, d3 and the root above it.
         assert_eq!(persisted.len(), 26 - 1 - 3);
         drop(reader);
         drop(objects);
