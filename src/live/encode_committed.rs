@@ -23,10 +23,10 @@ use crate::id::InodeNo;
 use crate::meta::{MetaError, namespace::CommittedTree};
 use crate::tree_objects::TreeObjects;
 
-/// An inode the walk encoded, with the directory it was found in: the record keeps its object
-/// only if that directory did not change since the capture (an entry removed from it may have
-/// been the inode's last name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An inode the walk encoded, with the directory it was found in: the record drops its object
+/// if the inode changed since the capture, or if it is no longer in memory and that directory
+/// changed (an entry removed from it may have been the inode's last name).
+#[derive(Debug, Clone, Copy)]
 pub struct EncodedBelow {
     pub ino: InodeNo,
     pub object: ObjectId,
