@@ -5,6 +5,8 @@
 //! - `cache`, `held_inodes`, `heap`: in-memory helpers with no knowledge of the layers (a
 //!   byte-bounded LRU; the table of inodes the kernel holds, counted by lookups and given back
 //!   by `forget`; freed heap memory handed back to the system after large work).
+//! - [`metadata_budget`]: how `--metadata-cache` is shared between the namespace, the
+//!   snapshot view and the metadata database's page cache.
 //! - [`progress`]: how far a long job has got, shared between the work and whoever shows it.
 //! - [`access`]: who sent a request, and what permission bits grant them.
 //! - [`storage`]: file I/O primitives (memory maps), the store lock.
@@ -46,6 +48,7 @@ pub mod history;
 pub mod id;
 pub mod live;
 pub mod meta;
+pub mod metadata_budget;
 pub mod metrics;
 pub(crate) mod path_tree;
 pub mod phases;

@@ -19,6 +19,7 @@ use crate::format::store_config::{
     STORE_CONFIG_FILE, STORE_FORMAT_VERSION, StoreConfig, StoreConfigError,
 };
 use crate::meta::{MetaError, MetaStore};
+use crate::metadata_budget::MetadataBudget;
 use crate::storage::durable;
 use crate::storage::lock::{LockError, StoreLock};
 
@@ -148,20 +149,30 @@ impl Store {
         Ok(config)
     }
 
-    /// Opens and locks an existing store.
+    /// Opens and locks an existing store, for the default metadata budget.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, MetadataBudget::DEFAULT)
+    }
+
+    /// Opens and locks an existing store, for a share served within `budget` (which sizes the
+    /// metadata database's page cache).
+    pub fn open_with(dir: &Path, budget: MetadataBudget) -> Result<Self, StoreError> {
         let dir = std::path::absolute(dir).map_err(io_at(dir))?;
         let (config, lock) = Self::lock_config(&dir)?;
-        Self::opened(dir, config, lock)
+        Self::opened(dir, config, lock, budget)
     }
 
     /// Opens a follower's copy of a checkpoint (`tier::follow`): a directory without an
     /// identity file, so that no command but the follower that made it opens it (a copy must
     /// never take the share's writer lease), with `config` given by that follower.
-    pub fn open_follower_copy(dir: &Path, config: StoreConfig) -> Result<Self, StoreError> {
+    pub fn open_follower_copy(
+        dir: &Path,
+        config: StoreConfig,
+        budget: MetadataBudget,
+    ) -> Result<Self, StoreError> {
         let dir = std::path::absolute(dir).map_err(io_at(dir))?;
         let lock = StoreLock::acquire(&dir)?;
-        Self::opened(dir, config, lock)
+        Self::opened(dir, config, lock, budget)
     }
 
     /// Reads the identity file of the store in `dir` (absolute), locks the store, and upgrades
@@ -222,8 +233,13 @@ impl Store {
 
 impl Store {
     /// Opened with `dir` absolute.
-    fn opened(dir: PathBuf, config: StoreConfig, lock: StoreLock) -> Result<Self, StoreError> {
-        let meta = MetaStore::open(&dir)?;
+    fn opened(
+        dir: PathBuf,
+        config: StoreConfig,
+        lock: StoreLock,
+        budget: MetadataBudget,
+    ) -> Result<Self, StoreError> {
+        let meta = MetaStore::open(&dir, budget.database_cache())?;
         if crate::meta::namespace::ensure_tables(&meta.database())? {
             tracing::info!(store = %dir.display(), "built the namespace lookup tables");
         }

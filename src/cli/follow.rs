@@ -19,6 +19,7 @@ use crate::blob::BlobLocation;
 use crate::format::store_config::TierConfig;
 use crate::fuse::{CacheOptions, KernelNotifier, ShareSwitch, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
+use crate::metadata_budget::MetadataBudget;
 use crate::schedule::clock::SystemClock;
 use crate::service::{Service, ServiceOptions};
 use crate::snapshot::Snapshots;
@@ -77,7 +78,7 @@ pub fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         )
     })?;
     let options = LiveOptions {
-        metadata_cache: args.metadata_cache,
+        metadata: MetadataBudget::new(args.metadata_cache),
         ..LiveOptions::default()
     };
     let first = open_checkpoint(&follower, newest, &options, &mountpoint)
@@ -162,7 +163,7 @@ fn open_checkpoint(
     mountpoint: &Path,
 ) -> anyhow::Result<Served> {
     let (dir, config) = follower.copy_of(id, &crate::progress::Progress::new())?;
-    let store = Store::open_follower_copy(&dir, config)?;
+    let store = Store::open_follower_copy(&dir, config, options.metadata)?;
     let live = LiveFs::serve(store, options.clone())?;
     let snapshots = Arc::new(Snapshots::open(live.clone(), Arc::new(SystemClock))?);
     let service = Service::open(

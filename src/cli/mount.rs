@@ -14,6 +14,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::daemon::{self, Readiness};
 use crate::fuse::{CacheOptions, KernelNotifier, SnapFuse};
 use crate::live::{LiveFs, LiveOptions};
+use crate::metadata_budget::MetadataBudget;
 use crate::schedule::clock::{Clock, ManualClock, SystemClock};
 use crate::service::metrics::MetricsEndpoint;
 use crate::service::{Service, ServiceOptions};
@@ -62,12 +63,13 @@ pub struct MountArgs {
     /// Memory for file data written but not yet stored, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "256M", value_parser = super::parse_size)]
     pub dirty_limit: u64,
-    /// Memory for the share's names and attributes loaded from the metadata database, in
-    /// bytes (suffixes K, M, G); past it, the directories used least recently are dropped from
-    /// memory and read again when next used, as the kernel's inode and dentry caches do. The
-    /// snapshot inodes the kernel holds get at most half as much (one per 512 bytes): past
-    /// that, the kernel is asked to forget those used least recently.
-    #[arg(long, default_value = "64M", value_parser = super::parse_size)]
+    /// Memory for metadata, in bytes (suffixes K, M, G). Half is for the share's names and
+    /// attributes loaded from the metadata database: past it, the directories used least
+    /// recently are dropped from memory and read again when next used, as the kernel's inode
+    /// and dentry caches do. A quarter is for the snapshot inodes the kernel holds (one per
+    /// 256 bytes): past that, the kernel is asked to forget those used least recently. A
+    /// quarter is the metadata database's page cache.
+    #[arg(long, default_value = "128M", value_parser = super::parse_size)]
     pub metadata_cache: u64,
     /// Seconds between commits when nobody calls fsync.
     #[arg(long, default_value_t = 2.0)]
@@ -182,14 +184,15 @@ fn serve(args: MountArgs, readiness: &Readiness) -> anyhow::Result<()> {
         // A snapshot waits on one thread for the kernel's writes, which another must serve.
         bail!("--writeback-cache on needs --threads 2 or more");
     }
-    let store = Store::open(&args.store)
+    let metadata = MetadataBudget::new(args.metadata_cache);
+    let store = Store::open_with(&args.store, metadata)
         .with_context(|| format!("cannot open store {}", args.store.display()))?;
     let source = format!("{MOUNT_SOURCE_PREFIX}{}", store.dir.display());
     let store_dir = store.dir.clone();
     let options = LiveOptions {
         dirty_limit: args.dirty_limit,
         commit_interval: Duration::from_secs_f64(args.commit_interval),
-        metadata_cache: args.metadata_cache,
+        metadata,
     };
     let signals = block_termination_signals()?;
     let live = LiveFs::serve(store, options).context("cannot load the share")?;

@@ -38,9 +38,6 @@ use crate::meta::namespace::NamespaceReader;
 /// RSS after the mount, per file). Used to turn `--metadata-cache` bytes into a count.
 pub const BYTES_PER_INODE: u64 = 1024;
 
-/// The default of `--metadata-cache`.
-pub const DEFAULT_METADATA_CACHE: u64 = 64 << 20;
-
 /// Fewest inodes the namespace may hold however small the budget: a few directories' worth,
 /// so that an operation never finds what it just loaded gone.
 const MIN_INODES: usize = 64;
@@ -266,7 +263,7 @@ mod tests {
         open_with(
             path,
             LiveOptions {
-                metadata_cache: 1,
+                metadata: crate::metadata_budget::MetadataBudget::new(1),
                 ..LiveOptions::default()
             },
         )

@@ -55,6 +55,7 @@ pub use xattr::{XattrFlags, XattrReply};
 use crate::chunk_store::ChunkStore;
 use crate::id::InodeNo;
 use crate::meta::MetaStore;
+use crate::metadata_budget::MetadataBudget;
 use crate::metrics::ShareMetrics;
 use crate::storage::lock::StoreLock;
 use crate::store::Store;
@@ -100,9 +101,10 @@ pub struct LiveOptions {
     pub dirty_limit: u64,
     /// How often changes are committed when nobody calls fsync.
     pub commit_interval: std::time::Duration,
-    /// Bytes of memory for the namespace (inodes, entries, attributes) loaded from the
-    /// metadata database; past it, what was used least recently is evicted (see `evict`).
-    pub metadata_cache: u64,
+    /// Memory for metadata (`--metadata-cache`): the namespace (inodes, entries, attributes)
+    /// loaded from the metadata database gets half; past it, what was used least recently is
+    /// evicted (see `evict`).
+    pub metadata: MetadataBudget,
 }
 
 impl Default for LiveOptions {
@@ -110,7 +112,7 @@ impl Default for LiveOptions {
         LiveOptions {
             dirty_limit: 256 << 20,
             commit_interval: std::time::Duration::from_secs(2),
-            metadata_cache: evict::DEFAULT_METADATA_CACHE,
+            metadata: MetadataBudget::DEFAULT,
         }
     }
 }
@@ -143,9 +145,9 @@ pub struct LiveFs {
     store: Arc<ChunkStore>,
     /// The object store of a tiered store (see `crate::tier`).
     tier: Option<Arc<crate::tier::Tier>>,
-    /// `--metadata-cache`: the bytes the namespace may take, and what the snapshot view sizes
-    /// its own table of inodes by.
-    metadata_cache: u64,
+    /// `--metadata-cache`: what the namespace may take, and what the snapshot view sizes its
+    /// own table of inodes by.
+    metadata: MetadataBudget,
     meta: MetaStore,
     block_size: u32,
     tree: RwLock<Namespace>,
@@ -201,8 +203,10 @@ impl LiveFs {
             tier,
             lock,
         } = store;
-        let (namespace, orphans) =
-            Namespace::open(meta.clone(), evict::max_inodes(options.metadata_cache))?;
+        let (namespace, orphans) = Namespace::open(
+            meta.clone(),
+            evict::max_inodes(options.metadata.namespace()),
+        )?;
         let fs = Arc::new(LiveFs {
             store: chunks,
             tier,
@@ -211,7 +215,7 @@ impl LiveFs {
             share_id: config.share_id(),
             _lock: lock,
             tree: RwLock::new(namespace),
-            metadata_cache: options.metadata_cache,
+            metadata: options.metadata,
             dirt: Mutex::new(Dirt::default()),
             changed: Mutex::new(Changed::default()),
             write_gate: RwLock::new(()),
@@ -336,9 +340,9 @@ impl LiveFs {
     }
 
     /// What the share counts for monitoring.
-    /// The memory budget of metadata (`--metadata-cache`), in bytes.
-    pub fn metadata_cache(&self) -> u64 {
-        self.metadata_cache
+    /// The memory budget of metadata (`--metadata-cache`).
+    pub fn metadata_budget(&self) -> MetadataBudget {
+        self.metadata
     }
 
     /// The tier of a tiered store.

@@ -35,13 +35,9 @@ use crate::chunk_store::index::StoredChange;
 use crate::format::DecodeError;
 use crate::format::inode::InodeRecord;
 use crate::id::{ChunkId, InodeNo};
+use crate::metadata_budget::MetadataBudget;
 
 pub const META_FILE: &str = "meta.redb";
-
-/// redb's page cache. Its default (1 GiB) would dominate the daemon's memory; the namespace
-/// loads what it uses into memory and keeps it, so the cache mostly serves block maps, the
-/// chunk index and the first reads of directories.
-const META_CACHE_BYTES: usize = 64 << 20;
 
 /// The extended attributes of one inode, by name.
 pub type XattrMap = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -156,7 +152,7 @@ impl MetaStore {
     pub fn create(store_dir: &Path, root: &InodeRecord) -> Result<Self, MetaError> {
         let path = store_dir.join(META_FILE);
         let db = Database::builder()
-            .set_cache_size(META_CACHE_BYTES)
+            .set_cache_size(MetadataBudget::DEFAULT.database_cache())
             .create(&path)?;
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| MetaError::Db(redb::Error::Io(e)))?;
@@ -175,10 +171,12 @@ impl MetaStore {
         Ok(MetaStore { db: Arc::new(db) })
     }
 
-    pub fn open(store_dir: &Path) -> Result<Self, MetaError> {
+    /// Opens the database with a page cache of `cache_bytes` (redb's default, 1 GiB, would
+    /// dominate the daemon's memory: see `metadata_budget`).
+    pub fn open(store_dir: &Path, cache_bytes: usize) -> Result<Self, MetaError> {
         let warned = std::sync::atomic::AtomicBool::new(false);
         let db = Database::builder()
-            .set_cache_size(META_CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .set_repair_callback(move |session| {
                 // redb walks the whole database when it was not closed cleanly: a mount then
                 // takes time in proportion to the share.

@@ -121,3 +121,29 @@ fn fusermount_umount_and_sigterm_unmount_cleanly_and_keep_data() {
         }
     }
 }
+
+/// A snapshot whose create returned is complete after `kill -9`, and so is the share it was
+/// taken of, though nothing was fsynced and no periodic commit ran: the create commits both.
+#[test]
+fn a_snapshot_whose_create_returned_survives_kill_9_with_what_it_holds() {
+    let mut m = Mounted::new_with(&[], &["--commit-interval", "3600"]);
+    for i in 0..20u8 {
+        fs::write(
+            m.path(&format!("f{i}")),
+            pattern(i, 70_000 + usize::from(i)),
+        )
+        .unwrap();
+    }
+    fs::write(m.path(".snapshots/.control"), "create before-crash\n").unwrap();
+    m.kill9();
+    m.mount();
+    for i in 0..20u8 {
+        let expected = pattern(i, 70_000 + usize::from(i));
+        let name = format!("f{i}");
+        assert_eq!(
+            fs::read(m.path(&format!(".snapshots/before-crash/{name}"))).unwrap(),
+            expected
+        );
+        assert_eq!(fs::read(m.path(&name)).unwrap(), expected, "the share too");
+    }
+}
