@@ -36,6 +36,7 @@ pub use crate::tree_objects::walk_tree;
 /// A pack is rewritten when its live frames fill less than this share of it.
 const COMPACT_BELOW: f64 = 0.5;
 
+/// Why a collection stopped (it removed nothing it had not marked garbage).
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
     #[error("chunk store: {0}")]
@@ -46,6 +47,12 @@ pub enum GcError {
     Meta(String),
     #[error(transparent)]
     Accounting(#[from] AccountingError),
+}
+
+impl From<crate::meta::MetaError> for GcError {
+    fn from(err: crate::meta::MetaError) -> Self {
+        GcError::Meta(err.to_string())
+    }
 }
 
 /// What a collection did.
@@ -73,20 +80,18 @@ pub fn mark(snapshots: &Snapshots, progress: &Progress) -> Result<HashSet<ChunkI
     {
         marked.insert(chunk);
     }
-    // After the snapshots: what the live share froze to last is mostly their objects.
-    let roots: Vec<_> = snapshots
-        .roots_in_use()
-        .into_iter()
-        .chain(
-            live.frozen_objects()
-                .map_err(|err| GcError::Meta(err.to_string()))?,
-        )
-        .collect();
+    let roots = snapshots.roots_in_use();
     progress.stage("marking trees", Unit::Items, Some(roots.len() as u64));
     for root in roots {
         walk_tree(snapshots.objects(), root, &mut |id| marked.insert(id))?;
         progress.add(1);
     }
+    // After the snapshots: what the live share froze to last is mostly their objects, so
+    // most of these walks stop at once.
+    live.for_each_frozen_object(|object| -> Result<(), GcError> {
+        walk_tree(snapshots.objects(), object, &mut |id| marked.insert(id))?;
+        Ok(())
+    })?;
     Ok(marked)
 }
 

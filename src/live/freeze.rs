@@ -760,7 +760,21 @@ mod tests {
             None,
             "unlinked: no row"
         );
-        let persisted = live.meta.frozen_ids().expect("frozen ids");
+        let persisted = live
+            .meta
+            .frozen_ids_after(None, usize::MAX)
+            .expect("frozen ids");
+        // Read two at a time (as gc reads them, in larger batches), the same rows.
+        let (mut paged, mut after) = (Vec::new(), None);
+        loop {
+            let batch = live.meta.frozen_ids_after(after, 2).expect("batch");
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            paged.extend(batch);
+            after = Some(last);
+        }
+        assert_eq!(paged, persisted);
         for (ino, _) in &persisted {
             assert!(reader.inode(*ino).expect("inode").is_some(), "{ino} exists");
         }

@@ -30,6 +30,7 @@ mod walk;
 mod workers;
 mod xattr;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -492,39 +493,58 @@ impl LiveFs {
     /// Starts a collection: from now on the chunk store records every chunk a writer reuses.
     /// Taken under the write gate, so no write is between storing a chunk and recording it.
     ///
-    /// The objects inodes froze to stay in use (gc marks them, [`LiveFs::frozen_objects`]),
+    /// The objects inodes froze to stay in use (gc marks them, [`LiveFs::for_each_frozen_object`]),
     /// so the next freeze may reuse them even after the snapshots holding them are gone.
     pub fn begin_gc(&self) {
         let _gate = self.write_gate.write();
         self.store.begin_gc();
     }
 
-    /// Every object an inode froze to and may reuse in the next freeze. Inodes changed since
-    /// the last freeze are thawed first (the freeze would thaw them anyway), so that what they
-    /// froze to before the change is not kept. (Mostly the newest snapshot's objects; a walk
-    /// from them stops at once at what it saw.)
+    /// Calls `visit` with every object an inode froze to and may reuse in the next freeze.
+    /// Inodes changed since the last freeze are thawed first (the freeze would thaw them
+    /// anyway), so that what they froze to before the change is not kept. (Mostly the newest
+    /// snapshot's objects; a walk from them stops at once at what it saw.) Call with freezes
+    /// held off (`hold_freezes`): no inode gains a frozen object meanwhile.
     ///
-    /// Inodes not in memory count with their persisted objects: unchanged since the mount, the
-    /// next freeze reuses them, or (below a directory thawed since) their own.
-    pub fn frozen_objects(
+    /// Inodes in memory count with their objects there, taken under the namespace lock (as
+    /// many as the namespace's budget allows). The others count with their persisted objects,
+    /// read in batches after the lock is released, so memory does not grow with the share:
+    /// unchanged since the mount, the next freeze reuses them, or (below a directory thawed
+    /// since) their own. An inode loaded or evicted meanwhile is still counted: one loaded
+    /// since counts with its persisted object, which it had when the lock was released or
+    /// which is gone, and one evicted had its persisted object in memory.
+    pub fn for_each_frozen_object<E: From<crate::meta::MetaError>>(
         &self,
-    ) -> Result<Vec<crate::format::object::ObjectId>, crate::meta::MetaError> {
-        let persisted = self.meta.frozen_ids()?;
-        let mut tree = self.tree.write();
-        let stale: Vec<InodeNo> = self.changed.lock().since_freeze.iter().copied().collect();
-        for ino in stale {
-            tree.thaw(ino);
+        mut visit: impl FnMut(crate::format::object::ObjectId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        /// Persisted rows read per transaction.
+        const BATCH: usize = 4096;
+        let (loaded, in_memory) = {
+            let mut tree = self.tree.write();
+            let stale: Vec<InodeNo> = self.changed.lock().since_freeze.iter().copied().collect();
+            for ino in stale {
+                tree.thaw(ino);
+            }
+            let loaded: HashSet<InodeNo> = tree.nodes.keys().copied().collect();
+            let in_memory: Vec<_> = tree.nodes.values().filter_map(|node| node.frozen).collect();
+            (loaded, in_memory)
+        };
+        for id in in_memory {
+            visit(id)?;
         }
-        let unloaded = persisted
-            .into_iter()
-            .filter(|(ino, _)| !tree.nodes.contains_key(ino))
-            .map(|(_, id)| id);
-        Ok(tree
-            .nodes
-            .values()
-            .filter_map(|node| node.frozen)
-            .chain(unloaded)
-            .collect())
+        let mut after = None;
+        loop {
+            let batch = self.meta.frozen_ids_after(after, BATCH)?;
+            let Some(&(last, _)) = batch.last() else {
+                return Ok(());
+            };
+            for (ino, id) in batch {
+                if !loaded.contains(&ino) {
+                    visit(id)?;
+                }
+            }
+            after = Some(last);
+        }
     }
 
     /// The namespace, read-locked, with `dir` listed (listing it under the write lock first if

@@ -164,17 +164,28 @@ impl MetaStore {
         })
     }
 
-    /// Every persisted frozen object, by inode: the objects a later freeze may reuse for inodes
-    /// not in memory (see `LiveFs::frozen_objects`).
-    pub fn frozen_ids(&self) -> Result<Vec<(InodeNo, ChunkId)>, MetaError> {
+    /// Up to `limit` persisted frozen objects, by inode, of the inodes numbered above `after`
+    /// (from the first with `None`), in inode order: the objects a later freeze may reuse for
+    /// inodes not in memory (see `LiveFs::for_each_frozen_object`). A batch at a time, so that
+    /// a walk over them holds neither the whole table nor a transaction.
+    pub fn frozen_ids_after(
+        &self,
+        after: Option<InodeNo>,
+        limit: usize,
+    ) -> Result<Vec<(InodeNo, ChunkId)>, MetaError> {
         let txn = self.db.begin_read()?;
         let table = match txn.open_table(FROZEN) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(err) => return Err(err.into()),
         };
+        let rows = match after {
+            Some(InodeNo(ino)) if ino == u64::MAX => return Ok(Vec::new()),
+            Some(InodeNo(ino)) => table.range(ino + 1..)?,
+            None => table.range(0..)?,
+        };
         let mut out = Vec::new();
-        for entry in table.iter()? {
+        for entry in rows.take(limit) {
             let (ino, id) = entry?;
             out.push((InodeNo(ino.value()), ChunkId(*id.value())));
         }
