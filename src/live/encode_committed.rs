@@ -23,14 +23,33 @@ use crate::id::InodeNo;
 use crate::meta::{MetaError, namespace::CommittedTree};
 use crate::tree_objects::TreeObjects;
 
-/// An inode the walk encoded, with the directory it was found in: the record drops its object
-/// if the inode changed since the capture, or if it is no longer in memory and that directory
-/// changed (an entry removed from it may have been the inode's last name).
-#[derive(Debug, Clone, Copy)]
+/// The inodes the walks encoded, each with its object and the directory it was found in: the
+/// record drops an object if its inode changed since the capture, or if it is no longer in
+/// memory and that directory changed (an entry removed from it may have been the inode's last
+/// name).
+///
+/// Two vectors of the same length rather than one of triples: the record keeps the first as
+/// the commit's list of frozen objects instead of copying it (at 1,000,000 files, 40 MiB).
+#[derive(Debug, Default)]
 pub struct EncodedBelow {
-    pub ino: InodeNo,
-    pub object: ObjectId,
-    pub holder: InodeNo,
+    objects: Vec<(InodeNo, ObjectId)>,
+    holders: Vec<InodeNo>,
+}
+
+impl EncodedBelow {
+    fn push(&mut self, ino: InodeNo, object: ObjectId, holder: InodeNo) {
+        self.objects.push((ino, object));
+        self.holders.push(holder);
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Each inode with its object, and the directory each was found in (in the same order).
+    pub fn into_parts(self) -> (Vec<(InodeNo, ObjectId)>, Vec<InodeNo>) {
+        (self.objects, self.holders)
+    }
 }
 
 /// One directory being encoded: the entries done so far, and those still to read.
@@ -49,7 +68,7 @@ pub(super) fn encode_committed(
     tree: &CommittedTree,
     objects: &TreeObjects,
     top: InodeNo,
-    below: &mut Vec<EncodedBelow>,
+    below: &mut EncodedBelow,
     links: &mut HashMap<InodeNo, ObjectId>,
 ) -> FsResult<ObjectId> {
     let reader = &tree.namespace;
@@ -73,11 +92,7 @@ pub(super) fn encode_committed(
             if let Some(entry) = parent.done.last_mut() {
                 entry.object = Some(id);
             }
-            below.push(EncodedBelow {
-                ino: done.ino,
-                object: id,
-                holder: parent.ino,
-            });
+            below.push(done.ino, id, parent.ino);
             continue;
         };
         let holder = level.ino;
@@ -101,11 +116,7 @@ pub(super) fn encode_committed(
                     }
                     // Kept by its first directory alone: removing any other of its names
                     // changes the file itself (its link count).
-                    below.push(EncodedBelow {
-                        ino: child,
-                        object: id,
-                        holder,
-                    });
+                    below.push(child, id, holder);
                     Some(id)
                 }
             },

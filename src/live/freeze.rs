@@ -283,7 +283,7 @@ impl LiveFs {
         } = capture;
         let mut sealed = self.store_captured_blocks(&items)?;
         let mut ids: Vec<ObjectId> = Vec::with_capacity(items.len());
-        let mut below = Vec::new();
+        let mut below = EncodedBelow::default();
         let mut links = HashMap::new();
         for (position, item) in items.into_iter().enumerate() {
             let id = match item {
@@ -416,7 +416,7 @@ impl LiveFs {
     /// walk up finds them), or it is not in memory and the directory it was found in changed:
     /// a purged inode left its last directory changed. One loaded since remembers its object
     /// in memory too.
-    fn record(&self, encoded: Vec<(InodeNo, ObjectId)>, below: Vec<EncodedBelow>) {
+    fn record(&self, encoded: Vec<(InodeNo, ObjectId)>, below: EncodedBelow) {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
         let mut changed = self.changed.lock();
@@ -427,6 +427,29 @@ impl LiveFs {
         self.freeze_in_flight
             .store(false, std::sync::atomic::Ordering::Release);
         let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
+        let (mut kept, holders) = below.into_parts();
+        let mut holders = holders.into_iter();
+        // `retain` visits each once, in order.
+        kept.retain(|&(ino, object)| {
+            let holder = holders.next();
+            let node = tree.nodes.get_mut(&ino);
+            // A directory changed since the capture was listed first, and eviction waits for
+            // the record: an inode it held that is not in memory now lost that name.
+            if stale.contains(&ino)
+                || (node.is_none() && holder.is_none_or(|holder| stale.contains(&holder)))
+            {
+                return false;
+            }
+            if let Some(node) = node {
+                node.frozen = Some(object);
+            }
+            true
+        });
+        if changed.newly_frozen.is_empty() {
+            changed.newly_frozen = kept;
+        } else {
+            changed.newly_frozen.append(&mut kept);
+        }
         for (ino, id) in encoded {
             if stale.contains(&ino) {
                 continue;
@@ -436,22 +459,6 @@ impl LiveFs {
             };
             node.frozen = Some(id);
             changed.newly_frozen.push((ino, id));
-        }
-        for EncodedBelow {
-            ino,
-            object,
-            holder,
-        } in below
-        {
-            // A directory changed since the capture was listed first, and eviction waits for
-            // the record: an inode it held that is not in memory now lost that name.
-            if stale.contains(&ino) || (stale.contains(&holder) && !tree.nodes.contains_key(&ino)) {
-                continue;
-            }
-            if let Some(node) = tree.nodes.get_mut(&ino) {
-                node.frozen = Some(object);
-            }
-            changed.newly_frozen.push((ino, object));
         }
     }
 
@@ -513,7 +520,7 @@ fn changed_and_above(
 struct Encoded {
     root: (ObjectId, InodeRecord),
     ids: Vec<ObjectId>,
-    below: Vec<EncodedBelow>,
+    below: EncodedBelow,
 }
 
 /// The chunks the captured copies of buffered blocks were stored as (block index, chunk;
