@@ -10,7 +10,8 @@
 # between them), a remount, and, measured after it: the mount time, the daemon's RSS, the time
 # of the first snapshot after the remount with 10 files changed and the longest a writer
 # (a loop writing a small file and timing each write) waited during it, `snapshot list` and
-# `status`, and `find` over the share and over a snapshot with the daemon's RSS after each;
+# `status`, `find` and `tar -c` over the share and `find` over a snapshot, with the daemon's
+# RSS after each;
 # then the snapshot inodes the daemon holds (`status --json`) and its RSS once the kernel has
 # dropped its caches and forgotten them, and the peak RSS of each mount (VmHWM).
 # Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store;
@@ -127,6 +128,10 @@ drop_caches
 find_live=$(timed find "$mnt" -xdev)
 rss_find=$(rss_mib)
 drop_caches
+# Through a pipe: GNU tar reads no file when its archive is /dev/null.
+tar_live=$(timed bash -c 'tar -C "$1" --exclude=./.snapshots -cf - . | cat >/dev/null' _ "$mnt")
+rss_tar=$(rss_mib)
+drop_caches
 find_snap=$(timed find "$mnt/.snapshots/s1")
 rss_find_snap=$(rss_mib)
 # What the snapshot view remembers is what the kernel holds: it falls once the kernel forgets.
@@ -159,6 +164,8 @@ row "snapshot list" "${list_secs}s" "8.9 s with 3 snapshots"
 row "status" "${status_secs}s" "(3.2 s with 3 snapshots)"
 row "find over the share (cold)" "${find_live}s" ""
 row "daemon RSS after it" "${rss_find} MiB" ""
+row "tar -c over the share (cold)" "${tar_live}s" ""
+row "daemon RSS after it" "${rss_tar} MiB" ""
 row "find over a snapshot (cold)" "${find_snap}s" ""
 row "daemon RSS after it" "${rss_find_snap} MiB" ""
 row "snapshot inodes held after it" "${held_find_snap}" ""
