@@ -111,9 +111,11 @@ while time.monotonic() < stop and not os.path.exists(out + ".stop"):
     time.sleep(0.001)
 PY
 writer=$!
-sleep 1
-echo 0 >"$work/stall"  # the worst before the snapshot does not count
+# The changes list their directories (read from the disk, the caches being cold), which keeps
+# the writer waiting too: that is before the snapshot and does not count.
 for i in $(seq 0 9); do echo "changed after remount" >"$mnt/c0/d000/f00$i"; done
+sleep 1
+echo 0 >"$work/stall"
 snap_after_remount=$(timed "$snapfs" snapshot create after-remount --mount "$mnt")
 sleep 0.2
 touch "$work/stall.stop"

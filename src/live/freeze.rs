@@ -129,6 +129,9 @@ impl LiveFs {
         // step does, moving it into the block maps so it is hashed once): the capture then
         // copies only what was buffered in the last moments.
         self.store_buffered_data();
+        let mut phases = crate::phases::Phases::start();
+        self.warm_capture();
+        phases.lap("warm");
         let capture = match self.capture() {
             Ok(capture) => capture,
             Err(err) => {
@@ -136,6 +139,7 @@ impl LiveFs {
                 return Err(err);
             }
         };
+        phases.lap("capture (writers wait)");
         #[cfg(test)]
         self.pause_after_capture();
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
@@ -146,9 +150,12 @@ impl LiveFs {
                 return Err(err);
             }
         };
+        phases.lap("encode");
         let encoded = inos.into_iter().zip(ids).collect::<Vec<_>>();
         let count = encoded.len() + below.len();
         self.record(encoded, below);
+        phases.lap("record (writers wait)");
+        tracing::debug!(phases = %phases, encoded = count, "where the freeze's time went");
         Ok(Frozen {
             root: root.0,
             root_record: root.1,
@@ -174,6 +181,34 @@ impl LiveFs {
     /// directories not in memory), never hashing or storing. A directory never frozen that the
     /// listing of its parent brought into memory is not listed: its subtree, none of it in
     /// memory, is encoded from the database as this capture sees it.
+    /// Reads from the database, with no lock held, what the capture is about to list: the
+    /// entries of the thawed directories in memory that are not listed, and the records of the
+    /// inodes they name. The capture lists them under the write gate and the namespace lock,
+    /// and now finds them in the page cache instead of waiting there for the disk: after a
+    /// remount with cold caches, the first snapshot of a share never frozen kept writers
+    /// waiting 146 ms at 200,000 files (7 ms per directory of 100 entries listed, against
+    /// under 1 ms warm). Only a hint: what changes meanwhile is listed as before.
+    fn warm_capture(&self) {
+        let unlisted = self.tree.read().unlisted_thawed_dirs();
+        if unlisted.is_empty() {
+            return;
+        }
+        let warmed = self.meta.read_namespace().and_then(|reader| {
+            for dir in unlisted {
+                for (_, child) in reader.entries(dir)? {
+                    reader.inode(child)?;
+                    reader.xattrs(child)?;
+                    reader.frozen(child)?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(err) = warmed {
+            // The capture reads the same and reports what it finds.
+            tracing::debug!("warming the capture's listings: {err}");
+        }
+    }
+
     fn capture(&self) -> FsResult<Capture> {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -708,6 +743,35 @@ mod tests {
     /// them, makes the very objects a freeze of the share loaded whole makes, and records every
     /// object it made: the next freeze after a remount encodes nothing. A file unlinked (its
     /// last name) while the freeze encodes gains no frozen row.
+    /// The capture's warm-up reads the directories the capture is about to list: those in
+    /// memory, thawed and not listed, reached through listed thawed ones; none once frozen.
+    #[test]
+    fn the_capture_is_warmed_with_the_directories_it_will_list() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let a = mkdir(&live, "a");
+        let b = mkdir(&live, "a/b");
+        let c = mkdir(&live, "c");
+        write_file(&live, "a/b/f", b"f");
+        close(live);
+        let live = open(&path);
+        let unlisted = |live: &LiveFs| {
+            let mut dirs = live.tree.read().unlisted_thawed_dirs();
+            dirs.sort();
+            dirs
+        };
+        assert_eq!(unlisted(&live), [InodeNo::ROOT], "after the mount");
+        lookup(&live, "a").expect("a");
+        assert_eq!(unlisted(&live), [a, c], "the root listed");
+        lookup(&live, "a/b").expect("b");
+        assert_eq!(unlisted(&live), [b, c], "a listed");
+        let objects = TreeObjects::new(live.chunk_store());
+        live.freeze(&objects).expect("freeze");
+        assert_eq!(unlisted(&live), [], "every directory frozen");
+        drop(objects);
+        close(live);
+    }
+
     #[test]
     fn a_share_never_frozen_is_encoded_from_the_database_without_loading_it() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -121,6 +121,31 @@ impl Namespace {
         Ok(())
     }
 
+    /// The directories a freeze's capture will list: those in memory, not listed and thawed
+    /// (never frozen, or changed below since), that the capture reaches from the root through
+    /// listed thawed directories. Bounded by what is in memory.
+    pub fn unlisted_thawed_dirs(&self) -> Vec<InodeNo> {
+        let mut unlisted = Vec::new();
+        let mut pending = vec![InodeNo::ROOT];
+        while let Some(ino) = pending.pop() {
+            let Some(node) = self.nodes.get(&ino) else {
+                continue;
+            };
+            if node.frozen.is_some() || !node.is_dir() {
+                continue;
+            }
+            match &node.entries {
+                None => unlisted.push(ino),
+                Some(entries) => pending.extend(entries.values().filter(|child| {
+                    self.nodes
+                        .get(child)
+                        .is_some_and(|child| child.is_dir() && child.frozen.is_none())
+                })),
+            }
+        }
+        unlisted
+    }
+
     /// Lists `top` and every directory below it (before a change that removes them all).
     pub fn list_subtree(&mut self, top: InodeNo) -> FsResult<()> {
         if !self.node(top)?.is_dir() {
