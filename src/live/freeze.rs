@@ -56,6 +56,8 @@ struct Capture {
     /// The root's object: the last item, or its frozen object if nothing changed.
     root: ChildObject,
     root_record: InodeRecord,
+    /// `Namespace::loads` at the end of the capture.
+    loads: u64,
 }
 
 /// One thawed inode as the capture saw it.
@@ -143,6 +145,7 @@ impl LiveFs {
         #[cfg(test)]
         self.pause_after_capture();
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
+        let loads_at_capture = capture.loads;
         let Encoded { root, ids, below } = match self.encode(capture, objects) {
             Ok(encoded) => encoded,
             Err(err) => {
@@ -153,7 +156,7 @@ impl LiveFs {
         phases.lap("encode");
         let encoded = inos.into_iter().zip(ids).collect::<Vec<_>>();
         let count = encoded.len() + below.len();
-        self.record(encoded, below);
+        self.record(encoded, below, loads_at_capture);
         phases.lap("record (writers wait)");
         tracing::debug!(phases = %phases, encoded = count, "where the freeze's time went");
         Ok(Frozen {
@@ -303,6 +306,7 @@ impl LiveFs {
             committed,
             root,
             root_record,
+            loads: tree.loads,
         })
     }
 
@@ -315,6 +319,7 @@ impl LiveFs {
             committed,
             root,
             root_record,
+            ..
         } = capture;
         let mut sealed = self.store_captured_blocks(&items)?;
         let mut ids: Vec<ObjectId> = Vec::with_capacity(items.len());
@@ -450,8 +455,15 @@ impl LiveFs {
     /// is kept unless it changed since (a change loads it and its directories first, so the
     /// walk up finds them), or it is not in memory and the directory it was found in changed:
     /// a purged inode left its last directory changed. One loaded since remembers its object
-    /// in memory too.
-    fn record(&self, encoded: Vec<(InodeNo, ObjectId)>, below: EncodedBelow) {
+    /// in memory too. When nothing was loaded since the capture (`Namespace::loads` as it was
+    /// then: `loads_at_capture`), every one of them is kept as it is, without a look at each:
+    /// at 200,000 files, that look kept writers waiting 9-12 ms in the first snapshot.
+    fn record(
+        &self,
+        encoded: Vec<(InodeNo, ObjectId)>,
+        below: EncodedBelow,
+        loads_at_capture: u64,
+    ) {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
         let mut changed = self.changed.lock();
@@ -464,22 +476,27 @@ impl LiveFs {
         let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
         let (mut kept, holders) = below.into_parts();
         let mut holders = holders.into_iter();
-        // `retain` visits each once, in order.
-        kept.retain(|&(ino, object)| {
-            let holder = holders.next();
-            let node = tree.nodes.get_mut(&ino);
-            // A directory changed since the capture was listed first, and eviction waits for
-            // the record: an inode it held that is not in memory now lost that name.
-            if stale.contains(&ino)
-                || (node.is_none() && holder.is_none_or(|holder| stale.contains(&holder)))
-            {
-                return false;
-            }
-            if let Some(node) = node {
-                node.frozen = Some(object);
-            }
-            true
-        });
+        // Nothing loaded since the capture: none of them is in memory (none was then), so none
+        // changed or lost a name (a change loads what it changes, and the directory it
+        // changes is listed, its entries loaded), and each keeps its object as it is.
+        if tree.loads != loads_at_capture {
+            // `retain` visits each once, in order.
+            kept.retain(|&(ino, object)| {
+                let holder = holders.next();
+                let node = tree.nodes.get_mut(&ino);
+                // A directory changed since the capture was listed first, and eviction waits
+                // for the record: an inode it held that is not in memory now lost that name.
+                if stale.contains(&ino)
+                    || (node.is_none() && holder.is_none_or(|holder| stale.contains(&holder)))
+                {
+                    return false;
+                }
+                if let Some(node) = node {
+                    node.frozen = Some(object);
+                }
+                true
+            });
+        }
         if changed.newly_frozen.is_empty() {
             changed.newly_frozen = kept;
         } else {
@@ -743,6 +760,38 @@ mod tests {
     /// them, makes the very objects a freeze of the share loaded whole makes, and records every
     /// object it made: the next freeze after a remount encodes nothing. A file unlinked (its
     /// last name) while the freeze encodes gains no frozen row.
+    /// An inode encoded from the database and looked up (loaded, not changed) while the freeze
+    /// encodes remembers its object in memory: the next freeze encodes nothing. (The record's
+    /// quick way, which keeps every object without a look at each, is only for a freeze with
+    /// no load since its capture.)
+    #[test]
+    fn an_inode_loaded_while_a_freeze_encodes_it_from_the_database_remembers_its_object() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        close(live);
+        never_frozen_share(&path);
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        freeze_around(&live, &objects, |live| {
+            lookup(live, "d3/sub/f1").expect("f1");
+        });
+        for path in ["d3", "d3/sub", "d3/sub/f1"] {
+            let ino = lookup(&live, path).expect("in the share").ino;
+            assert!(
+                live.tree
+                    .read()
+                    .node(ino)
+                    .expect("in memory")
+                    .frozen
+                    .is_some(),
+                "{path} remembers its object"
+            );
+        }
+        assert_eq!(live.freeze(&objects).expect("freeze again").encoded, 0);
+        drop(objects);
+        close(live);
+    }
+
     /// The capture's warm-up reads the directories the capture is about to list: those in
     /// memory, thawed and not listed, reached through listed thawed ones; none once frozen.
     #[test]
@@ -1238,12 +1287,13 @@ mod tests {
         live.write(moved_fh, 0, b"SECOND")
             .expect("write after the capture");
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
+        let loads = capture.loads;
         let Encoded {
             root: (root, _),
             ids,
             below,
         } = live.encode(capture, &objects).expect("encode");
-        live.record(inos.into_iter().zip(ids).collect(), below);
+        live.record(inos.into_iter().zip(ids).collect(), below, loads);
         let snapshot = tree_dir(&live, &objects, root, &[]);
         assert_eq!(snapshot.get("kept"), Some(&file(b"kept as captured")));
         assert_eq!(snapshot.get("moved"), Some(&file(b"first")));

@@ -45,6 +45,7 @@ impl Namespace {
             max_inodes,
             evict_above: max_inodes,
             clock: std::sync::atomic::AtomicU64::new(1),
+            loads: 0,
         };
         namespace.inode_count = namespace.inode_count.max(1);
         Ok((namespace, state.orphans))
@@ -243,6 +244,7 @@ impl Namespace {
     fn insert_loaded(&mut self, ino: InodeNo, node: Node) {
         let thaw = has_object(&node) && node.frozen.is_none();
         self.nodes.insert(ino, node);
+        self.loads += 1;
         if thaw {
             self.thaw(ino);
         }

@@ -141,6 +141,9 @@ pub struct Namespace {
     pub(super) evict_above: usize,
     /// Ticks once per use of a directory (`Node::used`).
     pub(super) clock: AtomicU64,
+    /// Ticks once per inode loaded from the database: a freeze's record learns from it
+    /// whether any inode it encoded from the database came into memory since its capture.
+    pub(super) loads: u64,
 }
 
 impl Namespace {
