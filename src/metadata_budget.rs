@@ -21,11 +21,6 @@ impl MetadataBudget {
         MetadataBudget(bytes)
     }
 
-    /// The whole budget.
-    pub fn bytes(self) -> u64 {
-        self.0
-    }
-
     /// For the share's inodes in memory.
     pub fn namespace(self) -> u64 {
         self.0 / 2
@@ -39,12 +34,6 @@ impl MetadataBudget {
     /// For the metadata database's page cache.
     pub fn database_cache(self) -> usize {
         usize::try_from(self.0 / 4).unwrap_or(usize::MAX)
-    }
-}
-
-impl Default for MetadataBudget {
-    fn default() -> Self {
-        Self::DEFAULT
     }
 }
 

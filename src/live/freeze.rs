@@ -179,11 +179,6 @@ impl LiveFs {
         self.freezing.lock()
     }
 
-    /// Step 1: under the write gate and the namespace lock, thaws what changed since the last
-    /// capture and copies out what encoding needs. Costs what changed (plus listing the thawed
-    /// directories not in memory), never hashing or storing. A directory never frozen that the
-    /// listing of its parent brought into memory is not listed: its subtree, none of it in
-    /// memory, is encoded from the database as this capture sees it.
     /// Reads from the database, with no lock held, what the capture is about to list: the
     /// entries of the thawed directories in memory that are not listed, and the records of the
     /// inodes they name. The capture lists them under the write gate and the namespace lock,
@@ -212,6 +207,11 @@ impl LiveFs {
         }
     }
 
+    /// Step 1: under the write gate and the namespace lock, thaws what changed since the last
+    /// capture and copies out what encoding needs. Costs what changed (plus listing the thawed
+    /// directories not in memory), never hashing or storing. A directory never frozen that the
+    /// listing of its parent brought into memory is not listed: its subtree, none of it in
+    /// memory, is encoded from the database as this capture sees it.
     fn capture(&self) -> FsResult<Capture> {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -755,11 +755,6 @@ mod tests {
         close(live);
     }
 
-    /// After a remount nothing below the root's entries is in memory. The first freeze of a
-    /// share never frozen encodes those directories from the database, loads nothing below
-    /// them, makes the very objects a freeze of the share loaded whole makes, and records every
-    /// object it made: the next freeze after a remount encodes nothing. A file unlinked (its
-    /// last name) while the freeze encodes gains no frozen row.
     /// An inode encoded from the database and looked up (loaded, not changed) while the freeze
     /// encodes remembers its object in memory: the next freeze encodes nothing. (The record's
     /// quick way, which keeps every object without a look at each, is only for a freeze with
@@ -821,6 +816,11 @@ mod tests {
         close(live);
     }
 
+    /// After a remount nothing below the root's entries is in memory. The first freeze of a
+    /// share never frozen encodes those directories from the database, loads nothing below
+    /// them, makes the very objects a freeze of the share loaded whole makes, and records every
+    /// object it made: the next freeze after a remount encodes nothing. A file unlinked (its
+    /// last name) while the freeze encodes gains no frozen row.
     #[test]
     fn a_share_never_frozen_is_encoded_from_the_database_without_loading_it() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -146,8 +146,8 @@ pub struct LiveFs {
     store: Arc<ChunkStore>,
     /// The object store of a tiered store (see `crate::tier`).
     tier: Option<Arc<crate::tier::Tier>>,
-    /// `--metadata-cache`: what the namespace may take, and what the snapshot view sizes its
-    /// own table of inodes by.
+    /// `--metadata-cache`: sizes the namespace (its half) and the snapshot view's table of
+    /// inodes (its quarter; the database's page cache, the last quarter, was sized at open).
     metadata: MetadataBudget,
     meta: MetaStore,
     block_size: u32,
