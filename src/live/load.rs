@@ -91,6 +91,43 @@ impl Namespace {
         Ok(loaded)
     }
 
+    /// [`Namespace::list`] from `listing`, read with no lock held: what the database held when no
+    /// commit has changed it since (the caller's check), so it is what a listing now would
+    /// read. An entry whose inode is in memory keeps that inode, as a listing does; a file with
+    /// several links is loaded with the directories holding it, read now. Lists as usual if
+    /// `dir` is not in memory or listed meanwhile.
+    pub fn list_read(&mut self, dir: InodeNo, listing: StoredListing) -> FsResult<()> {
+        if !self.nodes.contains_key(&dir) || self.is_listed(dir)? {
+            return self.list(dir);
+        }
+        let mut entries = BTreeMap::new();
+        let mut reader = None;
+        for (name, child, stored) in listing.entries {
+            if !self.nodes.contains_key(&child) {
+                let Some(stored) = stored else {
+                    tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
+                    continue;
+                };
+                match (stored.record.kind, stored.record.nlink) {
+                    (InodeKind::Directory, _) => self.insert_child(dir, child, stored, Vec::new()),
+                    (_, 1) => self.insert_child(dir, child, stored, vec![dir]),
+                    _ => {
+                        let reader = match &mut reader {
+                            Some(reader) => reader,
+                            None => reader.insert(self.meta.read_namespace()?),
+                        };
+                        if !self.load_child(reader, dir, child)? {
+                            continue;
+                        }
+                    }
+                }
+            }
+            entries.insert(name, child);
+        }
+        self.node_mut(dir)?.entries = Some(entries);
+        Ok(())
+    }
+
     /// Brings `ino` into memory by number if it is not there (with the directories holding it
     /// and those above them): for an inode the kernel still knows from before it was loaded
     /// here. `NotFound` if the share has no such inode, or only one no entry names.
@@ -172,14 +209,13 @@ impl Namespace {
         dir: InodeNo,
         child: InodeNo,
     ) -> FsResult<bool> {
-        let Some(record) = reader.inode(child)? else {
+        let Some(stored) = StoredInode::read(reader, child)? else {
             tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
             return Ok(false);
         };
-        let is_dir = record.kind == InodeKind::Directory;
-        let links = if is_dir {
+        let links = if stored.record.kind == InodeKind::Directory {
             Vec::new()
-        } else if record.nlink == 1 {
+        } else if stored.record.nlink == 1 {
             vec![dir]
         } else {
             // A hard link: every directory holding it comes into memory, with its parents.
@@ -189,17 +225,32 @@ impl Namespace {
             }
             names.into_iter().map(|(holder, _)| holder).collect()
         };
-        let parent = if is_dir { dir } else { InodeNo::ROOT };
-        let mut node = Node::stored(
-            child,
+        self.insert_child(dir, child, stored, links);
+        Ok(true)
+    }
+
+    /// Puts `child`, an entry of `dir`, in memory: a directory under `dir`, any other inode
+    /// with the directories holding it (`links`; none for a directory).
+    fn insert_child(
+        &mut self,
+        dir: InodeNo,
+        child: InodeNo,
+        stored: StoredInode,
+        links: Vec<InodeNo>,
+    ) {
+        let StoredInode {
             record,
-            parent,
-            reader.xattrs(child)?,
-            reader.frozen(child)?,
-        );
+            xattrs,
+            frozen,
+        } = stored;
+        let parent = if record.kind == InodeKind::Directory {
+            dir
+        } else {
+            InodeNo::ROOT
+        };
+        let mut node = Node::stored(child, record, parent, xattrs, frozen);
         node.links = links;
         self.insert_loaded(child, node);
-        Ok(true)
     }
 
     /// Loads directory `dir` by number if it is not in memory, and first every directory above
@@ -248,6 +299,43 @@ impl Namespace {
         if thaw {
             self.thaw(ino);
         }
+    }
+}
+
+/// An inode as the database holds it: what loading it into memory reads.
+pub struct StoredInode {
+    record: crate::format::inode::InodeRecord,
+    xattrs: crate::meta::XattrMap,
+    frozen: Option<crate::format::object::ObjectId>,
+}
+
+impl StoredInode {
+    fn read(reader: &NamespaceReader, ino: InodeNo) -> Result<Option<Self>, MetaError> {
+        let Some(record) = reader.inode(ino)? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredInode {
+            record,
+            xattrs: reader.xattrs(ino)?,
+            frozen: reader.frozen(ino)?,
+        }))
+    }
+}
+
+/// A directory's entries, each with the inode it names as the database holds it (`None`: an
+/// entry naming a missing inode), read with no lock of the share held: see
+/// [`Namespace::list_read`].
+pub struct StoredListing {
+    entries: Vec<(Vec<u8>, InodeNo, Option<StoredInode>)>,
+}
+
+impl StoredListing {
+    pub fn read(reader: &NamespaceReader, dir: InodeNo) -> Result<Self, MetaError> {
+        let mut entries = Vec::new();
+        for (name, child) in reader.entries(dir)? {
+            entries.push((name, child, StoredInode::read(reader, child)?));
+        }
+        Ok(StoredListing { entries })
     }
 }
 
@@ -349,6 +437,44 @@ pub(crate) mod tests {
         live.assert_consistent();
         assert_eq!(describe(&live), before);
         live.assert_consistent();
+        close(live);
+    }
+
+    /// A listing read before the write lock is taken is used only if no commit changed the
+    /// database since: one read before a commit is read again. (The listing here is made stale
+    /// by hand, an entry dropped, so that using it would show.)
+    #[test]
+    fn a_listing_read_before_a_commit_is_read_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        populate(&live, 2);
+        close(live);
+        let live = open(&path);
+        // Both directories in memory (entries of the root), neither listed.
+        lookup(&live, "d0").expect("d0");
+        let without_f3 = |dir: &str| {
+            let dir = lookup(&live, dir).expect("dir").ino;
+            let reader = live.meta.read_namespace().expect("reader");
+            let mut listing = super::StoredListing::read(&reader, dir).expect("listing");
+            listing.entries.retain(|(name, _, _)| name != b"f3");
+            (dir, live.changing_commits(), listing)
+        };
+
+        // With no commit between, what was read is what is listed: here, without f3.
+        let (d1, commits, listing) = without_f3("d1");
+        live.list_locked(&mut live.tree.write(), d1, Some((commits, listing)))
+            .expect("list");
+        assert!(
+            lookup(&live, "d1/f3").is_err(),
+            "the listing given was used"
+        );
+
+        let (d0, commits, stale) = without_f3("d0");
+        write_file(&live, "d1/new", b"a change elsewhere");
+        live.commit_now().expect("commit");
+        live.list_locked(&mut live.tree.write(), d0, Some((commits, stale)))
+            .expect("list");
+        assert_eq!(read_file(&live, "d0/f3"), b"0/3", "read again, f3 is there");
         close(live);
     }
 

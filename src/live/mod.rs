@@ -549,21 +549,56 @@ impl LiveFs {
 
     /// The namespace, read-locked, with `dir` listed (listing it under the write lock first if
     /// it is not).
+    ///
+    /// A listing is read from the database before the write lock is taken, so that the lock
+    /// is not held while the disk is read (a directory of 100 entries took 7 ms to list with
+    /// cold caches, under 1 ms warm, and every other request waited meanwhile). What was read
+    /// is used only if no commit changed the database since: the namespace tables change only
+    /// by commits, and a directory not listed has the entries the database has (load.rs).
     fn read_listed(&self, dir: InodeNo) -> FsResult<parking_lot::RwLockReadGuard<'_, Namespace>> {
-        {
+        let listed = {
             let tree = self.tree.read();
-            if tree.nodes.contains_key(&dir) && tree.is_listed(dir)? {
+            let listed = tree.nodes.contains_key(&dir) && tree.is_listed(dir)?;
+            if listed {
                 tree.touch(dir);
                 if !tree.over_budget() {
                     return Ok(tree);
                 }
             }
-        }
+            listed
+        };
+        let read = if listed {
+            None
+        } else {
+            let commits = self.changing_commits();
+            self.meta
+                .read_namespace()
+                .and_then(|reader| load::StoredListing::read(&reader, dir))
+                .ok()
+                .map(|listing| (commits, listing))
+        };
         let mut tree = self.tree.write();
-        tree.list(dir)?;
+        self.list_locked(&mut tree, dir, read)?;
         tree.touch(dir);
         self.evict_if_needed(&mut tree, dir);
         Ok(parking_lot::RwLockWriteGuard::downgrade(tree))
+    }
+
+    /// Lists `dir` under the write lock: from `read` (a listing read beforehand, with the count
+    /// of changing commits then) if no commit changed the database since, otherwise from the
+    /// database now.
+    fn list_locked(
+        &self,
+        tree: &mut Namespace,
+        dir: InodeNo,
+        read: Option<(u64, load::StoredListing)>,
+    ) -> FsResult<()> {
+        match read {
+            Some((commits, listing)) if commits == self.changing_commits() => {
+                tree.list_read(dir, listing)
+            }
+            _ => tree.list(dir),
+        }
     }
 
     /// The namespace, read-locked, with `ino` in memory (loading it by number under the write
