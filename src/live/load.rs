@@ -80,7 +80,8 @@ impl Namespace {
         let mut loaded = Vec::new();
         for (name, child) in reader.entries(dir)? {
             if !self.nodes.contains_key(&child) {
-                if !self.load_child(&reader, dir, child)? {
+                let stored = StoredInode::read(&reader, child)?;
+                if !self.load_child(&reader, dir, child, stored)? {
                     continue;
                 }
                 loaded.push(child);
@@ -100,27 +101,12 @@ impl Namespace {
         if !self.nodes.contains_key(&dir) || self.is_listed(dir)? {
             return self.list(dir);
         }
+        // Only a file with several links reads more (the directories holding it).
+        let reader = self.meta.read_namespace()?;
         let mut entries = BTreeMap::new();
-        let mut reader = None;
         for (name, child, stored) in listing.entries {
-            if !self.nodes.contains_key(&child) {
-                let Some(stored) = stored else {
-                    tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
-                    continue;
-                };
-                match (stored.record.kind, stored.record.nlink) {
-                    (InodeKind::Directory, _) => self.insert_child(dir, child, stored, Vec::new()),
-                    (_, 1) => self.insert_child(dir, child, stored, vec![dir]),
-                    _ => {
-                        let reader = match &mut reader {
-                            Some(reader) => reader,
-                            None => reader.insert(self.meta.read_namespace()?),
-                        };
-                        if !self.load_child(reader, dir, child)? {
-                            continue;
-                        }
-                    }
-                }
+            if !self.nodes.contains_key(&child) && !self.load_child(&reader, dir, child, stored)? {
+                continue;
             }
             entries.insert(name, child);
         }
@@ -201,15 +187,17 @@ impl Namespace {
         Ok(())
     }
 
-    /// Loads `child`, named in `dir` (in memory): false if the entry names no inode (damage,
-    /// logged; the entry is left out, as a scan at mount used to).
+    /// Puts `child`, named in `dir` (in memory), in memory as the database holds it (`stored`,
+    /// read with `reader` or before it with no commit between): false if the entry names no
+    /// inode (damage, logged; the entry is left out, as a scan at mount used to).
     fn load_child(
         &mut self,
         reader: &NamespaceReader,
         dir: InodeNo,
         child: InodeNo,
+        stored: Option<StoredInode>,
     ) -> FsResult<bool> {
-        let Some(stored) = StoredInode::read(reader, child)? else {
+        let Some(stored) = stored else {
             tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
             return Ok(false);
         };
@@ -225,19 +213,6 @@ impl Namespace {
             }
             names.into_iter().map(|(holder, _)| holder).collect()
         };
-        self.insert_child(dir, child, stored, links);
-        Ok(true)
-    }
-
-    /// Puts `child`, an entry of `dir`, in memory: a directory under `dir`, any other inode
-    /// with the directories holding it (`links`; none for a directory).
-    fn insert_child(
-        &mut self,
-        dir: InodeNo,
-        child: InodeNo,
-        stored: StoredInode,
-        links: Vec<InodeNo>,
-    ) {
         let StoredInode {
             record,
             xattrs,
@@ -251,6 +226,7 @@ impl Namespace {
         let mut node = Node::stored(child, record, parent, xattrs, frozen);
         node.links = links;
         self.insert_loaded(child, node);
+        Ok(true)
     }
 
     /// Loads directory `dir` by number if it is not in memory, and first every directory above
