@@ -193,11 +193,7 @@ impl LiveFs {
         }
         let warmed = self.meta.read_namespace().and_then(|reader| {
             for dir in unlisted {
-                for (_, child) in reader.entries(dir)? {
-                    reader.inode(child)?;
-                    reader.xattrs(child)?;
-                    reader.frozen(child)?;
-                }
+                super::load::StoredListing::read(&reader, dir)?;
             }
             Ok(())
         });
