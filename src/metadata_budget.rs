@@ -1,13 +1,15 @@
-//! How `--metadata-cache`, the memory the daemon's metadata may take, is shared out. Three
+//! How `--metadata-cache`, the memory the daemon's metadata may take, is shared out. Four
 //! things grow with what is used rather than with the share, and each is bounded by its part:
 //! - the share's inodes loaded from the database (`live::evict`): half;
 //! - the snapshot inodes the kernel holds (`snapshot::view`): a quarter;
 //! - the metadata database's page cache (redb's: pages read, and a write transaction's dirty
-//!   pages, which it writes out early past the cache): a quarter.
+//!   pages, which it writes out early past the cache): an eighth;
+//! - the ids a walk over every tree has seen (gc's marking, `storage::spill_set`), for as long
+//!   as the walk runs, past which they go to a scratch file: an eighth.
 //!
-//! The database cache gets the smallest part because it mostly doubles the kernel's page
-//! cache: at 1,000,000 files, `find` over the share took 11.2, 12.3 and 12.3 s with a cache of
-//! 16, 32 and 64 MiB, and untarring 10,000 files the same time within noise.
+//! The database cache gets a small part because it mostly doubles the kernel's page cache: at
+//! 1,000,000 files, `find` over the share took 11.2, 12.3 and 12.3 s with a cache of 16, 32 and
+//! 64 MiB, and untarring 10,000 files the same time within noise.
 
 /// The memory budget of metadata, in bytes (`--metadata-cache`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +35,12 @@ impl MetadataBudget {
 
     /// For the metadata database's page cache.
     pub fn database_cache(self) -> usize {
-        usize::try_from(self.0 / 4).unwrap_or(usize::MAX)
+        usize::try_from(self.0 / 8).unwrap_or(usize::MAX)
+    }
+
+    /// For the ids a walk over every tree keeps in memory.
+    pub fn walk(self) -> u64 {
+        self.0 / 8
     }
 }
 
@@ -47,7 +54,8 @@ mod tests {
             let budget = MetadataBudget::new(bytes);
             let parts = u128::from(budget.namespace())
                 + u128::from(budget.snapshot_view())
-                + budget.database_cache() as u128;
+                + budget.database_cache() as u128
+                + u128::from(budget.walk());
             assert!(parts <= u128::from(bytes), "{bytes}");
         }
     }

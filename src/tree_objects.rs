@@ -96,21 +96,33 @@ pub fn walk_tree(
     root: ObjectId,
     visit: &mut dyn FnMut(ChunkId) -> bool,
 ) -> Result<(), ChunkStoreError> {
+    try_walk_tree(objects, root, &mut |id, _| Ok(visit(id)))
+}
+
+/// [`walk_tree`] with a visit that may fail (one that keeps what it saw on disk), and is told
+/// whether its answer matters: `visit(id, true)` for an object, whose subtree is skipped if
+/// it returns false, `visit(id, false)` for a part of an object or file data, which have no
+/// subtree. The walk stops at the first error.
+pub fn try_walk_tree<E: From<ChunkStoreError>>(
+    objects: &TreeObjects,
+    root: ObjectId,
+    visit: &mut dyn FnMut(ChunkId, bool) -> Result<bool, E>,
+) -> Result<(), E> {
     let mut pending = vec![root];
     while let Some(id) = pending.pop() {
-        if !visit(id) {
+        if !visit(id, true)? {
             continue;
         }
         let (object, parts) = objects.get_with_parts(&id)?;
         for part in parts {
-            visit(part);
+            visit(part, false)?;
         }
         match object {
             Object::Directory(dir) => pending.extend(dir.entries.iter().filter_map(|e| e.object)),
             Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
             Object::Segment(segment) => {
                 for (_, chunk) in segment.blocks {
-                    visit(chunk);
+                    visit(chunk, false)?;
                 }
             }
             Object::Multipart(_) => {}

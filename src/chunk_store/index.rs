@@ -106,19 +106,34 @@ pub fn committed_pack_lengths(db: &Database) -> Result<HashMap<PackId, u64>, red
 }
 
 pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
-    let table = txn.open_table(CHUNKS).map_err(redb::Error::from)?;
     let mut out = Vec::new();
-    for entry in table.iter().map_err(redb::Error::from)? {
-        let (id, value) = entry.map_err(redb::Error::from)?;
+    for_each(txn, |id, location| {
+        out.push((id, location));
+        Ok::<_, ChunkStoreError>(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `visit` with every entry, in the order of chunk ids, holding none in memory.
+pub fn for_each<E: From<ChunkStoreError>>(
+    txn: &ReadTransaction,
+    mut visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
+) -> Result<(), E> {
+    fn db(err: impl Into<redb::Error>) -> ChunkStoreError {
+        ChunkStoreError::from(err.into())
+    }
+    let table = txn.open_table(CHUNKS).map_err(db)?;
+    for entry in table.iter().map_err(db)? {
+        let (id, value) = entry.map_err(db)?;
         let id = ChunkId(*id.value());
         let location =
             ChunkLocation::decode(value.value()).map_err(|e| ChunkStoreError::Corrupt {
                 id,
                 reason: format!("index entry: {e}"),
             })?;
-        out.push((id, location));
+        visit(id, location)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Removes `ids` from the index; returns those that were in it, with their frame lengths.

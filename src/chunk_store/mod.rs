@@ -55,6 +55,20 @@ const FILL_WINDOW: u64 = 4 << 20;
 /// serves several requests at a time rather than one.
 const PREFETCH_WINDOWS: u64 = 3;
 
+/// The committed chunk index as of one moment (a read transaction of it): what a collection
+/// may sweep, read once its marking is done.
+pub struct CommittedIndex(redb::ReadTransaction);
+
+impl CommittedIndex {
+    /// Calls `visit` with every entry, in the order of chunk ids.
+    pub fn for_each<E: From<ChunkStoreError>>(
+        &self,
+        visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
+    ) -> Result<(), E> {
+        index::for_each(&self.0, visit)
+    }
+}
+
 /// A pack as the tier sees it for caching decisions.
 #[derive(Clone, Debug)]
 pub struct CachedPack {
@@ -646,6 +660,14 @@ impl ChunkStore {
     pub fn committed_chunks(&self) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
         index::all(&txn)
+    }
+
+    /// The committed index as it is now, to read through later (however it changes meanwhile)
+    /// without holding it in memory.
+    pub fn committed_index(&self) -> Result<CommittedIndex, ChunkStoreError> {
+        Ok(CommittedIndex(
+            self.db.begin_read().map_err(redb::Error::from)?,
+        ))
     }
 
     /// Removes from the index the chunks of `garbage` that no writer reused since the

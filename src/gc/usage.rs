@@ -92,11 +92,12 @@ pub fn full_walk(snapshots: &Snapshots) -> Result<Usage, GcError> {
         .collect();
     let size = |id: &ChunkId| sizes.get(id).copied().unwrap_or(0);
     let mut live_chunks = HashSet::new();
-    live.mark_in_memory(&mut live_chunks);
-    live_chunks.extend(
-        live.committed_block_chunks()
-            .map_err(|e| GcError::Meta(e.to_string()))?,
-    );
+    let mut add = |id| {
+        live_chunks.insert(id);
+        Ok::<_, GcError>(())
+    };
+    live.for_each_chunk_in_memory(&mut add)?;
+    live.for_each_committed_block_chunk(&mut add)?;
     // How many snapshots use each chunk; and each snapshot's own chunks.
     let mut users: HashMap<ChunkId, u32> = HashMap::new();
     let mut per_snapshot = Vec::new();

@@ -289,10 +289,10 @@ impl ContentState {
         })
     }
 
-    /// Adds the chunks of the block map to `marked`, if it is in memory.
-    pub fn mark_loaded(&self, marked: &mut std::collections::HashSet<ChunkId>) {
+    /// Adds the chunks of the block map to `out`, if it is in memory.
+    pub fn loaded_chunks(&self, out: &mut Vec<ChunkId>) {
         if let Some(blocks) = &self.blocks {
-            marked.extend(blocks.values().copied());
+            out.extend(blocks.values().copied());
         }
     }
 

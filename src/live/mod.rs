@@ -483,11 +483,13 @@ impl LiveFs {
         &self.workers
     }
 
-    /// Every chunk the committed block maps name.
-    pub fn committed_block_chunks(
+    /// Calls `visit` with every chunk the committed block maps name (with repeats), holding
+    /// none in memory.
+    pub fn for_each_committed_block_chunk<E: From<crate::meta::MetaError>>(
         &self,
-    ) -> Result<Vec<crate::id::ChunkId>, crate::meta::MetaError> {
-        self.meta.all_block_chunks()
+        visit: impl FnMut(crate::id::ChunkId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.meta.for_each_block_chunk(visit)
     }
 
     /// Starts a collection: from now on the chunk store records every chunk a writer reuses.
@@ -623,12 +625,20 @@ impl LiveFs {
         Ok(tree)
     }
 
-    /// Adds every chunk the in-memory block maps name (including changes not yet committed).
-    pub fn mark_in_memory(&self, marked: &mut std::collections::HashSet<crate::id::ChunkId>) {
-        let contents = self.file_contents();
-        for content in contents {
-            content.lock().mark_loaded(marked);
+    /// Calls `visit` with every chunk the in-memory block maps name (including changes not yet
+    /// committed), outside each file's lock.
+    pub fn for_each_chunk_in_memory<E>(
+        &self,
+        mut visit: impl FnMut(crate::id::ChunkId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut chunks = Vec::new();
+        for content in self.file_contents() {
+            content.lock().loaded_chunks(&mut chunks);
+            for chunk in chunks.drain(..) {
+                visit(chunk)?;
+            }
         }
+        Ok(())
     }
 
     /// Panics unless the namespace invariants hold (see `namespace`).

@@ -212,15 +212,17 @@ impl MetaStore {
         Ok(count)
     }
 
-    /// Every chunk id the committed block maps name (with repeats).
-    pub fn all_block_chunks(&self) -> Result<Vec<ChunkId>, MetaError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(BLOCKS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            out.push(ChunkId(*entry?.1.value()));
+    /// Calls `visit` with every chunk id the committed block maps name (with repeats).
+    pub fn for_each_block_chunk<E: From<MetaError>>(
+        &self,
+        mut visit: impl FnMut(ChunkId) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let txn = self.db.begin_read().map_err(MetaError::from)?;
+        let table = txn.open_table(BLOCKS).map_err(MetaError::from)?;
+        for entry in table.iter().map_err(MetaError::from)? {
+            visit(ChunkId(*entry.map_err(MetaError::from)?.1.value()))?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Writes `batch` into `txn` (the caller commits, after syncing the packs), with the space

@@ -5,6 +5,7 @@
 pub mod durable;
 pub mod lock;
 pub mod mmap;
+pub mod spill_set;
 pub mod table_copy;
 
 /// Implements `From` for the error type `$error` from `redb::Error` and from each error type
