@@ -6,26 +6,30 @@
 //! 1. **find**: the live share's block maps, then the snapshot trees, each object read (and so
 //!    checked) once, however many snapshots share it; the file data they name is gathered
 //!    into one set.
-//! 2. **check** each data chunk once, in the order the chunks lie in the packs, so that the
-//!    packs are read front to back.
+//! 2. **check** each data chunk once, in the order the chunks lie in the packs (within each
+//!    batch), so that the packs are read front to back.
 //! 3. **name**, only when something is damaged: which objects lead to a damaged chunk is found
 //!    bottom-up, each object read once more, and each tree is then descended along those alone,
 //!    so that only the paths of damaged places are ever built.
 //!
-//! Memory: the set of distinct chunks found (tens of bytes each) and, in the third pass, a flag
-//! per distinct object. Nothing grows with the number of snapshots, and no path is held for a
+//! Memory: the sets of objects walked and data found keep the walk's part of the metadata
+//! budget in memory and spill past it (`storage::spill_set`); a full check reads the data in
+//! batches that fit the same part. When something is damaged, the third pass keeps a flag per
+//! distinct object. Nothing grows with the number of snapshots, and no path is held for a
 //! place that is not damaged. The live share is walked one directory at a time, as `readdir`
 //! would, so the share is never held for the length of the walk.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::chunk_store::{ChunkStore, ChunkStoreError};
+use crate::format::location::ChunkLocation;
 use crate::format::object::{Object, ObjectId};
 use crate::id::ChunkId;
 use crate::live::FsError;
 use crate::path_tree::{PathId, PathTree};
 use crate::progress::{Progress, Unit};
 use crate::snapshot::Snapshots;
+use crate::storage::spill_set::SpillSet;
 use crate::tree_objects::TreeObjects;
 
 /// What to check.
@@ -63,6 +67,9 @@ fn live_error(err: FsError) -> ChunkStoreError {
     ChunkStoreError::Io(std::io::Error::other(err.to_string()))
 }
 
+/// Memory a chunk to read takes in a full check's batch (its location and id).
+const FRAME_BYTES: u64 = 64;
+
 /// Runs a verification, reporting the stored bytes checked (chunks, with `quick`) to
 /// `progress`.
 pub fn verify(
@@ -88,20 +95,23 @@ pub fn verify(
     };
     let with_live = options.snapshot.is_none();
 
-    let mut found = Found::default();
+    let mut found = Found::new(live.store_dir(), live.metadata_budget().walk());
     progress.stage("walking trees", Unit::Items, Some(trees.len() as u64));
     if with_live {
         live.each_file_chunks(crate::id::InodeNo::ROOT, |_, chunks| {
-            found.data.extend(chunks);
+            for chunk in chunks {
+                found.data.add(&chunk.0);
+            }
             Ok::<_, FsError>(())
         })
         .map_err(live_error)?;
     }
     for (_, root) in &trees {
-        found.walk(snapshots.objects(), *root);
+        found.walk(snapshots.objects(), *root)?;
         progress.add(1);
     }
-    found.check_data(&live.chunk_store(), options.quick, progress)?;
+    let budget = live.metadata_budget().walk();
+    found.check_data(&live.chunk_store(), options.quick, budget, progress)?;
     // What the walk took (a set of every chunk in use) goes back to the system.
     let damaged = std::mem::take(&mut found.damaged);
     let checked = found.checked;
@@ -143,24 +153,33 @@ pub fn verify(
 }
 
 /// The first two passes: what is in use, each distinct chunk once, and what is damaged.
-#[derive(Default)]
 struct Found {
     /// Objects walked (readable or not), so that a shared subtree is walked once.
-    objects: HashSet<ObjectId>,
+    objects: SpillSet,
     /// File data chunks to check.
-    data: HashSet<ChunkId>,
+    data: SpillSet,
     /// Damaged chunks and what is wrong with each.
     damaged: BTreeMap<ChunkId, String>,
     checked: u64,
 }
 
 impl Found {
+    /// Sets that keep `budget` bytes in memory between them, spilling to `dir` past it.
+    fn new(dir: &std::path::Path, budget: u64) -> Self {
+        Found {
+            objects: SpillSet::new(dir, budget / 2),
+            data: SpillSet::new(dir, budget / 2),
+            damaged: BTreeMap::new(),
+            checked: 0,
+        }
+    }
+
     /// Walks the tree at `root`, skipping each object already walked (and so its subtree).
     /// Depth first without recursion: trees are as deep as users made the share.
-    fn walk(&mut self, objects: &TreeObjects, root: ObjectId) {
+    fn walk(&mut self, objects: &TreeObjects, root: ObjectId) -> Result<(), ChunkStoreError> {
         let mut pending = vec![root];
         while let Some(id) = pending.pop() {
-            if !self.objects.insert(id) {
+            if !self.objects.insert(&id.0)? {
                 continue;
             }
             let object = match objects.get_with_parts(&id) {
@@ -179,12 +198,14 @@ impl Found {
                 }
                 Object::File(file) => pending.extend(file.segments.iter().map(|(_, id)| *id)),
                 Object::Segment(segment) => {
-                    self.data
-                        .extend(segment.blocks.iter().map(|(_, chunk)| *chunk));
+                    for (_, chunk) in segment.blocks {
+                        self.data.add(&chunk.0);
+                    }
                 }
                 Object::Multipart(_) => {}
             }
         }
+        Ok(())
     }
 
     /// Finds which chunk of an object that cannot be read is at fault: one of its parts if it
@@ -209,16 +230,42 @@ impl Found {
     }
 
     /// Checks each data chunk found once (those that are also objects were checked as such).
-    /// A full check reads them in the order they lie in the packs; a chunk the index lacks is
-    /// checked last, and reported missing.
+    /// A full check reads them in the order they lie in the packs, as many at a time as the
+    /// walk's memory allows; a chunk the index lacks is checked last, and reported missing.
     fn check_data(
         &mut self,
         chunks: &ChunkStore,
         quick: bool,
+        budget: u64,
         progress: &Progress,
     ) -> Result<(), ChunkStoreError> {
-        let mut wanted = std::mem::take(&mut self.data);
-        wanted.retain(|id| !self.objects.contains(id));
+        let index = chunks.committed_index()?;
+        // Each data chunk that is not an object, with where the index has it (if it does),
+        // in the order of chunk ids: both sets and the index are read front to back.
+        let each_wanted = |visit: &mut dyn FnMut(
+            ChunkId,
+            Option<ChunkLocation>,
+        ) -> Result<(), ChunkStoreError>| {
+            let mut is_object = self.objects.ascending();
+            let mut located = index.ascending()?;
+            self.data.for_each_sorted(|id| {
+                if is_object.contains(id)? {
+                    return Ok(());
+                }
+                let id = ChunkId(*id);
+                visit(id, located.find(&id)?)
+            })
+        };
+        let (mut count, mut bytes) = (0, 0);
+        let mut missing = Vec::new();
+        each_wanted(&mut |id, location| {
+            count += 1;
+            match location {
+                Some(location) => bytes += u64::from(location.frame_len),
+                None => missing.push(id),
+            }
+            Ok(())
+        })?;
         let mut check = |id: &ChunkId| {
             let result = match quick {
                 true => chunks.check_present(id),
@@ -230,26 +277,37 @@ impl Found {
             }
         };
         if quick {
-            progress.stage("checking chunks", Unit::Items, Some(wanted.len() as u64));
-            for id in &wanted {
-                check(id);
+            // The missing are checked in this pass too: the check reports them.
+            progress.stage("checking chunks", Unit::Items, Some(count));
+            return each_wanted(&mut |id, _| {
+                check(&id);
                 progress.add(1);
+                Ok(())
+            });
+        }
+        progress.stage("reading chunks", Unit::Bytes, Some(bytes));
+        let at_once = usize::try_from(budget / FRAME_BYTES)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let mut batch: Vec<(ChunkLocation, ChunkId)> = Vec::new();
+        let mut read = |batch: &mut Vec<(ChunkLocation, ChunkId)>| {
+            batch.sort_unstable_by_key(|(location, _)| (location.pack, location.offset));
+            for (location, id) in batch.drain(..) {
+                check(&id);
+                progress.add(u64::from(location.frame_len));
             }
-            return Ok(());
-        }
-        let mut located: Vec<_> = chunks
-            .committed_chunks()?
-            .into_iter()
-            .filter(|(id, _)| wanted.remove(id))
-            .collect();
-        located.sort_unstable_by_key(|(_, location)| (location.pack, location.offset));
-        let total = located.iter().map(|(_, l)| u64::from(l.frame_len)).sum();
-        progress.stage("reading chunks", Unit::Bytes, Some(total));
-        for (id, location) in &located {
-            check(id);
-            progress.add(u64::from(location.frame_len));
-        }
-        wanted.iter().for_each(check);
+        };
+        each_wanted(&mut |id, location| {
+            if let Some(location) = location {
+                batch.push((location, id));
+                if batch.len() == at_once {
+                    read(&mut batch);
+                }
+            }
+            Ok(())
+        })?;
+        read(&mut batch);
+        missing.iter().for_each(check);
         Ok(())
     }
 }
@@ -422,10 +480,12 @@ mod tests {
     use super::*;
     use crate::format::catalog::Origin;
     use crate::id::InodeNo;
+    use crate::live::LiveOptions;
     use crate::live::RenameMode;
+    use crate::metadata_budget::MetadataBudget;
     use crate::testing::{
-        DEEP, chain, close, lookup, mkdir, new_store, noise, on_small_stack, open, snapshots_of,
-        write_file, write_in,
+        BLOCK_SIZE, DEEP, chain, close, lookup, mkdir, new_store, noise, on_small_stack, open,
+        open_with, snapshots_of, write_file, write_in,
     };
 
     /// Flips a byte of the stored frame holding `needle`.
@@ -570,5 +630,69 @@ mod tests {
         })
         .expect("verify --quick");
         assert!(quick.is_clean(), "a quick check does not read the data");
+    }
+
+    #[test]
+    fn a_verification_past_its_memory_budget_finds_what_one_within_it_does() {
+        const FILES: u64 = 2400;
+        let block = BLOCK_SIZE as usize;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, live) = new_store(tmp.path(), "store");
+        mkdir(&live, "/d");
+        for n in 0..FILES {
+            write_file(&live, &format!("/d/f{n}"), &noise(3 * block, n));
+        }
+        let snapshots = snapshots_of(&live);
+        snapshots.create("s1", Origin::Manual).expect("snapshot");
+        for n in (0..FILES).step_by(3) {
+            write_file(&live, &format!("/d/f{n}"), &noise(3 * block, FILES + n));
+        }
+        snapshots.create("s2", Origin::Manual).expect("snapshot");
+        drop(snapshots);
+        close(live);
+        damage(&store, &noise(3 * block, 7)[100..164]);
+
+        let [roomy, tight] = [MetadataBudget::DEFAULT, MetadataBudget::new(0)].map(|budget| {
+            let options = LiveOptions {
+                metadata: budget,
+                ..LiveOptions::default()
+            };
+            let live = open_with(&store, options);
+            let snapshots = snapshots_of(&live);
+            let full = run(&snapshots);
+            let quick = verify(
+                &snapshots,
+                &VerifyOptions {
+                    quick: true,
+                    ..VerifyOptions::default()
+                },
+                &Progress::new(),
+            )
+            .expect("verify --quick");
+            drop(snapshots);
+            close(live);
+            (full, quick)
+        });
+        let damage_of = |report: &VerifyReport| -> Vec<(String, String, Vec<String>)> {
+            let damaged = report.damaged.iter();
+            damaged
+                .map(|d| (d.chunk.clone(), d.problem.clone(), d.affected.clone()))
+                .collect()
+        };
+        // More data chunks than the tight sets keep in memory: they spilled.
+        let in_memory = SpillSet::new(std::path::Path::new("."), 0).capacity() as u64;
+        assert!(
+            roomy.0.chunks_checked > 3 * in_memory,
+            "{}",
+            roomy.0.chunks_checked
+        );
+        assert_eq!(tight.0.chunks_checked, roomy.0.chunks_checked);
+        assert_eq!(damage_of(&tight.0), damage_of(&roomy.0));
+        assert_eq!(
+            roomy.0.damaged[0].affected,
+            ["live:/d/f7", "snapshot s1:/d/f7", "snapshot s2:/d/f7"]
+        );
+        assert!(roomy.1.is_clean() && tight.1.is_clean());
+        assert_eq!(tight.1.chunks_checked, roomy.1.chunks_checked);
     }
 }

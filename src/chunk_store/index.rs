@@ -107,33 +107,94 @@ pub fn committed_pack_lengths(db: &Database) -> Result<HashMap<PackId, u64>, red
 
 pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
     let mut out = Vec::new();
-    for_each(txn, |id, location| {
+    Snapshot::of(txn)?.for_each(|id, location| {
         out.push((id, location));
         Ok::<_, ChunkStoreError>(())
     })?;
     Ok(out)
 }
 
-/// Calls `visit` with every entry, in the order of chunk ids, holding none in memory.
-pub fn for_each<E: From<ChunkStoreError>>(
-    txn: &ReadTransaction,
-    mut visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
-) -> Result<(), E> {
-    fn db(err: impl Into<redb::Error>) -> ChunkStoreError {
-        ChunkStoreError::from(err.into())
+/// The index as a read transaction saw it, read through in the order of chunk ids without
+/// holding it in memory.
+pub struct Snapshot(
+    redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; ChunkLocation::ENCODED_LEN]>,
+);
+
+type Entries<'a> = redb::Range<'a, &'static [u8; 32], &'static [u8; ChunkLocation::ENCODED_LEN]>;
+
+fn db(err: impl Into<redb::Error>) -> ChunkStoreError {
+    ChunkStoreError::from(err.into())
+}
+
+impl Snapshot {
+    pub fn of(txn: &ReadTransaction) -> Result<Self, ChunkStoreError> {
+        Ok(Snapshot(txn.open_table(CHUNKS).map_err(db)?))
     }
-    let table = txn.open_table(CHUNKS).map_err(db)?;
-    for entry in table.iter().map_err(db)? {
-        let (id, value) = entry.map_err(db)?;
-        let id = ChunkId(*id.value());
-        let location =
-            ChunkLocation::decode(value.value()).map_err(|e| ChunkStoreError::Corrupt {
-                id,
-                reason: format!("index entry: {e}"),
-            })?;
-        visit(id, location)?;
+
+    /// Calls `visit` with every entry.
+    pub fn for_each<E: From<ChunkStoreError>>(
+        &self,
+        mut visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut entries = self.0.iter().map_err(db)?;
+        while let Some((id, location)) = next_entry(&mut entries)? {
+            visit(id, location)?;
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// A reader that finds ids asked in ascending order, reading the index front to back.
+    pub fn ascending(&self) -> Result<Ascending<'_>, ChunkStoreError> {
+        Ok(Ascending {
+            entries: Some(self.0.iter().map_err(db)?),
+            next: None,
+        })
+    }
+}
+
+fn next_entry(
+    entries: &mut Entries<'_>,
+) -> Result<Option<(ChunkId, ChunkLocation)>, ChunkStoreError> {
+    let Some(entry) = entries.next() else {
+        return Ok(None);
+    };
+    let (id, value) = entry.map_err(db)?;
+    let id = ChunkId(*id.value());
+    let location = ChunkLocation::decode(value.value()).map_err(|e| ChunkStoreError::Corrupt {
+        id,
+        reason: format!("index entry: {e}"),
+    })?;
+    Ok(Some((id, location)))
+}
+
+/// Finds ids in a [`Snapshot`] asked in ascending order (see [`Snapshot::ascending`]).
+pub struct Ascending<'a> {
+    entries: Option<Entries<'a>>,
+    /// The first entry not yet passed, if read.
+    next: Option<(ChunkId, ChunkLocation)>,
+}
+
+impl Ascending<'_> {
+    /// Where `id` is, if indexed. Each id must be greater than the one asked before.
+    pub fn find(&mut self, id: &ChunkId) -> Result<Option<ChunkLocation>, ChunkStoreError> {
+        loop {
+            match self.next {
+                Some((next, location)) if next.0 >= id.0 => {
+                    return Ok((next == *id).then_some(location));
+                }
+                _ => {
+                    let Some(entries) = &mut self.entries else {
+                        return Ok(None);
+                    };
+                    self.next = next_entry(entries)?;
+                    if self.next.is_none() {
+                        self.entries = None;
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Removes `ids` from the index; returns those that were in it, with their frame lengths.

@@ -55,20 +55,6 @@ const FILL_WINDOW: u64 = 4 << 20;
 /// serves several requests at a time rather than one.
 const PREFETCH_WINDOWS: u64 = 3;
 
-/// The committed chunk index as of one moment (a read transaction of it): what a collection
-/// may sweep, read once its marking is done.
-pub struct CommittedIndex(redb::ReadTransaction);
-
-impl CommittedIndex {
-    /// Calls `visit` with every entry, in the order of chunk ids.
-    pub fn for_each<E: From<ChunkStoreError>>(
-        &self,
-        visit: impl FnMut(ChunkId, ChunkLocation) -> Result<(), E>,
-    ) -> Result<(), E> {
-        index::for_each(&self.0, visit)
-    }
-}
-
 /// A pack as the tier sees it for caching decisions.
 #[derive(Clone, Debug)]
 pub struct CachedPack {
@@ -97,6 +83,13 @@ pub enum ChunkStoreError {
     Index(redb::Error),
     #[error("chunk {id} is not in the local cache and cannot be fetched: {reason}")]
     Unavailable { id: ChunkId, reason: String },
+}
+
+/// A walk over the store (verify) that kept what it saw in a scratch file could not use it.
+impl From<crate::storage::spill_set::SpillError> for ChunkStoreError {
+    fn from(err: crate::storage::spill_set::SpillError) -> Self {
+        ChunkStoreError::Io(err.into())
+    }
 }
 
 impl From<io::Error> for ChunkStoreError {
@@ -663,11 +656,10 @@ impl ChunkStore {
     }
 
     /// The committed index as it is now, to read through later (however it changes meanwhile)
-    /// without holding it in memory.
-    pub fn committed_index(&self) -> Result<CommittedIndex, ChunkStoreError> {
-        Ok(CommittedIndex(
-            self.db.begin_read().map_err(redb::Error::from)?,
-        ))
+    /// without holding it in memory: what a collection may sweep, read once its marking is
+    /// done.
+    pub fn committed_index(&self) -> Result<index::Snapshot, ChunkStoreError> {
+        index::Snapshot::of(&self.db.begin_read().map_err(redb::Error::from)?)
     }
 
     /// Removes from the index the chunks of `garbage` that no writer reused since the

@@ -52,6 +52,12 @@ pub struct SpillError {
     source: std::io::Error,
 }
 
+impl From<SpillError> for std::io::Error {
+    fn from(err: SpillError) -> Self {
+        std::io::Error::new(err.source.kind(), err.to_string())
+    }
+}
+
 /// A set of ids within a memory budget, spilling to disk past it (see the module comment).
 pub struct SpillSet {
     memory: HashSet<[u8; 32]>,
@@ -141,6 +147,44 @@ impl SpillSet {
         Ascending {
             set: self,
             cursors: self.runs.iter().map(Cursor::new).collect(),
+        }
+    }
+
+    /// Calls `visit` with every id in the set, once each, in ascending order: the ids in
+    /// memory sorted (a copy, as a spill makes), merged with every run read front to back.
+    pub fn for_each_sorted<E: From<SpillError>>(
+        &self,
+        mut visit: impl FnMut(&[u8; 32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut memory: Vec<[u8; 32]> = self.memory.iter().copied().collect();
+        memory.sort_unstable();
+        let mut memory = memory.into_iter().peekable();
+        let mut cursors: Vec<Cursor> = self.runs.iter().map(Cursor::new).collect();
+        loop {
+            let mut least = memory.peek().copied();
+            if let Some(scratch) = &self.scratch {
+                for cursor in &mut cursors {
+                    let head = cursor.peek(scratch).map_err(|e| self.error(e))?;
+                    if let Some(head) = head
+                        && least.is_none_or(|least| head < least)
+                    {
+                        least = Some(head);
+                    }
+                }
+            }
+            let Some(id) = least else {
+                return Ok(());
+            };
+            visit(&id)?;
+            // Past it everywhere: an id added more than once is in several runs.
+            memory.next_if_eq(&id);
+            if let Some(scratch) = &self.scratch {
+                for cursor in &mut cursors {
+                    if cursor.peek(scratch).map_err(|e| self.error(e))? == Some(id) {
+                        cursor.at += 32;
+                    }
+                }
+            }
         }
     }
 
@@ -282,6 +326,11 @@ impl<'a> Cursor<'a> {
             buffer: Vec::new(),
             at: 0,
         }
+    }
+
+    /// The next id of the run, if any is left (without moving past it).
+    fn peek(&mut self, scratch: &File) -> std::io::Result<Option<[u8; 32]>> {
+        self.skip_below(scratch, &[0; 32])
     }
 
     /// Moves past the ids below `id`; returns the first id not below it, if any is left.
@@ -439,9 +488,21 @@ mod tests {
             let mut sorted: Vec<(u64, [u8; 32])> = (0..6_000).map(|n| (n, id(n))).collect();
             sorted.sort_by_key(|(_, id)| *id);
             let mut ascending = set.ascending();
-            for (n, id) in sorted {
-                prop_assert_eq!(ascending.contains(&id).expect("contains"), model.contains(&n));
+            for (n, id) in &sorted {
+                prop_assert_eq!(ascending.contains(id).expect("contains"), model.contains(n));
             }
+            let mut listed = Vec::new();
+            set.for_each_sorted(|id| {
+                listed.push(*id);
+                Ok::<_, SpillError>(())
+            })
+            .expect("for each");
+            let expected: Vec<[u8; 32]> = sorted
+                .iter()
+                .filter(|(n, _)| model.contains(n))
+                .map(|(_, id)| *id)
+                .collect();
+            prop_assert_eq!(listed, expected);
         }
     }
 }
