@@ -13,7 +13,8 @@
 # `status`, `find` and `tar -c` over the share and `find` over a snapshot, with the daemon's
 # RSS after each;
 # then the snapshot inodes the daemon holds (`status --json`) and its RSS once the kernel has
-# dropped its caches and forgotten them, and the peak RSS of each mount (VmHWM).
+# dropped its caches and forgotten them, and the peak RSS of each mount (VmHWM); last, `gc`
+# and `verify --quick` through the daemon, with its RSS after each and its peak since.
 # Needs root (it mounts and drops caches). BENCH_DIR (default /var/tmp) holds the store;
 # SNAPFS_BIN (default target/release/snapfs of this repository, built first) is what runs.
 set -euo pipefail
@@ -147,6 +148,13 @@ sleep 2  # the kernel sends its forgets in its own time
 held_dropped=$(view_inodes)
 rss_dropped=$(rss_mib)
 peak_second_mount=$(peak_mib)
+# The walks over every snapshot, in the daemon: their sets of what they saw are bounded by the
+# walk's part of --metadata-cache, and spill to a scratch file past it.
+gc_secs=$(timed "$snapfs" gc --mount "$mnt")
+rss_gc=$(rss_mib)
+verify_secs=$(timed "$snapfs" verify --quick --mount "$mnt")
+rss_verify=$(rss_mib)
+peak_walks=$(peak_mib)
 "$snapfs" umount "$mnt" >/dev/null
 wait "$pid" || true
 
@@ -174,3 +182,8 @@ row "snapshot inodes held after it" "${held_find_snap}" ""
 row "... after drop_caches" "${held_dropped}" ""
 row "daemon RSS after drop_caches" "${rss_dropped} MiB" ""
 row "daemon peak RSS since the remount" "${peak_second_mount} MiB" ""
+row "gc (every snapshot)" "${gc_secs}s" ""
+row "daemon RSS after it" "${rss_gc} MiB" ""
+row "verify --quick (every snapshot)" "${verify_secs}s" ""
+row "daemon RSS after it" "${rss_verify} MiB" ""
+row "daemon peak RSS with gc and verify" "${peak_walks} MiB" ""
