@@ -198,7 +198,7 @@ fn follow_job(control: &Path, job: u64, progress: &Progress) -> anyhow::Result<s
 /// Sends one request line to a daemon's control file and reads its outcome back through the
 /// same open file, which gives this request's outcome even while others use the file.
 fn send(control: &Path, line: &str) -> anyhow::Result<String> {
-    use std::io::{Read, Seek, Write};
+    use std::io::{BufRead, Seek, Write};
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -220,13 +220,13 @@ fn send(control: &Path, line: &str) -> anyhow::Result<String> {
         }
     };
     let written = file.write_all(format!("{line}\n").as_bytes());
-    let mut status = String::new();
+    // The outcome is the first line; the snapshot list after it is not read.
+    let mut first = String::new();
     file.rewind()?;
-    file.read_to_string(&mut status)?;
-    let outcome = status
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("last: "))
+    std::io::BufReader::new(&file).read_line(&mut first)?;
+    let outcome = first
+        .trim_end_matches('\n')
+        .strip_prefix("last: ")
         .unwrap_or("");
     match written {
         Ok(()) => Ok(outcome.trim_start_matches("ok: ").to_owned()),

@@ -68,6 +68,10 @@ struct ControlHandle {
     writer: Option<u64>,
     /// The outcome of the last command given through it (`ok: ...` or `error: ...`).
     outcome: Option<String>,
+    /// The status its reader is reading: rendered by a read from offset 0 and kept for the
+    /// reads after it, so that a reader sees one status whatever number of reads it takes,
+    /// and a status of a thousand snapshots is rendered once per reading, not once per read.
+    shown: Option<Arc<Vec<u8>>>,
 }
 
 fn view_errno(err: ViewError) -> Errno {
@@ -367,13 +371,24 @@ impl SnapshotSide {
     pub fn read(&self, ino: InodeNo, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let outcome = self
-                    .control_handles
-                    .lock()
-                    .get(&fh)
-                    .and_then(|handle| handle.outcome.clone());
-                let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
-                let text = status_text(&outcome, &self.snapshots().list());
+                let (outcome, shown) = match self.control_handles.lock().get(&fh) {
+                    Some(handle) => (
+                        handle.outcome.clone(),
+                        handle.shown.clone().filter(|_| offset > 0),
+                    ),
+                    None => (None, None),
+                };
+                let text = match shown {
+                    Some(text) => text,
+                    None => {
+                        let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
+                        let text = Arc::new(status_text(&outcome, &self.snapshots().list()));
+                        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+                            handle.shown = Some(text.clone());
+                        }
+                        text
+                    }
+                };
                 let start = (offset as usize).min(text.len());
                 let end = (start + len as usize).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -471,6 +486,7 @@ impl SnapshotSide {
             handle.stream = stream;
             if outcome.is_some() {
                 handle.outcome = outcome;
+                handle.shown = None;
             }
         }
         result

@@ -44,8 +44,12 @@ pub use crate::tree_objects::{try_walk_tree, walk_tree};
 /// A pack is rewritten when its live frames fill less than this share of it.
 const COMPACT_BELOW: f64 = 0.5;
 
-/// Garbage chunks removed per sweep transaction (32 bytes of memory each).
+/// Garbage chunks removed per sweep transaction (32 bytes of memory each). Small in unit
+/// tests, so that theirs sweep in several.
+#[cfg(not(test))]
 const SWEEP_BATCH: usize = 65_536;
+#[cfg(test)]
+const SWEEP_BATCH: usize = 100;
 
 /// Memory a frame to move takes in a compaction's list (an id and its location).
 const FRAME_BYTES: u64 = 64;

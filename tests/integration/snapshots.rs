@@ -577,3 +577,34 @@ fn a_walk_over_a_snapshot_larger_than_the_budget_holds_the_budget() {
         view_inodes(&m) <= 1024
     });
 }
+
+/// A reader of the control file sees one status, however many reads it takes and whatever
+/// changes between them; reading again from the start sees the change.
+#[test]
+fn a_status_read_in_pieces_is_one_status() {
+    use std::io::{Read, Seek};
+    let m = Mounted::new();
+    for n in 0..50 {
+        control(&m, &format!("create s{n:02}")).unwrap();
+    }
+    let mut reader = fs::File::open(m.path(".snapshots/.control")).unwrap();
+    let mut status = vec![0; 100];
+    reader.read_exact(&mut status).unwrap();
+    control(&m, "create zz-after-the-first-read").unwrap();
+    reader.read_to_end(&mut status).unwrap();
+    let status = String::from_utf8(status).unwrap();
+    assert!(status.contains("snapshots: 50\n"), "{status}");
+    assert_eq!(
+        status.lines().filter(|line| line.contains('\t')).count(),
+        50
+    );
+    assert!(!status.contains("zz-after"), "{status}");
+
+    reader.rewind().unwrap();
+    let mut again = String::new();
+    reader.read_to_string(&mut again).unwrap();
+    assert!(
+        again.contains("snapshots: 51\n") && again.contains("zz-after"),
+        "{again}"
+    );
+}
