@@ -1,5 +1,5 @@
 //! A set of 32-byte ids (chunk and object ids) that keeps at most a configured number of bytes
-//! in memory: what a walk over every tree (gc's marking) has seen.
+//! in memory: what a walk over every tree (gc's marking, verify) has seen.
 //!
 //! Ids go into a hash set in memory, allocated once at the size the budget allows. When it is
 //! full, its ids are sorted and appended to a scratch file as a *run*, and the hash set starts
