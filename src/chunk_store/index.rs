@@ -107,7 +107,7 @@ pub fn committed_pack_lengths(db: &Database) -> Result<HashMap<PackId, u64>, red
 
 pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, ChunkStoreError> {
     let mut out = Vec::new();
-    Snapshot::of(txn)?.for_each(|id, location| {
+    CommittedIndex::of(txn)?.for_each(|id, location| {
         out.push((id, location));
         Ok::<_, ChunkStoreError>(())
     })?;
@@ -116,7 +116,7 @@ pub fn all(txn: &ReadTransaction) -> Result<Vec<(ChunkId, ChunkLocation)>, Chunk
 
 /// The index as a read transaction saw it, read through in the order of chunk ids without
 /// holding it in memory.
-pub struct Snapshot(
+pub struct CommittedIndex(
     redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; ChunkLocation::ENCODED_LEN]>,
 );
 
@@ -126,9 +126,9 @@ fn db(err: impl Into<redb::Error>) -> ChunkStoreError {
     ChunkStoreError::from(err.into())
 }
 
-impl Snapshot {
+impl CommittedIndex {
     pub fn of(txn: &ReadTransaction) -> Result<Self, ChunkStoreError> {
-        Ok(Snapshot(txn.open_table(CHUNKS).map_err(db)?))
+        Ok(CommittedIndex(txn.open_table(CHUNKS).map_err(db)?))
     }
 
     /// Calls `visit` with every entry.
@@ -144,8 +144,8 @@ impl Snapshot {
     }
 
     /// A reader that finds ids asked in ascending order, reading the index front to back.
-    pub fn ascending(&self) -> Result<Ascending<'_>, ChunkStoreError> {
-        Ok(Ascending {
+    pub fn ascending(&self) -> Result<IndexCursor<'_>, ChunkStoreError> {
+        Ok(IndexCursor {
             entries: Some(self.0.iter().map_err(db)?),
             next: None,
         })
@@ -167,14 +167,15 @@ fn next_entry(
     Ok(Some((id, location)))
 }
 
-/// Finds ids in a [`Snapshot`] asked in ascending order (see [`Snapshot::ascending`]).
-pub struct Ascending<'a> {
+/// Finds ids in a [`CommittedIndex`] asked in ascending order (see
+/// [`CommittedIndex::ascending`]).
+pub struct IndexCursor<'a> {
     entries: Option<Entries<'a>>,
     /// The first entry not yet passed, if read.
     next: Option<(ChunkId, ChunkLocation)>,
 }
 
-impl Ascending<'_> {
+impl IndexCursor<'_> {
     /// Where `id` is, if indexed. Each id must be greater than the one asked before.
     pub fn find(&mut self, id: &ChunkId) -> Result<Option<ChunkLocation>, ChunkStoreError> {
         loop {

@@ -658,8 +658,8 @@ impl ChunkStore {
     /// The committed index as it is now, to read through later (however it changes meanwhile)
     /// without holding it in memory: what a collection may sweep, read once its marking is
     /// done.
-    pub fn committed_index(&self) -> Result<index::Snapshot, ChunkStoreError> {
-        index::Snapshot::of(&self.db.begin_read().map_err(redb::Error::from)?)
+    pub fn committed_index(&self) -> Result<index::CommittedIndex, ChunkStoreError> {
+        index::CommittedIndex::of(&self.db.begin_read().map_err(redb::Error::from)?)
     }
 
     /// Removes from the index the chunks of `garbage` that no writer reused since the
@@ -958,6 +958,47 @@ mod tests {
         store.sync().expect("sync");
         txn.commit().expect("commit");
         store.committed(&ids);
+    }
+
+    #[test]
+    fn the_committed_index_is_read_through_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db, store) = open_store(dir.path());
+        let ids: Vec<ChunkId> = (0..500u32)
+            .map(|n| store.put(&n.to_le_bytes().repeat(40)).expect("put"))
+            .collect();
+        commit(&db, &store);
+        let index = store.committed_index().expect("index");
+        // Committed after the view was taken: not in it.
+        let later = store.put(b"later").expect("put");
+        commit(&db, &store);
+
+        let mut listed = Vec::new();
+        index
+            .for_each(|id, location| {
+                listed.push((id, location));
+                Ok::<_, ChunkStoreError>(())
+            })
+            .expect("for each");
+        let mut expected: Vec<ChunkId> = ids.clone();
+        expected.sort_unstable_by_key(|id| id.0);
+        assert_eq!(
+            listed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            expected
+        );
+
+        // Asked in ascending order, among ids it lacks: each found where it is.
+        let absent = (0..500u32).map(|n| ChunkId(*blake3::hash(&n.to_be_bytes()).as_bytes()));
+        let mut asked: Vec<ChunkId> = ids.iter().copied().chain(absent).chain([later]).collect();
+        asked.sort_unstable_by_key(|id| id.0);
+        let mut cursor = index.ascending().expect("cursor");
+        for id in asked {
+            let found = cursor.find(&id).expect("find");
+            match listed.iter().find(|(listed, _)| *listed == id) {
+                Some((_, location)) => assert_eq!(found, Some(*location)),
+                None => assert_eq!(found, None),
+            }
+        }
     }
 
     #[test]
