@@ -720,10 +720,11 @@ mod tests {
         assert_eq!(unchanged.root, second.root);
     }
 
-    /// Builds directories `d0`..`d3`, each with `sub/f0`..`f3`, a file `top`, a hard link
-    /// `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`; commits and closes.
-    fn never_frozen_share(path: &std::path::Path) {
-        let live = open(path);
+    /// A new store `store` in `dir` with directories `d0`..`d3`, each with `sub/f0`..`f3`, a
+    /// file `top`, a hard link `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`,
+    /// never frozen; committed and closed. Returns its path.
+    fn never_frozen_store(dir: &std::path::Path) -> std::path::PathBuf {
+        let (path, live) = new_store(dir, "store");
         for d in 0..4 {
             mkdir(&live, &format!("d{d}"));
             mkdir(&live, &format!("d{d}/sub"));
@@ -749,6 +750,7 @@ mod tests {
         .expect("symlink");
         live.commit_now().expect("commit");
         close(live);
+        path
     }
 
     /// An inode encoded from the database and looked up (loaded, not changed) while the freeze
@@ -758,9 +760,7 @@ mod tests {
     #[test]
     fn an_inode_loaded_while_a_freeze_encodes_it_from_the_database_remembers_its_object() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (path, live) = new_store(tmp.path(), "store");
-        close(live);
-        never_frozen_share(&path);
+        let path = never_frozen_store(tmp.path());
         let live = open(&path);
         let objects = TreeObjects::new(live.chunk_store());
         freeze_around(&live, &objects, |live| {
@@ -820,9 +820,7 @@ mod tests {
     #[test]
     fn a_share_never_frozen_is_encoded_from_the_database_without_loading_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (path, live) = new_store(tmp.path(), "store");
-        close(live);
-        never_frozen_share(&path);
+        let path = never_frozen_store(tmp.path());
         let copy = tmp.path().join("copy");
         let copied = std::process::Command::new("cp")
             .arg("-a")
