@@ -3,6 +3,18 @@
 
 use std::fmt;
 
+/// `bytes` as lower-case hex. By table rather than a `format!` per byte: a status of a thousand
+/// snapshots shows a thousand ids.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
 /// The blake3 hash of a chunk's uncompressed bytes: its name in the chunk store.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId(pub [u8; 32]);
@@ -15,7 +27,7 @@ impl ChunkId {
 
     /// Lower-case hex, as shown to users in reports and logs.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 }
 
@@ -76,7 +88,7 @@ macro_rules! random_id {
 
             /// 32 lower-case hex digits.
             pub fn to_hex(&self) -> String {
-                self.0.iter().map(|b| format!("{b:02x}")).collect()
+                $crate::id::hex(&self.0)
             }
 
             /// Parses what [`Self::to_hex`] writes; `None` for anything else.
@@ -144,5 +156,13 @@ mod tests {
         assert_eq!(ShareId::from_hex("00"), None);
         assert_eq!(ShareId::from_hex(&"g".repeat(32)), None);
         assert_eq!(ShareId::from_hex(&"é".repeat(16)), None);
+    }
+
+    #[test]
+    fn hex_is_what_format_writes() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let formatted: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex(&bytes), formatted);
+        assert_eq!(hex(&[]), "");
     }
 }

@@ -21,8 +21,7 @@ pub fn enforces_create_only(backend: &dyn BlobBackend) -> Result<bool, BlobError
         key: PROBE_DIR.into(),
         message: format!("no random bytes for a probe name: {err}"),
     })?;
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    let key = BlobKey::new(&format!("{PROBE_DIR}/{hex}"))
+    let key = BlobKey::new(&format!("{PROBE_DIR}/{}", crate::id::hex(&id)))
         .unwrap_or_else(|| unreachable!("a fixed word and hex digits make a valid key"));
     backend.put_if_absent(&key, b"first")?;
     let second = backend.put_if_absent(&key, b"second");

@@ -67,8 +67,9 @@ pub struct MountArgs {
     /// attributes loaded from the metadata database: past it, the directories used least
     /// recently are dropped from memory and read again when next used, as the kernel's inode
     /// and dentry caches do. A quarter is for the snapshot inodes the kernel holds (one per
-    /// 256 bytes): past that, the kernel is asked to forget those used least recently. A
-    /// quarter is the metadata database's page cache.
+    /// 256 bytes): past that, the kernel is asked to forget those used least recently. An
+    /// eighth is the metadata database's page cache, and an eighth holds what gc and verify
+    /// have seen of the trees they walk (past it, they use a scratch file in the store).
     #[arg(long, default_value = "128M", value_parser = super::parse_size)]
     pub metadata_cache: u64,
     /// Seconds between commits when nobody calls fsync.

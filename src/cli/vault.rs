@@ -200,9 +200,7 @@ impl KeyArgs {
             Secret::Passphrase(bytes) => {
                 access.passphrase = Some(String::from_utf8(bytes).context("passphrase")?)
             }
-            Secret::KeyFile(bytes) => {
-                access.key_hex = Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
-            }
+            Secret::KeyFile(bytes) => access.key_hex = Some(crate::id::hex(&bytes)),
         }
         if let (Ok(access_key_id), Ok(secret_access_key)) = (
             std::env::var("AWS_ACCESS_KEY_ID"),

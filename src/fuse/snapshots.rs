@@ -68,10 +68,9 @@ struct ControlHandle {
     writer: Option<u64>,
     /// The outcome of the last command given through it (`ok: ...` or `error: ...`).
     outcome: Option<String>,
-    /// The status its reader is reading: rendered by a read from offset 0 and kept for the
-    /// reads after it, so that a reader sees one status whatever number of reads it takes,
-    /// and a status of a thousand snapshots is rendered once per reading, not once per read.
-    shown: Option<Arc<Vec<u8>>>,
+    /// The status its reader is reading: taken by a read from offset 0 and kept for the
+    /// reads after it, so that a reader sees one status whatever number of reads it takes.
+    shown: Option<Status>,
 }
 
 fn view_errno(err: ViewError) -> Errno {
@@ -92,20 +91,47 @@ fn view_errno(err: ViewError) -> Errno {
 
 /// What reading the control file returns: the outcome of the last request, then one line per
 /// snapshot: `NAME<TAB>created (RFC 3339, UTC)<TAB>manual|automatic<TAB>root object id`.
-fn status_text(last_outcome: &str, snapshots: &[(String, SnapshotRecord)]) -> Vec<u8> {
-    let mut out = format!("last: {last_outcome}\nsnapshots: {}\n", snapshots.len());
-    for (name, record) in snapshots {
-        out.push_str(&format!(
-            "{name}\t{}\t{}\t{}\n",
-            format_rfc3339(record.created.secs),
-            match record.origin {
-                Origin::Manual => "manual",
-                Origin::Automatic => "automatic",
-            },
-            record.root
-        ));
+/// Rendered only as far as the reads go: the command line reads the outcome line alone, and
+/// a status of a thousand snapshots need not be written out for it.
+struct Status {
+    snapshots: Vec<(String, SnapshotRecord)>,
+    /// The text so far: the outcome, the count, and the first `lines` snapshots.
+    text: Vec<u8>,
+    lines: usize,
+}
+
+impl Status {
+    fn new(last_outcome: &str, snapshots: Vec<(String, SnapshotRecord)>) -> Self {
+        let text = format!("last: {last_outcome}\nsnapshots: {}\n", snapshots.len());
+        Status {
+            snapshots,
+            text: text.into_bytes(),
+            lines: 0,
+        }
     }
-    out.into_bytes()
+
+    /// The bytes at `offset`, at most `len` of them.
+    fn read(&mut self, offset: u64, len: u32) -> Vec<u8> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(len as usize);
+        while self.text.len() < end
+            && let Some((name, record)) = self.snapshots.get(self.lines)
+        {
+            let line = format!(
+                "{name}\t{}\t{}\t{}\n",
+                format_rfc3339(record.created.secs),
+                match record.origin {
+                    Origin::Manual => "manual",
+                    Origin::Automatic => "automatic",
+                },
+                record.root
+            );
+            self.text.extend_from_slice(line.as_bytes());
+            self.lines += 1;
+        }
+        let start = start.min(self.text.len());
+        self.text[start..end.min(self.text.len())].to_vec()
+    }
 }
 
 impl SnapshotSide {
@@ -371,27 +397,22 @@ impl SnapshotSide {
     pub fn read(&self, ino: InodeNo, fh: u64, offset: u64, len: u32) -> Result<Vec<u8>, Errno> {
         match area(ino) {
             Area::ControlFile => {
-                let (outcome, shown) = match self.control_handles.lock().get(&fh) {
-                    Some(handle) => (
-                        handle.outcome.clone(),
-                        handle.shown.clone().filter(|_| offset > 0),
-                    ),
-                    None => (None, None),
-                };
-                let text = match shown {
-                    Some(text) => text,
-                    None => {
-                        let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
-                        let text = Arc::new(status_text(&outcome, &self.snapshots().list()));
-                        if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
-                            handle.shown = Some(text.clone());
-                        }
-                        text
-                    }
-                };
-                let start = (offset as usize).min(text.len());
-                let end = (start + len as usize).min(text.len());
-                Ok(text[start..end].to_vec())
+                let mut handles = self.control_handles.lock();
+                let handle = handles.get_mut(&fh);
+                if offset > 0
+                    && let Some(Some(status)) = handle.map(|handle| handle.shown.as_mut())
+                {
+                    return Ok(status.read(offset, len));
+                }
+                let outcome = handles.get(&fh).and_then(|handle| handle.outcome.clone());
+                drop(handles);
+                let outcome = outcome.unwrap_or_else(|| self.last_outcome.lock().clone());
+                let mut status = Status::new(&outcome, self.snapshots().list());
+                let bytes = status.read(offset, len);
+                if let Some(handle) = self.control_handles.lock().get_mut(&fh) {
+                    handle.shown = Some(status);
+                }
+                Ok(bytes)
             }
             Area::Snapshot { number } => self
                 .view

@@ -9,7 +9,8 @@
 //!    comes from after data the commit does not hold (every chunk the block changes name is
 //!    published by then);
 //! 2. stage those, then the published chunk locations and pack lengths, in one transaction;
-//! 3. fsync the packs; 4. commit the transaction durably.
+//! 3. fsync the packs; 4. commit the transaction durably (or, for a snapshot, not: its
+//!    catalog's durable commit follows at once and makes both durable together).
 
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -111,7 +112,7 @@ fn committer(weak: Weak<LiveFs>) {
             }
             state.requested
         };
-        let result = fs.commit_once();
+        let result = fs.commit_once(redb::Durability::Immediate);
         {
             let mut state = fs.commits.state.lock();
             state.completed = state.completed.max(target);
@@ -130,7 +131,7 @@ impl LiveFs {
         if state.stopped {
             // No committer thread (opening, or shut down): commit on this thread.
             drop(state);
-            return self.commit_once();
+            return self.commit_once(redb::Durability::Immediate);
         }
         state.requested += 1;
         let target = state.requested;
@@ -141,19 +142,28 @@ impl LiveFs {
         if state.completed < target {
             // The committer stopped first (the share is being shut down).
             drop(state);
-            return self.commit_once();
+            return self.commit_once(redb::Durability::Immediate);
         }
         drop(state);
         self.check_writable()
     }
 
-    fn commit_once(&self) -> FsResult<()> {
+    /// Commits everything changed so far, on this thread, for a caller that makes its own
+    /// durable commit right after (a snapshot, whose catalog change follows): the packs are
+    /// synced, so the transaction names only data on disk, but the database is not, and the
+    /// commit becomes durable with the next durable one, which it precedes. Never through the
+    /// committer: an `fsync` waiting on that must not take this commit for a durable one.
+    pub fn commit_before_durable(&self) -> FsResult<()> {
+        self.commit_once(redb::Durability::None)
+    }
+
+    fn commit_once(&self, durability: redb::Durability) -> FsResult<()> {
         self.check_writable()?;
         let _committing = self.commits.committing.lock();
         let started = std::time::Instant::now();
         self.store_buffered_data();
         let batch = self.collect_batch();
-        let result = self.write_batch(&batch);
+        let result = self.write_batch(&batch, durability);
         if result.is_ok() {
             self.metrics.commit_done(started);
             self.drop_committed_block_maps(&batch);
@@ -272,10 +282,10 @@ impl LiveFs {
         }
     }
 
-    fn write_batch(&self, batch: &CommitBatch) -> FsResult<()> {
+    fn write_batch(&self, batch: &CommitBatch, durability: redb::Durability) -> FsResult<()> {
         let db = self.meta.database();
         let mut txn = db.begin_write().map_err(meta_err)?;
-        txn.set_durability(redb::Durability::Immediate)
+        txn.set_durability(durability)
             .map_err(|e| meta_err(redb::Error::from(e)))?;
         // The index first: accounting reads the sizes of the chunks the block maps now name.
         let staged = self.store.stage_commit(&txn)?;
@@ -418,7 +428,8 @@ mod tests {
                 read_file(&live, "f") == [2; 3 * 4096],
                 "the old data came back"
             );
-            live.write_batch(&batch).expect("write");
+            live.write_batch(&batch, redb::Durability::Immediate)
+                .expect("write");
         }
         assert!(read_file(&live, "f") == [2; 3 * 4096]);
         close(live);

@@ -147,7 +147,7 @@ pub struct LiveFs {
     /// The object store of a tiered store (see `crate::tier`).
     tier: Option<Arc<crate::tier::Tier>>,
     /// `--metadata-cache`: sizes the namespace (its half) and the snapshot view's table of
-    /// inodes (its quarter; the database's page cache, the last quarter, was sized at open).
+    /// inodes (its quarter; the database's page cache, an eighth, was sized at open).
     metadata: MetadataBudget,
     meta: MetaStore,
     block_size: u32,

@@ -62,9 +62,11 @@ pub fn sample_of(usage: &Usage) -> SpaceSample {
     }
 }
 
-/// Records `sample` at `secs` and thins the table, in one transaction.
+/// Records `sample` at `secs` and thins the table, in one transaction, durable with the
+/// share's next commit (a sample lost to a crash is a point missing from a chart).
 pub fn record(db: &Database, secs: i64, sample: &SpaceSample) -> Result<(), SpaceHistoryError> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::None)?;
     {
         let mut table = txn.open_table(HISTORY)?;
         table.insert(secs, sample.encode().as_slice())?;

@@ -339,9 +339,10 @@ impl Snapshots {
         }
         let frozen = self.live.freeze(&self.objects)?;
         phases.lap("freeze");
-        // The objects are chunks like file data: a live commit makes them durable before the
-        // catalog names them.
-        self.live.commit_now()?;
+        // The objects are chunks like file data: a live commit names them before the catalog
+        // does. The catalog's durable commit makes both durable (the packs are synced first),
+        // so a snapshot costs one sync of the database.
+        self.live.commit_before_durable()?;
         phases.lap("commit");
         // What the new tree names more or less often than the newest before it: read outside
         // the catalog's transaction (objects are immutable), applied inside it.

@@ -24,7 +24,8 @@ macro_rules! from_redb_errors {
             redb::TransactionError,
             redb::TableError,
             redb::StorageError,
-            redb::CommitError
+            redb::CommitError,
+            redb::SetDurabilityError
         );
     };
     (@through_redb $error:ty, $($t:ty),*) => {$(
