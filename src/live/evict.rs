@@ -1,7 +1,9 @@
 //! Keeping the namespace in memory within its budget (`--metadata-cache`), as the kernel keeps
 //! its inode and dentry caches: when more inodes are loaded than the budget allows, directories
-//! used least recently are unlisted and the inodes they named dropped, down to three quarters
-//! of the budget. What is dropped is loaded again from the database when next needed
+//! used least recently are unlisted and the inodes they named dropped, a sixteenth of the
+//! budget at a time (a round runs under the namespace write lock, so rounds are kept small: at
+//! 65,536 inodes, a round that freed a quarter kept writers waiting 35-40 ms; one that frees a
+//! sixteenth, 7-8 ms). What is dropped is loaded again from the database when next needed
 //! (`load`), with the same answers, because only what the database holds exactly is dropped.
 //!
 //! An inode may leave memory only when all of these hold:
@@ -24,19 +26,22 @@
 //! A directory may be unlisted unless its entries have uncommitted changes; the inodes it
 //! names that cannot leave (above) stay, which the namespace invariant allows.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 
 use super::LiveFs;
 use super::namespace::{Namespace, has_object};
 use crate::id::InodeNo;
 use crate::meta::namespace::NamespaceReader;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Estimated bytes of memory one loaded inode takes, everything counted: its node (record,
 /// maps, content state), its entry in its directory's map and in `nodes`, and the allocator's
 /// overhead. Measured with `scripts/bench-scale.sh` (RSS after `find` over the share, less
 /// RSS after the mount, per file). Used to turn `--metadata-cache` bytes into a count.
 pub const BYTES_PER_INODE: u64 = 1024;
+
+/// A round of eviction frees this part of the budget.
+const ROUND: usize = 16;
 
 /// Fewest inodes the namespace may hold however small the budget: a few directories' worth,
 /// so that an operation never finds what it just loaded gone.
@@ -71,10 +76,13 @@ impl LiveFs {
                 return;
             }
         };
+        let mut phases = crate::phases::Phases::start();
         let before = tree.nodes.len();
-        let target = tree.max_inodes / 4 * 3;
+        let target = tree.max_inodes - tree.max_inodes / ROUND;
         let pins = self.pins(keep);
+        phases.lap("pins");
         let mut holding = holders_in_memory(tree);
+        phases.lap("holders");
         let mut listed: Vec<(u64, InodeNo)> = tree
             .nodes
             .iter()
@@ -84,21 +92,26 @@ impl LiveFs {
             .map(|(ino, node)| (node.used.load(Ordering::Relaxed), *ino))
             .collect();
         listed.sort_unstable();
+        phases.lap("listed");
+        let mut dropped = Vec::new();
         for (_, dir) in listed {
             if tree.nodes.len() <= target {
                 break;
             }
-            unlist(tree, dir, &pins, &reader, &mut holding);
+            unlist(tree, dir, &pins, &reader, &mut holding, &mut dropped);
         }
-        // What is left is pinned (or recent): try again once a quarter of the budget more
-        // has been loaded.
+        phases.lap("unlist");
+        self.workers.free_later(dropped);
+        // What is left is pinned (or recent): try again once a round's worth more has been
+        // loaded.
         tree.evict_above = tree
             .max_inodes
-            .max(tree.nodes.len().saturating_add(tree.max_inodes / 4));
+            .max(tree.nodes.len().saturating_add(tree.max_inodes / ROUND));
         tracing::debug!(
             before,
             after = tree.nodes.len(),
             budget = tree.max_inodes,
+            %phases,
             "metadata cache: evicted"
         );
     }
@@ -121,7 +134,7 @@ impl LiveFs {
     fn pins(&self, keep: InodeNo) -> Pins {
         let dirt = self.dirt.lock();
         let changed = self.changed.lock();
-        let mut inodes: HashSet<InodeNo> = [InodeNo::ROOT, keep].into_iter().collect();
+        let mut inodes: FxHashSet<InodeNo> = [InodeNo::ROOT, keep].into_iter().collect();
         inodes.extend(dirt.inodes.iter().copied());
         inodes.extend(dirt.xattrs.iter().copied());
         inodes.extend(changed.since_commit.iter().copied());
@@ -139,14 +152,14 @@ impl LiveFs {
 }
 
 struct Pins {
-    inodes: HashSet<InodeNo>,
+    inodes: FxHashSet<InodeNo>,
     /// Directories whose entries changed since the last commit: never unlisted.
-    dirty_dirs: HashSet<InodeNo>,
+    dirty_dirs: FxHashSet<InodeNo>,
 }
 
 /// How many inodes in memory name each inode as a holder.
-fn holders_in_memory(tree: &Namespace) -> HashMap<InodeNo, u32> {
-    let mut holding: HashMap<InodeNo, u32> = HashMap::new();
+fn holders_in_memory(tree: &Namespace) -> FxHashMap<InodeNo, u32> {
+    let mut holding = FxHashMap::default();
     for (ino, node) in &tree.nodes {
         if node.is_dir() {
             if *ino != InodeNo::ROOT {
@@ -168,7 +181,8 @@ fn unlist(
     dir: InodeNo,
     pins: &Pins,
     reader: &NamespaceReader,
-    holding: &mut HashMap<InodeNo, u32>,
+    holding: &mut FxHashMap<InodeNo, u32>,
+    dropped: &mut Vec<super::namespace::Node>,
 ) {
     let Some(children) = tree
         .nodes
@@ -186,15 +200,16 @@ fn unlist(
             continue;
         };
         let holders = if node.is_dir() {
-            vec![node.parent]
+            std::slice::from_ref(&node.parent)
         } else {
-            node.links
+            &node.links[..]
         };
         for holder in holders {
-            if let Some(count) = holding.get_mut(&holder) {
+            if let Some(count) = holding.get_mut(holder) {
                 *count = count.saturating_sub(1);
             }
         }
+        dropped.push(node);
     }
     if let Some(node) = tree.nodes.get_mut(&dir) {
         node.entries = None;
@@ -208,7 +223,7 @@ fn may_leave(
     child: InodeNo,
     pins: &Pins,
     reader: &NamespaceReader,
-    holding: &HashMap<InodeNo, u32>,
+    holding: &FxHashMap<InodeNo, u32>,
 ) -> bool {
     let Some(node) = tree.nodes.get(&child) else {
         return false;

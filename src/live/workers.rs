@@ -30,6 +30,12 @@ impl DataWorkers {
         Ok(DataWorkers { pool })
     }
 
+    /// Frees `value` on a worker: whoever took it out of a structure under a lock does not
+    /// hold the lock for the free (eviction drops thousands of inodes at a time).
+    pub(crate) fn free_later<T: Send + 'static>(&self, value: T) {
+        self.pool.spawn(move || drop(value));
+    }
+
     /// `f` of every item, spread over the workers (on the calling thread when there is only
     /// one item or one worker: handing a single block over would only add latency).
     pub(crate) fn map<T: Sync, R: Send>(
