@@ -85,9 +85,7 @@ impl crate::live::KernelCache for KernelNotifier {
 
     fn hand_over_writes(&self, files: &[(Ino, Vec<u8>)]) {
         if let Some(mount) = &self.writeback_mount {
-            for (ino, path) in files {
-                writeback::hand_over(mount, *ino, path);
-            }
+            writeback::hand_over(mount, files);
         }
     }
 }

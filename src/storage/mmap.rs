@@ -1,4 +1,5 @@
-//! Read-only memory maps of pack files. This is the only module with `unsafe` code.
+//! Read-only memory maps of pack files. The only `unsafe` code of the storage layers (the
+//! others are the forks of `cli::daemon` and `fuse::writeback`).
 //!
 //! Invariant the callers keep: a mapped range is only read after the bytes in it were written
 //! to the file (the chunk index publishes a location only after its frame was written), and

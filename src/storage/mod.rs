@@ -1,5 +1,5 @@
-//! Plain file I/O the layers above share: the one module that maps files (and so holds the only
-//! `unsafe` code), durable file creation, the lock that keeps a store mounted once, and the two
+//! Plain file I/O the layers above share: the one module that maps files (and so holds the
+//! storage's only `unsafe` code), durable file creation, the lock that keeps a store mounted once, and the two
 //! ways every module reads its redb tables alike (copied whole, or opened if they exist).
 
 pub mod durable;

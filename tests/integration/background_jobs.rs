@@ -50,12 +50,13 @@ fn a_verify_runs_in_the_background_while_snapshots_are_taken() {
         ended["result"]["chunks_checked"].as_u64().unwrap_or(0) > 0,
         "{ended}"
     );
-    // The job log has it, with the snapshots taken meanwhile recorded before it ended.
+    // The job log has it, with the snapshots taken meanwhile recorded before it ended (all of
+    // them: a create takes a few milliseconds, so there may be hundreds).
     let status: serde_json::Value = serde_json::from_str(&snapfs_ok(&[
         "status",
         "--json",
         "--jobs",
-        "50",
+        "1000",
         "--mount",
         m.path("").to_str().expect("utf-8"),
     ]))

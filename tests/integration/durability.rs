@@ -147,3 +147,46 @@ fn a_snapshot_whose_create_returned_survives_kill_9_with_what_it_holds() {
         assert_eq!(fs::read(m.path(&name)).unwrap(), expected, "the share too");
     }
 }
+
+/// `kill -9` while snapshots collect what the kernel holds of files open for writing (the
+/// writeback cache's hand-over, which opens each such file through the mount) ends the
+/// daemon, and the store mounts again. When the daemon opened those files itself, a kill in
+/// that moment left it a zombie for good: a request it sent to its own mount waited for an
+/// answer only it could give (the harness's `kill9` fails after 10 s, and aborts the
+/// connection). The writes and snapshots run on a thread of their own: a request of this test
+/// to a daemon that cannot end would hang the test otherwise.
+#[test]
+fn kill_9_during_snapshots_of_open_files_ends_the_daemon() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut m = Mounted::new();
+    for round in 0..10u64 {
+        let mut files: Vec<fs::File> = (0..100)
+            .map(|i| fs::File::create(m.path(&format!("open-{i}"))).unwrap())
+            .collect();
+        let control = m.path(".snapshots/.control");
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Acquire) {
+                    for file in &mut files {
+                        let _ = file.write_all(b"more");
+                    }
+                    let _ = fs::write(&control, format!("create r{round}-{n}\n"));
+                    n += 1;
+                }
+                n
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100 + 37 * round));
+        m.kill9();
+        stop.store(true, Ordering::Release);
+        let snapshots = load.join().expect("load");
+        assert!(snapshots > 0, "round {round}: no snapshot was asked for");
+        m.mount();
+    }
+    fs::write(m.path("after"), b"the share works").unwrap();
+    assert_eq!(fs::read(m.path("after")).unwrap(), b"the share works");
+}

@@ -30,6 +30,29 @@ pub fn is_mounted(mnt: &Path) -> bool {
         .any(|line| line.split(' ').nth(1) == Some(wanted.as_str()))
 }
 
+/// Aborts the FUSE connection of the mount at `mnt`, as an administrator ends a daemon that
+/// cannot end (`/sys/fs/fuse/connections/N/abort`, N the mount's device minor, read from
+/// mountinfo: a `stat` of a dead mount would hang).
+pub fn abort_connection(mnt: &Path) {
+    let connections = Path::new("/sys/fs/fuse/connections");
+    if std::fs::read_dir(connections).is_ok_and(|mut dir| dir.next().is_none()) {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "none"])
+            .arg(connections)
+            .status();
+    }
+    let wanted = mnt.to_string_lossy().replace(' ', "\\040");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.get(4) == Some(&wanted.as_str())
+            && let Some((_, minor)) = fields.get(2).and_then(|dev| dev.split_once(':'))
+        {
+            let _ = std::fs::write(connections.join(minor).join("abort"), "1");
+        }
+    }
+}
+
 /// Reproducible incompressible bytes (xorshift), distinct for each seed.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed | 1;
@@ -353,6 +376,16 @@ impl Mounted {
         let mut child = self.daemon.take().expect("mounted");
         // It may already be dead (killed from another thread); SIGKILL then changes nothing.
         let _ = child.kill();
+        // A daemon waiting on a request to its own mount never ends (the answer could only
+        // come from itself): a defect, which must fail the test, not hang the suite.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stuck = matches!(child.try_wait(), Ok(None));
+        if stuck {
+            abort_connection(&self.mnt);
+        }
         child.wait().expect("wait");
         // The kernel keeps the dead mount until it is detached.
         let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
@@ -360,6 +393,7 @@ impl Mounted {
         while is_mounted(&self.mnt) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert!(!stuck, "the daemon did not end within 10 s of SIGKILL");
     }
 }
 
