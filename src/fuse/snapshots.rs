@@ -398,9 +398,8 @@ impl SnapshotSide {
         match area(ino) {
             Area::ControlFile => {
                 let mut handles = self.control_handles.lock();
-                let handle = handles.get_mut(&fh);
                 if offset > 0
-                    && let Some(Some(status)) = handle.map(|handle| handle.shown.as_mut())
+                    && let Some(status) = handles.get_mut(&fh).and_then(|h| h.shown.as_mut())
                 {
                     return Ok(status.read(offset, len));
                 }
@@ -569,5 +568,62 @@ impl SnapshotSide {
                 .unwrap_or_default()),
             _ => Ok(Vec::new()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::catalog::Hold;
+    use crate::format::inode::Timestamp;
+
+    /// Read in pieces of any size, from any offset, the status is the same text.
+    #[test]
+    fn a_status_read_in_pieces_is_the_status_read_whole() {
+        let snapshots: Vec<(String, SnapshotRecord)> = (0..40u8)
+            .map(|n| {
+                let record = SnapshotRecord {
+                    number: u64::from(n),
+                    root: crate::id::ChunkId([n; 32]),
+                    created: Timestamp {
+                        secs: 1_700_000_000 + i64::from(n),
+                        nanos: 0,
+                    },
+                    origin: if n % 2 == 0 {
+                        Origin::Manual
+                    } else {
+                        Origin::Automatic
+                    },
+                    root_perm: 0o755,
+                    root_uid: 0,
+                    root_gid: 0,
+                    hold: Hold::None,
+                    deleted: None,
+                };
+                (format!("s{n}"), record)
+            })
+            .collect();
+        let whole = Status::new("ok: done", snapshots.clone()).read(0, 1 << 20);
+        assert!(whole.starts_with(b"last: ok: done\nsnapshots: 40\ns0\t2023-11-14T22:13:20Z"));
+        assert_eq!(whole.iter().filter(|b| **b == b'\n').count(), 42);
+        for piece in [1u32, 7, 100, 4096] {
+            let mut status = Status::new("ok: done", snapshots.clone());
+            let mut read = Vec::new();
+            loop {
+                let bytes = status.read(read.len() as u64, piece);
+                if bytes.is_empty() {
+                    break;
+                }
+                read.extend(bytes);
+            }
+            assert_eq!(read, whole, "in pieces of {piece}");
+        }
+        let mut status = Status::new("ok: done", snapshots);
+        assert_eq!(
+            status.read(200, 50),
+            whole[200..250].to_vec(),
+            "from the middle"
+        );
+        assert!(status.read(1 << 30, 10).is_empty(), "past the end");
     }
 }

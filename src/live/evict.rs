@@ -28,11 +28,12 @@
 
 use std::sync::atomic::Ordering;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 use super::LiveFs;
 use super::namespace::{Namespace, has_object};
 use crate::id::InodeNo;
 use crate::meta::namespace::NamespaceReader;
-use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Estimated bytes of memory one loaded inode takes, everything counted: its node (record,
 /// maps, content state), its entry in its directory's map and in `nodes`, and the allocator's

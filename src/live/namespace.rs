@@ -17,10 +17,11 @@
 //!   (or, after a crash, at the next mount: the database's `orphans` table).
 //! - Nothing leaves memory but purged inodes: what the kernel was once given stays loaded.
 
-use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rustc_hash::FxHashMap;
 
 use super::content::FileContent;
 use super::error::{FsError, FsResult};
