@@ -38,7 +38,9 @@ pub const NAME_MAX: usize = 255;
 
 /// The directories holding a file, one per name: a single one, inline, for almost every file,
 /// so that walks over every inode in memory (eviction counts the holders of each) read the
-/// node alone, not a separate allocation per file (at 65,536 inodes: 14 ms against 1 ms).
+/// node alone, not a separate allocation per file: counting the holders of 65,536 inodes took
+/// 14-22 ms with a list allocated per file, 5-10 ms with the holder inline, and 2.5-3 ms with
+/// `FxHash` as well.
 pub type Links = smallvec::SmallVec<[InodeNo; 1]>;
 
 pub struct Node {
