@@ -6,6 +6,7 @@
 //! with `EROFS` by the router in `fuse/mod.rs`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -117,8 +118,10 @@ impl Status {
         while self.text.len() < end
             && let Some((name, record)) = self.snapshots.get(self.lines)
         {
-            let line = format!(
-                "{name}\t{}\t{}\t{}\n",
+            // Writing into a Vec cannot fail.
+            let _ = writeln!(
+                self.text,
+                "{name}\t{}\t{}\t{}",
                 format_rfc3339(record.created.secs),
                 match record.origin {
                     Origin::Manual => "manual",
@@ -126,7 +129,6 @@ impl Status {
                 },
                 record.root
             );
-            self.text.extend_from_slice(line.as_bytes());
             self.lines += 1;
         }
         let start = start.min(self.text.len());

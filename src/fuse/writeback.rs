@@ -41,12 +41,13 @@ pub fn hand_over(mount: &Path, files: &[(InodeNo, Vec<u8>)]) {
     if files.is_empty() {
         return;
     }
-    // Everything the child needs is made before the fork: it may not allocate.
-    let paths: Vec<(CString, u64)> = files
+    // Everything the child needs is made before the fork: it may not allocate. (A name holds
+    // no NUL byte; a path that did could not be opened anyway.)
+    let paths: Vec<(CString, InodeNo)> = files
         .iter()
         .filter_map(|(ino, path)| {
             let full = mount.join(std::ffi::OsStr::from_bytes(path));
-            Some((CString::new(full.into_os_string().into_vec()).ok()?, ino.0))
+            Some((CString::new(full.into_os_string().into_vec()).ok()?, *ino))
         })
         .collect();
     let (from_child, to_parent) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
@@ -73,8 +74,8 @@ pub fn hand_over(mount: &Path, files: &[(InodeNo, Vec<u8>)]) {
     let mut outcomes = Vec::with_capacity(paths.len());
     let _ = std::fs::File::from(from_child).read_to_end(&mut outcomes);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-    for (index, (ino, path)) in files.iter().enumerate() {
-        let path = std::ffi::OsStr::from_bytes(path);
+    // One byte per path, in order; a child that died early left the rest unsaid.
+    for (index, (path, ino)) in paths.iter().enumerate() {
         match outcomes.get(index).copied() {
             Some(HANDED_OVER) => {}
             Some(MOVED) => {
@@ -95,7 +96,7 @@ pub fn hand_over(mount: &Path, files: &[(InodeNo, Vec<u8>)]) {
 ///
 /// # Safety
 /// Only in a child just forked: it makes system calls alone.
-unsafe fn hand_over_in_child(paths: &[(CString, u64)], to_parent: i32) -> ! {
+unsafe fn hand_over_in_child(paths: &[(CString, InodeNo)], to_parent: i32) -> ! {
     unsafe {
         let pipe = to_parent as u32;
         if pipe > 0 {
@@ -103,7 +104,7 @@ unsafe fn hand_over_in_child(paths: &[(CString, u64)], to_parent: i32) -> ! {
         }
         libc::syscall(libc::SYS_close_range, pipe + 1, u32::MAX, 0u32);
         for (path, ino) in paths {
-            let outcome = [one_file(path, *ino)];
+            let outcome = [one_file(path, ino.0)];
             libc::write(to_parent, outcome.as_ptr().cast(), 1);
         }
         libc::_exit(0)
