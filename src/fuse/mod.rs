@@ -184,10 +184,22 @@ impl SnapFuse {
         }
     }
 
-    fn reply_side_entry(&self, reply: ReplyEntry, result: Result<Attr, Errno>) {
+    /// How long the kernel may keep the name of `attr` in directory `parent`: as the inode's
+    /// attributes, but not at all for a GMT alias, which names whichever snapshot owns its
+    /// second now (deleting the first of two snapshots of one second hands it to the other,
+    /// and deleting the last removes it): an alias kept on the kernel's side would outlive
+    /// the change until the daemon's notice to forget it arrived.
+    fn entry_ttl(&self, parent: INodeNo, attr: &Attr) -> Duration {
+        match area(ino(parent)) {
+            Area::GmtDir => Duration::ZERO,
+            _ => self.ttl_of(attr),
+        }
+    }
+
+    fn reply_side_entry(&self, parent: INodeNo, reply: ReplyEntry, result: Result<Attr, Errno>) {
         match result {
             Ok(attr) => reply.entry(
-                &self.ttl_of(&attr),
+                &self.entry_ttl(parent, &attr),
                 &file_attr(&attr, self.block_size),
                 Generation(0),
             ),
@@ -275,7 +287,7 @@ impl Filesystem for SnapFuse {
             let found = self
                 .side
                 .lookup(ino(parent), name.as_bytes(), Sender::of(req));
-            self.reply_side_entry(reply, found);
+            self.reply_side_entry(parent, reply, found);
         }
     }
 
@@ -413,7 +425,11 @@ impl Filesystem for SnapFuse {
         let g = self.generations.current();
         let _request = g.live.metrics().request(Op::Mkdir);
         if area(ino(parent)) == Area::SnapshotsDir {
-            return self.reply_side_entry(reply, self.side.mkdir(req.uid(), name.as_bytes()));
+            return self.reply_side_entry(
+                parent,
+                reply,
+                self.side.mkdir(req.uid(), name.as_bytes()),
+            );
         }
         if !is_live(parent) || is_snapshots_entry(parent, name) {
             return reply.error(read_only_or_exists(parent, name));
@@ -751,7 +767,7 @@ impl Filesystem for SnapFuse {
                     };
                     // An entry removed since opendir is skipped rather than failing the listing.
                     let Ok(attr) = attr else { continue };
-                    let ttl = self.ttl_of(&attr);
+                    let ttl = self.entry_ttl(i, &attr);
                     let attr = file_attr(&attr, self.block_size);
                     let counted = !is_live(INodeNo(entry_ino.0)) && name != b"." && name != b"..";
                     let name = OsStr::from_bytes(&name);
