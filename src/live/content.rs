@@ -196,8 +196,11 @@ pub struct ContentState {
 /// file, the namespace or the write gate.
 pub struct CapturedContent {
     pub size: u64,
-    /// The block map at the capture, without the buffered blocks.
-    pub blocks: BTreeMap<u64, ChunkId>,
+    /// The block map at the capture, without the buffered blocks, by block index; `None` if it
+    /// is the one last committed, for the encoding to read in the capture's transaction. A
+    /// sorted vector, not a map: a capture holds one per thawed file, and a one-block
+    /// `BTreeMap` takes a 450-byte node where this takes 40 bytes.
+    pub blocks: Option<Vec<(u64, ChunkId)>>,
     /// Copies of the buffered blocks (index, stamp, the bytes up to the end of the file):
     /// newer than their entries in `blocks`, stored after the capture.
     pub buffered: Vec<CapturedBlock>,
@@ -562,9 +565,19 @@ impl ContentState {
     /// freeze lets writers go, and handed back with [`ContentState::adopt_sealed`] so that
     /// the file does not hash and compress the same bytes again.
     pub fn capture(&mut self, ino: InodeNo, ctx: &DataContext<'_>) -> FsResult<CapturedContent> {
-        // A map not in memory is read for the capture alone: a freeze of many files must not
-        // leave all their maps loaded.
-        let blocks = self.block_map_unkept(ino, ctx)?.into_owned();
+        // A map not in memory, with nothing buffered, is the one last committed: every change
+        // loads the map first, and a commit drops it only once its transaction is committed.
+        // Its encoding reads it then, instead of a transaction per file under the capture's
+        // locks (and a freeze of many files must not leave all their maps loaded).
+        let blocks = match (&self.blocks, self.buffers.is_empty()) {
+            (None, true) => None,
+            _ => Some(
+                self.block_map_unkept(ino, ctx)?
+                    .iter()
+                    .map(|(index, chunk)| (*index, *chunk))
+                    .collect(),
+            ),
+        };
         let bs = u64::from(ctx.block_size);
         let buffered = self
             .buffers

@@ -10,8 +10,8 @@
 //! and the namespace by its budget, whatever the size of the share.
 //!
 //! Memory here is the stack of directories being encoded (one level per depth, each with its
-//! entries) and what the walk hands back: the object of every inode it encoded, for the
-//! freeze's record to keep.
+//! entries) and a batch of what the walk made: the object of each inode it encoded, handed to
+//! the freeze to record (and commit) once the batch is full.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,32 +23,33 @@ use crate::id::InodeNo;
 use crate::meta::{MetaError, namespace::CommittedTree};
 use crate::tree_objects::TreeObjects;
 
-/// The inodes the walks encoded, each with its object and the directory it was found in: the
-/// record drops an object if its inode changed since the capture, or if it is no longer in
-/// memory and that directory changed (an entry removed from it may have been the inode's last
-/// name).
-///
-/// Two vectors of the same length rather than one of triples: the record keeps the first as
-/// the commit's list of frozen objects instead of copying it (at 1,000,000 files, 40 MiB).
+/// A batch of the inodes the walks encoded, each with its object and the directory it was
+/// found in: the record drops an object if its inode changed since the capture, or if it is no
+/// longer in memory and that directory changed (an entry removed from it may have been the
+/// inode's last name). The walks hand it over to be recorded each time it holds
+/// [`EncodedBelow::BATCH`] inodes, so what a first freeze of a large share made is not held
+/// until its end.
 #[derive(Debug, Default)]
-pub struct EncodedBelow {
-    objects: Vec<(InodeNo, ObjectId)>,
-    holders: Vec<InodeNo>,
-}
+pub struct EncodedBelow(Vec<(InodeNo, ObjectId, InodeNo)>);
 
 impl EncodedBelow {
-    fn push(&mut self, ino: InodeNo, object: ObjectId, holder: InodeNo) {
-        self.objects.push((ino, object));
-        self.holders.push(holder);
+    /// How many inodes a batch holds: 2.5 MiB of this list, and as many rows for a commit.
+    /// Small in unit tests, so that they cross batches.
+    const BATCH: usize = if cfg!(test) { 4 } else { 65_536 };
+
+    /// Adds `ino`, found in `holder`; returns whether the batch is full.
+    fn push(&mut self, ino: InodeNo, object: ObjectId, holder: InodeNo) -> bool {
+        self.0.push((ino, object, holder));
+        self.0.len() >= Self::BATCH
     }
 
     pub fn len(&self) -> usize {
-        self.objects.len()
+        self.0.len()
     }
 
-    /// Each inode with its object, and the directory each was found in (in the same order).
-    pub fn into_parts(self) -> (Vec<(InodeNo, ObjectId)>, Vec<InodeNo>) {
-        (self.objects, self.holders)
+    /// Each inode with its object and the directory it was found in.
+    pub fn into_inner(self) -> Vec<(InodeNo, ObjectId, InodeNo)> {
+        self.0
     }
 }
 
@@ -62,13 +63,15 @@ struct Level {
 /// Encodes directory `top` and everything below it as `tree` holds them, children before
 /// their directory, without recursion (users choose how deep the share is). An inode with a
 /// persisted frozen object keeps it; every other file and directory below `top` is encoded
-/// and added to `below`. `links` carries the objects of files with several links across the
-/// walks of one freeze, so each is encoded once. Returns the object of `top`.
+/// and added to `below`, which is handed to `record_batch` whenever it is full. `links` carries the
+/// objects of files with several links across the walks of one freeze, so each is encoded
+/// once. Returns the object of `top`.
 pub(super) fn encode_committed(
     tree: &CommittedTree,
     objects: &TreeObjects,
     top: InodeNo,
     below: &mut EncodedBelow,
+    record_batch: &mut dyn FnMut(EncodedBelow) -> FsResult<()>,
     links: &mut HashMap<InodeNo, ObjectId>,
 ) -> FsResult<ObjectId> {
     let reader = &tree.namespace;
@@ -92,7 +95,9 @@ pub(super) fn encode_committed(
             if let Some(entry) = parent.done.last_mut() {
                 entry.object = Some(id);
             }
-            below.push(done.ino, id, parent.ino);
+            if below.push(done.ino, id, parent.ino) {
+                record_batch(std::mem::take(below))?;
+            }
             continue;
         };
         let holder = level.ino;
@@ -110,13 +115,15 @@ pub(super) fn encode_committed(
             (InodeKind::File, None) => match links.get(&child) {
                 Some(id) => Some(*id),
                 None => {
-                    let id = encode_file(objects, record.size, &tree.blocks(child)?)?;
+                    let id = encode_file(objects, record.size, tree.blocks(child)?)?;
                     if record.nlink > 1 {
                         links.insert(child, id);
                     }
                     // Kept by its first directory alone: removing any other of its names
                     // changes the file itself (its link count).
-                    below.push(child, id, holder);
+                    if below.push(child, id, holder) {
+                        record_batch(std::mem::take(below))?;
+                    }
                     Some(id)
                 }
             },

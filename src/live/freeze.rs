@@ -146,7 +146,12 @@ impl LiveFs {
         self.pause_after_capture();
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
         let loads_at_capture = capture.loads;
-        let Encoded { root, ids, below } = match self.encode(capture, objects) {
+        let Encoded {
+            root,
+            ids,
+            below,
+            recorded,
+        } = match self.encode(capture, objects) {
             Ok(encoded) => encoded,
             Err(err) => {
                 self.freeze_failed(inos);
@@ -155,10 +160,11 @@ impl LiveFs {
         };
         phases.lap("encode");
         let encoded = inos.into_iter().zip(ids).collect::<Vec<_>>();
-        let count = encoded.len() + below.len();
+        let captured = encoded.len();
+        let count = captured + recorded + below.len();
         self.record(encoded, below, loads_at_capture);
         phases.lap("record (writers wait)");
-        tracing::debug!(phases = %phases, encoded = count, "where the freeze's time went");
+        tracing::debug!(phases = %phases, captured, encoded = count, "where the freeze's time went");
         Ok(Frozen {
             root: root.0,
             root_record: root.1,
@@ -279,6 +285,9 @@ impl LiveFs {
                                 ));
                             };
                             let captured = content.lock().capture(ino, &ctx)?;
+                            if captured.blocks.is_none() && committed.is_none() {
+                                committed = Some(self.meta.read_committed_tree()?);
+                            }
                             positions.insert(ino, items.len());
                             items.push(Captured::File {
                                 ino,
@@ -315,25 +324,36 @@ impl LiveFs {
             committed,
             root,
             root_record,
-            ..
+            loads,
         } = capture;
         let mut sealed = self.store_captured_blocks(&items)?;
         let mut ids: Vec<ObjectId> = Vec::with_capacity(items.len());
         let mut below = EncodedBelow::default();
+        let mut recorded = 0;
         let mut links = HashMap::new();
         for (position, item) in items.into_iter().enumerate() {
             let id = match item {
-                Captured::File { captured, .. } => {
-                    let CapturedContent {
-                        size, mut blocks, ..
-                    } = captured;
+                Captured::File { ino, captured, .. } => {
+                    let CapturedContent { size, blocks, .. } = captured;
+                    let mut blocks = match (blocks, &committed) {
+                        (Some(blocks), _) => blocks,
+                        (None, Some(tree)) => tree.blocks(ino)?.into_iter().collect(),
+                        (None, None) => {
+                            return Err(unfrozen(ino, "no database view for a block map"));
+                        }
+                    };
                     for (index, chunk) in sealed.remove(&position).unwrap_or_default() {
-                        match chunk {
-                            Some(chunk) => blocks.insert(index, chunk),
-                            None => blocks.remove(&index),
-                        };
+                        let at = blocks.binary_search_by_key(&index, |(at, _)| *at);
+                        match (chunk, at) {
+                            (Some(chunk), Ok(at)) => blocks[at].1 = chunk,
+                            (Some(chunk), Err(at)) => blocks.insert(at, (index, chunk)),
+                            (None, Ok(at)) => {
+                                blocks.remove(at);
+                            }
+                            (None, Err(_)) => {}
+                        }
                     }
-                    encode_file(objects, size, &blocks)?
+                    encode_file(objects, size, blocks)?
                 }
                 Captured::Directory { entries, .. } => {
                     let mut encoded = Vec::with_capacity(entries.len());
@@ -363,7 +383,11 @@ impl LiveFs {
                             "no database view for a directory not in memory",
                         ));
                     };
-                    encode_committed(tree, objects, ino, &mut below, &mut links)?
+                    let mut record = |batch: EncodedBelow| {
+                        recorded += batch.len();
+                        self.record_below(batch, loads)
+                    };
+                    encode_committed(tree, objects, ino, &mut below, &mut record, &mut links)?
                 }
             };
             ids.push(id);
@@ -379,6 +403,7 @@ impl LiveFs {
             root: (root, root_record),
             ids,
             below,
+            recorded,
         })
     }
 
@@ -447,7 +472,8 @@ impl LiveFs {
     /// row), or evicted, which it can only be if the database has no frozen object for it
     /// either; loaded again, an inode without one thaws the directories above it.
     ///
-    /// The inodes encoded from the database (`below`) were not in memory at the capture. One
+    /// The inodes encoded from the database (`below`: the last batch of them, the others
+    /// recorded already by [`LiveFs::record_below`]) were not in memory at the capture. One
     /// is kept unless it changed since (a change loads it and its directories first, so the
     /// walk up finds them), or it is not in memory and the directory it was found in changed:
     /// a purged inode left its last directory changed. One loaded since remembers its object
@@ -470,34 +496,8 @@ impl LiveFs {
         self.freeze_in_flight
             .store(false, std::sync::atomic::Ordering::Release);
         let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
-        let (mut kept, holders) = below.into_parts();
-        let mut holders = holders.into_iter();
-        // Nothing loaded since the capture: none of them is in memory (none was then), so none
-        // changed or lost a name (a change loads what it changes, and the directory it
-        // changes is listed, its entries loaded), and each keeps its object as it is.
-        if tree.loads != loads_at_capture {
-            // `retain` visits each once, in order.
-            kept.retain(|&(ino, object)| {
-                let holder = holders.next();
-                let node = tree.nodes.get_mut(&ino);
-                // A directory changed since the capture was listed first, and eviction waits
-                // for the record: an inode it held that is not in memory now lost that name.
-                if stale.contains(&ino)
-                    || (node.is_none() && holder.is_none_or(|holder| stale.contains(&holder)))
-                {
-                    return false;
-                }
-                if let Some(node) = node {
-                    node.frozen = Some(object);
-                }
-                true
-            });
-        }
-        if changed.newly_frozen.is_empty() {
-            changed.newly_frozen = kept;
-        } else {
-            changed.newly_frozen.append(&mut kept);
-        }
+        let mut kept = keep_below(&mut tree, &stale, below, loads_at_capture);
+        changed.newly_frozen.append(&mut kept);
         for (ino, id) in encoded {
             if stale.contains(&ino) {
                 continue;
@@ -521,10 +521,44 @@ impl LiveFs {
             .store(false, std::sync::atomic::Ordering::Release);
     }
 
+    /// Records a full batch of the inodes encoded from the database while the freeze still
+    /// encodes, as [`LiveFs::record`] records the rest at its end, and commits it: the first
+    /// freeze of a large share never frozen would otherwise hold the list of all it made, and
+    /// then one commit's dirty pages of as many rows, until its end.
+    ///
+    /// Recording a batch early is recording a smaller freeze: an object kept now is that of an
+    /// inode unchanged since the capture, and a change after this thaws it as a change after a
+    /// record does (the next commit removes its row and those above it). Eviction still waits
+    /// for the end of the freeze, which the record's argument about lost names needs.
+    fn record_below(&self, batch: EncodedBelow, loads_at_capture: u64) -> FsResult<()> {
+        let mut phases = crate::phases::Phases::start();
+        {
+            let _gate = self.write_gate.write();
+            let mut tree = self.tree.write();
+            let mut changed = self.changed.lock();
+            let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
+            let mut kept = keep_below(&mut tree, &stale, batch, loads_at_capture);
+            changed.newly_frozen.append(&mut kept);
+        }
+        phases.lap("record (writers wait)");
+        self.commit_now()?;
+        phases.lap("commit");
+        tracing::debug!(phases = %phases, "where a batch's time went");
+        #[cfg(test)]
+        Self::pause_here(&self.batch_pause);
+        Ok(())
+    }
+
     /// Test hook: waits as the test asked (see [`Pause`]), if it did.
     #[cfg(test)]
     fn pause_after_capture(&self) {
-        let pause = self.freeze_pause.lock().take();
+        Self::pause_here(&self.freeze_pause);
+    }
+
+    /// Test hook: waits as the test asked through `slot`, if it did.
+    #[cfg(test)]
+    fn pause_here(slot: &parking_lot::Mutex<Option<Pause>>) {
+        let pause = slot.lock().take();
         if let Some(pause) = pause {
             let _ = pause.captured.send(());
             let _ = pause.resume.recv();
@@ -542,6 +576,51 @@ impl LiveFs {
         *self.freeze_pause.lock() = Some(Pause { captured, resume });
         (on_capture, go)
     }
+
+    /// Makes the next freeze pause once it has recorded and committed its first batch of
+    /// inodes encoded from the database: as [`LiveFs::pause_next_freeze`].
+    #[cfg(test)]
+    pub(crate) fn pause_after_next_batch(
+        &self,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (captured, on_batch) = std::sync::mpsc::channel();
+        let (go, resume) = std::sync::mpsc::channel();
+        *self.batch_pause.lock() = Some(Pause { captured, resume });
+        (on_batch, go)
+    }
+}
+
+/// The objects of `below` a record keeps (see [`LiveFs::record`]), given what changed since the
+/// capture and every directory above it (`stale`); each one in memory remembers its object.
+fn keep_below(
+    tree: &mut Namespace,
+    stale: &HashSet<InodeNo>,
+    below: EncodedBelow,
+    loads_at_capture: u64,
+) -> Vec<(InodeNo, ObjectId)> {
+    let below = below.into_inner();
+    // Nothing loaded since the capture: none of them is in memory (none was then), so none
+    // changed or lost a name (a change loads what it changes, and the directory it changes is
+    // listed, its entries loaded), and each keeps its object as it is.
+    if tree.loads == loads_at_capture {
+        return below.into_iter().map(|(ino, id, _)| (ino, id)).collect();
+    }
+    below
+        .into_iter()
+        .filter(|&(ino, object, holder)| {
+            let node = tree.nodes.get_mut(&ino);
+            // A directory changed since the capture was listed first, and eviction waits for
+            // the record: an inode it held that is not in memory now lost that name.
+            if stale.contains(&ino) || (node.is_none() && stale.contains(&holder)) {
+                return false;
+            }
+            if let Some(node) = node {
+                node.frozen = Some(object);
+            }
+            true
+        })
+        .map(|(ino, id, _)| (ino, id))
+        .collect()
 }
 
 /// Every inode in `changed` or `persisted` and every directory holding one of them, up to the
@@ -564,11 +643,13 @@ fn changed_and_above(
 }
 
 /// What an encoding made: the root's object and attributes, the object of each captured inode
-/// in capture order, and those of the inodes encoded from the database.
+/// in capture order, and those of the inodes encoded from the database that are not recorded
+/// yet (the last batch), with how many were (the full batches).
 struct Encoded {
     root: (ObjectId, InodeRecord),
     ids: Vec<ObjectId>,
     below: EncodedBelow,
+    recorded: usize,
 }
 
 /// The chunks the captured copies of buffered blocks were stored as (block index, chunk;
@@ -625,15 +706,16 @@ fn capture_entries(
     Ok(entries)
 }
 
-/// Stores a regular file's segments and returns the id of its file object.
+/// Stores a regular file's segments, from its block map in block order (`blocks`), and
+/// returns the id of its file object.
 pub(super) fn encode_file(
     objects: &TreeObjects,
     size: u64,
-    map: &std::collections::BTreeMap<u64, ChunkId>,
+    blocks: impl IntoIterator<Item = (u64, ChunkId)>,
 ) -> FsResult<ObjectId> {
     let mut segments = Vec::new();
     let mut current: Option<(u64, Segment)> = None;
-    for (&index, &chunk) in map {
+    for (index, chunk) in blocks {
         let number = index / SEGMENT_BLOCKS;
         if current.as_ref().is_some_and(|(n, _)| *n != number)
             && let Some((n, segment)) = current.take()
@@ -908,6 +990,68 @@ mod tests {
             1 + 5,
             "the root and its entries"
         );
+        drop(objects);
+        close(live);
+    }
+
+    /// A first freeze records and commits what it encodes from the database in batches, while
+    /// it encodes. A file changed after its batch was committed (and every directory above it)
+    /// loses its row at the next commit, as after any record: the snapshot holds the file as
+    /// captured, the freeze's last record keeps none of the directories above it, and the
+    /// first freeze after a remount encodes that chain again, with the change.
+    #[test]
+    fn a_change_after_its_batch_was_recorded_thaws_it_and_what_is_above() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = never_frozen_store(tmp.path());
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let (batch_done, go) = live.pause_after_next_batch();
+        let frozen = std::thread::scope(|scope| {
+            let freeze = scope.spawn(|| live.freeze(&objects));
+            batch_done.recv().expect("the first batch is recorded");
+            // The walk begins with d0: its first batch is d0/sub's four files.
+            let reader = live.meta.read_namespace().expect("reader");
+            let in_db = |path: &str| {
+                let ino = lookup(&live, path).expect("in the share").ino;
+                reader.frozen(ino).expect("frozen").is_some()
+            };
+            assert!((0..4).all(|f| in_db(&format!("d0/sub/f{f}"))));
+            assert!(!in_db("d0/sub") && !in_db("d1/sub/f0"));
+            drop(reader);
+            write_file(&live, "d0/sub/f1", b"changed");
+            live.commit_now().expect("commit while the freeze encodes");
+            go.send(()).expect("resume");
+            freeze.join().expect("freeze thread").expect("freeze")
+        });
+        assert_eq!(frozen.encoded, 26);
+        let sub = tree_dir(&live, &objects, frozen.root, &["d0", "sub"]);
+        assert_eq!(sub.get("f1"), Some(&file(b"0/1")), "as captured");
+        live.commit_now().expect("commit");
+        let reader = live.meta.read_namespace().expect("reader");
+        for (path, kept) in [
+            ("d0/sub/f0", true),
+            ("d0/sub/f1", false),
+            ("d0/sub", false),
+            ("d0", false),
+            ("d1/sub", true),
+        ] {
+            let ino = lookup(&live, path).expect("in the share").ino;
+            assert_eq!(
+                reader.frozen(ino).expect("frozen").is_some(),
+                kept,
+                "{path}"
+            );
+        }
+        drop(reader);
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        let again = live.freeze(&objects).expect("freeze after a remount");
+        assert_eq!(again.encoded, 4, "d0/sub/f1, d0/sub, d0 and the root");
+        let sub = tree_dir(&live, &objects, again.root, &["d0", "sub"]);
+        assert_eq!(sub.get("f1"), Some(&file(b"changed")));
         drop(objects);
         close(live);
     }
@@ -1286,6 +1430,7 @@ mod tests {
             root: (root, _),
             ids,
             below,
+            ..
         } = live.encode(capture, &objects).expect("encode");
         live.record(inos.into_iter().zip(ids).collect(), below, loads);
         let snapshot = tree_dir(&live, &objects, root, &[]);

@@ -169,6 +169,10 @@ pub struct LiveFs {
     /// Test hook: makes the next freeze wait after its capture (see `freeze::Pause`).
     #[cfg(test)]
     freeze_pause: Mutex<Option<freeze::Pause>>,
+    /// Test hook: makes the next freeze wait after recording its first batch of inodes
+    /// encoded from the database (see `freeze::LiveFs::record_below`).
+    #[cfg(test)]
+    batch_pause: Mutex<Option<freeze::Pause>>,
     budget: DirtyBudget,
     /// The threads whole blocks of write requests are hashed and compressed on.
     workers: DataWorkers,
@@ -224,6 +228,8 @@ impl LiveFs {
             freeze_in_flight: AtomicBool::new(false),
             #[cfg(test)]
             freeze_pause: Mutex::new(None),
+            #[cfg(test)]
+            batch_pause: Mutex::new(None),
             budget: DirtyBudget::new(options.dirty_limit),
             workers: DataWorkers::start()?,
             handles: Handles::default(),
