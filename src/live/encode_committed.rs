@@ -1,10 +1,11 @@
-//! Encoding a subtree that is not in memory straight from the metadata database, for a freeze.
+//! Encoding a subtree straight from the metadata database, for a freeze.
 //!
 //! A directory that was not in memory when a freeze's capture listed its parent has nothing
 //! below it in memory either (the namespace's invariant: an inode in memory has every directory
 //! above it in memory), so nothing below it has changed since it was committed: the database,
 //! read in a transaction begun during the capture, holds that subtree exactly as the snapshot
-//! must. Such a subtree with no frozen object (the first snapshot of a share, or of a store
+//! must. So does it for a directory in memory with nothing uncommitted below it, when no
+//! commit is under way (see `LiveFs::capture`). Such a subtree with no frozen object (the first snapshot of a share, or of a store
 //! upgraded from format 3) is encoded from there, after the locks are released, instead of
 //! being loaded into the namespace under them: the capture stays bounded by what is in memory,
 //! and the namespace by its budget, whatever the size of the share.

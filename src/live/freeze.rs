@@ -44,6 +44,9 @@ pub struct Frozen {
     /// How many files and directories it encoded: what changed since the previous freeze (or
     /// everything, the first time).
     pub encoded: usize,
+    /// How many inodes its capture took, while writers waited: those it copied, and the
+    /// directories whose subtrees it left to be encoded from the database.
+    pub captured: usize,
 }
 
 /// What a capture took of the share: every thawed inode's encoding input, in post-order
@@ -56,8 +59,9 @@ struct Capture {
     /// The root's object: the last item, or its frozen object if nothing changed.
     root: ChildObject,
     root_record: InodeRecord,
-    /// `Namespace::loads` at the end of the capture.
-    loads: u64,
+    /// `Namespace::loads` at the end of the capture, if no inode encoded from the database was
+    /// in memory then (see [`keep_below`]).
+    loads: Option<u64>,
 }
 
 /// One thawed inode as the capture saw it.
@@ -169,6 +173,7 @@ impl LiveFs {
             root: root.0,
             root_record: root.1,
             encoded: count,
+            captured,
         })
     }
 
@@ -213,24 +218,37 @@ impl LiveFs {
     /// capture and copies out what encoding needs. Costs what changed (plus listing the thawed
     /// directories not in memory), never hashing or storing. A directory never frozen that the
     /// listing of its parent brought into memory is not listed: its subtree, none of it in
-    /// memory, is encoded from the database as this capture sees it.
+    /// memory, is encoded from the database as this capture sees it. Nor is a thawed directory
+    /// with nothing uncommitted below it, while no commit is under way (the first snapshot of a
+    /// share just written, once committed).
     fn capture(&self) -> FsResult<Capture> {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
-        let changed = {
+        let (changed, stale) = {
             let mut changed = self.changed.lock();
             // The persisted frozen objects this capture makes stale, which the next commit
             // removes (it might run before the record: see `Changed::captured_thaw`).
             let stale = super::commit::thaw_chains(&tree, &mut changed);
-            changed.captured_thaw = stale;
+            changed.captured_thaw = stale.clone();
             // From here, `since_freeze` and `thaw_persisted` hold what changed after this
             // capture: what the record must not trust the captured objects of.
             changed.thaw_persisted.clear();
-            std::mem::take(&mut changed.since_freeze)
+            (std::mem::take(&mut changed.since_freeze), stale)
         };
         for ino in changed {
             tree.thaw(ino);
         }
+        // With no commit between taking its changes and writing them (none can start while
+        // `_idle` lives), the database holds the share as it is now but for what is uncommitted
+        // and the frozen objects that is stale: a thawed directory in memory with none of that
+        // below it is encoded from the database, as one not in memory is, instead of being
+        // listed and copied here (see `uncommitted_and_above`). If a commit is under way, its
+        // changes are in neither place for sure, and everything thawed is copied.
+        let _idle = self.commits.idle();
+        let unclean = _idle
+            .as_ref()
+            .map(|_| self.uncommitted_and_above(&tree, stale));
+        let mut in_memory_below = false;
         // Until the record: nothing captured leaves memory before it can be recorded.
         self.freeze_in_flight
             .store(true, std::sync::atomic::Ordering::Release);
@@ -251,6 +269,15 @@ impl LiveFs {
                         // Unchanged since the last freeze, or reached before by another link.
                         // A directory not listed is trusted by its own frozen object: every
                         // change below it removed that (`meta`'s `frozen` table).
+                        continue;
+                    }
+                    if node.is_dir() && unclean.as_ref().is_some_and(|u| !u.contains(&ino)) {
+                        if committed.is_none() {
+                            committed = Some(self.meta.read_committed_tree()?);
+                        }
+                        positions.insert(ino, items.len());
+                        items.push(Captured::Committed { ino });
+                        in_memory_below = true;
                         continue;
                     }
                     if node.is_dir() {
@@ -311,8 +338,31 @@ impl LiveFs {
             committed,
             root,
             root_record,
-            loads: tree.loads,
+            loads: (!in_memory_below).then_some(tree.loads),
         })
+    }
+
+    /// Every inode the database may not hold as memory does, and every directory above one:
+    /// those with a change not yet committed (a record, entries, xattrs, a file's content,
+    /// size or times), and those whose persisted frozen object is stale (`stale`, whole
+    /// chains already). A directory outside this set has its whole subtree in the database as
+    /// it is in memory, frozen objects included, while no commit is under way. Costs what is
+    /// uncommitted.
+    fn uncommitted_and_above(&self, tree: &Namespace, stale: Vec<InodeNo>) -> HashSet<InodeNo> {
+        let mut pending = stale;
+        {
+            let dirt = self.dirt.lock();
+            pending.extend(dirt.inodes.iter().chain(&dirt.xattrs).copied());
+            pending.extend(dirt.dirents.keys().map(|(parent, _)| *parent));
+        }
+        pending.extend(self.changed.lock().since_commit.iter().copied());
+        let mut unclean = HashSet::with_capacity(pending.len());
+        while let Some(ino) = pending.pop() {
+            if unclean.insert(ino) {
+                pending.extend(tree.containing_dirs(ino));
+            }
+        }
+        unclean
     }
 
     /// Step 2, with nothing locked: stores the copied buffered blocks (spread over the data
@@ -473,18 +523,19 @@ impl LiveFs {
     /// either; loaded again, an inode without one thaws the directories above it.
     ///
     /// The inodes encoded from the database (`below`: the last batch of them, the others
-    /// recorded already by [`LiveFs::record_below`]) were not in memory at the capture. One
-    /// is kept unless it changed since (a change loads it and its directories first, so the
-    /// walk up finds them), or it is not in memory and the directory it was found in changed:
-    /// a purged inode left its last directory changed. One loaded since remembers its object
-    /// in memory too. When nothing was loaded since the capture (`Namespace::loads` as it was
-    /// then: `loads_at_capture`), every one of them is kept as it is, without a look at each:
-    /// at 200,000 files, that look kept writers waiting 9-12 ms in the first snapshot.
+    /// recorded already by [`LiveFs::record_below`]) had nothing uncommitted at the capture.
+    /// One is kept unless it changed since (a change loads it and its directories first, so
+    /// the walk up finds them), or it is not in memory and the directory it was found in
+    /// changed: a purged inode left its last directory changed. One in memory remembers its
+    /// object there too. When none was in memory at the capture and nothing was loaded since
+    /// (`Namespace::loads` as it was then: `loads_at_capture`), every one of them is kept as
+    /// it is, without a look at each: at 200,000 files, that look kept writers waiting 9-12 ms
+    /// in the first snapshot.
     fn record(
         &self,
         encoded: Vec<(InodeNo, ObjectId)>,
         below: EncodedBelow,
-        loads_at_capture: u64,
+        loads_at_capture: Option<u64>,
     ) {
         let _gate = self.write_gate.write();
         let mut tree = self.tree.write();
@@ -530,7 +581,7 @@ impl LiveFs {
     /// inode unchanged since the capture, and a change after this thaws it as a change after a
     /// record does (the next commit removes its row and those above it). Eviction still waits
     /// for the end of the freeze, which the record's argument about lost names needs.
-    fn record_below(&self, batch: EncodedBelow, loads_at_capture: u64) -> FsResult<()> {
+    fn record_below(&self, batch: EncodedBelow, loads_at_capture: Option<u64>) -> FsResult<()> {
         let mut phases = crate::phases::Phases::start();
         {
             let _gate = self.write_gate.write();
@@ -596,13 +647,13 @@ fn keep_below(
     tree: &mut Namespace,
     stale: &HashSet<InodeNo>,
     below: EncodedBelow,
-    loads_at_capture: u64,
+    loads_at_capture: Option<u64>,
 ) -> Vec<(InodeNo, ObjectId)> {
     let below = below.into_inner();
-    // Nothing loaded since the capture: none of them is in memory (none was then), so none
-    // changed or lost a name (a change loads what it changes, and the directory it changes is
-    // listed, its entries loaded), and each keeps its object as it is.
-    if tree.loads == loads_at_capture {
+    // None of them was in memory at the capture, and nothing was loaded since: none is in
+    // memory, so none changed or lost a name (a change loads what it changes, and the directory
+    // it changes is listed, its entries loaded), and each keeps its object as it is.
+    if loads_at_capture == Some(tree.loads) {
         return below.into_iter().map(|(ino, id, _)| (ino, id)).collect();
     }
     below
@@ -984,12 +1035,9 @@ mod tests {
         let objects = TreeObjects::new(live.chunk_store());
         let again = live.freeze(&objects).expect("freeze after a remount");
         assert_eq!(again.encoded, 3, "d3/sub, d3 and the root");
-        // d3, not in memory and without a frozen object, was read from the database too.
-        assert_eq!(
-            live.tree.read().nodes.len(),
-            1 + 5,
-            "the root and its entries"
-        );
+        // The root, with nothing uncommitted below it, was encoded from the database with
+        // everything below it: nothing was loaded.
+        assert_eq!(live.tree.read().nodes.len(), 1, "the root alone");
         drop(objects);
         close(live);
     }
@@ -1052,6 +1100,57 @@ mod tests {
         assert_eq!(again.encoded, 4, "d0/sub/f1, d0/sub, d0 and the root");
         let sub = tree_dir(&live, &objects, again.root, &["d0", "sub"]);
         assert_eq!(sub.get("f1"), Some(&file(b"changed")));
+        drop(objects);
+        close(live);
+    }
+
+    /// The first freeze of a share just written, committed but for one file, copies under its
+    /// locks only what is uncommitted and the directories above it: every other directory in
+    /// memory has its subtree in the database as it is in memory, and is encoded from there.
+    /// The snapshot holds everything, and every inode remembers its object, in memory and,
+    /// after the next commit, in the database: after a remount, a freeze encodes nothing.
+    #[test]
+    fn a_share_just_written_is_copied_only_where_it_is_uncommitted() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        for d in 0..4 {
+            mkdir(&live, &format!("d{d}"));
+            mkdir(&live, &format!("d{d}/sub"));
+            for f in 0..4 {
+                let data = format!("{d}/{f}");
+                write_file(&live, &format!("d{d}/sub/f{f}"), data.as_bytes());
+            }
+        }
+        live.commit_now().expect("commit");
+        write_file(&live, "d2/sub/f1", b"uncommitted");
+        let objects = TreeObjects::new(live.chunk_store());
+        let frozen = live.freeze(&objects).expect("freeze");
+        // The root, d2, d2/sub and its four files copied; d0, d1 and d3 by position only.
+        assert_eq!((frozen.captured, frozen.encoded), (10, 25));
+        for d in 0..4 {
+            let sub = tree_dir(&live, &objects, frozen.root, &[&format!("d{d}"), "sub"]);
+            for f in 0..4 {
+                let expected = match (d, f) {
+                    (2, 1) => b"uncommitted".to_vec(),
+                    _ => format!("{d}/{f}").into_bytes(),
+                };
+                assert_eq!(
+                    sub.get(&format!("f{f}")),
+                    Some(&Some(expected)),
+                    "d{d}/sub/f{f}"
+                );
+            }
+        }
+        let f3 = lookup(&live, "d0/sub/f3").expect("f3").ino;
+        let remembered = live.tree.read().node(f3).expect("in memory").frozen;
+        assert!(remembered.is_some(), "in memory, its object remembered");
+        live.commit_now().expect("commit");
+        drop(objects);
+        close(live);
+
+        let live = open(&path);
+        let objects = TreeObjects::new(live.chunk_store());
+        assert_eq!(live.freeze(&objects).expect("after a remount").encoded, 0);
         drop(objects);
         close(live);
     }
@@ -1121,6 +1220,8 @@ mod tests {
         let objects = TreeObjects::new(live.chunk_store());
         let after = live.freeze(&objects).expect("freeze after the chown");
         assert_eq!(after.encoded, 2, "the link's directory and the root");
+        // As a snapshot does: d5, encoded from the database, is loaded with its object then.
+        live.commit_now().expect("commit");
         let d5 = crate::testing::lookup(&live, "d5").expect("d5").ino;
         let Some(d5_object) = live.tree.read().node(d5).expect("d5").frozen else {
             panic!("d5 frozen");
@@ -1236,8 +1337,8 @@ mod tests {
     /// above the change, which the record must not put back) or not. After a remount, a
     /// freeze holds the change. Covers a write, a truncate, an unlink, a rename in, and a
     /// write through a second hard link in another captured directory. Each also with a share
-    /// never frozen and remounted, whose directories the freeze encodes from the database
-    /// (`encode_committed`) while the change loads and changes them.
+    /// never frozen, remounted or still in memory, whose directories the freeze encodes from
+    /// the database (`encode_committed`) while the change loads (or finds) and changes them.
     #[test]
     fn a_change_while_a_freeze_encodes_is_in_the_next_snapshot_after_a_remount() {
         type Change = fn(&LiveFs);
@@ -1295,9 +1396,16 @@ mod tests {
                 file(b"through the other link"),
             ),
         ];
-        for (commit_between, never_frozen) in
-            [(true, false), (false, false), (true, true), (false, true)]
-        {
+        // (commit between, never frozen, remounted before the freeze): a share never frozen
+        // and not remounted is in memory and committed, encoded from the database all the same.
+        for (commit_between, never_frozen, remounted) in [
+            (true, false, false),
+            (false, false, false),
+            (true, true, true),
+            (false, true, true),
+            (true, true, false),
+            (false, true, false),
+        ] {
             for (what, change, name, expected) in &changes {
                 let tmp = tempfile::tempdir().expect("tempdir");
                 let (path, mut live) = new_store(tmp.path(), "store");
@@ -1311,8 +1419,10 @@ mod tests {
                 if never_frozen {
                     write_file(&live, "top/sub/g", b"g");
                     live.commit_now().expect("commit");
-                    close(live);
-                    live = open(&path);
+                    if remounted {
+                        close(live);
+                        live = open(&path);
+                    }
                 }
                 let objects = TreeObjects::new(live.chunk_store());
                 if !never_frozen {
@@ -1338,7 +1448,8 @@ mod tests {
                 assert_eq!(
                     sub.get(*name),
                     expected.is_some().then_some(expected),
-                    "{what}, commit between: {commit_between}, never frozen: {never_frozen}"
+                    "{what}, commit between: {commit_between}, never frozen: {never_frozen}, \
+                     remounted: {remounted}"
                 );
                 assert_eq!(sub.get("g"), Some(&file(b"g")), "{what}");
                 drop(objects);
