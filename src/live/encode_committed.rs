@@ -5,10 +5,11 @@
 //! above it in memory), so nothing below it has changed since it was committed: the database,
 //! read in a transaction begun during the capture, holds that subtree exactly as the snapshot
 //! must. So does it for a directory in memory with nothing uncommitted below it, when no
-//! commit is under way (see `LiveFs::capture`). Such a subtree with no frozen object (the first snapshot of a share, or of a store
-//! upgraded from format 3) is encoded from there, after the locks are released, instead of
-//! being loaded into the namespace under them: the capture stays bounded by what is in memory,
-//! and the namespace by its budget, whatever the size of the share.
+//! commit is under way (see `LiveFs::capture`). Such a subtree with no frozen object (the
+//! first snapshot of a share, or of a store upgraded from format 3) is encoded from there,
+//! after the locks are released, instead of being loaded into the namespace or copied under
+//! them: the capture stays bounded by what is uncommitted or in memory, and the namespace by
+//! its budget, whatever the size of the share.
 //!
 //! Memory here is the stack of directories being encoded (one level per depth, each with its
 //! entries) and a batch of what the walk made: the object of each inode it encoded, handed to
@@ -64,9 +65,9 @@ struct Level {
 /// Encodes directory `top` and everything below it as `tree` holds them, children before
 /// their directory, without recursion (users choose how deep the share is). An inode with a
 /// persisted frozen object keeps it; every other file and directory below `top` is encoded
-/// and added to `below`, which is handed to `record_batch` whenever it is full. `links` carries the
-/// objects of files with several links across the walks of one freeze, so each is encoded
-/// once. Returns the object of `top`.
+/// and added to `below`, which is handed to `record_batch` whenever it is full. `links`
+/// carries the objects of files with several links across the walks of one freeze, so each is
+/// encoded once. Returns the object of `top`.
 pub(super) fn encode_committed(
     tree: &CommittedTree,
     objects: &TreeObjects,

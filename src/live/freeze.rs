@@ -112,12 +112,36 @@ enum ChildObject {
     Captured(usize),
 }
 
-/// A test's handle on the next freeze: the freeze reports on `captured` once it has
-/// captured and released its locks, then waits on `resume` before encoding.
+/// A test's handle on the next freeze: the freeze reports on `reached` once it gets where the
+/// test asked (past its capture, its locks released; or past its first batch), then waits on
+/// `resume`.
 #[cfg(test)]
 pub(crate) struct Pause {
-    pub captured: std::sync::mpsc::Sender<()>,
-    pub resume: std::sync::mpsc::Receiver<()>,
+    reached: std::sync::mpsc::Sender<()>,
+    resume: std::sync::mpsc::Receiver<()>,
+}
+
+#[cfg(test)]
+impl Pause {
+    /// Puts a pause in `slot`: returns the receiver that hears when the freeze got there, and
+    /// the sender that lets it go on.
+    fn set(
+        slot: &parking_lot::Mutex<Option<Pause>>,
+    ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (reached, on_reach) = std::sync::mpsc::channel();
+        let (go, resume) = std::sync::mpsc::channel();
+        *slot.lock() = Some(Pause { reached, resume });
+        (on_reach, go)
+    }
+
+    /// Waits as the test asked through `slot`, if it did.
+    fn wait_here(slot: &parking_lot::Mutex<Option<Pause>>) {
+        let pause = slot.lock().take();
+        if let Some(pause) = pause {
+            let _ = pause.reached.send(());
+            let _ = pause.resume.recv();
+        }
+    }
 }
 
 impl LiveFs {
@@ -147,7 +171,7 @@ impl LiveFs {
         };
         phases.lap("capture (writers wait)");
         #[cfg(test)]
-        self.pause_after_capture();
+        Pause::wait_here(&self.freeze_pause);
         let inos: Vec<InodeNo> = capture.items.iter().map(Captured::ino).collect();
         let loads_at_capture = capture.loads;
         let Encoded {
@@ -596,24 +620,8 @@ impl LiveFs {
         phases.lap("commit");
         tracing::debug!(phases = %phases, "where a batch's time went");
         #[cfg(test)]
-        Self::pause_here(&self.batch_pause);
+        Pause::wait_here(&self.batch_pause);
         Ok(())
-    }
-
-    /// Test hook: waits as the test asked (see [`Pause`]), if it did.
-    #[cfg(test)]
-    fn pause_after_capture(&self) {
-        Self::pause_here(&self.freeze_pause);
-    }
-
-    /// Test hook: waits as the test asked through `slot`, if it did.
-    #[cfg(test)]
-    fn pause_here(slot: &parking_lot::Mutex<Option<Pause>>) {
-        let pause = slot.lock().take();
-        if let Some(pause) = pause {
-            let _ = pause.captured.send(());
-            let _ = pause.resume.recv();
-        }
     }
 
     /// Makes the next freeze pause between its capture and its encoding: returns the receiver
@@ -622,10 +630,7 @@ impl LiveFs {
     pub(crate) fn pause_next_freeze(
         &self,
     ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
-        let (captured, on_capture) = std::sync::mpsc::channel();
-        let (go, resume) = std::sync::mpsc::channel();
-        *self.freeze_pause.lock() = Some(Pause { captured, resume });
-        (on_capture, go)
+        Pause::set(&self.freeze_pause)
     }
 
     /// Makes the next freeze pause once it has recorded and committed its first batch of
@@ -634,10 +639,7 @@ impl LiveFs {
     pub(crate) fn pause_after_next_batch(
         &self,
     ) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
-        let (captured, on_batch) = std::sync::mpsc::channel();
-        let (go, resume) = std::sync::mpsc::channel();
-        *self.batch_pause.lock() = Some(Pause { captured, resume });
-        (on_batch, go)
+        Pause::set(&self.batch_pause)
     }
 }
 
