@@ -855,22 +855,27 @@ mod tests {
         assert_eq!(unchanged.root, second.root);
     }
 
-    /// A new store `store` in `dir` with directories `d0`..`d3`, each with `sub/f0`..`f3`, a
-    /// file `top`, a hard link `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`,
-    /// never frozen; committed and closed. Returns its path.
-    fn never_frozen_store(dir: &std::path::Path) -> std::path::PathBuf {
-        let (path, live) = new_store(dir, "store");
+    /// Writes directories `d0`..`d3`, each with `sub/f0`..`f3`; file `dD/sub/fF` holds "D/F".
+    fn write_four_dirs(live: &LiveFs) {
         for d in 0..4 {
-            mkdir(&live, &format!("d{d}"));
-            mkdir(&live, &format!("d{d}/sub"));
+            mkdir(live, &format!("d{d}"));
+            mkdir(live, &format!("d{d}/sub"));
             for f in 0..4 {
                 write_file(
-                    &live,
+                    live,
                     &format!("d{d}/sub/f{f}"),
                     format!("{d}/{f}").as_bytes(),
                 );
             }
         }
+    }
+
+    /// A new store `store` in `dir` with directories `d0`..`d3`, each with `sub/f0`..`f3`, a
+    /// file `top`, a hard link `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`,
+    /// never frozen; committed and closed. Returns its path.
+    fn never_frozen_store(dir: &std::path::Path) -> std::path::PathBuf {
+        let (path, live) = new_store(dir, "store");
+        write_four_dirs(&live);
         write_file(&live, "top", b"top");
         let f0 = lookup(&live, "d0/sub/f0").expect("f0").ino;
         live.link(f0, lookup(&live, "d1").expect("d1").ino, b"linked")
@@ -1115,14 +1120,7 @@ mod tests {
     fn a_share_just_written_is_copied_only_where_it_is_uncommitted() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (path, live) = new_store(tmp.path(), "store");
-        for d in 0..4 {
-            mkdir(&live, &format!("d{d}"));
-            mkdir(&live, &format!("d{d}/sub"));
-            for f in 0..4 {
-                let data = format!("{d}/{f}");
-                write_file(&live, &format!("d{d}/sub/f{f}"), data.as_bytes());
-            }
-        }
+        write_four_dirs(&live);
         live.commit_now().expect("commit");
         write_file(&live, "d2/sub/f1", b"uncommitted");
         let objects = TreeObjects::new(live.chunk_store());
