@@ -263,13 +263,13 @@ impl LiveFs {
             tree.thaw(ino);
         }
         // With no commit between taking its changes and writing them (none can start while
-        // `_idle` lives), the database holds the share as it is now but for what is uncommitted
-        // and the frozen objects that is stale: a thawed directory in memory with none of that
-        // below it is encoded from the database, as one not in memory is, instead of being
-        // listed and copied here (see `uncommitted_and_above`). If a commit is under way, its
-        // changes are in neither place for sure, and everything thawed is copied.
-        let _idle = self.commits.idle();
-        let unclean = _idle
+        // `idle` lives), the database holds the share as it is now but for what is uncommitted
+        // and the persisted frozen objects that made stale: a thawed directory in memory with
+        // none of that below it is encoded from the database, as one not in memory is, instead
+        // of being listed and copied here (see `uncommitted_and_above`). If a commit is under
+        // way, its changes are in neither place for sure, and everything thawed is copied.
+        let idle = self.commits.idle();
+        let unclean = idle
             .as_ref()
             .map(|_| self.uncommitted_and_above(&tree, stale));
         let mut in_memory_below = false;
@@ -380,13 +380,7 @@ impl LiveFs {
             pending.extend(dirt.dirents.keys().map(|(parent, _)| *parent));
         }
         pending.extend(self.changed.lock().since_commit.iter().copied());
-        let mut unclean = HashSet::with_capacity(pending.len());
-        while let Some(ino) = pending.pop() {
-            if unclean.insert(ino) {
-                pending.extend(tree.containing_dirs(ino));
-            }
-        }
-        unclean
+        and_above(tree, pending)
     }
 
     /// Step 2, with nothing locked: stores the copied buffered blocks (spread over the data
@@ -570,7 +564,14 @@ impl LiveFs {
         changed.captured_thaw.clear();
         self.freeze_in_flight
             .store(false, std::sync::atomic::Ordering::Release);
-        let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
+        let stale = and_above(
+            &tree,
+            changed
+                .since_freeze
+                .iter()
+                .chain(&changed.thaw_persisted)
+                .copied(),
+        );
         let mut kept = keep_below(&mut tree, &stale, below, loads_at_capture);
         changed.newly_frozen.append(&mut kept);
         for (ino, id) in encoded {
@@ -611,7 +612,14 @@ impl LiveFs {
             let _gate = self.write_gate.write();
             let mut tree = self.tree.write();
             let mut changed = self.changed.lock();
-            let stale = changed_and_above(&tree, &changed.since_freeze, &changed.thaw_persisted);
+            let stale = and_above(
+                &tree,
+                changed
+                    .since_freeze
+                    .iter()
+                    .chain(&changed.thaw_persisted)
+                    .copied(),
+            );
             let mut kept = keep_below(&mut tree, &stale, batch, loads_at_capture);
             changed.newly_frozen.append(&mut kept);
         }
@@ -676,23 +684,19 @@ fn keep_below(
         .collect()
 }
 
-/// Every inode in `changed` or `persisted` and every directory holding one of them, up to the
-/// root (each directory holding an inode: its parent, or each directory of its links).
-/// Without recursion, each inode once. Holders of an inode in memory are in memory (the
-/// namespace's invariant); `persisted` already holds whole chains, for inodes since evicted.
-fn changed_and_above(
-    tree: &Namespace,
-    changed: &HashSet<InodeNo>,
-    persisted: &HashSet<InodeNo>,
-) -> HashSet<InodeNo> {
-    let mut stale = HashSet::new();
-    let mut pending: Vec<InodeNo> = changed.iter().chain(persisted).copied().collect();
+/// Every inode of `inodes` and every directory holding one of them, up to the root (each
+/// directory holding an inode: its parent, or each directory of its links). Without recursion,
+/// each inode once. Holders of an inode in memory are in memory (the namespace's invariant);
+/// `inodes` may name inodes since evicted, with whole chains above them.
+fn and_above(tree: &Namespace, inodes: impl IntoIterator<Item = InodeNo>) -> HashSet<InodeNo> {
+    let mut pending: Vec<InodeNo> = inodes.into_iter().collect();
+    let mut found = HashSet::with_capacity(pending.len());
     while let Some(ino) = pending.pop() {
-        if stale.insert(ino) {
+        if found.insert(ino) {
             pending.extend(tree.containing_dirs(ino));
         }
     }
-    stale
+    found
 }
 
 /// What an encoding made: the root's object and attributes, the object of each captured inode
