@@ -73,13 +73,19 @@ impl CommitQueue {
         *fs.commits.thread.lock() = Some(thread);
     }
 
-    /// Stops the committer thread and waits for it to end (the committer never calls this).
     /// Whether no commit is between taking changes and writing them (and none can start while
     /// the guard lives).
     pub fn idle(&self) -> Option<parking_lot::MutexGuard<'_, ()>> {
         self.committing.try_lock()
     }
 
+    /// Waits for a commit under way to end; none can start while the guard lives. Take it
+    /// before the namespace lock: a commit takes that lock while it holds this one.
+    pub fn wait_idle(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.committing.lock()
+    }
+
+    /// Stops the committer thread and waits for it to end (the committer never calls this).
     pub fn stop(&self) {
         {
             let mut state = self.state.lock();
