@@ -386,12 +386,13 @@ impl Service {
         result.map(|(value, _)| value)
     }
 
-    /// Adds the space figures now to the space history (`space_history.rs`): after every
-    /// change of the snapshots and every gc. Cheap (the figures kept up to date; nothing while
-    /// they are being rebuilt). A sample that cannot be taken or written is logged: it never
-    /// fails the request that changed the space.
+    /// Adds the space figures to the space history (`space_history.rs`): after every change
+    /// of the snapshots and every gc, each of which commits its figures, and at the scheduler's
+    /// tick. Cheap: the figures kept up to date, as last committed (the share commits at least
+    /// every commit interval), and nothing while they are being rebuilt. A sample that cannot
+    /// be taken or written is logged: it never fails the request that changed the space.
     fn sample_space(&self) {
-        let usage = match crate::gc::usage::kept(&self.snapshots) {
+        let usage = match crate::gc::usage::as_committed(&self.snapshots) {
             Ok(Some(usage)) => usage,
             Ok(None) => {
                 tracing::debug!("space accounting is stale: no space history sample");
