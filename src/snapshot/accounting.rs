@@ -8,7 +8,7 @@
 //! equal ids unread, so it costs what changed; it keeps its own stack (trees are as deep as
 //! users make them).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, WriteTransaction};
 
@@ -18,7 +18,7 @@ use crate::format::object::{Object, ObjectId};
 use crate::format::usage::{ChunkUsage, Class, OPEN};
 use crate::id::ChunkId;
 use crate::meta::accounting::{self, AccountingError, Rebuilt, States};
-use crate::tree_objects::{TreeObjects, walk_tree};
+use crate::tree_objects::TreeObjects;
 
 /// One side of a pair being compared: an object (decoded to find what it names) or a data
 /// chunk (a leaf, never read).
@@ -128,8 +128,9 @@ pub fn reference_deltas(
 
 /// Recomputes every accounting table from the catalog, the block maps and the trees, inside
 /// `txn` (whose other writers are thereby kept out, so the block maps read are the ones the
-/// tables then describe). Costs a walk of every snapshot: done once per store, and whenever
-/// the tables were found inconsistent.
+/// tables then describe). Costs the oldest snapshot's tree, what each later one changed, the
+/// block maps and the index: done once per store, and whenever the tables were found
+/// inconsistent.
 pub fn rebuild(
     txn: &WriteTransaction,
     objects: &TreeObjects,
@@ -149,40 +150,47 @@ pub fn rebuild(
     existing.sort_by_key(|(number, _)| *number);
 
     // Intervals over the existing snapshots: a chunk in consecutive existing snapshots stays in
-    // one interval (the numbers between them belong to no snapshot any more).
+    // one interval (the numbers between them belong to no snapshot any more). Each snapshot is
+    // diffed against the one before it, so a subtree they share is not read again: the walk
+    // costs the first tree and then what changed, where walking every tree whole cost the
+    // snapshots times the data. `refs` is what the previous tree names, with multiplicity; a
+    // chunk is in a snapshot while it is above zero.
     let mut records: HashMap<ChunkId, ChunkUsage> = HashMap::new();
-    let mut open: HashSet<ChunkId> = HashSet::new();
+    let mut refs: HashMap<ChunkId, u64> = HashMap::new();
+    let mut previous = None;
     for (number, root) in &existing {
-        let mut members = HashSet::new();
-        walk_tree(objects, *root, &mut |id| members.insert(id))?;
-        for id in &open {
-            if !members.contains(id)
-                && let Some(last) = records.get_mut(id).and_then(|r| r.intervals.last_mut())
-            {
-                last.1 = *number;
+        for (id, delta) in reference_deltas(objects, previous, Some(*root))? {
+            let before = refs.get(&id).copied().unwrap_or(0);
+            let after = before.saturating_add_signed(delta);
+            if after == 0 {
+                refs.remove(&id);
+            } else {
+                refs.insert(id, after);
             }
-        }
-        for id in &members {
-            let record = records.entry(*id).or_insert_with(|| ChunkUsage {
+            let record = records.entry(id).or_insert_with(|| ChunkUsage {
                 size: 0,
                 newest_refs: 0,
                 class: Class::Free,
                 intervals: Vec::new(),
             });
-            if !open.contains(id) {
+            if before == 0 && after > 0 {
                 record.intervals.push((*number, OPEN));
+            } else if before > 0
+                && after == 0
+                && let Some(last) = record.intervals.last_mut()
+            {
+                last.1 = *number;
             }
         }
-        open = members;
+        previous = Some(*root);
+    }
+    // What is left is the newest tree's references.
+    for (id, count) in refs {
+        if let Some(record) = records.get_mut(&id) {
+            record.newest_refs = count;
+        }
     }
     let newest = existing.last().copied();
-    if let Some((_, root)) = newest {
-        for (id, count) in reference_deltas(objects, None, Some(root))? {
-            if let Some(record) = records.get_mut(&id) {
-                record.newest_refs = u64::try_from(count).unwrap_or(0);
-            }
-        }
-    }
 
     let mut live_refs: HashMap<ChunkId, u64> = HashMap::new();
     for id in crate::meta::block_chunks_in(txn)? {
