@@ -1033,11 +1033,13 @@ impl SnapFuse {
             .live
             .readdir(fh, offset)
             .map_err(|e| errno(&e))?
+            .into_iter()
             .map(|(next, e)| (next, e.name, e.ino, e.kind))
             .collect();
         if self.cache.snapdir_visible && ino(i) == Ino::ROOT {
-            let end = opener.live.readdir(fh, 0).map_err(|e| errno(&e))?.count() as u64;
-            if offset <= end {
+            let end = opener.live.listing_len(fh).map_err(|e| errno(&e))? as u64;
+            // After the last batch only: `.snapshots` comes last.
+            if offset <= end && entries.last().is_none_or(|(next, ..)| *next == end) {
                 entries.push((
                     end + 1,
                     SNAPSHOTS_DIR_NAME.to_vec(),

@@ -338,9 +338,9 @@ pub(crate) mod tests {
         let mut pending = vec![(InodeNo::ROOT, String::new())];
         while let Some((dir, path)) = pending.pop() {
             let fh = live.opendir(dir).expect("opendir");
-            let entries: Vec<_> = live.readdir(fh, 0).expect("readdir").collect();
+            let listing = live.handles.dir(fh).expect("listing");
             live.releasedir(fh);
-            for (_, entry) in entries {
+            for entry in listing.iter() {
                 if entry.name == b"." || entry.name == b".." {
                     continue;
                 }

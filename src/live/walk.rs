@@ -71,9 +71,10 @@ impl LiveFs {
                 Err(FsError::NotFound) => continue,
                 Err(err) => return Err(err.into()),
             };
-            let entries = self.readdir(fh, 2);
+            let listing = self.handles.dir(fh);
             self.releasedir(fh);
-            for (_, entry) in entries? {
+            // `.` and `..` first.
+            for entry in listing?.iter().skip(2) {
                 match entry.kind {
                     InodeKind::Directory => {
                         pending.push((entry.ino, label(&dir_label, &entry.name)));
