@@ -229,7 +229,7 @@ impl LiveFs {
     /// waiting 146 ms at 200,000 files (7 ms per directory of 100 entries listed, against
     /// under 1 ms warm). Only a hint: what changes meanwhile is listed as before.
     fn warm_capture(&self) {
-        let unlisted = self.tree.read().unlisted_thawed_dirs();
+        let unlisted = self.dirs_to_warm();
         if unlisted.is_empty() {
             return;
         }
@@ -243,6 +243,34 @@ impl LiveFs {
             // The capture reads the same and reports what it finds.
             tracing::debug!("warming the capture's listings: {err}");
         }
+    }
+
+    /// The directories the capture will list, as far as can be told before it: those in
+    /// memory, not listed and thawed, that it reaches through listed thawed directories, with
+    /// something uncommitted below them. It leaves the others to be encoded from the database
+    /// (see `capture`): reading them too cost 29 ms of listings at 300,000 new files. Those
+    /// still frozen in memory, which the capture thaws first, are not known here.
+    fn dirs_to_warm(&self) -> Vec<InodeNo> {
+        let tree = self.tree.read();
+        let unlisted = tree.unlisted_thawed_dirs();
+        if unlisted.is_empty() {
+            return unlisted;
+        }
+        // What the capture's `thaw_chains` will find stale, walked up by `and_above`.
+        let stale: Vec<InodeNo> = {
+            let changed = self.changed.lock();
+            changed
+                .since_freeze
+                .iter()
+                .filter(|ino| !changed.thaw_persisted.contains(ino))
+                .copied()
+                .collect()
+        };
+        let unclean = self.uncommitted_and_above(&tree, stale);
+        unlisted
+            .into_iter()
+            .filter(|dir| unclean.contains(dir))
+            .collect()
     }
 
     /// Step 1: under the write gate and the namespace lock, thaws what changed since the last
@@ -942,6 +970,7 @@ mod tests {
         let b = mkdir(&live, "a/b");
         let c = mkdir(&live, "c");
         write_file(&live, "a/b/f", b"f");
+        let g = write_file(&live, "c/g", b"g");
         close(live);
         let live = open(&path);
         let unlisted = |live: &LiveFs| {
@@ -950,10 +979,24 @@ mod tests {
             dirs
         };
         assert_eq!(unlisted(&live), [InodeNo::ROOT], "after the mount");
+        assert_eq!(live.dirs_to_warm(), [], "nothing uncommitted: none to list");
         lookup(&live, "a").expect("a");
         assert_eq!(unlisted(&live), [a, c], "the root listed");
         lookup(&live, "a/b").expect("b");
         assert_eq!(unlisted(&live), [b, c], "a listed");
+        assert_eq!(live.dirs_to_warm(), []);
+        // A change by number below `c`, which stays unlisted: the capture lists `c` alone.
+        let change = super::super::attr::SetAttr {
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+        };
+        live.setattr(g, change).expect("chmod");
+        assert_eq!(unlisted(&live), [b, c]);
+        assert_eq!(live.dirs_to_warm(), [c]);
         let objects = TreeObjects::new(live.chunk_store());
         live.freeze(&objects).expect("freeze");
         assert_eq!(unlisted(&live), [], "every directory frozen");
