@@ -3,8 +3,10 @@
 //! used least recently are unlisted and the inodes they named dropped, a sixteenth of the
 //! budget at a time (a round runs under the namespace write lock, so rounds are kept small: at
 //! 65,536 inodes, a round that freed a quarter kept writers waiting 35-40 ms; one that frees a
-//! sixteenth, 7-8 ms). What is dropped is loaded again from the database when next needed
-//! (`load`), with the same answers, because only what the database holds exactly is dropped.
+//! sixteenth, 7-8 ms). If that is not enough, inodes that no listed directory names go too
+//! (loaded by number, as the kernel asks for what it still knows after its directory was
+//! unlisted). What is dropped is loaded again from the database when next needed (`load`),
+//! with the same answers, because only what the database holds exactly is dropped.
 //!
 //! An inode may leave memory only when all of these hold:
 //! - nothing of it waits for a commit (not in `Dirt`, nor in `since_commit`), no commit is
@@ -102,6 +104,10 @@ impl LiveFs {
             unlist(tree, dir, &pins, &reader, &mut holding, &mut dropped);
         }
         phases.lap("unlist");
+        if tree.nodes.len() > target {
+            drop_strays(tree, target, &pins, &reader, &mut holding, &mut dropped);
+            phases.lap("strays");
+        }
         self.workers.free_later(dropped);
         // What is left is pinned (or recent): try again once a round's worth more has been
         // loaded.
@@ -194,33 +200,83 @@ fn unlist(
         return;
     };
     for child in children {
-        if !may_leave(tree, dir, child, pins, reader, holding) {
-            continue;
+        if may_leave(tree, Some(dir), child, pins, reader, holding) {
+            drop_node(tree, child, holding, dropped);
         }
-        let Some(node) = tree.nodes.remove(&child) else {
-            continue;
-        };
-        let holders = if node.is_dir() {
-            std::slice::from_ref(&node.parent)
-        } else {
-            &node.links[..]
-        };
-        for holder in holders {
-            if let Some(count) = holding.get_mut(holder) {
-                *count = count.saturating_sub(1);
-            }
-        }
-        dropped.push(node);
     }
     if let Some(node) = tree.nodes.get_mut(&dir) {
         node.entries = None;
     }
 }
 
-/// Whether `child`, named in `dir` (being unlisted), may leave memory.
+/// Drops inodes no listed directory names (each of their holders is unlisted), until memory
+/// holds `target`: those the kernel asked for by number after their directory was unlisted,
+/// or that a hard link brought in. Unlisting directories never reaches them, so without this
+/// they stayed until the next unmount.
+fn drop_strays(
+    tree: &mut Namespace,
+    target: usize,
+    pins: &Pins,
+    reader: &NamespaceReader,
+    holding: &mut FxHashMap<InodeNo, u32>,
+    dropped: &mut Vec<super::namespace::Node>,
+) {
+    let unlisted = |tree: &Namespace, holder: &InodeNo| {
+        tree.nodes
+            .get(holder)
+            .is_some_and(|holder| holder.entries.is_none())
+    };
+    let strays: Vec<InodeNo> = tree
+        .nodes
+        .iter()
+        .filter(|(ino, node)| {
+            **ino != InodeNo::ROOT
+                && if node.is_dir() {
+                    unlisted(tree, &node.parent)
+                } else {
+                    node.links.iter().all(|holder| unlisted(tree, holder))
+                }
+        })
+        .map(|(ino, _)| *ino)
+        .collect();
+    for stray in strays {
+        if tree.nodes.len() <= target {
+            break;
+        }
+        if may_leave(tree, None, stray, pins, reader, holding) {
+            drop_node(tree, stray, holding, dropped);
+        }
+    }
+}
+
+/// Takes `ino` out of memory (into `dropped`, to be freed off the lock), and counts it out of
+/// its holders' `holding`.
+fn drop_node(
+    tree: &mut Namespace,
+    ino: InodeNo,
+    holding: &mut FxHashMap<InodeNo, u32>,
+    dropped: &mut Vec<super::namespace::Node>,
+) {
+    let Some(node) = tree.nodes.remove(&ino) else {
+        return;
+    };
+    let holders = if node.is_dir() {
+        std::slice::from_ref(&node.parent)
+    } else {
+        &node.links[..]
+    };
+    for holder in holders {
+        if let Some(count) = holding.get_mut(holder) {
+            *count = count.saturating_sub(1);
+        }
+    }
+    dropped.push(node);
+}
+
+/// Whether `child` may leave memory, `dir` (if any) being the directory unlisted for it.
 fn may_leave(
     tree: &Namespace,
-    dir: InodeNo,
+    dir: Option<InodeNo>,
     child: InodeNo,
     pins: &Pins,
     reader: &NamespaceReader,
@@ -242,7 +298,7 @@ fn may_leave(
     }
     // Another listed directory holding a hard link needs it in memory.
     let held_elsewhere = node.links.iter().any(|holder| {
-        *holder != dir
+        Some(*holder) != dir
             && tree
                 .nodes
                 .get(holder)
@@ -287,6 +343,30 @@ mod tests {
 
     fn loaded(live: &LiveFs) -> usize {
         live.tree.read().nodes.len()
+    }
+
+    /// Inodes asked for by number, whose directories are not listed, leave memory as those of
+    /// listed directories do, and answer the same when asked for again.
+    #[test]
+    fn inodes_loaded_by_number_leave_memory_too() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        populate(&live, 30);
+        let files: Vec<(InodeNo, crate::format::inode::InodeRecord)> = (0..30)
+            .flat_map(|d| (0..10).map(move |f| format!("d{d}/f{f}")))
+            .map(|path| {
+                let ino = lookup(&live, &path).expect("file").ino;
+                (ino, live.getattr(ino).expect("attr").record)
+            })
+            .collect();
+        close(live);
+        let live = tiny(&path);
+        for (ino, record) in files.iter().chain(&files) {
+            let attr = live.getattr(*ino).expect("by number");
+            assert_eq!(attr.record, *record);
+            assert!(loaded(&live) <= 2 * 64, "{} loaded", loaded(&live));
+        }
+        close(live);
     }
 
     /// A walk over a share ten times the budget stays within it (give or take the directory

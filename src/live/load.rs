@@ -5,8 +5,9 @@
 //!
 //! What is loaded is what was last committed. That is what the share holds for it, because
 //! nothing changes without being loaded first (an operation lists the directories it changes),
-//! and nothing loaded leaves memory but purged inodes: a directory not listed has the entries
-//! the database has, and an inode not in memory the record.
+//! and nothing leaves memory but purged inodes and what the database holds exactly (`evict`):
+//! a directory not listed has the entries the database has, and an inode not in memory the
+//! record.
 
 use std::collections::{BTreeMap, HashSet};
 

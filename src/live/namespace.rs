@@ -15,7 +15,8 @@
 //!   number of subdirectories.
 //! - An inode with `nlink == 0` stays only while it is open; it is purged on its last release
 //!   (or, after a crash, at the next mount: the database's `orphans` table).
-//! - Nothing leaves memory but purged inodes: what the kernel was once given stays loaded.
+//! - Nothing leaves memory but purged inodes and inodes the database holds exactly (see
+//!   `evict`); the kernel may still know an evicted inode, which is then loaded by number.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
