@@ -907,6 +907,16 @@ mod tests {
         }
     }
 
+    /// A new store `store` in `dir`, never frozen, with the directories of [`write_four_dirs`]
+    /// committed and then `d2/sub/f1` written again ("uncommitted"), not committed.
+    fn committed_but_one_file(dir: &std::path::Path) -> (std::path::PathBuf, Arc<LiveFs>) {
+        let (path, live) = new_store(dir, "store");
+        write_four_dirs(&live);
+        live.commit_now().expect("commit");
+        write_file(&live, "d2/sub/f1", b"uncommitted");
+        (path, live)
+    }
+
     /// A new store `store` in `dir` with directories `d0`..`d3`, each with `sub/f0`..`f3`, a
     /// file `top`, a hard link `d1/linked` to `d0/sub/f0` and a symbolic link `d2/sub/link`,
     /// never frozen; committed and closed. Returns its path.
@@ -986,7 +996,7 @@ mod tests {
         assert_eq!(unlisted(&live), [b, c], "a listed");
         assert_eq!(live.dirs_to_warm(), []);
         // A change by number below `c`, which stays unlisted: the capture lists `c` alone.
-        let change = super::super::attr::SetAttr {
+        let change = SetAttr {
             mode: Some(0o600),
             uid: None,
             gid: None,
@@ -1171,10 +1181,7 @@ mod tests {
     #[test]
     fn a_share_just_written_is_copied_only_where_it_is_uncommitted() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (path, live) = new_store(tmp.path(), "store");
-        write_four_dirs(&live);
-        live.commit_now().expect("commit");
-        write_file(&live, "d2/sub/f1", b"uncommitted");
+        let (path, live) = committed_but_one_file(tmp.path());
         let objects = TreeObjects::new(live.chunk_store());
         let frozen = live.freeze(&objects).expect("freeze");
         // The root, d2, d2/sub and its four files copied; d0, d1 and d3 by position only.
@@ -1213,10 +1220,7 @@ mod tests {
     #[test]
     fn a_capture_waits_for_a_commit_under_way_and_writers_do_not() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let (_path, live) = new_store(tmp.path(), "store");
-        write_four_dirs(&live);
-        live.commit_now().expect("commit");
-        write_file(&live, "d2/sub/f1", b"uncommitted");
+        let (_path, live) = committed_but_one_file(tmp.path());
         let objects = TreeObjects::new(live.chunk_store());
         let wait = std::time::Duration::from_secs(10);
         let (share, objs): (&LiveFs, &TreeObjects) = (&live, &objects);
