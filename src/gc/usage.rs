@@ -50,7 +50,7 @@ pub fn kept(snapshots: &Snapshots) -> Result<Option<Usage>, GcError> {
 /// The figures from the accounting tables as the last commit left them; `None` while the
 /// tables are stale. What the space history reads right after a change of the snapshots,
 /// which committed its own figures: a commit of its own (a durable one, with its sync) made
-/// every snapshot taken through the control file wait about a millisecond more.
+/// every snapshot taken through the control file wait up to a millisecond more.
 pub fn as_committed(snapshots: &Snapshots) -> Result<Option<Usage>, GcError> {
     // Names come from the catalog in memory, numbers' figures from the tables: read until the
     // catalog is the same before and after the tables (a catalog change commits its table

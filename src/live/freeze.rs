@@ -279,9 +279,9 @@ impl LiveFs {
     /// listing of its parent brought into memory is not listed: its subtree, none of it in
     /// memory, is encoded from the database as this capture sees it. Nor is a thawed directory
     /// with nothing uncommitted below it (the first snapshot of a share just written, once
-    /// committed). The caller holds the committing lock (`no_commit`), which a commit holds from taking
-    /// its changes until they are in the database, and which must be taken before the
-    /// namespace lock.
+    /// committed). The caller holds the committing lock (`no_commit`), which a commit holds
+    /// from taking its changes until they are in the database, and which must be taken before
+    /// the namespace lock.
     fn capture(&self, no_commit: parking_lot::MutexGuard<'_, ()>) -> FsResult<Capture> {
         let _no_commit = no_commit;
         let _gate = self.write_gate.write();
