@@ -154,6 +154,12 @@ impl LiveFs {
         self.check_writable()
     }
 
+    /// How many commits were asked of the committer (`commit_now`) since the mount.
+    #[cfg(test)]
+    pub(crate) fn commits_asked(&self) -> u64 {
+        self.commits.state.lock().requested
+    }
+
     /// Commits everything changed so far, on this thread, for a caller that makes its own
     /// durable commit right after (a snapshot, whose catalog change follows): the packs are
     /// synced, so the transaction names only data on disk, but the database is not, and the

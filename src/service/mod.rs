@@ -968,3 +968,32 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::{close, new_store, noise, snapshots_of, write_file};
+
+    /// A snapshot's space sample reads the figures the snapshot's own commits left: it asks
+    /// the share for no commit of its own, whose sync every snapshot used to wait for.
+    #[test]
+    fn a_snapshot_is_sampled_without_a_commit_of_its_own() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (_store, live) = new_store(tmp.path(), "store");
+        let service = Service::open(Arc::new(snapshots_of(&live)), ServiceOptions::default())
+            .expect("service");
+        write_file(&live, "a", &noise(100_000, 1));
+        let asked = live.commits_asked();
+        service.create("s1", Origin::Manual, false).expect("create");
+        assert_eq!(live.commits_asked(), asked, "a commit was asked for");
+        let history = space_history::read(&live.database()).expect("history");
+        let (_, sample) = history.last().expect("a sample");
+        let usage = crate::gc::usage::usage(service.snapshots()).expect("usage");
+        assert_eq!(*sample, space_history::sample_of(&usage));
+        assert!(sample.live_bytes > 0, "{sample:?}");
+        drop(service);
+        close(live);
+    }
+}
