@@ -323,12 +323,7 @@ pub(super) fn thaw_chains(
     tree: &super::namespace::Namespace,
     changed: &mut super::Changed,
 ) -> Vec<InodeNo> {
-    let mut pending: Vec<InodeNo> = changed
-        .since_freeze
-        .iter()
-        .filter(|ino| !changed.thaw_persisted.contains(ino))
-        .copied()
-        .collect();
+    let mut pending: Vec<InodeNo> = changed.thaws_to_persist().collect();
     let mut thawed = Vec::new();
     while let Some(ino) = pending.pop() {
         if changed.thaw_persisted.insert(ino) {

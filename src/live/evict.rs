@@ -145,13 +145,7 @@ impl LiveFs {
         inodes.extend(dirt.inodes.iter().copied());
         inodes.extend(dirt.xattrs.iter().copied());
         inodes.extend(changed.since_commit.iter().copied());
-        inodes.extend(
-            changed
-                .since_freeze
-                .iter()
-                .filter(|ino| !changed.thaw_persisted.contains(ino))
-                .copied(),
-        );
+        inodes.extend(changed.thaws_to_persist());
         inodes.extend(changed.newly_frozen.iter().map(|(ino, _)| *ino));
         let dirty_dirs = dirt.dirents.keys().map(|(dir, _)| *dir).collect();
         Pins { inodes, dirty_dirs }

@@ -257,15 +257,7 @@ impl LiveFs {
             return unlisted;
         }
         // What the capture's `thaw_chains` will find stale, walked up by `and_above`.
-        let stale: Vec<InodeNo> = {
-            let changed = self.changed.lock();
-            changed
-                .since_freeze
-                .iter()
-                .filter(|ino| !changed.thaw_persisted.contains(ino))
-                .copied()
-                .collect()
-        };
+        let stale: Vec<InodeNo> = self.changed.lock().thaws_to_persist().collect();
         let unclean = self.uncommitted_and_above(&tree, stale);
         unlisted
             .into_iter()
@@ -597,16 +589,7 @@ impl LiveFs {
         changed.captured_thaw.clear();
         self.freeze_in_flight
             .store(false, std::sync::atomic::Ordering::Release);
-        let stale = and_above(
-            &tree,
-            changed
-                .since_freeze
-                .iter()
-                .chain(&changed.thaw_persisted)
-                .copied(),
-        );
-        let mut kept = keep_below(&mut tree, &stale, below, loads_at_capture);
-        changed.newly_frozen.append(&mut kept);
+        let stale = keep_below(&mut tree, &mut changed, below, loads_at_capture);
         for (ino, id) in encoded {
             if stale.contains(&ino) {
                 continue;
@@ -645,16 +628,7 @@ impl LiveFs {
             let _gate = self.write_gate.write();
             let mut tree = self.tree.write();
             let mut changed = self.changed.lock();
-            let stale = and_above(
-                &tree,
-                changed
-                    .since_freeze
-                    .iter()
-                    .chain(&changed.thaw_persisted)
-                    .copied(),
-            );
-            let mut kept = keep_below(&mut tree, &stale, batch, loads_at_capture);
-            changed.newly_frozen.append(&mut kept);
+            keep_below(&mut tree, &mut changed, batch, loads_at_capture);
         }
         phases.lap("record (writers wait)");
         self.commit_now()?;
@@ -684,22 +658,35 @@ impl LiveFs {
     }
 }
 
-/// The objects of `below` a record keeps (see [`LiveFs::record`]), given what changed since the
-/// capture and every directory above it (`stale`); each one in memory remembers its object.
+/// Keeps the objects of `below` a record may keep (see [`LiveFs::record`]) for the next commit
+/// to persist (`newly_frozen`); each one in memory remembers its object. Returns what changed
+/// since the capture (`since_freeze` and `thaw_persisted`, which the capture emptied) with
+/// every directory above it: the inodes whose captured objects are stale.
 fn keep_below(
     tree: &mut Namespace,
-    stale: &HashSet<InodeNo>,
+    changed: &mut super::Changed,
     below: EncodedBelow,
     loads_at_capture: Option<u64>,
-) -> Vec<(InodeNo, ObjectId)> {
+) -> HashSet<InodeNo> {
+    let stale = and_above(
+        tree,
+        changed
+            .since_freeze
+            .iter()
+            .chain(&changed.thaw_persisted)
+            .copied(),
+    );
     let below = below.into_inner();
     // None of them was in memory at the capture, and nothing was loaded since: none is in
     // memory, so none changed or lost a name (a change loads what it changes, and the directory
     // it changes is listed, its entries loaded), and each keeps its object as it is.
     if loads_at_capture == Some(tree.loads) {
-        return below.into_iter().map(|(ino, id, _)| (ino, id)).collect();
+        changed
+            .newly_frozen
+            .extend(below.into_iter().map(|(ino, id, _)| (ino, id)));
+        return stale;
     }
-    below
+    let kept = below
         .into_iter()
         .filter(|&(ino, object, holder)| {
             let node = tree.nodes.get_mut(&ino);
@@ -713,8 +700,9 @@ fn keep_below(
             }
             true
         })
-        .map(|(ino, id, _)| (ino, id))
-        .collect()
+        .map(|(ino, id, _)| (ino, id));
+    changed.newly_frozen.extend(kept);
+    stale
 }
 
 /// Every inode of `inodes` and every directory holding one of them, up to the root (each

@@ -142,6 +142,17 @@ struct Changed {
     captured_thaw: Vec<InodeNo>,
 }
 
+impl Changed {
+    /// The inodes changed since the last freeze whose persisted frozen objects no commit has
+    /// removed yet (nor those of the directories above them).
+    fn thaws_to_persist(&self) -> impl Iterator<Item = InodeNo> + '_ {
+        self.since_freeze
+            .iter()
+            .filter(|ino| !self.thaw_persisted.contains(ino))
+            .copied()
+    }
+}
+
 pub struct LiveFs {
     store: Arc<ChunkStore>,
     /// The object store of a tiered store (see `crate::tier`).
