@@ -1,6 +1,7 @@
 //! lookup and directory listing.
 
-use super::error::FsResult;
+use super::error::{FsError, FsResult};
+use super::namespace::check_name;
 use super::{Attr, LiveFs};
 use crate::format::inode::InodeKind;
 use crate::id::InodeNo;
@@ -21,28 +22,59 @@ pub struct DirEntry {
 }
 
 impl LiveFs {
+    /// The inode `name` names in `parent`. In a directory not listed, the entry is read from the
+    /// database and only the inode it names is loaded: looking up one name in a directory of a
+    /// million does not bring the million into memory.
     pub fn lookup(&self, parent: InodeNo, name: &[u8]) -> FsResult<Attr> {
-        let tree = self.read_listed(parent)?;
-        let ino = tree.lookup(parent, name)?;
-        Ok(self.attr_of(ino, tree.node(ino)?))
+        check_name(name)?;
+        {
+            let tree = self.read_loaded(parent)?;
+            tree.touch(parent);
+            let child = if tree.is_listed(parent)? {
+                Some(tree.lookup(parent, name)?)
+            } else {
+                let child = self.stored_entry(parent, name)?;
+                tree.nodes.contains_key(&child).then_some(child)
+            };
+            if let Some(child) = child
+                && !tree.over_budget()
+            {
+                return Ok(self.attr_of(child, tree.node(child)?));
+            }
+        }
+        let mut tree = self.tree.write();
+        tree.load(parent)?;
+        let child = if tree.is_listed(parent)? {
+            tree.lookup(parent, name)?
+        } else {
+            let child = self.stored_entry(parent, name)?;
+            tree.load(child)?;
+            child
+        };
+        self.evict_if_needed(&mut tree, child);
+        let tree = parking_lot::RwLockWriteGuard::downgrade(tree);
+        Ok(self.attr_of(child, tree.node(child)?))
     }
 
-    /// Opens a directory: its listing, with `.` and `..`, is taken now.
+    /// The entry `name` of `dir`, a directory not listed, as the database holds it: what the
+    /// share holds, since a directory's entries change only once it is listed and it leaves
+    /// the listed state only once they are committed. Called with the namespace locked, so
+    /// that it stays unlisted meanwhile.
+    fn stored_entry(&self, dir: InodeNo, name: &[u8]) -> FsResult<InodeNo> {
+        let reader = self.meta.read_namespace()?;
+        reader.entry(dir, name)?.ok_or(FsError::NotFound)
+    }
+
+    /// Opens a directory: its listing, with `.` and `..`, is taken now. A directory not listed
+    /// is read from the database with no lock held and stays unlisted: the listing is held by
+    /// the open handle alone, and is freed when it is closed.
     pub fn opendir(&self, ino: InodeNo) -> FsResult<u64> {
+        if let Some(listing) = self.stored_listing(ino)? {
+            return Ok(self.handles.open_dir(listing));
+        }
         let tree = self.read_listed(ino)?;
-        let node = tree.node(ino)?;
         let entries = tree.dir(ino)?;
-        let mut listing = Vec::with_capacity(entries.len() + 2);
-        listing.push(DirEntry {
-            name: b".".to_vec(),
-            ino,
-            kind: InodeKind::Directory,
-        });
-        listing.push(DirEntry {
-            name: b"..".to_vec(),
-            ino: node.parent,
-            kind: InodeKind::Directory,
-        });
+        let mut listing = dots(ino, tree.node(ino)?.parent, entries.len());
         for (name, child) in entries {
             if let Some(child_node) = tree.nodes.get(child) {
                 listing.push(DirEntry {
@@ -54,6 +86,42 @@ impl LiveFs {
         }
         drop(tree);
         Ok(self.handles.open_dir(listing))
+    }
+
+    /// The listing of `dir` read from the database if it is not listed, and stays so, with no
+    /// commit changing the database, while it is read (as [`LiveFs::lookup`] has it, the
+    /// database then holds its entries); `None` otherwise.
+    fn stored_listing(&self, dir: InodeNo) -> FsResult<Option<Vec<DirEntry>>> {
+        let commits = self.changing_commits();
+        let parent = {
+            let tree = self.read_loaded(dir)?;
+            if tree.is_listed(dir)? {
+                return Ok(None);
+            }
+            tree.touch(dir);
+            tree.node(dir)?.parent
+        };
+        let reader = self.meta.read_namespace()?;
+        let entries = reader.entries(dir)?;
+        let mut listing = dots(dir, parent, entries.len());
+        for (name, child) in entries {
+            match reader.inode(child)? {
+                Some(record) => listing.push(DirEntry {
+                    name,
+                    ino: child,
+                    kind: record.kind,
+                }),
+                None => {
+                    tracing::error!(%dir, %child, "directory entry names a missing inode; skipped")
+                }
+            }
+        }
+        let tree = self.tree.read();
+        let unlisted = tree
+            .nodes
+            .get(&dir)
+            .is_some_and(|node| node.entries.is_none());
+        Ok((unlisted && commits == self.changing_commits()).then_some(listing))
     }
 
     /// Up to [`READDIR_BATCH`] entries of an open directory from position `offset` on, each
@@ -80,6 +148,22 @@ impl LiveFs {
     pub fn releasedir(&self, fh: u64) {
         self.handles.close_dir(fh);
     }
+}
+
+/// The start of a listing of `dir`: `.` and `..`, with room for `entries` more.
+fn dots(dir: InodeNo, parent: InodeNo, entries: usize) -> Vec<DirEntry> {
+    let mut listing = Vec::with_capacity(entries + 2);
+    listing.push(DirEntry {
+        name: b".".to_vec(),
+        ino: dir,
+        kind: InodeKind::Directory,
+    });
+    listing.push(DirEntry {
+        name: b"..".to_vec(),
+        ino: parent,
+        kind: InodeKind::Directory,
+    });
+    listing
 }
 
 #[cfg(test)]

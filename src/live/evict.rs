@@ -318,10 +318,11 @@ fn may_leave(
 
 #[cfg(test)]
 mod tests {
+    use crate::format::inode::InodeKind;
     use crate::id::InodeNo;
     use crate::live::load::tests::{describe, populate};
     use crate::live::{LiveFs, LiveOptions, RenameMode};
-    use crate::testing::{close, lookup, new_store, open, open_with, read_file, write_file};
+    use crate::testing::{close, lookup, mkdir, new_store, open, open_with, read_file, write_file};
     use crate::tree_objects::TreeObjects;
 
     /// The smallest budget: `MIN_INODES`.
@@ -360,6 +361,58 @@ mod tests {
             assert_eq!(attr.record, *record);
             assert!(loaded(&live) <= 2 * 64, "{} loaded", loaded(&live));
         }
+        close(live);
+    }
+
+    /// A directory of many times the budget, never changed, is listed and looked up in from the
+    /// database: it stays unlisted, and memory holds the budget, not the directory.
+    #[test]
+    fn a_directory_bigger_than_the_budget_is_browsed_within_it() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let big = mkdir(&live, "big");
+        mkdir(&live, "big/sub");
+        let names: Vec<String> = (0..1000).map(|n| format!("f{n:04}")).collect();
+        for name in &names {
+            write_file(&live, &format!("big/{name}"), name.as_bytes());
+        }
+        close(live);
+
+        let live = tiny(&path);
+        let budget = live.tree.read().max_inodes;
+        for _ in 0..2 {
+            let fh = live.opendir(big).expect("opendir");
+            let listing = live.handles.dir(fh).expect("listing");
+            live.releasedir(fh);
+            let listed: Vec<(&[u8], InodeKind)> = listing
+                .iter()
+                .map(|entry| (&entry.name[..], entry.kind))
+                .collect();
+            let mut expected = vec![
+                (&b"."[..], InodeKind::Directory),
+                (b"..", InodeKind::Directory),
+            ];
+            expected.extend(names.iter().map(|name| (name.as_bytes(), InodeKind::File)));
+            expected.push((b"sub", InodeKind::Directory));
+            assert_eq!(listed, expected);
+            for entry in &listing[2..] {
+                let attr = live.lookup(big, &entry.name).expect("lookup");
+                assert_eq!(attr.ino, entry.ino);
+                assert!(loaded(&live) <= budget + 2, "{} loaded", loaded(&live));
+            }
+            assert_eq!(read_file(&live, "big/f0123"), b"f0123");
+            assert!(!live.tree.read().is_listed(big).expect("dir"));
+            live.assert_consistent();
+        }
+        assert!(matches!(
+            live.lookup(big, b"missing"),
+            Err(crate::live::FsError::NotFound)
+        ));
+        let file = live.lookup(big, b"f0001").expect("file").ino;
+        assert!(matches!(
+            live.lookup(file, b"x"),
+            Err(crate::live::FsError::NotDirectory)
+        ));
         close(live);
     }
 

@@ -689,12 +689,20 @@ fn keep_below(
     let kept = below
         .into_iter()
         .filter(|&(ino, object, holder)| {
-            let node = tree.nodes.get_mut(&ino);
-            // A directory changed since the capture was listed first, and eviction waits for
-            // the record: an inode it held that is not in memory now lost that name.
-            if stale.contains(&ino) || (node.is_none() && stale.contains(&holder)) {
+            // A directory whose entries changed since the capture was listed first, and
+            // eviction waits for the record: an inode it held that its listing did not bring
+            // into memory lost that name. A directory above a change alone may be unlisted:
+            // its entries are as they were at the capture.
+            let lost_name = !tree.nodes.contains_key(&ino)
+                && stale.contains(&holder)
+                && tree
+                    .nodes
+                    .get(&holder)
+                    .is_some_and(|holder| holder.entries.is_some());
+            if stale.contains(&ino) || lost_name {
                 return false;
             }
+            let node = tree.nodes.get_mut(&ino);
             if let Some(node) = node {
                 node.frozen = Some(object);
             }
@@ -978,9 +986,12 @@ mod tests {
         };
         assert_eq!(unlisted(&live), [InodeNo::ROOT], "after the mount");
         assert_eq!(live.dirs_to_warm(), [], "nothing uncommitted: none to list");
-        lookup(&live, "a").expect("a");
-        assert_eq!(unlisted(&live), [a, c], "the root listed");
+        // A lookup lists nothing; a change in a directory lists it.
         lookup(&live, "a/b").expect("b");
+        assert_eq!(unlisted(&live), [InodeNo::ROOT]);
+        live.tree.write().list(InodeNo::ROOT).expect("list");
+        assert_eq!(unlisted(&live), [a, c], "the root listed");
+        live.tree.write().list(a).expect("list");
         assert_eq!(unlisted(&live), [b, c], "a listed");
         assert_eq!(live.dirs_to_warm(), []);
         // A change by number below `c`, which stays unlisted: the capture lists `c` alone.

@@ -409,11 +409,28 @@ pub(crate) mod tests {
         assert_eq!(loaded(&live), 1, "the root alone");
         assert_eq!(live.tree.read().inode_count(), inodes);
         assert!(read_file(&live, "d7/f3") == b"7/3");
-        // The root's 20 directories, and d7's 10 files and subdirectory.
-        assert_eq!(loaded(&live), 1 + 20 + 11);
+        // The lookups read one entry each, and loaded d7 and f3 alone.
+        assert_eq!(loaded(&live), 3);
+        let listed = |live: &LiveFs| {
+            live.tree
+                .read()
+                .nodes
+                .values()
+                .filter(|n| n.entries.is_some())
+                .count()
+        };
+        assert_eq!(listed(&live), 0);
         live.assert_consistent();
+        // Listings are read from the database too: every directory stays unlisted.
         assert_eq!(describe(&live), before);
+        assert_eq!(listed(&live), 0);
+        assert_eq!(loaded(&live), 1 + 20 * 12);
         live.assert_consistent();
+        // A change lists the directory it changes, keeping what its lookups loaded.
+        write_file(&live, "d7/new", b"new");
+        assert_eq!(listed(&live), 1);
+        live.assert_consistent();
+        assert_eq!(read_file(&live, "d7/f3"), b"7/3");
         close(live);
     }
 

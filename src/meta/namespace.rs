@@ -99,6 +99,14 @@ impl NamespaceReader {
         Ok(out)
     }
 
+    /// The inode `name` names in directory `dir`, if the directory has that entry.
+    pub fn entry(&self, dir: InodeNo, name: &[u8]) -> Result<Option<InodeNo>, MetaError> {
+        Ok(self
+            .dirents
+            .get((dir.0, name))?
+            .map(|child| InodeNo(child.value())))
+    }
+
     /// Every entry naming `ino`: (directory, name), one per entry.
     pub fn names_of(&self, ino: InodeNo) -> Result<Vec<(InodeNo, Vec<u8>)>, MetaError> {
         let mut out = Vec::new();
