@@ -484,7 +484,7 @@ impl<'t> Ledger<'t> {
         &mut self,
         deltas: &HashMap<ChunkId, i64>,
     ) -> Result<(), AccountingError> {
-        for (id, &delta) in deltas {
+        for (id, delta) in in_key_order(deltas) {
             if delta == 0 {
                 continue;
             }
@@ -564,7 +564,7 @@ impl<'t> Ledger<'t> {
         let window_from = self.states()?.second_listed_below(number) + 1;
         self.set_state(number, Some(SnapshotState::Listed))?;
         self.unique.entry(number).or_default();
-        for (id, &delta) in deltas {
+        for (id, delta) in in_key_order(deltas) {
             if delta == 0 {
                 continue;
             }
@@ -616,7 +616,7 @@ impl<'t> Ledger<'t> {
         number: u64,
         deltas: &HashMap<ChunkId, i64>,
     ) -> Result<(), AccountingError> {
-        for (id, &delta) in deltas {
+        for (id, delta) in in_key_order(deltas) {
             let Some(mut usage) = self.record(id)? else {
                 self.broken = Some(format!("{id} of the newest tree has no record"));
                 continue;
@@ -881,6 +881,15 @@ pub fn births_rows(db: &redb::Database) -> u64 {
     let txn = db.begin_read().expect("read");
     let table = txn.open_table(BIRTHS).expect("births");
     redb::ReadableTableMetadata::len(&table).expect("len")
+}
+
+/// `deltas` by chunk id, the order of every table they change: each page of those tables is
+/// then read and written once, where the hash map's own order touched them at random (the
+/// first snapshot of 200,000 small files spent 1.0 s of its 2.1 s on these at 50,000).
+fn in_key_order(deltas: &HashMap<ChunkId, i64>) -> Vec<(&ChunkId, i64)> {
+    let mut sorted: Vec<(&ChunkId, i64)> = deltas.iter().map(|(id, delta)| (id, *delta)).collect();
+    sorted.sort_unstable_by_key(|(id, _)| id.0);
+    sorted
 }
 
 #[cfg(test)]
