@@ -17,6 +17,13 @@ pub struct LruCache<K, V> {
     /// Entries by last use, oldest first.
     by_use: BTreeMap<u64, K>,
     tick: u64,
+    /// The last value inserted that is heavier than the whole budget, with its weight: kept
+    /// beside the others until the next such value. A directory of 200,000 entries decodes to
+    /// more than the snapshot view's budget; when it was not kept, each lookup in it (one per
+    /// entry, as `ls -l` or a `readdirplus` reply makes them) decoded it again, and an `ls -f`
+    /// of it took 51 s. Beside the others, not instead of them: resolving the directory's own
+    /// inode needs its parent's object, and the two pushing each other out cost the same.
+    oversize: Option<(K, Arc<V>, u64)>,
 }
 
 impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
@@ -27,6 +34,7 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
             entries: HashMap::new(),
             by_use: BTreeMap::new(),
             tick: 0,
+            oversize: None,
         }
     }
 
@@ -34,6 +42,11 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
     pub fn get(&mut self, key: &K) -> Option<Arc<V>> {
         self.tick += 1;
         let tick = self.tick;
+        if let Some((oversize, value, _)) = &self.oversize
+            && oversize == key
+        {
+            return Some(value.clone());
+        }
         let (value, _, used) = self.entries.get_mut(key)?;
         self.by_use.remove(used);
         *used = tick;
@@ -42,9 +55,11 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
     }
 
     /// Keeps `value` under `key`, then drops the least recently used entries until the total
-    /// weight is within the budget. A value heavier than the whole budget is not kept.
+    /// weight is within the budget. A value heavier than the whole budget is kept on its own,
+    /// until the next one (see `oversize`).
     pub fn insert(&mut self, key: K, value: Arc<V>, weight: u64) {
         if weight > self.budget {
+            self.oversize = Some((key, value, weight));
             return;
         }
         self.tick += 1;
@@ -67,7 +82,7 @@ impl<K: Hash + Eq + Clone, V> LruCache<K, V> {
 
     /// The total weight held.
     pub fn weight(&self) -> u64 {
-        self.weight
+        self.weight + self.oversize.as_ref().map_or(0, |(_, _, weight)| *weight)
     }
 
     #[cfg(test)]
@@ -104,10 +119,14 @@ mod tests {
         // Replacing an entry counts its weight once.
         cache.insert(4, Arc::new(vec![4; 10]), 10);
         assert_eq!(cache.weight(), 70);
-        // Too heavy for the whole budget: not kept, and nothing else is pushed out for it.
+        // Too heavy for the whole budget: kept on its own, until the next one, and nothing
+        // else is pushed out for it.
         cache.insert(9, Arc::new(vec![9; 101]), 101);
-        assert!(cache.get(&9).is_none());
-        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&9).is_some());
+        assert_eq!((cache.len(), cache.weight()), (3, 171));
+        cache.insert(8, Arc::new(vec![8; 200]), 200);
+        assert!(cache.get(&9).is_none() && cache.get(&8).is_some());
+        assert_eq!((cache.len(), cache.weight()), (3, 270));
     }
 
     #[test]

@@ -27,7 +27,8 @@
 //!   and at zero it goes ([`HeldInodes`]); a snapshot root is never stored (it is rebuilt from
 //!   the catalog), and an inode the history view mirrors is pinned while mounted, as the history
 //!   view keeps its own numbers (see `history_view`);
-//! - decoded objects sit in a least-recently-used cache bounded in bytes ([`OBJECT_CACHE_BYTES`]).
+//! - decoded objects sit in a least-recently-used cache bounded in bytes ([`OBJECT_CACHE_BYTES`]),
+//!   and beside them the last object larger than that (a directory of over 100,000 entries).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
