@@ -758,9 +758,30 @@ impl Filesystem for SnapFuse {
         let _request = g.live.metrics().request(Op::Readdir);
         match self.listing(i, fh, offset) {
             Ok(entries) => {
-                for (next, name, entry_ino, _) in entries {
+                // The live attributes of a reply's worth of entries at a time (a batch may hold
+                // more than the reply takes: that many loads at most are spent for nothing).
+                let mut live_attrs = std::collections::HashMap::new();
+                for (n, (next, name, entry_ino, _)) in entries.iter().enumerate() {
+                    if is_live(i) && n % READDIRPLUS_BATCH == 0 {
+                        let batch: Vec<(&[u8], Ino)> = entries[n..]
+                            .iter()
+                            .take(READDIRPLUS_BATCH)
+                            .filter(|(_, _, ino, _)| is_live(INodeNo(ino.0)))
+                            .map(|(_, name, ino, _)| (name.as_slice(), *ino))
+                            .collect();
+                        let attrs = g.live.entry_attrs(ino(i), &batch);
+                        live_attrs = batch
+                            .iter()
+                            .map(|(_, ino)| *ino)
+                            .zip(attrs.into_iter().map(|attr| attr.map_err(|e| errno(&e))))
+                            .collect();
+                    }
+                    let (name, next, entry_ino) = (name.clone(), *next, *entry_ino);
                     let attr = if is_live(INodeNo(entry_ino.0)) {
-                        g.live.getattr(entry_ino).map_err(|e| errno(&e))
+                        match live_attrs.get(&entry_ino) {
+                            Some(attr) => attr.clone(),
+                            None => g.live.getattr(entry_ino).map_err(|e| errno(&e)),
+                        }
                     } else {
                         self.side
                             .entry_attr(ino(i), &name, entry_ino, Sender::of(req))
@@ -1014,6 +1035,11 @@ fn reply_side_xattr(reply: ReplyXattr, value: Result<Vec<u8>, Errno>, size: u32)
 
 /// One entry of a directory listing: the offset of the next entry, name, inode, kind.
 type ListedEntry = (u64, Vec<u8>, Ino, InodeKind);
+
+/// How many entries of a `readdirplus` reply have their live attributes read together
+/// (`LiveFs::entry_attrs`): fewer than a reply to `getdents` with glibc's 32 KiB buffer holds
+/// (some 200), so that few are read for nothing.
+const READDIRPLUS_BATCH: usize = 128;
 
 impl SnapFuse {
     /// The entries of an open directory from `offset` on, whichever side it is on. The root of

@@ -2,7 +2,7 @@
 
 use super::error::{FsError, FsResult};
 use super::namespace::check_name;
-use super::{Attr, LiveFs};
+use super::{Attr, LiveFs, load};
 use crate::format::inode::InodeKind;
 use crate::id::InodeNo;
 
@@ -12,6 +12,10 @@ use crate::id::InodeNo;
 pub const READDIR_BATCH: usize = 1 << 15;
 #[cfg(test)]
 pub const READDIR_BATCH: usize = 4;
+
+/// Fewest entries of a listing for the heap to be trimmed after it is freed (see
+/// `DataWorkers::free_and_trim`).
+const TRIM_AFTER: usize = 1 << 16;
 
 /// One entry of a directory listing.
 #[derive(Clone, Debug)]
@@ -65,12 +69,88 @@ impl LiveFs {
         reader.entry(dir, name)?.ok_or(FsError::NotFound)
     }
 
+    /// The attributes of entries of `dir` (name and inode, as its listing gave them) that a
+    /// `readdirplus` reply hands to the kernel, in their order. In a directory not listed, the
+    /// entries not in memory are read together, with one transaction and no lock held, and
+    /// loaded under one write lock: loaded one by one by number, each with a transaction and
+    /// the write lock of its own, a cold `find` over 300,000 files took 1.5 times as long.
+    pub fn entry_attrs(&self, dir: InodeNo, entries: &[(&[u8], InodeNo)]) -> Vec<FsResult<Attr>> {
+        if let Err(err) = self.load_unlisted_entries(dir, entries) {
+            tracing::debug!(%dir, "entries not read together: {err}");
+        }
+        entries
+            .iter()
+            .map(|(_, ino)| {
+                {
+                    let tree = self.tree.read();
+                    if let Some(node) = tree.nodes.get(ino) {
+                        return Ok(self.attr_of(*ino, node));
+                    }
+                }
+                self.getattr(*ino)
+            })
+            .collect()
+    }
+
+    /// The loading of [`LiveFs::entry_attrs`]: what the database holds for the entries of
+    /// `dir` not in memory, put in memory if `dir` is still unlisted and no commit changed the
+    /// database meanwhile (as a listing read before the lock is). An entry the database no
+    /// longer has is left to be loaded by number.
+    fn load_unlisted_entries(&self, dir: InodeNo, entries: &[(&[u8], InodeNo)]) -> FsResult<()> {
+        let commits = self.changing_commits();
+        let missing: Vec<(&[u8], InodeNo)> = {
+            let tree = self.tree.read();
+            if tree
+                .nodes
+                .get(&dir)
+                .is_none_or(|node| node.entries.is_some())
+            {
+                return Ok(());
+            }
+            entries
+                .iter()
+                .filter(|(name, ino)| {
+                    *name != b"." && *name != b".." && !tree.nodes.contains_key(ino)
+                })
+                .copied()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let reader = self.meta.read_namespace()?;
+        let mut stored = Vec::with_capacity(missing.len());
+        for (name, ino) in missing {
+            if reader.entry(dir, name)? == Some(ino)
+                && let Some(inode) = load::StoredInode::read(&reader, ino)?
+            {
+                stored.push((ino, inode));
+            }
+        }
+        let mut tree = self.tree.write();
+        let unlisted = tree
+            .nodes
+            .get(&dir)
+            .is_some_and(|node| node.entries.is_none());
+        if unlisted && commits == self.changing_commits() {
+            // Room first: what is loaded now is what the reply needs.
+            self.evict_if_needed(&mut tree, dir);
+            tree.load_entries(&reader, dir, stored)?;
+        }
+        Ok(())
+    }
+
     /// Opens a directory: its listing, with `.` and `..`, is taken now. A directory not listed
     /// is read from the database with no lock held and stays unlisted: the listing is held by
     /// the open handle alone, and is freed when it is closed.
     pub fn opendir(&self, ino: InodeNo) -> FsResult<u64> {
-        if let Some(listing) = self.stored_listing(ino)? {
-            return Ok(self.handles.open_dir(listing));
+        // A commit while the database is read makes the read unusable, and a listing of a
+        // huge directory takes longer than the time between commits of a busy share: read
+        // again a few times before listing the directory.
+        for _ in 0..3 {
+            if let Some(listing) = self.stored_listing(ino)? {
+                return Ok(self.handles.open_dir(listing));
+            }
         }
         let tree = self.read_listed(ino)?;
         let entries = tree.dir(ino)?;
@@ -146,7 +226,11 @@ impl LiveFs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        self.handles.close_dir(fh);
+        if let Some(listing) = self.handles.close_dir(fh)
+            && listing.len() >= TRIM_AFTER
+        {
+            self.workers.free_and_trim(listing);
+        }
     }
 }
 
@@ -169,7 +253,54 @@ fn dots(dir: InodeNo, parent: InodeNo, entries: usize) -> Vec<DirEntry> {
 #[cfg(test)]
 mod tests {
     use crate::id::InodeNo;
-    use crate::testing::{close, new_store, write_file};
+    use crate::live::FsError;
+    use crate::testing::{close, lookup, mkdir, new_store, open, write_file};
+
+    /// The attributes a `readdirplus` reply gives of a directory not listed are read together
+    /// and are those a lookup gives; the directory stays unlisted. An entry removed since the
+    /// listing was taken is not found.
+    #[test]
+    fn attributes_of_entries_not_in_memory_are_read_together() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        mkdir(&live, "d");
+        mkdir(&live, "d/sub");
+        for n in 0..10 {
+            write_file(&live, &format!("d/f{n}"), &vec![b'x'; n]);
+        }
+        close(live);
+        let live = open(&path);
+        let d = lookup(&live, "d").expect("d").ino;
+        let fh = live.opendir(d).expect("opendir");
+        let listing = live.handles.dir(fh).expect("listing");
+        live.releasedir(fh);
+        let entries: Vec<(&[u8], InodeNo)> = listing
+            .iter()
+            .map(|entry| (&entry.name[..], entry.ino))
+            .collect();
+        assert_eq!(live.tree.read().nodes.len(), 2, "the root and d");
+        let attrs = live.entry_attrs(d, &entries);
+        assert_eq!(live.tree.read().nodes.len(), 2 + 11, "and what d names");
+        assert!(!live.tree.read().is_listed(d).expect("dir"));
+        for ((name, ino), attr) in entries.iter().zip(&attrs) {
+            let attr = attr.as_ref().expect("attributes");
+            assert_eq!(attr.ino, *ino);
+            if *name != b"." && *name != b".." {
+                assert_eq!(attr.record, live.lookup(d, name).expect("lookup").record);
+            }
+        }
+        live.unlink(d, b"f3").expect("unlink");
+        live.commit_now().expect("commit");
+        let attrs = live.entry_attrs(d, &entries);
+        for ((name, _), attr) in entries.iter().zip(&attrs) {
+            assert_eq!(
+                *name == b"f3",
+                matches!(attr, Err(FsError::NotFound)),
+                "{name:?}"
+            );
+        }
+        close(live);
+    }
 
     /// A listing longer than a batch is read batch by batch, each call going on from the
     /// offset the last entry it returned gives: every entry once, in order.

@@ -46,6 +46,10 @@ pub const BYTES_PER_INODE: u64 = 1024;
 /// A round of eviction frees this part of the budget.
 const ROUND: usize = 16;
 
+/// Fewest inodes a round drops for the heap to be trimmed after it (see
+/// `DataWorkers::free_and_trim`): a round of the default budget drops 4,096.
+const TRIM_AFTER: usize = 1024;
+
 /// Fewest inodes the namespace may hold however small the budget: a few directories' worth,
 /// so that an operation never finds what it just loaded gone.
 const MIN_INODES: usize = 64;
@@ -108,7 +112,11 @@ impl LiveFs {
             drop_strays(tree, target, &pins, &reader, &mut holding, &mut dropped);
             phases.lap("strays");
         }
-        self.workers.free_later(dropped);
+        if dropped.len() >= TRIM_AFTER {
+            self.workers.free_and_trim(dropped);
+        } else {
+            self.workers.free_later(dropped);
+        }
         // What is left is pinned (or recent): try again once a round's worth more has been
         // loaded.
         tree.evict_above = tree

@@ -76,8 +76,9 @@ impl Handles {
         self.dirs.lock().get(&fh).cloned().ok_or(FsError::BadHandle)
     }
 
-    pub fn close_dir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
+    /// Closes a directory handle, returning its listing.
+    pub fn close_dir(&self, fh: u64) -> Option<Arc<Vec<DirEntry>>> {
+        self.dirs.lock().remove(&fh)
     }
 
     /// How many files and directories are open.

@@ -1,6 +1,8 @@
-//! Loading the namespace from the metadata database on demand: the root at mount, a
-//! directory's entries (and the inodes they name) when it is first looked up in or listed, and
-//! the directories holding an inode (with their own, up to the root) when the inode is loaded.
+//! Loading the namespace from the metadata database on demand: the root at mount, an inode by
+//! number (with the directories holding it, and those above them, up to the root) when a
+//! lookup names it or the kernel asks for it, and a directory's entries with the inodes they
+//! name when it is listed, before a change. Lookups and listings of a directory not listed
+//! read the database without listing it (`LiveFs::lookup`, `LiveFs::opendir`).
 //! Every walk here is a loop: users choose how deep the share is.
 //!
 //! What is loaded is what was last committed. That is what the share holds for it, because
@@ -112,6 +114,23 @@ impl Namespace {
             entries.insert(name, child);
         }
         self.node_mut(dir)?.entries = Some(entries);
+        Ok(())
+    }
+
+    /// Puts in memory the inodes `stored` names, entries of `dir` (in memory, not listed) read
+    /// with `reader` or before it with no commit between, that are not in memory yet; `dir`
+    /// stays unlisted. As a listing loads its entries, without the entries it does not need.
+    pub fn load_entries(
+        &mut self,
+        reader: &NamespaceReader,
+        dir: InodeNo,
+        stored: Vec<(InodeNo, StoredInode)>,
+    ) -> FsResult<()> {
+        for (child, stored) in stored {
+            if !self.nodes.contains_key(&child) {
+                self.load_child(reader, dir, child, Some(stored))?;
+            }
+        }
         Ok(())
     }
 
@@ -287,7 +306,7 @@ pub struct StoredInode {
 }
 
 impl StoredInode {
-    fn read(reader: &NamespaceReader, ino: InodeNo) -> Result<Option<Self>, MetaError> {
+    pub(super) fn read(reader: &NamespaceReader, ino: InodeNo) -> Result<Option<Self>, MetaError> {
         let Some(record) = reader.inode(ino)? else {
             return Ok(None);
         };

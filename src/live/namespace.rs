@@ -1,7 +1,8 @@
 //! The namespace of the live share as far as it is in memory: the inodes used since the mount,
-//! with their attributes and, for the directories listed, their entries; and what changed
-//! since the last commit. The rest is in the metadata database and is loaded on demand (see
-//! `load`): mounting loads the root alone, whatever the size of the share.
+//! with their attributes and, for the directories listed (before a change, or for a freeze),
+//! their entries; and what changed since the last commit. The rest is in the metadata database
+//! and is loaded on demand (see `load`): mounting loads the root alone, whatever the size of
+//! the share.
 //!
 //! Invariants (kept by every operation, checked by the unit tests of the operations):
 //! - A directory in memory is *listed* (`entries` is `Some`) or not; a listed directory's
@@ -61,8 +62,8 @@ pub struct Node {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     pub content: Option<Arc<FileContent>>,
     pub open_handles: AtomicU32,
-    /// When a directory was last looked up in or listed (the namespace's `clock`): eviction
-    /// unlists the least recently used first.
+    /// When a directory was last looked up in, opened or listed (the namespace's `clock`):
+    /// eviction unlists the least recently used first.
     pub used: AtomicU64,
 }
 

@@ -36,6 +36,15 @@ impl DataWorkers {
         self.pool.spawn(move || drop(value));
     }
 
+    /// [`Self::free_later`], for a large free (an eviction round, the listing of a huge
+    /// directory), then gives the heap back to the system (`heap::give_back_freed`).
+    pub(crate) fn free_and_trim<T: Send + 'static>(&self, value: T) {
+        self.pool.spawn(move || {
+            drop(value);
+            crate::heap::give_back_freed();
+        });
+    }
+
     /// `f` of every item, spread over the workers (on the calling thread when there is only
     /// one item or one worker: handing a single block over would only add latency).
     pub(crate) fn map<T: Sync, R: Send>(
