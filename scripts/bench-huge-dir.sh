@@ -35,9 +35,6 @@ mount_store() {
         sleep 0.005
     done
 }
-rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
-peak_mib() { awk '/^VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
-timed() { local t0=${EPOCHREALTIME/,/.}; "$@" >/dev/null; elapsed "$t0" "${EPOCHREALTIME/,/.}"; }
 row() { printf '%-40s %10s s %8s MiB\n' "$1" "$2" "$3"; }
 
 "$snapfs" init "$store" >/dev/null
@@ -59,19 +56,19 @@ drop_caches
 mount_store
 echo "bench-huge-dir: $files files in one directory, after a remount (RSS $(rss_mib) MiB)"
 row "what" "time" "RSS"
-row "ls -f" "$(timed ls -f "$mnt/huge")" "$(rss_mib)"
-row "ls -l" "$(timed ls -l "$mnt/huge")" "$(rss_mib)"
+row "ls -f" "$(time_of ls -f "$mnt/huge")" "$(rss_mib)"
+row "ls -l" "$(time_of ls -l "$mnt/huge")" "$(rss_mib)"
 drop_caches
-row "find (kernel caches dropped)" "$(timed find "$mnt/huge")" "$(rss_mib)"
-row "du -s" "$(timed du -s "$mnt/huge")" "$(rss_mib)"
+row "find (kernel caches dropped)" "$(time_of find "$mnt/huge")" "$(rss_mib)"
+row "du -s" "$(time_of du -s "$mnt/huge")" "$(rss_mib)"
 drop_caches
-row "cat of every file (caches dropped)" "$(timed sh -c "cd '$mnt/huge' && find . -type f -print0 | xargs -0 cat")" "$(rss_mib)"
-row "create one file in it (lists it)" "$(timed touch "$mnt/huge/new")" "$(rss_mib)"
-row "snapshot create (the first)" "$(timed "$snapfs" snapshot create s1 --mount "$mnt")" "$(rss_mib)"
+row "cat of every file (caches dropped)" "$(time_of sh -c "cd '$mnt/huge' && find . -type f -print0 | xargs -0 cat")" "$(rss_mib)"
+row "create one file in it (lists it)" "$(time_of touch "$mnt/huge/new")" "$(rss_mib)"
+row "snapshot create (the first)" "$(time_of "$snapfs" snapshot create s1 --mount "$mnt")" "$(rss_mib)"
 touch "$mnt/huge/new2"
-row "snapshot create (one file more)" "$(timed "$snapfs" snapshot create s2 --mount "$mnt")" "$(rss_mib)"
-row "ls -f of the snapshot" "$(timed ls -f "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
-row "ls -l of the snapshot" "$(timed ls -l "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
+row "snapshot create (one file more)" "$(time_of "$snapfs" snapshot create s2 --mount "$mnt")" "$(rss_mib)"
+row "ls -f of the snapshot" "$(time_of ls -f "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
+row "ls -l of the snapshot" "$(time_of ls -l "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
 echo "peak RSS: $(peak_mib) MiB"
 "$snapfs" umount "$mnt" >/dev/null
 wait "$pid" || true

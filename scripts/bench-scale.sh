@@ -51,10 +51,6 @@ mount_store() {
     done
     mount_secs=$(elapsed "$t0" "$(now)")
 }
-rss_mib() { awk '/^VmRSS/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
-peak_mib() { awk '/^VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
-# Reads the clock without starting a process or a subshell, so the figure is the command's own.
-timed() { local t0=${EPOCHREALTIME/,/.}; "$@" >/dev/null; elapsed "$t0" "${EPOCHREALTIME/,/.}"; }
 row() { printf '%-44s %12s   %s\n' "$1" "$2" "${3:-}"; }
 
 echo "bench-scale: making a tar of 10,000 files of 4 KiB" >&2
@@ -132,15 +128,16 @@ stop_writer() {
 # starts after them, so what it waits for is the snapshot.
 for i in $(seq 0 9); do echo "changed after remount" >"$mnt/c0/d000/f00$i"; done
 start_writer
-snap_after_remount=$(timed "$snapfs" snapshot create after-remount --mount "$mnt")
+snap_after_remount=$(time_of "$snapfs" snapshot create after-remount --mount "$mnt")
 sleep 0.2
 stop_writer
 worst_stall=$stalled
 # The next snapshots by the command line: median of 5, 10 files changed before each.
 took=()
+again=$mnt/c$((copies > 1 ? 1 : 0))/d000
 for n in 1 2 3 4 5; do
-    for i in $(seq 0 9); do echo "changed again $n" >"$mnt/c1/d000/f00$i"; done
-    took+=("$(timed "$snapfs" snapshot create "next-$n" --mount "$mnt")")
+    for i in $(seq 0 9); do echo "changed again $n" >"$again/f00$i"; done
+    took+=("$(time_of "$snapfs" snapshot create "next-$n" --mount "$mnt")")
 done
 snap_next=$(echo "${took[*]}" | median)
 # The same request written to the control file by a script that is already running: the
@@ -164,20 +161,20 @@ for n in range(5):
 print(f"{sorted(took)[2]:.4f}")
 PY
 )
-list_secs=$(timed "$snapfs" snapshot list --mount "$mnt")
-status_secs=$(timed "$snapfs" status --mount "$mnt")
+list_secs=$(time_of "$snapfs" snapshot list --mount "$mnt")
+status_secs=$(time_of "$snapfs" status --mount "$mnt")
 drop_caches
 start_writer
-find_live=$(timed find "$mnt" -xdev)
+find_live=$(time_of find "$mnt" -xdev)
 stop_writer
 stall_find=$stalled
 rss_find=$(rss_mib)
 drop_caches
 # Through a pipe: GNU tar reads no file when its archive is /dev/null.
-tar_live=$(timed bash -c 'tar -C "$1" --exclude=./.snapshots -cf - . | cat >/dev/null' _ "$mnt")
+tar_live=$(time_of bash -c 'tar -C "$1" --exclude=./.snapshots -cf - . | cat >/dev/null' _ "$mnt")
 rss_tar=$(rss_mib)
 drop_caches
-find_snap=$(timed find "$mnt/.snapshots/s1")
+find_snap=$(time_of find "$mnt/.snapshots/s1")
 rss_find_snap=$(rss_mib)
 # What the snapshot view remembers is what the kernel holds: it falls once the kernel forgets.
 view_inodes() {
@@ -192,9 +189,9 @@ rss_dropped=$(rss_mib)
 peak_second_mount=$(peak_mib)
 # The walks over every snapshot, in the daemon: their sets of what they saw are bounded by the
 # walk's part of --metadata-cache, and spill to a scratch file past it.
-gc_secs=$(timed "$snapfs" gc --mount "$mnt")
+gc_secs=$(time_of "$snapfs" gc --mount "$mnt")
 rss_gc=$(rss_mib)
-verify_secs=$(timed "$snapfs" verify --quick --mount "$mnt")
+verify_secs=$(time_of "$snapfs" verify --quick --mount "$mnt")
 rss_verify=$(rss_mib)
 peak_walks=$(peak_mib)
 "$snapfs" umount "$mnt" >/dev/null
