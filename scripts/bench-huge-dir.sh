@@ -22,6 +22,7 @@ work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/snapfs-huge-dir.XXXXXX")
 store=$work/store mnt=$work/mnt
 mkdir "$mnt"
 cleanup() {
+    [[ -n ${writer:-} ]] && kill "$writer" 2>/dev/null
     if mountpoint -q "$mnt"; then "$snapfs" umount "$mnt" >/dev/null 2>&1 || umount -l "$mnt"; fi
     rm -rf "$work"
 }
@@ -35,7 +36,17 @@ mount_store() {
         sleep 0.005
     done
 }
-row() { printf '%-40s %10s s %8s MiB\n' "$1" "$2" "$3"; }
+row() { printf '%-40s %10s s %8s MiB %10s\n' "$1" "$2" "$3" "${4:-}"; }
+# waited ROW COMMAND...: the row of COMMAND with the longest a writer elsewhere in the share
+# waited while it ran.
+waited() {
+    local what=$1 took
+    shift
+    start_writer
+    took=$(time_of "$@")
+    stop_writer
+    row "$what" "$took" "$(rss_mib)" "${stalled} s"
+}
 
 "$snapfs" init "$store" >/dev/null
 mount_store
@@ -55,7 +66,7 @@ wait "$pid" || true
 drop_caches
 mount_store
 echo "bench-huge-dir: $files files in one directory, after a remount (RSS $(rss_mib) MiB)"
-row "what" "time" "RSS"
+row "what" "time" "RSS" "writer wait"
 row "ls -f" "$(time_of ls -f "$mnt/huge")" "$(rss_mib)"
 row "ls -l" "$(time_of ls -l "$mnt/huge")" "$(rss_mib)"
 drop_caches
@@ -63,10 +74,12 @@ row "find (kernel caches dropped)" "$(time_of find "$mnt/huge")" "$(rss_mib)"
 row "du -s" "$(time_of du -s "$mnt/huge")" "$(rss_mib)"
 drop_caches
 row "cat of every file (caches dropped)" "$(time_of sh -c "cd '$mnt/huge' && find . -type f -print0 | xargs -0 cat")" "$(rss_mib)"
-row "create one file in it (lists it)" "$(time_of touch "$mnt/huge/new")" "$(rss_mib)"
-row "snapshot create (the first)" "$(time_of "$snapfs" snapshot create s1 --mount "$mnt")" "$(rss_mib)"
+waited "create one file in it (lists it)" touch "$mnt/huge/new"
+waited "snapshot create (the first)" "$snapfs" snapshot create s1 --mount "$mnt"
 touch "$mnt/huge/new2"
-row "snapshot create (one file more)" "$(time_of "$snapfs" snapshot create s2 --mount "$mnt")" "$(rss_mib)"
+waited "snapshot create (one file more)" "$snapfs" snapshot create s2 --mount "$mnt"
+for i in $(seq 3 12); do touch "$mnt/huge/more-$i"; done
+waited "snapshot create (ten files more)" "$snapfs" snapshot create s3 --mount "$mnt"
 row "ls -f of the snapshot" "$(time_of ls -f "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
 row "ls -l of the snapshot" "$(time_of ls -l "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
 echo "peak RSS: $(peak_mib) MiB"

@@ -94,36 +94,6 @@ drop_caches
 mount_store
 rss_mounted=$(rss_mib)
 
-# A writer that times every small write (open, write, close) while something else runs. It
-# warms up for a second (its own first writes after a drop_caches read the disk), then counts;
-# stop_writer stops it and sets $stalled to the longest it waited since.
-start_writer() {
-    rm -f "$work/stall.stop"
-    python3 - "$mnt/writer-file" "$work/stall" <<'PY' &
-import os, sys, time
-path, out = sys.argv[1], sys.argv[2]
-worst = 0.0
-counting = time.monotonic() + 1
-stop = time.monotonic() + 600
-while time.monotonic() < stop and not os.path.exists(out + ".stop"):
-    t = time.monotonic()
-    with open(path, "wb") as f:
-        f.write(b"x" * 4096)
-    if t >= counting:
-        worst = max(worst, time.monotonic() - t)
-    with open(out, "w") as f:
-        f.write(f"{worst:.4f}")
-    time.sleep(0.001)
-PY
-    writer=$!
-    sleep 1.2
-}
-stop_writer() {
-    touch "$work/stall.stop"
-    wait "$writer" || true
-    writer=
-    stalled=$(cat "$work/stall")
-}
 # The changes list their directories (read from the disk, the caches being cold); the writer
 # starts after them, so what it waits for is the snapshot.
 for i in $(seq 0 9); do echo "changed after remount" >"$mnt/c0/d000/f00$i"; done

@@ -15,6 +15,37 @@ peak_mib() { awk '/^VmHWM/ { printf "%d", $2 / 1024 }' "/proc/$pid/status"; }
 # starting a process or a subshell, so the figure is the command's own.
 time_of() { local t0=${EPOCHREALTIME/,/.}; "$@" >/dev/null; elapsed "$t0" "${EPOCHREALTIME/,/.}"; }
 
+# A writer that times every small write (open, write, close) to "$mnt/writer-file" while
+# something else runs (the caller sets `mnt` and `work`, and kills "$writer" at its exit if set). It
+# warms up for a second (its own first writes after a drop_caches read the disk), then counts;
+# stop_writer stops it and sets $stalled to the longest it waited since.
+start_writer() {
+    rm -f "$work/stall.stop"
+    python3 - "$mnt/writer-file" "$work/stall" <<'PY' &
+import os, sys, time
+path, out = sys.argv[1], sys.argv[2]
+worst = 0.0
+counting = time.monotonic() + 1
+stop = time.monotonic() + 600
+while time.monotonic() < stop and not os.path.exists(out + ".stop"):
+    t = time.monotonic()
+    with open(path, "wb") as f:
+        f.write(b"x" * 4096)
+    if t >= counting:
+        worst = max(worst, time.monotonic() - t)
+    with open(out, "w") as f:
+        f.write(f"{worst:.4f}")
+    time.sleep(0.001)
+PY
+    writer=$!
+    sleep 1.2
+}
+stop_writer() {
+    touch "$work/stall.stop"
+    wait "$writer" || true
+    writer=
+    stalled=$(cat "$work/stall")
+}
 # parse_mib_files ARGS...: sets `mib` and `files` (the caller sets their defaults first) from
 # `--mib N` and `--files N`, or prints the usage and exits.
 parse_mib_files() {
