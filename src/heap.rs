@@ -1,7 +1,7 @@
 //! Giving freed heap memory back to the system after work whose allocations grew with the
-//! share (the first snapshot of a large share, a verify, a gc's marking), and after each round
-//! of the snapshot view's trimming and of the live namespace's eviction, and the close of a
-//! huge directory's listing.
+//! share (the first snapshot of a large share, a verify, a gc's marking), after each round
+//! of the snapshot view's trimming, after the live namespace's eviction rounds, and at the
+//! close of a huge directory's listing.
 //!
 //! glibc's allocator keeps what such work freed in its arenas, so the daemon's resident set
 //! would stay at the work's peak long after it ended: at 100,000 files the first snapshot left

@@ -28,7 +28,7 @@ impl LiveFs {
         caller: Caller,
     ) -> FsResult<Attr> {
         self.check_writable()?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_listed(&[parent])?;
         let ino = self.make_locked(&mut tree, parent, name, new, perm, caller)?;
         Ok(self.attr_of(ino, tree.node(ino)?))
     }
@@ -43,7 +43,7 @@ impl LiveFs {
         caller: Caller,
     ) -> FsResult<(Attr, u64)> {
         self.check_writable()?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_listed(&[parent])?;
         let ino = self.make_locked(&mut tree, parent, name, NewInode::File, perm, caller)?;
         let node = tree.node(ino)?;
         node.open_handles.fetch_add(1, Ordering::AcqRel);
@@ -141,7 +141,8 @@ impl LiveFs {
     pub fn link(&self, ino: InodeNo, new_parent: InodeNo, new_name: &[u8]) -> FsResult<Attr> {
         self.check_writable()?;
         check_name(new_name)?;
-        let mut tree = self.write_loaded(ino)?;
+        let mut tree = self.write_listed(&[new_parent])?;
+        tree.load(ino)?;
         tree.list(new_parent)?;
         if tree.dir(new_parent)?.contains_key(new_name) {
             return Err(FsError::Exists);

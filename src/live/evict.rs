@@ -8,6 +8,13 @@
 //! unlisted). What is dropped is loaded again from the database when next needed (`load`),
 //! with the same answers, because only what the database holds exactly is dropped.
 //!
+//! A round drops a sixteenth of the budget at most, however far above it memory is: a
+//! directory bigger than the budget (listed for a change) is unlisted by the round that
+//! reaches it, and the inodes it named that the round does not drop stay, to be dropped first
+//! by the next rounds (`unlisted_leftovers`). The committer runs rounds one after another,
+//! releasing the lock between them, until memory is within the budget. Unlisting a directory
+//! of 200,000 files in one round kept writers waiting 180-370 ms.
+//!
 //! An inode may leave memory only when all of these hold:
 //! - nothing of it waits for a commit (not in `Dirt`, nor in `since_commit`), no commit is
 //!   between taking its batch and writing it (the committing lock is held throughout), and its
@@ -46,6 +53,12 @@ pub const BYTES_PER_INODE: u64 = 1024;
 /// A round of eviction frees this part of the budget.
 const ROUND: usize = 16;
 
+/// How many leftovers of unlisted directories a round looks at, per inode it may drop.
+const LEFTOVERS_LOOKED_AT: usize = 2;
+
+/// The committer's pause between two rounds, with the lock released.
+const BETWEEN_ROUNDS: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Fewest inodes a round drops for the heap to be trimmed after it (see
 /// `DataWorkers::free_and_trim`): a round of the default budget drops 4,096.
 const TRIM_AFTER: usize = 1024;
@@ -63,31 +76,92 @@ pub fn max_inodes(bytes: u64) -> usize {
 
 impl LiveFs {
     /// Evicts if the namespace holds more inodes than its budget, keeping `keep` (the inode of
-    /// the request being served). Called under the namespace write lock, at the end of a load,
-    /// where the caller needs nothing else in memory. Does nothing while a commit is under way
-    /// (the next load tries again).
+    /// the request being served): one round, which drops a sixteenth of the budget at most, so
+    /// that a request pays for one round at most (the next loads, and the committer, run the
+    /// next rounds: see [`LiveFs::evict_after_commit`]). Called under the namespace write lock, at the end of a
+    /// load, where the caller needs nothing else in memory.
     pub(super) fn evict_if_needed(&self, tree: &mut Namespace, keep: InodeNo) {
+        let mut dropped = Dropped::default();
+        self.evict_round(tree, keep, &mut dropped);
+        self.free_dropped(dropped);
+    }
+
+    /// After a commit, which unpins what it wrote: evicts if memory holds more than the
+    /// budget, even if nothing was loaded since the last try (a share just written, say), round
+    /// after round until it is within the budget or what is left may not leave, releasing the
+    /// lock between rounds so that requests wait for one round at most.
+    pub(super) fn evict_after_commit(&self) {
+        let mut dropped = Dropped::default();
+        loop {
+            {
+                let tree = self.tree.read();
+                if tree.nodes.len() <= tree.max_inodes {
+                    break;
+                }
+            }
+            let mut tree = self.tree.write();
+            tree.evict_above = tree.max_inodes;
+            if !self.evict_round(&mut tree, InodeNo::ROOT, &mut dropped) {
+                break;
+            }
+            drop(tree);
+            // Requests that queued behind the round go first.
+            std::thread::sleep(BETWEEN_ROUNDS);
+        }
+        self.free_dropped(dropped);
+    }
+
+    /// Frees what rounds dropped on a worker, and gives the heap back after a large drop: once
+    /// for all the rounds in a row, because `malloc_trim` walks the whole heap holding the
+    /// allocator's lock (trimming after each of 34 rounds in a row took most of two cores, and
+    /// every thread that allocated waited).
+    fn free_dropped(&self, dropped: Dropped) {
+        if dropped.nodes.len() >= TRIM_AFTER {
+            self.workers.free_and_trim(dropped);
+        } else if !dropped.nodes.is_empty() || !dropped.listings.is_empty() {
+            self.workers.free_later(dropped);
+        }
+    }
+
+    /// One round of eviction if the namespace holds more inodes than its budget, keeping
+    /// `keep`, the inodes dropped added to `dropped`. Does nothing while a commit is under way
+    /// (the next load tries again). Returns whether the round stopped at its limit above the
+    /// budget, with more that might leave.
+    fn evict_round(&self, tree: &mut Namespace, keep: InodeNo, dropped: &mut Dropped) -> bool {
         if !tree.over_budget() {
-            return;
+            return false;
         }
         let Some(_no_commit) = self.commits.idle() else {
-            return;
+            return false;
         };
         if self.freeze_in_flight.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         let reader = match self.meta.read_namespace() {
             Ok(reader) => reader,
             Err(err) => {
                 tracing::warn!("metadata cache: cannot read the database, nothing evicted: {err}");
-                return;
+                return false;
             }
         };
         let mut phases = crate::phases::Phases::start();
         let before = tree.nodes.len();
-        let target = tree.max_inodes - tree.max_inodes / ROUND;
+        let round = (tree.max_inodes / ROUND).max(1);
+        let target = tree.max_inodes - round;
+        let mut limit = Limit {
+            target,
+            left: round,
+        };
+        let dropped_before = dropped.nodes.len();
         let pins = self.pins(keep);
         phases.lap("pins");
+        if !tree.unlisted_leftovers.is_empty() {
+            drop_leftovers(tree, &pins, &reader, &mut limit, dropped);
+            phases.lap("leftovers");
+        }
+        if limit.reached(tree) {
+            return self.round_done(tree, before, dropped.nodes.len() - dropped_before, phases);
+        }
         let mut holding = holders_in_memory(tree);
         phases.lap("holders");
         let mut listed: Vec<(u64, InodeNo)> = tree
@@ -100,49 +174,47 @@ impl LiveFs {
             .collect();
         listed.sort_unstable();
         phases.lap("listed");
-        let mut dropped = Vec::new();
         for (_, dir) in listed {
-            if tree.nodes.len() <= target {
+            if limit.reached(tree) {
                 break;
             }
-            unlist(tree, dir, &pins, &reader, &mut holding, &mut dropped);
+            unlist(tree, dir, &pins, &reader, &mut holding, &mut limit, dropped);
         }
         phases.lap("unlist");
-        if tree.nodes.len() > target {
-            drop_strays(tree, target, &pins, &reader, &mut holding, &mut dropped);
+        if !limit.reached(tree) {
+            drop_strays(tree, &pins, &reader, &mut holding, &mut limit, dropped);
             phases.lap("strays");
         }
-        if dropped.len() >= TRIM_AFTER {
-            self.workers.free_and_trim(dropped);
+        self.round_done(tree, before, dropped.nodes.len() - dropped_before, phases)
+    }
+
+    /// The end of a round that dropped `dropped` of the `before` inodes in memory: returns
+    /// whether it stopped at its limit above the budget.
+    fn round_done(
+        &self,
+        tree: &mut Namespace,
+        before: usize,
+        dropped: usize,
+        phases: crate::phases::Phases,
+    ) -> bool {
+        let round = (tree.max_inodes / ROUND).max(1);
+        let more = dropped >= round && tree.nodes.len() > tree.max_inodes - round;
+        // Stopped at its limit: the next load runs the next round. Otherwise what is left is
+        // pinned (or recent): try again once a round's worth more has been loaded.
+        tree.evict_above = if more {
+            tree.max_inodes
         } else {
-            self.workers.free_later(dropped);
-        }
-        // What is left is pinned (or recent): try again once a round's worth more has been
-        // loaded.
-        tree.evict_above = tree
-            .max_inodes
-            .max(tree.nodes.len().saturating_add(tree.max_inodes / ROUND));
+            tree.max_inodes.max(tree.nodes.len().saturating_add(round))
+        };
         tracing::debug!(
             before,
             after = tree.nodes.len(),
             budget = tree.max_inodes,
+            dropped,
             %phases,
             "metadata cache: evicted"
         );
-    }
-
-    /// After a commit, which unpins what it wrote: evicts if memory holds more than the
-    /// budget, even if nothing was loaded since the last try (a share just written, say).
-    pub(super) fn evict_after_commit(&self) {
-        {
-            let tree = self.tree.read();
-            if tree.nodes.len() <= tree.max_inodes {
-                return;
-            }
-        }
-        let mut tree = self.tree.write();
-        tree.evict_above = tree.max_inodes;
-        self.evict_if_needed(&mut tree, InodeNo::ROOT);
+        more
     }
 
     /// What may not leave memory now, whatever the holders say.
@@ -157,6 +229,27 @@ impl LiveFs {
         inodes.extend(changed.newly_frozen.iter().map(|(ino, _)| *ino));
         let dirty_dirs = dirt.dirents.keys().map(|(dir, _)| *dir).collect();
         Pins { inodes, dirty_dirs }
+    }
+}
+
+/// What rounds took out of the namespace, freed on a worker once the lock is released: the
+/// inodes, and the entries of the directories unlisted (freeing the 200,000 names of a huge
+/// directory took 20 ms).
+#[derive(Default)]
+struct Dropped {
+    nodes: Vec<super::namespace::Node>,
+    listings: Vec<std::collections::BTreeMap<Vec<u8>, InodeNo>>,
+}
+
+/// How far a round may still go: down to `target` inodes in memory, dropping `left` more.
+struct Limit {
+    target: usize,
+    left: usize,
+}
+
+impl Limit {
+    fn reached(&self, tree: &Namespace) -> bool {
+        self.left == 0 || tree.nodes.len() <= self.target
     }
 }
 
@@ -183,51 +276,95 @@ fn holders_in_memory(tree: &Namespace) -> FxHashMap<InodeNo, u32> {
     holding
 }
 
-/// Unlists `dir`, dropping every inode it names that may leave memory (see the module's
-/// rules); the others stay.
+/// Unlists `dir`, dropping the inodes it names that may leave memory (see the module's rules)
+/// until the round's `limit`; the others stay, strays if they may leave.
 fn unlist(
     tree: &mut Namespace,
     dir: InodeNo,
     pins: &Pins,
     reader: &NamespaceReader,
     holding: &mut FxHashMap<InodeNo, u32>,
-    dropped: &mut Vec<super::namespace::Node>,
+    limit: &mut Limit,
+    dropped: &mut Dropped,
 ) {
-    let Some(children) = tree
+    let Some(entries) = tree
         .nodes
-        .get(&dir)
-        .and_then(|node| node.entries.as_ref())
-        .map(|entries| entries.values().copied().collect::<Vec<_>>())
+        .get_mut(&dir)
+        .and_then(|node| node.entries.take())
     else {
         return;
     };
-    for child in children {
-        if may_leave(tree, Some(dir), child, pins, reader, holding) {
-            drop_node(tree, child, holding, dropped);
+    let mut children = entries.values();
+    for child in children.by_ref() {
+        if limit.reached(tree) {
+            tree.unlisted_leftovers.push(*child);
+            break;
+        }
+        if may_leave(tree, *child, pins, reader, holding) {
+            drop_node(tree, *child, holding, limit, dropped);
         }
     }
-    if let Some(node) = tree.nodes.get_mut(&dir) {
-        node.entries = None;
+    tree.unlisted_leftovers.extend(children);
+    dropped.listings.push(entries);
+}
+
+/// Drops what earlier rounds left of the directories they unlisted ([`unlist`]), until the
+/// round's `limit`: with no scan of memory, so that a round after the unlisting of a huge
+/// directory costs what it drops (counting holders and finding strays in 200,000 inodes took
+/// 10-15 ms a round). Directories are left to [`drop_strays`], which counts what they hold.
+fn drop_leftovers(
+    tree: &mut Namespace,
+    pins: &Pins,
+    reader: &NamespaceReader,
+    limit: &mut Limit,
+    dropped: &mut Dropped,
+) {
+    // A file holds nothing: no holder counts are needed.
+    let mut no_holders = FxHashMap::default();
+    // Those listed again since stay: a round looks at a few rounds' worth at most, so that
+    // 190,000 of them, all listed again, cost nothing like the 65 ms they took in one round.
+    for _ in 0..LEFTOVERS_LOOKED_AT * limit.left {
+        if limit.reached(tree) {
+            break;
+        }
+        let Some(ino) = tree.unlisted_leftovers.pop() else {
+            break;
+        };
+        if tree.nodes.get(&ino).is_some_and(|node| !node.is_dir())
+            && may_leave(tree, ino, pins, reader, &no_holders)
+        {
+            drop_node(tree, ino, &mut no_holders, limit, dropped);
+        }
+    }
+    if tree.unlisted_leftovers.is_empty() {
+        tree.unlisted_leftovers = Vec::new();
     }
 }
 
-/// Drops inodes no listed directory names (each of their holders is unlisted), until memory
-/// holds `target`: those the kernel asked for by number after their directory was unlisted,
-/// or that a hard link brought in. Unlisting directories never reaches them, so without this
-/// they stayed until the next unmount.
+/// Drops inodes no listed directory names (each of their holders is unlisted), until the
+/// round's `limit`: those the kernel asked for by number after their directory was unlisted,
+/// that a hard link brought in, or that an earlier round unlisting their directory left.
+/// Unlisting directories never reaches them, so without this they stayed until the next
+/// unmount.
 fn drop_strays(
     tree: &mut Namespace,
-    target: usize,
     pins: &Pins,
     reader: &NamespaceReader,
     holding: &mut FxHashMap<InodeNo, u32>,
-    dropped: &mut Vec<super::namespace::Node>,
+    limit: &mut Limit,
+    dropped: &mut Dropped,
 ) {
     let unlisted = |tree: &Namespace, holder: &InodeNo| {
         tree.nodes
             .get(holder)
             .is_some_and(|holder| holder.entries.is_none())
     };
+    // The scan stops at the round's worth: tens of thousands of strays (a huge directory
+    // unlisted) were all collected by each round, 20-30 ms of it for a round's 4,096. Dropping
+    // one only lowers the holder counts of others, so what may leave stays so until dropped.
+    let wanted = limit
+        .left
+        .min(tree.nodes.len().saturating_sub(limit.target));
     let strays: Vec<InodeNo> = tree
         .nodes
         .iter()
@@ -240,28 +377,27 @@ fn drop_strays(
                 }
         })
         .map(|(ino, _)| *ino)
+        .filter(|ino| may_leave(tree, *ino, pins, reader, holding))
+        .take(wanted)
         .collect();
     for stray in strays {
-        if tree.nodes.len() <= target {
-            break;
-        }
-        if may_leave(tree, None, stray, pins, reader, holding) {
-            drop_node(tree, stray, holding, dropped);
-        }
+        drop_node(tree, stray, holding, limit, dropped);
     }
 }
 
-/// Takes `ino` out of memory (into `dropped`, to be freed off the lock), and counts it out of
-/// its holders' `holding`.
+/// Takes `ino` out of memory (into `dropped`, to be freed off the lock), counts it out of its
+/// holders' `holding` and into the round's `limit`.
 fn drop_node(
     tree: &mut Namespace,
     ino: InodeNo,
     holding: &mut FxHashMap<InodeNo, u32>,
-    dropped: &mut Vec<super::namespace::Node>,
+    limit: &mut Limit,
+    dropped: &mut Dropped,
 ) {
     let Some(node) = tree.nodes.remove(&ino) else {
         return;
     };
+    limit.left = limit.left.saturating_sub(1);
     let holders = if node.is_dir() {
         std::slice::from_ref(&node.parent)
     } else {
@@ -272,13 +408,12 @@ fn drop_node(
             *count = count.saturating_sub(1);
         }
     }
-    dropped.push(node);
+    dropped.nodes.push(node);
 }
 
-/// Whether `child` may leave memory, `dir` (if any) being the directory unlisted for it.
+/// Whether `child` may leave memory.
 fn may_leave(
     tree: &Namespace,
-    dir: Option<InodeNo>,
     child: InodeNo,
     pins: &Pins,
     reader: &NamespaceReader,
@@ -298,15 +433,13 @@ fn may_leave(
     {
         return false;
     }
-    // Another listed directory holding a hard link needs it in memory.
-    let held_elsewhere = node.links.iter().any(|holder| {
-        Some(*holder) != dir
-            && tree
-                .nodes
-                .get(holder)
-                .is_some_and(|holder| holder.entries.is_some())
+    // A listed directory holding a hard link needs it in memory.
+    let held_by_listed = node.links.iter().any(|holder| {
+        tree.nodes
+            .get(holder)
+            .is_some_and(|holder| holder.entries.is_some())
     });
-    if held_elsewhere {
+    if held_by_listed {
         return false;
     }
     if let Some(content) = &node.content {
@@ -539,6 +672,70 @@ mod tests {
         let live = open(&path);
         assert!(read_file(&live, "d0/f0").starts_with(b"uncommitted"));
         assert!(live.getattr(InodeNo::ROOT).is_ok());
+        close(live);
+    }
+
+    /// A directory many times the budget, listed by a change, is unlisted a round at a time: a
+    /// round drops a sixteenth of the budget at most, the next rounds start from what the
+    /// unlisting left, and the committer's rounds bring memory back within the budget.
+    #[test]
+    fn a_huge_directory_is_unlisted_a_round_at_a_time() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let big = mkdir(&live, "big");
+        for i in 0..1000 {
+            crate::testing::write_in(&live, big, format!("f{i:04}").as_bytes(), b"x");
+        }
+        close(live);
+
+        // No commit but those asked for: a round does nothing while one is under way.
+        let live = open_with(
+            &path,
+            LiveOptions {
+                metadata: crate::metadata_budget::MetadataBudget::new(1),
+                commit_interval: std::time::Duration::from_secs(3600),
+                ..LiveOptions::default()
+            },
+        );
+        let budget = live.tree.read().max_inodes;
+        let round = budget / super::ROUND;
+        // A change lists the directory: every entry comes into memory.
+        write_file(&live, "big/new", b"new");
+        assert!(loaded(&live) > 1000);
+        live.commit_now().expect("commit");
+        // What the committer runs after a commit (here on this thread, to wait for it).
+        live.evict_after_commit();
+        assert!(
+            loaded(&live) <= budget,
+            "{} loaded, budget {budget}",
+            loaded(&live)
+        );
+        assert!(!live.tree.read().is_listed(big).expect("dir"));
+        live.assert_consistent();
+
+        // Listed again, then one round, as a request runs it: no more than its share leaves.
+        write_file(&live, "big/newer", b"newer");
+        live.commit_now().expect("commit");
+        let mut tree = live.tree.write();
+        // The committer already brought it down: list it again by hand for one round.
+        tree.list(big).expect("list");
+        let before = tree.nodes.len();
+        tree.evict_above = tree.max_inodes;
+        live.evict_if_needed(&mut tree, InodeNo::ROOT);
+        let after = tree.nodes.len();
+        assert!(
+            before - after <= round && before - after > 0,
+            "{before} -> {after}"
+        );
+        assert!(!tree.is_listed(big).expect("dir"));
+        assert!(!tree.unlisted_leftovers.is_empty());
+        // The next round starts from the leftovers.
+        live.evict_if_needed(&mut tree, InodeNo::ROOT);
+        assert!(after - tree.nodes.len() > 0);
+        drop(tree);
+        live.assert_consistent();
+        assert_eq!(read_file(&live, "big/f0999"), b"x");
+        assert_eq!(read_file(&live, "big/newer"), b"newer");
         close(live);
     }
 }

@@ -157,6 +157,9 @@ pub struct Namespace {
     /// Ticks once per inode loaded from the database: a freeze's record learns from it
     /// whether any inode it encoded from the database came into memory since its capture.
     pub(super) loads: u64,
+    /// Inodes named by a directory an eviction round unlisted that the round had no room to
+    /// drop: where the next rounds start (see `evict`). Only a hint; each is checked again.
+    pub(super) unlisted_leftovers: Vec<InodeNo>,
 }
 
 impl Namespace {

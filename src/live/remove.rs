@@ -11,7 +11,7 @@ use crate::id::InodeNo;
 impl LiveFs {
     pub fn unlink(&self, parent: InodeNo, name: &[u8]) -> FsResult<()> {
         self.check_writable()?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_listed(&[parent])?;
         tree.list(parent)?;
         let ino = tree.lookup(parent, name)?;
         if tree.node(ino)?.is_dir() {
@@ -26,7 +26,7 @@ impl LiveFs {
         if name == b"." {
             return Err(FsError::InvalidArgument);
         }
-        let mut tree = self.tree.write();
+        let mut tree = self.write_listed(&[parent])?;
         tree.list(parent)?;
         let ino = tree.lookup(parent, name)?;
         tree.list(ino)?;

@@ -29,7 +29,7 @@ impl LiveFs {
     ) -> FsResult<()> {
         self.check_writable()?;
         check_name(new_name)?;
-        let mut tree = self.tree.write();
+        let mut tree = self.write_listed(&[parent, new_parent])?;
         tree.list(parent)?;
         let source = tree.lookup(parent, name)?;
         tree.list(new_parent)?;
