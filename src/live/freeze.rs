@@ -286,21 +286,12 @@ impl LiveFs {
     /// cost 29 ms of listings at 300,000 new files.
     fn dirs_to_warm(&self) -> Vec<InodeNo> {
         let tree = self.tree.read();
-        let (changed, stale): (Vec<InodeNo>, Vec<InodeNo>) = {
-            let changed = self.changed.lock();
-            (
-                // Enough to find the few directories above a few changes; past that, the
-                // walk would cost what the capture's own thawing does.
-                changed
-                    .since_freeze
-                    .iter()
-                    .take(WARM_ABOVE_AT_MOST)
-                    .copied()
-                    .collect(),
-                // What the capture's `thaw_chains` will find stale, walked up by `and_above`.
-                changed.thaws_to_persist().collect(),
-            )
-        };
+        // Enough to find the few directories above a few changes; past that, the walk would
+        // cost what the capture's own thawing does.
+        let changed: Vec<InodeNo> = (self.changed.lock().since_freeze.iter())
+            .take(WARM_ABOVE_AT_MOST)
+            .copied()
+            .collect();
         let mut unlisted = tree.unlisted_thawed_dirs();
         unlisted.extend(and_above(&tree, changed).into_iter().filter(|dir| {
             tree.nodes
@@ -312,6 +303,8 @@ impl LiveFs {
         }
         unlisted.sort_unstable();
         unlisted.dedup();
+        // What the capture's `thaw_chains` will find stale, walked up by `and_above`.
+        let stale: Vec<InodeNo> = self.changed.lock().thaws_to_persist().collect();
         let unclean = self.uncommitted_and_above(&tree, stale);
         unlisted.retain(|dir| unclean.contains(dir));
         unlisted
