@@ -78,8 +78,8 @@ impl LiveFs {
     /// Evicts if the namespace holds more inodes than its budget, keeping `keep` (the inode of
     /// the request being served): one round, which drops a sixteenth of the budget at most, so
     /// that a request pays for one round at most (the next loads, and the committer, run the
-    /// next rounds: see [`LiveFs::evict_after_commit`]). Called under the namespace write lock, at the end of a
-    /// load, where the caller needs nothing else in memory.
+    /// next rounds: see [`LiveFs::evict_after_commit`]). Called under the namespace write
+    /// lock, at the end of a load, where the caller needs nothing else in memory.
     pub(super) fn evict_if_needed(&self, tree: &mut Namespace, keep: InodeNo) {
         let mut dropped = Dropped::default();
         self.evict_round(tree, keep, &mut dropped);

@@ -38,12 +38,32 @@ use crate::meta::namespace::CommittedTree;
 use crate::tree_objects::TreeObjects;
 
 /// The most entries of a directory a capture copies rather than commit first (see
-/// [`LiveFs::would_copy_a_big_directory`]): copying them costs about 1 µs each.
+/// [`CapturePlan`]): copying them costs about 1 µs each.
 const COPY_AT_MOST: usize = 4096;
 
 /// The most inodes changed since the last freeze whose directories the capture's warm-up
-/// looks for (see [`LiveFs::dirs_to_warm`]).
+/// looks for (see [`LiveFs::plan_capture`]).
 const WARM_ABOVE_AT_MOST: usize = 4096;
+
+/// What the capture is about to meet, planned before it with nothing but read locks held
+/// ([`LiveFs::plan_capture`]).
+struct CapturePlan {
+    /// Whether it would copy a directory of more than [`COPY_AT_MOST`] entries: one with a
+    /// change not yet committed below it (see `capture`). The freeze then commits first, and
+    /// the capture finds that directory in the database, to be encoded from there with
+    /// nothing locked. Copying the 200,000 entries of a directory where one file had just been
+    /// created kept writers waiting 206 ms. A change made between that commit and the capture
+    /// is copied as before.
+    copies_a_big_directory: bool,
+    /// The directories it will list: those in memory and not listed, with something
+    /// uncommitted below them, that it reaches thawed. These are the thawed ones it reaches
+    /// through listed thawed directories, and those still frozen in memory above a change,
+    /// which it thaws first: after a remount every directory comes back frozen, and the first
+    /// snapshot with 10 files changed kept writers waiting 160 ms while it listed a root of
+    /// 1,000 directories from a cold disk. It leaves the others to be encoded from the
+    /// database (see `capture`): reading them too cost 29 ms of listings at 300,000 new files.
+    to_warm: Vec<InodeNo>,
+}
 
 /// What a freeze produced: the root directory's object and attributes.
 pub struct Frozen {
@@ -168,11 +188,13 @@ impl LiveFs {
         // copies only what was buffered in the last moments.
         self.store_buffered_data();
         let mut phases = crate::phases::Phases::start();
-        if self.would_copy_a_big_directory() {
+        let mut plan = self.plan_capture();
+        if plan.copies_a_big_directory {
             self.commit_now()?;
             phases.lap("commit first");
+            plan = self.plan_capture();
         }
-        self.warm_capture();
+        self.warm_capture(plan.to_warm);
         phases.lap("warm");
         // A commit under way holds changes that are in neither memory's dirty sets nor the
         // database: the capture waits for it to end, holding nothing writers need, and no
@@ -233,39 +255,19 @@ impl LiveFs {
         self.freezing.lock()
     }
 
-    /// Whether the capture would copy a directory of more than [`COPY_AT_MOST`] entries: one
-    /// with a change not yet committed below it (see `capture`). The freeze then commits
-    /// first, and the capture finds that directory in the database, to be encoded from there
-    /// with nothing locked. Copying the 200,000 entries of a directory where one file had just
-    /// been created kept writers waiting 206 ms. A change made between that commit and the
-    /// capture is copied as before.
-    fn would_copy_a_big_directory(&self) -> bool {
-        let tree = self.tree.read();
-        let stale: Vec<InodeNo> = self.changed.lock().thaws_to_persist().collect();
-        self.uncommitted_and_above(&tree, stale)
-            .into_iter()
-            .any(|dir| {
-                tree.nodes
-                    .get(&dir)
-                    .and_then(|node| node.entries.as_ref())
-                    .is_some_and(|entries| entries.len() > COPY_AT_MOST)
-            })
-    }
-
-    /// Reads from the database, with no lock held, what the capture is about to list: the
-    /// entries of the thawed directories in memory that are not listed, and the records of the
-    /// inodes they name. The capture lists them under the write gate and the namespace lock,
-    /// and now finds them in the page cache instead of waiting there for the disk: after a
-    /// remount with cold caches, the first snapshot of a share never frozen kept writers
+    /// Reads from the database, with no lock held, what the capture is about to list
+    /// (`to_warm`: see [`LiveFs::plan_capture`]), the entries of each directory and the records
+    /// of the inodes they name. The capture lists them under the write gate and the namespace
+    /// lock, and now finds them in the page cache instead of waiting there for the disk: after
+    /// a remount with cold caches, the first snapshot of a share never frozen kept writers
     /// waiting 146 ms at 200,000 files (7 ms per directory of 100 entries listed, against
     /// under 1 ms warm). Only a hint: what changes meanwhile is listed as before.
-    fn warm_capture(&self) {
-        let unlisted = self.dirs_to_warm();
-        if unlisted.is_empty() {
+    fn warm_capture(&self, to_warm: Vec<InodeNo>) {
+        if to_warm.is_empty() {
             return;
         }
         let warmed = self.meta.read_namespace().and_then(|reader| {
-            for dir in unlisted {
+            for dir in to_warm {
                 super::load::StoredListing::read(&reader, dir)?;
             }
             Ok(())
@@ -276,38 +278,43 @@ impl LiveFs {
         }
     }
 
-    /// The directories the capture will list, as far as can be told before it: those in
-    /// memory and not listed, with something uncommitted below them, that it reaches thawed.
-    /// These are the thawed ones it reaches through listed thawed directories, and those
-    /// still frozen in memory above a change, which the capture thaws first: after a remount
-    /// every directory comes back frozen, and the first snapshot with 10 files changed kept
-    /// writers waiting 160 ms while it listed a root of 1,000 directories from a cold disk.
-    /// It leaves the others to be encoded from the database (see `capture`): reading them too
-    /// cost 29 ms of listings at 300,000 new files.
-    fn dirs_to_warm(&self) -> Vec<InodeNo> {
+    /// What the capture is about to meet, as far as can be told before it, from one look at
+    /// what is uncommitted (the capture's `unclean`, which costs what is uncommitted).
+    fn plan_capture(&self) -> CapturePlan {
         let tree = self.tree.read();
-        // Enough to find the few directories above a few changes; past that, the walk would
-        // cost what the capture's own thawing does.
-        let changed: Vec<InodeNo> = (self.changed.lock().since_freeze.iter())
-            .take(WARM_ABOVE_AT_MOST)
-            .copied()
-            .collect();
-        let mut unlisted = tree.unlisted_thawed_dirs();
-        unlisted.extend(and_above(&tree, changed).into_iter().filter(|dir| {
+        // What the capture's `thaw_chains` will find stale, walked up by `and_above`; and
+        // enough of what changed to find the few directories above a few changes (past that,
+        // the walk would cost what the capture's own thawing does).
+        let (stale, changed): (Vec<InodeNo>, Vec<InodeNo>) = {
+            let changed = self.changed.lock();
+            (
+                changed.thaws_to_persist().collect(),
+                (changed.since_freeze.iter())
+                    .take(WARM_ABOVE_AT_MOST)
+                    .copied()
+                    .collect(),
+            )
+        };
+        let unclean = self.uncommitted_and_above(&tree, stale);
+        let copies_a_big_directory = unclean.iter().any(|dir| {
+            tree.nodes
+                .get(dir)
+                .and_then(|node| node.entries.as_ref())
+                .is_some_and(|entries| entries.len() > COPY_AT_MOST)
+        });
+        let mut to_warm = tree.unlisted_thawed_dirs();
+        to_warm.extend(and_above(&tree, changed).into_iter().filter(|dir| {
             tree.nodes
                 .get(dir)
                 .is_some_and(|node| node.is_dir() && node.entries.is_none())
         }));
-        if unlisted.is_empty() {
-            return unlisted;
+        to_warm.sort_unstable();
+        to_warm.dedup();
+        to_warm.retain(|dir| unclean.contains(dir));
+        CapturePlan {
+            copies_a_big_directory,
+            to_warm,
         }
-        unlisted.sort_unstable();
-        unlisted.dedup();
-        // What the capture's `thaw_chains` will find stale, walked up by `and_above`.
-        let stale: Vec<InodeNo> = self.changed.lock().thaws_to_persist().collect();
-        let unclean = self.uncommitted_and_above(&tree, stale);
-        unlisted.retain(|dir| unclean.contains(dir));
-        unlisted
     }
 
     /// Step 1: under the write gate and the namespace lock, thaws what changed since the last
@@ -1030,7 +1037,11 @@ mod tests {
             dirs
         };
         assert_eq!(unlisted(&live), [InodeNo::ROOT], "after the mount");
-        assert_eq!(live.dirs_to_warm(), [], "nothing uncommitted: none to list");
+        assert_eq!(
+            live.plan_capture().to_warm,
+            [],
+            "nothing uncommitted: none to list"
+        );
         // A lookup lists nothing; a change in a directory lists it.
         lookup(&live, "a/b").expect("b");
         assert_eq!(unlisted(&live), [InodeNo::ROOT]);
@@ -1038,19 +1049,15 @@ mod tests {
         assert_eq!(unlisted(&live), [a, c], "the root listed");
         live.tree.write().list(a).expect("list");
         assert_eq!(unlisted(&live), [b, c], "a listed");
-        assert_eq!(live.dirs_to_warm(), []);
+        assert_eq!(live.plan_capture().to_warm, []);
         // A change by number below `c`, which stays unlisted: the capture lists `c` alone.
         let change = SetAttr {
             mode: Some(0o600),
-            uid: None,
-            gid: None,
-            size: None,
-            atime: None,
-            mtime: None,
+            ..SetAttr::default()
         };
         live.setattr(g, change).expect("chmod");
         assert_eq!(unlisted(&live), [b, c]);
-        assert_eq!(live.dirs_to_warm(), [c]);
+        assert_eq!(live.plan_capture().to_warm, [c]);
         let objects = TreeObjects::new(live.chunk_store());
         live.freeze(&objects).expect("freeze");
         assert_eq!(unlisted(&live), [], "every directory frozen");
@@ -1083,20 +1090,16 @@ mod tests {
         );
         lookup(&live, "c/g").expect("g");
         assert_eq!(live.tree.read().unlisted_thawed_dirs(), [], "all frozen");
-        assert_eq!(live.dirs_to_warm(), [], "nothing changed");
+        assert_eq!(live.plan_capture().to_warm, [], "nothing changed");
         let change = SetAttr {
             mode: Some(0o600),
-            uid: None,
-            gid: None,
-            size: None,
-            atime: None,
-            mtime: None,
+            ..SetAttr::default()
         };
         live.setattr(f, change).expect("chmod");
         let mut expected = vec![InodeNo::ROOT, a, b];
         expected.sort();
         assert_eq!(
-            live.dirs_to_warm(),
+            live.plan_capture().to_warm,
             expected,
             "c has nothing changed below it"
         );
