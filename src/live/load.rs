@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::error::{FsError, FsResult};
-use super::namespace::{Links, Namespace, Node, has_object};
+use super::namespace::{Namespace, Node, has_object};
 use crate::format::inode::InodeKind;
 use crate::id::InodeNo;
 use crate::meta::namespace::NamespaceReader;
@@ -235,30 +235,24 @@ impl Namespace {
             tracing::error!(%dir, %child, "directory entry names a missing inode; skipped");
             return Ok(false);
         };
-        let links = if stored.record.kind == InodeKind::Directory {
-            Links::new()
-        } else if stored.record.nlink == 1 {
-            smallvec::smallvec![dir]
-        } else {
-            // A hard link: every directory holding it comes into memory, with its parents.
-            let names = reader.names_of(child)?;
-            for (holder, _) in &names {
-                self.load_dir_chain(reader, *holder)?;
+        let node = match stored.into_child_of(child, dir) {
+            StoredChild::Ready(node) => node,
+            StoredChild::HardLink(stored) => {
+                // A hard link: every directory holding it comes into memory, with its parents.
+                let names = reader.names_of(child)?;
+                for (holder, _) in &names {
+                    self.load_dir_chain(reader, *holder)?;
+                }
+                let StoredInode {
+                    record,
+                    xattrs,
+                    frozen,
+                } = stored;
+                let mut node = Node::stored(child, record, InodeNo::ROOT, xattrs, frozen);
+                node.links = names.into_iter().map(|(holder, _)| holder).collect();
+                node
             }
-            names.into_iter().map(|(holder, _)| holder).collect()
         };
-        let StoredInode {
-            record,
-            xattrs,
-            frozen,
-        } = stored;
-        let parent = if record.kind == InodeKind::Directory {
-            dir
-        } else {
-            InodeNo::ROOT
-        };
-        let mut node = Node::stored(child, record, parent, xattrs, frozen);
-        node.links = links;
         self.insert_loaded(child, node);
         Ok(true)
     }
@@ -320,6 +314,27 @@ pub struct StoredInode {
 }
 
 impl StoredInode {
+    /// Inode `ino` as an entry of `dir` loads it: its node when that entry is all it takes (a
+    /// directory, or a file with one link); a file with several links as it was read, since
+    /// the directories holding it must be read to load it.
+    fn into_child_of(self, ino: InodeNo, dir: InodeNo) -> StoredChild {
+        let is_dir = self.record.kind == InodeKind::Directory;
+        if !is_dir && self.record.nlink != 1 {
+            return StoredChild::HardLink(self);
+        }
+        let StoredInode {
+            record,
+            xattrs,
+            frozen,
+        } = self;
+        let parent = if is_dir { dir } else { InodeNo::ROOT };
+        let mut node = Node::stored(ino, record, parent, xattrs, frozen);
+        if !is_dir {
+            node.links = smallvec::smallvec![dir];
+        }
+        StoredChild::Ready(node)
+    }
+
     pub(super) fn read(reader: &NamespaceReader, ino: InodeNo) -> Result<Option<Self>, MetaError> {
         let Some(record) = reader.inode(ino)? else {
             return Ok(None);
@@ -362,22 +377,7 @@ impl StoredListing {
                 continue;
             };
             names.push((name, child));
-            let is_dir = stored.record.kind == InodeKind::Directory;
-            if !is_dir && stored.record.nlink != 1 {
-                inodes.push((child, StoredChild::HardLink(stored)));
-                continue;
-            }
-            let StoredInode {
-                record,
-                xattrs,
-                frozen,
-            } = stored;
-            let parent = if is_dir { dir } else { InodeNo::ROOT };
-            let mut node = Node::stored(child, record, parent, xattrs, frozen);
-            if !is_dir {
-                node.links = smallvec::smallvec![dir];
-            }
-            inodes.push((child, StoredChild::Ready(node)));
+            inodes.push((child, stored.into_child_of(child, dir)));
         }
         // The database gives the entries in name order: the map is built in one pass.
         Ok(StoredListing {
