@@ -11,11 +11,13 @@ set -euo pipefail
 # fuse3 for fusermount3; the install test parses the completions with zsh and fish and the
 # manual pages with groff, and checks the unit with systemd-analyze (from systemd); the
 # Previous Versions test serves a share with a real smbd and asks it with smbclient; the
-# progress test gives a command a real terminal with util-linux's `script` (bsdutils); a
-# machine without Rust needs curl for rustup and a C toolchain to link with.
+# progress test gives a command a real terminal with util-linux's `script` (bsdutils); the
+# permissions test sets file capabilities with setcap and reads them with getcap
+# (libcap2-bin); a machine without Rust needs curl for rustup and a C toolchain to link with.
 missing=()
 for pair in fusermount3:fuse3 zsh:zsh fish:fish groff:groff-base systemd-analyze:systemd \
-    /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils curl:curl cc:build-essential; do
+    /usr/sbin/smbd:samba smbclient:smbclient script:bsdutils setcap:libcap2-bin \
+    getcap:libcap2-bin curl:curl cc:build-essential; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)

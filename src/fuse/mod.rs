@@ -24,10 +24,12 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::access::Requester;
 use crate::format::inode::{InodeKind, Timestamp};
 use crate::id::InodeNo as Ino;
 use crate::live::{
-    Attr, Caller, FsError, LiveFs, NAME_MAX, NewInode, RenameMode, SetAttr, XattrFlags, XattrReply,
+    Attr, Caller, FsError, LiveFs, Modification, NAME_MAX, NewInode, RenameMode, SetAttr,
+    XattrFlags, XattrReply,
 };
 use crate::metrics::Op;
 use crate::service::Service;
@@ -257,7 +259,10 @@ impl Filesystem for SnapFuse {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_ASYNC_READ;
+            | InitFlags::FUSE_ASYNC_READ
+            // Clearing setuid, setgid and capabilities is ours (`live/privileges.rs`): the
+            // kernel then stops asking for them before every write and chown.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         if self.cache.writeback_cache {
             wanted |= InitFlags::FUSE_WRITEBACK_CACHE;
         }
@@ -316,7 +321,7 @@ impl Filesystem for SnapFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -339,9 +344,25 @@ impl Filesystem for SnapFuse {
             // file. Everything else on this side is read-only.
             let only_truncate = mode.is_none() && uid.is_none() && gid.is_none();
             if area(ino(i)) == Area::ControlFile && only_truncate {
-                return self.getattr(_req, i, None, reply);
+                return self.getattr(req, i, None, reply);
             }
             return reply.error(Errno::EROFS);
+        }
+        // Under FUSE_HANDLE_KILLPRIV_V2 a truncate and a chown take privileges here.
+        let sender = Sender::of(req);
+        let mut revoked = Ok(());
+        if size.is_some() {
+            revoked = g.live.revoke_privileges(ino(i), Modification::Data, || {
+                sender.requester_with_capabilities()
+            });
+        }
+        if revoked.is_ok() && (uid.is_some() || gid.is_some()) {
+            revoked = g.live.revoke_privileges(ino(i), Modification::Owner, || {
+                sender.requester_with_capabilities()
+            });
+        }
+        if let Err(err) = revoked {
+            return reply.error(errno(&err));
         }
         let change = SetAttr {
             mode,
@@ -609,7 +630,7 @@ impl Filesystem for SnapFuse {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -622,6 +643,17 @@ impl Filesystem for SnapFuse {
                 .of_handle(fh.0)
                 .ok_or(Errno::EBADF)
                 .and_then(|(opener, fh)| {
+                    // The kernel sets this flag when the writer lacks CAP_FSETID.
+                    if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                        let writer = || Requester {
+                            cap_fsetid: false,
+                            ..Sender::of(req).requester_with_capabilities()
+                        };
+                        (opener
+                            .live
+                            .revoke_privileges(ino(i), Modification::Data, writer))
+                        .map_err(|e| errno(&e))?;
+                    }
                     opener.live.write(fh, offset, data).map_err(|e| errno(&e))
                 }),
             Area::ControlFile => {
@@ -992,7 +1024,7 @@ impl Filesystem for SnapFuse {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         i: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1005,12 +1037,19 @@ impl Filesystem for SnapFuse {
         if !is_live(i) {
             return reply.error(Errno::EROFS);
         }
-        match self.generations.of_handle(fh.0) {
-            Some((opener, fh)) => {
-                reply_empty(reply, opener.live.fallocate(fh, offset, length, mode))
-            }
-            None => reply.error(Errno::EBADF),
-        }
+        let Some((opener, fh)) = self.generations.of_handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let sender = Sender::of(req);
+        let revoked = opener
+            .live
+            .revoke_privileges(ino(i), Modification::Data, || {
+                sender.requester_with_capabilities()
+            });
+        reply_empty(
+            reply,
+            revoked.and_then(|()| opener.live.fallocate(fh, offset, length, mode)),
+        )
     }
 }
 

@@ -23,22 +23,49 @@ impl Sender {
         }
     }
 
-    /// The sender with its supplementary groups. A process that is gone, or whose status cannot
-    /// be read or understood, has none: fewer rights, never more. (Root needs none.)
+    /// The sender with its supplementary groups, for permission checks. A process that is
+    /// gone, or whose status cannot be read or understood, has none: fewer rights, never more.
+    /// Root needs none, and is taken to hold `CAP_FSETID` without a look.
     pub fn requester(&self) -> Requester {
-        let groups = if self.uid == 0 || self.pid == 0 {
-            Vec::new()
-        } else {
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-                .map(|status| groups_of(&status))
-                .unwrap_or_default()
-        };
+        if self.uid == 0 {
+            return self.with_status(None, true);
+        }
+        self.with_status(self.status().as_deref(), false)
+    }
+
+    /// The sender with its supplementary groups and whether it holds `CAP_FSETID`, read from
+    /// its status whoever it is: for deciding what a change takes from a setuid or setgid file,
+    /// where root without that capability loses the bits too. Unreadable: neither.
+    pub fn requester_with_capabilities(&self) -> Requester {
+        self.with_status(self.status().as_deref(), false)
+    }
+
+    fn status(&self) -> Option<String> {
+        if self.pid == 0 {
+            return None;
+        }
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()
+    }
+
+    fn with_status(&self, status: Option<&str>, cap_fsetid: bool) -> Requester {
         Requester {
             uid: self.uid,
             gid: self.gid,
-            groups,
+            groups: status.map(groups_of).unwrap_or_default(),
+            cap_fsetid: cap_fsetid || status.is_some_and(holds_cap_fsetid),
         }
     }
+}
+
+/// Whether the effective capabilities in the text of `/proc/PID/status` (its `CapEff:` line, a
+/// hexadecimal mask) include `CAP_FSETID`; not if the line is missing or unreadable.
+fn holds_cap_fsetid(status: &str) -> bool {
+    const CAP_FSETID: u32 = 4;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << CAP_FSETID) != 0)
 }
 
 /// The supplementary groups in the text of `/proc/PID/status` (its `Groups:` line of decimal
@@ -72,6 +99,17 @@ mod tests {
     }
 
     #[test]
+    fn reads_cap_fsetid_from_the_effective_set() {
+        assert!(holds_cap_fsetid("Name:\tsh\nCapEff:\t000001ffffffffff\n"));
+        assert!(holds_cap_fsetid("CapEff:\t0000000000000010\n"));
+        assert!(!holds_cap_fsetid(
+            "CapPrm:\t0000000000000010\nCapEff:\t0000000000000000\n"
+        ));
+        assert!(!holds_cap_fsetid("CapEff:\tzz\n"), "garbage gives none");
+        assert!(!holds_cap_fsetid("Name:\tsh\n"));
+    }
+
+    #[test]
     fn reads_this_process() {
         let me = Sender {
             uid: 1,
@@ -92,5 +130,8 @@ mod tests {
             ..me
         };
         assert!(gone.requester().groups.is_empty());
+        // The suite runs as root, with every capability.
+        assert!(me.requester_with_capabilities().cap_fsetid);
+        assert!(!gone.requester_with_capabilities().cap_fsetid);
     }
 }

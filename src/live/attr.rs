@@ -55,8 +55,9 @@ impl LiveFs {
         Ok(node.record.symlink_target.clone())
     }
 
-    /// Applies a change. Permission checks are the kernel's (`default_permissions`), and so is
-    /// clearing setuid/setgid on chown and write: the kernel sends that as a mode change.
+    /// Applies a change. Permission checks are the kernel's (`default_permissions`); what a
+    /// truncate or chown takes from a privileged file is taken first, by
+    /// [`LiveFs::revoke_privileges`], which the FUSE layer calls with the caller's credentials.
     pub fn setattr(&self, ino: InodeNo, change: SetAttr) -> FsResult<Attr> {
         self.check_writable()?;
         let now = Timestamp::now();

@@ -122,7 +122,7 @@ impl LiveFs {
         Ok(())
     }
 
-    fn touch_ctime(&self, node: &mut super::namespace::Node, ino: InodeNo) {
+    pub(super) fn touch_ctime(&self, node: &mut super::namespace::Node, ino: InodeNo) {
         let now = Timestamp::now();
         match &node.content {
             Some(content) => {

@@ -89,6 +89,7 @@ mod tests {
             uid,
             gid: uid,
             groups: Vec::new(),
+            cap_fsetid: uid == 0,
         }
     }
 

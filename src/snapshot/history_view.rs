@@ -461,6 +461,7 @@ mod tests {
         uid: 65534,
         gid: 65534,
         groups: Vec::new(),
+        cap_fsetid: false,
     };
 
     struct Views {
@@ -777,6 +778,7 @@ mod tests {
             uid,
             gid,
             groups: groups.to_vec(),
+            cap_fsetid: false,
         };
         assert!(
             v.dir_as(&user(1000, 1000, &[]), "/home/alice/notes")

@@ -160,3 +160,35 @@ fn metrics_are_served_in_a_format_prometheus_parses_and_follow_the_share() {
     );
     assert!(!crate::harness::is_mounted(&mountpoint));
 }
+
+/// Taking privileges away is the share's (FUSE_HANDLE_KILLPRIV_V2), so the kernel does not ask
+/// for a file's capabilities before each write, nor for its attributes before each chown: 50 of
+/// each cost a few requests, not 50 (`tar -x` pays both for every file it creates).
+#[test]
+fn writes_and_chowns_send_no_privilege_lookups() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let m = Mounted::new_with(&[], &["--metrics", &address]);
+    let path = m.path("file");
+    let mut file = std::fs::File::create(&path).expect("create");
+    let count = |op: &str| {
+        let (_, body) = get(port, "/metrics");
+        value(
+            &parse(&body),
+            &format!("snapfs_requests_total{{op=\"{op}\"}}"),
+        )
+    };
+    let (getxattr, getattr) = (count("getxattr"), count("getattr"));
+    for _ in 0..50 {
+        file.write_all(b"x").expect("write");
+    }
+    for i in 0..50 {
+        std::os::unix::fs::fchown(&file, Some(i % 2), None).expect("fchown");
+    }
+    drop(file);
+    let getxattr = count("getxattr") - getxattr;
+    let getattr = count("getattr") - getattr;
+    // Each chown still asks once for capabilities (the VFS's own check), the writes at most once.
+    assert!(getxattr <= 55.0, "{getxattr} GETXATTR requests");
+    assert!(getattr <= 5.0, "{getattr} GETATTR requests");
+}

@@ -1,9 +1,11 @@
 //! Permissions as another user sees them: POSIX modes hold in the live share and inside
-//! snapshots, only `--allow-other` lets other users in at all, and the store's own files are
-//! private to its owner.
+//! snapshots, only `--allow-other` lets other users in at all, the store's own files are
+//! private to its owner, and a change to a setuid, setgid or capable file takes what ext4 takes.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
 
 use crate::harness::{Mounted, as_nobody};
 
@@ -65,5 +67,134 @@ fn store_files_are_private() {
     }
     for pack in fs::read_dir(m.store.join("packs")).unwrap() {
         assert_eq!(mode(&pack.unwrap().path()), 0o600);
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().mode() & 0o7777
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn has_capabilities(path: &Path) -> bool {
+    let out = Command::new("getcap").arg(path).output().expect("getcap");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+fn set_capabilities(path: &Path) {
+    let out = Command::new("setcap")
+        .args(["cap_net_raw+ep"])
+        .arg(path)
+        .output()
+        .expect("setcap");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(has_capabilities(path));
+}
+
+/// Runs `sh -c script` as root without `CAP_FSETID` (dropped from the bounding set, so the
+/// shell's effective set lacks it).
+fn as_root_without_fsetid(script: &str) -> bool {
+    Command::new("setpriv")
+        .args(["--bounding-set=-fsetid", "sh", "-c", script])
+        .status()
+        .expect("setpriv")
+        .success()
+}
+
+/// The share takes setuid, setgid and file capabilities away where Linux's VFS does (it
+/// negotiates FUSE_HANDLE_KILLPRIV_V2, which leaves that to it), with the writeback cache and
+/// without: a write or truncate by a user without CAP_FSETID takes the bits, root's keeps them,
+/// chown takes setuid from root too, and any write takes capabilities. Each mode is read back
+/// at once, so the kernel's cached attributes must agree.
+#[test]
+fn changes_take_setid_bits_and_capabilities_as_ext4_does() {
+    for writeback in ["on", "off"] {
+        let m = Mounted::new_with(&[], &["--allow-other", "--writeback-cache", writeback]);
+        open_up(&m);
+        chmod(&m.mnt, 0o777);
+        let f = m.path("f");
+        let path = f.display();
+        fs::write(&f, "data\n").unwrap();
+
+        chmod(&f, 0o6777);
+        assert!(runs_as_nobody(&format!("echo more >> {path}")));
+        assert_eq!(mode(&f), 0o777, "writeback {writeback}: a user's write");
+
+        chmod(&f, 0o6777);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&f)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, b"root\n"))
+            .unwrap();
+        assert_eq!(mode(&f), 0o6777, "writeback {writeback}: root's write");
+
+        assert!(runs_as_nobody(&format!("truncate -s 2 {path}")));
+        assert_eq!(mode(&f), 0o777, "writeback {writeback}: a user's truncate");
+
+        chmod(&f, 0o6777);
+        assert!(as_root_without_fsetid(&format!("echo x >> {path}")));
+        assert_eq!(
+            mode(&f),
+            0o777,
+            "writeback {writeback}: root without CAP_FSETID"
+        );
+
+        chmod(&f, 0o6777);
+        assert!(runs_as_nobody(&format!("fallocate -l 1M {path}")));
+        assert_eq!(mode(&f), 0o777, "writeback {writeback}: a user's fallocate");
+
+        chmod(&f, 0o6777);
+        fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(1)
+            .unwrap();
+        assert_eq!(mode(&f), 0o6777, "writeback {writeback}: root's truncate");
+        std::os::unix::fs::chown(&f, Some(65534), None).unwrap();
+        assert_eq!(
+            mode(&f),
+            0o777,
+            "writeback {writeback}: chown, even by root"
+        );
+        chmod(&f, 0o6767);
+        std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+        assert_eq!(
+            mode(&f),
+            0o2767,
+            "writeback {writeback}: root keeps setgid on a file not group-executable"
+        );
+
+        let capable = m.path("capable");
+        fs::write(&capable, "x").unwrap();
+        set_capabilities(&capable);
+        chmod(&capable, 0o666);
+        assert!(runs_as_nobody(&format!("echo y >> {}", capable.display())));
+        assert!(
+            !has_capabilities(&capable),
+            "writeback {writeback}: a user's write"
+        );
+        set_capabilities(&capable);
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&capable)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, b"root\n"))
+            .unwrap();
+        assert!(
+            !has_capabilities(&capable),
+            "writeback {writeback}: root's write"
+        );
+
+        let dir = m.path("dir");
+        fs::create_dir(&dir).unwrap();
+        chmod(&dir, 0o2775);
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        assert_eq!(mode(&dir), 0o2775, "a directory keeps its setgid");
     }
 }
