@@ -350,19 +350,15 @@ impl Filesystem for SnapFuse {
         }
         // Under FUSE_HANDLE_KILLPRIV_V2 a truncate and a chown take privileges here.
         let sender = Sender::of(req);
-        let mut revoked = Ok(());
-        if size.is_some() {
-            revoked = g.live.revoke_privileges(ino(i), Modification::Data, || {
-                sender.requester_with_capabilities()
-            });
-        }
-        if revoked.is_ok() && (uid.is_some() || gid.is_some()) {
-            revoked = g.live.revoke_privileges(ino(i), Modification::Owner, || {
-                sender.requester_with_capabilities()
-            });
-        }
-        if let Err(err) = revoked {
-            return reply.error(errno(&err));
+        let chown = uid.is_some() || gid.is_some();
+        for (made, what) in [
+            (size.is_some(), Modification::Data),
+            (chown, Modification::Owner),
+        ] {
+            let who = || sender.requester_with_capabilities();
+            if made && let Err(err) = g.live.revoke_privileges(ino(i), what, who) {
+                return reply.error(errno(&err));
+            }
         }
         let change = SetAttr {
             mode,
@@ -649,10 +645,11 @@ impl Filesystem for SnapFuse {
                             cap_fsetid: false,
                             ..Sender::of(req).requester_with_capabilities()
                         };
-                        (opener
-                            .live
-                            .revoke_privileges(ino(i), Modification::Data, writer))
-                        .map_err(|e| errno(&e))?;
+                        let revoked =
+                            opener
+                                .live
+                                .revoke_privileges(ino(i), Modification::Data, writer);
+                        revoked.map_err(|e| errno(&e))?;
                     }
                     opener.live.write(fh, offset, data).map_err(|e| errno(&e))
                 }),

@@ -97,6 +97,11 @@ fn set_capabilities(path: &Path) {
     assert!(has_capabilities(path));
 }
 
+fn append_as_root(path: &Path) {
+    let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+    std::io::Write::write_all(&mut file, b"root\n").unwrap();
+}
+
 /// Runs `sh -c script` as root without `CAP_FSETID` (dropped from the bounding set, so the
 /// shell's effective set lacks it).
 fn as_root_without_fsetid(script: &str) -> bool {
@@ -127,11 +132,7 @@ fn changes_take_setid_bits_and_capabilities_as_ext4_does() {
         assert_eq!(mode(&f), 0o777, "writeback {writeback}: a user's write");
 
         chmod(&f, 0o6777);
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&f)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, b"root\n"))
-            .unwrap();
+        append_as_root(&f);
         assert_eq!(mode(&f), 0o6777, "writeback {writeback}: root's write");
 
         assert!(runs_as_nobody(&format!("truncate -s 2 {path}")));
@@ -181,11 +182,7 @@ fn changes_take_setid_bits_and_capabilities_as_ext4_does() {
             "writeback {writeback}: a user's write"
         );
         set_capabilities(&capable);
-        fs::OpenOptions::new()
-            .append(true)
-            .open(&capable)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, b"root\n"))
-            .unwrap();
+        append_as_root(&capable);
         assert!(
             !has_capabilities(&capable),
             "writeback {writeback}: root's write"
