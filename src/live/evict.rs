@@ -134,7 +134,9 @@ impl LiveFs {
         let Some(_no_commit) = self.commits.idle() else {
             return false;
         };
-        if self.freeze_in_flight.load(Ordering::Acquire) {
+        if self.freeze_in_flight.load(Ordering::Acquire)
+            || self.listing_in_flight.load(Ordering::Acquire) > 0
+        {
             return false;
         }
         let reader = match self.meta.read_namespace() {

@@ -109,6 +109,35 @@ impl Namespace {
         if !self.nodes.contains_key(&dir) || self.is_listed(dir)? {
             return self.list(dir);
         }
+        self.insert_children(dir, inodes)?;
+        self.node_mut(dir)?.entries = Some(names);
+        Ok(())
+    }
+
+    /// Puts up to `most` more of the inodes of `listing` in memory, its directory staying
+    /// unlisted (as [`Namespace::load_entries`] leaves it): the part of
+    /// [`Namespace::list_read`] that grows with the directory, for the caller to do a round at
+    /// a time with the lock released between rounds. Nothing is put in memory once the
+    /// directory is out of memory or listed meanwhile: the listing may be stale then. Returns
+    /// whether the caller should go on (inodes are left, and nothing stopped it).
+    pub fn list_read_round(&mut self, listing: &mut StoredListing, most: usize) -> FsResult<bool> {
+        let dir = listing.dir;
+        if !self.nodes.contains_key(&dir) || self.is_listed(dir)? {
+            return Ok(false);
+        }
+        let round = listing
+            .inodes
+            .split_off(listing.inodes.len().saturating_sub(most));
+        self.insert_children(dir, round)?;
+        Ok(!listing.inodes.is_empty())
+    }
+
+    /// Puts in memory the inodes of a listing of `dir` that are not there yet.
+    fn insert_children(
+        &mut self,
+        dir: InodeNo,
+        inodes: Vec<(InodeNo, StoredChild)>,
+    ) -> FsResult<()> {
         self.nodes.reserve(inodes.len());
         let mut reader = None;
         for (child, stored) in inodes {
@@ -127,7 +156,6 @@ impl Namespace {
                 }
             }
         }
-        self.node_mut(dir)?.entries = Some(names);
         Ok(())
     }
 
@@ -368,6 +396,11 @@ enum StoredChild {
 }
 
 impl StoredListing {
+    /// How many of the inodes it names are still to be put in memory.
+    pub fn inodes_left(&self) -> usize {
+        self.inodes.len()
+    }
+
     pub fn read(reader: &NamespaceReader, dir: InodeNo) -> Result<Self, MetaError> {
         let mut names = Vec::new();
         let mut inodes = Vec::new();
@@ -503,6 +536,62 @@ pub(crate) mod tests {
         assert_eq!(listed(&live), 1);
         live.assert_consistent();
         assert_eq!(read_file(&live, "d7/f3"), b"7/3");
+        close(live);
+    }
+
+    /// A change to a directory bigger than a round puts its listing's inodes in memory a round
+    /// at a time, and lists it as a listing under the lock would: every entry, with the inode
+    /// it names. Rounds put nothing more in memory once the directory is listed by another.
+    #[test]
+    fn a_big_directory_is_listed_a_round_at_a_time() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (path, live) = new_store(tmp.path(), "store");
+        let big = mkdir(&live, "big");
+        let files = crate::live::LISTING_ROUND + 100;
+        for i in 0..files {
+            crate::testing::write_in(&live, big, format!("f{i}").as_bytes(), b"x");
+        }
+        let under_big = |live: &LiveFs| {
+            let mut all = describe(live);
+            all.retain(|path, _| path.starts_with("/big/"));
+            all
+        };
+        let before = under_big(&live);
+        close(live);
+
+        let live = open(&path);
+        lookup(&live, "big").expect("big");
+        let reader = live.meta.read_namespace().expect("reader");
+        let mut listing = super::StoredListing::read(&reader, big).expect("listing");
+        assert!(
+            live.tree
+                .write()
+                .list_read_round(&mut listing, 100)
+                .expect("round")
+        );
+        assert_eq!(listing.inodes_left(), files - 100);
+        assert!(
+            !live.tree.read().is_listed(big).expect("dir"),
+            "not listed yet"
+        );
+        live.tree.write().list(big).expect("listed by another");
+        let loaded = live.tree.read().nodes.len();
+        assert!(
+            !live
+                .tree
+                .write()
+                .list_read_round(&mut listing, 100)
+                .expect("round")
+        );
+        assert_eq!(listing.inodes_left(), files - 100, "nothing taken");
+        assert_eq!(live.tree.read().nodes.len(), loaded);
+        close(live);
+
+        let live = open(&path);
+        write_file(&live, "big/new", b"new");
+        let mut after = under_big(&live);
+        assert!(after.remove("/big/new").is_some());
+        assert_eq!(after, before);
         close(live);
     }
 
