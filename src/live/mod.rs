@@ -664,6 +664,9 @@ impl LiveFs {
             return Ok(true);
         }
         self.listing_in_flight.fetch_add(1, Ordering::AcqRel);
+        // The map of inodes grows once, now, rather than doubling during some round: growing
+        // moves every node in memory (44 ms at 200,000).
+        self.tree.write().nodes.reserve(left);
         let mut rounds = || -> FsResult<bool> {
             for listing in listings.iter_mut() {
                 loop {
