@@ -64,7 +64,7 @@ use crate::storage::lock::StoreLock;
 use crate::store::Store;
 
 /// How many inodes of a listing one hold of the namespace write lock puts in memory (see
-/// [`LiveFs::list_in_rounds`]): 3-6 ms of the lock.
+/// [`LiveFs::list_stored`]): 3-6 ms of the lock.
 pub(crate) const LISTING_ROUND: usize = 4096;
 
 /// How many times a change reads the listings of the directories it changes before it lists
@@ -188,7 +188,7 @@ pub struct LiveFs {
     /// record: eviction waits meanwhile (see `evict`).
     freeze_in_flight: AtomicBool,
     /// How many changes are putting the inodes of a listing in memory a round at a time
-    /// ([`LiveFs::list_in_rounds`]): eviction waits meanwhile.
+    /// ([`LiveFs::list_stored`]): eviction waits meanwhile.
     listing_in_flight: AtomicUsize,
     /// Test hook: makes the next freeze wait after its capture (see `freeze::Pause`).
     #[cfg(test)]
@@ -636,55 +636,67 @@ impl LiveFs {
                     .map(|dir| load::StoredListing::read(&reader, *dir))
                     .collect::<Result<Vec<_>, _>>()
             });
-            let Ok(mut listings) = read else {
+            let Ok(listings) = read else {
                 break;
             };
-            if self.list_in_rounds(commits, &mut listings)? {
-                let mut tree = self.tree.write();
-                if commits == self.changing_commits() {
-                    self.list_locked(&mut tree, commits, listings)?;
-                    return Ok(tree);
-                }
+            if let Some(tree) = self.list_stored(commits, listings)? {
+                return Ok(tree);
             }
         }
         Ok(self.tree.write())
     }
 
-    /// Puts the inodes of `listings` in memory [`LISTING_ROUND`] at a time, each round under
-    /// the write lock, handed to whoever waits for it between rounds: the lock is never held
-    /// for a whole directory, however big (making one of 200,000 files listed by a change kept
-    /// every other request waiting 0.13-0.29 s). What is left for the caller's `list_locked`
-    /// is a look-up per entry and the entries' map. Returns whether the listings are still
-    /// usable: not after a commit that changed the database since `commits`. Eviction waits
-    /// meanwhile, or it could drop what the rounds put in memory (entries of a directory not
-    /// listed yet) and the database could then hold newer records than the listings.
-    fn list_in_rounds(&self, commits: u64, listings: &mut [load::StoredListing]) -> FsResult<bool> {
+    /// Lists the directories of `listings`, read when `commits` changing commits had been
+    /// made, and returns the write lock they were listed under; `None` if a commit changed the
+    /// database meanwhile (the listings are stale). The inodes of a big listing go into memory
+    /// [`LISTING_ROUND`] at a time first, each round under the write lock, handed to whoever
+    /// waits for it between rounds: the lock is never held for a whole directory, however big
+    /// (making one of 200,000 files listed by a change kept every other request waiting
+    /// 0.13-0.29 s). What is left for the last hold is a look-up per entry and the entries'
+    /// map. Eviction waits from the first round to the listing, or it could drop what the
+    /// rounds put in memory (entries of a directory not listed yet): the database could then
+    /// hold newer records than the listings, and a listed directory would name inodes not in
+    /// memory.
+    fn list_stored(
+        &self,
+        commits: u64,
+        mut listings: Vec<load::StoredListing>,
+    ) -> FsResult<Option<parking_lot::RwLockWriteGuard<'_, Namespace>>> {
         let left: usize = listings.iter().map(load::StoredListing::inodes_left).sum();
-        if left <= LISTING_ROUND {
-            return Ok(true);
+        let in_rounds = left > LISTING_ROUND;
+        if in_rounds {
+            self.listing_in_flight.fetch_add(1, Ordering::AcqRel);
+            // The map of inodes grows once, now, rather than doubling during some round:
+            // growing moves every node in memory (44 ms at 200,000).
+            self.tree.write().nodes.reserve(left);
         }
-        self.listing_in_flight.fetch_add(1, Ordering::AcqRel);
-        // The map of inodes grows once, now, rather than doubling during some round: growing
-        // moves every node in memory (44 ms at 200,000).
-        self.tree.write().nodes.reserve(left);
-        let mut rounds = || -> FsResult<bool> {
-            for listing in listings.iter_mut() {
-                loop {
-                    let mut tree = self.tree.write();
-                    if commits != self.changing_commits() {
-                        return Ok(false);
+        let list = || {
+            if in_rounds {
+                for listing in listings.iter_mut() {
+                    loop {
+                        let mut tree = self.tree.write();
+                        if commits != self.changing_commits() {
+                            return Ok(None);
+                        }
+                        if !tree.list_read_round(listing, LISTING_ROUND)? {
+                            break;
+                        }
+                        parking_lot::RwLockWriteGuard::unlock_fair(tree);
                     }
-                    if !tree.list_read_round(listing, LISTING_ROUND)? {
-                        break;
-                    }
-                    parking_lot::RwLockWriteGuard::unlock_fair(tree);
                 }
             }
-            Ok(true)
+            let mut tree = self.tree.write();
+            if commits != self.changing_commits() {
+                return Ok(None);
+            }
+            self.list_locked(&mut tree, commits, listings)?;
+            Ok(Some(tree))
         };
-        let usable = rounds();
-        self.listing_in_flight.fetch_sub(1, Ordering::AcqRel);
-        usable
+        let listed = list();
+        if in_rounds {
+            self.listing_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        listed
     }
 
     /// Lists the directories of `listings` under the write lock if no commit changed the
