@@ -63,9 +63,6 @@ impl LiveFs {
         let who = who();
         let mut tree = self.write_loaded(ino)?;
         let node = tree.node_mut(ino)?;
-        if !applies(node.record.kind) {
-            return Ok(());
-        }
         let cleared = match change {
             Modification::Data => who.setid_cleared_by_data_change(&node.record),
             Modification::Owner => who.setid_cleared_by_chown(&node.record),
