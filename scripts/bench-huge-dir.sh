@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One huge directory: the daemon's memory and the time of each way of reading it after a
 # remount (`ls -f`, `ls -l`, `find`, `du`, reading every file), then of a change in it (one
-# file created, which lists it), and of a snapshot with it. Shows what `--metadata-cache`
-# bounds and what it does not.
+# file created, which lists it), and of snapshots with it, with what each added to the store.
+# Shows what `--metadata-cache` bounds and what it does not.
 #
 #   scripts/bench-huge-dir.sh [FILES]     (default 200000)
 #
@@ -36,7 +36,7 @@ mount_store() {
         sleep 0.005
     done
 }
-row() { printf '%-40s %10s s %8s MiB %10s\n' "$1" "$2" "$3" "${4:-}"; }
+row() { printf '%-40s %10s s %8s MiB %12s %14s\n' "$1" "$2" "$3" "${4:-}" "${5:-}"; }
 # waited ROW COMMAND...: the row of COMMAND with the longest a writer elsewhere in the share
 # waited while it ran.
 waited() {
@@ -46,6 +46,17 @@ waited() {
     took=$(time_of "$@")
     stop_writer
     row "$what" "$took" "$(rss_mib)" "${stalled} s"
+}
+packs_kib() { du -s --apparent-size --block-size=1K "$store/packs" | cut -f1; }
+# snapshot ROW NAME: the row of taking snapshot NAME, with the writer's longest wait and what
+# the snapshot added to the store's packs.
+snapshot() {
+    local took before
+    before=$(packs_kib)
+    start_writer
+    took=$(time_of "$snapfs" snapshot create "$2" --mount "$mnt")
+    stop_writer
+    row "$1" "$took" "$(rss_mib)" "${stalled} s" "+$(($(packs_kib) - before)) KiB"
 }
 
 "$snapfs" init "$store" >/dev/null
@@ -66,7 +77,7 @@ wait "$pid" || true
 drop_caches
 mount_store
 echo "bench-huge-dir: $files files in one directory, after a remount (RSS $(rss_mib) MiB)"
-row "what" "time" "RSS" "writer wait"
+row "what" "time" "RSS" "writer wait" "store growth"
 row "ls -f" "$(time_of ls -f "$mnt/huge")" "$(rss_mib)"
 row "ls -l" "$(time_of ls -l "$mnt/huge")" "$(rss_mib)"
 drop_caches
@@ -75,11 +86,11 @@ row "du -s" "$(time_of du -s "$mnt/huge")" "$(rss_mib)"
 drop_caches
 row "cat of every file (caches dropped)" "$(time_of sh -c "cd '$mnt/huge' && find . -type f -print0 | xargs -0 cat")" "$(rss_mib)"
 waited "create one file in it (lists it)" touch "$mnt/huge/new"
-waited "snapshot create (the first)" "$snapfs" snapshot create s1 --mount "$mnt"
+snapshot "snapshot create (the first)" s1
 touch "$mnt/huge/new2"
-waited "snapshot create (one file more)" "$snapfs" snapshot create s2 --mount "$mnt"
+snapshot "snapshot create (one file more)" s2
 for i in $(seq 3 12); do touch "$mnt/huge/more-$i"; done
-waited "snapshot create (ten files more)" "$snapfs" snapshot create s3 --mount "$mnt"
+snapshot "snapshot create (ten files more)" s3
 row "ls -f of the snapshot" "$(time_of ls -f "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
 row "ls -l of the snapshot" "$(time_of ls -l "$mnt/.snapshots/s1/huge")" "$(rss_mib)"
 echo "peak RSS: $(peak_mib) MiB"

@@ -336,6 +336,43 @@ fn a_snapshot_costs_what_changed() {
     );
 }
 
+/// A name added to a directory of 20,000 stores a few parts of its listing, not the listing
+/// again: the snapshot object of a big directory is cut into parts where its content says, so
+/// the parts before and after the new name are the last snapshot's.
+#[test]
+fn a_snapshot_of_a_big_directory_costs_what_changed() {
+    let m = Mounted::new();
+    let fifo = |name: &str| {
+        nix::unistd::mkfifo(
+            &m.path(&format!("big/{name}")),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap()
+    };
+    fs::create_dir(m.path("big")).unwrap();
+    for i in 0..20_000 {
+        fifo(&format!("p{i:06}"));
+    }
+    let before = pack_bytes(&m.store);
+    control(&m, "create first").unwrap();
+    let listing = pack_bytes(&m.store) - before;
+    fifo("p010000-new");
+    let before = pack_bytes(&m.store);
+    control(&m, "create second").unwrap();
+    let growth = pack_bytes(&m.store) - before;
+    assert!(
+        growth * 4 < listing,
+        "one name more in a listing that took {listing} bytes grew the store by {growth}"
+    );
+    assert!(m.path(".snapshots/second/big/p010000-new").exists());
+    assert_eq!(
+        fs::read_dir(m.path(".snapshots/first/big"))
+            .unwrap()
+            .count(),
+        20_000
+    );
+}
+
 /// With `--writeback-cache off` a snapshot is a consistent cut of un-synced writes too: a write
 /// in it means every write that returned before that one started is in it. (With the writeback
 /// cache the kernel hands un-synced writes over in its own order; `writeback` tests what holds
