@@ -125,14 +125,7 @@ if wants_target snapfs; then
     [[ -x $SNAPFS_BIN ]] || die "no snapfs binary at $SNAPFS_BIN"
 fi
 if wants_target passthrough_ll && [[ ! -x $PASSTHROUGH_LL_BIN ]]; then
-    examples=/usr/share/doc/libfuse3-dev/examples
-    if [[ ! -f $examples/passthrough_ll.c ]] || ! command -v gcc pkg-config >/dev/null; then
-        note "installing libfuse3-dev, pkg-config and gcc for passthrough_ll"
-        apt-get update -qq && apt-get install -y -qq libfuse3-dev pkg-config gcc >/dev/null ||
-            die "cannot install libfuse3-dev"
-    fi
-    gcc -O2 -I"$examples" "$examples/passthrough_ll.c" $(pkg-config fuse3 --cflags --libs) \
-        -o "$PASSTHROUGH_LL_BIN" || die "cannot build passthrough_ll"
+    "$REPO/scripts/build-passthrough-ll.sh" "$PASSTHROUGH_LL_BIN" || die "cannot build passthrough_ll"
 fi
 
 # ---------------------------------------------------------------- state and cleanup
