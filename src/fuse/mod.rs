@@ -26,6 +26,7 @@ use fuser::{
 
 use crate::access::Requester;
 use crate::format::inode::{InodeKind, Timestamp};
+use crate::format::object::Xattrs;
 use crate::id::InodeNo as Ino;
 use crate::live::{
     Attr, Caller, FsError, LiveFs, Modification, NAME_MAX, NewInode, RenameMode, SetAttr,
@@ -928,16 +929,9 @@ impl Filesystem for SnapFuse {
         if is_live(i) {
             return reply_xattr(reply, g.live.getxattr(ino(i), name.as_bytes(), size));
         }
-        let value = self
-            .side
-            .xattrs(ino(i), Sender::of(req))
-            .and_then(|xattrs| {
-                xattrs
-                    .into_iter()
-                    .find(|(n, _)| n.as_slice() == name.as_bytes())
-                    .map(|(_, v)| v)
-                    .ok_or(Errno::NO_XATTR)
-            });
+        let value = stored_xattr(name.as_bytes(), || {
+            self.side.xattrs(ino(i), Sender::of(req))
+        });
         reply_side_xattr(reply, value, size);
     }
 
@@ -1060,6 +1054,26 @@ fn read_only_or_exists(parent: INodeNo, name: &OsStr) -> Errno {
     }
 }
 
+/// The value of xattr `name` among `xattrs` (a snapshot's or a backup's), answered as the live
+/// share answers: a name it refuses ([`crate::live::refused_xattr`]) is not supported rather
+/// than absent, before anything is read, so that tools asking for POSIX ACLs on every file stop
+/// after the first (`ls -l` in a snapshot asked two xattrs a file, where it asks one live).
+fn stored_xattr(
+    name: &[u8],
+    xattrs: impl FnOnce() -> Result<Xattrs, Errno>,
+) -> Result<Vec<u8>, Errno> {
+    if crate::live::refused_xattr(name) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    xattrs()?
+        .into_iter()
+        .find(|(n, _)| n.as_slice() == name)
+        .map(|(_, v)| v)
+        .ok_or(Errno::NO_XATTR)
+}
+
+/// Replies with a stored xattr value or listing: its length when `size` is 0, `ERANGE` when
+/// it does not fit in `size`.
 fn reply_side_xattr(reply: ReplyXattr, value: Result<Vec<u8>, Errno>, size: u32) {
     match value {
         Ok(value) if size == 0 => reply.size(value.len() as u32),

@@ -81,15 +81,6 @@ impl VaultFuse {
     }
 }
 
-fn reply_xattr(reply: ReplyXattr, value: Result<Vec<u8>, Errno>, size: u32) {
-    match value {
-        Ok(value) if size == 0 => reply.size(value.len() as u32),
-        Ok(value) if value.len() > size as usize => reply.error(Errno::ERANGE),
-        Ok(value) => reply.data(&value),
-        Err(err) => reply.error(err),
-    }
-}
-
 impl Filesystem for VaultFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         // No readdirplus: every inode the kernel learns of comes from a lookup, so the lookup
@@ -216,14 +207,8 @@ impl Filesystem for VaultFuse {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = self.xattrs(ino).and_then(|xattrs| {
-            xattrs
-                .into_iter()
-                .find(|(n, _)| n.as_slice() == name.as_bytes())
-                .map(|(_, v)| v)
-                .ok_or(Errno::NO_XATTR)
-        });
-        reply_xattr(reply, value, size);
+        let value = super::stored_xattr(name.as_bytes(), || self.xattrs(ino));
+        super::reply_side_xattr(reply, value, size);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -235,7 +220,7 @@ impl Filesystem for VaultFuse {
             }
             out
         });
-        reply_xattr(reply, names, size);
+        super::reply_side_xattr(reply, names, size);
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

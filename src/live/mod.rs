@@ -53,7 +53,7 @@ pub use namespace::{NAME_MAX, split_path};
 pub use privileges::Modification;
 pub use rename::RenameMode;
 pub(crate) use workers::DataWorkers;
-pub use xattr::{XattrFlags, XattrReply};
+pub use xattr::{XattrFlags, XattrReply, refused_xattr};
 
 use crate::chunk_store::ChunkStore;
 use crate::id::InodeNo;

@@ -49,12 +49,19 @@ fn list_len<'a>(names: impl Iterator<Item = &'a Vec<u8>>) -> usize {
     names.map(|name| name.len() + 1).sum()
 }
 
+/// Whether xattr `name` is refused as not supported, here and in every snapshot and backup
+/// of the share: `system.` names are POSIX ACLs, which snapfs does not implement, and
+/// refusing them (rather than calling them absent) makes tools fall back to mode bits and stop
+/// asking.
+pub fn refused_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"system.")
+}
+
 fn check_name(name: &[u8]) -> FsResult<()> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(FsError::Range);
     }
-    // POSIX ACLs are not implemented: refusing them makes tools fall back to mode bits.
-    if name.starts_with(b"system.") {
+    if refused_xattr(name) {
         return Err(FsError::NotSupported);
     }
     Ok(())

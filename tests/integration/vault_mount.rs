@@ -6,6 +6,7 @@
 //! SIGTERM) ends the process cleanly and releases the lock.
 
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,6 +181,20 @@ fn browse_and_compare(m: &Mounted, vault: &str, env: &[(&str, String)], mnt: &Pa
         fs::read(share.join("second/docs/report.txt")).expect("read"),
         b"revised numbers\n"
     );
+    // POSIX ACLs are not supported, as in the share: not merely absent.
+    let report = std::ffi::CString::new(first.join("docs/report.txt").into_os_string().into_vec())
+        .expect("path");
+    // SAFETY: valid C strings; a query of length 0 writes nothing.
+    let rc = unsafe {
+        libc::getxattr(
+            report.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    let err = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((rc, err), (-1, Some(libc::EOPNOTSUPP)));
     // A read in the middle of a large file (a ranged read of the chunks it covers).
     let big = fs::read(first.join("docs/deep/er/big.bin")).expect("read");
     assert_eq!(big, noise(3 << 20, 7));
