@@ -110,8 +110,8 @@ pub fn xattr_set(path: &std::path::Path, name: &str, value: &[u8]) {
     assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
 }
 
-/// An extended attribute's value, or `None` if it is absent.
-pub fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+/// An extended attribute's value (at most 4 KiB), or the error `getxattr(2)` gave.
+pub fn get_xattr(path: &std::path::Path, name: &str) -> std::io::Result<Vec<u8>> {
     let name = std::ffi::CString::new(name).unwrap();
     let mut buf = vec![0u8; 4096];
     // SAFETY: valid C strings and a writable buffer of the given length.
@@ -124,14 +124,21 @@ pub fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
         )
     };
     if n < 0 {
-        assert_eq!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::ENODATA)
-        );
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
     buf.truncate(n as usize);
-    Some(buf)
+    Ok(buf)
+}
+
+/// An extended attribute's value, or `None` if it is absent.
+pub fn xattr_get(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    match get_xattr(path, name) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            assert_eq!(err.raw_os_error(), Some(libc::ENODATA));
+            None
+        }
+    }
 }
 
 pub fn snapfs(args: &[&str]) -> std::process::Output {

@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{Mounted, as_nobody, pack_bytes};
+use crate::harness::{Mounted, as_nobody, get_xattr, pack_bytes};
 
 fn control(m: &Mounted, command: &str) -> std::io::Result<()> {
     fs::write(m.path(".snapshots/.control"), format!("{command}\n"))
@@ -186,26 +186,6 @@ fn xattr(path: &Path, name: &str, value: Option<&[u8]>) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-fn get_xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    let c_name = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 256];
-    // SAFETY: valid C strings and a writable buffer of the given length.
-    let n = unsafe {
-        libc::getxattr(
-            c_path.as_ptr(),
-            c_name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
 }
 
 #[test]

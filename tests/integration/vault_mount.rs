@@ -6,7 +6,6 @@
 //! SIGTERM) ends the process cleanly and releases the lock.
 
 use std::fs;
-use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use snapfs::id::ChunkId;
 
-use crate::harness::{Mounted, SNAPFS, is_mounted, noise, snapfs_ok};
+use crate::harness::{Mounted, SNAPFS, get_xattr, is_mounted, noise, snapfs_ok};
 use crate::s3_server::S3Server;
 use crate::vault::{ok_env, populate, snapfs_env, tree_state};
 use crate::vault_ops::open_vault;
@@ -182,19 +181,8 @@ fn browse_and_compare(m: &Mounted, vault: &str, env: &[(&str, String)], mnt: &Pa
         b"revised numbers\n"
     );
     // POSIX ACLs are not supported, as in the share: not merely absent.
-    let report = std::ffi::CString::new(first.join("docs/report.txt").into_os_string().into_vec())
-        .expect("path");
-    // SAFETY: valid C strings; a query of length 0 writes nothing.
-    let rc = unsafe {
-        libc::getxattr(
-            report.as_ptr(),
-            c"system.posix_acl_access".as_ptr(),
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    let err = std::io::Error::last_os_error().raw_os_error();
-    assert_eq!((rc, err), (-1, Some(libc::EOPNOTSUPP)));
+    let err = get_xattr(&first.join("docs/report.txt"), "system.posix_acl_access").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP));
     // A read in the middle of a large file (a ranged read of the chunks it covers).
     let big = fs::read(first.join("docs/deep/er/big.bin")).expect("read");
     assert_eq!(big, noise(3 << 20, 7));
