@@ -7,7 +7,7 @@
 # then `sync` (and an fsync of the directory, which commits snapfs), as `bench.sh --only untar`
 # does. Printed: the requests of each kind each daemon received per file created (snapfs counts
 # them itself, `--metrics`; passthrough_ll's are counted from its `-d` log, in an untimed run of
-# their own), the median wall time of RUNS (default 5) timed runs of each, interleaved, their
+# their own), the median wall time of RUNS (default 5, odd for a true median) timed runs of each, interleaved, their
 # ratio, and the time per request. When both spend about the same per request, the ratio of the
 # times is the ratio of the request counts: the round trips through the kernel are the cost.
 #
@@ -25,6 +25,7 @@ runs=${2:-5}
 }
 ((EUID == 0)) || { echo "bench-requests: must run as root" >&2; exit 1; }
 cd "$(dirname "$0")/.."
+source scripts/bench-tree.sh
 if [[ -z ${SNAPFS_BIN:-} ]]; then cargo build --release --quiet --bin snapfs; fi
 snapfs=${SNAPFS_BIN:-$PWD/target/release/snapfs}
 ll=${PASSTHROUGH_LL_BIN:-$PWD/target/passthrough_ll}
@@ -45,21 +46,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "bench-requests: making a tar of $files files of 1-16 KiB" >&2
-python3 - "$work/src" "$files" <<'PY'
-import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(1)
-for i in range(n):
-    d = os.path.join(root, f"d{i // 100:05}")
-    if i % 100 == 0:
-        os.makedirs(d)
-    with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 16384)))
-PY
+make_tree "$work/src" "$files" 16
 tar -C "$work/src" -cf "$work/files.tar" .
 rm -rf "$work/src"
 
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 untar_sync() { tar -C "$mnt/x" -xf "$work/files.tar" && sync && sync "$mnt/x"; }
 wait_mounted() {
     local i
@@ -102,20 +92,26 @@ snapfs_counts() {
 }
 ll_counts() { grep -o 'opcode: [A-Z_]*' "$work/ll.log" | awk '{ n[tolower($2)]++ } END { for (o in n) print o, n[o] }'; }
 
+# count OUT COMMAND...: into array OUT, the requests of each kind that untar_sync adds to the
+# counts COMMAND prints (one "kind count" a line).
+count() {
+    local -n out=$1
+    local op n
+    while read -r op n; do out[$op]=$((-n)); done < <("${@:2}")
+    untar_sync
+    while read -r op n; do out[$op]=$((${out[$op]:-0} + n)); done < <("${@:2}")
+}
+
 echo "bench-requests: counting snapfs's requests" >&2
 port=$(free_port)
 mount_target snapfs --metrics "127.0.0.1:$port"
-while read -r op n; do SNAPFS_N[$op]=$((-n)); done < <(snapfs_counts "$port")
-untar_sync
-while read -r op n; do SNAPFS_N[$op]=$((${SNAPFS_N[$op]:-0} + n)); done < <(snapfs_counts "$port")
+count SNAPFS_N snapfs_counts "$port"
 unmount_target
 
 echo "bench-requests: counting passthrough_ll's requests (its -d log)" >&2
 : >"$work/ll.log"
 mount_target passthrough_ll -d
-while read -r op n; do LL_N[$op]=$((-n)); done < <(ll_counts)
-untar_sync
-while read -r op n; do LL_N[$op]=$((${LL_N[$op]:-0} + n)); done < <(ll_counts)
+count LL_N ll_counts
 unmount_target
 
 declare -A TIMES=()
@@ -124,18 +120,13 @@ for ((r = 1; r <= runs; r++)); do
         mount_target "$target"
         drop_caches
         cat "$work/files.tar" >/dev/null
-        t0=$EPOCHREALTIME
-        untar_sync
-        t1=$EPOCHREALTIME
+        secs=$(time_of untar_sync)
         unmount_target
-        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
         TIMES[$target]+="$secs "
         echo "bench-requests: run $r/$runs $target $secs s" >&2
     done
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# shellcheck disable=SC2086 # the lists are words on purpose
-s_time=$(median ${TIMES[snapfs]}) l_time=$(median ${TIMES[passthrough_ll]})
+s_time=$(median <<<"${TIMES[snapfs]% }") l_time=$(median <<<"${TIMES[passthrough_ll]% }")
 
 echo
 echo "FUSE requests per file created: tar -x of $files files of 1-16 KiB, then sync"

@@ -58,17 +58,18 @@ parse_mib_files() {
     done
 }
 
-# make_tree DIR N: N files of 1-4 KiB of random bytes, 100 per directory (dNNNNN/fNNN).
+# make_tree DIR N [MAX_KIB]: N files of 1 to MAX_KIB (default 4) KiB of random bytes, 100 per
+# directory (dNNNNN/fNNN).
 make_tree() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$1" "$2" "${3:-4}" <<'PY'
 import os, random, sys
-root, n = sys.argv[1], int(sys.argv[2])
+root, n, max_kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(n)
 for i in range(n):
     d = os.path.join(root, f"d{i // 100:05}")
     if i % 100 == 0:
         os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, f"f{i % 100:03}"), "wb") as f:
-        f.write(rng.randbytes(rng.randint(1024, 4096)))
+        f.write(rng.randbytes(rng.randint(1024, max_kib * 1024)))
 PY
 }
